@@ -1,0 +1,91 @@
+//! `Authorization: <SECRET>` (or `Bearer <SECRET>`), compared in constant time.
+
+use std::future::{Ready, ready};
+use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::{ApiError, ValidationIssue};
+use crate::state::AppState;
+
+/// Holds only a digest of the secret: comparing digests takes the same time whatever the length
+/// or content of the guess.
+pub struct SecretDigest([u8; 32]);
+
+impl SecretDigest {
+    pub fn new(secret: &str) -> Self {
+        Self(Sha256::digest(secret.as_bytes()).into())
+    }
+
+    fn matches(&self, presented: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        self.0.ct_eq(&digest).into()
+    }
+}
+
+/// What the `Authorization` header says about the caller.
+enum Credentials {
+    Missing,
+    Wrong,
+    Valid,
+}
+
+fn credentials(req: &HttpRequest) -> Credentials {
+    let Some(state) = req.app_data::<web::Data<AppState>>() else {
+        return Credentials::Wrong;
+    };
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Credentials::Missing;
+    };
+    let value = value.to_str().unwrap_or_default().trim();
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .unwrap_or(value)
+        .trim();
+    if state.secret.matches(token) {
+        Credentials::Valid
+    } else {
+        Credentials::Wrong
+    }
+}
+
+/// Extractor for routes that need the secret: 422 without the header (as FastAPI did), 403 when wrong.
+pub struct Authorized;
+
+impl FromRequest for Authorized {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(match credentials(req) {
+            Credentials::Valid => Ok(Authorized),
+            Credentials::Wrong => Err(ApiError::InvalidToken),
+            Credentials::Missing => Err(missing_header()),
+        })
+    }
+}
+
+/// Extractor for routes that anonymous callers may see in part (`PUBLIC_STATUS`): tells whether
+/// the caller presented the secret, and refuses a wrong one.
+pub struct MaybeAuthorized {
+    pub authorized: bool,
+}
+
+impl FromRequest for MaybeAuthorized {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(match credentials(req) {
+            Credentials::Valid => Ok(MaybeAuthorized { authorized: true }),
+            Credentials::Missing => Ok(MaybeAuthorized { authorized: false }),
+            Credentials::Wrong => Err(ApiError::InvalidToken),
+        })
+    }
+}
+
+/// FastAPI's 422 for a request without `Authorization`.
+pub fn missing_header() -> ApiError {
+    ApiError::invalid(ValidationIssue::missing(&["header", "authorization"]))
+}

@@ -1,0 +1,208 @@
+//! Request bodies: `/beat` and `POST /disconnect` take either a form (what the documented Python
+//! client sends) or JSON. Both become one map of fields, validated with FastAPI-shaped 422s.
+
+use actix_web::http::header;
+use actix_web::web::BytesMut;
+use actix_web::{FromRequest, HttpRequest, dev::Payload};
+use futures_util::StreamExt;
+use futures_util::future::LocalBoxFuture;
+use serde_json::{Map, Value, json};
+
+use crate::error::{ApiError, ValidationIssue};
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The fields of a form or JSON body.
+pub struct BodyFields {
+    fields: Map<String, Value>,
+}
+
+impl FromRequest for BodyFields {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let declared_length = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<usize>().ok());
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if declared_length.is_some_and(|length| length > MAX_BODY_BYTES) {
+                return Err(too_large());
+            }
+            let mut body = BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|_| {
+                    ApiError::invalid(ValidationIssue::new(
+                        &["body"],
+                        "could not read the request body",
+                        "value_error.body",
+                    ))
+                })?;
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            parse(&body, is_form)
+        })
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "Request body exceeds {MAX_BODY_BYTES} bytes"
+    ))
+}
+
+fn parse(body: &[u8], is_form: bool) -> Result<BodyFields, ApiError> {
+    let looks_like_json = body
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_some_and(|byte| *byte == b'{' || *byte == b'[');
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(BodyFields {
+            fields: Map::new()
+        });
+    }
+    if is_form || !looks_like_json {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|_| {
+            ApiError::invalid(ValidationIssue::new(
+                &["body"],
+                "could not parse the form body",
+                "value_error.form",
+            ))
+        })?;
+        let fields = pairs
+            .into_iter()
+            .map(|(name, value)| (name, Value::String(value)))
+            .collect();
+        return Ok(BodyFields {
+            fields
+        });
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(fields)) => Ok(BodyFields {
+            fields
+        }),
+        Ok(_) => Err(ApiError::invalid(ValidationIssue::new(
+            &["body"],
+            "value is not a valid dict",
+            "type_error.dict",
+        ))),
+        Err(error) => Err(ApiError::Validation(vec![ValidationIssue {
+            loc: vec![json!("body"), json!(error.column().saturating_sub(1))],
+            msg: format!("Expecting value: {error}"),
+            kind: "value_error.jsondecode".into(),
+        }])),
+    }
+}
+
+/// Reads typed fields out of a body, collecting every problem, as FastAPI reports them all at once.
+pub struct FieldReader<'a> {
+    fields: &'a Map<String, Value>,
+    issues: Vec<ValidationIssue>,
+}
+
+impl<'a> FieldReader<'a> {
+    pub fn new(body: &'a BodyFields) -> Self {
+        Self {
+            fields: &body.fields,
+            issues: Vec::new(),
+        }
+    }
+
+    fn present(&self, name: &str) -> Option<&'a Value> {
+        self.fields.get(name).filter(|value| !value.is_null())
+    }
+
+    pub fn required_string(&mut self, name: &str) -> String {
+        match self.present(name) {
+            Some(Value::String(text)) => text.clone(),
+            Some(Value::Number(number)) => number.to_string(),
+            Some(_) => {
+                self.issues.push(ValidationIssue::new(
+                    &["body", name],
+                    "str type expected",
+                    "type_error.str",
+                ));
+                String::new()
+            }
+            None => {
+                self.issues.push(ValidationIssue::missing(&["body", name]));
+                String::new()
+            }
+        }
+    }
+
+    /// An optional integer >= 0; numeric text is accepted, as pydantic did.
+    pub fn optional_count(&mut self, name: &str) -> Option<u64> {
+        let value = self.present(name)?;
+        let parsed = match value {
+            Value::Number(number) => number.as_i64(),
+            Value::String(text) => text.trim().parse::<i64>().ok(),
+            _ => None,
+        };
+        match parsed {
+            Some(count) if count >= 0 => Some(count as u64),
+            Some(_) => {
+                self.issues.push(ValidationIssue::new(
+                    &["body", name],
+                    "ensure this value is greater than or equal to 0",
+                    "value_error.number.not_ge",
+                ));
+                None
+            }
+            None => {
+                self.issues.push(ValidationIssue::new(
+                    &["body", name],
+                    "value is not a valid integer",
+                    "type_error.integer",
+                ));
+                None
+            }
+        }
+    }
+
+    /// An optional finite float; numeric text is accepted.
+    pub fn optional_float(&mut self, name: &str) -> Option<f64> {
+        let value = self.present(name)?;
+        let parsed = match value {
+            Value::Number(number) => number.as_f64(),
+            Value::String(text) => text.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        match parsed.filter(|number| number.is_finite()) {
+            Some(number) => Some(number),
+            None => {
+                self.issues.push(ValidationIssue::new(
+                    &["body", name],
+                    "value is not a valid float",
+                    "type_error.float",
+                ));
+                None
+            }
+        }
+    }
+
+    /// Any JSON value. A form can only send text, which is kept as text, as the original did.
+    pub fn optional_json(&mut self, name: &str) -> Option<Value> {
+        self.present(name).cloned()
+    }
+
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.issues.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.issues))
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Settings, read from the environment (and `.env`, loaded by `main`).
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Everything a replica needs to know at startup. Every field comes from one environment variable.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `SECRET`: the shared secret bots send in `Authorization`. `None` means "generate one".
+    pub secret: Option<Secret>,
+    /// `MAX_SECONDS`: lease length; a shard that does not beat within it is freed.
+    pub max_seconds: u64,
+    /// `MAX_SHARDS`: the shard count a fresh deployment starts with.
+    pub max_shards: u32,
+    /// `REDIS_URL`: `None` runs the in-process store (one replica only).
+    pub redis_url: Option<String>,
+    /// `KEY_PREFIX`: namespaces this deployment's keys; it is also the Redis Cluster hash tag.
+    pub key_prefix: String,
+    pub host: String,
+    pub port: u16,
+    /// `PUBLIC_STATUS`: serve `/status` (without `extra`) to callers without the secret.
+    pub public_status: bool,
+    /// `MAX_EXTRA_BYTES`: largest `extra` a beat may store, as JSON text.
+    pub max_extra_bytes: usize,
+    /// `REDIS_TIMEOUT_MS`: bound on connecting to Redis, waiting for a pooled connection, and on
+    /// each reply. A request that hits it answers 503.
+    pub redis_timeout_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            max_seconds: 60,
+            max_shards: 1,
+            redis_url: None,
+            key_prefix: "shardman".into(),
+            host: "0.0.0.0".into(),
+            port: 8000,
+            public_status: false,
+            max_extra_bytes: 16 * 1024,
+            redis_timeout_ms: 1000,
+        }
+    }
+}
+
+/// A secret that never shows up in `Debug` output or logs.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A variable that is set but cannot be used. The message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {variable}={value:?}: {reason}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+impl Settings {
+    /// Reads the process environment. Unset and empty variables take their defaults.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let source = config::Config::builder()
+            .add_source(config::Environment::default())
+            .build()
+            .map_err(|error| ConfigError {
+                variable: "environment",
+                value: String::new(),
+                reason: error.to_string(),
+            })?;
+        let raw = |name: &'static str| -> Option<String> {
+            source
+                .get_string(&name.to_ascii_lowercase())
+                .ok()
+                .map(|value| value.trim().to_owned())
+                .filter(|value| !value.is_empty())
+        };
+        let defaults = Settings::default();
+        let settings = Settings {
+            secret: raw("SECRET").map(Secret::new),
+            max_seconds: parse(&raw, "MAX_SECONDS", defaults.max_seconds)?,
+            max_shards: parse(&raw, "MAX_SHARDS", defaults.max_shards)?,
+            redis_url: raw("REDIS_URL"),
+            key_prefix: raw("KEY_PREFIX").unwrap_or(defaults.key_prefix),
+            host: raw("HOST").unwrap_or(defaults.host),
+            port: parse(&raw, "PORT", defaults.port)?,
+            public_status: parse_bool(&raw, "PUBLIC_STATUS", defaults.public_status)?,
+            max_extra_bytes: parse(&raw, "MAX_EXTRA_BYTES", defaults.max_extra_bytes)?,
+            redis_timeout_ms: parse(&raw, "REDIS_TIMEOUT_MS", defaults.redis_timeout_ms)?,
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks the relations between values that parsing alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |variable: &'static str, value: String, reason: &str| ConfigError {
+            variable,
+            value,
+            reason: reason.into(),
+        };
+        if self.max_seconds == 0 {
+            return Err(invalid("MAX_SECONDS", "0".into(), "must be at least 1"));
+        }
+        if self.max_shards == 0 || self.max_shards > MAX_SHARD_COUNT {
+            return Err(invalid(
+                "MAX_SHARDS",
+                self.max_shards.to_string(),
+                "must be between 1 and 65536",
+            ));
+        }
+        if self.key_prefix.contains(['{', '}']) {
+            return Err(invalid(
+                "KEY_PREFIX",
+                self.key_prefix.clone(),
+                "must not contain '{' or '}' (it becomes the Redis hash tag)",
+            ));
+        }
+        if self.redis_timeout_ms == 0 {
+            return Err(invalid("REDIS_TIMEOUT_MS", "0".into(), "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    pub fn lease_ms(&self) -> u64 {
+        self.max_seconds * 1000
+    }
+}
+
+/// Discord's largest shard count that shardman plans for.
+pub const MAX_SHARD_COUNT: u32 = 65_536;
+
+fn parse<T>(
+    raw: &impl Fn(&'static str) -> Option<String>,
+    variable: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    match raw(variable) {
+        None => Ok(default),
+        Some(value) => value.parse().map_err(|error: T::Err| ConfigError {
+            variable,
+            reason: error.to_string(),
+            value,
+        }),
+    }
+}
+
+fn parse_bool(
+    raw: &impl Fn(&'static str) -> Option<String>,
+    variable: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match raw(variable) {
+        None => Ok(default),
+        Some(value) => match value.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError {
+                variable,
+                value,
+                reason: "expected true or false".into(),
+            }),
+        },
+    }
+}

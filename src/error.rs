@@ -1,0 +1,107 @@
+//! The one error type of the HTTP layer. Every failure a handler can meet maps to a status code and
+//! a `{"detail": ...}` body shaped like the original FastAPI service's.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::store::StoreError;
+
+/// One entry of a FastAPI validation error: where, what, and pydantic's error type.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ValidationIssue {
+    pub loc: Vec<serde_json::Value>,
+    pub msg: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl ValidationIssue {
+    pub fn new(loc: &[&str], msg: &str, kind: &str) -> Self {
+        Self {
+            loc: loc.iter().map(|part| json!(part)).collect(),
+            msg: msg.into(),
+            kind: kind.into(),
+        }
+    }
+
+    pub fn missing(loc: &[&str]) -> Self {
+        Self::new(loc, "field required", "value_error.missing")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("No Shards Available")]
+    NoShardsAvailable,
+    #[error("Invalid Token")]
+    InvalidToken,
+    #[error("Session Not Found")]
+    SessionNotFound,
+    #[error("Not Found")]
+    RouteNotFound,
+    #[error("validation failed")]
+    Validation(Vec<ValidationIssue>),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("Internal Server Error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(issue: ValidationIssue) -> Self {
+        ApiError::Validation(vec![issue])
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(reason) => {
+                log::warn!("store unavailable: {reason}");
+                ApiError::Unavailable("Store Unavailable".into())
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Seconds a client should wait before retrying after a 503.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::NoShardsAvailable => StatusCode::UNAUTHORIZED,
+            ApiError::InvalidToken => StatusCode::FORBIDDEN,
+            ApiError::SessionNotFound | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = match self {
+            ApiError::Validation(issues) => json!({ "detail": issues }),
+            ApiError::Internal(reason) => {
+                log::error!("internal error: {reason}");
+                json!({ "detail": self.to_string() })
+            }
+            other => json!({ "detail": other.to_string() }),
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unavailable(_)) {
+            response.insert_header((
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            ));
+        }
+        response.json(body)
+    }
+}

@@ -1,0 +1,105 @@
+//! Builds a replica: settings -> store -> HTTP server on a bound listener (port 0 works, for tests).
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::Server;
+use actix_web::middleware::Logger;
+use actix_web::{App, HttpServer, web};
+use rand::RngExt;
+
+use crate::auth::SecretDigest;
+use crate::config::{Secret, Settings};
+use crate::routes;
+use crate::state::AppState;
+use crate::store::{Store, StoreError};
+
+/// How long a starting replica waits for Redis to come up before it gives up.
+const STORE_STARTUP_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Binds `HOST:PORT` and builds the replica.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let listener = TcpListener::bind((settings.host.as_str(), settings.port))?;
+        Self::build_with_listener(settings, listener).await
+    }
+
+    pub async fn build_with_listener(
+        mut settings: Settings,
+        listener: TcpListener,
+    ) -> Result<Self, StartupError> {
+        let secret = settings.secret.get_or_insert_with(generated_secret).clone();
+        let store = open_store(&settings).await?;
+        match &store {
+            Store::Memory(_) => log::warn!(
+                "REDIS_URL is not set: using the in-process store. State lives in this process only; \
+                 run exactly one replica, and set REDIS_URL to run several."
+            ),
+            Store::Redis(_) => log::info!(
+                "using Redis with key prefix {{{}}}",
+                settings.key_prefix
+            ),
+        }
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState {
+            store,
+            secret: SecretDigest::new(secret.expose()),
+            settings,
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                // The default format logs no headers, so the secret never reaches the log.
+                .wrap(Logger::new("%a \"%r\" %s %Dms"))
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .listen(listener)?
+        .run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Waits for Redis while it is merely unreachable (it may still be starting); any other error, such
+/// as a broken script or a newer schema, stops startup at once.
+async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
+    let started = Instant::now();
+    loop {
+        match Store::open(settings).await {
+            Err(StoreError::Unavailable(reason)) if started.elapsed() < STORE_STARTUP_WAIT => {
+                log::warn!("waiting for Redis: {reason}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// With no `SECRET`, a fresh random one, printed once so the operator can hand it to the bots.
+fn generated_secret() -> Secret {
+    let bytes: [u8; 24] = rand::rng().random();
+    let secret = hex::encode(bytes);
+    println!("SECRET is not set; this run's secret is: {secret}");
+    Secret::new(secret)
+}
