@@ -1,0 +1,4 @@
+//! Integration tests: real Redis, real replicas on real ports.
+
+mod helpers;
+mod smoke;
