@@ -25,6 +25,16 @@ pub struct Settings {
     /// `REDIS_TIMEOUT_MS`: bound on connecting to Redis, waiting for a pooled connection, and on
     /// each reply. A request that hits it answers 503.
     pub redis_timeout_ms: u64,
+    /// True when `MAX_SHARDS` is unset: the shard count then follows Discord and the bot's load.
+    pub autoscale: bool,
+    /// `MAX_CONCURRENCY`: Discord's identify buckets, when Discord's own value is not known.
+    pub max_concurrency: u32,
+    /// `IDENTIFY_RESERVE`: identifies of the daily budget kept back; `None` means 5% of the total.
+    pub identify_reserve: Option<u32>,
+    /// `RESUME_WINDOW`: seconds after a holder disappears during which its resume data is handed on.
+    pub resume_window_seconds: u64,
+    /// `WEBHOOK_URL`: where alerts go. Events are queued in the store only when it is set.
+    pub webhook_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -40,6 +50,11 @@ impl Default for Settings {
             public_status: false,
             max_extra_bytes: 16 * 1024,
             redis_timeout_ms: 1000,
+            autoscale: false,
+            max_concurrency: 1,
+            identify_reserve: None,
+            resume_window_seconds: 60,
+            webhook_url: None,
         }
     }
 }
@@ -102,6 +117,13 @@ impl Settings {
             public_status: parse_bool(&raw, "PUBLIC_STATUS", defaults.public_status)?,
             max_extra_bytes: parse(&raw, "MAX_EXTRA_BYTES", defaults.max_extra_bytes)?,
             redis_timeout_ms: parse(&raw, "REDIS_TIMEOUT_MS", defaults.redis_timeout_ms)?,
+            autoscale: raw("MAX_SHARDS").is_none(),
+            max_concurrency: parse(&raw, "MAX_CONCURRENCY", defaults.max_concurrency)?,
+            identify_reserve: raw("IDENTIFY_RESERVE")
+                .map(|_| parse(&raw, "IDENTIFY_RESERVE", 0))
+                .transpose()?,
+            resume_window_seconds: parse(&raw, "RESUME_WINDOW", defaults.resume_window_seconds)?,
+            webhook_url: raw("WEBHOOK_URL"),
         };
         settings.validate()?;
         Ok(settings)
@@ -131,6 +153,9 @@ impl Settings {
                 "must not contain '{' or '}' (it becomes the Redis hash tag)",
             ));
         }
+        if self.max_concurrency == 0 {
+            return Err(invalid("MAX_CONCURRENCY", "0".into(), "must be at least 1"));
+        }
         if self.redis_timeout_ms == 0 {
             return Err(invalid("REDIS_TIMEOUT_MS", "0".into(), "must be at least 1"));
         }
@@ -139,6 +164,10 @@ impl Settings {
 
     pub fn lease_ms(&self) -> u64 {
         self.max_seconds * 1000
+    }
+
+    pub fn resume_window_ms(&self) -> u64 {
+        self.resume_window_seconds * 1000
     }
 }
 
