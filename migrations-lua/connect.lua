@@ -1,44 +1,84 @@
 --[[
-connect.lua: claim the lowest free shard id of the active generation for a new session.
+connect.lua: claim the lowest free shard id for a new session, book its IDENTIFY slot, and hand
+over the previous holder's resume data when there is some.
+
+Which generation: the pending one while a reshard is under way (its sessions start as "standby"),
+otherwise the active one.
 
 Free ids are tracked without scanning the shard range:
   * ids at or above the generation's high-water mark `next` were never handed out, so they are free;
   * ids below it that were released or expired sit in the sorted set `free` (score = id);
   * held ids sit in the sorted set `deadlines` (score = lease deadline, ms of Redis time). A lease key
-    expires by its TTL; the first claim after that moves its id from `deadlines` to `free`.
+    expires by its TTL; the first claim (or reap.lua) after that moves its id to `free`.
 The lowest free id is then min(ZPOPMIN free, next).
 
-KEYS[1]  plan key    (hash: generation, max_shards)
-KEYS[2]  fences key  (hash: shard id -> number of grants of that id so far)
+Identify slots: Discord allows one IDENTIFY per 5 s per bucket (bucket = shard_id % max_concurrency).
+`identify` holds, per bucket, the earliest time (ms) the next IDENTIFY may start; booking a slot moves
+it 5000 ms on. The session sleeps until its slot. A claim that inherits resume data needs no slot.
+
+Daily budget: when Discord's session_start_limit is known (`gateway` hash), identifies granted since
+it was read are counted in `gateway.used`; once remaining - used falls to the reserve, no new slot is
+booked until Discord's reset (the replica answers 429), and one identify_budget_low event is queued.
+
+KEYS[1]  plan      (hash: generation, max_shards, pending_generation, pending_max_shards)
+KEYS[2]  fences    (hash: shard id -> number of grants of that id so far)
+KEYS[3]  gateway   (hash: max_concurrency, total, remaining, reset_at ms, used, low_alerted)
+KEYS[4]  identify  (hash: bucket -> ms of the bucket's next free IDENTIFY slot)
+KEYS[5]  events    (list of "kind|shard_id|generation|max_shards|at_ms", newest first)
 ARGV[1]  key base, e.g. "{shardman}:"; every key below starts with it, so all share one hash tag
 ARGV[2]  the new session id (random, made by the replica)
 ARGV[3]  lease length in milliseconds (MAX_SECONDS * 1000)
+ARGV[4]  max_concurrency to use when Discord's is unknown (integer >= 1)
+ARGV[5]  identify reserve (integer), or -1 for 5% of Discord's daily total
+ARGV[6]  1 to queue events for the webhook, 0 not to
 
-Keys built from ARGV[1] (same hash slot as KEYS):
-  g:<gen>:next, g:<gen>:free, g:<gen>:deadlines, g:<gen>:lease:<id> (string: session id, PX lease),
-  sess:<session id> (hash: shard_id, generation, fence, last_beat ms, ...; PX lease)
+Keys built from ARGV[1] (same hash slot as KEYS): g:<gen>:next, g:<gen>:free, g:<gen>:deadlines,
+g:<gen>:lease:<id> (string: session id, PX lease), g:<gen>:resume:<id> (resume JSON left by the last
+holder), sess:<session id> (hash: shard_id, generation, fence, last_beat ms, beaten, ...; PX lease).
 
-Returns  {shard_id, max_shards, generation, fence} on a grant;
-         {-1, max_shards, generation, 0} when every shard id of the generation is held.
+Returns  {"granted", shard_id, max_shards, generation, fence, sleep_ms, state, resume JSON or nil}
+         {"full", max_shards, generation}        every shard id of the generation is held
+         {"budget", retry_after_ms}              the identify budget is down to its reserve
 Errors   "NOPLAN" when the plan hash is missing (Redis lost its data): run init.lua and retry.
 Cost     O(log N) for the claim, plus O(log N) once per lease that expired since the previous claim
          (each expiry is reclaimed exactly once), so O(log N) amortised for N shards.
 ]]
 local plan_key = KEYS[1]
 local fences_key = KEYS[2]
+local gateway_key = KEYS[3]
+local identify_key = KEYS[4]
+local events_key = KEYS[5]
 local base = ARGV[1]
 local session_id = ARGV[2]
 local lease_ms = tonumber(ARGV[3])
+local default_concurrency = tonumber(ARGV[4])
+local reserve_setting = tonumber(ARGV[5])
+local events_enabled = ARGV[6] == '1'
 
-local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards')
+local IDENTIFY_INTERVAL_MS = 5000
+local EVENTS_KEPT = 10000
+
+local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'pending_generation',
+  'pending_max_shards')
 if not plan[1] then
   return redis.error_reply('NOPLAN')
 end
-local generation = tonumber(plan[1])
-local max_shards = tonumber(plan[2])
+local generation, max_shards, state
+if plan[3] then
+  generation, max_shards, state = tonumber(plan[3]), tonumber(plan[4]), 'standby'
+else
+  generation, max_shards, state = tonumber(plan[1]), tonumber(plan[2]), 'active'
+end
 
 local time = redis.call('TIME')
 local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+
+local function queue_event(kind, shard_id)
+  if events_enabled then
+    redis.call('LPUSH', events_key, table.concat({kind, shard_id, generation, max_shards, now_ms}, '|'))
+    redis.call('LTRIM', events_key, 0, EVENTS_KEPT - 1)
+  end
+end
 
 local gen_base = base .. 'g:' .. generation .. ':'
 local next_key = gen_base .. 'next'
@@ -47,14 +87,14 @@ local deadlines_key = gen_base .. 'deadlines'
 
 -- Reclaim leases whose deadline has passed. The lease key is the truth: if it is still there (its
 -- TTL was refreshed by a beat this index has not seen), keep the id held and fix its deadline.
-local expired = redis.call('ZRANGEBYSCORE', deadlines_key, '-inf', now_ms)
-for _, id in ipairs(expired) do
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', deadlines_key, '-inf', now_ms)) do
   local ttl = redis.call('PTTL', gen_base .. 'lease:' .. id)
   if ttl > 0 then
     redis.call('ZADD', deadlines_key, now_ms + ttl, id)
   else
     redis.call('ZREM', deadlines_key, id)
     redis.call('ZADD', free_key, id, id)
+    queue_event('expire', id)
   end
 end
 
@@ -65,17 +105,45 @@ if popped[1] then
 else
   local next_id = tonumber(redis.call('GET', next_key) or '0')
   if next_id >= max_shards then
-    return {-1, max_shards, generation, 0}
+    return {'full', max_shards, generation}
   end
   shard_id = next_id
   redis.call('SET', next_key, next_id + 1)
+end
+
+-- Resume data is handed to exactly one claimant: GETDEL.
+local resume = redis.call('GETDEL', gen_base .. 'resume:' .. shard_id)
+local sleep_ms = 0
+if not resume then
+  local budget = redis.call('HMGET', gateway_key, 'total', 'remaining', 'used', 'reset_at')
+  if budget[1] and now_ms < tonumber(budget[4]) then
+    local total = tonumber(budget[1])
+    local left = tonumber(budget[2]) - tonumber(budget[3] or '0')
+    local reserve = reserve_setting
+    if reserve < 0 then reserve = math.ceil(total * 0.05) end
+    if left <= reserve then
+      -- Put the id back: nothing was granted.
+      redis.call('ZADD', free_key, shard_id, shard_id)
+      if redis.call('HSETNX', gateway_key, 'low_alerted', 1) == 1 then
+        queue_event('identify_budget_low', -1)
+      end
+      return {'budget', tonumber(budget[4]) - now_ms}
+    end
+    redis.call('HINCRBY', gateway_key, 'used', 1)
+  end
+  local concurrency = tonumber(redis.call('HGET', gateway_key, 'max_concurrency') or default_concurrency)
+  local bucket = shard_id % concurrency
+  local slot = math.max(now_ms, tonumber(redis.call('HGET', identify_key, bucket) or '0'))
+  redis.call('HSET', identify_key, bucket, slot + IDENTIFY_INTERVAL_MS)
+  sleep_ms = slot - now_ms
 end
 
 local fence = redis.call('HINCRBY', fences_key, shard_id, 1)
 redis.call('SET', gen_base .. 'lease:' .. shard_id, session_id, 'PX', lease_ms)
 local session_key = base .. 'sess:' .. session_id
 redis.call('HSET', session_key, 'shard_id', shard_id, 'generation', generation, 'fence', fence,
-  'last_beat', now_ms)
+  'last_beat', now_ms, 'beaten', 0)
 redis.call('PEXPIRE', session_key, lease_ms)
 redis.call('ZADD', deadlines_key, now_ms + lease_ms, shard_id)
-return {shard_id, max_shards, generation, fence}
+queue_event('connect', shard_id)
+return {'granted', shard_id, max_shards, generation, fence, sleep_ms, state, resume}

@@ -5,7 +5,7 @@ Runs once when a replica starts, and again whenever another script reports that 
 (Redis lost its data). Creating what is missing is idempotent, so racing replicas agree.
 
 KEYS[1]  schema key  (string: the key-schema version of this deployment)
-KEYS[2]  plan key    (hash: generation, max_shards)
+KEYS[2]  plan key    (hash: generation, max_shards, last_generation; pending_* during a reshard)
 ARGV[1]  schema version this replica knows (integer)
 ARGV[2]  shard count to start with when there is no plan yet (integer >= 1)
 
@@ -29,7 +29,7 @@ if not stored or stored < known_version then
 end
 
 if redis.call('EXISTS', plan_key) == 0 then
-  redis.call('HSET', plan_key, 'generation', 1, 'max_shards', initial_shards)
+  redis.call('HSET', plan_key, 'generation', 1, 'max_shards', initial_shards, 'last_generation', 1)
 end
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards')
 return {known_version, tonumber(plan[1]), tonumber(plan[2])}

@@ -143,6 +143,15 @@ impl<'a> FieldReader<'a> {
         }
     }
 
+    /// A required integer >= 0.
+    pub fn required_count(&mut self, name: &str) -> u64 {
+        if self.present(name).is_none() {
+            self.issues.push(ValidationIssue::missing(&["body", name]));
+            return 0;
+        }
+        self.optional_count(name).unwrap_or_default()
+    }
+
     /// An optional integer >= 0; numeric text is accepted, as pydantic did.
     pub fn optional_count(&mut self, name: &str) -> Option<u64> {
         let value = self.present(name)?;
@@ -196,6 +205,65 @@ impl<'a> FieldReader<'a> {
     /// Any JSON value. A form can only send text, which is kept as text, as the original did.
     pub fn optional_json(&mut self, name: &str) -> Option<Value> {
         self.present(name).cloned()
+    }
+
+    /// Discord resume data: an object `{session_id, sequence, resume_gateway_url}`, or that object
+    /// as JSON text (a form can only send text). Returned with exactly those three fields.
+    pub fn optional_resume(&mut self, name: &str) -> Option<Value> {
+        let value = self.present(name)?;
+        let parsed = match value {
+            Value::String(text) => serde_json::from_str::<Value>(text).ok(),
+            other => Some(other.clone()),
+        };
+        let Some(Value::Object(object)) = parsed else {
+            self.issues.push(ValidationIssue::new(
+                &["body", name],
+                "value is not a valid dict",
+                "type_error.dict",
+            ));
+            return None;
+        };
+        let before = self.issues.len();
+        let text = |field: &str, issues: &mut Vec<ValidationIssue>| match object.get(field) {
+            Some(Value::String(text)) if !text.is_empty() => Some(text.clone()),
+            Some(_) => {
+                issues.push(ValidationIssue::new(
+                    &["body", name, field],
+                    "str type expected",
+                    "type_error.str",
+                ));
+                None
+            }
+            None => {
+                issues.push(ValidationIssue::missing(&["body", name, field]));
+                None
+            }
+        };
+        let session_id = text("session_id", &mut self.issues);
+        let resume_gateway_url = text("resume_gateway_url", &mut self.issues);
+        let sequence = match object.get("sequence") {
+            Some(Value::Number(number)) if number.as_u64().is_some() => number.as_u64(),
+            Some(_) => {
+                self.issues.push(ValidationIssue::new(
+                    &["body", name, "sequence"],
+                    "value is not a valid integer",
+                    "type_error.integer",
+                ));
+                None
+            }
+            None => {
+                self.issues.push(ValidationIssue::missing(&["body", name, "sequence"]));
+                None
+            }
+        };
+        if self.issues.len() > before {
+            return None;
+        }
+        Some(json!({
+            "session_id": session_id,
+            "sequence": sequence,
+            "resume_gateway_url": resume_gateway_url,
+        }))
     }
 
     pub fn finish(self) -> Result<(), ApiError> {

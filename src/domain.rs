@@ -1,7 +1,30 @@
-//! Domain types: what a lease, a beat and the fleet's status are. No I/O here.
+//! Domain types: what a lease, a beat, a reshard and the fleet's status are. No I/O here.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// Where a session stands in the shard plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionState {
+    /// Its generation is the active one: run the shard.
+    Active,
+    /// Its generation is pending (a reshard is under way): connect to Discord, it goes active soon.
+    Standby,
+    /// Its generation was replaced: stop.
+    Retired,
+}
+
+impl SessionState {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "active" => Some(Self::Active),
+            "standby" => Some(Self::Standby),
+            "retired" => Some(Self::Retired),
+            _ => None,
+        }
+    }
+}
 
 /// A shard id held by one session of one generation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -11,6 +34,7 @@ pub struct Lease {
     pub generation: u64,
     /// Grows with every grant of this shard id: a fencing token for whatever the bot writes.
     pub fence: u64,
+    pub state: SessionState,
 }
 
 /// A successful `/connect`.
@@ -18,6 +42,27 @@ pub struct Lease {
 pub struct Grant {
     pub session_id: String,
     pub lease: Lease,
+    /// How long to wait before sending IDENTIFY, in milliseconds; 0 when resuming.
+    pub sleep_ms: u64,
+    /// The previous holder's resume data (JSON), when it can be resumed.
+    pub resume: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug)]
+pub enum ConnectOutcome {
+    Granted(Grant),
+    /// Every shard id of the generation is held.
+    Full,
+    /// The daily identify budget is down to its reserve.
+    BudgetExhausted { retry_after_ms: u64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdentifyOutcome {
+    Slot { sleep_ms: u64 },
+    NotFound,
+    Retired,
+    BudgetExhausted { retry_after_ms: u64 },
 }
 
 /// What a bot process reports with each beat.
@@ -28,6 +73,8 @@ pub struct BeatReport {
     pub latency: Option<f64>,
     /// Already serialised JSON, so the store keeps it as text.
     pub extra: Option<String>,
+    /// Discord resume data (`{session_id, sequence, resume_gateway_url}`) as JSON text.
+    pub resume: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,24 +87,172 @@ pub enum BeatOutcome {
 }
 
 /// One held shard as `/status` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ShardStatus {
     pub shard_id: u32,
     pub last_beat: DateTime<Utc>,
     pub guild_count: Option<u64>,
     pub latency: Option<f64>,
     pub extra: Option<serde_json::Value>,
+    #[serde(skip)]
+    pub fence: u64,
+    /// Whether the holder has beaten since it connected.
+    #[serde(skip)]
+    pub beaten: bool,
 }
 
-/// The fleet: the planned shard count and every held shard, sorted by shard id.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// One generation of the shard plan and its held shards, sorted by shard id.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct GenerationStatus {
+    pub generation: u64,
+    pub max_shards: u32,
+    pub shards: Vec<ShardStatus>,
+}
+
+impl GenerationStatus {
+    pub fn held(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Held shards whose holder has beaten: what a pending generation waits for.
+    pub fn ready(&self) -> usize {
+        self.shards.iter().filter(|shard| shard.beaten).count()
+    }
+
+    pub fn total_guilds(&self) -> u64 {
+        self.shards.iter().filter_map(|shard| shard.guild_count).sum()
+    }
+}
+
+/// The fleet: the active generation (`total_shards`, `generation`, `shards`, as the original API
+/// showed it) and, during a reshard, the pending one.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FleetStatus {
     pub total_shards: u32,
     pub generation: u64,
+    /// Held shards of the active generation, sorted by shard id.
     pub shards: Vec<ShardStatus>,
+    pub pending: Option<GenerationStatus>,
+}
+
+impl FleetStatus {
+    pub fn active(&self) -> GenerationStatus {
+        GenerationStatus {
+            generation: self.generation,
+            max_shards: self.total_shards,
+            shards: self.shards.clone(),
+        }
+    }
+}
+
+/// The result of asking for a new shard count.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReshardPlan {
+    /// False when the count asked for was already the planned one.
+    pub started: bool,
+    pub from_generation: u64,
+    pub from_max_shards: u32,
+    /// The pending generation (equal to `from_generation` when nothing is pending).
+    pub generation: u64,
+    pub max_shards: u32,
+}
+
+/// Discord's `GET /gateway/bot`, as shardman keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayInfo {
+    /// Discord's recommended shard count.
+    pub shards: u32,
+    pub max_concurrency: u32,
+    pub session_start_total: u32,
+    pub session_start_remaining: u32,
+    pub session_start_reset_after_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Connect,
+    Disconnect,
+    Expire,
+    ReshardStarted,
+    ReshardCompleted,
+    IdentifyBudgetLow,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Connect => "connect",
+            EventKind::Disconnect => "disconnect",
+            EventKind::Expire => "expire",
+            EventKind::ReshardStarted => "reshard_started",
+            EventKind::ReshardCompleted => "reshard_completed",
+            EventKind::IdentifyBudgetLow => "identify_budget_low",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            EventKind::Connect,
+            EventKind::Disconnect,
+            EventKind::Expire,
+            EventKind::ReshardStarted,
+            EventKind::ReshardCompleted,
+            EventKind::IdentifyBudgetLow,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == text)
+    }
+}
+
+/// Something that happened to the fleet, queued by the scripts for the webhook.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Event {
+    pub kind: EventKind,
+    pub shard_id: Option<u32>,
+    pub generation: u64,
+    /// The generation's shard count, when the event knows it.
+    pub max_shards: Option<u32>,
+    pub at: DateTime<Utc>,
+}
+
+impl Event {
+    /// Parses the scripts' `kind|shard_id|generation|max_shards|at_ms` (-1 for "none").
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.split('|');
+        let kind = EventKind::parse(parts.next()?)?;
+        let mut number = || parts.next()?.parse::<i64>().ok();
+        let (shard_id, generation, max_shards, at_ms) = (number()?, number()?, number()?, number()?);
+        Some(Event {
+            kind,
+            shard_id: u32::try_from(shard_id).ok(),
+            generation: u64::try_from(generation).ok()?,
+            max_shards: u32::try_from(max_shards).ok(),
+            at: timestamp_from_millis(at_ms),
+        })
+    }
 }
 
 /// Milliseconds since the Unix epoch (Redis's `TIME`) as a UTC timestamp.
 pub fn timestamp_from_millis(millis: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(millis).unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_parse_from_the_scripts_format() {
+        let event = Event::parse("expire|3|2|6|1700000000000").expect("parses");
+        assert_eq!(event.kind, EventKind::Expire);
+        assert_eq!(event.shard_id, Some(3));
+        assert_eq!(event.generation, 2);
+        assert_eq!(event.max_shards, Some(6));
+        let budget = Event::parse("identify_budget_low|-1|1|-1|0").expect("parses");
+        assert_eq!(budget.shard_id, None);
+        assert_eq!(budget.max_shards, None);
+        assert!(Event::parse("nonsense|1|1|1|1").is_none());
+        assert!(Event::parse("connect|1|1").is_none());
+    }
 }

@@ -1,37 +1,106 @@
 //! The bot-facing lifecycle: connect, beat, disconnect.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Authorized;
 use crate::body::{BodyFields, FieldReader};
-use crate::domain::{BeatOutcome, BeatReport};
+use crate::domain::{
+    BeatOutcome, BeatReport, ConnectOutcome, IdentifyOutcome, Lease, SessionState,
+};
 use crate::error::{ApiError, ValidationIssue};
 use crate::state::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"shard_id": 0, "max_shards": 16, "session_id": "4f2a9c0e8b7d4a35a1f0c2d3e4b5a697", "fence": 7, "generation": 1, "state": "active", "sleep_duration": 5.0, "resume": null}))]
 struct ConnectConfirmed {
     shard_id: u32,
     max_shards: u32,
     session_id: String,
     fence: u64,
     generation: u64,
+    /// `active`, or `standby` while the session's generation waits to replace the active one.
+    #[schema(value_type = String)]
+    state: SessionState,
+    /// Seconds to wait before sending IDENTIFY (0 when `resume` is given).
+    sleep_duration: f64,
+    /// The previous holder's Discord resume data (`session_id`, `sequence`, `resume_gateway_url`):
+    /// RESUME with it instead of IDENTIFY.
+    #[schema(value_type = Option<Object>)]
+    resume: Option<serde_json::Value>,
 }
 
+/// `Prefer: return=representation` on `/beat`: where the session stands.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"shard_id": 0, "max_shards": 16, "generation": 2, "state": "standby", "fence": 3}))]
+struct BeatRepresentation {
+    shard_id: u32,
+    max_shards: u32,
+    generation: u64,
+    #[schema(value_type = String)]
+    state: SessionState,
+    fence: u64,
+}
+
+impl From<Lease> for BeatRepresentation {
+    fn from(lease: Lease) -> Self {
+        Self {
+            shard_id: lease.shard_id,
+            max_shards: lease.max_shards,
+            generation: lease.generation,
+            state: lease.state,
+            fence: lease.fence,
+        }
+    }
+}
+
+fn seconds(milliseconds: u64) -> f64 {
+    milliseconds as f64 / 1000.0
+}
+
+/// Whole seconds for `Retry-After`, rounded up so a client never comes back too early.
+fn retry_after(milliseconds: u64) -> u64 {
+    milliseconds.div_ceil(1000).max(1)
+}
+
+fn budget_exhausted(retry_after_ms: u64) -> ApiError {
+    ApiError::TooManyRequests {
+        detail: "Identify Budget Exhausted".into(),
+        retry_after_secs: retry_after(retry_after_ms),
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/connect",
+    tag = "bots",
+    description = "Claims the lowest free shard id of the active generation for a new session. `fence` grows with every grant of that shard id (a fencing token).",
+    security(("secret" = [])),
+    responses(
+        (status = 200, description = "A shard was granted", body = ConnectConfirmed),
+        (status = 401, description = "Every shard is held", body = crate::openapi::Detail, example = json!({"detail": "No Shards Available"})),
+        (status = 403, description = "Wrong secret", body = crate::openapi::Detail, example = json!({"detail": "Invalid Token"})),
+        (status = 422, description = "No `Authorization` header, or a missing or ill-typed field", body = crate::openapi::ValidationError),
+        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::openapi::Detail, example = json!({"detail": "Store Unavailable"})),
+    )
+)]
 pub async fn connect(
     _: Authorized,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let grant = state
-        .store
-        .connect()
-        .await?
-        .ok_or(ApiError::NoShardsAvailable)?;
+    let grant = match state.store.connect().await? {
+        ConnectOutcome::Granted(grant) => grant,
+        ConnectOutcome::Full => return Err(ApiError::NoShardsAvailable),
+        ConnectOutcome::BudgetExhausted { retry_after_ms } => {
+            return Err(budget_exhausted(retry_after_ms));
+        }
+    };
     log::info!(
-        "shard {} granted (generation {}, fence {})",
+        "shard {} granted (generation {}, fence {}, {})",
         grant.lease.shard_id,
         grant.lease.generation,
-        grant.lease.fence
+        grant.lease.fence,
+        if grant.resume.is_some() { "resume" } else { "identify" }
     );
     Ok(HttpResponse::Ok().json(ConnectConfirmed {
         shard_id: grant.lease.shard_id,
@@ -39,20 +108,57 @@ pub async fn connect(
         session_id: grant.session_id,
         fence: grant.lease.fence,
         generation: grant.lease.generation,
+        state: grant.lease.state,
+        sleep_duration: seconds(grant.sleep_ms),
+        resume: grant.resume,
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/beat",
+    tag = "bots",
+    description = "Refreshes the session's lease to `MAX_SECONDS` and stores what the bot reports. Accepts JSON or a form (`requests.post(url, data={...})`).",
+    security(("secret" = [])),
+    request_body(content(
+        (crate::openapi::BeatBody = "application/json"),
+        (crate::openapi::BeatBody = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 204, description = "The lease was refreshed"),
+        (status = 401, description = "The session's shard is no longer planned: stop this shard", body = crate::openapi::Detail, example = json!({"detail": "No Shards Available"})),
+        (status = 403, description = "Wrong secret", body = crate::openapi::Detail, example = json!({"detail": "Invalid Token"})),
+        (status = 404, description = "Unknown or expired session", body = crate::openapi::Detail, example = json!({"detail": "Session Not Found"})),
+        (status = 413, description = "Body over 64 KiB, or `extra` over `MAX_EXTRA_BYTES`", body = crate::openapi::Detail),
+        (status = 422, description = "No `Authorization` header, or a missing or ill-typed field", body = crate::openapi::ValidationError),
+        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::openapi::Detail, example = json!({"detail": "Store Unavailable"})),
+    )
+)]
 pub async fn beat(
     _: Authorized,
+    request: HttpRequest,
     state: web::Data<AppState>,
     body: BodyFields,
 ) -> Result<HttpResponse, ApiError> {
     let report = read_beat(&body, state.settings.max_extra_bytes)?;
     match state.store.beat(&report).await? {
+        BeatOutcome::Alive(lease) if wants_representation(&request) => {
+            Ok(HttpResponse::Ok().json(BeatRepresentation::from(lease)))
+        }
         BeatOutcome::Alive(_) => Ok(HttpResponse::NoContent().finish()),
         BeatOutcome::Retired(_) => Err(ApiError::NoShardsAvailable),
         BeatOutcome::NotFound => Err(ApiError::SessionNotFound),
     }
+}
+
+/// RFC 7240 `Prefer: return=representation`; clients that do not send it get the original 204.
+fn wants_representation(request: &HttpRequest) -> bool {
+    request
+        .headers()
+        .get_all("prefer")
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|preference| preference.trim().eq_ignore_ascii_case("return=representation"))
 }
 
 fn read_beat(body: &BodyFields, max_extra_bytes: usize) -> Result<BeatReport, ApiError> {
@@ -61,6 +167,7 @@ fn read_beat(body: &BodyFields, max_extra_bytes: usize) -> Result<BeatReport, Ap
     let guild_count = fields.optional_count("guild_count");
     let latency = fields.optional_float("latency");
     let extra = fields.optional_json("extra");
+    let resume = fields.optional_resume("resume");
     fields.finish()?;
     let extra = extra.map(|value| value.to_string());
     if extra.as_ref().is_some_and(|text| text.len() > max_extra_bytes) {
@@ -73,6 +180,7 @@ fn read_beat(body: &BodyFields, max_extra_bytes: usize) -> Result<BeatReport, Ap
         guild_count,
         latency,
         extra,
+        resume: resume.map(|value| value.to_string()),
     })
 }
 
@@ -81,6 +189,21 @@ pub struct SessionQuery {
     session_id: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/disconnect",
+    tag = "bots",
+    description = "Frees the session's shard at once.",
+    security(("secret" = [])),
+    params(("session_id" = String, Query, description = "From `/connect`", example = "4f2a9c0e8b7d4a35a1f0c2d3e4b5a697")),
+    responses(
+        (status = 204, description = "The shard is free"),
+        (status = 403, description = "Wrong secret", body = crate::openapi::Detail, example = json!({"detail": "Invalid Token"})),
+        (status = 404, description = "Unknown or expired session", body = crate::openapi::Detail, example = json!({"detail": "Session Not Found"})),
+        (status = 422, description = "No `Authorization` header, or a missing or ill-typed field", body = crate::openapi::ValidationError),
+        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::openapi::Detail, example = json!({"detail": "Store Unavailable"})),
+    )
+)]
 pub async fn disconnect_by_query(
     _: Authorized,
     state: web::Data<AppState>,
@@ -92,6 +215,25 @@ pub async fn disconnect_by_query(
     release(&state, &session_id).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/disconnect",
+    tag = "bots",
+    description = "Frees the session's shard at once. Accepts JSON or a form.",
+    security(("secret" = [])),
+    request_body(content(
+        (crate::openapi::SessionBody = "application/json"),
+        (crate::openapi::SessionBody = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 204, description = "The shard is free"),
+        (status = 403, description = "Wrong secret", body = crate::openapi::Detail, example = json!({"detail": "Invalid Token"})),
+        (status = 404, description = "Unknown or expired session", body = crate::openapi::Detail, example = json!({"detail": "Session Not Found"})),
+        (status = 413, description = "Body over 64 KiB", body = crate::openapi::Detail),
+        (status = 422, description = "No `Authorization` header, or a missing or ill-typed field", body = crate::openapi::ValidationError),
+        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::openapi::Detail, example = json!({"detail": "Store Unavailable"})),
+    )
+)]
 pub async fn disconnect_by_body(
     _: Authorized,
     state: web::Data<AppState>,
@@ -109,4 +251,49 @@ async fn release(state: &AppState, session_id: &str) -> Result<HttpResponse, Api
     } else {
         Err(ApiError::SessionNotFound)
     }
+}
+
+#[utoipa::path(
+    post,
+    path = "/identify",
+    tag = "bots",
+    description = "Books the next IDENTIFY slot for a session that holds its shard but must identify again (Discord invalidated its session). Slots keep every bucket (`shard_id % max_concurrency`) at one IDENTIFY per 5 s across all replicas. Accepts JSON or a form.",
+    security(("secret" = [])),
+    request_body(content(
+        (crate::openapi::SessionBody = "application/json"),
+        (crate::openapi::SessionBody = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Wait `sleep_duration` seconds, then IDENTIFY", body = IdentifySlot),
+        (status = 401, description = "The session's generation was replaced: stop this shard", body = crate::openapi::Detail, example = json!({"detail": "No Shards Available"})),
+        (status = 403, description = "Wrong secret", body = crate::openapi::Detail, example = json!({"detail": "Invalid Token"})),
+        (status = 404, description = "Unknown or expired session", body = crate::openapi::Detail, example = json!({"detail": "Session Not Found"})),
+        (status = 422, description = "No `Authorization` header, or a missing field", body = crate::openapi::ValidationError),
+        (status = 429, description = "Discord's daily identify budget is down to its reserve (`Retry-After` until it resets)", body = crate::openapi::Detail, example = json!({"detail": "Identify Budget Exhausted"})),
+        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::openapi::Detail, example = json!({"detail": "Store Unavailable"})),
+    )
+)]
+pub async fn identify(
+    _: Authorized,
+    state: web::Data<AppState>,
+    body: BodyFields,
+) -> Result<HttpResponse, ApiError> {
+    let mut fields = FieldReader::new(&body);
+    let session_id = fields.required_string("session_id");
+    fields.finish()?;
+    match state.store.identify(&session_id).await? {
+        IdentifyOutcome::Slot { sleep_ms } => Ok(HttpResponse::Ok().json(IdentifySlot {
+            sleep_duration: seconds(sleep_ms),
+        })),
+        IdentifyOutcome::NotFound => Err(ApiError::SessionNotFound),
+        IdentifyOutcome::Retired => Err(ApiError::NoShardsAvailable),
+        IdentifyOutcome::BudgetExhausted { retry_after_ms } => Err(budget_exhausted(retry_after_ms)),
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"sleep_duration": 5.0}))]
+struct IdentifySlot {
+    /// Seconds to wait before sending IDENTIFY.
+    sleep_duration: f64,
 }

@@ -1,11 +1,71 @@
 use actix_web::{HttpResponse, web};
 
+use serde::Serialize;
+
 use crate::auth::MaybeAuthorized;
+use crate::domain::{FleetStatus, GenerationStatus};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// `/status`: the original API's fields, plus where each generation of the shard plan stands.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StatusBody {
+    #[serde(flatten)]
+    fleet: FleetStatus,
+    generations: Generations,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Generations {
+    active: GenerationSummary,
+    /// The generation a reshard is filling, until it becomes active.
+    pending: Option<GenerationSummary>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct GenerationSummary {
+    generation: u64,
+    max_shards: u32,
+    /// Shard ids with a live session.
+    held: usize,
+    /// Held shard ids whose session has beaten since it connected.
+    ready: usize,
+    /// `ready / max_shards`, from 0 to 1: a pending generation becomes active at 1.
+    progress: f64,
+}
+
+impl From<&GenerationStatus> for GenerationSummary {
+    fn from(generation: &GenerationStatus) -> Self {
+        let ready = generation.ready();
+        Self {
+            generation: generation.generation,
+            max_shards: generation.max_shards,
+            held: generation.held(),
+            ready,
+            progress: if generation.max_shards == 0 {
+                0.0
+            } else {
+                ready as f64 / f64::from(generation.max_shards)
+            },
+        }
+    }
+}
+
 /// The fleet. Anonymous callers get it only with `PUBLIC_STATUS=true`, and then without `extra`,
 /// which bots may fill with private data.
+#[utoipa::path(
+    get,
+    path = "/status",
+    tag = "fleet",
+    description = "The planned shard count and every held shard, sorted by id. Needs the secret unless `PUBLIC_STATUS=true`; anonymous callers then get it without `extra`.",
+    security((), ("secret" = [])),
+    responses(
+        (status = 200, description = "The fleet", body = StatusBody, example = json!({"total_shards": 2, "generation": 1, "shards": [{"shard_id": 0, "last_beat": "2026-11-28T13:05:00.123Z", "guild_count": 2431, "latency": 0.084, "extra": {"version": "1.4.2"}}], "pending": null, "generations": {"active": {"generation": 1, "max_shards": 2, "held": 1, "ready": 1, "progress": 0.5}, "pending": null}})),
+        (status = 403, description = "Wrong secret", body = crate::openapi::Detail, example = json!({"detail": "Invalid Token"})),
+        (status = 422, description = "No `Authorization` header (and `PUBLIC_STATUS` is false)", body = crate::openapi::ValidationError),
+        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::openapi::Detail, example = json!({"detail": "Store Unavailable"})),
+    )
+)]
 pub async fn status(
     caller: MaybeAuthorized,
     state: web::Data<AppState>,
@@ -15,9 +75,14 @@ pub async fn status(
     }
     let mut fleet = state.store.status().await?;
     if !caller.authorized {
-        for shard in &mut fleet.shards {
+        let pending = fleet.pending.iter_mut().flat_map(|pending| &mut pending.shards);
+        for shard in fleet.shards.iter_mut().chain(pending) {
             shard.extra = None;
         }
     }
-    Ok(HttpResponse::Ok().json(fleet))
+    let generations = Generations {
+        active: GenerationSummary::from(&fleet.active()),
+        pending: fleet.pending.as_ref().map(GenerationSummary::from),
+    };
+    Ok(HttpResponse::Ok().json(StatusBody { fleet, generations }))
 }

@@ -1,0 +1,53 @@
+--[[
+reshard.lua: start a new generation with a new shard count (zero-downtime resharding).
+
+The active generation keeps running untouched; /connect hands out ids of the new (pending)
+generation, and beat.lua makes it active once all of its ids are held and have beaten. Starting a
+reshard while another is pending replaces that pending generation (its sessions are retired).
+Asking for the count already planned changes nothing.
+
+KEYS[1]  plan    (hash: generation, max_shards, last_generation, pending_generation, pending_max_shards)
+KEYS[2]  events  (list, see connect.lua)
+ARGV[1]  the new shard count (integer >= 1)
+ARGV[2]  1 to queue events for the webhook, 0 not to
+
+Returns  {started (1 or 0), active generation, active max_shards, pending generation or 0,
+          pending max_shards or 0}
+Errors   "NOPLAN" when the plan hash is missing (Redis lost its data): run init.lua and retry.
+Cost     O(1).
+]]
+local plan_key = KEYS[1]
+local events_key = KEYS[2]
+local new_max_shards = tonumber(ARGV[1])
+local events_enabled = ARGV[2] == '1'
+
+local EVENTS_KEPT = 10000
+
+local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'last_generation',
+  'pending_generation', 'pending_max_shards')
+if not plan[1] then
+  return redis.error_reply('NOPLAN')
+end
+local active_generation = tonumber(plan[1])
+local active_max_shards = tonumber(plan[2])
+local planned = tonumber(plan[5]) or active_max_shards
+if planned == new_max_shards then
+  return {0, active_generation, active_max_shards, tonumber(plan[4]) or 0, tonumber(plan[5]) or 0}
+end
+
+local generation = math.max(tonumber(plan[3]) or 0, active_generation, tonumber(plan[4]) or 0) + 1
+if new_max_shards == active_max_shards then
+  -- Back to the active count: just drop the pending generation.
+  redis.call('HDEL', plan_key, 'pending_generation', 'pending_max_shards')
+  redis.call('HSET', plan_key, 'last_generation', generation)
+  return {1, active_generation, active_max_shards, 0, 0}
+end
+redis.call('HSET', plan_key, 'last_generation', generation, 'pending_generation', generation,
+  'pending_max_shards', new_max_shards)
+if events_enabled then
+  local time = redis.call('TIME')
+  local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  redis.call('LPUSH', events_key, table.concat({'reshard_started', -1, generation, new_max_shards, now_ms}, '|'))
+  redis.call('LTRIM', events_key, 0, EVENTS_KEPT - 1)
+end
+return {1, active_generation, active_max_shards, generation, new_max_shards}

@@ -1,0 +1,83 @@
+//! Operator actions on the shard plan.
+
+use actix_web::{HttpResponse, web};
+use serde::Serialize;
+
+use crate::auth::Authorized;
+use crate::body::{BodyFields, FieldReader};
+use crate::config::MAX_SHARD_COUNT;
+use crate::domain::ReshardPlan;
+use crate::error::{ApiError, ValidationIssue};
+use crate::state::AppState;
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"started": true, "from_generation": 1, "from_max_shards": 4, "generation": 2, "max_shards": 6}))]
+struct ReshardAccepted {
+    /// False when the count asked for was already the planned one (nothing changed).
+    started: bool,
+    from_generation: u64,
+    from_max_shards: u32,
+    /// The generation that will replace the active one once all its shards are held and beating.
+    generation: u64,
+    max_shards: u32,
+}
+
+impl From<ReshardPlan> for ReshardAccepted {
+    fn from(plan: ReshardPlan) -> Self {
+        Self {
+            started: plan.started,
+            from_generation: plan.from_generation,
+            from_max_shards: plan.from_max_shards,
+            generation: plan.generation,
+            max_shards: plan.max_shards,
+        }
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/reshard",
+    tag = "fleet",
+    description = "Starts a zero-downtime reshard to `max_shards`: a new generation is handed out by `/connect` while the active one keeps running; it becomes active once every shard of it is held and has beaten, and from then on the old generation's beats get 401. Accepts JSON or a form.",
+    security(("secret" = [])),
+    request_body(content(
+        (crate::openapi::ReshardBody = "application/json"),
+        (crate::openapi::ReshardBody = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 202, description = "The reshard is under way (or the count was already planned: `started` is false)", body = ReshardAccepted),
+        (status = 403, description = "Wrong secret", body = crate::openapi::Detail, example = json!({"detail": "Invalid Token"})),
+        (status = 422, description = "No `Authorization` header, or `max_shards` missing or not in 1..=65536", body = crate::openapi::ValidationError),
+        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::openapi::Detail, example = json!({"detail": "Store Unavailable"})),
+    )
+)]
+pub async fn reshard(
+    _: Authorized,
+    state: web::Data<AppState>,
+    body: BodyFields,
+) -> Result<HttpResponse, ApiError> {
+    let mut fields = FieldReader::new(&body);
+    let max_shards = fields.required_count("max_shards");
+    fields.finish()?;
+    let max_shards = u32::try_from(max_shards)
+        .ok()
+        .filter(|count| (1..=MAX_SHARD_COUNT).contains(count))
+        .ok_or_else(|| {
+            ApiError::invalid(ValidationIssue::new(
+                &["body", "max_shards"],
+                "ensure this value is between 1 and 65536",
+                "value_error.number.not_in_range",
+            ))
+        })?;
+    let plan = state.store.reshard(max_shards).await?;
+    if plan.started {
+        log::info!(
+            "reshard requested: generation {} with {} shards (from generation {} with {})",
+            plan.generation,
+            plan.max_shards,
+            plan.from_generation,
+            plan.from_max_shards
+        );
+    }
+    Ok(HttpResponse::Accepted().json(ReshardAccepted::from(plan)))
+}
