@@ -54,7 +54,9 @@ pub enum ConnectOutcome {
     /// Every shard id of the generation is held.
     Full,
     /// The daily identify budget is down to its reserve.
-    BudgetExhausted { retry_after_ms: u64 },
+    BudgetExhausted {
+        retry_after_ms: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,7 +122,10 @@ impl GenerationStatus {
     }
 
     pub fn total_guilds(&self) -> u64 {
-        self.shards.iter().filter_map(|shard| shard.guild_count).sum()
+        self.shards
+            .iter()
+            .filter_map(|shard| shard.guild_count)
+            .sum()
     }
 }
 
@@ -222,7 +227,8 @@ impl Event {
         let mut parts = text.split('|');
         let kind = EventKind::parse(parts.next()?)?;
         let mut number = || parts.next()?.parse::<i64>().ok();
-        let (shard_id, generation, max_shards, at_ms) = (number()?, number()?, number()?, number()?);
+        let (shard_id, generation, max_shards, at_ms) =
+            (number()?, number()?, number()?, number()?);
         Some(Event {
             kind,
             shard_id: u32::try_from(shard_id).ok(),

@@ -42,7 +42,9 @@ impl EmbeddedEngine {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic inside a script cannot leave the keyspace half-written in a way later calls
         // would trip over more than Redis would after a script error; keep serving.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Compiles the script, so a broken one fails startup as SCRIPT LOAD does.
@@ -78,10 +80,18 @@ impl EmbeddedEngine {
         let internal = |error: mlua::Error| StoreError::Internal(error.to_string());
         let globals = lua.globals();
         globals
-            .set("KEYS", lua.create_sequence_from(keys.iter().copied()).map_err(internal)?)
+            .set(
+                "KEYS",
+                lua.create_sequence_from(keys.iter().copied())
+                    .map_err(internal)?,
+            )
             .map_err(internal)?;
         globals
-            .set("ARGV", lua.create_sequence_from(args.iter().map(String::as_str)).map_err(internal)?)
+            .set(
+                "ARGV",
+                lua.create_sequence_from(args.iter().map(String::as_str))
+                    .map_err(internal)?,
+            )
             .map_err(internal)?;
         let redis_library: mlua::Table = globals.get("redis").map_err(internal)?;
         let reply = lua.scope(|scope| {
@@ -311,8 +321,16 @@ fn parse_score(text: &str) -> Result<f64, String> {
 /// Redis's list/range index: negative counts from the end; returns an inclusive range or None.
 fn index_range(start: i64, stop: i64, len: usize) -> Option<(usize, usize)> {
     let len = len as i64;
-    let start = if start < 0 { (len + start).max(0) } else { start };
-    let stop = if stop < 0 { len + stop } else { stop.min(len - 1) };
+    let start = if start < 0 {
+        (len + start).max(0)
+    } else {
+        start
+    };
+    let stop = if stop < 0 {
+        len + stop
+    } else {
+        stop.min(len - 1)
+    };
     (start <= stop && start < len).then_some((start as usize, stop as usize))
 }
 
@@ -345,28 +363,45 @@ impl Keyspace {
 
     /// Redis deletes a container once it is empty.
     fn drop_if_empty(&mut self, key: &str) {
-        let empty = self.entries.get(key).is_some_and(|entry| match &entry.data {
-            Data::String(_) => false,
-            Data::Hash(map) => map.is_empty(),
-            Data::SortedSet(set) => set.scores.is_empty(),
-            Data::Set(set) => set.is_empty(),
-            Data::List(list) => list.is_empty(),
-        });
+        let empty = self
+            .entries
+            .get(key)
+            .is_some_and(|entry| match &entry.data {
+                Data::String(_) => false,
+                Data::Hash(map) => map.is_empty(),
+                Data::SortedSet(set) => set.scores.is_empty(),
+                Data::Set(set) => set.is_empty(),
+                Data::List(list) => list.is_empty(),
+            });
         if empty {
             self.entries.remove(key);
         }
     }
 
-    fn hash(&mut self, key: &str, now_ms: i64) -> Result<Option<&mut HashMap<String, String>>, String> {
+    fn hash(
+        &mut self,
+        key: &str,
+        now_ms: i64,
+    ) -> Result<Option<&mut HashMap<String, String>>, String> {
         match self.live(key, now_ms) {
             None => Ok(None),
-            Some(Entry { data: Data::Hash(map), .. }) => Ok(Some(map)),
+            Some(Entry {
+                data: Data::Hash(map),
+                ..
+            }) => Ok(Some(map)),
             Some(_) => Err(WRONG_TYPE.into()),
         }
     }
 
-    fn hash_or_new(&mut self, key: &str, now_ms: i64) -> Result<&mut HashMap<String, String>, String> {
-        match &mut self.live_or(key, now_ms, || Data::Hash(HashMap::new())).data {
+    fn hash_or_new(
+        &mut self,
+        key: &str,
+        now_ms: i64,
+    ) -> Result<&mut HashMap<String, String>, String> {
+        match &mut self
+            .live_or(key, now_ms, || Data::Hash(HashMap::new()))
+            .data
+        {
             Data::Hash(map) => Ok(map),
             _ => Err(WRONG_TYPE.into()),
         }
@@ -375,7 +410,10 @@ impl Keyspace {
     fn sorted_set(&mut self, key: &str, now_ms: i64) -> Result<Option<&mut SortedSet>, String> {
         match self.live(key, now_ms) {
             None => Ok(None),
-            Some(Entry { data: Data::SortedSet(set), .. }) => Ok(Some(set)),
+            Some(Entry {
+                data: Data::SortedSet(set),
+                ..
+            }) => Ok(Some(set)),
             Some(_) => Err(WRONG_TYPE.into()),
         }
     }
@@ -383,7 +421,10 @@ impl Keyspace {
     fn set(&mut self, key: &str, now_ms: i64) -> Result<Option<&mut HashSet<String>>, String> {
         match self.live(key, now_ms) {
             None => Ok(None),
-            Some(Entry { data: Data::Set(set), .. }) => Ok(Some(set)),
+            Some(Entry {
+                data: Data::Set(set),
+                ..
+            }) => Ok(Some(set)),
             Some(_) => Err(WRONG_TYPE.into()),
         }
     }
@@ -391,7 +432,10 @@ impl Keyspace {
     fn list(&mut self, key: &str, now_ms: i64) -> Result<Option<&mut VecDeque<String>>, String> {
         match self.live(key, now_ms) {
             None => Ok(None),
-            Some(Entry { data: Data::List(list), .. }) => Ok(Some(list)),
+            Some(Entry {
+                data: Data::List(list),
+                ..
+            }) => Ok(Some(list)),
             Some(_) => Err(WRONG_TYPE.into()),
         }
     }
@@ -399,7 +443,10 @@ impl Keyspace {
     fn string(&mut self, key: &str, now_ms: i64) -> Result<Option<String>, String> {
         match self.live(key, now_ms) {
             None => Ok(None),
-            Some(Entry { data: Data::String(text), .. }) => Ok(Some(text.clone())),
+            Some(Entry {
+                data: Data::String(text),
+                ..
+            }) => Ok(Some(text.clone())),
             Some(_) => Err(WRONG_TYPE.into()),
         }
     }
@@ -411,7 +458,9 @@ impl Keyspace {
         let args = &words[1..];
         let arity = |count: usize| -> Result<(), String> {
             if args.len() < count {
-                Err(format!("ERR wrong number of arguments for '{name}' command"))
+                Err(format!(
+                    "ERR wrong number of arguments for '{name}' command"
+                ))
             } else {
                 Ok(())
             }
@@ -425,7 +474,9 @@ impl Keyspace {
             ])),
             "GET" => {
                 arity(1)?;
-                Ok(self.string(key, now_ms)?.map_or(Value::Nil, |text| bulk(&text)))
+                Ok(self
+                    .string(key, now_ms)?
+                    .map_or(Value::Nil, |text| bulk(&text)))
             }
             "GETDEL" => {
                 arity(1)?;
@@ -495,13 +546,21 @@ impl Keyspace {
                 arity(1)?;
                 Ok(Value::Int(match self.live(key, now_ms) {
                     None => -2,
-                    Some(Entry { expires_at_ms: None, .. }) => -1,
-                    Some(Entry { expires_at_ms: Some(at), .. }) => *at - now_ms,
+                    Some(Entry {
+                        expires_at_ms: None,
+                        ..
+                    }) => -1,
+                    Some(Entry {
+                        expires_at_ms: Some(at),
+                        ..
+                    }) => *at - now_ms,
                 }))
             }
             "HGET" => {
                 arity(2)?;
-                let value = self.hash(key, now_ms)?.and_then(|map| map.get(&args[1]).cloned());
+                let value = self
+                    .hash(key, now_ms)?
+                    .and_then(|map| map.get(&args[1]).cloned());
                 Ok(value.map_or(Value::Nil, |text| bulk(&text)))
             }
             "HMGET" => {
@@ -530,7 +589,9 @@ impl Keyspace {
             }
             "HEXISTS" => {
                 arity(2)?;
-                let exists = self.hash(key, now_ms)?.is_some_and(|map| map.contains_key(&args[1]));
+                let exists = self
+                    .hash(key, now_ms)?
+                    .is_some_and(|map| map.contains_key(&args[1]));
                 Ok(Value::Int(i64::from(exists)))
             }
             "HSET" => {
@@ -556,7 +617,10 @@ impl Keyspace {
             "HDEL" => {
                 arity(2)?;
                 let removed = match self.hash(key, now_ms)? {
-                    Some(map) => args[1..].iter().filter(|field| map.remove(*field).is_some()).count(),
+                    Some(map) => args[1..]
+                        .iter()
+                        .filter(|field| map.remove(*field).is_some())
+                        .count(),
                     None => 0,
                 };
                 self.drop_if_empty(key);
@@ -603,7 +667,9 @@ impl Keyspace {
             }
             "ZCARD" => {
                 arity(1)?;
-                let count = self.sorted_set(key, now_ms)?.map_or(0, |set| set.scores.len());
+                let count = self
+                    .sorted_set(key, now_ms)?
+                    .map_or(0, |set| set.scores.len());
                 Ok(Value::Int(count as i64))
             }
             "ZRANGE" => {
@@ -656,13 +722,19 @@ impl Keyspace {
                 let Data::Set(set) = &mut entry.data else {
                     return Err(WRONG_TYPE.into());
                 };
-                let added = args[1..].iter().filter(|member| set.insert((*member).clone())).count();
+                let added = args[1..]
+                    .iter()
+                    .filter(|member| set.insert((*member).clone()))
+                    .count();
                 Ok(Value::Int(added as i64))
             }
             "SREM" => {
                 arity(2)?;
                 let removed = match self.set(key, now_ms)? {
-                    Some(set) => args[1..].iter().filter(|member| set.remove(*member)).count(),
+                    Some(set) => args[1..]
+                        .iter()
+                        .filter(|member| set.remove(*member))
+                        .count(),
                     None => 0,
                 };
                 self.drop_if_empty(key);
@@ -670,7 +742,9 @@ impl Keyspace {
             }
             "SCARD" => {
                 arity(1)?;
-                Ok(Value::Int(self.set(key, now_ms)?.map_or(0, |set| set.len()) as i64))
+                Ok(Value::Int(
+                    self.set(key, now_ms)?.map_or(0, |set| set.len()) as i64,
+                ))
             }
             "SMEMBERS" => {
                 arity(1)?;
@@ -693,7 +767,9 @@ impl Keyspace {
             }
             "LLEN" => {
                 arity(1)?;
-                Ok(Value::Int(self.list(key, now_ms)?.map_or(0, |list| list.len()) as i64))
+                Ok(Value::Int(
+                    self.list(key, now_ms)?.map_or(0, |list| list.len()) as i64,
+                ))
             }
             "LTRIM" => {
                 arity(3)?;
@@ -712,9 +788,12 @@ impl Keyspace {
             }
             "RPOP" => {
                 arity(1)?;
-                let count: Option<usize> = args.get(1).map(|text| parse_number(text)).transpose()?;
+                let count: Option<usize> =
+                    args.get(1).map(|text| parse_number(text)).transpose()?;
                 let popped: Option<Vec<String>> = self.list(key, now_ms)?.map(|list| {
-                    (0..count.unwrap_or(1)).map_while(|_| list.pop_back()).collect()
+                    (0..count.unwrap_or(1))
+                        .map_while(|_| list.pop_back())
+                        .collect()
                 });
                 self.drop_if_empty(key);
                 Ok(match (popped, count) {
@@ -725,7 +804,9 @@ impl Keyspace {
                     (Some(items), None) => items.first().map_or(Value::Nil, |item| bulk(item)),
                 })
             }
-            other => Err(format!("ERR the embedded engine does not support '{other}'")),
+            other => Err(format!(
+                "ERR the embedded engine does not support '{other}'"
+            )),
         }
     }
 }

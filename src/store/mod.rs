@@ -297,7 +297,10 @@ impl Store {
                     self.keys.base.clone(),
                     report.session_id.clone(),
                     self.lease_ms.to_string(),
-                    report.guild_count.map(|n| n.to_string()).unwrap_or_default(),
+                    report
+                        .guild_count
+                        .map(|n| n.to_string())
+                        .unwrap_or_default(),
                     report.latency.map(|s| s.to_string()).unwrap_or_default(),
                     report.extra.clone().unwrap_or_default(),
                     report.resume.clone().unwrap_or_default(),
@@ -367,7 +370,9 @@ impl Store {
             .await?;
         let fields = array(&reply, "identify")?;
         let milliseconds = |index: usize| -> Result<u64, StoreError> {
-            let value = fields.get(index).ok_or_else(|| unexpected("identify", &reply))?;
+            let value = fields
+                .get(index)
+                .ok_or_else(|| unexpected("identify", &reply))?;
             Ok(integer(value, "identify")?.max(0) as u64)
         };
         match text(fields.first()).as_deref() {
@@ -392,8 +397,13 @@ impl Store {
                 &[max_shards.to_string(), self.events_flag()],
             )
             .await?;
-        let [started, from_generation, from_max_shards, pending_generation, pending_max_shards] =
-            integers(&reply, "reshard")?[..]
+        let [
+            started,
+            from_generation,
+            from_max_shards,
+            pending_generation,
+            pending_max_shards,
+        ] = integers(&reply, "reshard")?[..]
         else {
             return Err(unexpected("reshard", &reply));
         };
@@ -402,8 +412,16 @@ impl Store {
             started: started == 1,
             from_generation: from_generation as u64,
             from_max_shards: from_max_shards as u32,
-            generation: if pending { pending_generation } else { from_generation } as u64,
-            max_shards: if pending { pending_max_shards } else { from_max_shards } as u32,
+            generation: if pending {
+                pending_generation
+            } else {
+                from_generation
+            } as u64,
+            max_shards: if pending {
+                pending_max_shards
+            } else {
+                from_max_shards
+            } as u32,
         })
     }
 
@@ -423,7 +441,11 @@ impl Store {
     pub async fn status(&self) -> Result<FleetStatus, StoreError> {
         let reply = self
             .engine
-            .eval(&self.scripts.status, &[&self.keys.plan], &[self.keys.base.clone()])
+            .eval(
+                &self.scripts.status,
+                &[&self.keys.plan],
+                &[self.keys.base.clone()],
+            )
             .await?;
         parse_status(&reply)
     }
@@ -484,7 +506,8 @@ impl Store {
             session_start_total: number("total").unwrap_or(0) as u32,
             session_start_remaining: number("remaining")
                 .unwrap_or(0)
-                .saturating_sub(number("used").unwrap_or(0)) as u32,
+                .saturating_sub(number("used").unwrap_or(0))
+                as u32,
             session_start_reset_after_ms: number("reset_at").unwrap_or(0).saturating_sub(now),
         }))
     }
@@ -523,7 +546,11 @@ impl Store {
                     .command(&["HSET", &self.keys.meta, field, value])
                     .await?
             }
-            None => self.engine.command(&["HDEL", &self.keys.meta, field]).await?,
+            None => {
+                self.engine
+                    .command(&["HDEL", &self.keys.meta, field])
+                    .await?
+            }
         };
         Ok(())
     }
@@ -614,7 +641,16 @@ fn parse_status(reply: &Value) -> Result<FleetStatus, StoreError> {
     let mut pending = Vec::new();
     for row in rows {
         let fields = array(row, "status")?;
-        let [generation, shard_id, last_beat, beaten, fence, guild_count, latency, extra] = fields
+        let [
+            generation,
+            shard_id,
+            last_beat,
+            beaten,
+            fence,
+            guild_count,
+            latency,
+            extra,
+        ] = fields
         else {
             return Err(unexpected("status", row));
         };
