@@ -39,8 +39,12 @@ impl RedisEngine {
 
     /// SCRIPT LOAD: Redis compiles the script, so a broken one fails startup.
     pub async fn load(&self, script: &Script) -> Result<(), StoreError> {
-        let mut conn = self.connection().await?;
-        self.bounded(script.load_async(&mut conn)).await.map(|_| ())
+        self.bounded(async {
+            let mut conn = self.connection().await?;
+            script.load_async(&mut conn).await.map_err(classify)
+        })
+        .await
+        .map(|_| ())
     }
 
     /// EVALSHA, falling back to loading the script when Redis lost its script cache (SCRIPT FLUSH,
@@ -58,8 +62,11 @@ impl RedisEngine {
         for arg in args {
             call.arg(arg);
         }
-        let mut conn = self.connection().await?;
-        self.bounded(call.invoke_async(&mut conn)).await
+        self.bounded(async {
+            let mut conn = self.connection().await?;
+            call.invoke_async(&mut conn).await.map_err(classify)
+        })
+        .await
     }
 
     pub async fn command(&self, args: &[&str]) -> Result<Value, StoreError> {
@@ -67,8 +74,11 @@ impl RedisEngine {
         for arg in &args[1..] {
             command.arg(*arg);
         }
-        let mut conn = self.connection().await?;
-        self.bounded(command.query_async(&mut conn)).await
+        self.bounded(async {
+            let mut conn = self.connection().await?;
+            command.query_async(&mut conn).await.map_err(classify)
+        })
+        .await
     }
 
     async fn connection(&self) -> Result<deadpool_redis::Connection, StoreError> {
@@ -78,17 +88,19 @@ impl RedisEngine {
             .map_err(|error| StoreError::Unavailable(error.to_string()))
     }
 
+    /// One deadline for the whole round trip, pool wait and connecting included, so an
+    /// unreachable or stalled Redis turns into a 503 within `REDIS_TIMEOUT_MS`, never a hang.
     async fn bounded<T>(
         &self,
-        request: impl Future<Output = redis::RedisResult<T>>,
+        request: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, request).await {
-            Err(_) => Err(StoreError::Unavailable(
-                "Redis did not answer in time".into(),
-            )),
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(classify(error)),
-        }
+        tokio::time::timeout(self.timeout, request)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(
+                    "Redis did not answer in time".into(),
+                ))
+            })
     }
 }
 
