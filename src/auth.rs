@@ -1,8 +1,8 @@
 //! `Authorization: <SECRET>` (or `Bearer <SECRET>`), compared in constant time.
 
-use std::future::{Ready, ready};
 use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
 use sha2::{Digest, Sha256};
+use std::future::{Ready, ready};
 use subtle::ConstantTimeEq;
 
 use crate::error::{ApiError, ValidationIssue};
@@ -28,6 +28,8 @@ enum Credentials {
     Missing,
     Wrong,
     Valid,
+    /// The caller's address failed too often: answered 429 without looking at the secret.
+    Limited(std::time::Duration),
 }
 
 fn credentials(req: &HttpRequest) -> Credentials {
@@ -43,10 +45,28 @@ fn credentials(req: &HttpRequest) -> Credentials {
         .or_else(|| value.strip_prefix("bearer "))
         .unwrap_or(value)
         .trim();
+    let address = state.failed_auth.client_address(req);
+    if let Some(address) = address
+        && let Err(wait) = state.failed_auth.check(address)
+    {
+        return Credentials::Limited(wait);
+    }
     if state.secret.matches(token) {
-        Credentials::Valid
-    } else {
-        Credentials::Wrong
+        return Credentials::Valid;
+    }
+    match address.map(|address| state.failed_auth.record_failure(address)) {
+        Some(Err(wait)) => {
+            log::warn!("failed authentications from {address:?} over the limit: blocked");
+            Credentials::Limited(wait)
+        }
+        _ => Credentials::Wrong,
+    }
+}
+
+fn too_many_failures(wait: std::time::Duration) -> ApiError {
+    ApiError::TooManyRequests {
+        detail: "Too Many Failed Authentications".into(),
+        retry_after_secs: crate::rate_limit::retry_after_secs(wait),
     }
 }
 
@@ -61,6 +81,7 @@ impl FromRequest for Authorized {
         ready(match credentials(req) {
             Credentials::Valid => Ok(Authorized),
             Credentials::Wrong => Err(ApiError::InvalidToken),
+            Credentials::Limited(wait) => Err(too_many_failures(wait)),
             Credentials::Missing => Err(missing_header()),
         })
     }
@@ -81,6 +102,7 @@ impl FromRequest for MaybeAuthorized {
             Credentials::Valid => Ok(MaybeAuthorized { authorized: true }),
             Credentials::Missing => Ok(MaybeAuthorized { authorized: false }),
             Credentials::Wrong => Err(ApiError::InvalidToken),
+            Credentials::Limited(wait) => Err(too_many_failures(wait)),
         })
     }
 }

@@ -25,6 +25,12 @@ pub struct Settings {
     /// `REDIS_TIMEOUT_MS`: bound on connecting to Redis, waiting for a pooled connection, and on
     /// each reply. A request that hits it answers 503.
     pub redis_timeout_ms: u64,
+    /// `FAILED_AUTH_PER_MINUTE`: wrong secrets one client address may send per minute before it
+    /// gets 429 (0: no limit).
+    pub failed_auth_per_minute: u32,
+    /// `TRUSTED_PROXIES`: load balancers (addresses or CIDR networks) whose `X-Forwarded-For` names
+    /// the client address; from anyone else the header is ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// True when `MAX_SHARDS` is unset: the shard count then follows Discord and the bot's load.
     pub autoscale: bool,
     /// `MAX_CONCURRENCY`: Discord's identify buckets, when Discord's own value is not known.
@@ -50,6 +56,8 @@ impl Default for Settings {
             public_status: false,
             max_extra_bytes: 16 * 1024,
             redis_timeout_ms: 1000,
+            failed_auth_per_minute: 20,
+            trusted_proxies: Vec::new(),
             autoscale: false,
             max_concurrency: 1,
             identify_reserve: None,
@@ -117,6 +125,21 @@ impl Settings {
             public_status: parse_bool(&raw, "PUBLIC_STATUS", defaults.public_status)?,
             max_extra_bytes: parse(&raw, "MAX_EXTRA_BYTES", defaults.max_extra_bytes)?,
             redis_timeout_ms: parse(&raw, "REDIS_TIMEOUT_MS", defaults.redis_timeout_ms)?,
+            failed_auth_per_minute: parse(
+                &raw,
+                "FAILED_AUTH_PER_MINUTE",
+                defaults.failed_auth_per_minute,
+            )?,
+            trusted_proxies: match raw("TRUSTED_PROXIES") {
+                None => defaults.trusted_proxies,
+                Some(value) => crate::rate_limit::parse_trusted_proxies(&value).map_err(
+                    |reason| ConfigError {
+                        variable: "TRUSTED_PROXIES",
+                        value,
+                        reason,
+                    },
+                )?,
+            },
             autoscale: raw("MAX_SHARDS").is_none(),
             max_concurrency: parse(&raw, "MAX_CONCURRENCY", defaults.max_concurrency)?,
             identify_reserve: raw("IDENTIFY_RESERVE")

@@ -6,6 +6,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod routes;
+pub mod rate_limit;
 pub mod startup;
 pub mod state;
 pub mod store;

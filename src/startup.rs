@@ -57,6 +57,10 @@ impl Application {
         let state = web::Data::new(AppState {
             store,
             secret: SecretDigest::new(secret.expose()),
+            failed_auth: crate::rate_limit::FailedAuthLimiter::new(
+                settings.failed_auth_per_minute,
+                settings.trusted_proxies.clone(),
+            ),
             settings,
         });
         let server = HttpServer::new(move || {

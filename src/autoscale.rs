@@ -1,0 +1,370 @@
+//! The shard count follows load (when `MAX_SHARDS` is unset).
+//!
+//! The target is `max(Discord's recommended shards, ceil(guilds / GUILDS_PER_SHARD), MIN_SHARDS)`,
+//! rounded up to a multiple of `max_concurrency` when that is above 1 (so every identify bucket
+//! gets the same number of shards). A higher target starts a reshard at once. A lower one only
+//! with `ALLOW_SHRINK=true`, and only after it has held for `SHRINK_AFTER` seconds: the time it was
+//! first seen is kept in the store, so it survives replica restarts and any replica can finish
+//! the wait another one began.
+//!
+//! [`target_shards`] and [`decide`] are pure; [`Autoscaler`] runs them every
+//! `AUTOSCALE_INTERVAL` seconds on the one replica that holds the store's `autoscale` lock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use crate::background::sleep_or_stop;
+use crate::config::MAX_SHARD_COUNT;
+use crate::state::AppState;
+
+/// The store lock that elects the replica that evaluates.
+pub const LOCK: &str = "autoscale";
+/// The store's meta field holding the pending shrink: `"<since ms>:<target>"`.
+pub const SHRINK_HOLD_FIELD: &str = "autoscale_shrink_since";
+
+/// What the fleet looks like right now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Load {
+    /// Discord's recommended `shards` from `/gateway/bot`, when known.
+    pub recommended_shards: Option<u32>,
+    /// Sum of the `guild_count` that the running shards last reported.
+    pub total_guilds: u64,
+    /// Discord's `max_concurrency` (or `MAX_CONCURRENCY`).
+    pub max_concurrency: u32,
+}
+
+/// The operator's rules (`GUILDS_PER_SHARD`, `MIN_SHARDS`, `ALLOW_SHRINK`, `SHRINK_AFTER`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub guilds_per_shard: u32,
+    pub min_shards: u32,
+    pub allow_shrink: bool,
+    pub shrink_after: Duration,
+}
+
+/// The shard count the load calls for, between 1 and 65,536.
+pub fn target_shards(load: &Load, policy: &Policy) -> u32 {
+    let per_shard = u64::from(policy.guilds_per_shard.max(1));
+    let for_guilds = load.total_guilds.div_ceil(per_shard);
+    let wanted = for_guilds
+        .max(load.recommended_shards.unwrap_or(0).into())
+        .max(policy.min_shards.into())
+        .max(1);
+    let concurrency = u64::from(load.max_concurrency.max(1));
+    let rounded = wanted.div_ceil(concurrency) * concurrency;
+    let limit = u64::from(MAX_SHARD_COUNT);
+    // Past the limit, the largest multiple of max_concurrency that fits (or the limit itself).
+    let capped = if rounded <= limit {
+        rounded
+    } else {
+        (limit / concurrency * concurrency).max(1)
+    };
+    u32::try_from(capped).unwrap_or(MAX_SHARD_COUNT)
+}
+
+/// A lower target that is being waited out: since when (ms since the epoch), and the highest
+/// lower target seen since then (the count a shrink would go to).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShrinkHold {
+    pub since_ms: i64,
+    pub target: u32,
+}
+
+impl ShrinkHold {
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.since_ms, self.target)
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let (since, target) = text.split_once(':')?;
+        Some(Self {
+            since_ms: since.parse().ok()?,
+            target: target.parse().ok()?,
+        })
+    }
+}
+
+/// What to do about the planned count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// The plan is right (or may not shrink).
+    Keep,
+    /// Reshard to this count now.
+    Reshard(u32),
+    /// A lower target is being waited out.
+    Wait,
+}
+
+/// Compares the planned count with the target; returns the decision and the shrink hold to keep
+/// in the store (`None`: clear it).
+pub fn decide(
+    planned: u32,
+    target: u32,
+    policy: &Policy,
+    hold: Option<ShrinkHold>,
+    now_ms: i64,
+) -> (Decision, Option<ShrinkHold>) {
+    if target > planned {
+        return (Decision::Reshard(target), None);
+    }
+    if target == planned || !policy.allow_shrink {
+        return (Decision::Keep, None);
+    }
+    // A lower target: start or continue the wait. The shrink goes to the highest target seen
+    // during the wait, so a brief dip cannot take the count below what the load needed.
+    let hold = match hold {
+        Some(hold) if hold.target < planned => ShrinkHold {
+            since_ms: hold.since_ms,
+            target: hold.target.max(target),
+        },
+        _ => ShrinkHold {
+            since_ms: now_ms,
+            target,
+        },
+    };
+    let held_ms = now_ms.saturating_sub(hold.since_ms);
+    let needed_ms = i64::try_from(policy.shrink_after.as_millis()).unwrap_or(i64::MAX);
+    if held_ms >= needed_ms {
+        (Decision::Reshard(hold.target), None)
+    } else {
+        (Decision::Wait, Some(hold))
+    }
+}
+
+/// The periodic evaluation on one replica.
+pub struct Autoscaler {
+    pub state: Arc<AppState>,
+    pub owner: String,
+    /// Notified when new gateway info arrived: evaluate now rather than at the next tick.
+    pub wake: Arc<Notify>,
+}
+
+impl Autoscaler {
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let interval = Duration::from_secs(self.state.settings.autoscale_interval_seconds);
+        loop {
+            if let Err(error) = self.evaluate(interval).await {
+                log::warn!("autoscale: {error}");
+            }
+            tokio::select! {
+                stopped = sleep_or_stop(interval, &mut stop) => if stopped { return },
+                _ = self.wake.notified() => {}
+            }
+        }
+    }
+
+    /// One evaluation, if this replica holds the lock.
+    pub async fn evaluate(&self, interval: Duration) -> Result<(), crate::store::StoreError> {
+        let settings = &self.state.settings;
+        let store = &self.state.store;
+        let ttl = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        if !store.try_lock(LOCK, &self.owner, ttl).await? {
+            return Ok(());
+        }
+        let gateway = store.gateway().await?;
+        if settings.bot_token.is_some() && gateway.is_none() {
+            // Discord's recommendation is on its way; scaling before it would reshard twice.
+            log::debug!("autoscale: waiting for Discord's gateway info");
+            return Ok(());
+        }
+        let status = store.status().await?;
+        let load = Load {
+            recommended_shards: gateway.as_ref().map(|info| info.shards),
+            // The active generation carries the bot's guilds; during a reshard the pending one
+            // reports the same guilds again.
+            total_guilds: status.active().total_guilds(),
+            max_concurrency: gateway
+                .as_ref()
+                .map_or(settings.max_concurrency, |info| info.max_concurrency),
+        };
+        let policy = Policy {
+            guilds_per_shard: settings.guilds_per_shard,
+            min_shards: settings.min_shards,
+            allow_shrink: settings.allow_shrink,
+            shrink_after: Duration::from_secs(settings.shrink_after_seconds),
+        };
+        let target = target_shards(&load, &policy);
+        // The count the fleet is heading for: the pending generation's, during a reshard.
+        let planned = status
+            .pending
+            .as_ref()
+            .map_or(status.total_shards, |pending| pending.max_shards);
+        let hold = store
+            .get_meta(SHRINK_HOLD_FIELD)
+            .await?
+            .as_deref()
+            .and_then(ShrinkHold::decode);
+        // The store's clock, shared by all replicas, measures the hold.
+        let now_ms = i64::try_from(store.now_ms().await?).unwrap_or(i64::MAX);
+        let (decision, new_hold) = decide(planned, target, &policy, hold, now_ms);
+        if new_hold != hold {
+            let encoded = new_hold.map(|hold| hold.encode());
+            store
+                .set_meta(SHRINK_HOLD_FIELD, encoded.as_deref())
+                .await?;
+        }
+        match decision {
+            Decision::Keep => {}
+            Decision::Wait => log::debug!(
+                "autoscale: {target} shards would do; waiting before shrinking from {planned}"
+            ),
+            Decision::Reshard(count) => {
+                let plan = store.reshard(count).await?;
+                if !plan.started {
+                    return Ok(());
+                }
+                log::info!(
+                    "autoscale: {} guilds, {} recommended by Discord: resharding {} -> {} \
+                     (generation {})",
+                    load.total_guilds,
+                    load.recommended_shards
+                        .map_or_else(|| "none".to_owned(), |shards| shards.to_string()),
+                    plan.from_max_shards,
+                    plan.max_shards,
+                    plan.generation
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            guilds_per_shard: 1000,
+            min_shards: 1,
+            allow_shrink: true,
+            shrink_after: Duration::from_secs(3600),
+        }
+    }
+
+    fn load(recommended: Option<u32>, guilds: u64, concurrency: u32) -> Load {
+        Load {
+            recommended_shards: recommended,
+            total_guilds: guilds,
+            max_concurrency: concurrency,
+        }
+    }
+
+    #[test]
+    fn the_target_covers_the_guilds_rounding_up() {
+        assert_eq!(target_shards(&load(None, 0, 1), &policy()), 1);
+        assert_eq!(target_shards(&load(None, 1000, 1), &policy()), 1);
+        assert_eq!(target_shards(&load(None, 1001, 1), &policy()), 2);
+        assert_eq!(target_shards(&load(None, 7_500, 1), &policy()), 8);
+    }
+
+    #[test]
+    fn the_target_is_at_least_discords_recommendation_and_min_shards() {
+        assert_eq!(target_shards(&load(Some(5), 1_200, 1), &policy()), 5);
+        let min_three = Policy {
+            min_shards: 3,
+            ..policy()
+        };
+        assert_eq!(target_shards(&load(Some(2), 100, 1), &min_three), 3);
+    }
+
+    #[test]
+    fn the_target_is_a_multiple_of_max_concurrency_above_one() {
+        assert_eq!(target_shards(&load(Some(5), 0, 4), &policy()), 8);
+        assert_eq!(target_shards(&load(None, 16_001, 16), &policy()), 32);
+        assert_eq!(target_shards(&load(Some(8), 0, 4), &policy()), 8);
+    }
+
+    #[test]
+    fn the_target_never_exceeds_discords_limit() {
+        assert_eq!(
+            target_shards(&load(None, u64::MAX, 1), &policy()),
+            MAX_SHARD_COUNT
+        );
+        assert_eq!(
+            target_shards(&load(None, u64::MAX, 1000), &policy()),
+            65_000
+        );
+    }
+
+    #[test]
+    fn a_higher_target_reshards_at_once() {
+        let (decision, hold) = decide(4, 6, &policy(), None, 0);
+        assert_eq!(decision, Decision::Reshard(6));
+        assert_eq!(hold, None);
+    }
+
+    #[test]
+    fn an_equal_target_keeps_the_plan_and_clears_a_hold() {
+        let old = Some(ShrinkHold {
+            since_ms: 0,
+            target: 2,
+        });
+        assert_eq!(decide(4, 4, &policy(), old, 10), (Decision::Keep, None));
+    }
+
+    #[test]
+    fn a_lower_target_never_shrinks_without_allow_shrink() {
+        let no_shrink = Policy {
+            allow_shrink: false,
+            ..policy()
+        };
+        let long_ago = Some(ShrinkHold {
+            since_ms: 0,
+            target: 2,
+        });
+        assert_eq!(
+            decide(8, 2, &no_shrink, long_ago, i64::MAX / 2),
+            (Decision::Keep, None)
+        );
+    }
+
+    #[test]
+    fn a_lower_target_shrinks_only_after_it_held_for_shrink_after() {
+        let hour = 3_600_000;
+        let (decision, hold) = decide(8, 4, &policy(), None, 1_000);
+        assert_eq!(decision, Decision::Wait);
+        assert_eq!(
+            hold,
+            Some(ShrinkHold {
+                since_ms: 1_000,
+                target: 4
+            })
+        );
+        let (decision, hold) = decide(8, 4, &policy(), hold, 1_000 + hour - 1);
+        assert_eq!(decision, Decision::Wait);
+        let (decision, hold) = decide(8, 4, &policy(), hold, 1_000 + hour);
+        assert_eq!(decision, Decision::Reshard(4));
+        assert_eq!(hold, None);
+    }
+
+    #[test]
+    fn a_rise_back_to_the_plan_restarts_the_wait() {
+        let (_, hold) = decide(8, 4, &policy(), None, 0);
+        let (decision, hold) = decide(8, 8, &policy(), hold, 1_000);
+        assert_eq!((decision, hold), (Decision::Keep, None));
+        let (decision, hold) = decide(8, 4, &policy(), hold, 3_600_000);
+        assert_eq!(decision, Decision::Wait);
+        assert_eq!(hold.map(|hold| hold.since_ms), Some(3_600_000));
+    }
+
+    #[test]
+    fn a_shrink_goes_to_the_highest_lower_target_seen_while_waiting() {
+        let (_, hold) = decide(8, 3, &policy(), None, 0);
+        let (_, hold) = decide(8, 6, &policy(), hold, 1_000);
+        let (decision, _) = decide(8, 2, &policy(), hold, 3_600_000);
+        assert_eq!(decision, Decision::Reshard(6));
+    }
+
+    #[test]
+    fn a_shrink_hold_survives_the_store_as_text() {
+        let hold = ShrinkHold {
+            since_ms: 1_767_000_000_000,
+            target: 12,
+        };
+        assert_eq!(ShrinkHold::decode(&hold.encode()), Some(hold));
+        assert_eq!(ShrinkHold::decode("garbage"), None);
+    }
+}

@@ -1,0 +1,195 @@
+//! Brute-force protection: failed authentications are limited per client address.
+//!
+//! Each address may fail `FAILED_AUTH_PER_MINUTE` times in a burst, then one more time per
+//! `60 / FAILED_AUTH_PER_MINUTE` seconds (a GCRA from `governor`). An address over its budget is
+//! blocked: every request that presents a secret answers 429 with `Retry-After` **before** the secret
+//! is compared, so a blocked attacker learns nothing, not even from a correct guess.
+//!
+//! The address is the TCP peer, unless the peer is one of `TRUSTED_PROXIES`: then it is the
+//! right-most `X-Forwarded-For` entry that is not itself a trusted proxy (entries to its left could
+//! have been written by the client and are ignored).
+//!
+//! The counts live in each replica's memory: behind N replicas an attacker gets at most N times the
+//! budget, which still turns a brute force of a random secret into a hopeless one.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::HttpRequest;
+use governor::clock::Clock;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ipnet::IpNet;
+
+/// Addresses tracked before the limiter forgets the ones that are back to a full budget.
+const TRACKED_ADDRESSES: usize = 10_000;
+
+pub struct FailedAuthLimiter {
+    /// `None` when `FAILED_AUTH_PER_MINUTE=0` (no limit).
+    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Addresses over their budget, and until when.
+    blocked: Mutex<HashMap<IpAddr, Instant>>,
+    trusted_proxies: Vec<IpNet>,
+}
+
+impl FailedAuthLimiter {
+    pub fn new(failures_per_minute: u32, trusted_proxies: Vec<IpNet>) -> Self {
+        Self {
+            limiter: NonZeroU32::new(failures_per_minute)
+                .map(|budget| RateLimiter::keyed(Quota::per_minute(budget))),
+            blocked: Mutex::new(HashMap::new()),
+            trusted_proxies,
+        }
+    }
+
+    fn is_trusted(&self, address: IpAddr) -> bool {
+        self.trusted_proxies
+            .iter()
+            .any(|network| network.contains(&address))
+    }
+
+    /// The client's address, as described in the module documentation.
+    pub fn client_address(&self, req: &HttpRequest) -> Option<IpAddr> {
+        let peer = req.peer_addr()?.ip();
+        if !self.is_trusted(peer) {
+            return Some(peer);
+        }
+        let forwarded: Vec<IpAddr> = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|entry| parse_forwarded_entry(entry.trim()))
+            .collect();
+        Some(
+            forwarded
+                .iter()
+                .rev()
+                .find(|address| !self.is_trusted(**address))
+                .copied()
+                .unwrap_or(peer),
+        )
+    }
+
+    /// `Err(wait)` while the address is blocked.
+    pub fn check(&self, address: IpAddr) -> Result<(), Duration> {
+        if self.limiter.is_none() {
+            return Ok(());
+        }
+        let mut blocked = self.blocked.lock().expect("rate limit lock");
+        match blocked.get(&address) {
+            Some(until) if *until > Instant::now() => Err(*until - Instant::now()),
+            Some(_) => {
+                blocked.remove(&address);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed authentication; `Err(wait)` when it went over the budget, which blocks the
+    /// address for `wait`.
+    pub fn record_failure(&self, address: IpAddr) -> Result<(), Duration> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        if limiter.len() > TRACKED_ADDRESSES {
+            limiter.retain_recent();
+        }
+        match limiter.check_key(&address) {
+            Ok(()) => Ok(()),
+            Err(not_until) => {
+                let wait = not_until
+                    .wait_time_from(limiter.clock().now())
+                    .max(Duration::from_secs(1));
+                let mut blocked = self.blocked.lock().expect("rate limit lock");
+                if blocked.len() > TRACKED_ADDRESSES {
+                    let now = Instant::now();
+                    blocked.retain(|_, until| *until > now);
+                }
+                blocked.insert(address, Instant::now() + wait);
+                Err(wait)
+            }
+        }
+    }
+}
+
+/// One `X-Forwarded-For` entry: an IP, possibly with a port (`1.2.3.4:5`, `[::1]:5`).
+fn parse_forwarded_entry(entry: &str) -> Option<IpAddr> {
+    if let Ok(address) = entry.parse() {
+        return Some(address);
+    }
+    if let Ok(socket) = entry.parse::<std::net::SocketAddr>() {
+        return Some(socket.ip());
+    }
+    None
+}
+
+/// `TRUSTED_PROXIES`: comma-separated addresses or CIDR networks.
+pub fn parse_trusted_proxies(value: &str) -> Result<Vec<IpNet>, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("{entry:?} is not an IP address or CIDR network"))
+        })
+        .collect()
+}
+
+/// Seconds for `Retry-After`, rounded up.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_is_blocked_after_its_budget_of_failures() {
+        let limiter = FailedAuthLimiter::new(3, Vec::new());
+        let attacker: IpAddr = "192.0.2.7".parse().unwrap();
+        let bystander: IpAddr = "192.0.2.8".parse().unwrap();
+        for _ in 0..3 {
+            assert!(limiter.record_failure(attacker).is_ok());
+        }
+        let wait = limiter
+            .record_failure(attacker)
+            .expect_err("fourth failure is over budget");
+        assert!(
+            wait <= Duration::from_secs(20),
+            "one failure per 20 s replenishes: {wait:?}"
+        );
+        assert!(limiter.check(attacker).is_err());
+        assert!(limiter.check(bystander).is_ok());
+    }
+
+    #[test]
+    fn zero_disables_the_limit() {
+        let limiter = FailedAuthLimiter::new(0, Vec::new());
+        let address: IpAddr = "192.0.2.7".parse().unwrap();
+        for _ in 0..100 {
+            assert!(limiter.record_failure(address).is_ok());
+        }
+        assert!(limiter.check(address).is_ok());
+    }
+
+    #[test]
+    fn trusted_proxies_accept_addresses_and_networks() {
+        let parsed = parse_trusted_proxies("10.0.0.0/8, 127.0.0.1 ,::1").unwrap();
+        assert_eq!(parsed.len(), 3);
+        assert!(parse_trusted_proxies("10.0.0.0/8,nonsense").is_err());
+    }
+
+    #[test]
+    fn retry_after_rounds_up() {
+        assert_eq!(retry_after_secs(Duration::from_millis(2001)), 3);
+        assert_eq!(retry_after_secs(Duration::from_secs(2)), 2);
+    }
+}
