@@ -41,6 +41,27 @@ pub struct Settings {
     pub resume_window_seconds: u64,
     /// `WEBHOOK_URL`: where alerts go. Events are queued in the store only when it is set.
     pub webhook_url: Option<String>,
+    /// `WEBHOOK_CONTENT`: the plain-text `content` of every alert (a role mention, say).
+    pub webhook_content: Option<String>,
+    /// `BOT_TOKEN`: with it, Discord's `GET /gateway/bot` is read for the recommended shard count,
+    /// `max_concurrency` and the identify budget.
+    pub bot_token: Option<Secret>,
+    /// `DISCORD_API_BASE`: Discord's REST API, without a trailing slash.
+    pub discord_api_base: String,
+    /// `GATEWAY_POLL_SECONDS`: how often the fleet (one replica at a time) reads `/gateway/bot`.
+    pub gateway_poll_seconds: u64,
+    /// `GUILDS_PER_SHARD`: autoscale aims for at most this many guilds per shard.
+    pub guilds_per_shard: u32,
+    /// `MIN_SHARDS`: autoscale never plans fewer shards.
+    pub min_shards: u32,
+    /// `ALLOW_SHRINK`: autoscale may lower the shard count (after `SHRINK_AFTER`).
+    pub allow_shrink: bool,
+    /// `SHRINK_AFTER`: seconds a lower target must hold before autoscale shrinks.
+    pub shrink_after_seconds: u64,
+    /// `AUTOSCALE_INTERVAL`: seconds between autoscale evaluations.
+    pub autoscale_interval_seconds: u64,
+    /// `CORS_ORIGINS`: origins browsers may call the API from (`*` for any); empty: no CORS.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for Settings {
@@ -63,6 +84,16 @@ impl Default for Settings {
             identify_reserve: None,
             resume_window_seconds: 60,
             webhook_url: None,
+            webhook_content: None,
+            bot_token: None,
+            discord_api_base: "https://discord.com/api/v10".into(),
+            gateway_poll_seconds: 600,
+            guilds_per_shard: 1000,
+            min_shards: 1,
+            allow_shrink: false,
+            shrink_after_seconds: 3600,
+            autoscale_interval_seconds: 30,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -147,6 +178,29 @@ impl Settings {
                 .transpose()?,
             resume_window_seconds: parse(&raw, "RESUME_WINDOW", defaults.resume_window_seconds)?,
             webhook_url: raw("WEBHOOK_URL"),
+            webhook_content: raw("WEBHOOK_CONTENT"),
+            bot_token: raw("BOT_TOKEN").map(Secret::new),
+            discord_api_base: raw("DISCORD_API_BASE")
+                .map(|base| base.trim_end_matches('/').to_owned())
+                .unwrap_or(defaults.discord_api_base),
+            gateway_poll_seconds: parse(
+                &raw,
+                "GATEWAY_POLL_SECONDS",
+                defaults.gateway_poll_seconds,
+            )?,
+            guilds_per_shard: parse(&raw, "GUILDS_PER_SHARD", defaults.guilds_per_shard)?,
+            min_shards: parse(&raw, "MIN_SHARDS", defaults.min_shards)?,
+            allow_shrink: parse_bool(&raw, "ALLOW_SHRINK", defaults.allow_shrink)?,
+            shrink_after_seconds: parse(&raw, "SHRINK_AFTER", defaults.shrink_after_seconds)?,
+            autoscale_interval_seconds: parse(
+                &raw,
+                "AUTOSCALE_INTERVAL",
+                defaults.autoscale_interval_seconds,
+            )?,
+            cors_origins: raw("CORS_ORIGINS")
+                .map(|origins| parse_origins(&origins))
+                .transpose()?
+                .unwrap_or_default(),
         };
         settings.validate()?;
         Ok(settings)
@@ -182,6 +236,42 @@ impl Settings {
         if self.redis_timeout_ms == 0 {
             return Err(invalid("REDIS_TIMEOUT_MS", "0".into(), "must be at least 1"));
         }
+        for (variable, value) in [
+            ("GATEWAY_POLL_SECONDS", self.gateway_poll_seconds),
+            ("GUILDS_PER_SHARD", self.guilds_per_shard.into()),
+            ("AUTOSCALE_INTERVAL", self.autoscale_interval_seconds),
+        ] {
+            if value == 0 {
+                return Err(invalid(variable, "0".into(), "must be at least 1"));
+            }
+        }
+        if self.min_shards == 0 || self.min_shards > MAX_SHARD_COUNT {
+            return Err(invalid(
+                "MIN_SHARDS",
+                self.min_shards.to_string(),
+                "must be between 1 and 65536",
+            ));
+        }
+        if !self.discord_api_base.starts_with("http://")
+            && !self.discord_api_base.starts_with("https://")
+        {
+            return Err(invalid(
+                "DISCORD_API_BASE",
+                self.discord_api_base.clone(),
+                "must be an http:// or https:// URL",
+            ));
+        }
+        if let Some(url) = &self.webhook_url
+            && !url.starts_with("http://")
+            && !url.starts_with("https://")
+        {
+            // The URL carries the webhook's token: never echo it.
+            return Err(invalid(
+                "WEBHOOK_URL",
+                "***".into(),
+                "must be an http:// or https:// URL",
+            ));
+        }
         Ok(())
     }
 
@@ -192,6 +282,33 @@ impl Settings {
     pub fn resume_window_ms(&self) -> u64 {
         self.resume_window_seconds * 1000
     }
+}
+
+/// `CORS_ORIGINS`: comma-separated origins such as `https://dash.example.com`, or `*` for any.
+/// A trailing slash is dropped, since browsers send origins without one.
+fn parse_origins(value: &str) -> Result<Vec<String>, ConfigError> {
+    let mut origins = Vec::new();
+    for origin in value
+        .split(',')
+        .map(str::trim)
+        .filter(|origin| !origin.is_empty())
+    {
+        let origin = origin.trim_end_matches('/');
+        let rest = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"));
+        let valid = origin == "*"
+            || rest.is_some_and(|host| !host.is_empty() && !host.contains(['/', ' ', '*']));
+        if !valid {
+            return Err(ConfigError {
+                variable: "CORS_ORIGINS",
+                value: value.into(),
+                reason: format!("{origin:?} is not an origin like https://example.com (or *)"),
+            });
+        }
+        origins.push(origin.to_owned());
+    }
+    Ok(origins)
 }
 
 /// Discord's largest shard count that shardman plans for.

@@ -9,7 +9,9 @@ use actix_web::{App, HttpServer, web};
 use rand::RngExt;
 
 use crate::auth::SecretDigest;
+use crate::background::BackgroundTasks;
 use crate::config::{Secret, Settings};
+use crate::cors;
 use crate::routes;
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
@@ -28,6 +30,8 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
+    /// Gateway poller, alerts, autoscale: stopped when the server stops.
+    background: BackgroundTasks,
 }
 
 impl Application {
@@ -41,6 +45,7 @@ impl Application {
         mut settings: Settings,
         listener: TcpListener,
     ) -> Result<Self, StartupError> {
+        crate::http::install_crypto_provider();
         let secret = settings.secret.get_or_insert_with(generated_secret).clone();
         let store = open_store(&settings).await?;
         match &store {
@@ -63,17 +68,24 @@ impl Application {
             ),
             settings,
         });
+        let background = BackgroundTasks::spawn(state.clone().into_inner());
+        let cors_origins = state.settings.cors_origins.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 // The default format logs no headers, so the secret never reaches the log.
                 .wrap(Logger::new("%a \"%r\" %s %Dms"))
+                .wrap(cors::middleware(&cors_origins))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
         .listen(listener)?
         .run();
-        Ok(Self { port, server })
+        Ok(Self {
+            port,
+            server,
+            background,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -81,7 +93,9 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        self.background.stop().await;
+        result
     }
 }
 
