@@ -270,7 +270,11 @@ impl TestApp {
     /// Connects and expects a grant.
     pub async fn claim(&self) -> Claim {
         let response = self.connect().await;
-        assert_eq!(response.status(), StatusCode::OK, "connect should grant a shard");
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "connect should grant a shard"
+        );
         let body: Value = response.json().await.expect("json");
         Claim {
             shard_id: body["shard_id"].as_u64().expect("shard_id"),
@@ -306,7 +310,8 @@ impl TestApp {
     }
 
     pub async fn disconnect(&self, session_id: &str) -> Response {
-        self.get(&format!("/disconnect?session_id={session_id}")).await
+        self.get(&format!("/disconnect?session_id={session_id}"))
+            .await
     }
 
     pub async fn status(&self) -> Value {
@@ -342,4 +347,169 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Runs one conformance case against both stores: `both_stores!(case)` expands to a module `case`
+/// with the tests `case::on_redis` and `case::in_process`, each calling `case(Backend)`.
+macro_rules! both_stores {
+    ($($case:ident),+ $(,)?) => {
+        $(
+            mod $case {
+                #[tokio::test]
+                async fn on_redis() {
+                    super::$case($crate::helpers::Backend::Redis).await;
+                }
+
+                #[tokio::test]
+                async fn in_process() {
+                    super::$case($crate::helpers::Backend::Memory).await;
+                }
+            }
+        )+
+    };
+}
+pub(crate) use both_stores;
+
+/// Settings for a replica on a Redis server of the test's own (one it pauses, stops or flushes).
+pub fn settings_on(redis: &RedisServer) -> Settings {
+    Settings {
+        redis_url: Some(redis.url()),
+        ..settings(Backend::Redis)
+    }
+}
+
+impl TestApp {
+    /// The same replica, seen through a client that gives up after `timeout`.
+    pub fn with_timeout(&self, timeout: Duration) -> TestApp {
+        TestApp {
+            address: self.address.clone(),
+            client: reqwest::Client::builder()
+                .timeout(timeout)
+                .build()
+                .expect("client"),
+        }
+    }
+
+    /// `GET path` with `Authorization: <authorization>` exactly as given.
+    pub async fn get_as(&self, path: &str, authorization: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .header("Authorization", authorization)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `POST path` with a form body and the secret.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("Authorization", SECRET)
+            .form(fields)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `POST path` with a JSON body and the secret.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("Authorization", SECRET)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `POST path` with these exact bytes and content type, and the secret.
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("Authorization", SECRET)
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `POST path` without any `Authorization` header.
+    pub async fn post_form_anonymous(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        self.client
+            .post(self.url(path))
+            .form(fields)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `/status` with the secret; `None` when there is no such shard held.
+    pub async fn shard_status(&self, shard_id: u64) -> Option<Value> {
+        let status = self.status().await;
+        status["shards"]
+            .as_array()
+            .expect("shards")
+            .iter()
+            .find(|shard| shard["shard_id"].as_u64() == Some(shard_id))
+            .cloned()
+    }
+}
+
+/// Asserts the status code and returns the JSON body.
+pub async fn expect_json(response: Response, status: StatusCode) -> Value {
+    let actual = response.status();
+    let text = response.text().await.expect("body");
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+}
+
+/// Asserts a `{"detail": "<message>"}` error.
+pub async fn expect_detail(response: Response, status: StatusCode, message: &str) {
+    let body = expect_json(response, status).await;
+    assert_eq!(body, serde_json::json!({ "detail": message }));
+}
+
+/// Asserts a FastAPI 422 and returns the `loc` of each issue, as `["body", "guild_count"]`-like
+/// vectors of JSON values, after checking every issue has `loc`, `msg` and `type`.
+pub async fn expect_validation(response: Response) -> Vec<Vec<Value>> {
+    let body = expect_json(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let issues = body["detail"]
+        .as_array()
+        .expect("detail is a list of issues");
+    assert!(!issues.is_empty(), "a 422 names at least one issue");
+    issues
+        .iter()
+        .map(|issue| {
+            assert!(issue["msg"].is_string(), "issue without msg: {issue}");
+            assert!(issue["type"].is_string(), "issue without type: {issue}");
+            issue["loc"].as_array().expect("loc").clone()
+        })
+        .collect()
+}
+
+/// The `type` of the issue whose `loc` is `loc` in a 422 body.
+pub fn issue_type<'a>(body: &'a Value, loc: &[&str]) -> Option<&'a str> {
+    body["detail"].as_array()?.iter().find_map(|issue| {
+        let matches = issue["loc"].as_array().is_some_and(|parts| {
+            parts
+                .iter()
+                .map(Value::as_str)
+                .eq(loc.iter().map(|p| Some(*p)))
+        });
+        matches.then(|| issue["type"].as_str()).flatten()
+    })
+}
+
+/// `loc` written as the test expects it.
+pub fn loc(parts: &[&str]) -> Vec<Value> {
+    parts
+        .iter()
+        .map(|part| Value::String((*part).into()))
+        .collect()
+}
+
+/// The Redis key `{prefix}:<name>` of a deployment (see src/store/redis.rs for the schema).
+pub fn redis_key(prefix: &str, name: &str) -> String {
+    format!("{{{prefix}}}:{name}")
 }

@@ -1,0 +1,317 @@
+//! Deploying: settings that stop startup, the schema-version rule, key-prefix isolation, the real
+//! binary, and docker-compose.yml.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use shardman::config::Settings;
+use shardman::startup::Application;
+use shardman::store::SCHEMA_VERSION;
+
+use crate::helpers::{
+    Backend, SECRET, eventually, free_port, held_ids, redis_key, settings, shared_redis, spawn_app,
+};
+
+#[tokio::test]
+async fn a_replica_refuses_to_start_against_a_newer_schema() {
+    let settings = settings(Backend::Redis);
+    let newer = (SCHEMA_VERSION + 1).to_string();
+    shared_redis().query(&["SET", &redis_key(&settings.key_prefix, "schema"), &newer]);
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused = Application::build_with_listener(settings.clone(), listener).await;
+
+    let error = refused.err().expect("startup must fail").to_string();
+    assert!(
+        error.contains(&newer),
+        "the error names the schema found: {error}"
+    );
+    // And it left the newer deployment's data alone.
+    let stored = shared_redis().query(&["GET", &redis_key(&settings.key_prefix, "schema")]);
+    assert_eq!(stored, redis::Value::BulkString(newer.into_bytes()));
+}
+
+#[tokio::test]
+async fn a_replica_starts_against_its_own_schema_version_and_records_it() {
+    let settings = settings(Backend::Redis);
+    let key = redis_key(&settings.key_prefix, "schema");
+    shared_redis().query(&["SET", &key, &SCHEMA_VERSION.to_string()]);
+
+    let app = spawn_app(settings).await;
+
+    assert_eq!(app.get_anonymous("/readyz").await.status(), StatusCode::OK);
+    assert_eq!(
+        shared_redis().query(&["GET", &key]),
+        redis::Value::BulkString(SCHEMA_VERSION.to_string().into_bytes())
+    );
+}
+
+#[tokio::test]
+async fn two_deployments_sharing_one_redis_are_isolated_by_their_key_prefix() {
+    let mut one = settings(Backend::Redis);
+    one.max_shards = 2;
+    let mut two = settings(Backend::Redis);
+    two.max_shards = 3;
+    assert_ne!(one.key_prefix, two.key_prefix);
+    let one = spawn_app(one).await;
+    let two = spawn_app(two).await;
+
+    let claim_one = one.claim().await;
+    let claim_two = two.claim().await;
+
+    assert_eq!(
+        (claim_one.shard_id, claim_two.shard_id),
+        (0, 0),
+        "each has its own shard 0"
+    );
+    assert_eq!(
+        two.beat(&claim_one.session_id).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        one.disconnect(&claim_two.session_id).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let status_one = one.status().await;
+    let status_two = two.status().await;
+    assert_eq!(
+        (
+            status_one["total_shards"].as_u64(),
+            status_two["total_shards"].as_u64()
+        ),
+        (Some(2), Some(3))
+    );
+    assert_eq!(held_ids(&status_one), vec![0]);
+    assert_eq!(held_ids(&status_two), vec![0]);
+}
+
+#[test]
+fn settings_validation_names_the_variable_at_fault() {
+    assert!(
+        Settings::default().validate().is_ok(),
+        "the defaults are valid"
+    );
+    let cases: [(&str, fn(&mut Settings)); 6] = [
+        ("MAX_SECONDS", |s| s.max_seconds = 0),
+        ("MAX_SHARDS", |s| s.max_shards = 0),
+        ("MAX_SHARDS", |s| s.max_shards = 65_537),
+        ("KEY_PREFIX", |s| s.key_prefix = "a{b".into()),
+        ("KEY_PREFIX", |s| s.key_prefix = "a}".into()),
+        ("REDIS_TIMEOUT_MS", |s| s.redis_timeout_ms = 0),
+    ];
+    for (variable, break_it) in cases {
+        let mut settings = Settings::default();
+        break_it(&mut settings);
+        let error = settings.validate().expect_err(variable);
+        assert_eq!(error.variable, variable);
+        assert!(error.to_string().contains(variable), "{error}");
+    }
+    let mut edge = Settings {
+        max_shards: 65_536,
+        max_seconds: 1,
+        ..Settings::default()
+    };
+    assert!(
+        edge.validate().is_ok(),
+        "65536 shards and a 1 s lease are allowed"
+    );
+    edge.max_shards = 1;
+    assert!(edge.validate().is_ok());
+}
+
+/// The binary, run as an operator would, in an empty directory (no `.env`), with only `vars` set.
+fn shardman(vars: &[(&str, &str)]) -> Command {
+    let dir = std::env::temp_dir().join(format!("shardman-run-{}", crate::helpers::fresh_prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shardman"));
+    command
+        .current_dir(dir)
+        .env_clear()
+        .env("RUST_LOG", "info")
+        .envs(vars.iter().copied())
+        .stdin(Stdio::null());
+    command
+}
+
+#[test]
+fn the_binary_refuses_to_start_on_an_invalid_setting_and_names_it() {
+    let port = free_port().to_string();
+    let cases = [
+        ("MAX_SECONDS", "soon"),
+        ("MAX_SECONDS", "0"),
+        ("MAX_SHARDS", "-3"),
+        ("MAX_SHARDS", "70000"),
+        ("PORT", "99999"),
+        ("PUBLIC_STATUS", "maybe"),
+        ("MAX_EXTRA_BYTES", "lots"),
+        ("KEY_PREFIX", "{x}"),
+    ];
+    for (variable, value) in cases {
+        let output = shardman(&[("PORT", port.as_str()), (variable, value)])
+            .output()
+            .expect("run shardman");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "{variable}={value} must stop startup"
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{variable}={value}: {stderr}"
+        );
+        assert!(
+            stderr.contains(variable),
+            "{variable}={value}: stderr must name it: {stderr}"
+        );
+    }
+}
+
+/// The README's quick start: no REDIS_URL, no SECRET -> in-process store and a printed secret.
+#[tokio::test]
+async fn the_binary_alone_runs_in_process_and_prints_a_secret_that_works() {
+    let port = free_port();
+    let mut child = shardman(&[("PORT", &port.to_string()), ("HOST", "127.0.0.1")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shardman");
+    let _guard = KillOnDrop(child.id());
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let secret = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.rsplit_once("secret is: ")
+                .map(|(_, secret)| secret.trim().to_owned())
+        })
+        .expect("the generated secret is printed");
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .take(200)
+            .collect::<Vec<_>>()
+    });
+    assert!(secret.len() >= 32, "a long random secret: {secret:?}");
+    assert!(!secret.contains(SECRET));
+
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let up = eventually(Duration::from_secs(10), || async {
+        client.get(format!("{base}/healthz")).send().await.is_ok()
+    })
+    .await;
+    assert!(up, "shardman serves on PORT");
+    let connect = client
+        .get(format!("{base}/connect"))
+        .header("Authorization", &secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(connect.status(), StatusCode::OK);
+    let wrong = client
+        .get(format!("{base}/connect"))
+        .header("Authorization", SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = child.wait();
+    let log = log.join().unwrap().join("\n");
+    assert!(
+        log.contains("in-process store"),
+        "the log says which store runs: {log}"
+    );
+    assert!(
+        !log.contains(&secret),
+        "the secret is printed once on stdout, never logged: {log}"
+    );
+}
+
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGKILL) };
+    }
+}
+
+/// `docker-compose config` parses and interpolates the file as `docker-compose up` would.
+#[test]
+fn docker_compose_yml_is_valid_and_matches_haproxy_cfg() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let haproxy = std::fs::read_to_string(root.join("deploy/haproxy.cfg")).unwrap();
+    assert!(
+        haproxy.contains("option httpchk GET /readyz"),
+        "HAProxy health-checks /readyz"
+    );
+    for replica in ["shardman-1", "shardman-2", "shardman-3"] {
+        assert!(
+            haproxy.contains(&format!("server {replica} {replica}:8000 check")),
+            "{replica}"
+        );
+    }
+
+    let Ok(version) = Command::new("docker-compose").arg("version").output() else {
+        println!(
+            "NOTE: docker-compose is not installed; skipping `docker-compose config` (scripts/test.sh installs it)"
+        );
+        return;
+    };
+    assert!(version.status.success(), "docker-compose version");
+    let output = Command::new("docker-compose")
+        .current_dir(root)
+        .args(["-f", "docker-compose.yml", "config"])
+        .env("SECRET", "compose-test-secret")
+        .output()
+        .expect("docker-compose config");
+    let config = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "docker-compose config failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for needle in [
+        "shardman-1:",
+        "shardman-2:",
+        "shardman-3:",
+        "haproxy:",
+        "redis:",
+        "appendonly",
+    ] {
+        assert!(
+            config.contains(needle),
+            "compose config lacks {needle}:\n{config}"
+        );
+    }
+    assert_eq!(
+        config.matches("REDIS_URL: redis://redis:6379").count(),
+        3,
+        "{config}"
+    );
+    assert_eq!(
+        config.matches("compose-test-secret").count(),
+        3,
+        "SECRET reaches every replica"
+    );
+
+    // Without SECRET the file refuses to start rather than running replicas with random secrets.
+    let unset = Command::new("docker-compose")
+        .current_dir(root)
+        .args(["-f", "docker-compose.yml", "config"])
+        .env_remove("SECRET")
+        .output()
+        .expect("docker-compose config");
+    assert!(
+        !unset.status.success(),
+        "SECRET is required by docker-compose.yml"
+    );
+}
