@@ -99,6 +99,24 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_failed_request_is_described_without_its_url() {
+        let client = client(Duration::from_secs(2)).expect("client");
+        // Port 1 on loopback refuses connections.
+        let error = client
+            .post("http://127.0.0.1:1/api/webhooks/1/the-webhook-token")
+            .send()
+            .await
+            .expect_err("nothing listens on port 1");
+        assert!(
+            error.to_string().contains("the-webhook-token"),
+            "reqwest's own text has it"
+        );
+        let described = describe(&error);
+        assert!(!described.contains("the-webhook-token"), "{described}");
+        assert!(described.starts_with("could not connect"), "{described}");
+    }
+
     #[test]
     fn retry_after_is_none_when_unreadable() {
         assert_eq!(retry_after(None, b"<html>"), None);
