@@ -25,8 +25,10 @@ KEYS[2]  fences    (hash: shard id -> number of grants of that id so far)
 KEYS[3]  gateway   (hash: max_concurrency, total, remaining, reset_at ms, used, low_alerted)
 KEYS[4]  identify  (hash: bucket -> ms of the bucket's next free IDENTIFY slot)
 KEYS[5]  events    (list of "kind|shard_id|generation|max_shards|at_ms", newest first)
+KEYS[6]  quarantine (string, PX: set by init.lua after a data loss; no grants while it exists)
 ARGV[1]  key base, e.g. "{shardman}:"; every key below starts with it, so all share one hash tag
-ARGV[2]  the new session id (random, made by the replica)
+ARGV[2]  the new session's key (128 random bits, made by the replica; the session id handed to the
+         bot is this nonce signed together with the lease, see src/session_token.rs)
 ARGV[3]  lease length in milliseconds (MAX_SECONDS * 1000)
 ARGV[4]  max_concurrency to use when Discord's is unknown (integer >= 1)
 ARGV[5]  identify reserve (integer), or -1 for 5% of Discord's daily total
@@ -36,8 +38,11 @@ Keys built from ARGV[1] (same hash slot as KEYS): g:<gen>:next, g:<gen>:free, g:
 g:<gen>:lease:<id> (string: session id, PX lease), g:<gen>:resume:<id> (resume JSON left by the last
 holder), sess:<session id> (hash: shard_id, generation, fence, last_beat ms, beaten, ...; PX lease).
 
-Returns  {"granted", shard_id, max_shards, generation, fence, sleep_ms, state, resume JSON or nil}
+Returns  {"granted", shard_id, max_shards, generation, fence, sleep_ms, state, resume JSON or nil,
+          plan epoch}
          {"full", max_shards, generation}        every shard id of the generation is held
+         {"recovering", retry_after_ms}          Redis lost its data a moment ago: no new grants
+                                                 until the bots that held shards have re-beaten
          {"budget", retry_after_ms}              the identify budget is down to its reserve
 Errors   "NOPLAN" when the plan hash is missing (Redis lost its data): run init.lua and retry.
 Cost     O(log N) for the claim, plus O(log N) once per lease that expired since the previous claim
@@ -48,6 +53,7 @@ local fences_key = KEYS[2]
 local gateway_key = KEYS[3]
 local identify_key = KEYS[4]
 local events_key = KEYS[5]
+local quarantine_key = KEYS[6]
 local base = ARGV[1]
 local session_id = ARGV[2]
 local lease_ms = tonumber(ARGV[3])
@@ -59,10 +65,16 @@ local IDENTIFY_INTERVAL_MS = 5000
 local EVENTS_KEPT = 10000
 
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'pending_generation',
-  'pending_max_shards')
+  'pending_max_shards', 'epoch', 'fence_base')
 if not plan[1] then
   return redis.error_reply('NOPLAN')
 end
+local quarantine_ms = redis.call('PTTL', quarantine_key)
+if quarantine_ms > 0 then
+  return {'recovering', quarantine_ms}
+end
+local epoch = tonumber(plan[5]) or 0
+local fence_base = tonumber(plan[6]) or 0
 local generation, max_shards, state
 if plan[3] then
   generation, max_shards, state = tonumber(plan[3]), tonumber(plan[4]), 'standby'
@@ -139,6 +151,10 @@ if not resume then
 end
 
 local fence = redis.call('HINCRBY', fences_key, shard_id, 1)
+if fence <= fence_base then
+  fence = fence_base + 1
+  redis.call('HSET', fences_key, shard_id, fence)
+end
 redis.call('SET', gen_base .. 'lease:' .. shard_id, session_id, 'PX', lease_ms)
 local session_key = base .. 'sess:' .. session_id
 redis.call('HSET', session_key, 'shard_id', shard_id, 'generation', generation, 'fence', fence,
@@ -146,4 +162,4 @@ redis.call('HSET', session_key, 'shard_id', shard_id, 'generation', generation, 
 redis.call('PEXPIRE', session_key, lease_ms)
 redis.call('ZADD', deadlines_key, now_ms + lease_ms, shard_id)
 queue_event('connect', shard_id)
-return {'granted', shard_id, max_shards, generation, fence, sleep_ms, state, resume}
+return {'granted', shard_id, max_shards, generation, fence, sleep_ms, state, resume, epoch}

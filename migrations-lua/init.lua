@@ -1,23 +1,33 @@
 --[[
-init.lua: make sure this deployment's keys exist and speak a schema this replica understands.
+init.lua: make sure this deployment's keys exist and speak a schema this replica understands, and
+start the quarantine that follows a loss of Redis's data.
 
-Runs once when a replica starts, and again whenever another script reports that the plan is missing
-(Redis lost its data). Creating what is missing is idempotent, so racing replicas agree.
+Runs when a replica starts (ARGV[3] = 0), and again whenever another script reports that the plan is
+missing while the replica is running (ARGV[3] = lease length): Redis lost its data (a restart without
+persistence, a failover to an empty replica, a flush). Bots may still be running on shards Redis no
+longer knows about, so for one lease length no shard is granted to a newcomer (connect.lua answers
+"recovering") while those bots re-establish their leases with their next beat (beat.lua).
+Creating what is missing is idempotent, so racing replicas agree.
 
-KEYS[1]  schema key  (string: the key-schema version of this deployment)
-KEYS[2]  plan key    (hash: generation, max_shards, last_generation; pending_* during a reshard)
+KEYS[1]  schema key      (string: the key-schema version of this deployment)
+KEYS[2]  plan key        (hash: generation, max_shards, last_generation, epoch, fence_base;
+                          pending_* during a reshard)
+KEYS[3]  quarantine key  (string, PX: while it exists, no new grants)
 ARGV[1]  schema version this replica knows (integer)
 ARGV[2]  shard count to start with when there is no plan yet (integer >= 1)
+ARGV[3]  quarantine length in milliseconds after a suspected data loss, or 0 at startup
 
-Returns  {schema_version, generation, max_shards}
+Returns  {schema_version, generation, max_shards, epoch}
 Errors   "SCHEMA_TOO_NEW <found>" when the stored schema is newer than ARGV[1]; the replica must not
          touch the data (an old replica during a rolling upgrade).
 Cost     O(1).
 ]]
 local schema_key = KEYS[1]
 local plan_key = KEYS[2]
+local quarantine_key = KEYS[3]
 local known_version = tonumber(ARGV[1])
 local initial_shards = tonumber(ARGV[2])
+local quarantine_ms = tonumber(ARGV[3])
 
 local stored = tonumber(redis.call('GET', schema_key))
 if stored and stored > known_version then
@@ -28,8 +38,24 @@ if not stored or stored < known_version then
   redis.call('SET', schema_key, known_version)
 end
 
+local time = redis.call('TIME')
+local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+
 if redis.call('EXISTS', plan_key) == 0 then
-  redis.call('HSET', plan_key, 'generation', 1, 'max_shards', initial_shards, 'last_generation', 1)
+  -- After a loss, fencing tokens restart above every token issued before it (they were counted
+  -- from 1 and can never have reached the current time in milliseconds).
+  local fence_base = 0
+  if quarantine_ms > 0 then fence_base = now_ms end
+  redis.call('HSET', plan_key, 'generation', 1, 'max_shards', initial_shards, 'last_generation', 1,
+    'epoch', now_ms, 'fence_base', fence_base)
 end
-local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards')
-return {known_version, tonumber(plan[1]), tonumber(plan[2])}
+local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'epoch')
+local epoch = tonumber(plan[3]) or 0
+
+-- Another replica may have re-created the plan a moment ago without knowing of the loss: the
+-- quarantine runs from the plan's creation, whoever created it.
+local hold_ms = epoch + quarantine_ms - now_ms
+if quarantine_ms > 0 and hold_ms > 0 then
+  redis.call('SET', quarantine_key, 1, 'PX', hold_ms, 'NX')
+end
+return {known_version, tonumber(plan[1]), tonumber(plan[2]), epoch}

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Installs, from Debian's packages, what the tests need when it is
 # missing: redis-server (every integration test starts its own) and docker-compose (to validate
-# docker-compose.yml). Extra arguments go to `cargo test`.
+# docker-compose.yml) and chromium (to test the status page). Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+# Debian's chromium: the status page is tested in a real headless browser (tests/api/dashboard.rs).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

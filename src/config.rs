@@ -62,6 +62,32 @@ pub struct Settings {
     pub autoscale_interval_seconds: u64,
     /// `CORS_ORIGINS`: origins browsers may call the API from (`*` for any); empty: no CORS.
     pub cors_origins: Vec<String>,
+    /// `PUBLIC_METRICS`: serve `/metrics` and `/autoscale` to callers without the secret.
+    pub public_metrics: bool,
+    /// `LOG_FORMAT`: `text` (default) or `json`, one object per line.
+    pub log_format: LogFormat,
+    /// `DRAIN_SECONDS`: after SIGTERM, how long `/readyz` fails while requests are still served,
+    /// so load balancers stop sending traffic before the listener closes.
+    pub drain_seconds: u64,
+}
+
+/// How log lines are written (`LOG_FORMAT`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, String> {
+        match value.to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("expected text or json".into()),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -94,6 +120,9 @@ impl Default for Settings {
             shrink_after_seconds: 3600,
             autoscale_interval_seconds: 30,
             cors_origins: Vec::new(),
+            public_metrics: false,
+            log_format: LogFormat::Text,
+            drain_seconds: 5,
         }
     }
 }
@@ -163,14 +192,19 @@ impl Settings {
             )?,
             trusted_proxies: match raw("TRUSTED_PROXIES") {
                 None => defaults.trusted_proxies,
-                Some(value) => crate::rate_limit::parse_trusted_proxies(&value).map_err(
-                    |reason| ConfigError {
-                        variable: "TRUSTED_PROXIES",
-                        value,
-                        reason,
-                    },
-                )?,
+                Some(value) => {
+                    crate::rate_limit::parse_trusted_proxies(&value).map_err(|reason| {
+                        ConfigError {
+                            variable: "TRUSTED_PROXIES",
+                            value,
+                            reason,
+                        }
+                    })?
+                }
             },
+            public_metrics: parse_bool(&raw, "PUBLIC_METRICS", defaults.public_metrics)?,
+            log_format: parse(&raw, "LOG_FORMAT", defaults.log_format)?,
+            drain_seconds: parse(&raw, "DRAIN_SECONDS", defaults.drain_seconds)?,
             autoscale: raw("MAX_SHARDS").is_none(),
             max_concurrency: parse(&raw, "MAX_CONCURRENCY", defaults.max_concurrency)?,
             identify_reserve: raw("IDENTIFY_RESERVE")
@@ -234,7 +268,11 @@ impl Settings {
             return Err(invalid("MAX_CONCURRENCY", "0".into(), "must be at least 1"));
         }
         if self.redis_timeout_ms == 0 {
-            return Err(invalid("REDIS_TIMEOUT_MS", "0".into(), "must be at least 1"));
+            return Err(invalid(
+                "REDIS_TIMEOUT_MS",
+                "0".into(),
+                "must be at least 1",
+            ));
         }
         for (variable, value) in [
             ("GATEWAY_POLL_SECONDS", self.gateway_poll_seconds),

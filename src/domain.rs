@@ -57,6 +57,10 @@ pub enum ConnectOutcome {
     BudgetExhausted {
         retry_after_ms: u64,
     },
+    /// Redis lost its data a moment ago; no grants until the running bots have re-beaten.
+    Recovering {
+        retry_after_ms: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -48,6 +48,9 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Redis lost its data; new grants wait until running bots have re-established their leases.
+    #[error("Recovering From Store Data Loss")]
+    Recovering { retry_after_secs: u64 },
     /// Come back after `retry_after_secs` (sent as `Retry-After`).
     #[error("{detail}")]
     TooManyRequests {
@@ -89,6 +92,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Recovering { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -112,7 +116,8 @@ impl ResponseError for ApiError {
             }
             ApiError::TooManyRequests {
                 retry_after_secs, ..
-            } => {
+            }
+            | ApiError::Recovering { retry_after_secs } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
             _ => {}

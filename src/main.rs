@@ -5,9 +5,14 @@ use shardman::startup::Application;
 async fn main() -> std::process::ExitCode {
     // A missing .env is normal; the environment may carry everything.
     let _ = dotenvy::dotenv();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-
-    let settings = match Settings::from_env() {
+    let settings = Settings::from_env();
+    shardman::telemetry::init_logging(
+        settings
+            .as_ref()
+            .map(|settings| settings.log_format)
+            .unwrap_or_default(),
+    );
+    let settings = match settings {
         Ok(settings) => settings,
         Err(error) => {
             log::error!("{error}");
@@ -23,7 +28,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     log::info!("shardman listening on {address}");
-    match application.run_until_stopped().await {
+    match application.run_until_terminated().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             log::error!("server failed: {error}");

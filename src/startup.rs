@@ -1,10 +1,11 @@
 //! Builds a replica: settings -> store -> HTTP server on a bound listener (port 0 works, for tests).
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::dev::Server;
-use actix_web::middleware::Logger;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use rand::RngExt;
 
@@ -15,6 +16,7 @@ use crate::cors;
 use crate::routes;
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
+use crate::telemetry::{self, Telemetry};
 
 /// How long a starting replica waits for Redis to come up before it gives up.
 const STORE_STARTUP_WAIT: Duration = Duration::from_secs(30);
@@ -30,6 +32,7 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
+    state: web::Data<AppState>,
     /// Gateway poller, alerts, autoscale: stopped when the server stops.
     background: BackgroundTasks,
 }
@@ -48,15 +51,12 @@ impl Application {
         crate::http::install_crypto_provider();
         let secret = settings.secret.get_or_insert_with(generated_secret).clone();
         let store = open_store(&settings).await?;
-        match &store {
-            Store::Memory(_) => log::warn!(
+        match store.is_embedded() {
+            true => log::warn!(
                 "REDIS_URL is not set: using the in-process store. State lives in this process only; \
                  run exactly one replica, and set REDIS_URL to run several."
             ),
-            Store::Redis(_) => log::info!(
-                "using Redis with key prefix {{{}}}",
-                settings.key_prefix
-            ),
+            false => log::info!("using Redis with key prefix {{{}}}", settings.key_prefix),
         }
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
@@ -67,23 +67,31 @@ impl Application {
                 settings.trusted_proxies.clone(),
             ),
             settings,
+            telemetry: Telemetry::new(),
+            draining: AtomicBool::new(false),
         });
-        let background = BackgroundTasks::spawn(state.clone().into_inner());
-        let cors_origins = state.settings.cors_origins.clone();
+        log::info!("replica id {}", state.telemetry.replica_id);
+        let app_state = state.clone();
+        let cors_origins = app_state.settings.cors_origins.clone();
         let server = HttpServer::new(move || {
             App::new()
-                .app_data(state.clone())
-                // The default format logs no headers, so the secret never reaches the log.
-                .wrap(Logger::new("%a \"%r\" %s %Dms"))
+                .app_data(app_state.clone())
+                // One line per request; it logs no headers, so the secret never reaches the log.
+                .wrap(from_fn(telemetry::record_requests))
                 .wrap(cors::middleware(&cors_origins))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
+        // Signals are handled by `run_until_terminated`, which drains before stopping.
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECONDS)
         .listen(listener)?
         .run();
+        let background = BackgroundTasks::spawn(state.clone().into_inner());
         Ok(Self {
             port,
             server,
+            state,
             background,
         })
     }
@@ -96,6 +104,45 @@ impl Application {
         let result = self.server.await;
         self.background.stop().await;
         result
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully: `/readyz` answers 503 for
+    /// `DRAIN_SECONDS` while every request is still served (load balancers take the replica out),
+    /// then the listener closes, in-flight requests finish (up to `SHUTDOWN_TIMEOUT_SECONDS`) and
+    /// this returns.
+    pub async fn run_until_terminated(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let signal = termination_signal().await;
+            state.draining.store(true, Ordering::Relaxed);
+            let drain = Duration::from_secs(state.settings.drain_seconds);
+            log::info!(
+                "{signal} received: failing /readyz for {}s, then finishing in-flight requests",
+                drain.as_secs()
+            );
+            tokio::time::sleep(drain).await;
+            handle.stop(true).await;
+        });
+        let result = self.server.await;
+        self.background.stop().await;
+        result?;
+        log::info!("stopped");
+        Ok(())
+    }
+}
+
+/// How long in-flight requests may take to finish once the listener has closed.
+const SHUTDOWN_TIMEOUT_SECONDS: u64 = 30;
+
+/// Waits for SIGTERM (orchestrators) or SIGINT (Ctrl-C) and names it.
+async fn termination_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
     }
 }
 

@@ -6,12 +6,32 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Liveness: the process runs and serves HTTP.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    description = "Liveness: 200 while the process serves HTTP. Needs no secret.",
+    responses((status = 200, description = "Alive", body = Object, example = json!({"status": "ok"}))),
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
 /// Readiness: the store answers, so this replica can serve bots.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    description = "Readiness: 200 when the store answers and the scripts are loaded; 503 when it does not, or once the replica received SIGTERM and is draining. Needs no secret.",
+    responses(
+        (status = 200, description = "Ready", body = Object, example = json!({"status": "ready", "store": "redis"})),
+        (status = 503, description = "The store does not answer, or the replica is shutting down", body = crate::openapi::Detail, example = json!({"detail": "Shutting Down"})),
+    ),
+)]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.is_draining() {
+        return Err(ApiError::Unavailable("Shutting Down".into()));
+    }
     state.store.ping().await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "ready", "store": state.store.kind() })))
 }

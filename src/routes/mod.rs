@@ -1,22 +1,50 @@
 //! HTTP handlers: extract, call the store, map the outcome. No logic of their own.
 
-mod health;
-mod shards;
-mod status;
+pub(crate) mod autoscale;
+pub(crate) mod dashboard;
+pub(crate) mod docs;
+pub(crate) mod health;
+pub(crate) mod metrics;
+pub(crate) mod reshard;
+pub(crate) mod shards;
+pub(crate) mod status;
 
 use actix_web::web;
 
 use crate::error::ApiError;
 
-pub fn configure(config: &mut web::ServiceConfig) {
-    config
-        .route("/connect", web::get().to(shards::connect))
-        .route("/beat", web::post().to(shards::beat))
-        .route("/disconnect", web::get().to(shards::disconnect_by_query))
-        .route("/disconnect", web::post().to(shards::disconnect_by_body))
-        .route("/status", web::get().to(status::status))
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz));
+/// Declares every route once: `configure` registers them and `ROUTES` lists them, so the OpenAPI
+/// test (every served route is documented) cannot drift from what the app serves.
+macro_rules! route_table {
+    ($($method:ident $path:literal => $handler:path),* $(,)?) => {
+        /// Every `(method, path)` the app serves, as registered by [`configure`].
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        pub fn configure(config: &mut web::ServiceConfig) {
+            $(config.route($path, web::$method().to($handler));)*
+            // Swagger UI's own files under /docs/ (embedded; listed in the document as /docs).
+            config.service(docs::swagger_ui());
+        }
+    };
+}
+
+route_table! {
+    get "/connect" => shards::connect,
+    post "/beat" => shards::beat,
+    get "/disconnect" => shards::disconnect_by_query,
+    post "/disconnect" => shards::disconnect_by_body,
+    post "/identify" => shards::identify,
+    post "/reshard" => reshard::reshard,
+    get "/status" => status::status,
+    get "/healthz" => health::healthz,
+    get "/readyz" => health::readyz,
+    get "/metrics" => metrics::metrics,
+    get "/autoscale" => autoscale::autoscale,
+    get "/" => dashboard::page,
+    get "/dashboard.js" => dashboard::script,
+    get "/dashboard.css" => dashboard::stylesheet,
+    get "/openapi.json" => docs::openapi_json,
+    get "/docs" => docs::docs_redirect,
 }
 
 /// FastAPI's answer to an unknown route.

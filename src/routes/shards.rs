@@ -84,15 +84,17 @@ fn budget_exhausted(retry_after_ms: u64) -> ApiError {
         (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::openapi::Detail, example = json!({"detail": "Store Unavailable"})),
     )
 )]
-pub async fn connect(
-    _: Authorized,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn connect(_: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let grant = match state.store.connect().await? {
         ConnectOutcome::Granted(grant) => grant,
         ConnectOutcome::Full => return Err(ApiError::NoShardsAvailable),
         ConnectOutcome::BudgetExhausted { retry_after_ms } => {
             return Err(budget_exhausted(retry_after_ms));
+        }
+        ConnectOutcome::Recovering { retry_after_ms } => {
+            return Err(ApiError::Recovering {
+                retry_after_secs: retry_after(retry_after_ms),
+            });
         }
     };
     log::info!(
@@ -100,7 +102,11 @@ pub async fn connect(
         grant.lease.shard_id,
         grant.lease.generation,
         grant.lease.fence,
-        if grant.resume.is_some() { "resume" } else { "identify" }
+        if grant.resume.is_some() {
+            "resume"
+        } else {
+            "identify"
+        }
     );
     Ok(HttpResponse::Ok().json(ConnectConfirmed {
         shard_id: grant.lease.shard_id,
@@ -158,7 +164,11 @@ fn wants_representation(request: &HttpRequest) -> bool {
         .get_all("prefer")
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .any(|preference| preference.trim().eq_ignore_ascii_case("return=representation"))
+        .any(|preference| {
+            preference
+                .trim()
+                .eq_ignore_ascii_case("return=representation")
+        })
 }
 
 fn read_beat(body: &BodyFields, max_extra_bytes: usize) -> Result<BeatReport, ApiError> {
@@ -170,7 +180,10 @@ fn read_beat(body: &BodyFields, max_extra_bytes: usize) -> Result<BeatReport, Ap
     let resume = fields.optional_resume("resume");
     fields.finish()?;
     let extra = extra.map(|value| value.to_string());
-    if extra.as_ref().is_some_and(|text| text.len() > max_extra_bytes) {
+    if extra
+        .as_ref()
+        .is_some_and(|text| text.len() > max_extra_bytes)
+    {
         return Err(ApiError::PayloadTooLarge(format!(
             "extra exceeds MAX_EXTRA_BYTES ({max_extra_bytes} bytes)"
         )));
@@ -209,9 +222,10 @@ pub async fn disconnect_by_query(
     state: web::Data<AppState>,
     query: web::Query<SessionQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let session_id = query.into_inner().session_id.ok_or_else(|| {
-        ApiError::invalid(ValidationIssue::missing(&["query", "session_id"]))
-    })?;
+    let session_id = query
+        .into_inner()
+        .session_id
+        .ok_or_else(|| ApiError::invalid(ValidationIssue::missing(&["query", "session_id"])))?;
     release(&state, &session_id).await
 }
 
@@ -287,7 +301,9 @@ pub async fn identify(
         })),
         IdentifyOutcome::NotFound => Err(ApiError::SessionNotFound),
         IdentifyOutcome::Retired => Err(ApiError::NoShardsAvailable),
-        IdentifyOutcome::BudgetExhausted { retry_after_ms } => Err(budget_exhausted(retry_after_ms)),
+        IdentifyOutcome::BudgetExhausted { retry_after_ms } => {
+            Err(budget_exhausted(retry_after_ms))
+        }
     }
 }
 

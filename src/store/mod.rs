@@ -19,6 +19,7 @@ use crate::domain::{
     BeatOutcome, BeatReport, ConnectOutcome, Event, FleetStatus, GatewayInfo, GenerationStatus,
     Grant, IdentifyOutcome, Lease, ReshardPlan, SessionState, ShardStatus, timestamp_from_millis,
 };
+use crate::session_token::{SessionClaims, SessionSigner, new_nonce};
 
 /// Version of the key schema this build reads and writes. Bump it when keys change meaning; a
 /// replica refuses to start against a newer one (see README, "Upgrades").
@@ -86,6 +87,7 @@ struct Keys {
     identify: String,
     events: String,
     meta: String,
+    quarantine: String,
 }
 
 impl Keys {
@@ -100,6 +102,7 @@ impl Keys {
             identify: key("identify"),
             events: key("events"),
             meta: key("meta"),
+            quarantine: key("quarantine"),
             base,
         }
     }
@@ -160,6 +163,7 @@ pub struct Store {
     identify_reserve: i64,
     /// Queue events for the webhook only when one is configured, so the queue never grows unread.
     events: bool,
+    signer: SessionSigner,
 }
 
 impl Store {
@@ -180,11 +184,18 @@ impl Store {
             default_concurrency: settings.max_concurrency,
             identify_reserve: settings.identify_reserve.map_or(-1, i64::from),
             events: settings.webhook_url.is_some(),
+            signer: SessionSigner::new(
+                settings
+                    .secret
+                    .as_ref()
+                    .map(|secret| secret.expose())
+                    .unwrap_or_default(),
+            ),
         };
         for script in store.scripts.all() {
             store.engine.load(script).await?;
         }
-        store.init().await?;
+        store.init(Init::Startup).await?;
         Ok(store)
     }
 
@@ -204,13 +215,21 @@ impl Store {
     }
 
     /// Runs `init.lua`: idempotent, so it also repairs a Redis that lost its data.
-    async fn init(&self) -> Result<(), StoreError> {
+    async fn init(&self, when: Init) -> Result<(), StoreError> {
+        let quarantine_ms = match when {
+            Init::Startup => 0,
+            Init::AfterLoss => self.lease_ms,
+        };
         let reply = self
             .engine
             .eval(
                 &self.scripts.init,
-                &[&self.keys.schema, &self.keys.plan],
-                &[SCHEMA_VERSION.to_string(), self.initial_shards.to_string()],
+                &[&self.keys.schema, &self.keys.plan, &self.keys.quarantine],
+                &[
+                    SCHEMA_VERSION.to_string(),
+                    self.initial_shards.to_string(),
+                    quarantine_ms.to_string(),
+                ],
             )
             .await?;
         match integers(&reply, "init")?[..] {
@@ -220,6 +239,7 @@ impl Store {
     }
 
     /// Runs a script that answers `NOPLAN` when Redis lost its data: re-initialise, then retry once.
+    /// The plan was there when this replica started, so a missing plan now means a loss.
     async fn eval_planned(
         &self,
         script: &LuaScript,
@@ -228,8 +248,11 @@ impl Store {
     ) -> Result<Value, StoreError> {
         match self.engine.eval(script, keys, args).await {
             Err(StoreError::Internal(message)) if message.contains("NOPLAN") => {
-                log::warn!("the shard plan is missing from the store; re-initialising");
-                self.init().await?;
+                log::warn!(
+                    "the shard plan is gone from the store: Redis lost its data; re-creating it and \
+                     holding new grants back for one lease length"
+                );
+                self.init(Init::AfterLoss).await?;
                 self.engine.eval(script, keys, args).await
             }
             other => other,
@@ -238,7 +261,7 @@ impl Store {
 
     /// Claims the lowest free shard id for a new session and books its IDENTIFY slot.
     pub async fn connect(&self) -> Result<ConnectOutcome, StoreError> {
-        let session_id = new_session_id();
+        let nonce = new_nonce();
         let keys = &self.keys;
         let reply = self
             .eval_planned(
@@ -249,10 +272,11 @@ impl Store {
                     &keys.gateway,
                     &keys.identify,
                     &keys.events,
+                    &keys.quarantine,
                 ],
                 &[
                     keys.base.clone(),
-                    session_id.clone(),
+                    nonce.clone(),
                     self.lease_ms.to_string(),
                     self.default_concurrency.to_string(),
                     self.identify_reserve.to_string(),
@@ -262,23 +286,35 @@ impl Store {
             .await?;
         let fields = array(&reply, "connect")?;
         match text(fields.first()).as_deref() {
-            Some("granted") if fields.len() == 8 => {
+            Some("granted") if fields.len() == 9 => {
                 let state = text(fields.get(6))
                     .and_then(|state| SessionState::parse(&state))
                     .ok_or_else(|| unexpected("connect", &reply))?;
+                let lease = Lease {
+                    shard_id: integer(&fields[1], "connect")? as u32,
+                    max_shards: integer(&fields[2], "connect")? as u32,
+                    generation: integer(&fields[3], "connect")? as u64,
+                    fence: integer(&fields[4], "connect")? as u64,
+                    state,
+                };
+                let session_id = self.signer.sign(&SessionClaims {
+                    shard_id: lease.shard_id,
+                    generation: lease.generation,
+                    max_shards: lease.max_shards,
+                    fence: lease.fence,
+                    epoch: integer(&fields[8], "connect")?.max(0) as u64,
+                    nonce,
+                });
                 Ok(ConnectOutcome::Granted(Grant {
                     session_id,
-                    lease: Lease {
-                        shard_id: integer(&fields[1], "connect")? as u32,
-                        max_shards: integer(&fields[2], "connect")? as u32,
-                        generation: integer(&fields[3], "connect")? as u64,
-                        fence: integer(&fields[4], "connect")? as u64,
-                        state,
-                    },
+                    lease,
                     sleep_ms: integer(&fields[5], "connect")?.max(0) as u64,
                     resume: text(fields.get(7)).and_then(|json| serde_json::from_str(&json).ok()),
                 }))
             }
+            Some("recovering") if fields.len() == 2 => Ok(ConnectOutcome::Recovering {
+                retry_after_ms: integer(&fields[1], "connect")?.max(0) as u64,
+            }),
             Some("full") => Ok(ConnectOutcome::Full),
             Some("budget") if fields.len() == 2 => Ok(ConnectOutcome::BudgetExhausted {
                 retry_after_ms: integer(&fields[1], "connect")?.max(0) as u64,
@@ -288,14 +324,17 @@ impl Store {
     }
 
     pub async fn beat(&self, report: &BeatReport) -> Result<BeatOutcome, StoreError> {
+        // A session id this deployment did not sign names no session: no need to ask the store.
+        let Some(claims) = self.signer.verify(&report.session_id) else {
+            return Ok(BeatOutcome::NotFound);
+        };
         let reply = self
-            .engine
-            .eval(
+            .eval_planned(
                 &self.scripts.beat,
-                &[&self.keys.plan, &self.keys.events],
+                &[&self.keys.plan, &self.keys.events, &self.keys.quarantine],
                 &[
                     self.keys.base.clone(),
-                    report.session_id.clone(),
+                    claims.nonce,
                     self.lease_ms.to_string(),
                     report
                         .guild_count
@@ -306,6 +345,11 @@ impl Store {
                     report.resume.clone().unwrap_or_default(),
                     self.resume_window_ms.to_string(),
                     self.events_flag(),
+                    claims.shard_id.to_string(),
+                    claims.generation.to_string(),
+                    claims.max_shards.to_string(),
+                    claims.fence.to_string(),
+                    claims.epoch.to_string(),
                 ],
             )
             .await?;
@@ -335,6 +379,9 @@ impl Store {
 
     /// Frees the session's shard at once; `false` when there was no such session.
     pub async fn disconnect(&self, session_id: &str) -> Result<bool, StoreError> {
+        let Some(claims) = self.signer.verify(session_id) else {
+            return Ok(false);
+        };
         let reply = self
             .engine
             .eval(
@@ -342,7 +389,7 @@ impl Store {
                 &[&self.keys.events],
                 &[
                     self.keys.base.clone(),
-                    session_id.to_owned(),
+                    claims.nonce,
                     self.resume_window_ms.to_string(),
                     self.events_flag(),
                 ],
@@ -353,6 +400,9 @@ impl Store {
 
     /// Books the next IDENTIFY slot for a session that must identify again.
     pub async fn identify(&self, session_id: &str) -> Result<IdentifyOutcome, StoreError> {
+        let Some(claims) = self.signer.verify(session_id) else {
+            return Ok(IdentifyOutcome::NotFound);
+        };
         let keys = &self.keys;
         let reply = self
             .engine
@@ -361,7 +411,7 @@ impl Store {
                 &[&keys.plan, &keys.gateway, &keys.identify, &keys.events],
                 &[
                     keys.base.clone(),
-                    session_id.to_owned(),
+                    claims.nonce,
                     self.default_concurrency.to_string(),
                     self.identify_reserve.to_string(),
                     self.events_flag(),
@@ -570,9 +620,13 @@ impl Store {
     }
 }
 
-/// 128 bits from the operating system's CSPRNG (UUID v4), so session ids cannot be guessed.
-fn new_session_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+/// Why `init.lua` runs.
+#[derive(Clone, Copy)]
+enum Init {
+    /// A replica starts: create what is missing, nothing more.
+    Startup,
+    /// The plan vanished while this replica was running: Redis lost its data.
+    AfterLoss,
 }
 
 fn unexpected(script: &str, reply: &impl std::fmt::Debug) -> StoreError {

@@ -17,3 +17,6 @@ mod health;
 mod redis_faults;
 mod status;
 mod validation;
+mod operations;
+mod openapi;
+mod dashboard;

@@ -1,0 +1,219 @@
+//! `GET /metrics`: Prometheus text format.
+//!
+//! Cluster-wide figures are read from the store at scrape time, so every replica reports the same
+//! values and none of them carries a `replica` label. Request metrics are this replica's own and
+//! carry `replica="<id>"`.
+
+use std::time::Instant;
+
+use actix_web::{HttpResponse, web};
+use prometheus::proto::MetricFamily;
+use prometheus::{Encoder, Gauge, Histogram, HistogramOpts, IntGauge, Registry, TextEncoder};
+
+use crate::auth::MaybeAuthorized;
+use crate::domain::{FleetStatus, GatewayInfo};
+use crate::error::ApiError;
+use crate::routes::autoscale::{AutoscaleReport, require_metrics_access};
+use crate::state::AppState;
+
+/// Buckets for the gateway latency bots report (seconds).
+const LATENCY_BUCKETS: &[f64] = &[0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0];
+/// Buckets for the time since each held shard's last beat (seconds).
+const BEAT_AGE_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0];
+
+/// Metrics in the Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    description = "Prometheus text format. Cluster-wide figures (`shardman_shards_total`, \
+        `shardman_shards_held`, `shardman_guilds`, `shardman_shard_latency_seconds`, \
+        `shardman_generation`, ...) are read from the store at scrape time, so every replica \
+        reports the same; request counts and latencies (`shardman_http_requests_total`, \
+        `shardman_http_request_duration_seconds`) are this replica's, labelled by route pattern and \
+        status. When the store does not answer, `shardman_store_up` is 0 and the cluster figures are \
+        left out. Needs the secret unless `PUBLIC_METRICS=true`.",
+    security((), ("secret" = [])),
+    responses(
+        (status = 200, description = "Metrics", content_type = "text/plain; version=0.0.4",
+            body = String,
+            example = "# TYPE shardman_shards_total gauge\nshardman_shards_total 16\n"),
+        (status = 403, description = "Wrong secret", body = crate::openapi::Detail,
+            example = json!({"detail": "Invalid Token"})),
+        (status = 422, description = "No `Authorization` header (and `PUBLIC_METRICS` is false)",
+            body = crate::openapi::ValidationError),
+    )
+)]
+pub async fn metrics(
+    caller: MaybeAuthorized,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_metrics_access(&caller, &state)?;
+    let started = Instant::now();
+    let fleet = state.store.status().await;
+    let read_seconds = started.elapsed().as_secs_f64();
+    let mut families = match fleet {
+        Ok(fleet) => {
+            // The identify budget is known once a replica has asked Discord; a failed read only
+            // leaves these figures out.
+            let gateway = state.store.gateway().await.unwrap_or_default();
+            cluster_families(&fleet, gateway.as_ref(), read_seconds)
+        }
+        Err(error) => {
+            log::warn!("metrics: store unavailable: {error}");
+            store_down_families()
+        }
+    }
+    .map_err(internal)?;
+    families.extend(state.telemetry.registry.gather());
+    let mut text = Vec::new();
+    let encoder = TextEncoder::new();
+    encoder.encode(&families, &mut text).map_err(internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type(encoder.format_type())
+        .body(text))
+}
+
+fn internal(error: prometheus::Error) -> ApiError {
+    ApiError::Internal(format!("metrics: {error}"))
+}
+
+/// The fleet as gauges and histograms, built fresh for each scrape. Add a figure here (the
+/// identify budget, a pending generation) by registering one more collector.
+fn cluster_families(
+    fleet: &FleetStatus,
+    gateway: Option<&GatewayInfo>,
+    read_seconds: f64,
+) -> Result<Vec<MetricFamily>, prometheus::Error> {
+    let registry = Registry::new();
+    let plan = AutoscaleReport::from_fleet(fleet);
+    let gauge = |name: &str, help: &str, value: i64| -> Result<(), prometheus::Error> {
+        let gauge = IntGauge::new(name, help)?;
+        gauge.set(value);
+        registry.register(Box::new(gauge))
+    };
+    gauge(
+        "shardman_store_up",
+        "1 when the store answered this scrape.",
+        1,
+    )?;
+    gauge(
+        "shardman_shards_total",
+        "Shards planned in the active generation.",
+        fleet.total_shards.into(),
+    )?;
+    gauge(
+        "shardman_shards_held",
+        "Shards held by a live session.",
+        plan.held.into(),
+    )?;
+    gauge(
+        "shardman_shards_missing",
+        "Planned shards that nobody holds.",
+        plan.missing.into(),
+    )?;
+    gauge(
+        "shardman_desired_processes",
+        "Bot processes the plan needs now (what /autoscale answers).",
+        plan.desired_processes.into(),
+    )?;
+    gauge(
+        "shardman_generation",
+        "The active generation of the shard plan.",
+        i64::try_from(fleet.generation).unwrap_or(i64::MAX),
+    )?;
+    let guilds: u64 = fleet
+        .shards
+        .iter()
+        .filter_map(|shard| shard.guild_count)
+        .sum();
+    gauge(
+        "shardman_guilds",
+        "Guilds reported by the held shards, summed.",
+        i64::try_from(guilds).unwrap_or(i64::MAX),
+    )?;
+
+    if let Some(pending) = &fleet.pending {
+        gauge(
+            "shardman_pending_generation",
+            "The generation a reshard is starting (absent when none is).",
+            i64::try_from(pending.generation).unwrap_or(i64::MAX),
+        )?;
+        gauge(
+            "shardman_pending_shards_total",
+            "Shards planned in the pending generation.",
+            pending.max_shards.into(),
+        )?;
+        gauge(
+            "shardman_pending_shards_held",
+            "Shards of the pending generation held by a live session.",
+            i64::try_from(pending.held()).unwrap_or(i64::MAX),
+        )?;
+    }
+    if let Some(gateway) = gateway {
+        gauge(
+            "shardman_identify_budget_total",
+            "Discord's daily session-start budget.",
+            gateway.session_start_total.into(),
+        )?;
+        gauge(
+            "shardman_identify_budget_remaining",
+            "Session starts left in Discord's current budget window.",
+            gateway.session_start_remaining.into(),
+        )?;
+        gauge(
+            "shardman_identify_max_concurrency",
+            "Discord's max_concurrency: identify buckets per 5 seconds.",
+            gateway.max_concurrency.into(),
+        )?;
+        gauge(
+            "shardman_discord_recommended_shards",
+            "Discord's recommended shard count.",
+            gateway.shards.into(),
+        )?;
+    }
+
+    let latency = Histogram::with_opts(
+        HistogramOpts::new(
+            "shardman_shard_latency_seconds",
+            "Gateway latency last reported by each held shard.",
+        )
+        .buckets(LATENCY_BUCKETS.to_vec()),
+    )?;
+    let beat_age = Histogram::with_opts(
+        HistogramOpts::new(
+            "shardman_shard_beat_age_seconds",
+            "Time since each held shard's last beat, at scrape time.",
+        )
+        .buckets(BEAT_AGE_BUCKETS.to_vec()),
+    )?;
+    let now = chrono::Utc::now();
+    for shard in &fleet.shards {
+        if let Some(seconds) = shard.latency.filter(|value| value.is_finite()) {
+            latency.observe(seconds);
+        }
+        let age = (now - shard.last_beat).num_milliseconds().max(0) as f64 / 1000.0;
+        beat_age.observe(age);
+    }
+    registry.register(Box::new(latency))?;
+    registry.register(Box::new(beat_age))?;
+
+    let read = Gauge::new(
+        "shardman_store_read_seconds",
+        "How long this scrape's read of the fleet from the store took.",
+    )?;
+    read.set(read_seconds);
+    registry.register(Box::new(read))?;
+    Ok(registry.gather())
+}
+
+fn store_down_families() -> Result<Vec<MetricFamily>, prometheus::Error> {
+    let registry = Registry::new();
+    let up = IntGauge::new(
+        "shardman_store_up",
+        "1 when the store answered this scrape.",
+    )?;
+    up.set(0);
+    registry.register(Box::new(up))?;
+    Ok(registry.gather())
+}

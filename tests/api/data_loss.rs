@@ -1,0 +1,166 @@
+//! Redis loses every key (restart without persistence): no double grant, no bot loses its shard.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use shardman::config::Settings;
+
+use crate::helpers::{RedisServer, TestApp, expect_json, settings_on, spawn_replicas};
+
+async fn connect(app: &TestApp) -> Value {
+    expect_json(app.connect().await, StatusCode::OK).await
+}
+
+fn session(grant: &Value) -> &str {
+    grant["session_id"].as_str().expect("session_id")
+}
+
+#[tokio::test]
+async fn after_redis_loses_its_data_running_bots_keep_their_shards_and_newcomers_wait_a_lease() {
+    let mut redis = RedisServer::start();
+    let replicas = spawn_replicas(
+        2,
+        Settings {
+            max_shards: 3,
+            max_seconds: 3,
+            ..settings_on(&redis)
+        },
+    )
+    .await;
+    let (first, second) = (&replicas[0], &replicas[1]);
+    let bots = [
+        connect(first).await,
+        connect(second).await,
+        connect(first).await,
+    ];
+    let old_fence_of_two = bots[2]["fence"].as_u64().expect("fence");
+
+    redis.restart();
+
+    // A newcomer is held back: the running bots' shards are unknown to Redis now.
+    let refused = second.connect().await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .expect("header")
+        .parse()
+        .expect("seconds");
+    assert!(
+        (1..=3).contains(&retry_after),
+        "about one lease: {retry_after}"
+    );
+
+    // Each running bot's next beat re-establishes its own shard, on either replica.
+    for (index, bot) in bots.iter().enumerate() {
+        let app = &replicas[index % 2];
+        let response = app
+            .client
+            .post(app.url("/beat"))
+            .header("Authorization", crate::helpers::SECRET)
+            .header("Prefer", "return=representation")
+            .form(&[("session_id", session(bot))])
+            .send()
+            .await
+            .expect("beat");
+        let body = expect_json(response, StatusCode::OK).await;
+        assert_eq!(body["shard_id"], bot["shard_id"]);
+        assert_eq!(body["fence"], bot["fence"]);
+        assert_eq!(body["state"], "active");
+    }
+    let held: Vec<u64> = first.status().await["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|shard| shard["shard_id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(held, vec![0, 1, 2]);
+
+    // One bot leaves; once the lease length has passed, a newcomer gets its shard, with a fencing
+    // token above every token issued before the loss.
+    assert_eq!(
+        first.disconnect(session(&bots[2])).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        second.connect().await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        for bot in &bots[..2] {
+            assert_eq!(
+                first.beat(session(bot)).await.status(),
+                StatusCode::NO_CONTENT
+            );
+        }
+    }
+    let newcomer = connect(second).await;
+    assert_eq!(newcomer["shard_id"], 2);
+    assert!(newcomer["fence"].as_u64().expect("fence") > old_fence_of_two);
+}
+
+#[tokio::test]
+async fn after_a_loss_the_first_beat_restores_the_generation_and_shard_count_it_ran_under() {
+    let mut redis = RedisServer::start();
+    let replicas = spawn_replicas(
+        1,
+        Settings {
+            max_shards: 1,
+            max_seconds: 3,
+            ..settings_on(&redis)
+        },
+    )
+    .await;
+    let app = &replicas[0];
+    // Reshard 1 -> 2 and complete it.
+    let old = connect(app).await;
+    let plan = expect_json(
+        app.post_json("/reshard", &json!({"max_shards": 2})).await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let bots = [connect(app).await, connect(app).await];
+    for bot in &bots {
+        assert_eq!(
+            app.beat(session(bot)).await.status(),
+            StatusCode::NO_CONTENT
+        );
+    }
+    assert_eq!(app.status().await["total_shards"], 2);
+
+    redis.restart();
+
+    for bot in &bots {
+        assert_eq!(
+            app.beat(session(bot)).await.status(),
+            StatusCode::NO_CONTENT
+        );
+    }
+    let status = app.status().await;
+    assert_eq!(status["total_shards"], 2);
+    assert_eq!(status["generation"], plan["generation"]);
+    // The retired generation does not come back.
+    assert_eq!(
+        app.beat(session(&old)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_forged_or_tampered_session_id_is_not_found_and_changes_nothing() {
+    let redis = RedisServer::start();
+    let app = &spawn_replicas(1, settings_on(&redis)).await[0];
+    let grant = connect(app).await;
+    let id = session(&grant);
+    let tampered = format!("1{id}");
+    for forged in [
+        tampered.as_str(),
+        "0.1.1.1.0.00000000000000000000000000000000.00",
+        "x",
+    ] {
+        assert_eq!(app.beat(forged).await.status(), StatusCode::NOT_FOUND);
+        assert_eq!(app.disconnect(forged).await.status(), StatusCode::NOT_FOUND);
+    }
+    assert_eq!(app.beat(id).await.status(), StatusCode::NO_CONTENT);
+}
