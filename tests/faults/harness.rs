@@ -1,0 +1,634 @@
+#![allow(dead_code)] // each scenario uses its own part of the harness
+
+//! Real processes for the fault suite: `redis-server` (and `redis-sentinel`), `shardman` replicas
+//! built by cargo for this test run, and `shardman-load` runs. Everything listens on 127.0.0.1 and
+//! dies with the test process.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+pub const SECRET: &str = "fault-secret";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+        .port()
+}
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+/// A scratch directory of this test run, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "shardman-faults-{name}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Makes a child die with the test process, even when the test binary is killed.
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl only sets a flag on the child.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+fn signal(child: &Child, signal: libc::c_int) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+}
+
+/// How to start a Redis.
+#[derive(Clone, Default)]
+pub struct RedisOptions {
+    pub password: Option<String>,
+    /// (certificate, key, CA) paths: serve TLS only.
+    pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    /// `replicaof 127.0.0.1 <port>`.
+    pub replica_of: Option<u16>,
+}
+
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    options: RedisOptions,
+    dir: Scratch,
+}
+
+impl Redis {
+    pub fn start() -> Self {
+        Self::start_with(RedisOptions::default())
+    }
+
+    pub fn start_with(options: RedisOptions) -> Self {
+        let mut redis = Self {
+            child: None,
+            port: free_port(),
+            options,
+            dir: Scratch::new("redis"),
+        };
+        redis.launch();
+        redis
+    }
+
+    fn launch(&mut self) {
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--enable-debug-command", "local"])
+            .arg("--dir")
+            .arg(&self.dir.0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        match &self.options.tls {
+            Some((cert, key, ca)) => {
+                command
+                    .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                    .arg("--tls-cert-file")
+                    .arg(cert)
+                    .arg("--tls-key-file")
+                    .arg(key)
+                    .arg("--tls-ca-cert-file")
+                    .arg(ca)
+                    .args(["--tls-auth-clients", "no"]);
+            }
+            None => {
+                command.args(["--port", &self.port.to_string()]);
+            }
+        }
+        if let Some(password) = &self.options.password {
+            command.args(["--requirepass", password]);
+        }
+        if let Some(master) = self.options.replica_of {
+            command.args(["--replicaof", "127.0.0.1", &master.to_string()]);
+        }
+        die_with_parent(&mut command);
+        self.child = Some(
+            command
+                .spawn()
+                .expect("redis-server (scripts/test.sh installs it)"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.options.tls.is_some() {
+                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    return;
+                }
+            } else if self.try_query(&["PING"]).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server on port {} did not start", self.port);
+    }
+
+    /// The URL replicas use.
+    pub fn url(&self) -> String {
+        let scheme = if self.options.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        match &self.options.password {
+            Some(password) => format!("{scheme}://:{password}@127.0.0.1:{}", self.port),
+            None => format!("{scheme}://127.0.0.1:{}", self.port),
+        }
+    }
+
+    pub fn try_query(&self, args: &[&str]) -> redis::RedisResult<redis::Value> {
+        let client = redis::Client::open(self.url())?;
+        let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
+        conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut command = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            command.arg(*arg);
+        }
+        command.query(&mut conn)
+    }
+
+    pub fn query(&self, args: &[&str]) -> redis::Value {
+        self.try_query(args)
+            .unwrap_or_else(|error| panic!("redis {args:?}: {error}"))
+    }
+
+    /// SIGSTOP: the sockets stay open, nothing answers.
+    pub fn pause(&self) {
+        signal(self.child.as_ref().expect("running"), libc::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        signal(self.child.as_ref().expect("running"), libc::SIGCONT);
+    }
+
+    /// kill -9; the data is gone (no persistence).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, libc::SIGCONT);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts again, empty, on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    /// `INFO memory`'s `used_memory`, in bytes.
+    pub fn used_memory(&self) -> u64 {
+        let info: String = redis::from_redis_value(self.query(&["INFO", "memory"])).expect("info");
+        info.lines()
+            .find_map(|line| line.strip_prefix("used_memory:"))
+            .and_then(|value| value.trim().parse().ok())
+            .expect("used_memory")
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Three sentinels watching one master under the name `shardman`.
+pub struct Sentinels {
+    children: Vec<Child>,
+    pub ports: Vec<u16>,
+    _dir: Scratch,
+}
+
+impl Sentinels {
+    pub const MASTER: &'static str = "shardman";
+
+    pub fn start(master_port: u16, count: usize) -> Self {
+        let dir = Scratch::new("sentinel");
+        let mut children = Vec::new();
+        let mut ports = Vec::new();
+        for index in 0..count {
+            let port = free_port();
+            let config = dir.0.join(format!("sentinel-{index}.conf"));
+            std::fs::write(
+                &config,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                     sentinel monitor {name} 127.0.0.1 {master_port} 2\n\
+                     sentinel down-after-milliseconds {name} 1000\n\
+                     sentinel failover-timeout {name} 5000\n\
+                     sentinel parallel-syncs {name} 1\n",
+                    dir = dir.0.display(),
+                    name = Self::MASTER,
+                ),
+            )
+            .expect("sentinel config");
+            let mut command = Command::new("redis-sentinel");
+            command
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            die_with_parent(&mut command);
+            children.push(
+                command
+                    .spawn()
+                    .expect("redis-sentinel (scripts/test.sh installs it)"),
+            );
+            ports.push(port);
+        }
+        let sentinels = Self {
+            children,
+            ports,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if sentinels.master_port() == Some(master_port) {
+                return sentinels;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("sentinels did not come up");
+    }
+
+    fn query(&self, index: usize, args: &[&str]) -> redis::RedisResult<redis::Value> {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}", self.ports[index]))?;
+        let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
+        let mut command = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            command.arg(*arg);
+        }
+        command.query(&mut conn)
+    }
+
+    /// The master's port as the first sentinel sees it.
+    pub fn master_port(&self) -> Option<u16> {
+        let reply = self
+            .query(0, &["SENTINEL", "get-master-addr-by-name", Self::MASTER])
+            .ok()?;
+        let (_, port): (String, String) = redis::from_redis_value(reply).ok()?;
+        port.parse().ok()
+    }
+
+    pub fn failover(&self) {
+        self.query(0, &["SENTINEL", "FAILOVER", Self::MASTER])
+            .expect("SENTINEL FAILOVER");
+    }
+
+    /// `REDIS_SENTINELS`.
+    pub fn addresses(&self) -> String {
+        self.ports
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl Drop for Sentinels {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One `shardman` process (the binary cargo built for this test run).
+pub struct Replica {
+    child: Option<Child>,
+    pub port: u16,
+    env: Vec<(String, String)>,
+    dir: Scratch,
+}
+
+/// Settings shared by a deployment's replicas.
+#[derive(Clone)]
+pub struct Deployment {
+    pub env: Vec<(String, String)>,
+}
+
+impl Deployment {
+    /// A deployment on `redis_url` with `MAX_SECONDS` and `MAX_SHARDS`.
+    pub fn new(redis_url: &str, max_seconds: u64, max_shards: u32) -> Self {
+        let prefix = format!("faults-{}-{}", std::process::id(), free_port());
+        Self {
+            env: vec![
+                ("SECRET".into(), SECRET.into()),
+                ("REDIS_URL".into(), redis_url.into()),
+                ("MAX_SECONDS".into(), max_seconds.to_string()),
+                ("MAX_SHARDS".into(), max_shards.to_string()),
+                ("KEY_PREFIX".into(), prefix),
+                ("REDIS_TIMEOUT_MS".into(), "500".into()),
+                ("HOST".into(), "127.0.0.1".into()),
+                ("RUST_LOG".into(), "warn".into()),
+                ("DRAIN_SECONDS".into(), "0".into()),
+            ],
+        }
+    }
+
+    pub fn set(mut self, name: &str, value: &str) -> Self {
+        self.env.retain(|(key, _)| key != name);
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn start(&self) -> Replica {
+        Replica::start(self.env.clone())
+    }
+
+    pub fn start_many(&self, count: usize) -> Vec<Replica> {
+        (0..count).map(|_| self.start()).collect()
+    }
+}
+
+impl Replica {
+    fn start(env: Vec<(String, String)>) -> Self {
+        let mut replica = Self {
+            child: None,
+            port: free_port(),
+            env,
+            dir: Scratch::new("replica"),
+        };
+        replica.launch();
+        replica
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::File::create(self.dir.0.join("replica.log")).expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shardman"));
+        // Its own empty working directory: no stray `.env` is read.
+        command
+            .current_dir(&self.dir.0)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
+            .env("PORT", self.port.to_string())
+            .stdout(Stdio::null())
+            .stderr(log);
+        die_with_parent(&mut command);
+        self.child = Some(command.spawn().expect("shardman binary"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if http_status(self.port, "/readyz") == Some(200) {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("replica exited with {status}: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "replica on port {} never became ready: {}",
+            self.port,
+            self.log()
+        );
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("replica.log")).unwrap_or_default()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    pub fn ready(&self) -> bool {
+        http_status(self.port, "/readyz") == Some(200)
+    }
+
+    /// Resident memory, in bytes.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let kb: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kb * 1024)
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A bare-bones HTTP GET (no client library needed in a blocking context).
+pub fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(1),
+    )
+    .ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {SECRET}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// A `shardman-load` run in the background.
+pub struct Load {
+    child: Child,
+    json: PathBuf,
+    _dir: Scratch,
+}
+
+impl Load {
+    pub fn start(targets: &[&Replica], args: &[&str]) -> Self {
+        let urls: Vec<String> = targets.iter().map(|replica| replica.url()).collect();
+        Self::start_urls(&urls, args)
+    }
+
+    pub fn start_urls(urls: &[String], args: &[&str]) -> Self {
+        let dir = Scratch::new("load");
+        let json = dir.0.join("report.json");
+        let stderr = std::fs::File::create(dir.0.join("stderr.log")).expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shardman-load"));
+        command
+            .arg("--target")
+            .arg(urls.join(","))
+            .args(["--secret", SECRET])
+            .arg("--json")
+            .arg(&json)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        die_with_parent(&mut command);
+        Self {
+            child: command.spawn().expect("shardman-load binary"),
+            json,
+            _dir: dir,
+        }
+    }
+
+    /// Waits for the run to end (bounded) and returns its JSON report.
+    pub fn finish(mut self, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("shardman-load did not finish within {within:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let text = std::fs::read_to_string(&self.json).unwrap_or_else(|_| {
+            let log = std::fs::read_to_string(self._dir.0.join("stderr.log")).unwrap_or_default();
+            panic!("shardman-load wrote no report: {log}")
+        });
+        serde_json::from_str(&text).expect("report is JSON")
+    }
+}
+
+/// Sleeps until `offset` after `start`.
+pub fn at(start: Instant, offset: Duration) {
+    std::thread::sleep((start + offset).saturating_duration_since(Instant::now()));
+}
+
+/// What one scenario reports.
+#[derive(Debug, serde::Serialize)]
+pub struct Outcome {
+    pub scenario: String,
+    pub double_grants: u64,
+    pub fence_regressions: u64,
+    pub lost_acknowledged_beats: u64,
+    pub failed_requests: u64,
+    pub expired_in_client_view: u64,
+    /// From the end of the fault until every process held a shard again and no request failed.
+    pub recovery_ms: Option<u64>,
+    pub max_beat_latency_ms: f64,
+    pub notes: String,
+}
+
+impl Outcome {
+    /// Reads a load report; `fault_end_unix_ms` is when the fault was lifted.
+    pub fn from_report(
+        scenario: &str,
+        report: &Value,
+        fault_end_unix_ms: u64,
+        notes: &str,
+    ) -> Self {
+        let number = |pointer: &str| report.pointer(pointer).and_then(Value::as_u64).unwrap_or(0);
+        let failed: u64 = ["connect", "beat", "disconnect"]
+            .iter()
+            .flat_map(|route| {
+                report["routes"][route]["statuses"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(status, _)| status.as_str() == "transport" || status.starts_with('5'))
+                    .map(|(_, count)| count.as_u64().unwrap_or(0))
+            })
+            .sum();
+        Self {
+            scenario: scenario.into(),
+            double_grants: number("/safety/double_grants"),
+            fence_regressions: number("/safety/fence_regressions"),
+            lost_acknowledged_beats: number("/beats/lost_acknowledged"),
+            failed_requests: failed,
+            expired_in_client_view: number("/beats/expired_in_client_view"),
+            recovery_ms: recovery_ms(report, fault_end_unix_ms),
+            max_beat_latency_ms: report
+                .pointer("/routes/beat/latency_ms/max")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0),
+            notes: notes.into(),
+        }
+    }
+
+    /// Prints the row and saves it for `scripts/faults.sh`'s table.
+    pub fn save(&self) {
+        let line = serde_json::to_string(self).expect("json");
+        eprintln!("fault result: {line}");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fault-results");
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join(format!("{}.json", self.scenario)), line);
+    }
+
+    /// The safety properties every scenario must keep.
+    pub fn assert_safe(&self) {
+        assert_eq!(self.double_grants, 0, "double grants in {self:?}");
+        assert_eq!(self.fence_regressions, 0, "fence regressions in {self:?}");
+    }
+}
+
+/// The last moment after the fault when the fleet was not whole (some process without a shard, or
+/// a failed request), measured from the fault's end. Ignores the run's last half second, when the
+/// processes release their shards.
+fn recovery_ms(report: &Value, fault_end_unix_ms: u64) -> Option<u64> {
+    let started = report["started_unix_ms"].as_u64()?;
+    let bucket = report["timeline"]["bucket_ms"].as_u64()?.max(1);
+    let processes = report["config"]["processes"].as_u64()?;
+    let errors = report["timeline"]["errors"].as_array()?;
+    let holders = report["timeline"]["holders"].as_array()?;
+    let duration_ms = (report["config"]["duration_s"].as_f64()? * 1000.0) as u64;
+    let usable = (duration_ms.saturating_sub(500) / bucket) as usize;
+    let mut last_unhealthy = None;
+    for index in 0..usable.min(holders.len()) {
+        let failed = errors.get(index).and_then(Value::as_u64).unwrap_or(0) > 0;
+        let short = holders[index].as_u64().unwrap_or(0) < processes;
+        // Before the first full moment the fleet is still starting.
+        if failed || short {
+            last_unhealthy = Some(index);
+        }
+    }
+    let end = started + (last_unhealthy? as u64 + 1) * bucket;
+    Some(end.saturating_sub(fault_end_unix_ms))
+}

@@ -1,0 +1,304 @@
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::harness::{Deployment, Load, Outcome, Redis, Sentinels, at, unix_ms};
+
+/// Lease length of every scenario, in seconds.
+const MAX_SECONDS: u64 = 3;
+
+/// One scenario at a time: each measures time, and the machine is small.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `FAULT_SCALE` (default 1) multiplies the fleet.
+fn scale() -> u32 {
+    std::env::var("FAULT_SCALE")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .filter(|scale| *scale >= 1)
+        .unwrap_or(1)
+}
+
+fn shards() -> u32 {
+    8 * scale()
+}
+
+/// Load arguments: as many processes as shards, a beat every half second, no churn of their own.
+fn fleet(duration: Duration) -> Vec<String> {
+    [
+        "--processes",
+        &shards().to_string(),
+        "--beat-interval",
+        "0.5",
+        "--max-seconds",
+        &MAX_SECONDS.to_string(),
+        "--duration",
+        &duration.as_secs_f64().to_string(),
+        "--request-timeout",
+        "2",
+        "--connect-retry",
+        "0.1",
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect()
+}
+
+fn start_load(replicas: &[&crate::harness::Replica], args: &[String]) -> Load {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Load::start(replicas, &args)
+}
+
+/// Gives the fleet time to connect before a fault.
+const WARM_UP: Duration = Duration::from_secs(3);
+
+#[test]
+fn a_replica_killed_under_load_loses_no_lease_and_comes_back() {
+    let _serial = serial();
+    let redis = Redis::start();
+    let deployment = Deployment::new(&redis.url(), MAX_SECONDS, shards());
+    let mut replicas = deployment.start_many(3);
+    let start = Instant::now();
+    let load = start_load(
+        &replicas.iter().collect::<Vec<_>>(),
+        &fleet(Duration::from_secs(11)),
+    );
+
+    at(start, WARM_UP);
+    replicas[0].kill();
+    let killed = unix_ms();
+    at(start, WARM_UP + Duration::from_secs(3));
+    replicas[0].restart();
+    let report = load.finish(Duration::from_secs(40));
+
+    let outcome = Outcome::from_report("replica kill -9 and restart", &report, killed, "");
+    outcome.save();
+    outcome.assert_safe();
+    assert_eq!(outcome.lost_acknowledged_beats, 0, "{outcome:?}");
+    assert_eq!(outcome.expired_in_client_view, 0, "{outcome:?}");
+    assert!(replicas[0].ready(), "the restarted replica serves again");
+}
+
+#[test]
+fn redis_paused_for_less_than_max_seconds_loses_no_lease() {
+    let _serial = serial();
+    let redis = Redis::start();
+    let deployment = Deployment::new(&redis.url(), MAX_SECONDS, shards());
+    let replicas = deployment.start_many(3);
+    let start = Instant::now();
+    let load = start_load(
+        &replicas.iter().collect::<Vec<_>>(),
+        &fleet(Duration::from_secs(10)),
+    );
+
+    at(start, WARM_UP);
+    redis.pause();
+    std::thread::sleep(Duration::from_millis(1000));
+    redis.resume();
+    let resumed = unix_ms();
+    let report = load.finish(Duration::from_secs(40));
+
+    let outcome = Outcome::from_report(
+        "Redis SIGSTOP 1 s (< MAX_SECONDS 3 s)",
+        &report,
+        resumed,
+        "",
+    );
+    outcome.save();
+    outcome.assert_safe();
+    assert_eq!(outcome.lost_acknowledged_beats, 0, "{outcome:?}");
+    assert_eq!(outcome.expired_in_client_view, 0, "{outcome:?}");
+}
+
+#[test]
+fn redis_paused_for_longer_than_max_seconds_expires_leases_without_double_grants() {
+    let _serial = serial();
+    let redis = Redis::start();
+    let deployment = Deployment::new(&redis.url(), MAX_SECONDS, shards());
+    let replicas = deployment.start_many(3);
+    let start = Instant::now();
+    let load = start_load(
+        &replicas.iter().collect::<Vec<_>>(),
+        &fleet(Duration::from_secs(18)),
+    );
+
+    at(start, WARM_UP);
+    redis.pause();
+    std::thread::sleep(Duration::from_secs(MAX_SECONDS + 2));
+    redis.resume();
+    let resumed = unix_ms();
+    let report = load.finish(Duration::from_secs(50));
+
+    let outcome = Outcome::from_report(
+        "Redis SIGSTOP 5 s (> MAX_SECONDS 3 s)",
+        &report,
+        resumed,
+        "leases expire in the clients' view first",
+    );
+    outcome.save();
+    outcome.assert_safe();
+    assert!(
+        outcome.expired_in_client_view > 0,
+        "the pause outlasted the leases, so clients must have stopped: {outcome:?}"
+    );
+    assert!(
+        outcome.recovery_ms.is_some_and(|ms| ms < 12_000),
+        "the fleet holds every shard again before the run ends: {outcome:?}"
+    );
+}
+
+#[test]
+fn script_flush_under_load_is_invisible() {
+    let _serial = serial();
+    let redis = Redis::start();
+    let deployment = Deployment::new(&redis.url(), MAX_SECONDS, shards());
+    let replicas = deployment.start_many(3);
+    let start = Instant::now();
+    let load = start_load(
+        &replicas.iter().collect::<Vec<_>>(),
+        &fleet(Duration::from_secs(8)),
+    );
+
+    at(start, WARM_UP);
+    for _ in 0..5 {
+        redis.query(&["SCRIPT", "FLUSH"]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let flushed = unix_ms();
+    let report = load.finish(Duration::from_secs(40));
+
+    let outcome = Outcome::from_report("SCRIPT FLUSH x5 under load", &report, flushed, "");
+    outcome.save();
+    outcome.assert_safe();
+    assert_eq!(outcome.lost_acknowledged_beats, 0, "{outcome:?}");
+    assert_eq!(
+        outcome.failed_requests, 0,
+        "a flushed script cache is invisible: {outcome:?}"
+    );
+}
+
+#[test]
+fn a_slow_redis_gives_bounded_503s_and_recovers() {
+    let _serial = serial();
+    let redis = Redis::start();
+    let deployment = Deployment::new(&redis.url(), MAX_SECONDS, shards());
+    let replicas = deployment.start_many(3);
+    let start = Instant::now();
+    let load = start_load(
+        &replicas.iter().collect::<Vec<_>>(),
+        &fleet(Duration::from_secs(10)),
+    );
+
+    at(start, WARM_UP);
+    // DEBUG SLEEP blocks Redis for 2 s (REDIS_TIMEOUT_MS is 500 ms), twice.
+    for _ in 0..2 {
+        redis.query(&["DEBUG", "SLEEP", "2"]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let recovered = unix_ms();
+    let report = load.finish(Duration::from_secs(40));
+
+    let outcome = Outcome::from_report(
+        "Redis slowed (DEBUG SLEEP 2 s, twice)",
+        &report,
+        recovered,
+        "",
+    );
+    outcome.save();
+    outcome.assert_safe();
+    assert!(
+        outcome.failed_requests > 0,
+        "a blocked Redis must show: {outcome:?}"
+    );
+    // Bounded: no request waits for Redis much longer than REDIS_TIMEOUT_MS (500 ms); the client's
+    // own timeout is 2 s, so a hang would show as a 2 s latency.
+    assert!(outcome.max_beat_latency_ms < 1900.0, "{outcome:?}");
+    assert!(
+        outcome.recovery_ms.is_some_and(|ms| ms < 3000),
+        "{outcome:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs the lead's Redis data-loss handling (HMAC session ids + quarantine, README \
+            'Redis data loss'); until then a restarted empty Redis double-grants"]
+fn redis_restarted_without_persistence_grants_nothing_twice_and_keeps_live_sessions() {
+    let _serial = serial();
+    let mut redis = Redis::start();
+    let deployment = Deployment::new(&redis.url(), MAX_SECONDS, shards());
+    let replicas = deployment.start_many(3);
+    let start = Instant::now();
+    // One process more than shards: a newcomer keeps asking, and must not get a live session's id.
+    let mut args = fleet(Duration::from_secs(14));
+    args[1] = (shards() + 1).to_string();
+    let load = start_load(&replicas.iter().collect::<Vec<_>>(), &args);
+
+    at(start, WARM_UP);
+    redis.restart();
+    let restarted = unix_ms();
+    let report = load.finish(Duration::from_secs(50));
+
+    let outcome = Outcome::from_report(
+        "Redis restarted without persistence",
+        &report,
+        restarted,
+        "all leases lost at once",
+    );
+    outcome.save();
+    outcome.assert_safe();
+    assert_eq!(
+        outcome.lost_acknowledged_beats, 0,
+        "live sessions keep their shard through a data loss: {outcome:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs REDIS_SENTINELS / REDIS_SENTINEL_MASTER in the store (src/store is the lead's \
+            until the data-loss work lands; see .coord/sentinel-design.md)"]
+fn the_service_follows_a_sentinel_failover_without_restart() {
+    let _serial = serial();
+    let master = Redis::start();
+    let replica = Redis::start_with(crate::harness::RedisOptions {
+        replica_of: Some(master.port),
+        ..Default::default()
+    });
+    let sentinels = Sentinels::start(master.port, 3);
+    let deployment = Deployment::new("", MAX_SECONDS, shards())
+        .set("REDIS_URL", "")
+        .set("REDIS_SENTINELS", &sentinels.addresses())
+        .set("REDIS_SENTINEL_MASTER", Sentinels::MASTER);
+    let replicas = deployment.start_many(3);
+    let start = Instant::now();
+    let load = start_load(
+        &replicas.iter().collect::<Vec<_>>(),
+        &fleet(Duration::from_secs(16)),
+    );
+
+    at(start, WARM_UP);
+    sentinels.failover();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sentinels.master_port() != Some(replica.port) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let failed_over = unix_ms();
+    assert_eq!(
+        sentinels.master_port(),
+        Some(replica.port),
+        "sentinels promoted the replica"
+    );
+    let report = load.finish(Duration::from_secs(50));
+
+    let outcome = Outcome::from_report("Sentinel failover", &report, failed_over, "");
+    outcome.save();
+    outcome.assert_safe();
+    assert!(
+        outcome.recovery_ms.is_some_and(|ms| ms < 8000),
+        "{outcome:?}"
+    );
+    drop(master);
+}
