@@ -10,6 +10,11 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 # Debian's chromium: the status page is tested in a real headless browser (tests/api/dashboard.rs).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# The fault suite (tests/faults) and the benchmark smoke run: Sentinel failover, redis-benchmark,
+# a throwaway TLS certificate.
+command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
+command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
