@@ -595,7 +595,7 @@ impl Keyspace {
                 Ok(Value::Int(i64::from(exists)))
             }
             "HSET" => {
-                if args.len() < 3 || args.len() % 2 == 0 {
+                if args.len() < 3 || args.len().is_multiple_of(2) {
                     return Err("ERR wrong number of arguments for 'hset' command".into());
                 }
                 let map = self.hash_or_new(key, now_ms)?;
@@ -639,7 +639,7 @@ impl Keyspace {
                 Ok(Value::Int(value))
             }
             "ZADD" => {
-                if args.len() < 3 || args.len() % 2 == 0 {
+                if args.len() < 3 || args.len().is_multiple_of(2) {
                     return Err("ERR syntax error".into());
                 }
                 let pairs = args[1..]

@@ -494,7 +494,7 @@ impl Store {
             .eval(
                 &self.scripts.status,
                 &[&self.keys.plan],
-                &[self.keys.base.clone()],
+                std::slice::from_ref(&self.keys.base),
             )
             .await?;
         parse_status(&reply)
