@@ -135,7 +135,8 @@ fn settings_validation_names_the_variable_at_fault() {
         Settings::default().validate().is_ok(),
         "the defaults are valid"
     );
-    let cases: [(&str, fn(&mut Settings)); 6] = [
+    type BreakIt = fn(&mut Settings);
+    let cases: [(&str, BreakIt); 6] = [
         ("MAX_SECONDS", |s| s.max_seconds = 0),
         ("MAX_SHARDS", |s| s.max_shards = 0),
         ("MAX_SHARDS", |s| s.max_shards = 65_537),
