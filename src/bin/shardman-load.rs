@@ -95,6 +95,10 @@ struct Args {
     /// Write the JSON report here ("-": standard output, and the summary goes to standard error).
     #[arg(long)]
     json: Option<String>,
+    /// Print only these values of the report (JSON pointers, comma-separated, e.g.
+    /// `/routes/beat/per_second`), space-separated on one line, for scripts.
+    #[arg(long, value_delimiter = ',')]
+    print: Vec<String>,
 }
 
 fn seconds(name: &str, value: f64) -> Result<Duration, String> {
@@ -201,6 +205,23 @@ async fn run(args: Args) -> Result<bool, String> {
     let safe = safety.safe();
     let report = recorder.finish(config, safety);
     let json = serde_json::to_string_pretty(&report).map_err(|error| error.to_string())?;
+    if !args.print.is_empty() {
+        let value = serde_json::to_value(&report).map_err(|error| error.to_string())?;
+        let picked: Vec<String> = args
+            .print
+            .iter()
+            .map(|pointer| match value.pointer(pointer) {
+                Some(serde_json::Value::String(text)) => text.clone(),
+                Some(other) => other.to_string(),
+                None => "null".into(),
+            })
+            .collect();
+        println!("{}", picked.join(" "));
+        if let Some(path) = args.json.as_deref().filter(|path| *path != "-") {
+            std::fs::write(path, &json).map_err(|error| format!("cannot write {path}: {error}"))?;
+        }
+        return Ok(safe);
+    }
     match args.json.as_deref() {
         Some("-") => {
             println!("{json}");

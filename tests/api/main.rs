@@ -20,3 +20,4 @@ mod validation;
 mod operations;
 mod openapi;
 mod dashboard;
+mod fuzz;

@@ -6,6 +6,7 @@
 //! The scale is small so CI runs it in about a minute; `FAULT_SCALE=4` (scripts/faults.sh) runs more
 //! processes for longer. Scenarios run one at a time: they measure time.
 
+mod bench_script;
 mod harness;
 mod scenarios;
 mod security;

@@ -7,9 +7,9 @@ use crate::harness::{Deployment, Load, Outcome, Redis, Sentinels, at, unix_ms};
 const MAX_SECONDS: u64 = 3;
 
 /// One scenario at a time: each measures time, and the machine is small.
-static SERIAL: Mutex<()> = Mutex::new(());
+pub static SERIAL: Mutex<()> = Mutex::new(());
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
