@@ -621,9 +621,9 @@ fn recovery_ms(report: &Value, fault_end_unix_ms: u64) -> Option<u64> {
     let duration_ms = (report["config"]["duration_s"].as_f64()? * 1000.0) as u64;
     let usable = (duration_ms.saturating_sub(500) / bucket) as usize;
     let mut last_unhealthy = None;
-    for index in 0..usable.min(holders.len()) {
+    for (index, held) in holders.iter().enumerate().take(usable) {
         let failed = errors.get(index).and_then(Value::as_u64).unwrap_or(0) > 0;
-        let short = holders[index].as_u64().unwrap_or(0) < processes;
+        let short = held.as_u64().unwrap_or(0) < processes;
         // Before the first full moment the fleet is still starting.
         if failed || short {
             last_unhealthy = Some(index);
