@@ -379,3 +379,22 @@ async fn a_running_replica_stops_writing_once_a_newer_schema_appears() {
     );
     assert_eq!(held_ids(&app.status().await), vec![0]);
 }
+
+/// The README's quick start is a bare `cargo run --release`: with more binaries than the service
+/// in the package, Cargo needs `default-run` to know which one that is.
+#[test]
+fn a_bare_cargo_run_starts_the_service() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let other_binaries = std::fs::read_dir(root.join("src/bin"))
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let default_run = manifest
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("default-run"))
+        .map(|rest| rest.trim_start_matches([' ', '=']).trim().trim_matches('"'));
+    assert!(
+        other_binaries == 0 || default_run == Some("shardman"),
+        "src/bin has other binaries, so Cargo.toml needs default-run = \"shardman\" (got {default_run:?})"
+    );
+}
