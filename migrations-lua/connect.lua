@@ -21,22 +21,26 @@ it was read are counted in `gateway.used`; once remaining - used falls to the re
 booked until Discord's reset (the replica answers 429), and one identify_budget_low event is queued.
 
 KEYS[1]  plan      (hash: generation, max_shards, pending_generation, pending_max_shards)
-KEYS[2]  fences    (hash: shard id -> number of grants of that id so far)
+KEYS[2]  fence     (string: the last fencing token granted, any shard id)
 KEYS[3]  gateway   (hash: max_concurrency, total, remaining, reset_at ms, used, low_alerted)
 KEYS[4]  identify  (hash: bucket -> ms of the bucket's next free IDENTIFY slot)
 KEYS[5]  events    (list of "kind|shard_id|generation|max_shards|at_ms", newest first)
 KEYS[6]  quarantine (string, PX: set by init.lua after a data loss; no grants while it exists)
 ARGV[1]  key base, e.g. "{shardman}:"; every key below starts with it, so all share one hash tag
-ARGV[2]  the new session's key (128 random bits, made by the replica; the session id handed to the
-         bot is this nonce signed together with the lease, see src/session_token.rs)
+ARGV[2]  the new session's nonce (128 random bits, made by the replica; the session id handed to
+         the bot is this nonce signed together with its lease, see src/session_token.rs)
 ARGV[3]  lease length in milliseconds (MAX_SECONDS * 1000)
 ARGV[4]  max_concurrency to use when Discord's is unknown (integer >= 1)
 ARGV[5]  identify reserve (integer), or -1 for 5% of Discord's daily total
 ARGV[6]  1 to queue events for the webhook, 0 not to
 
 Keys built from ARGV[1] (same hash slot as KEYS): g:<gen>:next, g:<gen>:free, g:<gen>:deadlines,
-g:<gen>:lease:<id> (string: session id, PX lease), g:<gen>:resume:<id> (resume JSON left by the last
-holder), sess:<session id> (hash: shard_id, generation, fence, last_beat ms, beaten, ...; PX lease).
+g:<gen>:resume:<id> (resume JSON left by the last holder), and the lease itself,
+g:<gen>:lease:<id> (hash, PX lease): n = session nonce, f = fencing token, t = last beat (ms),
+b = 1 once beaten, g = guild count, l = latency (s), x = extra (JSON). One key per held shard.
+
+Fencing tokens come from one counter for the deployment, so each grant of a shard id carries a
+larger token than every earlier grant of it.
 
 Returns  {"granted", shard_id, max_shards, generation, fence, sleep_ms, state, resume JSON or nil,
           plan epoch}
@@ -49,7 +53,7 @@ Cost     O(log N) for the claim, plus O(log N) once per lease that expired since
          (each expiry is reclaimed exactly once), so O(log N) amortised for N shards.
 ]]
 local plan_key = KEYS[1]
-local fences_key = KEYS[2]
+local fence_key = KEYS[2]
 local gateway_key = KEYS[3]
 local identify_key = KEYS[4]
 local events_key = KEYS[5]
@@ -150,16 +154,14 @@ if not resume then
   sleep_ms = slot - now_ms
 end
 
-local fence = redis.call('HINCRBY', fences_key, shard_id, 1)
+local fence = redis.call('INCR', fence_key)
 if fence <= fence_base then
   fence = fence_base + 1
-  redis.call('HSET', fences_key, shard_id, fence)
+  redis.call('SET', fence_key, fence)
 end
-redis.call('SET', gen_base .. 'lease:' .. shard_id, session_id, 'PX', lease_ms)
-local session_key = base .. 'sess:' .. session_id
-redis.call('HSET', session_key, 'shard_id', shard_id, 'generation', generation, 'fence', fence,
-  'last_beat', now_ms, 'beaten', 0)
-redis.call('PEXPIRE', session_key, lease_ms)
+local lease_key = gen_base .. 'lease:' .. shard_id
+redis.call('HSET', lease_key, 'n', session_id, 'f', fence, 't', now_ms, 'b', 0)
+redis.call('PEXPIRE', lease_key, lease_ms)
 redis.call('ZADD', deadlines_key, now_ms + lease_ms, shard_id)
 queue_event('connect', shard_id)
 return {'granted', shard_id, max_shards, generation, fence, sleep_ms, state, resume, epoch}

@@ -6,9 +6,11 @@ same shard id of the same generation can RESUME instead of IDENTIFY.
 
 KEYS[1]  events  (list, see connect.lua)
 ARGV[1]  key base, e.g. "{shardman}:"
-ARGV[2]  session id
+ARGV[2]  the session's nonce (from its signed session id)
 ARGV[3]  resume window in milliseconds (RESUME_WINDOW * 1000)
 ARGV[4]  1 to queue events for the webhook, 0 not to
+ARGV[5]  the session's shard id (from its signed session id)
+ARGV[6]  the session's generation (from its signed session id)
 
 Returns  1 when the session existed and its shard id is free again; 0 when no such session.
 Errors   none of its own.
@@ -19,31 +21,25 @@ local base = ARGV[1]
 local session_id = ARGV[2]
 local resume_window_ms = tonumber(ARGV[3])
 local events_enabled = ARGV[4] == '1'
+local shard_id = ARGV[5]
+local generation = ARGV[6]
 
 local EVENTS_KEPT = 10000
 
-local session_key = base .. 'sess:' .. session_id
-local session = redis.call('HMGET', session_key, 'shard_id', 'generation')
-if not session[1] then
-  return 0
-end
-local shard_id = session[1]
-local generation = session[2]
 local gen_base = base .. 'g:' .. generation .. ':'
 local lease_key = gen_base .. 'lease:' .. shard_id
-
-redis.call('DEL', session_key)
-if redis.call('GET', lease_key) == session_id then
-  redis.call('DEL', lease_key)
-  redis.call('ZREM', gen_base .. 'deadlines', shard_id)
-  redis.call('ZADD', gen_base .. 'free', shard_id, shard_id)
-  redis.call('SREM', gen_base .. 'ready', shard_id)
-  redis.call('PEXPIRE', gen_base .. 'resume:' .. shard_id, resume_window_ms)
-  if events_enabled then
-    local time = redis.call('TIME')
-    local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-    redis.call('LPUSH', events_key, table.concat({'disconnect', shard_id, generation, -1, now_ms}, '|'))
-    redis.call('LTRIM', events_key, 0, EVENTS_KEPT - 1)
-  end
+if redis.call('HGET', lease_key, 'n') ~= session_id then
+  return 0
+end
+redis.call('DEL', lease_key)
+redis.call('ZREM', gen_base .. 'deadlines', shard_id)
+redis.call('ZADD', gen_base .. 'free', shard_id, shard_id)
+redis.call('SREM', gen_base .. 'ready', shard_id)
+redis.call('PEXPIRE', gen_base .. 'resume:' .. shard_id, resume_window_ms)
+if events_enabled then
+  local time = redis.call('TIME')
+  local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  redis.call('LPUSH', events_key, table.concat({'disconnect', shard_id, generation, -1, now_ms}, '|'))
+  redis.call('LTRIM', events_key, 0, EVENTS_KEPT - 1)
 end
 return 1

@@ -7,10 +7,12 @@ KEYS[2]  gateway   (hash: max_concurrency, total, remaining, reset_at ms, used, 
 KEYS[3]  identify  (hash: bucket -> ms of the bucket's next free IDENTIFY slot)
 KEYS[4]  events    (list, see connect.lua)
 ARGV[1]  key base, e.g. "{shardman}:"
-ARGV[2]  session id
+ARGV[2]  the session's nonce (from its signed session id)
 ARGV[3]  max_concurrency to use when Discord's is unknown (integer >= 1)
 ARGV[4]  identify reserve (integer), or -1 for 5% of Discord's daily total
 ARGV[5]  1 to queue events for the webhook, 0 not to
+ARGV[6]  the session's shard id (from its signed session id)
+ARGV[7]  the session's generation (from its signed session id)
 
 Returns  {"slot", sleep_ms}          wait this long, then IDENTIFY
          {"unknown"}                 no such session
@@ -32,12 +34,11 @@ local events_enabled = ARGV[5] == '1'
 local IDENTIFY_INTERVAL_MS = 5000
 local EVENTS_KEPT = 10000
 
-local session = redis.call('HMGET', base .. 'sess:' .. session_id, 'shard_id', 'generation')
-if not session[1] then
+local shard_id = tonumber(ARGV[6])
+local generation = tonumber(ARGV[7])
+if redis.call('HGET', base .. 'g:' .. generation .. ':lease:' .. shard_id, 'n') ~= session_id then
   return {'unknown'}
 end
-local shard_id = tonumber(session[1])
-local generation = tonumber(session[2])
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'pending_generation')
 local active = tonumber(plan[1]) == generation and shard_id < tonumber(plan[2])
 local pending = plan[3] and tonumber(plan[3]) == generation

@@ -26,14 +26,10 @@ local result = {tonumber(plan[1]), tonumber(plan[2]), tonumber(plan[3]) or 0, to
 local function collect(generation)
   local gen_base = base .. 'g:' .. generation .. ':'
   for _, id in ipairs(redis.call('ZRANGE', gen_base .. 'deadlines', 0, -1)) do
-    local session_id = redis.call('GET', gen_base .. 'lease:' .. id)
-    if session_id then
-      local fields = redis.call('HMGET', base .. 'sess:' .. session_id, 'last_beat', 'beaten',
-        'fence', 'guild_count', 'latency', 'extra')
-      if fields[1] then
-        result[#result + 1] = {tonumber(generation), tonumber(id), tonumber(fields[1]),
-          tonumber(fields[2]) or 0, tonumber(fields[3]), fields[4], fields[5], fields[6]}
-      end
+    local fields = redis.call('HMGET', gen_base .. 'lease:' .. id, 't', 'b', 'f', 'g', 'l', 'x')
+    if fields[1] then
+      result[#result + 1] = {tonumber(generation), tonumber(id), tonumber(fields[1]),
+        tonumber(fields[2]) or 0, tonumber(fields[3]), fields[4], fields[5], fields[6]}
     end
   end
 end

@@ -626,6 +626,22 @@ impl Keyspace {
                 self.drop_if_empty(key);
                 Ok(Value::Int(removed as i64))
             }
+            "INCR" => {
+                arity(1)?;
+                let current: i64 = match self.string(key, now_ms)? {
+                    Some(text) => parse_number(&text)?,
+                    None => 0,
+                };
+                let expires_at_ms = self.live(key, now_ms).and_then(|entry| entry.expires_at_ms);
+                self.entries.insert(
+                    key.to_owned(),
+                    Entry {
+                        data: Data::String((current + 1).to_string()),
+                        expires_at_ms,
+                    },
+                );
+                Ok(Value::Int(current + 1))
+            }
             "HINCRBY" => {
                 arity(3)?;
                 let increment: i64 = parse_number(&args[2])?;
