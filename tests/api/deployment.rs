@@ -215,20 +215,25 @@ fn the_binary_refuses_to_start_on_an_invalid_setting_and_names_it() {
 /// The README's quick start: no REDIS_URL, no SECRET -> in-process store and a printed secret.
 #[tokio::test]
 async fn the_binary_alone_runs_in_process_and_prints_a_secret_that_works() {
-    let port = free_port();
-    let mut child = shardman(&[("PORT", &port.to_string()), ("HOST", "127.0.0.1")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run shardman");
-    let _guard = KillOnDrop(child.id());
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let secret = stdout
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            line.rsplit_once("secret is: ")
-                .map(|(_, secret)| secret.trim().to_owned())
+    shardman::http::install_crypto_provider();
+    // The secret is printed after the port is bound: no secret means another process took the
+    // free port first, so try another.
+    let (mut child, port, secret, _guard) = (0..5)
+        .find_map(|_| {
+            let port = free_port();
+            let mut child = shardman(&[("PORT", &port.to_string()), ("HOST", "127.0.0.1")])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("run shardman");
+            let guard = KillOnDrop(child.id());
+            let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+            let secret = stdout.by_ref().map_while(Result::ok).find_map(|line| {
+                line.rsplit_once("secret is: ")
+                    .map(|(_, secret)| secret.trim().to_owned())
+            })?;
+            std::thread::spawn(move || stdout.for_each(drop));
+            Some((child, port, secret, guard))
         })
         .expect("the generated secret is printed");
     let stderr = child.stderr.take().unwrap();
@@ -255,7 +260,14 @@ async fn the_binary_alone_runs_in_process_and_prints_a_secret_that_works() {
         .send()
         .await
         .unwrap();
-    assert_eq!(connect.status(), StatusCode::OK);
+    let connect_status = connect.status();
+    let connect_body = connect.text().await.unwrap();
+    if connect_status != StatusCode::OK {
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+        let _ = child.wait();
+        let log = log.join().unwrap().join("\n");
+        panic!("connect answered {connect_status}: {connect_body}\nlog:\n{log}");
+    }
     let wrong = client
         .get(format!("{base}/connect"))
         .header("Authorization", SECRET)
@@ -264,7 +276,7 @@ async fn the_binary_alone_runs_in_process_and_prints_a_secret_that_works() {
         .unwrap();
     assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
 
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
     let _ = child.wait();
     let log = log.join().unwrap().join("\n");
     assert!(
