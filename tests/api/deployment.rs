@@ -231,7 +231,12 @@ async fn the_binary_alone_runs_in_process_and_prints_a_secret_that_works() {
             let secret = stdout.by_ref().map_while(Result::ok).find_map(|line| {
                 line.rsplit_once("secret is: ")
                     .map(|(_, secret)| secret.trim().to_owned())
-            })?;
+            });
+            let Some(secret) = secret else {
+                // It exited (the port was taken): reap it and try another port.
+                let _ = child.wait();
+                return None;
+            };
             std::thread::spawn(move || stdout.for_each(drop));
             Some((child, port, secret, guard))
         })
