@@ -210,7 +210,8 @@ pub async fn record_requests(
         status = status,
         latency_ms = latency_ms,
         replica = replica;
-        "{method} {path} ({route}) {status} {latency_ms}ms replica={replica}"
+        // The fields follow the message in text logs and are keys of their own in JSON.
+        "{method} {path} {status}"
     );
     outcome
 }

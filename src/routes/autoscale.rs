@@ -93,6 +93,6 @@ pub async fn autoscale(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_metrics_access(&caller, &state)?;
-    let fleet = state.store.status().await?;
+    let fleet = state.store.overview().await?;
     Ok(HttpResponse::Ok().json(AutoscaleReport::from_fleet(&fleet)))
 }

@@ -1,8 +1,8 @@
 //! `GET /metrics`: Prometheus text format.
 //!
-//! Cluster-wide figures are read from the store at scrape time, so every replica reports the same
-//! values and none of them carries a `replica` label. Request metrics are this replica's own and
-//! carry `replica="<id>"`.
+//! Cluster-wide figures are read from the store at scrape time (page by page, see
+//! `store::overview`), so every replica reports the same values and none of them carries a
+//! `replica` label. Request metrics are this replica's own and carry `replica="<id>"`.
 
 use std::time::Instant;
 
@@ -50,7 +50,8 @@ pub async fn metrics(
 ) -> Result<HttpResponse, ApiError> {
     require_metrics_access(&caller, &state)?;
     let started = Instant::now();
-    let fleet = state.store.status().await;
+    // Paged, so a scrape never holds Redis for long (see store::overview).
+    let fleet = state.store.overview().await;
     let read_seconds = started.elapsed().as_secs_f64();
     let mut families = match fleet {
         Ok(fleet) => {

@@ -6,6 +6,7 @@
 //! replies into domain types; the engines only run scripts and commands.
 
 mod embedded;
+mod overview;
 mod redis_engine;
 
 use std::collections::HashMap;
@@ -72,7 +73,7 @@ macro_rules! scripts {
 }
 
 scripts!(
-    init, connect, beat, disconnect, identify, reshard, reap, status, lock
+    init, connect, beat, disconnect, identify, reshard, reap, status, lock, fleet_page
 );
 
 /// Key names of one deployment. All share the hash tag `{KEY_PREFIX}`, so they live in one Redis

@@ -217,6 +217,99 @@ async fn autoscale_asks_for_one_process_per_planned_shard() {
     assert_eq!(body["missing"], 3);
 }
 
+async fn autoscale_counts_both_generations_during_a_reshard(backend: Backend) {
+    let mut config = settings(backend);
+    config.max_shards = 2;
+    let app = spawn_app(config).await;
+    let first = app.claim().await;
+    app.claim().await;
+    let started = app.post_form("/reshard", &[("max_shards", "5")]).await;
+    assert_eq!(started.status(), StatusCode::ACCEPTED);
+    // One shard of the new generation is claimed; the old generation still runs.
+    let newcomer = app.claim().await;
+    assert_eq!(
+        app.beat(&newcomer.session_id).await.status(),
+        StatusCode::NO_CONTENT
+    );
+
+    let body: Value = app.get("/autoscale").await.json().await.unwrap();
+    assert_eq!(body["desired_processes"], 2 + 5, "{body}");
+    assert_eq!(body["held"], 3, "{body}");
+    assert_eq!(body["missing"], 4, "{body}");
+    assert_eq!(body["pending_shards"], 5, "{body}");
+    assert_eq!(body["total_shards"], 2, "{body}");
+
+    let text = metrics_text(&app).await;
+    assert_eq!(
+        sample(&text, "shardman_pending_shards_total", &[]),
+        Some(5.0)
+    );
+    assert_eq!(
+        sample(&text, "shardman_pending_shards_held", &[]),
+        Some(1.0)
+    );
+    assert_eq!(sample(&text, "shardman_desired_processes", &[]), Some(7.0));
+    assert_eq!(
+        app.disconnect(&first.session_id).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let body: Value = app.get("/autoscale").await.json().await.unwrap();
+    assert_eq!(body["held"], 2, "{body}");
+}
+
+#[tokio::test]
+async fn autoscale_counts_both_generations_during_a_reshard_on_redis() {
+    autoscale_counts_both_generations_during_a_reshard(Backend::Redis).await;
+}
+
+#[tokio::test]
+async fn autoscale_counts_both_generations_during_a_reshard_in_process() {
+    autoscale_counts_both_generations_during_a_reshard(Backend::Memory).await;
+}
+
+/// `/metrics` reads the fleet page by page; it must agree with `/status`'s one-script snapshot,
+/// across page boundaries (more than 512 shard ids).
+#[tokio::test]
+async fn metrics_agree_with_status_across_many_pages() {
+    let mut config = settings(Backend::Redis);
+    config.max_shards = 1200;
+    let app = spawn_app(config).await;
+    let mut sessions = Vec::new();
+    for _ in 0..1100 {
+        sessions.push(app.claim().await);
+    }
+    // Free a few ids on both sides of the page boundaries.
+    for index in [0, 511, 512, 1023, 1024, 1099] {
+        assert_eq!(
+            app.disconnect(&sessions[index].session_id).await.status(),
+            StatusCode::NO_CONTENT
+        );
+    }
+    for claim in sessions.iter().filter(|claim| claim.shard_id % 100 == 7) {
+        let response = app
+            .beat_form(&[
+                ("session_id", claim.session_id.as_str()),
+                ("guild_count", "3"),
+            ])
+            .await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    }
+    let status = app.status().await;
+    let held = crate::helpers::held_ids(&status).len() as f64;
+    assert_eq!(held, 1094.0);
+    let text = metrics_text(&app).await;
+    assert_eq!(sample(&text, "shardman_shards_held", &[]), Some(held));
+    assert_eq!(
+        sample(&text, "shardman_shards_missing", &[]),
+        Some(1200.0 - held)
+    );
+    assert_eq!(sample(&text, "shardman_guilds", &[]), Some(3.0 * 11.0));
+    assert_eq!(
+        sample(&text, "shardman_shard_beat_age_seconds_count", &[]),
+        Some(held)
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // deploy/kubernetes
 
