@@ -9,8 +9,7 @@ Returns  {active generation, active max_shards, pending generation or 0, pending
           row, row, ...}; one row per live lease, in no particular order:
            {generation, shard_id, last_beat (ms of Redis time), beaten (0/1), fence,
             guild_count or nil, latency text or nil, extra JSON text or nil}
-         {0, 0, 0, 0} when there is no plan (Redis lost its data).
-Errors   none of its own.
+Errors   "NOPLAN" when the plan hash is missing (Redis lost its data): run init.lua and retry.
 Cost     O(H) for H held shards: a read of the whole fleet, meant for dashboards and scrapes.
 ]]
 local plan_key = KEYS[1]
@@ -19,7 +18,7 @@ local base = ARGV[1]
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'pending_generation',
   'pending_max_shards')
 if not plan[1] then
-  return {0, 0, 0, 0}
+  return redis.error_reply('NOPLAN')
 end
 local result = {tonumber(plan[1]), tonumber(plan[2]), tonumber(plan[3]) or 0, tonumber(plan[4]) or 0}
 

@@ -58,9 +58,7 @@ impl FromRequest for BodyFields {
 }
 
 fn too_large() -> ApiError {
-    ApiError::PayloadTooLarge(format!(
-        "Request body exceeds {MAX_BODY_BYTES} bytes"
-    ))
+    ApiError::PayloadTooLarge(format!("Request body exceeds {MAX_BODY_BYTES} bytes"))
 }
 
 fn parse(body: &[u8], is_form: bool) -> Result<BodyFields, ApiError> {
@@ -69,9 +67,7 @@ fn parse(body: &[u8], is_form: bool) -> Result<BodyFields, ApiError> {
         .find(|byte| !byte.is_ascii_whitespace())
         .is_some_and(|byte| *byte == b'{' || *byte == b'[');
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(BodyFields {
-            fields: Map::new()
-        });
+        return Ok(BodyFields { fields: Map::new() });
     }
     if is_form || !looks_like_json {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|_| {
@@ -85,14 +81,10 @@ fn parse(body: &[u8], is_form: bool) -> Result<BodyFields, ApiError> {
             .into_iter()
             .map(|(name, value)| (name, Value::String(value)))
             .collect();
-        return Ok(BodyFields {
-            fields
-        });
+        return Ok(BodyFields { fields });
     }
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(fields)) => Ok(BodyFields {
-            fields
-        }),
+        Ok(Value::Object(fields)) => Ok(BodyFields { fields }),
         Ok(_) => Err(ApiError::invalid(ValidationIssue::new(
             &["body"],
             "value is not a valid dict",
@@ -252,7 +244,8 @@ impl<'a> FieldReader<'a> {
                 None
             }
             None => {
-                self.issues.push(ValidationIssue::missing(&["body", name, "sequence"]));
+                self.issues
+                    .push(ValidationIssue::missing(&["body", name, "sequence"]));
                 None
             }
         };

@@ -32,10 +32,13 @@ pub struct SessionSigner {
 const MAC_BYTES: usize = 16;
 
 impl SessionSigner {
-    pub fn new(secret: &str) -> Self {
+    /// A key for one deployment: deployments sharing a Redis (and even a secret) under different
+    /// key prefixes never accept each other's session ids.
+    pub fn new(secret: &str, key_prefix: &str) -> Self {
         // A key of its own, so a session id's MAC reveals nothing usable about the API secret.
         let mut derive = HmacSha256::new_from_slice(secret.as_bytes()).expect("any key length");
-        derive.update(b"shardman session id v1");
+        derive.update(b"shardman session id v1\0");
+        derive.update(key_prefix.as_bytes());
         Self {
             key: derive.finalize().into_bytes().into(),
         }
@@ -111,18 +114,19 @@ mod tests {
 
     #[test]
     fn a_signed_session_id_verifies_to_its_claims() {
-        let signer = SessionSigner::new("secret");
+        let signer = SessionSigner::new("secret", "shardman");
         let claims = claims();
         assert_eq!(signer.verify(&signer.sign(&claims)), Some(claims));
     }
 
     #[test]
     fn a_tampered_or_foreign_session_id_does_not_verify() {
-        let signer = SessionSigner::new("secret");
+        let signer = SessionSigner::new("secret", "shardman");
         let id = signer.sign(&claims());
         let other_shard = id.replacen("7.", "8.", 1);
         assert_eq!(signer.verify(&other_shard), None);
-        assert_eq!(SessionSigner::new("other secret").verify(&id), None);
+        assert_eq!(SessionSigner::new("other secret", "shardman").verify(&id), None);
+        assert_eq!(SessionSigner::new("secret", "other-deployment").verify(&id), None);
         for junk in [
             "",
             ".",

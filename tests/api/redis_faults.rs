@@ -175,8 +175,6 @@ async fn a_stopped_redis_gives_503_and_the_service_heals_when_it_comes_back() {
 /// After Redis lost its data, `/status` must not report a fleet of zero shards until some bot
 /// happens to call `/connect`: it should re-initialise like the other scripts do on `NOPLAN`.
 #[tokio::test]
-#[ignore = "bug in migrations-lua/status.lua + src/store/mod.rs (lead's files): /status answers \
-            total_shards 0 while the plan key is missing instead of re-initialising"]
 async fn status_right_after_redis_lost_its_data_reports_the_configured_shard_count() {
     let mut redis = RedisServer::start();
     let mut settings = settings_on(&redis);
