@@ -17,6 +17,7 @@ KEYS[1]  plan        (hash: generation, max_shards, pending_generation, pending_
 KEYS[2]  events      (list, see connect.lua)
 KEYS[3]  quarantine  (string, PX; see init.lua)
 KEYS[4]  fence       (string: the last fencing token granted)
+KEYS[5]  schema  (string: the key-schema version; see init.lua)
 ARGV[1]  key base, e.g. "{shardman}:"
 ARGV[2]  the session's nonce (from its signed session id)
 ARGV[3]  lease length in milliseconds (MAX_SECONDS * 1000)
@@ -31,6 +32,7 @@ ARGV[11] from the signed session id: generation
 ARGV[12] from the signed session id: shard count of that generation
 ARGV[13] from the signed session id: fencing token
 ARGV[14] from the signed session id: epoch (creation time, ms) of the plan it was granted under
+ARGV[15]  key-schema version this replica knows (integer)
 
 The lease is the hash g:<gen>:lease:<id> (see connect.lua for its fields).
 
@@ -38,7 +40,8 @@ Returns  {status, shard_id, max_shards, generation, fence, state} where status i
            1  the lease was refreshed to ARGV[3] ms from now;
            0  no such session (unknown, expired or released): nothing changed;
           -1  the session is retired: nothing changed, the client must stop.
-Errors   "NOPLAN" when the lease is gone and so is the plan: run init.lua (after a loss) and retry.
+Errors   "SCHEMA_TOO_NEW <found>" when a newer build raised the schema: nothing changed.
+         "NOPLAN" when the lease is gone and so is the plan: run init.lua (after a loss) and retry.
 Cost     O(log N). Re-establishing a lease above the high-water mark adds the ids it skips to the
          free set, once (O(N log N) at worst, once per loss); the beat that completes a reshard
          also checks the N ready holders once, O(N).
@@ -61,6 +64,15 @@ local generation = tonumber(ARGV[11])
 local claimed_max_shards = tonumber(ARGV[12])
 local claimed_fence = tonumber(ARGV[13])
 local claimed_epoch = tonumber(ARGV[14])
+local schema_key = KEYS[5]
+local known_schema = tonumber(ARGV[15])
+
+-- A newer shardman has taken over this deployment's data (a rolling upgrade raised the schema):
+-- this replica's build must not write to it any more.
+local stored_schema = tonumber(redis.call('GET', schema_key)) or 0
+if stored_schema > known_schema then
+  return redis.error_reply('SCHEMA_TOO_NEW ' .. stored_schema)
+end
 
 local EVENTS_KEPT = 10000
 local UNKNOWN = {0, -1, 0, 0, 0, 'unknown'}

@@ -26,6 +26,7 @@ KEYS[3]  gateway   (hash: max_concurrency, total, remaining, reset_at ms, used, 
 KEYS[4]  identify  (hash: bucket -> ms of the bucket's next free IDENTIFY slot)
 KEYS[5]  events    (list of "kind|shard_id|generation|max_shards|at_ms", newest first)
 KEYS[6]  quarantine (string, PX: set by init.lua after a data loss; no grants while it exists)
+KEYS[7]  schema  (string: the key-schema version; see init.lua)
 ARGV[1]  key base, e.g. "{shardman}:"; every key below starts with it, so all share one hash tag
 ARGV[2]  the new session's nonce (128 random bits, made by the replica; the session id handed to
          the bot is this nonce signed together with its lease, see src/session_token.rs)
@@ -33,6 +34,7 @@ ARGV[3]  lease length in milliseconds (MAX_SECONDS * 1000)
 ARGV[4]  max_concurrency to use when Discord's is unknown (integer >= 1)
 ARGV[5]  identify reserve (integer), or -1 for 5% of Discord's daily total
 ARGV[6]  1 to queue events for the webhook, 0 not to
+ARGV[7]  key-schema version this replica knows (integer)
 
 Keys built from ARGV[1] (same hash slot as KEYS): g:<gen>:next, g:<gen>:free, g:<gen>:deadlines,
 g:<gen>:resume:<id> (resume JSON left by the last holder), and the lease itself,
@@ -48,7 +50,8 @@ Returns  {"granted", shard_id, max_shards, generation, fence, sleep_ms, state, r
          {"recovering", retry_after_ms}          Redis lost its data a moment ago: no new grants
                                                  until the bots that held shards have re-beaten
          {"budget", retry_after_ms}              the identify budget is down to its reserve
-Errors   "NOPLAN" when the plan hash is missing (Redis lost its data): run init.lua and retry.
+Errors   "SCHEMA_TOO_NEW <found>" when a newer build raised the schema: nothing changed.
+         "NOPLAN" when the plan hash is missing (Redis lost its data): run init.lua and retry.
 Cost     O(log N) for the claim, plus O(log N) once per lease that expired since the previous claim
          (each expiry is reclaimed exactly once), so O(log N) amortised for N shards.
 ]]
@@ -64,6 +67,15 @@ local lease_ms = tonumber(ARGV[3])
 local default_concurrency = tonumber(ARGV[4])
 local reserve_setting = tonumber(ARGV[5])
 local events_enabled = ARGV[6] == '1'
+local schema_key = KEYS[7]
+local known_schema = tonumber(ARGV[7])
+
+-- A newer shardman has taken over this deployment's data (a rolling upgrade raised the schema):
+-- this replica's build must not write to it any more.
+local stored_schema = tonumber(redis.call('GET', schema_key)) or 0
+if stored_schema > known_schema then
+  return redis.error_reply('SCHEMA_TOO_NEW ' .. stored_schema)
+end
 
 local IDENTIFY_INTERVAL_MS = 5000
 local EVENTS_KEPT = 10000

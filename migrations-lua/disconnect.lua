@@ -5,15 +5,17 @@ The holder's resume data (if it sent any) stays for the resume window, so the ne
 same shard id of the same generation can RESUME instead of IDENTIFY.
 
 KEYS[1]  events  (list, see connect.lua)
+KEYS[2]  schema  (string: the key-schema version; see init.lua)
 ARGV[1]  key base, e.g. "{shardman}:"
 ARGV[2]  the session's nonce (from its signed session id)
 ARGV[3]  resume window in milliseconds (RESUME_WINDOW * 1000)
 ARGV[4]  1 to queue events for the webhook, 0 not to
 ARGV[5]  the session's shard id (from its signed session id)
 ARGV[6]  the session's generation (from its signed session id)
+ARGV[7]  key-schema version this replica knows (integer)
 
 Returns  1 when the session existed and its shard id is free again; 0 when no such session.
-Errors   none of its own.
+Errors   "SCHEMA_TOO_NEW <found>" when a newer build raised the schema: nothing changed.
 Cost     O(log N).
 ]]
 local events_key = KEYS[1]
@@ -23,6 +25,15 @@ local resume_window_ms = tonumber(ARGV[3])
 local events_enabled = ARGV[4] == '1'
 local shard_id = ARGV[5]
 local generation = ARGV[6]
+local schema_key = KEYS[2]
+local known_schema = tonumber(ARGV[7])
+
+-- A newer shardman has taken over this deployment's data (a rolling upgrade raised the schema):
+-- this replica's build must not write to it any more.
+local stored_schema = tonumber(redis.call('GET', schema_key)) or 0
+if stored_schema > known_schema then
+  return redis.error_reply('SCHEMA_TOO_NEW ' .. stored_schema)
+end
 
 local EVENTS_KEPT = 10000
 

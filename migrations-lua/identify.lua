@@ -6,6 +6,7 @@ KEYS[1]  plan      (hash: generation, max_shards, pending_generation, pending_ma
 KEYS[2]  gateway   (hash: max_concurrency, total, remaining, reset_at ms, used, low_alerted)
 KEYS[3]  identify  (hash: bucket -> ms of the bucket's next free IDENTIFY slot)
 KEYS[4]  events    (list, see connect.lua)
+KEYS[5]  schema  (string: the key-schema version; see init.lua)
 ARGV[1]  key base, e.g. "{shardman}:"
 ARGV[2]  the session's nonce (from its signed session id)
 ARGV[3]  max_concurrency to use when Discord's is unknown (integer >= 1)
@@ -13,12 +14,13 @@ ARGV[4]  identify reserve (integer), or -1 for 5% of Discord's daily total
 ARGV[5]  1 to queue events for the webhook, 0 not to
 ARGV[6]  the session's shard id (from its signed session id)
 ARGV[7]  the session's generation (from its signed session id)
+ARGV[8]  key-schema version this replica knows (integer)
 
 Returns  {"slot", sleep_ms}          wait this long, then IDENTIFY
          {"unknown"}                 no such session
          {"retired"}                 the session's generation was replaced: stop
          {"budget", retry_after_ms}  the identify budget is down to its reserve
-Errors   none of its own.
+Errors   "SCHEMA_TOO_NEW <found>" when a newer build raised the schema: nothing changed.
 Cost     O(1).
 ]]
 local plan_key = KEYS[1]
@@ -36,6 +38,16 @@ local EVENTS_KEPT = 10000
 
 local shard_id = tonumber(ARGV[6])
 local generation = tonumber(ARGV[7])
+local schema_key = KEYS[5]
+local known_schema = tonumber(ARGV[8])
+
+-- A newer shardman has taken over this deployment's data (a rolling upgrade raised the schema):
+-- this replica's build must not write to it any more.
+local stored_schema = tonumber(redis.call('GET', schema_key)) or 0
+if stored_schema > known_schema then
+  return redis.error_reply('SCHEMA_TOO_NEW ' .. stored_schema)
+end
+
 if redis.call('HGET', base .. 'g:' .. generation .. ':lease:' .. shard_id, 'n') ~= session_id then
   return {'unknown'}
 end

@@ -8,18 +8,30 @@ Asking for the count already planned changes nothing.
 
 KEYS[1]  plan    (hash: generation, max_shards, last_generation, pending_generation, pending_max_shards)
 KEYS[2]  events  (list, see connect.lua)
+KEYS[3]  schema  (string: the key-schema version; see init.lua)
 ARGV[1]  the new shard count (integer >= 1)
 ARGV[2]  1 to queue events for the webhook, 0 not to
+ARGV[3]  key-schema version this replica knows (integer)
 
 Returns  {started (1 or 0), active generation, active max_shards, pending generation or 0,
           pending max_shards or 0}
-Errors   "NOPLAN" when the plan hash is missing (Redis lost its data): run init.lua and retry.
+Errors   "SCHEMA_TOO_NEW <found>" when a newer build raised the schema: nothing changed.
+         "NOPLAN" when the plan hash is missing (Redis lost its data): run init.lua and retry.
 Cost     O(1).
 ]]
 local plan_key = KEYS[1]
 local events_key = KEYS[2]
 local new_max_shards = tonumber(ARGV[1])
 local events_enabled = ARGV[2] == '1'
+local schema_key = KEYS[3]
+local known_schema = tonumber(ARGV[3])
+
+-- A newer shardman has taken over this deployment's data (a rolling upgrade raised the schema):
+-- this replica's build must not write to it any more.
+local stored_schema = tonumber(redis.call('GET', schema_key)) or 0
+if stored_schema > known_schema then
+  return redis.error_reply('SCHEMA_TOO_NEW ' .. stored_schema)
+end
 
 local EVENTS_KEPT = 10000
 

@@ -74,6 +74,13 @@ impl From<StoreError> for ApiError {
                 log::warn!("store unavailable: {reason}");
                 ApiError::Unavailable("Store Unavailable".into())
             }
+            StoreError::SchemaTooNew { found, known } => {
+                log::error!(
+                    "a newer shardman raised the key schema to {found} (this build knows {known}): \
+                     this replica no longer writes; replace it with the new build"
+                );
+                ApiError::Unavailable("Replica Outdated".into())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }
