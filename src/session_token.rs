@@ -125,8 +125,14 @@ mod tests {
         let id = signer.sign(&claims());
         let other_shard = id.replacen("7.", "8.", 1);
         assert_eq!(signer.verify(&other_shard), None);
-        assert_eq!(SessionSigner::new("other secret", "shardman").verify(&id), None);
-        assert_eq!(SessionSigner::new("secret", "other-deployment").verify(&id), None);
+        assert_eq!(
+            SessionSigner::new("other secret", "shardman").verify(&id),
+            None
+        );
+        assert_eq!(
+            SessionSigner::new("secret", "other-deployment").verify(&id),
+            None
+        );
         for junk in [
             "",
             ".",

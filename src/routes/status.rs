@@ -75,7 +75,10 @@ pub async fn status(
     }
     let mut fleet = state.store.status().await?;
     if !caller.authorized {
-        let pending = fleet.pending.iter_mut().flat_map(|pending| &mut pending.shards);
+        let pending = fleet
+            .pending
+            .iter_mut()
+            .flat_map(|pending| &mut pending.shards);
         for shard in fleet.shards.iter_mut().chain(pending) {
             shard.extra = None;
         }
