@@ -4,6 +4,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY migrations-lua ./migrations-lua
+COPY assets ./assets
 RUN cargo build --release --locked --bin shardman
 
 # Run stage: the binary alone on a slim base.
