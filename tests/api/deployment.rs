@@ -410,3 +410,48 @@ fn a_bare_cargo_run_starts_the_service() {
         "src/bin has other binaries, so Cargo.toml needs default-run = \"shardman\" (got {default_run:?})"
     );
 }
+
+/// The Dockerfile's build stage copies every folder the binary compiles in (`include_str!`).
+#[test]
+fn the_dockerfile_copies_every_folder_the_build_reads() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("Dockerfile");
+    let copied: Vec<&str> = dockerfile
+        .lines()
+        .filter_map(|line| line.strip_prefix("COPY "))
+        .filter(|line| !line.starts_with("--from"))
+        .flat_map(|line| line.split_whitespace())
+        .collect();
+    let mut needed = std::collections::BTreeSet::from(["src".to_owned()]);
+    let mut folders = vec![root.join("src")];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(folder).expect("read src").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            for include in text.split("include_str!(").skip(1) {
+                let Some(relative) = include.split('"').nth(1) else {
+                    continue;
+                };
+                let target = path.parent().expect("parent").join(relative);
+                let Ok(target) = target.canonicalize() else {
+                    continue;
+                };
+                if let Ok(inside) = target.strip_prefix(root.canonicalize().expect("root")) {
+                    let top = inside.components().next().expect("component");
+                    needed.insert(top.as_os_str().to_string_lossy().into_owned());
+                }
+            }
+        }
+    }
+    assert!(needed.contains("migrations-lua"), "the scripts are compiled in");
+    for folder in needed {
+        assert!(
+            copied.iter().any(|item| item.trim_end_matches('/') == folder),
+            "the Dockerfile's build stage does not COPY {folder}/"
+        );
+    }
+}
