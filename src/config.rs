@@ -12,8 +12,13 @@ pub struct Settings {
     pub max_seconds: u64,
     /// `MAX_SHARDS`: the shard count a fresh deployment starts with.
     pub max_shards: u32,
-    /// `REDIS_URL`: `None` runs the in-process store (one replica only).
+    /// `REDIS_URL`: `None` (and no `REDIS_SENTINELS`) runs the in-process store (one replica only).
     pub redis_url: Option<String>,
+    /// `REDIS_SENTINELS`: `host:port` of each Redis Sentinel; when set, the master is found through
+    /// them (and followed after a failover) instead of `REDIS_URL`.
+    pub redis_sentinels: Vec<String>,
+    /// `REDIS_SENTINEL_MASTER`: the name the sentinels monitor the master under.
+    pub redis_sentinel_master: Option<String>,
     /// `KEY_PREFIX`: namespaces this deployment's keys; it is also the Redis Cluster hash tag.
     pub key_prefix: String,
     pub host: String,
@@ -97,6 +102,8 @@ impl Default for Settings {
             max_seconds: 60,
             max_shards: 1,
             redis_url: None,
+            redis_sentinels: Vec::new(),
+            redis_sentinel_master: None,
             key_prefix: "shardman".into(),
             host: "0.0.0.0".into(),
             port: 8000,
@@ -179,6 +186,11 @@ impl Settings {
             max_seconds: parse(&raw, "MAX_SECONDS", defaults.max_seconds)?,
             max_shards: parse(&raw, "MAX_SHARDS", defaults.max_shards)?,
             redis_url: raw("REDIS_URL"),
+            redis_sentinels: raw("REDIS_SENTINELS")
+                .map(|value| parse_sentinels(&value))
+                .transpose()?
+                .unwrap_or_default(),
+            redis_sentinel_master: raw("REDIS_SENTINEL_MASTER"),
             key_prefix: raw("KEY_PREFIX").unwrap_or(defaults.key_prefix),
             host: raw("HOST").unwrap_or(defaults.host),
             port: parse(&raw, "PORT", defaults.port)?,
@@ -264,6 +276,29 @@ impl Settings {
                 "must not contain '{' or '}' (it becomes the Redis hash tag)",
             ));
         }
+        if !self.redis_sentinels.is_empty() {
+            if self.redis_sentinel_master.is_none() {
+                return Err(invalid(
+                    "REDIS_SENTINEL_MASTER",
+                    String::new(),
+                    "must name the monitored master when REDIS_SENTINELS is set",
+                ));
+            }
+            if self.redis_url.is_some() {
+                // The URL may carry a password: never echo it.
+                return Err(invalid(
+                    "REDIS_URL",
+                    "***".into(),
+                    "set either REDIS_URL or REDIS_SENTINELS, not both",
+                ));
+            }
+        } else if let Some(master) = &self.redis_sentinel_master {
+            return Err(invalid(
+                "REDIS_SENTINEL_MASTER",
+                master.clone(),
+                "needs REDIS_SENTINELS (host:port of each sentinel)",
+            ));
+        }
         if self.max_concurrency == 0 {
             return Err(invalid("MAX_CONCURRENCY", "0".into(), "must be at least 1"));
         }
@@ -347,6 +382,31 @@ fn parse_origins(value: &str) -> Result<Vec<String>, ConfigError> {
         origins.push(origin.to_owned());
     }
     Ok(origins)
+}
+
+/// `REDIS_SENTINELS`: comma-separated `host:port` addresses (an IPv6 host in brackets).
+fn parse_sentinels(value: &str) -> Result<Vec<String>, ConfigError> {
+    let mut sentinels = Vec::new();
+    for address in value
+        .split(',')
+        .map(str::trim)
+        .filter(|address| !address.is_empty())
+    {
+        let valid = address.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty()
+                && !host.contains(['/', ' ', '@'])
+                && port.parse::<u16>().is_ok_and(|port| port > 0)
+        });
+        if !valid {
+            return Err(ConfigError {
+                variable: "REDIS_SENTINELS",
+                value: value.into(),
+                reason: format!("{address:?} is not a host:port address like 10.0.0.5:26379"),
+            });
+        }
+        sentinels.push(address.to_owned());
+    }
+    Ok(sentinels)
 }
 
 /// Discord's largest shard count that shardman plans for.

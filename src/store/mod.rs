@@ -171,8 +171,8 @@ impl Store {
     /// Opens the store the settings ask for, loads every script (a broken one fails here, not on
     /// the first request) and creates the deployment's keys, refusing a newer key schema.
     pub async fn open(settings: &Settings) -> Result<Self, StoreError> {
-        let engine = match &settings.redis_url {
-            Some(url) => Engine::Redis(RedisEngine::open(url, settings.redis_timeout_ms)?),
+        let engine = match RedisEngine::from_settings(settings)? {
+            Some(redis) => Engine::Redis(redis),
             None => Engine::Embedded(EmbeddedEngine::new()),
         };
         let store = Self {
