@@ -113,8 +113,10 @@ impl Application {
     pub async fn run_until_terminated(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let state = self.state.clone();
+        // Installed before anything else runs, so no SIGTERM from now on takes the default action.
+        let signals = TerminationSignals::install()?;
         tokio::spawn(async move {
-            let signal = termination_signal().await;
+            let signal = signals.received().await;
             state.draining.store(true, Ordering::Relaxed);
             let drain = Duration::from_secs(state.settings.drain_seconds);
             log::info!(
@@ -135,14 +137,27 @@ impl Application {
 /// How long in-flight requests may take to finish once the listener has closed.
 const SHUTDOWN_TIMEOUT_SECONDS: u64 = 30;
 
-/// Waits for SIGTERM (orchestrators) or SIGINT (Ctrl-C) and names it.
-async fn termination_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
+/// SIGTERM (orchestrators) and SIGINT (Ctrl-C) handlers.
+struct TerminationSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl TerminationSignals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Waits for either signal and names it.
+    async fn received(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
     }
 }
 
