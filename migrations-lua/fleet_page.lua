@@ -1,5 +1,5 @@
 --[[
-fleet_page.lua: read one page of a generation's shard ids, for metrics and autoscaling.
+fleet_page.lua: read one page of a generation's held shards, for /status, metrics and autoscaling.
 Read-only. Callers walk the id range page by page, so Redis is never blocked for long even with
 65,536 shards; the pages together are not one atomic snapshot (fine for a scrape).
 
@@ -9,27 +9,32 @@ ARGV[1]  key base, e.g. "{shardman}:"
 ARGV[2]  generation to read (integer)
 ARGV[3]  first shard id of the page (integer >= 0)
 ARGV[4]  number of shard ids in the page (integer >= 1)
+ARGV[5]  1 to include each shard's extra, 0 not to
 
 Keys built from ARGV[1]: g:<gen>:lease:<id> (hash, see connect.lua).
 
 Returns  one row per live lease in [first, first + count), by shard id:
-           {shard_id, last_beat (ms of Redis time), beaten (0/1), guild_count or nil,
-            latency text or nil}
+           {shard_id, last_beat (ms of Redis time), beaten (0/1), fence, guild_count or nil,
+            latency text or nil, extra JSON text or nil}
 Errors   none of its own.
-Cost     O(count): one HMGET per id. `extra` is not read.
+Cost     O(count): one HMGET per id.
 ]]
 local plan_key = KEYS[1]
 local base = ARGV[1]
 local generation = ARGV[2]
 local first = tonumber(ARGV[3])
 local count = tonumber(ARGV[4])
+local with_extra = ARGV[5] == '1'
 
 local gen_base = base .. 'g:' .. generation .. ':'
 local rows = {}
 for id = first, first + count - 1 do
-  local fields = redis.call('HMGET', gen_base .. 'lease:' .. id, 't', 'b', 'g', 'l')
+  local fields = redis.call('HMGET', gen_base .. 'lease:' .. id, 't', 'b', 'f', 'g', 'l', 'x')
   if fields[1] then
-    rows[#rows + 1] = {id, tonumber(fields[1]), tonumber(fields[2]) or 0, fields[3], fields[4]}
+    local extra = false
+    if with_extra then extra = fields[6] end
+    rows[#rows + 1] = {id, tonumber(fields[1]), tonumber(fields[2]) or 0, tonumber(fields[3]) or 0,
+      fields[4], fields[5], extra}
   end
 end
 return rows

@@ -17,8 +17,8 @@ use self::embedded::EmbeddedEngine;
 use self::redis_engine::RedisEngine;
 use crate::config::Settings;
 use crate::domain::{
-    BeatOutcome, BeatReport, ConnectOutcome, Event, FleetStatus, GatewayInfo, GenerationStatus,
-    Grant, IdentifyOutcome, Lease, ReshardPlan, SessionState, ShardStatus, timestamp_from_millis,
+    BeatOutcome, BeatReport, ConnectOutcome, Event, GatewayInfo, Grant, IdentifyOutcome, Lease,
+    ReshardPlan, SessionState,
 };
 use crate::session_token::{SessionClaims, SessionSigner, new_nonce};
 
@@ -73,7 +73,7 @@ macro_rules! scripts {
 }
 
 scripts!(
-    init, connect, beat, disconnect, identify, reshard, reap, status, lock, fleet_page
+    init, connect, beat, disconnect, identify, reshard, reap, lock, fleet_page
 );
 
 /// Key names of one deployment. All share the hash tag `{KEY_PREFIX}`, so they live in one Redis
@@ -83,7 +83,7 @@ struct Keys {
     base: String,
     schema: String,
     plan: String,
-    fences: String,
+    fence: String,
     gateway: String,
     identify: String,
     events: String,
@@ -98,7 +98,7 @@ impl Keys {
         Self {
             schema: key("schema"),
             plan: key("plan"),
-            fences: key("fences"),
+            fence: key("fence"),
             gateway: key("gateway"),
             identify: key("identify"),
             events: key("events"),
@@ -191,6 +191,7 @@ impl Store {
                     .as_ref()
                     .map(|secret| secret.expose())
                     .unwrap_or_default(),
+                &settings.key_prefix,
             ),
         };
         for script in store.scripts.all() {
@@ -216,7 +217,7 @@ impl Store {
     }
 
     /// Runs `init.lua`: idempotent, so it also repairs a Redis that lost its data.
-    async fn init(&self, when: Init) -> Result<(), StoreError> {
+    pub(super) async fn init(&self, when: Init) -> Result<(), StoreError> {
         let quarantine_ms = match when {
             Init::Startup => 0,
             Init::AfterLoss => self.lease_ms,
@@ -269,11 +270,12 @@ impl Store {
                 &self.scripts.connect,
                 &[
                     &keys.plan,
-                    &keys.fences,
+                    &keys.fence,
                     &keys.gateway,
                     &keys.identify,
                     &keys.events,
                     &keys.quarantine,
+                    &keys.schema,
                 ],
                 &[
                     keys.base.clone(),
@@ -282,6 +284,7 @@ impl Store {
                     self.default_concurrency.to_string(),
                     self.identify_reserve.to_string(),
                     self.events_flag(),
+                    SCHEMA_VERSION.to_string(),
                 ],
             )
             .await?;
@@ -332,7 +335,13 @@ impl Store {
         let reply = self
             .eval_planned(
                 &self.scripts.beat,
-                &[&self.keys.plan, &self.keys.events, &self.keys.quarantine],
+                &[
+                    &self.keys.plan,
+                    &self.keys.events,
+                    &self.keys.quarantine,
+                    &self.keys.fence,
+                    &self.keys.schema,
+                ],
                 &[
                     self.keys.base.clone(),
                     claims.nonce,
@@ -351,6 +360,7 @@ impl Store {
                     claims.max_shards.to_string(),
                     claims.fence.to_string(),
                     claims.epoch.to_string(),
+                    SCHEMA_VERSION.to_string(),
                 ],
             )
             .await?;
@@ -387,12 +397,15 @@ impl Store {
             .engine
             .eval(
                 &self.scripts.disconnect,
-                &[&self.keys.events],
+                &[&self.keys.events, &self.keys.schema],
                 &[
                     self.keys.base.clone(),
                     claims.nonce,
                     self.resume_window_ms.to_string(),
                     self.events_flag(),
+                    claims.shard_id.to_string(),
+                    claims.generation.to_string(),
+                    SCHEMA_VERSION.to_string(),
                 ],
             )
             .await?;
@@ -409,13 +422,22 @@ impl Store {
             .engine
             .eval(
                 &self.scripts.identify,
-                &[&keys.plan, &keys.gateway, &keys.identify, &keys.events],
+                &[
+                    &keys.plan,
+                    &keys.gateway,
+                    &keys.identify,
+                    &keys.events,
+                    &keys.schema,
+                ],
                 &[
                     keys.base.clone(),
                     claims.nonce,
                     self.default_concurrency.to_string(),
                     self.identify_reserve.to_string(),
                     self.events_flag(),
+                    claims.shard_id.to_string(),
+                    claims.generation.to_string(),
+                    SCHEMA_VERSION.to_string(),
                 ],
             )
             .await?;
@@ -444,8 +466,12 @@ impl Store {
         let reply = self
             .eval_planned(
                 &self.scripts.reshard,
-                &[&self.keys.plan, &self.keys.events],
-                &[max_shards.to_string(), self.events_flag()],
+                &[&self.keys.plan, &self.keys.events, &self.keys.schema],
+                &[
+                    max_shards.to_string(),
+                    self.events_flag(),
+                    SCHEMA_VERSION.to_string(),
+                ],
             )
             .await?;
         let [
@@ -487,18 +513,6 @@ impl Store {
             )
             .await?;
         Ok(integer(&reply, "reap")?.max(0) as usize)
-    }
-
-    pub async fn status(&self) -> Result<FleetStatus, StoreError> {
-        let reply = self
-            .engine
-            .eval(
-                &self.scripts.status,
-                &[&self.keys.plan],
-                std::slice::from_ref(&self.keys.base),
-            )
-            .await?;
-        parse_status(&reply)
     }
 
     /// Takes or renews the lock `name` for `owner`; false when another owner holds it.
@@ -615,15 +629,22 @@ impl Store {
         }
     }
 
-    /// Succeeds when the store can serve requests now.
+    /// Succeeds when the store answers and no newer build has taken over the deployment's data.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.engine.command(&["PING"]).await.map(|_| ())
+        let reply = self.engine.command(&["GET", &self.keys.schema]).await?;
+        match text(Some(&reply)).and_then(|version| version.parse::<u64>().ok()) {
+            Some(found) if found > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
+                found,
+                known: SCHEMA_VERSION,
+            }),
+            _ => Ok(()),
+        }
     }
 }
 
 /// Why `init.lua` runs.
 #[derive(Clone, Copy)]
-enum Init {
+pub(super) enum Init {
     /// A replica starts: create what is missing, nothing more.
     Startup,
     /// The plan vanished while this replica was running: Redis lost its data.
@@ -681,59 +702,4 @@ fn hash(reply: &Value) -> HashMap<String, String> {
             .collect(),
         _ => HashMap::new(),
     }
-}
-
-fn parse_status(reply: &Value) -> Result<FleetStatus, StoreError> {
-    let values = array(reply, "status")?;
-    let (Some(head), rows) = (values.get(..4), values.get(4..).unwrap_or_default()) else {
-        return Err(unexpected("status", reply));
-    };
-    let plan: Vec<i64> = head
-        .iter()
-        .map(|value| integer(value, "status"))
-        .collect::<Result<_, _>>()?;
-    let mut active = Vec::new();
-    let mut pending = Vec::new();
-    for row in rows {
-        let fields = array(row, "status")?;
-        let [
-            generation,
-            shard_id,
-            last_beat,
-            beaten,
-            fence,
-            guild_count,
-            latency,
-            extra,
-        ] = fields
-        else {
-            return Err(unexpected("status", row));
-        };
-        let shard = ShardStatus {
-            shard_id: integer(shard_id, "status")? as u32,
-            last_beat: timestamp_from_millis(integer(last_beat, "status")?),
-            guild_count: text(Some(guild_count)).and_then(|text| text.parse().ok()),
-            latency: text(Some(latency)).and_then(|text| text.parse().ok()),
-            extra: text(Some(extra)).and_then(|text| serde_json::from_str(&text).ok()),
-            fence: integer(fence, "status")?.max(0) as u64,
-            beaten: integer(beaten, "status")? == 1,
-        };
-        if integer(generation, "status")? == plan[0] {
-            active.push(shard);
-        } else {
-            pending.push(shard);
-        }
-    }
-    active.sort_by_key(|shard| shard.shard_id);
-    pending.sort_by_key(|shard| shard.shard_id);
-    Ok(FleetStatus {
-        generation: plan[0].max(0) as u64,
-        total_shards: plan[1].max(0) as u32,
-        shards: active,
-        pending: (plan[2] > 0).then(|| GenerationStatus {
-            generation: plan[2] as u64,
-            max_shards: plan[3].max(0) as u32,
-            shards: pending,
-        }),
-    })
 }

@@ -1,10 +1,10 @@
-//! A paged read of the fleet for `/metrics` and `/autoscale`.
+//! Paged reads of the fleet for `/status`, `/metrics` and `/autoscale`.
 //!
-//! `status.lua` reads the whole fleet in one script: one atomic snapshot, but with 65,536 held
-//! shards it holds Redis for about a second (see BENCHMARKS.md). Scrapes come every few seconds
-//! from every Prometheus and autoscaler, so they read page by page instead (`fleet_page.lua`,
-//! [`PAGE`] shard ids per call): Redis is never blocked for more than a few milliseconds, and the
-//! figures are consistent per shard, which is all a scrape needs. `extra` is not read.
+//! One script reading the whole fleet would hold Redis for about half a second with 65,536 held
+//! shards, and every `/connect` and `/beat` would wait behind it. So the fleet is read page by page
+//! (`fleet_page.lua`, [`PAGE`] shard ids per call): Redis is never blocked for more than a few
+//! milliseconds. The pages are not one atomic snapshot; each shard's figures are consistent, which
+//! is all a status read needs.
 
 use super::{Store, StoreError, array, integer, text, unexpected};
 use crate::domain::{FleetStatus, GenerationStatus, ShardStatus, timestamp_from_millis};
@@ -13,43 +13,38 @@ use crate::domain::{FleetStatus, GenerationStatus, ShardStatus, timestamp_from_m
 pub const PAGE: u32 = 512;
 
 impl Store {
-    /// The fleet as `status()` shows it, without `extra`, read in pages of [`PAGE`] shard ids.
+    /// The fleet with every shard's `extra`, for `/status`, read in pages of [`PAGE`] shard ids.
+    pub async fn status(&self) -> Result<FleetStatus, StoreError> {
+        self.fleet(Extra::Include).await
+    }
+
+    /// The fleet without `extra`, for scrapes, read in pages of [`PAGE`] shard ids.
     pub async fn overview(&self) -> Result<FleetStatus, StoreError> {
-        let plan = self
-            .engine
-            .command(&[
-                "HMGET",
-                &self.keys.plan,
-                "generation",
-                "max_shards",
-                "pending_generation",
-                "pending_max_shards",
-            ])
-            .await?;
-        let plan: Vec<i64> = array(&plan, "overview")?
-            .iter()
-            .map(|value| {
-                text(Some(value))
-                    .and_then(|text| text.parse().ok())
-                    .unwrap_or(0)
-            })
-            .collect();
+        self.fleet(Extra::Skip).await
+    }
+
+    async fn fleet(&self, extra: Extra) -> Result<FleetStatus, StoreError> {
+        let mut plan = self.read_plan().await?;
+        if plan.is_none() {
+            // Redis lost its data while this replica ran: re-create the plan (see init.lua).
+            self.init(super::Init::AfterLoss).await?;
+            plan = self.read_plan().await?;
+        }
         let [
             generation,
             max_shards,
             pending_generation,
             pending_max_shards,
-        ] = plan[..]
-        else {
-            return Err(unexpected("overview", &plan));
-        };
-        let shards = self.generation_page_walk(generation, max_shards).await?;
+        ] = plan.ok_or_else(|| unexpected("overview", &"no plan after init"))?;
+        let shards = self
+            .generation_page_walk(generation, max_shards, extra)
+            .await?;
         let pending = if pending_generation > 0 {
             Some(GenerationStatus {
                 generation: pending_generation as u64,
                 max_shards: pending_max_shards.max(0) as u32,
                 shards: self
-                    .generation_page_walk(pending_generation, pending_max_shards)
+                    .generation_page_walk(pending_generation, pending_max_shards, extra)
                     .await?,
             })
         } else {
@@ -63,10 +58,39 @@ impl Store {
         })
     }
 
+    /// `[generation, max_shards, pending_generation, pending_max_shards]`, or `None` without a plan.
+    async fn read_plan(&self) -> Result<Option<[i64; 4]>, StoreError> {
+        let reply = self
+            .engine
+            .command(&[
+                "HMGET",
+                &self.keys.plan,
+                "generation",
+                "max_shards",
+                "pending_generation",
+                "pending_max_shards",
+            ])
+            .await?;
+        let values: Vec<Option<i64>> = array(&reply, "overview")?
+            .iter()
+            .map(|value| text(Some(value)).and_then(|text| text.parse().ok()))
+            .collect();
+        Ok(match values[..] {
+            [Some(generation), Some(max_shards), pending, pending_max] => Some([
+                generation,
+                max_shards,
+                pending.unwrap_or(0),
+                pending_max.unwrap_or(0),
+            ]),
+            _ => None,
+        })
+    }
+
     async fn generation_page_walk(
         &self,
         generation: i64,
         max_shards: i64,
+        extra: Extra,
     ) -> Result<Vec<ShardStatus>, StoreError> {
         let mut shards = Vec::new();
         if generation <= 0 {
@@ -87,12 +111,22 @@ impl Store {
                         generation.clone(),
                         first.to_string(),
                         count.to_string(),
+                        u8::from(extra == Extra::Include).to_string(),
                     ],
                 )
                 .await?;
             for row in array(&reply, "fleet_page")? {
                 let fields = array(row, "fleet_page")?;
-                let [shard_id, last_beat, beaten, guild_count, latency] = fields else {
+                let [
+                    shard_id,
+                    last_beat,
+                    beaten,
+                    fence,
+                    guild_count,
+                    latency,
+                    extra,
+                ] = fields
+                else {
                     return Err(unexpected("fleet_page", row));
                 };
                 shards.push(ShardStatus {
@@ -100,8 +134,8 @@ impl Store {
                     last_beat: timestamp_from_millis(integer(last_beat, "fleet_page")?),
                     guild_count: text(Some(guild_count)).and_then(|text| text.parse().ok()),
                     latency: text(Some(latency)).and_then(|text| text.parse().ok()),
-                    extra: None,
-                    fence: 0,
+                    extra: text(Some(extra)).and_then(|text| serde_json::from_str(&text).ok()),
+                    fence: integer(fence, "fleet_page")?.max(0) as u64,
                     beaten: integer(beaten, "fleet_page")? == 1,
                 });
             }
@@ -109,4 +143,11 @@ impl Store {
         }
         Ok(shards)
     }
+}
+
+/// Whether a fleet read carries each shard's `extra` (bots may put large or private data there).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Extra {
+    Include,
+    Skip,
 }
