@@ -134,13 +134,24 @@ fn settings_validation_names_the_variable_at_fault() {
         "the defaults are valid"
     );
     type BreakIt = fn(&mut Settings);
-    let cases: [(&str, BreakIt); 6] = [
+    let cases: [(&str, BreakIt); 9] = [
         ("MAX_SECONDS", |s| s.max_seconds = 0),
         ("MAX_SHARDS", |s| s.max_shards = 0),
         ("MAX_SHARDS", |s| s.max_shards = 65_537),
         ("KEY_PREFIX", |s| s.key_prefix = "a{b".into()),
         ("KEY_PREFIX", |s| s.key_prefix = "a}".into()),
         ("REDIS_TIMEOUT_MS", |s| s.redis_timeout_ms = 0),
+        ("REDIS_SENTINEL_MASTER", |s| {
+            s.redis_sentinels = vec!["127.0.0.1:26379".into()]
+        }),
+        ("REDIS_SENTINEL_MASTER", |s| {
+            s.redis_sentinel_master = Some("mymaster".into())
+        }),
+        ("REDIS_URL", |s| {
+            s.redis_sentinels = vec!["127.0.0.1:26379".into()];
+            s.redis_sentinel_master = Some("mymaster".into());
+            s.redis_url = Some("redis://:hunter2@127.0.0.1:6379".into());
+        }),
     ];
     for (variable, break_it) in cases {
         let mut settings = Settings::default();
@@ -148,6 +159,10 @@ fn settings_validation_names_the_variable_at_fault() {
         let error = settings.validate().expect_err(variable);
         assert_eq!(error.variable, variable);
         assert!(error.to_string().contains(variable), "{error}");
+        assert!(
+            !error.to_string().contains("hunter2"),
+            "a password is never echoed"
+        );
     }
     let mut edge = Settings {
         max_shards: 65_536,
@@ -188,6 +203,8 @@ fn the_binary_refuses_to_start_on_an_invalid_setting_and_names_it() {
         ("PUBLIC_STATUS", "maybe"),
         ("MAX_EXTRA_BYTES", "lots"),
         ("KEY_PREFIX", "{x}"),
+        ("REDIS_SENTINELS", "127.0.0.1"),
+        ("REDIS_SENTINELS", "127.0.0.1:26379,sentinel:port"),
     ];
     for (variable, value) in cases {
         let output = shardman(&[("PORT", port.as_str()), (variable, value)])
@@ -447,10 +464,15 @@ fn the_dockerfile_copies_every_folder_the_build_reads() {
             }
         }
     }
-    assert!(needed.contains("migrations-lua"), "the scripts are compiled in");
+    assert!(
+        needed.contains("migrations-lua"),
+        "the scripts are compiled in"
+    );
     for folder in needed {
         assert!(
-            copied.iter().any(|item| item.trim_end_matches('/') == folder),
+            copied
+                .iter()
+                .any(|item| item.trim_end_matches('/') == folder),
             "the Dockerfile's build stage does not COPY {folder}/"
         );
     }
