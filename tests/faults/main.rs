@@ -3,7 +3,7 @@
 //! that no two processes ever believed they held the same shard at once, and reports lost
 //! acknowledged beats and the time to recover (`scripts/faults.sh` turns the reports into a table).
 //!
-//! The scale is small so CI runs it in about a minute; `FAULT_SCALE=4` (scripts/faults.sh) runs more
+//! The scale is small so CI runs it in about two minutes; `FAULT_SCALE=4` (scripts/faults.sh) runs more
 //! processes for longer. Scenarios run one at a time: they measure time.
 
 mod bench_script;
