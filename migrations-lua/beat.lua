@@ -50,6 +50,7 @@ local plan_key = KEYS[1]
 local events_key = KEYS[2]
 local quarantine_key = KEYS[3]
 local fence_key = KEYS[4]
+local schema_key = KEYS[5]
 local base = ARGV[1]
 local nonce = ARGV[2]
 local lease_ms = tonumber(ARGV[3])
@@ -64,25 +65,20 @@ local generation = tonumber(ARGV[11])
 local claimed_max_shards = tonumber(ARGV[12])
 local claimed_fence = tonumber(ARGV[13])
 local claimed_epoch = tonumber(ARGV[14])
-local schema_key = KEYS[5]
 local known_schema = tonumber(ARGV[15])
 
--- A newer shardman has taken over this deployment's data (a rolling upgrade raised the schema):
--- this replica's build must not write to it any more.
-local stored_schema = tonumber(redis.call('GET', schema_key)) or 0
-if stored_schema > known_schema then
-  return redis.error_reply('SCHEMA_TOO_NEW ' .. stored_schema)
-end
-
-local EVENTS_KEPT = 10000
 local UNKNOWN = {0, -1, 0, 0, 0, 'unknown'}
+
+local newer = newer_schema(schema_key, known_schema)
+if newer then
+  return redis.error_reply('SCHEMA_TOO_NEW ' .. newer)
+end
 
 local gen_base = base .. 'g:' .. generation .. ':'
 local lease_key = gen_base .. 'lease:' .. shard_id
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'pending_generation',
   'pending_max_shards', 'epoch', 'last_generation')
-local time = redis.call('TIME')
-local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now = now_ms()
 
 local lease = redis.call('HMGET', lease_key, 'n', 'f', 'b')
 if lease[1] and lease[1] ~= nonce then
@@ -95,10 +91,10 @@ if not lease[1] then
   local epoch = tonumber(plan[5]) or 0
   -- Same plan: the session really ended. Older plan, but more than a lease ago: the bot's own
   -- view of its lease has run out, so it must connect again like anyone else.
-  if epoch == claimed_epoch or epoch + lease_ms <= now_ms then
+  if epoch == claimed_epoch or epoch + lease_ms <= now then
     return UNKNOWN
   end
-  redis.call('SET', quarantine_key, 1, 'PX', epoch + lease_ms - now_ms, 'NX')
+  redis.call('SET', quarantine_key, 1, 'PX', epoch + lease_ms - now, 'NX')
   if tonumber(plan[1]) ~= generation or tonumber(plan[2]) ~= claimed_max_shards then
     local active_base = base .. 'g:' .. plan[1] .. ':'
     if redis.call('EXISTS', active_base .. 'next', active_base .. 'deadlines') > 0 then
@@ -128,7 +124,7 @@ if not lease[1] then
   if (tonumber(redis.call('GET', fence_key)) or 0) < claimed_fence then
     redis.call('SET', fence_key, claimed_fence)
   end
-  redis.call('HSET', lease_key, 'n', nonce, 'f', claimed_fence, 't', now_ms, 'b', 1)
+  redis.call('HSET', lease_key, 'n', nonce, 'f', claimed_fence, 't', now, 'b', 1)
   redis.call('PEXPIRE', lease_key, lease_ms)
   lease = {nonce, tostring(claimed_fence), '1'}
 end
@@ -144,8 +140,8 @@ else
 end
 
 redis.call('PEXPIRE', lease_key, lease_ms)
-redis.call('ZADD', gen_base .. 'deadlines', now_ms + lease_ms, shard_id)
-redis.call('HSET', lease_key, 't', now_ms, 'b', 1)
+redis.call('ZADD', gen_base .. 'deadlines', now + lease_ms, shard_id)
+redis.call('HSET', lease_key, 't', now, 'b', 1)
 if guild_count ~= '' then redis.call('HSET', lease_key, 'g', guild_count) end
 if latency ~= '' then redis.call('HSET', lease_key, 'l', latency) end
 if extra ~= '' then redis.call('HSET', lease_key, 'x', extra) end
@@ -180,11 +176,7 @@ if state == 'standby' and lease[3] ~= '1' then
         redis.call('PEXPIRE', old_base .. suffix, lease_ms)
       end
       state = 'active'
-      if events_enabled then
-        redis.call('LPUSH', events_key,
-          table.concat({'reshard_completed', -1, generation, max_shards, now_ms}, '|'))
-        redis.call('LTRIM', events_key, 0, EVENTS_KEPT - 1)
-      end
+      queue_event(events_key, events_enabled, 'reshard_completed', -1, generation, max_shards, now)
     end
   end
 end

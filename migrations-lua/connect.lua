@@ -61,25 +61,19 @@ local gateway_key = KEYS[3]
 local identify_key = KEYS[4]
 local events_key = KEYS[5]
 local quarantine_key = KEYS[6]
+local schema_key = KEYS[7]
 local base = ARGV[1]
 local session_id = ARGV[2]
 local lease_ms = tonumber(ARGV[3])
 local default_concurrency = tonumber(ARGV[4])
 local reserve_setting = tonumber(ARGV[5])
 local events_enabled = ARGV[6] == '1'
-local schema_key = KEYS[7]
 local known_schema = tonumber(ARGV[7])
 
--- A newer shardman has taken over this deployment's data (a rolling upgrade raised the schema):
--- this replica's build must not write to it any more.
-local stored_schema = tonumber(redis.call('GET', schema_key)) or 0
-if stored_schema > known_schema then
-  return redis.error_reply('SCHEMA_TOO_NEW ' .. stored_schema)
+local newer = newer_schema(schema_key, known_schema)
+if newer then
+  return redis.error_reply('SCHEMA_TOO_NEW ' .. newer)
 end
-
-local IDENTIFY_INTERVAL_MS = 5000
-local EVENTS_KEPT = 10000
-
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'pending_generation',
   'pending_max_shards', 'epoch', 'fence_base')
 if not plan[1] then
@@ -98,40 +92,23 @@ else
   generation, max_shards, state = tonumber(plan[1]), tonumber(plan[2]), 'active'
 end
 
-local time = redis.call('TIME')
-local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-
-local function queue_event(kind, shard_id)
-  if events_enabled then
-    redis.call('LPUSH', events_key, table.concat({kind, shard_id, generation, max_shards, now_ms}, '|'))
-    redis.call('LTRIM', events_key, 0, EVENTS_KEPT - 1)
-  end
+local now = now_ms()
+local function event(kind, shard_id)
+  queue_event(events_key, events_enabled, kind, shard_id, generation, max_shards, now)
 end
 
 local gen_base = base .. 'g:' .. generation .. ':'
 local next_key = gen_base .. 'next'
 local free_key = gen_base .. 'free'
-local deadlines_key = gen_base .. 'deadlines'
 
--- Reclaim leases whose deadline has passed. The lease key is the truth: if it is still there (its
--- TTL was refreshed by a beat this index has not seen), keep the id held and fix its deadline.
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', deadlines_key, '-inf', now_ms)) do
-  local ttl = redis.call('PTTL', gen_base .. 'lease:' .. id)
-  if ttl > 0 then
-    redis.call('ZADD', deadlines_key, now_ms + ttl, id)
-  else
-    redis.call('ZREM', deadlines_key, id)
-    redis.call('ZADD', free_key, id, id)
-    queue_event('expire', id)
-  end
-end
+reclaim_expired(gen_base, now, function(id) event('expire', id) end)
 
 local shard_id
 local popped = redis.call('ZPOPMIN', free_key)
 if popped[1] then
   shard_id = tonumber(popped[1])
 else
-  local next_id = tonumber(redis.call('GET', next_key) or '0')
+  local next_id = tonumber(redis.call('GET', next_key)) or 0
   if next_id >= max_shards then
     return {'full', max_shards, generation}
   end
@@ -143,27 +120,16 @@ end
 local resume = redis.call('GETDEL', gen_base .. 'resume:' .. shard_id)
 local sleep_ms = 0
 if not resume then
-  local budget = redis.call('HMGET', gateway_key, 'total', 'remaining', 'used', 'reset_at')
-  if budget[1] and now_ms < tonumber(budget[4]) then
-    local total = tonumber(budget[1])
-    local left = tonumber(budget[2]) - tonumber(budget[3] or '0')
-    local reserve = reserve_setting
-    if reserve < 0 then reserve = math.ceil(total * 0.05) end
-    if left <= reserve then
-      -- Put the id back: nothing was granted.
-      redis.call('ZADD', free_key, shard_id, shard_id)
-      if redis.call('HSETNX', gateway_key, 'low_alerted', 1) == 1 then
-        queue_event('identify_budget_low', -1)
-      end
-      return {'budget', tonumber(budget[4]) - now_ms}
+  local exhausted = spend_identify(gateway_key, reserve_setting, now)
+  if exhausted then
+    -- Put the id back: nothing was granted.
+    redis.call('ZADD', free_key, shard_id, shard_id)
+    if exhausted[2] then
+      event('identify_budget_low', -1)
     end
-    redis.call('HINCRBY', gateway_key, 'used', 1)
+    return {'budget', exhausted[1]}
   end
-  local concurrency = tonumber(redis.call('HGET', gateway_key, 'max_concurrency') or default_concurrency)
-  local bucket = shard_id % concurrency
-  local slot = math.max(now_ms, tonumber(redis.call('HGET', identify_key, bucket) or '0'))
-  redis.call('HSET', identify_key, bucket, slot + IDENTIFY_INTERVAL_MS)
-  sleep_ms = slot - now_ms
+  sleep_ms = book_identify_slot(gateway_key, identify_key, default_concurrency, shard_id, now)
 end
 
 local fence = redis.call('INCR', fence_key)
@@ -172,8 +138,8 @@ if fence <= fence_base then
   redis.call('SET', fence_key, fence)
 end
 local lease_key = gen_base .. 'lease:' .. shard_id
-redis.call('HSET', lease_key, 'n', session_id, 'f', fence, 't', now_ms, 'b', 0)
+redis.call('HSET', lease_key, 'n', session_id, 'f', fence, 't', now, 'b', 0)
 redis.call('PEXPIRE', lease_key, lease_ms)
-redis.call('ZADD', deadlines_key, now_ms + lease_ms, shard_id)
-queue_event('connect', shard_id)
+redis.call('ZADD', gen_base .. 'deadlines', now + lease_ms, shard_id)
+event('connect', shard_id)
 return {'granted', shard_id, max_shards, generation, fence, sleep_ms, state, resume, epoch}

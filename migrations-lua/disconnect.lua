@@ -19,23 +19,19 @@ Errors   "SCHEMA_TOO_NEW <found>" when a newer build raised the schema: nothing 
 Cost     O(log N).
 ]]
 local events_key = KEYS[1]
+local schema_key = KEYS[2]
 local base = ARGV[1]
 local session_id = ARGV[2]
 local resume_window_ms = tonumber(ARGV[3])
 local events_enabled = ARGV[4] == '1'
 local shard_id = ARGV[5]
 local generation = ARGV[6]
-local schema_key = KEYS[2]
 local known_schema = tonumber(ARGV[7])
 
--- A newer shardman has taken over this deployment's data (a rolling upgrade raised the schema):
--- this replica's build must not write to it any more.
-local stored_schema = tonumber(redis.call('GET', schema_key)) or 0
-if stored_schema > known_schema then
-  return redis.error_reply('SCHEMA_TOO_NEW ' .. stored_schema)
+local newer = newer_schema(schema_key, known_schema)
+if newer then
+  return redis.error_reply('SCHEMA_TOO_NEW ' .. newer)
 end
-
-local EVENTS_KEPT = 10000
 
 local gen_base = base .. 'g:' .. generation .. ':'
 local lease_key = gen_base .. 'lease:' .. shard_id
@@ -47,10 +43,5 @@ redis.call('ZREM', gen_base .. 'deadlines', shard_id)
 redis.call('ZADD', gen_base .. 'free', shard_id, shard_id)
 redis.call('SREM', gen_base .. 'ready', shard_id)
 redis.call('PEXPIRE', gen_base .. 'resume:' .. shard_id, resume_window_ms)
-if events_enabled then
-  local time = redis.call('TIME')
-  local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-  redis.call('LPUSH', events_key, table.concat({'disconnect', shard_id, generation, -1, now_ms}, '|'))
-  redis.call('LTRIM', events_key, 0, EVENTS_KEPT - 1)
-end
+queue_event(events_key, events_enabled, 'disconnect', shard_id, generation, -1, now_ms())
 return 1

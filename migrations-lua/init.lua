@@ -38,23 +38,22 @@ if not stored or stored < known_version then
   redis.call('SET', schema_key, known_version)
 end
 
-local time = redis.call('TIME')
-local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now = now_ms()
 
 if redis.call('EXISTS', plan_key) == 0 then
   -- After a loss, fencing tokens restart above every token issued before it (they were counted
   -- from 1 and can never have reached the current time in milliseconds).
   local fence_base = 0
-  if quarantine_ms > 0 then fence_base = now_ms end
+  if quarantine_ms > 0 then fence_base = now end
   redis.call('HSET', plan_key, 'generation', 1, 'max_shards', initial_shards, 'last_generation', 1,
-    'epoch', now_ms, 'fence_base', fence_base)
+    'epoch', now, 'fence_base', fence_base)
 end
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'epoch')
 local epoch = tonumber(plan[3]) or 0
 
 -- Another replica may have re-created the plan a moment ago without knowing of the loss: the
 -- quarantine runs from the plan's creation, whoever created it.
-local hold_ms = epoch + quarantine_ms - now_ms
+local hold_ms = epoch + quarantine_ms - now
 if quarantine_ms > 0 and hold_ms > 0 then
   redis.call('SET', quarantine_key, 1, 'PX', hold_ms, 'NX')
 end

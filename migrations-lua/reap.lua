@@ -21,39 +21,21 @@ local events_key = KEYS[2]
 local base = ARGV[1]
 local events_enabled = ARGV[2] == '1'
 
-local EVENTS_KEPT = 10000
-
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'pending_generation',
   'pending_max_shards')
 if not plan[1] then
   return 0
 end
-local time = redis.call('TIME')
-local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now = now_ms()
 
-local freed = 0
 local function reap(generation, max_shards)
-  local gen_base = base .. 'g:' .. generation .. ':'
-  local deadlines_key = gen_base .. 'deadlines'
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', deadlines_key, '-inf', now_ms)) do
-    local ttl = redis.call('PTTL', gen_base .. 'lease:' .. id)
-    if ttl > 0 then
-      redis.call('ZADD', deadlines_key, now_ms + ttl, id)
-    else
-      redis.call('ZREM', deadlines_key, id)
-      redis.call('ZADD', gen_base .. 'free', id, id)
-      redis.call('SREM', gen_base .. 'ready', id)
-      freed = freed + 1
-      if events_enabled then
-        redis.call('LPUSH', events_key, table.concat({'expire', id, generation, max_shards, now_ms}, '|'))
-        redis.call('LTRIM', events_key, 0, EVENTS_KEPT - 1)
-      end
-    end
-  end
+  return reclaim_expired(base .. 'g:' .. generation .. ':', now, function(id)
+    queue_event(events_key, events_enabled, 'expire', id, generation, max_shards, now)
+  end)
 end
 
-reap(plan[1], plan[2])
+local freed = reap(plan[1], plan[2])
 if plan[3] then
-  reap(plan[3], plan[4])
+  freed = freed + reap(plan[3], plan[4])
 end
 return freed

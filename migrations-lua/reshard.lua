@@ -21,19 +21,15 @@ Cost     O(1).
 ]]
 local plan_key = KEYS[1]
 local events_key = KEYS[2]
+local schema_key = KEYS[3]
 local new_max_shards = tonumber(ARGV[1])
 local events_enabled = ARGV[2] == '1'
-local schema_key = KEYS[3]
 local known_schema = tonumber(ARGV[3])
 
--- A newer shardman has taken over this deployment's data (a rolling upgrade raised the schema):
--- this replica's build must not write to it any more.
-local stored_schema = tonumber(redis.call('GET', schema_key)) or 0
-if stored_schema > known_schema then
-  return redis.error_reply('SCHEMA_TOO_NEW ' .. stored_schema)
+local newer = newer_schema(schema_key, known_schema)
+if newer then
+  return redis.error_reply('SCHEMA_TOO_NEW ' .. newer)
 end
-
-local EVENTS_KEPT = 10000
 
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'last_generation',
   'pending_generation', 'pending_max_shards')
@@ -56,10 +52,5 @@ if new_max_shards == active_max_shards then
 end
 redis.call('HSET', plan_key, 'last_generation', generation, 'pending_generation', generation,
   'pending_max_shards', new_max_shards)
-if events_enabled then
-  local time = redis.call('TIME')
-  local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-  redis.call('LPUSH', events_key, table.concat({'reshard_started', -1, generation, new_max_shards, now_ms}, '|'))
-  redis.call('LTRIM', events_key, 0, EVENTS_KEPT - 1)
-end
+queue_event(events_key, events_enabled, 'reshard_started', -1, generation, new_max_shards, now_ms())
 return {1, active_generation, active_max_shards, generation, new_max_shards}

@@ -64,7 +64,11 @@ macro_rules! scripts {
             fn new() -> Self {
                 Self { $($field: LuaScript::new(
                     concat!(stringify!($field), ".lua"),
-                    include_str!(concat!("../../migrations-lua/", stringify!($field), ".lua")),
+                    // The shared helpers go in front of every script (see includes/common.lua).
+                    concat!(
+                        include_str!("../../migrations-lua/includes/common.lua"),
+                        include_str!(concat!("../../migrations-lua/", stringify!($field), ".lua")),
+                    ),
                 ),)* }
             }
             fn all(&self) -> Vec<&LuaScript> { vec![$(&self.$field),*] }
@@ -419,8 +423,7 @@ impl Store {
         };
         let keys = &self.keys;
         let reply = self
-            .engine
-            .eval(
+            .eval_planned(
                 &self.scripts.identify,
                 &[
                     &keys.plan,
