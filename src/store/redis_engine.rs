@@ -96,6 +96,26 @@ pub struct RedisEngine {
     timeout: Duration,
 }
 
+/// A pool of at most [`POOL_SIZE`] connections in which waiting for a connection, making one and
+/// checking one on reuse are each bounded by `timeout`.
+fn bounded_pool<M, W>(
+    builder: deadpool::managed::PoolBuilder<M, W>,
+    timeout: Duration,
+) -> Result<deadpool::managed::Pool<M, W>, StoreError>
+where
+    M: deadpool::managed::Manager,
+    W: From<deadpool::managed::Object<M>>,
+{
+    builder
+        .max_size(POOL_SIZE)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|error| StoreError::Internal(error.to_string()))
+}
+
 impl RedisEngine {
     /// The engine the settings ask for: through `REDIS_SENTINELS` when set, else on `REDIS_URL`;
     /// `None` when neither is set (the in-process store).
@@ -123,14 +143,7 @@ impl RedisEngine {
             .set_response_timeout(Some(timeout));
         let manager = Manager::new_with_config(url, connection)
             .map_err(|error| StoreError::Internal(format!("invalid REDIS_URL: {error}")))?;
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .wait_timeout(Some(timeout))
-            .create_timeout(Some(timeout))
-            .recycle_timeout(Some(timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|error| StoreError::Internal(error.to_string()))?;
+        let pool = bounded_pool(Pool::builder(manager), timeout)?;
         Ok(Self {
             pools: Arc::new(Pools::Plain(pool)),
             failovers: Arc::default(),
@@ -157,14 +170,7 @@ impl RedisEngine {
             SentinelServerType::Master,
         )
         .map_err(|error| StoreError::Internal(format!("invalid REDIS_SENTINELS: {error}")))?;
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .wait_timeout(Some(timeout))
-            .create_timeout(Some(timeout))
-            .recycle_timeout(Some(timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|error| StoreError::Internal(error.to_string()))?;
+        let pool = bounded_pool(Pool::builder(manager), timeout)?;
         let engine = Self {
             pools: Arc::new(Pools::Sentinel(pool)),
             failovers: Arc::default(),
