@@ -129,6 +129,9 @@ if not lease[1] then
   lease = {nonce, tostring(claimed_fence), '1'}
 end
 local fence = tonumber(lease[2])
+if not plan[1] then
+  return redis.error_reply('NOPLAN')
+end
 
 local state, max_shards
 if tonumber(plan[1]) == generation and shard_id < tonumber(plan[2]) then

@@ -7,6 +7,7 @@ KEYS[2]  gateway   (hash: max_concurrency, total, remaining, reset_at ms, used, 
 KEYS[3]  identify  (hash: bucket -> ms of the bucket's next free IDENTIFY slot)
 KEYS[4]  events    (list, see connect.lua)
 KEYS[5]  schema  (string: the key-schema version; see init.lua)
+KEYS[6]  quarantine (string, PX; see init.lua)
 ARGV[1]  key base, e.g. "{shardman}:"
 ARGV[2]  the session's nonce (from its signed session id)
 ARGV[3]  max_concurrency to use when Discord's is unknown (integer >= 1)
@@ -18,6 +19,7 @@ ARGV[8]  key-schema version this replica knows (integer)
 
 Returns  {"slot", sleep_ms}          wait this long, then IDENTIFY
          {"unknown"}                 no such session
+         {"recovering", retry_ms}    Redis lost its data: beat first (it re-establishes the lease)
          {"retired"}                 the session's generation was replaced: stop
          {"budget", retry_after_ms}  the identify budget is down to its reserve
 Errors   "SCHEMA_TOO_NEW <found>" when a newer build raised the schema: nothing changed.
@@ -29,6 +31,7 @@ local gateway_key = KEYS[2]
 local identify_key = KEYS[3]
 local events_key = KEYS[4]
 local schema_key = KEYS[5]
+local quarantine_key = KEYS[6]
 local base = ARGV[1]
 local session_id = ARGV[2]
 local default_concurrency = tonumber(ARGV[3])
@@ -43,6 +46,10 @@ if newer then
   return redis.error_reply('SCHEMA_TOO_NEW ' .. newer)
 end
 if redis.call('HGET', base .. 'g:' .. generation .. ':lease:' .. shard_id, 'n') ~= session_id then
+  local quarantine_ms = redis.call('PTTL', quarantine_key)
+  if quarantine_ms > 0 then
+    return {'recovering', quarantine_ms}
+  end
   return {'unknown'}
 end
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'pending_generation')

@@ -16,6 +16,9 @@ KEYS[3]  quarantine key  (string, PX: while it exists, no new grants)
 ARGV[1]  schema version this replica knows (integer)
 ARGV[2]  shard count to start with when there is no plan yet (integer >= 1)
 ARGV[3]  quarantine length in milliseconds after a suspected data loss, or 0 at startup
+ARGV[4]  quarantine length in milliseconds to apply only if this call creates the plan: at startup,
+         what is left of one lease length since Redis itself started (a Redis that restarted less
+         than a lease ago and has no plan may have lost one), else 0
 
 Returns  {schema_version, generation, max_shards, epoch}
 Errors   "SCHEMA_TOO_NEW <found>" when the stored schema is newer than ARGV[1]; the replica must not
@@ -28,6 +31,7 @@ local quarantine_key = KEYS[3]
 local known_version = tonumber(ARGV[1])
 local initial_shards = tonumber(ARGV[2])
 local quarantine_ms = tonumber(ARGV[3])
+local quarantine_if_created_ms = tonumber(ARGV[4])
 
 local stored = tonumber(redis.call('GET', schema_key))
 if stored and stored > known_version then
@@ -41,12 +45,12 @@ end
 local now = now_ms()
 
 if redis.call('EXISTS', plan_key) == 0 then
-  -- After a loss, fencing tokens restart above every token issued before it (they were counted
-  -- from 1 and can never have reached the current time in milliseconds).
-  local fence_base = 0
-  if quarantine_ms > 0 then fence_base = now end
+  -- Fencing tokens start above the current time in milliseconds, so tokens granted under a plan
+  -- re-created after a loss exceed every token granted before it (each plan's counter cannot
+  -- outrun the clock).
   redis.call('HSET', plan_key, 'generation', 1, 'max_shards', initial_shards, 'last_generation', 1,
-    'epoch', now, 'fence_base', fence_base)
+    'epoch', now, 'fence_base', now)
+  quarantine_ms = math.max(quarantine_ms, quarantine_if_created_ms)
 end
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'epoch')
 local epoch = tonumber(plan[3]) or 0

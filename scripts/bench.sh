@@ -75,6 +75,7 @@ start_replica() { # max_shards key_prefix max_seconds -> REPLICA_PORT, REPLICA_P
   local port; port=$(free_port)
   (cd "$work" && exec env -i PATH="$PATH" SECRET=$SECRET REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
     MAX_SHARDS="$1" KEY_PREFIX="$2" MAX_SECONDS="$3" HOST=127.0.0.1 PORT="$port" RUST_LOG=error \
+    QUARANTINE_FRESH_REDIS=false \
     "$SHARDMAN_BIN" >/dev/null 2>&1) &
   local pid=$!
   pids+=($pid); disown $pid

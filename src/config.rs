@@ -44,6 +44,10 @@ pub struct Settings {
     pub identify_reserve: Option<u32>,
     /// `RESUME_WINDOW`: seconds after a holder disappears during which its resume data is handed on.
     pub resume_window_seconds: u64,
+    /// `QUARANTINE_FRESH_REDIS`: a replica that finds no plan in a Redis that started less than
+    /// `MAX_SECONDS` ago treats it as a possible data loss and grants nothing until a lease length
+    /// has passed since Redis started (running bots re-establish their leases meanwhile).
+    pub quarantine_fresh_redis: bool,
     /// `WEBHOOK_URL`: where alerts go. Events are queued in the store only when it is set.
     pub webhook_url: Option<String>,
     /// `WEBHOOK_CONTENT`: the plain-text `content` of every alert (a role mention, say).
@@ -117,6 +121,7 @@ impl Default for Settings {
             identify_reserve: None,
             resume_window_seconds: 60,
             webhook_url: None,
+            quarantine_fresh_redis: true,
             webhook_content: None,
             bot_token: None,
             discord_api_base: "https://discord.com/api/v10".into(),
@@ -224,6 +229,11 @@ impl Settings {
                 .transpose()?,
             resume_window_seconds: parse(&raw, "RESUME_WINDOW", defaults.resume_window_seconds)?,
             webhook_url: raw("WEBHOOK_URL"),
+            quarantine_fresh_redis: parse_bool(
+                &raw,
+                "QUARANTINE_FRESH_REDIS",
+                defaults.quarantine_fresh_redis,
+            )?,
             webhook_content: raw("WEBHOOK_CONTENT"),
             bot_token: raw("BOT_TOKEN").map(Secret::new),
             discord_api_base: raw("DISCORD_API_BASE")

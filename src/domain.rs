@@ -65,10 +65,18 @@ pub enum ConnectOutcome {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IdentifyOutcome {
-    Slot { sleep_ms: u64 },
+    Slot {
+        sleep_ms: u64,
+    },
     NotFound,
     Retired,
-    BudgetExhausted { retry_after_ms: u64 },
+    BudgetExhausted {
+        retry_after_ms: u64,
+    },
+    /// Redis lost its data: the session should beat (re-establishing its lease), then ask again.
+    Recovering {
+        retry_after_ms: u64,
+    },
 }
 
 /// What a bot process reports with each beat.

@@ -78,7 +78,9 @@ end
 -- Books the next IDENTIFY slot of the shard's bucket (shard_id % max_concurrency; Discord's
 -- max_concurrency from `gateway` when known) and returns how long to wait for it, in ms.
 -- Discord allows one IDENTIFY per 5 s per bucket; `identify` holds each bucket's next free slot.
-local IDENTIFY_INTERVAL_MS = 5000
+-- Slots are 5.25 s apart: two bots of a bucket get their answers with different network delays,
+-- and the margin keeps their IDENTIFYs 5 s apart at Discord all the same.
+local IDENTIFY_INTERVAL_MS = 5250
 local function book_identify_slot(gateway_key, identify_key, default_concurrency, shard_id, at_ms)
   local concurrency = tonumber(redis.call('HGET', gateway_key, 'max_concurrency')) or default_concurrency
   local bucket = shard_id % concurrency

@@ -301,6 +301,9 @@ pub async fn identify(
         })),
         IdentifyOutcome::NotFound => Err(ApiError::SessionNotFound),
         IdentifyOutcome::Retired => Err(ApiError::NoShardsAvailable),
+        IdentifyOutcome::Recovering { retry_after_ms } => Err(ApiError::Recovering {
+            retry_after_secs: retry_after(retry_after_ms),
+        }),
         IdentifyOutcome::BudgetExhausted { retry_after_ms } => {
             Err(budget_exhausted(retry_after_ms))
         }

@@ -169,6 +169,8 @@ pub struct Store {
     /// Queue events for the webhook only when one is configured, so the queue never grows unread.
     events: bool,
     signer: SessionSigner,
+    /// `QUARANTINE_FRESH_REDIS`: see [`Store::fresh_redis_hold_ms`].
+    quarantine_fresh_redis: bool,
 }
 
 impl Store {
@@ -197,6 +199,7 @@ impl Store {
                     .unwrap_or_default(),
                 &settings.key_prefix,
             ),
+            quarantine_fresh_redis: settings.quarantine_fresh_redis,
         };
         for script in store.scripts.all() {
             store.engine.load(script).await?;
@@ -222,9 +225,9 @@ impl Store {
 
     /// Runs `init.lua`: idempotent, so it also repairs a Redis that lost its data.
     pub(super) async fn init(&self, when: Init) -> Result<(), StoreError> {
-        let quarantine_ms = match when {
-            Init::Startup => 0,
-            Init::AfterLoss => self.lease_ms,
+        let (quarantine_ms, quarantine_if_created_ms) = match when {
+            Init::Startup => (0, self.fresh_redis_hold_ms().await?),
+            Init::AfterLoss => (self.lease_ms, 0),
         };
         let reply = self
             .engine
@@ -235,6 +238,7 @@ impl Store {
                     SCHEMA_VERSION.to_string(),
                     self.initial_shards.to_string(),
                     quarantine_ms.to_string(),
+                    quarantine_if_created_ms.to_string(),
                 ],
             )
             .await?;
@@ -242,6 +246,25 @@ impl Store {
             [version, ..] if version as u64 == SCHEMA_VERSION => Ok(()),
             _ => Err(unexpected("init", &reply)),
         }
+    }
+
+    /// At startup: how much of one lease length is left since Redis itself started. A Redis that
+    /// restarted less than a lease ago and holds no plan may have lost one while bots still run,
+    /// so a plan created now waits that long before granting (see init.lua). Zero when the
+    /// setting is off, and for the embedded store (it starts with this very process).
+    async fn fresh_redis_hold_ms(&self) -> Result<u64, StoreError> {
+        if !self.quarantine_fresh_redis || self.is_embedded() {
+            return Ok(0);
+        }
+        let info = self.engine.command(&["INFO", "server"]).await?;
+        let uptime_ms = text(Some(&info))
+            .and_then(|info| {
+                info.lines()
+                    .find_map(|line| line.strip_prefix("uptime_in_seconds:"))
+                    .and_then(|seconds| seconds.trim().parse::<u64>().ok())
+            })
+            .map_or(u64::MAX, |seconds| seconds.saturating_mul(1000));
+        Ok(self.lease_ms.saturating_sub(uptime_ms))
     }
 
     /// Runs a script that answers `NOPLAN` when Redis lost its data: re-initialise, then retry once.
@@ -431,6 +454,7 @@ impl Store {
                     &keys.identify,
                     &keys.events,
                     &keys.schema,
+                    &keys.quarantine,
                 ],
                 &[
                     keys.base.clone(),
@@ -456,6 +480,9 @@ impl Store {
                 sleep_ms: milliseconds(1)?,
             }),
             Some("unknown") => Ok(IdentifyOutcome::NotFound),
+            Some("recovering") => Ok(IdentifyOutcome::Recovering {
+                retry_after_ms: milliseconds(1)?,
+            }),
             Some("retired") => Ok(IdentifyOutcome::Retired),
             Some("budget") => Ok(IdentifyOutcome::BudgetExhausted {
                 retry_after_ms: milliseconds(1)?,
@@ -511,8 +538,12 @@ impl Store {
             .engine
             .eval(
                 &self.scripts.reap,
-                &[&self.keys.plan, &self.keys.events],
-                &[self.keys.base.clone(), self.events_flag()],
+                &[&self.keys.plan, &self.keys.events, &self.keys.schema],
+                &[
+                    self.keys.base.clone(),
+                    self.events_flag(),
+                    SCHEMA_VERSION.to_string(),
+                ],
             )
             .await?;
         Ok(integer(&reply, "reap")?.max(0) as usize)

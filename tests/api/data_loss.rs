@@ -164,3 +164,41 @@ async fn a_forged_or_tampered_session_id_is_not_found_and_changes_nothing() {
     }
     assert_eq!(app.beat(id).await.status(), StatusCode::NO_CONTENT);
 }
+
+#[tokio::test]
+async fn a_replica_starting_on_a_redis_that_just_lost_its_data_holds_newcomers_back_too() {
+    let mut redis = RedisServer::start();
+    let lease = Settings {
+        max_shards: 2,
+        max_seconds: 3,
+        ..settings_on(&redis)
+    };
+    let running = &spawn_replicas(1, lease.clone()).await[0];
+    let bot = connect(running).await;
+
+    // Redis comes back empty and a new replica starts before any running one notices.
+    redis.restart();
+    let starting = &spawn_replicas(
+        1,
+        Settings {
+            quarantine_fresh_redis: true,
+            ..lease
+        },
+    )
+    .await[0];
+    assert_eq!(
+        starting.connect().await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        starting.beat(session(&bot)).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let held: Vec<u64> = starting.status().await["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|shard| shard["shard_id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(held, vec![bot["shard_id"].as_u64().expect("id")]);
+}

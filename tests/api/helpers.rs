@@ -196,6 +196,8 @@ pub fn settings(backend: Backend) -> Settings {
             Backend::Redis => Some(shared_redis().url()),
             Backend::Memory => None,
         },
+        // The test Redis is young: do not treat that as a data loss (tests/api/data_loss.rs does).
+        quarantine_fresh_redis: false,
         ..Settings::default()
     }
 }

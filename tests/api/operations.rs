@@ -472,6 +472,7 @@ impl Binary {
             .env("SECRET", SECRET)
             .env("MAX_SHARDS", "4")
             .env("REDIS_URL", shared_redis().url())
+            .env("QUARANTINE_FRESH_REDIS", "false")
             .env("KEY_PREFIX", crate::helpers::fresh_prefix())
             .env("BOT_TOKEN", "bot-token-that-must-never-be-logged")
             .envs(extra_env.iter().copied())

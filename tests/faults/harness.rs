@@ -370,6 +370,8 @@ impl Deployment {
                 ("HOST".into(), "127.0.0.1".into()),
                 ("RUST_LOG".into(), "warn".into()),
                 ("DRAIN_SECONDS".into(), "0".into()),
+                // Each scenario starts its own Redis: do not treat its youth as a data loss.
+                ("QUARANTINE_FRESH_REDIS".into(), "false".into()),
             ],
         }
     }
