@@ -28,11 +28,18 @@ impl FromRequest for BodyFields {
             .get(header::CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.parse::<usize>().ok());
-        let is_form = req
+        let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
+            .unwrap_or_default();
+        let encoding = if content_type.starts_with("application/x-www-form-urlencoded") {
+            Encoding::Form
+        } else if content_type.starts_with("application/json") {
+            Encoding::Json
+        } else {
+            Encoding::Unstated
+        };
         let mut payload = payload.take();
         Box::pin(async move {
             if declared_length.is_some_and(|length| length > MAX_BODY_BYTES) {
@@ -52,7 +59,7 @@ impl FromRequest for BodyFields {
                 }
                 body.extend_from_slice(&chunk);
             }
-            parse(&body, is_form)
+            parse(&body, encoding)
         })
     }
 }
@@ -61,7 +68,16 @@ fn too_large() -> ApiError {
     ApiError::PayloadTooLarge(format!("Request body exceeds {MAX_BODY_BYTES} bytes"))
 }
 
-fn parse(body: &[u8], is_form: bool) -> Result<BodyFields, ApiError> {
+/// How a body says it is encoded (its `Content-Type`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Form,
+    Json,
+    /// No or another content type: JSON when it looks like a JSON object or array, else a form.
+    Unstated,
+}
+
+fn parse(body: &[u8], encoding: Encoding) -> Result<BodyFields, ApiError> {
     let looks_like_json = body
         .iter()
         .find(|byte| !byte.is_ascii_whitespace())
@@ -69,7 +85,12 @@ fn parse(body: &[u8], is_form: bool) -> Result<BodyFields, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(BodyFields { fields: Map::new() });
     }
-    if is_form || !looks_like_json {
+    let is_form = match encoding {
+        Encoding::Form => true,
+        Encoding::Json => false,
+        Encoding::Unstated => !looks_like_json,
+    };
+    if is_form {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|_| {
             ApiError::invalid(ValidationIssue::new(
                 &["body"],
@@ -147,8 +168,14 @@ impl<'a> FieldReader<'a> {
     /// An optional integer >= 0; numeric text is accepted, as pydantic did.
     pub fn optional_count(&mut self, name: &str) -> Option<u64> {
         let value = self.present(name)?;
+        // pydantic accepted an integral float (5.0) for an int field; so does this.
         let parsed = match value {
-            Value::Number(number) => number.as_i64(),
+            Value::Number(number) => number.as_i64().or_else(|| {
+                number
+                    .as_f64()
+                    .filter(|float| float.fract() == 0.0 && float.abs() < 9.0e15)
+                    .map(|float| float as i64)
+            }),
             Value::String(text) => text.trim().parse::<i64>().ok(),
             _ => None,
         };

@@ -42,6 +42,8 @@ pub enum ApiError {
     SessionNotFound,
     #[error("Not Found")]
     RouteNotFound,
+    #[error("Method Not Allowed")]
+    MethodNotAllowed,
     #[error("validation failed")]
     Validation(Vec<ValidationIssue>),
     #[error("{0}")]
@@ -95,6 +97,7 @@ impl ResponseError for ApiError {
             ApiError::NoShardsAvailable => StatusCode::UNAUTHORIZED,
             ApiError::InvalidToken => StatusCode::FORBIDDEN,
             ApiError::SessionNotFound | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -47,7 +47,14 @@ route_table! {
     get "/docs" => docs::docs_redirect,
 }
 
-/// FastAPI's answer to an unknown route.
-pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::RouteNotFound)
+/// FastAPI's answer to an unknown route: 405 when the path exists with another method, else 404.
+pub async fn not_found(
+    request: actix_web::HttpRequest,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    let path_exists = ROUTES.iter().any(|(_, path)| *path == request.path());
+    Err(if path_exists {
+        ApiError::MethodNotAllowed
+    } else {
+        ApiError::RouteNotFound
+    })
 }

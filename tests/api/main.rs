@@ -3,6 +3,7 @@
 mod alerts;
 mod autoscale;
 mod beat;
+mod compat;
 mod concurrency;
 mod connect;
 mod cors;
