@@ -19,6 +19,8 @@ ARGV[3]  quarantine length in milliseconds after a suspected data loss, or 0 at 
 ARGV[4]  quarantine length in milliseconds to apply only if this call creates the plan: at startup,
          what is left of one lease length since Redis itself started (a Redis that restarted less
          than a lease ago and has no plan may have lost one), else 0
+ARGV[5]  1 to start a new epoch even when the plan exists (the Redis Sentinel master moved: the
+         old master's last writes may not have reached the new one), else 0
 
 Returns  {schema_version, generation, max_shards, epoch}
 Errors   "SCHEMA_TOO_NEW <found>" when the stored schema is newer than ARGV[1]; the replica must not
@@ -32,6 +34,7 @@ local known_version = tonumber(ARGV[1])
 local initial_shards = tonumber(ARGV[2])
 local quarantine_ms = tonumber(ARGV[3])
 local quarantine_if_created_ms = tonumber(ARGV[4])
+local new_epoch = ARGV[5] == '1'
 
 local stored = tonumber(redis.call('GET', schema_key))
 if stored and stored > known_version then
@@ -51,6 +54,10 @@ if redis.call('EXISTS', plan_key) == 0 then
   redis.call('HSET', plan_key, 'generation', 1, 'max_shards', initial_shards, 'last_generation', 1,
     'epoch', now, 'fence_base', now)
   quarantine_ms = math.max(quarantine_ms, quarantine_if_created_ms)
+elseif new_epoch then
+  -- Sessions granted under the old epoch whose leases did not survive re-establish them with their
+  -- next beat (beat.lua), and new fencing tokens start above every earlier one.
+  redis.call('HSET', plan_key, 'epoch', now, 'fence_base', now)
 end
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'epoch')
 local epoch = tonumber(plan[3]) or 0

@@ -10,6 +10,7 @@ mod overview;
 mod redis_engine;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use redis::Value;
 
@@ -171,6 +172,8 @@ pub struct Store {
     signer: SessionSigner,
     /// `QUARANTINE_FRESH_REDIS`: see [`Store::fresh_redis_hold_ms`].
     quarantine_fresh_redis: bool,
+    /// Sentinel master moves already answered with a new epoch (see [`Store::follow_failover`]).
+    master_moves_seen: AtomicU64,
 }
 
 impl Store {
@@ -200,6 +203,7 @@ impl Store {
                 &settings.key_prefix,
             ),
             quarantine_fresh_redis: settings.quarantine_fresh_redis,
+            master_moves_seen: AtomicU64::new(0),
         };
         for script in store.scripts.all() {
             store.engine.load(script).await?;
@@ -225,9 +229,10 @@ impl Store {
 
     /// Runs `init.lua`: idempotent, so it also repairs a Redis that lost its data.
     pub(super) async fn init(&self, when: Init) -> Result<(), StoreError> {
-        let (quarantine_ms, quarantine_if_created_ms) = match when {
-            Init::Startup => (0, self.fresh_redis_hold_ms().await?),
-            Init::AfterLoss => (self.lease_ms, 0),
+        let (quarantine_ms, quarantine_if_created_ms, new_epoch) = match when {
+            Init::Startup => (0, self.fresh_redis_hold_ms().await?, false),
+            Init::AfterLoss => (self.lease_ms, 0, false),
+            Init::AfterFailover => (self.lease_ms, 0, true),
         };
         let reply = self
             .engine
@@ -239,6 +244,7 @@ impl Store {
                     self.initial_shards.to_string(),
                     quarantine_ms.to_string(),
                     quarantine_if_created_ms.to_string(),
+                    u8::from(new_epoch).to_string(),
                 ],
             )
             .await?;
@@ -267,6 +273,31 @@ impl Store {
         Ok(self.lease_ms.saturating_sub(uptime_ms))
     }
 
+    /// After a Sentinel failover, before anything else is written: start a new epoch with a
+    /// quarantine, as after a loss, since asynchronous replication may have dropped grants the old
+    /// master acknowledged (a grant lost that way must not be handed out again while its bot runs).
+    async fn follow_failover(&self) -> Result<(), StoreError> {
+        let Engine::Redis(engine) = &self.engine else {
+            return Ok(());
+        };
+        let moves = engine.master_moves();
+        let seen = self.master_moves_seen.load(Ordering::SeqCst);
+        if moves != seen
+            && self
+                .master_moves_seen
+                .compare_exchange(seen, moves, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            log::warn!("the Redis master moved: new grants wait one lease while bots re-beat");
+            if let Err(error) = self.init(Init::AfterFailover).await {
+                // Try again on the next request.
+                self.master_moves_seen.store(seen, Ordering::SeqCst);
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
     /// Runs a script that answers `NOPLAN` when Redis lost its data: re-initialise, then retry once.
     /// The plan was there when this replica started, so a missing plan now means a loss.
     async fn eval_planned(
@@ -275,6 +306,7 @@ impl Store {
         keys: &[&str],
         args: &[String],
     ) -> Result<Value, StoreError> {
+        self.follow_failover().await?;
         match self.engine.eval(script, keys, args).await {
             Err(StoreError::Internal(message)) if message.contains("NOPLAN") => {
                 log::warn!(
@@ -683,6 +715,8 @@ pub(super) enum Init {
     Startup,
     /// The plan vanished while this replica was running: Redis lost its data.
     AfterLoss,
+    /// The Sentinel master moved: the new master may lack the old one's last writes.
+    AfterFailover,
 }
 
 fn unexpected(script: &str, reply: &impl std::fmt::Debug) -> StoreError {

@@ -10,7 +10,7 @@
 //! lost. While a failover is under way (the sentinels already announce the promoted replica but
 //! still list the old master, which is where new connections would go), requests answer 503.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,8 @@ struct Failovers {
     last: Mutex<Option<Instant>>,
     /// A failover is under way: no connection is safe to use.
     under_way: AtomicBool,
+    /// How many times the master has moved since the engine started.
+    moves: AtomicU64,
 }
 
 impl Failovers {
@@ -188,6 +190,13 @@ impl RedisEngine {
             Err(_) => log::warn!("no async runtime: a Sentinel failover is noticed only on errors"),
         }
         Ok(engine)
+    }
+
+    /// How many times the Sentinel master has moved since this engine started (0 without Sentinel).
+    /// Asynchronous replication may have lost the last writes of the old master, so the store
+    /// treats each move like a possible data loss.
+    pub fn master_moves(&self) -> u64 {
+        self.failovers.moves.load(Ordering::SeqCst)
     }
 
     /// SCRIPT LOAD: Redis compiles the script, so a broken one fails startup.
@@ -360,6 +369,7 @@ async fn follow_master(
         }
         if !under_way {
             if known.as_ref().is_some_and(|known| *known != announced) {
+                failovers.moves.fetch_add(1, Ordering::SeqCst);
                 log::warn!(
                     "Redis Sentinel: master {master} moved to {}:{}; reconnecting",
                     announced.0,
