@@ -12,6 +12,9 @@ KEYS[3]  schema  (string: the key-schema version; see init.lua)
 ARGV[1]  the new shard count (integer >= 1)
 ARGV[2]  1 to queue events for the webhook, 0 not to
 ARGV[3]  key-schema version this replica knows (integer)
+ARGV[4]  lease length in milliseconds (MAX_SECONDS * 1000): how long a replaced pending
+         generation's index keys are kept (its sessions get 401 and stop within a lease)
+ARGV[5]  key base, e.g. "{shardman}:"
 
 Returns  {started (1 or 0), active generation, active max_shards, pending generation or 0,
           pending max_shards or 0}
@@ -25,6 +28,8 @@ local schema_key = KEYS[3]
 local new_max_shards = tonumber(ARGV[1])
 local events_enabled = ARGV[2] == '1'
 local known_schema = tonumber(ARGV[3])
+local lease_ms = tonumber(ARGV[4])
+local base = ARGV[5]
 
 local newer = newer_schema(schema_key, known_schema)
 if newer then
@@ -44,6 +49,13 @@ if planned == new_max_shards then
 end
 
 local generation = math.max(tonumber(plan[3]) or 0, active_generation, tonumber(plan[4]) or 0) + 1
+if plan[4] then
+  -- The pending generation being replaced: its index goes once its sessions have stopped.
+  local replaced_base = base .. 'g:' .. plan[4] .. ':'
+  for _, suffix in ipairs({'next', 'free', 'deadlines', 'ready'}) do
+    redis.call('PEXPIRE', replaced_base .. suffix, lease_ms)
+  end
+end
 if new_max_shards == active_max_shards then
   -- Back to the active count: just drop the pending generation.
   redis.call('HDEL', plan_key, 'pending_generation', 'pending_max_shards')

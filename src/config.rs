@@ -4,7 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Everything a replica needs to know at startup. Every field comes from one environment variable.
-#[derive(Clone, Debug)]
+/// Not `Debug`: `REDIS_URL` may carry a password and `WEBHOOK_URL` a token.
+#[derive(Clone)]
 pub struct Settings {
     /// `SECRET`: the shared secret bots send in `Authorization`. `None` means "generate one".
     pub secret: Option<Secret>,

@@ -533,6 +533,8 @@ impl Store {
                     max_shards.to_string(),
                     self.events_flag(),
                     SCHEMA_VERSION.to_string(),
+                    self.lease_ms.to_string(),
+                    self.keys.base.clone(),
                 ],
             )
             .await?;

@@ -171,11 +171,12 @@ async fn a_beat_without_prefer_keeps_the_original_empty_204(backend: Backend) {
 async fn a_second_reshard_replaces_the_pending_generation_and_retires_its_sessions(
     backend: Backend,
 ) {
-    let app = spawn_app(Settings {
+    let settings = Settings {
         max_shards: 2,
         ..settings(backend)
-    })
-    .await;
+    };
+    let prefix = settings.key_prefix.clone();
+    let app = spawn_app(settings).await;
     let active = start_process(&app).await;
     reshard(&app, 3).await;
     let first_pending = start_process(&app).await;
@@ -183,6 +184,15 @@ async fn a_second_reshard_replaces_the_pending_generation_and_retires_its_sessio
 
     let plan = reshard(&app, 5).await;
     assert_eq!(plan["max_shards"], 5);
+    if let Backend::Redis = backend {
+        // The replaced generation's index does not stay in Redis for good.
+        let key = format!("{{{prefix}}}:g:{}:deadlines", first_pending.generation);
+        let ttl = crate::helpers::shared_redis().query(&["PTTL", &key]);
+        assert!(
+            matches!(ttl, redis::Value::Int(ms) if ms > 0),
+            "{key}: {ttl:?}"
+        );
+    }
     assert_eq!(
         app.beat(&first_pending.session_id).await.status(),
         StatusCode::UNAUTHORIZED,
