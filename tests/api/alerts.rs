@@ -2,7 +2,7 @@
 //! failing webhook retried in the background.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use shardman::config::Settings;
@@ -75,13 +75,12 @@ async fn an_expiry_is_reported_within_max_seconds_plus_ten() {
     let app = spawn_app(settings).await;
 
     let claim = app.claim().await;
-    let claimed = Instant::now();
+    // `eventually` gives up after MAX_SECONDS + 10 s: an alert that comes later fails the test.
     let reported = eventually(Duration::from_secs(2 + 10), || async {
         alert_counts(&webhook).contains_key(&alert("expire", claim.shard_id))
     })
     .await;
     assert!(reported, "no expire alert: {:?}", alert_counts(&webhook));
-    assert!(claimed.elapsed() <= Duration::from_secs(2 + 10));
     // The lease really was freed: the next process gets the same shard id.
     assert_eq!(app.claim().await.shard_id, claim.shard_id);
 }
