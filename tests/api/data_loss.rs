@@ -6,7 +6,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shardman::config::Settings;
 
-use crate::helpers::{RedisServer, TestApp, expect_json, settings_on, spawn_replicas};
+use crate::helpers::{
+    RedisServer, TestApp, expect_json, retry_after_seconds, settings_on, spawn_replicas,
+};
 
 async fn connect(app: &TestApp) -> Value {
     expect_json(app.connect().await, StatusCode::OK).await
@@ -41,11 +43,7 @@ async fn after_redis_loses_its_data_running_bots_keep_their_shards_and_newcomers
     // A newcomer is held back: the running bots' shards are unknown to Redis now.
     let refused = second.connect().await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let retry_after: u64 = refused.headers()["retry-after"]
-        .to_str()
-        .expect("header")
-        .parse()
-        .expect("seconds");
+    let retry_after: u64 = retry_after_seconds(&refused);
     assert!(
         (1..=5).contains(&retry_after),
         "about one lease: {retry_after}"

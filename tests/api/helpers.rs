@@ -515,3 +515,12 @@ pub fn loc(parts: &[&str]) -> Vec<Value> {
 pub fn redis_key(prefix: &str, name: &str) -> String {
     format!("{{{prefix}}}:{name}")
 }
+
+/// The whole seconds of a response's `Retry-After` header.
+pub fn retry_after_seconds(response: &Response) -> u64 {
+    response.headers()["retry-after"]
+        .to_str()
+        .expect("Retry-After is text")
+        .parse()
+        .expect("Retry-After is whole seconds")
+}

@@ -9,7 +9,8 @@ use shardman::domain::GatewayInfo;
 use shardman::store::Store;
 
 use crate::helpers::{
-    Backend, both_stores, expect_detail, expect_json, settings, spawn_app, spawn_replicas,
+    Backend, both_stores, expect_detail, expect_json, retry_after_seconds, settings, spawn_app,
+    spawn_replicas,
 };
 
 /// Discord: one IDENTIFY per 5 s per bucket (slots are booked 5.25 s apart, a margin for the
@@ -131,11 +132,7 @@ async fn connects_stop_at_the_identify_reserve_with_429_until_discord_resets_the
     assert_eq!(granted["shard_id"], 0);
     let refused = app.connect().await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry_after: u64 = refused.headers()["retry-after"]
-        .to_str()
-        .expect("header")
-        .parse()
-        .expect("seconds");
+    let retry_after: u64 = retry_after_seconds(&refused);
     assert!(
         (3590..=3600).contains(&retry_after),
         "until the reset: {retry_after}"

@@ -1,7 +1,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Deployment, Load, Outcome, Redis, Sentinels, at, unix_ms};
+use crate::harness::{Deployment, Load, Outcome, Redis, Replica, Sentinels, at, unix_ms};
 
 /// Lease length of every scenario, in seconds.
 const MAX_SECONDS: u64 = 3;
@@ -49,6 +49,34 @@ fn fleet(duration: Duration) -> Vec<String> {
     .collect()
 }
 
+/// A scenario's cast: three replicas on `redis_url` and the standard fleet beating through them
+/// for `run`, started now.
+struct UnderLoad {
+    replicas: Vec<Replica>,
+    start: Instant,
+    load: Load,
+}
+
+fn three_replicas_under_load(redis_url: &str, run: Duration) -> UnderLoad {
+    let replicas = Deployment::new(redis_url, MAX_SECONDS, shards()).start_many(3);
+    let start = Instant::now();
+    let load = start_load(&replicas.iter().collect::<Vec<_>>(), &fleet(run));
+    UnderLoad {
+        replicas,
+        start,
+        load,
+    }
+}
+
+/// Waits for the fleet's report, records the scenario's row and checks the safety invariants.
+fn finish(load: Load, within: Duration, scenario: &str, fault_ended: u64, note: &str) -> Outcome {
+    let report = load.finish(within);
+    let outcome = Outcome::from_report(scenario, &report, fault_ended, note);
+    outcome.save();
+    outcome.assert_safe();
+    outcome
+}
+
 fn start_load(replicas: &[&crate::harness::Replica], args: &[String]) -> Load {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Load::start(replicas, &args)
@@ -61,24 +89,24 @@ const WARM_UP: Duration = Duration::from_secs(3);
 fn a_replica_killed_under_load_loses_no_lease_and_comes_back() {
     let _serial = serial();
     let redis = Redis::start();
-    let deployment = Deployment::new(&redis.url(), MAX_SECONDS, shards());
-    let mut replicas = deployment.start_many(3);
-    let start = Instant::now();
-    let load = start_load(
-        &replicas.iter().collect::<Vec<_>>(),
-        &fleet(Duration::from_secs(11)),
-    );
+    let UnderLoad {
+        mut replicas,
+        start,
+        load,
+    } = three_replicas_under_load(&redis.url(), Duration::from_secs(11));
 
     at(start, WARM_UP);
     replicas[0].kill();
     let killed = unix_ms();
     at(start, WARM_UP + Duration::from_secs(3));
     replicas[0].restart();
-    let report = load.finish(Duration::from_secs(40));
-
-    let outcome = Outcome::from_report("replica kill -9 and restart", &report, killed, "");
-    outcome.save();
-    outcome.assert_safe();
+    let outcome = finish(
+        load,
+        Duration::from_secs(40),
+        "replica kill -9 and restart",
+        killed,
+        "",
+    );
     assert_eq!(outcome.lost_acknowledged_beats, 0, "{outcome:?}");
     assert_eq!(outcome.expired_in_client_view, 0, "{outcome:?}");
     assert!(replicas[0].ready(), "the restarted replica serves again");
@@ -88,29 +116,24 @@ fn a_replica_killed_under_load_loses_no_lease_and_comes_back() {
 fn redis_paused_for_less_than_max_seconds_loses_no_lease() {
     let _serial = serial();
     let redis = Redis::start();
-    let deployment = Deployment::new(&redis.url(), MAX_SECONDS, shards());
-    let replicas = deployment.start_many(3);
-    let start = Instant::now();
-    let load = start_load(
-        &replicas.iter().collect::<Vec<_>>(),
-        &fleet(Duration::from_secs(10)),
-    );
+    let UnderLoad {
+        replicas: _replicas, // kept alive for the run
+        start,
+        load,
+    } = three_replicas_under_load(&redis.url(), Duration::from_secs(10));
 
     at(start, WARM_UP);
     redis.pause();
     std::thread::sleep(Duration::from_millis(1000));
     redis.resume();
     let resumed = unix_ms();
-    let report = load.finish(Duration::from_secs(40));
-
-    let outcome = Outcome::from_report(
+    let outcome = finish(
+        load,
+        Duration::from_secs(40),
         "Redis SIGSTOP 1 s (< MAX_SECONDS 3 s)",
-        &report,
         resumed,
         "",
     );
-    outcome.save();
-    outcome.assert_safe();
     assert_eq!(outcome.lost_acknowledged_beats, 0, "{outcome:?}");
     assert_eq!(outcome.expired_in_client_view, 0, "{outcome:?}");
 }
@@ -119,29 +142,24 @@ fn redis_paused_for_less_than_max_seconds_loses_no_lease() {
 fn redis_paused_for_longer_than_max_seconds_expires_leases_without_double_grants() {
     let _serial = serial();
     let redis = Redis::start();
-    let deployment = Deployment::new(&redis.url(), MAX_SECONDS, shards());
-    let replicas = deployment.start_many(3);
-    let start = Instant::now();
-    let load = start_load(
-        &replicas.iter().collect::<Vec<_>>(),
-        &fleet(Duration::from_secs(18)),
-    );
+    let UnderLoad {
+        replicas: _replicas, // kept alive for the run
+        start,
+        load,
+    } = three_replicas_under_load(&redis.url(), Duration::from_secs(18));
 
     at(start, WARM_UP);
     redis.pause();
     std::thread::sleep(Duration::from_secs(MAX_SECONDS + 2));
     redis.resume();
     let resumed = unix_ms();
-    let report = load.finish(Duration::from_secs(50));
-
-    let outcome = Outcome::from_report(
+    let outcome = finish(
+        load,
+        Duration::from_secs(50),
         "Redis SIGSTOP 5 s (> MAX_SECONDS 3 s)",
-        &report,
         resumed,
         "leases expire in the clients' view first",
     );
-    outcome.save();
-    outcome.assert_safe();
     assert!(
         outcome.expired_in_client_view > 0,
         "the pause outlasted the leases, so clients must have stopped: {outcome:?}"
@@ -156,13 +174,11 @@ fn redis_paused_for_longer_than_max_seconds_expires_leases_without_double_grants
 fn script_flush_under_load_is_invisible() {
     let _serial = serial();
     let redis = Redis::start();
-    let deployment = Deployment::new(&redis.url(), MAX_SECONDS, shards());
-    let replicas = deployment.start_many(3);
-    let start = Instant::now();
-    let load = start_load(
-        &replicas.iter().collect::<Vec<_>>(),
-        &fleet(Duration::from_secs(8)),
-    );
+    let UnderLoad {
+        replicas: _replicas, // kept alive for the run
+        start,
+        load,
+    } = three_replicas_under_load(&redis.url(), Duration::from_secs(8));
 
     at(start, WARM_UP);
     for _ in 0..5 {
@@ -170,11 +186,13 @@ fn script_flush_under_load_is_invisible() {
         std::thread::sleep(Duration::from_millis(300));
     }
     let flushed = unix_ms();
-    let report = load.finish(Duration::from_secs(40));
-
-    let outcome = Outcome::from_report("SCRIPT FLUSH x5 under load", &report, flushed, "");
-    outcome.save();
-    outcome.assert_safe();
+    let outcome = finish(
+        load,
+        Duration::from_secs(40),
+        "SCRIPT FLUSH x5 under load",
+        flushed,
+        "",
+    );
     assert_eq!(outcome.lost_acknowledged_beats, 0, "{outcome:?}");
     assert_eq!(
         outcome.failed_requests, 0,
@@ -186,13 +204,11 @@ fn script_flush_under_load_is_invisible() {
 fn a_slow_redis_gives_bounded_503s_and_recovers() {
     let _serial = serial();
     let redis = Redis::start();
-    let deployment = Deployment::new(&redis.url(), MAX_SECONDS, shards());
-    let replicas = deployment.start_many(3);
-    let start = Instant::now();
-    let load = start_load(
-        &replicas.iter().collect::<Vec<_>>(),
-        &fleet(Duration::from_secs(10)),
-    );
+    let UnderLoad {
+        replicas: _replicas, // kept alive for the run
+        start,
+        load,
+    } = three_replicas_under_load(&redis.url(), Duration::from_secs(10));
 
     at(start, WARM_UP);
     // DEBUG SLEEP blocks Redis for 2 s (REDIS_TIMEOUT_MS is 500 ms), twice.
@@ -201,16 +217,13 @@ fn a_slow_redis_gives_bounded_503s_and_recovers() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let recovered = unix_ms();
-    let report = load.finish(Duration::from_secs(40));
-
-    let outcome = Outcome::from_report(
+    let outcome = finish(
+        load,
+        Duration::from_secs(40),
         "Redis slowed (DEBUG SLEEP 2 s, twice)",
-        &report,
         recovered,
         "",
     );
-    outcome.save();
-    outcome.assert_safe();
     assert!(
         outcome.failed_requests > 0,
         "a blocked Redis must show: {outcome:?}"
@@ -332,16 +345,13 @@ fn the_service_follows_a_sentinel_failover_without_restart() {
         matches!(quarantine, redis::Value::Int(ms) if ms > 0),
         "a quarantine follows the failover: {quarantine:?}"
     );
-    let report = load.finish(Duration::from_secs(50));
-
-    let outcome = Outcome::from_report(
+    let outcome = finish(
+        load,
+        Duration::from_secs(50),
         "Sentinel failover",
-        &report,
         failed_over,
         "old master left running",
     );
-    outcome.save();
-    outcome.assert_safe();
     assert_eq!(
         outcome.lost_acknowledged_beats, 0,
         "no acknowledged beat went to the old master after the failover: {outcome:?}"
