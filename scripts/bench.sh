@@ -41,7 +41,8 @@ trap cleanup EXIT
 free_port() {
   local port tries=0
   while [ $tries -lt 200 ]; do
-    port=$((20000 + RANDOM % 30000))
+    # Below Linux's ephemeral range (32768-60999), so no outgoing connection takes it meanwhile.
+    port=$((20000 + RANDOM % 12000))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
     tries=$((tries + 1))
   done
@@ -102,12 +103,10 @@ load --target "http://127.0.0.1:$beat_port" --processes 1 --beat-interval 0.2 --
   --keep --print /beats/acked >/dev/null
 sleep 0.3
 kill "$monitor" 2>/dev/null || true
-beat_sha=$(sha1sum migrations-lua/beat.lua | cut -d' ' -f1)
+# The script Redis runs is includes/common.lua followed by beat.lua (src/store/mod.rs).
+beat_sha=$(cat migrations-lua/includes/common.lua migrations-lua/beat.lua | sha1sum | cut -d' ' -f1)
 line=$(grep -m1 "\"EVALSHA\" \"$beat_sha\"" "$work/monitor.txt" || true)
-if [ -z "$line" ]; then
-  line=$(grep -m1 '"EVALSHA"' "$work/monitor.txt" | grep -i beat || grep -m1 '"EVALSHA"' "$work/monitor.txt" || true)
-fi
-[ -n "$line" ] || { echo "no EVALSHA seen in MONITOR output" >&2; exit 1; }
+[ -n "$line" ] || { echo "no EVALSHA of beat.lua seen in MONITOR output" >&2; exit 1; }
 # MONITOR prints each argument double-quoted with C escapes; the beat's arguments hold no '$' or '`'.
 eval "call=( ${line#*] } )"
 shardman_rps=$(load --target "http://127.0.0.1:$beat_port" --processes 64 --beat-interval 0 \
