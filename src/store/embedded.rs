@@ -79,15 +79,16 @@ impl EmbeddedEngine {
         let now_ms = wall_clock_ms();
         let internal = |error: mlua::Error| StoreError::Internal(error.to_string());
         let globals = lua.globals();
+        // raw_set: the globals table refuses new names (see install_redis_library).
         globals
-            .set(
+            .raw_set(
                 "KEYS",
                 lua.create_sequence_from(keys.iter().copied())
                     .map_err(internal)?,
             )
             .map_err(internal)?;
         globals
-            .set(
+            .raw_set(
                 "ARGV",
                 lua.create_sequence_from(args.iter().map(String::as_str))
                     .map_err(internal)?,
@@ -153,7 +154,21 @@ fn install_redis_library(lua: &Lua) -> mlua::Result<()> {
             Ok(table)
         })?,
     )?;
-    lua.globals().set("redis", library)
+    lua.globals().set("redis", library)?;
+    // As in Redis, a script may neither create a global nor read one that does not exist, so a
+    // misspelt name fails here as it would on Redis.
+    lua.load(
+        r#"setmetatable(_G, {
+            __newindex = function(_, name)
+                error("Script attempted to create global variable '" .. tostring(name) .. "'", 2)
+            end,
+            __index = function(_, name)
+                error("Script attempted to access nonexistent global variable '"
+                    .. tostring(name) .. "'", 2)
+            end,
+        })"#,
+    )
+    .exec()
 }
 
 /// Redis accepts strings and numbers as command arguments; numbers print as Lua prints them.
@@ -824,5 +839,44 @@ impl Keyspace {
                 "ERR the embedded engine does not support '{other}'"
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(source: &'static str) -> Result<Value, StoreError> {
+        let engine = EmbeddedEngine::new();
+        let script = LuaScript::new("test.lua", source);
+        engine.load(&script)?;
+        engine.eval(&script, &["k"], &["a".to_owned()])
+    }
+
+    #[test]
+    fn scripts_see_keys_and_argv_and_call_commands_like_redis() {
+        let reply = run("redis.call('SET', KEYS[1], ARGV[1], 'PX', 1000) \
+                         return {redis.call('GET', KEYS[1]), redis.call('GET', 'missing')}");
+        // A missing key is false in Lua and nil in the reply, inside the array, as Redis does.
+        assert_eq!(
+            reply.expect("runs"),
+            Value::Array(vec![Value::BulkString(b"a".to_vec()), Value::Nil])
+        );
+    }
+
+    #[test]
+    fn a_script_may_not_create_or_read_an_unknown_global_as_in_redis() {
+        let created = run("oops = 1 return 1").expect_err("creating a global fails");
+        assert!(
+            created
+                .to_string()
+                .contains("create global variable 'oops'"),
+            "{created}"
+        );
+        let read = run("return undefined_name").expect_err("reading an unknown global fails");
+        assert!(
+            read.to_string().contains("nonexistent global variable"),
+            "{read}"
+        );
     }
 }
