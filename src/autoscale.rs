@@ -169,12 +169,13 @@ impl Autoscaler {
             log::debug!("autoscale: waiting for Discord's gateway info");
             return Ok(());
         }
-        let status = store.status().await?;
+        // Guild counts only: the paged read without `extra`.
+        let status = store.overview().await?;
         let load = Load {
             recommended_shards: gateway.as_ref().map(|info| info.shards),
             // The active generation carries the bot's guilds; during a reshard the pending one
             // reports the same guilds again.
-            total_guilds: status.active().total_guilds(),
+            total_guilds: status.total_guilds(),
             max_concurrency: gateway
                 .as_ref()
                 .map_or(settings.max_concurrency, |info| info.max_concurrency),

@@ -127,18 +127,16 @@ impl GenerationStatus {
     pub fn held(&self) -> usize {
         self.shards.len()
     }
+}
 
-    /// Held shards whose holder has beaten: what a pending generation waits for.
-    pub fn ready(&self) -> usize {
-        self.shards.iter().filter(|shard| shard.beaten).count()
-    }
+/// Held shards whose holder has beaten since it connected.
+pub fn ready_count(shards: &[ShardStatus]) -> usize {
+    shards.iter().filter(|shard| shard.beaten).count()
+}
 
-    pub fn total_guilds(&self) -> u64 {
-        self.shards
-            .iter()
-            .filter_map(|shard| shard.guild_count)
-            .sum()
-    }
+/// The guilds the shards report.
+pub fn guild_total(shards: &[ShardStatus]) -> u64 {
+    shards.iter().filter_map(|shard| shard.guild_count).sum()
 }
 
 /// The fleet: the active generation (`total_shards`, `generation`, `shards`, as the original API
@@ -153,12 +151,9 @@ pub struct FleetStatus {
 }
 
 impl FleetStatus {
-    pub fn active(&self) -> GenerationStatus {
-        GenerationStatus {
-            generation: self.generation,
-            max_shards: self.total_shards,
-            shards: self.shards.clone(),
-        }
+    /// The guilds the active generation's shards report.
+    pub fn total_guilds(&self) -> u64 {
+        guild_total(&self.shards)
     }
 }
 

@@ -3,7 +3,7 @@ use actix_web::{HttpResponse, web};
 use serde::Serialize;
 
 use crate::auth::MaybeAuthorized;
-use crate::domain::{FleetStatus, GenerationStatus};
+use crate::domain::{FleetStatus, ShardStatus, ready_count};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -34,18 +34,18 @@ struct GenerationSummary {
     progress: f64,
 }
 
-impl From<&GenerationStatus> for GenerationSummary {
-    fn from(generation: &GenerationStatus) -> Self {
-        let ready = generation.ready();
+impl GenerationSummary {
+    fn new(generation: u64, max_shards: u32, shards: &[ShardStatus]) -> Self {
+        let ready = ready_count(shards);
         Self {
-            generation: generation.generation,
-            max_shards: generation.max_shards,
-            held: generation.held(),
+            generation,
+            max_shards,
+            held: shards.len(),
             ready,
-            progress: if generation.max_shards == 0 {
+            progress: if max_shards == 0 {
                 0.0
             } else {
-                ready as f64 / f64::from(generation.max_shards)
+                ready as f64 / f64::from(max_shards)
             },
         }
     }
@@ -84,8 +84,10 @@ pub async fn status(
         }
     }
     let generations = Generations {
-        active: GenerationSummary::from(&fleet.active()),
-        pending: fleet.pending.as_ref().map(GenerationSummary::from),
+        active: GenerationSummary::new(fleet.generation, fleet.total_shards, &fleet.shards),
+        pending: fleet.pending.as_ref().map(|pending| {
+            GenerationSummary::new(pending.generation, pending.max_shards, &pending.shards)
+        }),
     };
     Ok(HttpResponse::Ok().json(StatusBody { fleet, generations }))
 }
