@@ -13,31 +13,28 @@ token, if nobody holds that id yet; the first such beat also restores the lost g
 count. Only bots beating within one lease length of the loss can do that: later, their own view of
 their lease has run out anyway.
 
-KEYS[1]  plan        (hash: generation, max_shards, pending_generation, pending_max_shards, epoch)
-KEYS[2]  events      (list, see connect.lua)
-KEYS[3]  quarantine  (string, PX; see init.lua)
-KEYS[4]  fence       (string: the last fencing token granted)
-KEYS[5]  schema  (string: the key-schema version; see init.lua)
-ARGV[1]  key base, e.g. "{shardman}:"
-ARGV[2]  the session's nonce (from its signed session id)
-ARGV[3]  lease length in milliseconds (MAX_SECONDS * 1000)
-ARGV[4]  guild count (integer >= 0), or "" when not reported
-ARGV[5]  latency in seconds (decimal text), or "" when not reported
-ARGV[6]  extra as JSON text, or "" when not reported
-ARGV[7]  resume data as JSON text ({session_id, sequence, resume_gateway_url}), or ""
-ARGV[8]  resume window in milliseconds (RESUME_WINDOW * 1000)
-ARGV[9]  1 to queue events for the webhook, 0 not to
-ARGV[10] from the signed session id: shard id
-ARGV[11] from the signed session id: generation
-ARGV[12] from the signed session id: shard count of that generation
-ARGV[13] from the signed session id: fencing token
-ARGV[14] from the signed session id: epoch (creation time, ms) of the plan it was granted under
-ARGV[15]  key-schema version this replica knows (integer)
+KEYS[1], ARGV[1..4]: the envelope (schema_key; base, known_schema, events_enabled, lease_ms), see
+includes/common.lua. A refreshed lease lasts lease_ms from now.
+KEYS[2]  plan_key        (hash: generation, max_shards, pending_generation, pending_max_shards, epoch)
+KEYS[3]  events_key      (list, see connect.lua)
+KEYS[4]  quarantine_key  (string, PX; see init.lua)
+KEYS[5]  fence_key       (string: the last fencing token granted)
+ARGV[5]  nonce               the session's nonce (from its signed session id)
+ARGV[6]  guild_count         guild count (integer >= 0), or "" when not reported
+ARGV[7]  latency             latency in seconds (decimal text), or "" when not reported
+ARGV[8]  extra               extra as JSON text, or "" when not reported
+ARGV[9]  resume              resume data as JSON text ({session_id, sequence, resume_gateway_url}), or ""
+ARGV[10] resume_window_ms    resume window in milliseconds (RESUME_WINDOW * 1000)
+ARGV[11] shard_id            from the signed session id: shard id
+ARGV[12] generation          from the signed session id: generation
+ARGV[13] claimed_max_shards  from the signed session id: shard count of that generation
+ARGV[14] claimed_fence       from the signed session id: fencing token
+ARGV[15] claimed_epoch       from the signed session id: epoch (creation time, ms) of its plan
 
 The lease is the hash g:<gen>:lease:<id> (see connect.lua for its fields).
 
 Returns  {status, shard_id, max_shards, generation, fence, state} where status is
-           1  the lease was refreshed to ARGV[3] ms from now;
+           1  the lease was refreshed to lease_ms from now;
            0  no such session (unknown, expired or released): nothing changed;
           -1  the session is retired: nothing changed, the client must stop.
 Errors   "SCHEMA_TOO_NEW <found>" when a newer build raised the schema: nothing changed.
@@ -46,36 +43,25 @@ Cost     O(log N). Re-establishing a lease above the high-water mark adds the id
          free set, once (O(N log N) at worst, once per loss); the beat that completes a reshard
          also checks the N ready holders once, O(N).
 ]]
-local plan_key = KEYS[1]
-local events_key = KEYS[2]
-local quarantine_key = KEYS[3]
-local fence_key = KEYS[4]
-local schema_key = KEYS[5]
-local base = ARGV[1]
-local nonce = ARGV[2]
-local lease_ms = tonumber(ARGV[3])
-local guild_count = ARGV[4]
-local latency = ARGV[5]
-local extra = ARGV[6]
-local resume = ARGV[7]
-local resume_window_ms = tonumber(ARGV[8])
-local events_enabled = ARGV[9] == '1'
-local shard_id = tonumber(ARGV[10])
-local generation = tonumber(ARGV[11])
-local claimed_max_shards = tonumber(ARGV[12])
-local claimed_fence = tonumber(ARGV[13])
-local claimed_epoch = tonumber(ARGV[14])
-local known_schema = tonumber(ARGV[15])
+local plan_key = KEYS[2]
+local events_key = KEYS[3]
+local quarantine_key = KEYS[4]
+local fence_key = KEYS[5]
+local nonce = ARGV[5]
+local guild_count = ARGV[6]
+local latency = ARGV[7]
+local extra = ARGV[8]
+local resume = ARGV[9]
+local resume_window_ms = tonumber(ARGV[10])
+local shard_id = tonumber(ARGV[11])
+local generation = tonumber(ARGV[12])
+local claimed_max_shards = tonumber(ARGV[13])
+local claimed_fence = tonumber(ARGV[14])
+local claimed_epoch = tonumber(ARGV[15])
 
 local UNKNOWN = {0, -1, 0, 0, 0, 'unknown'}
 
-local newer = newer_schema(schema_key, known_schema)
-if newer then
-  return redis.error_reply('SCHEMA_TOO_NEW ' .. newer)
-end
-
-local gen_base = base .. 'g:' .. generation .. ':'
-local lease_key = gen_base .. 'lease:' .. shard_id
+local lease_key = gen_key(generation, 'lease', shard_id)
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'pending_generation',
   'pending_max_shards', 'epoch', 'last_generation')
 local now = now_ms()
@@ -96,8 +82,7 @@ if not lease[1] then
   end
   redis.call('SET', quarantine_key, 1, 'PX', epoch + lease_ms - now, 'NX')
   if tonumber(plan[1]) ~= generation or tonumber(plan[2]) ~= claimed_max_shards then
-    local active_base = base .. 'g:' .. plan[1] .. ':'
-    if redis.call('EXISTS', active_base .. 'next', active_base .. 'deadlines') > 0 then
+    if redis.call('EXISTS', gen_key(plan[1], 'next'), gen_key(plan[1], 'deadlines')) > 0 then
       -- Another generation was already restored or started: this session's is not coming back.
       return {-1, shard_id, tonumber(plan[2]), generation, claimed_fence, 'retired'}
     end
@@ -109,17 +94,17 @@ if not lease[1] then
     return UNKNOWN
   end
   -- Take the id out of the free-id index (see connect.lua).
-  local next_key = gen_base .. 'next'
+  local next_key = gen_key(generation, 'next')
   local next_id = tonumber(redis.call('GET', next_key) or '0')
   if shard_id >= next_id then
     for id = next_id, shard_id - 1 do
-      if redis.call('EXISTS', gen_base .. 'lease:' .. id) == 0 then
-        redis.call('ZADD', gen_base .. 'free', id, id)
+      if redis.call('EXISTS', gen_key(generation, 'lease', id)) == 0 then
+        redis.call('ZADD', gen_key(generation, 'free'), id, id)
       end
     end
     redis.call('SET', next_key, shard_id + 1)
   else
-    redis.call('ZREM', gen_base .. 'free', shard_id)
+    redis.call('ZREM', gen_key(generation, 'free'), shard_id)
   end
   if (tonumber(redis.call('GET', fence_key)) or 0) < claimed_fence then
     redis.call('SET', fence_key, claimed_fence)
@@ -143,14 +128,14 @@ else
 end
 
 redis.call('PEXPIRE', lease_key, lease_ms)
-redis.call('ZADD', gen_base .. 'deadlines', now + lease_ms, shard_id)
+redis.call('ZADD', gen_key(generation, 'deadlines'), now + lease_ms, shard_id)
 redis.call('HSET', lease_key, 't', now, 'b', 1)
 if guild_count ~= '' then redis.call('HSET', lease_key, 'g', guild_count) end
 if latency ~= '' then redis.call('HSET', lease_key, 'l', latency) end
 if extra ~= '' then redis.call('HSET', lease_key, 'x', extra) end
 
 -- Resume data outlives the lease by the resume window, so a successor can pick it up.
-local resume_key = gen_base .. 'resume:' .. shard_id
+local resume_key = gen_key(generation, 'resume', shard_id)
 if resume ~= '' then
   redis.call('SET', resume_key, resume, 'PX', lease_ms + resume_window_ms)
 else
@@ -158,28 +143,28 @@ else
 end
 
 if state == 'standby' and lease[3] ~= '1' then
-  local ready_key = gen_base .. 'ready'
+  local ready_key = gen_key(generation, 'ready')
   redis.call('SADD', ready_key, shard_id)
   if redis.call('SCARD', ready_key) >= max_shards then
     -- Every id has had a beating holder; make sure each still has one before switching.
     local complete = true
     for _, id in ipairs(redis.call('SMEMBERS', ready_key)) do
-      if redis.call('HGET', gen_base .. 'lease:' .. id, 'b') ~= '1' then
+      if redis.call('HGET', gen_key(generation, 'lease', id), 'b') ~= '1' then
         redis.call('SREM', ready_key, id)
         complete = false
       end
     end
     if complete then
-      local old_base = base .. 'g:' .. plan[1] .. ':'
+      local old_generation = plan[1]
       redis.call('HSET', plan_key, 'generation', generation, 'max_shards', max_shards)
       redis.call('HDEL', plan_key, 'pending_generation', 'pending_max_shards')
       redis.call('DEL', ready_key)
       -- The old generation's sessions now get 401 and stop beating; its index can go with them.
       for _, suffix in ipairs({'next', 'free', 'deadlines'}) do
-        redis.call('PEXPIRE', old_base .. suffix, lease_ms)
+        redis.call('PEXPIRE', gen_key(old_generation, suffix), lease_ms)
       end
       state = 'active'
-      queue_event(events_key, events_enabled, 'reshard_completed', -1, generation, max_shards, now)
+      queue_event(events_key, 'reshard_completed', -1, generation, max_shards, now)
     end
   end
 end

@@ -14,32 +14,29 @@ The lowest free id is then min(ZPOPMIN free, next).
 
 Identify slots: Discord allows one IDENTIFY per 5 s per bucket (bucket = shard_id % max_concurrency).
 `identify` holds, per bucket, the earliest time (ms) the next IDENTIFY may start; booking a slot moves
-it 5000 ms on. The session sleeps until its slot. A claim that inherits resume data needs no slot.
+it IDENTIFY_INTERVAL_MS (5250 ms, see includes/common.lua) on. The session sleeps until its slot. A claim that inherits resume data needs no slot.
 
 Daily budget: when Discord's session_start_limit is known (`gateway` hash), identifies granted since
 it was read are counted in `gateway.used`; once remaining - used falls to the reserve, no new slot is
 booked until Discord's reset (the replica answers 429), and one identify_budget_low event is queued.
 
-KEYS[1]  plan      (hash: generation, max_shards, pending_generation, pending_max_shards)
-KEYS[2]  fence     (string: the last fencing token granted, any shard id)
-KEYS[3]  gateway   (hash: max_concurrency, total, remaining, reset_at ms, used, low_alerted)
-KEYS[4]  identify  (hash: bucket -> ms of the bucket's next free IDENTIFY slot)
-KEYS[5]  events    (list of "kind|shard_id|generation|max_shards|at_ms", newest first)
-KEYS[6]  quarantine (string, PX: set by init.lua after a data loss; no grants while it exists)
-KEYS[7]  schema  (string: the key-schema version; see init.lua)
-ARGV[1]  key base, e.g. "{shardman}:"; every key below starts with it, so all share one hash tag
-ARGV[2]  the new session's nonce (128 random bits, made by the replica; the session id handed to
-         the bot is this nonce signed together with its lease, see src/session_token.rs)
-ARGV[3]  lease length in milliseconds (MAX_SECONDS * 1000)
-ARGV[4]  max_concurrency to use when Discord's is unknown (integer >= 1)
-ARGV[5]  identify reserve (integer), or -1 for 5% of Discord's daily total
-ARGV[6]  1 to queue events for the webhook, 0 not to
-ARGV[7]  key-schema version this replica knows (integer)
+KEYS[1], ARGV[1..4]: the envelope (schema_key; base, known_schema, events_enabled, lease_ms), see
+includes/common.lua.
+KEYS[2]  plan_key        (hash: generation, max_shards, pending_generation, pending_max_shards)
+KEYS[3]  fence_key       (string: the last fencing token granted, any shard id)
+KEYS[4]  gateway_key     (hash: max_concurrency, total, remaining, reset_at ms, used, low_alerted)
+KEYS[5]  identify_key    (hash: bucket -> ms of the bucket's next free IDENTIFY slot)
+KEYS[6]  events_key      (list of "kind|shard_id|generation|max_shards|at_ms", newest first)
+KEYS[7]  quarantine_key  (string, PX: set by init.lua after a data loss; no grants while it exists)
+ARGV[5]  nonce                the new session's nonce (128 random bits, made by the replica; the
+                              session id handed to the bot is this nonce signed together with its
+                              lease, see src/session_token.rs)
+ARGV[6]  default_concurrency  max_concurrency to use when Discord's is unknown (integer >= 1)
+ARGV[7]  identify_reserve     identify reserve (integer), or -1 for 5% of Discord's daily total
 
-Keys built from ARGV[1] (same hash slot as KEYS): g:<gen>:next, g:<gen>:free, g:<gen>:deadlines,
-g:<gen>:resume:<id> (resume JSON left by the last holder), and the lease itself,
-g:<gen>:lease:<id> (hash, PX lease): n = session nonce, f = fencing token, t = last beat (ms),
-b = 1 once beaten, g = guild count, l = latency (s), x = extra (JSON). One key per held shard.
+Keys built with gen_key (includes/common.lua): g:<gen>:next, free, deadlines, resume:<id> (resume
+JSON left by the last holder), and the lease itself, g:<gen>:lease:<id> (hash, PX lease_ms). One
+key per held shard.
 
 Fencing tokens come from one counter for the deployment, so each grant of a shard id carries a
 larger token than every earlier grant of it.
@@ -55,25 +52,15 @@ Errors   "SCHEMA_TOO_NEW <found>" when a newer build raised the schema: nothing 
 Cost     O(log N) for the claim, plus O(log N) once per lease that expired since the previous claim
          (each expiry is reclaimed exactly once), so O(log N) amortised for N shards.
 ]]
-local plan_key = KEYS[1]
-local fence_key = KEYS[2]
-local gateway_key = KEYS[3]
-local identify_key = KEYS[4]
-local events_key = KEYS[5]
-local quarantine_key = KEYS[6]
-local schema_key = KEYS[7]
-local base = ARGV[1]
-local session_id = ARGV[2]
-local lease_ms = tonumber(ARGV[3])
-local default_concurrency = tonumber(ARGV[4])
-local reserve_setting = tonumber(ARGV[5])
-local events_enabled = ARGV[6] == '1'
-local known_schema = tonumber(ARGV[7])
-
-local newer = newer_schema(schema_key, known_schema)
-if newer then
-  return redis.error_reply('SCHEMA_TOO_NEW ' .. newer)
-end
+local plan_key = KEYS[2]
+local fence_key = KEYS[3]
+local gateway_key = KEYS[4]
+local identify_key = KEYS[5]
+local events_key = KEYS[6]
+local quarantine_key = KEYS[7]
+local nonce = ARGV[5]
+local default_concurrency = tonumber(ARGV[6])
+local identify_reserve = tonumber(ARGV[7])
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'pending_generation',
   'pending_max_shards', 'epoch', 'fence_base')
 if not plan[1] then
@@ -94,14 +81,13 @@ end
 
 local now = now_ms()
 local function event(kind, shard_id)
-  queue_event(events_key, events_enabled, kind, shard_id, generation, max_shards, now)
+  queue_event(events_key, kind, shard_id, generation, max_shards, now)
 end
 
-local gen_base = base .. 'g:' .. generation .. ':'
-local next_key = gen_base .. 'next'
-local free_key = gen_base .. 'free'
+local next_key = gen_key(generation, 'next')
+local free_key = gen_key(generation, 'free')
 
-reclaim_expired(gen_base, now, function(id) event('expire', id) end)
+reclaim_expired(generation, now, function(id) event('expire', id) end)
 
 local shard_id
 local popped = redis.call('ZPOPMIN', free_key)
@@ -117,10 +103,10 @@ else
 end
 
 -- Resume data is handed to exactly one claimant: GETDEL.
-local resume = redis.call('GETDEL', gen_base .. 'resume:' .. shard_id)
+local resume = redis.call('GETDEL', gen_key(generation, 'resume', shard_id))
 local sleep_ms = 0
 if not resume then
-  local exhausted = spend_identify(gateway_key, reserve_setting, now)
+  local exhausted = spend_identify(gateway_key, identify_reserve, now)
   if exhausted then
     -- Put the id back: nothing was granted.
     redis.call('ZADD', free_key, shard_id, shard_id)
@@ -137,9 +123,9 @@ if fence <= fence_base then
   fence = fence_base + 1
   redis.call('SET', fence_key, fence)
 end
-local lease_key = gen_base .. 'lease:' .. shard_id
-redis.call('HSET', lease_key, 'n', session_id, 'f', fence, 't', now, 'b', 0)
+local lease_key = gen_key(generation, 'lease', shard_id)
+redis.call('HSET', lease_key, 'n', nonce, 'f', fence, 't', now, 'b', 0)
 redis.call('PEXPIRE', lease_key, lease_ms)
-redis.call('ZADD', gen_base .. 'deadlines', now + lease_ms, shard_id)
+redis.call('ZADD', gen_key(generation, 'deadlines'), now + lease_ms, shard_id)
 event('connect', shard_id)
 return {'granted', shard_id, max_shards, generation, fence, sleep_ms, state, resume, epoch}

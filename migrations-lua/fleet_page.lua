@@ -3,15 +3,16 @@ fleet_page.lua: read one page of a generation's held shards, for /status, metric
 Read-only. Callers walk the id range page by page, so Redis is never blocked for long even with
 65,536 shards; the pages together are not one atomic snapshot (fine for a scrape).
 
-KEYS[1]  plan key (hash: generation, max_shards, pending_generation, pending_max_shards); only
-         read, to keep the script's keys declared and in the deployment's hash slot
-ARGV[1]  key base, e.g. "{shardman}:"
-ARGV[2]  generation to read (integer)
-ARGV[3]  first shard id of the page (integer >= 0)
-ARGV[4]  number of shard ids in the page (integer >= 1)
-ARGV[5]  1 to include each shard's extra, 0 not to
+KEYS[1], ARGV[1..4]: the envelope (schema_key; base, known_schema, events_enabled, lease_ms), see
+includes/common.lua.
+KEYS[2]  plan_key  (hash: generation, max_shards, pending_generation, pending_max_shards); only
+                   read, to keep the script's keys declared and in the deployment's hash slot
+ARGV[5]  generation  generation to read (integer)
+ARGV[6]  first       first shard id of the page (integer >= 0)
+ARGV[7]  count       number of shard ids in the page (integer >= 1)
+ARGV[8]  with_extra  1 to include each shard's extra, 0 not to
 
-Keys built from ARGV[1]: g:<gen>:lease:<id> (hash, see connect.lua).
+Keys built with gen_key: g:<gen>:lease:<id> (hash, see connect.lua).
 
 Returns  one row per live lease in [first, first + count), by shard id:
            {shard_id, last_beat (ms of Redis time), beaten (0/1), fence, guild_count or nil,
@@ -19,17 +20,15 @@ Returns  one row per live lease in [first, first + count), by shard id:
 Errors   none of its own.
 Cost     O(count): one HMGET per id.
 ]]
-local plan_key = KEYS[1]
-local base = ARGV[1]
-local generation = ARGV[2]
-local first = tonumber(ARGV[3])
-local count = tonumber(ARGV[4])
-local with_extra = ARGV[5] == '1'
+local plan_key = KEYS[2]
+local generation = ARGV[5]
+local first = tonumber(ARGV[6])
+local count = tonumber(ARGV[7])
+local with_extra = ARGV[8] == '1'
 
-local gen_base = base .. 'g:' .. generation .. ':'
 local rows = {}
 for id = first, first + count - 1 do
-  local fields = redis.call('HMGET', gen_base .. 'lease:' .. id, 't', 'b', 'f', 'g', 'l', 'x')
+  local fields = redis.call('HMGET', gen_key(generation, 'lease', id), 't', 'b', 'f', 'g', 'l', 'x')
   if fields[1] then
     local extra = false
     if with_extra then extra = fields[6] end

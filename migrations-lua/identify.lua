@@ -2,20 +2,18 @@
 identify.lua: book the next IDENTIFY slot for a session that already holds its shard (Discord
 invalidated its session, so it must IDENTIFY again). Same slots and budget as connect.lua.
 
-KEYS[1]  plan      (hash: generation, max_shards, pending_generation, pending_max_shards)
-KEYS[2]  gateway   (hash: max_concurrency, total, remaining, reset_at ms, used, low_alerted)
-KEYS[3]  identify  (hash: bucket -> ms of the bucket's next free IDENTIFY slot)
-KEYS[4]  events    (list, see connect.lua)
-KEYS[5]  schema  (string: the key-schema version; see init.lua)
-KEYS[6]  quarantine (string, PX; see init.lua)
-ARGV[1]  key base, e.g. "{shardman}:"
-ARGV[2]  the session's nonce (from its signed session id)
-ARGV[3]  max_concurrency to use when Discord's is unknown (integer >= 1)
-ARGV[4]  identify reserve (integer), or -1 for 5% of Discord's daily total
-ARGV[5]  1 to queue events for the webhook, 0 not to
-ARGV[6]  the session's shard id (from its signed session id)
-ARGV[7]  the session's generation (from its signed session id)
-ARGV[8]  key-schema version this replica knows (integer)
+KEYS[1], ARGV[1..4]: the envelope (schema_key; base, known_schema, events_enabled, lease_ms), see
+includes/common.lua.
+KEYS[2]  plan_key        (hash: generation, max_shards, pending_generation, pending_max_shards)
+KEYS[3]  gateway_key     (hash: max_concurrency, total, remaining, reset_at ms, used, low_alerted)
+KEYS[4]  identify_key    (hash: bucket -> ms of the bucket's next free IDENTIFY slot)
+KEYS[5]  events_key      (list, see connect.lua)
+KEYS[6]  quarantine_key  (string, PX; see init.lua)
+ARGV[5]  nonce                the session's nonce (from its signed session id)
+ARGV[6]  default_concurrency  max_concurrency to use when Discord's is unknown (integer >= 1)
+ARGV[7]  identify_reserve     identify reserve (integer), or -1 for 5% of Discord's daily total
+ARGV[8]  shard_id             the session's shard id (from its signed session id)
+ARGV[9]  generation           the session's generation (from its signed session id)
 
 Returns  {"slot", sleep_ms}          wait this long, then IDENTIFY
          {"unknown"}                 no such session
@@ -26,26 +24,18 @@ Errors   "SCHEMA_TOO_NEW <found>" when a newer build raised the schema: nothing 
          "NOPLAN" when the plan hash is missing (Redis lost its data): run init.lua and retry.
 Cost     O(1).
 ]]
-local plan_key = KEYS[1]
-local gateway_key = KEYS[2]
-local identify_key = KEYS[3]
-local events_key = KEYS[4]
-local schema_key = KEYS[5]
+local plan_key = KEYS[2]
+local gateway_key = KEYS[3]
+local identify_key = KEYS[4]
+local events_key = KEYS[5]
 local quarantine_key = KEYS[6]
-local base = ARGV[1]
-local session_id = ARGV[2]
-local default_concurrency = tonumber(ARGV[3])
-local reserve_setting = tonumber(ARGV[4])
-local events_enabled = ARGV[5] == '1'
-local shard_id = tonumber(ARGV[6])
-local generation = tonumber(ARGV[7])
-local known_schema = tonumber(ARGV[8])
+local nonce = ARGV[5]
+local default_concurrency = tonumber(ARGV[6])
+local identify_reserve = tonumber(ARGV[7])
+local shard_id = tonumber(ARGV[8])
+local generation = tonumber(ARGV[9])
 
-local newer = newer_schema(schema_key, known_schema)
-if newer then
-  return redis.error_reply('SCHEMA_TOO_NEW ' .. newer)
-end
-if redis.call('HGET', base .. 'g:' .. generation .. ':lease:' .. shard_id, 'n') ~= session_id then
+if redis.call('HGET', gen_key(generation, 'lease', shard_id), 'n') ~= nonce then
   local quarantine_ms = redis.call('PTTL', quarantine_key)
   if quarantine_ms > 0 then
     return {'recovering', quarantine_ms}
@@ -63,10 +53,10 @@ if not active and not pending then
 end
 
 local now = now_ms()
-local exhausted = spend_identify(gateway_key, reserve_setting, now)
+local exhausted = spend_identify(gateway_key, identify_reserve, now)
 if exhausted then
   if exhausted[2] then
-    queue_event(events_key, events_enabled, 'identify_budget_low', -1, generation, -1, now)
+    queue_event(events_key, 'identify_budget_low', -1, generation, -1, now)
   end
   return {'budget', exhausted[1]}
 end

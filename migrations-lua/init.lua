@@ -2,47 +2,44 @@
 init.lua: make sure this deployment's keys exist and speak a schema this replica understands, and
 start the quarantine that follows a loss of Redis's data.
 
-Runs when a replica starts (ARGV[3] = 0), and again whenever another script reports that the plan is
-missing while the replica is running (ARGV[3] = lease length): Redis lost its data (a restart without
+Runs when a replica starts (quarantine_ms = 0), and again whenever another script reports that the plan is
+missing while the replica is running (quarantine_ms = lease length): Redis lost its data (a restart without
 persistence, a failover to an empty replica, a flush). Bots may still be running on shards Redis no
 longer knows about, so for one lease length no shard is granted to a newcomer (connect.lua answers
 "recovering") while those bots re-establish their leases with their next beat (beat.lua).
 Creating what is missing is idempotent, so racing replicas agree.
 
-KEYS[1]  schema key      (string: the key-schema version of this deployment)
-KEYS[2]  plan key        (hash: generation, max_shards, last_generation, epoch, fence_base;
+KEYS[1], ARGV[1..4]: the envelope (schema_key; base, known_schema, events_enabled, lease_ms), see
+includes/common.lua. Its guard already refused a stored schema newer than known_schema.
+KEYS[2]  plan_key        (hash: generation, max_shards, last_generation, epoch, fence_base;
                           pending_* during a reshard)
-KEYS[3]  quarantine key  (string, PX: while it exists, no new grants)
-ARGV[1]  schema version this replica knows (integer)
-ARGV[2]  shard count to start with when there is no plan yet (integer >= 1)
-ARGV[3]  quarantine length in milliseconds after a suspected data loss, or 0 at startup
-ARGV[4]  quarantine length in milliseconds to apply only if this call creates the plan: at startup,
-         what is left of one lease length since Redis itself started (a Redis that restarted less
-         than a lease ago and has no plan may have lost one), else 0
-ARGV[5]  1 to start a new epoch even when the plan exists (the Redis Sentinel master moved: the
-         old master's last writes may not have reached the new one), else 0
+KEYS[3]  quarantine_key  (string, PX: while it exists, no new grants)
+ARGV[5]  initial_shards            shard count to start with when there is no plan yet (integer >= 1)
+ARGV[6]  quarantine_ms             quarantine length in milliseconds after a suspected data loss, or
+                                   0 at startup
+ARGV[7]  quarantine_if_created_ms  quarantine length in milliseconds to apply only if this call
+                                   creates the plan: at startup, what is left of one lease length
+                                   since Redis itself started (a Redis that restarted less than a
+                                   lease ago and has no plan may have lost one), else 0
+ARGV[8]  new_epoch                 1 to start a new epoch even when the plan exists (the Redis
+                                   Sentinel master moved: the old master's last writes may not have
+                                   reached the new one), else 0
 
 Returns  {schema_version, generation, max_shards, epoch}
-Errors   "SCHEMA_TOO_NEW <found>" when the stored schema is newer than ARGV[1]; the replica must not
+Errors   "SCHEMA_TOO_NEW <found>" when the stored schema is newer than known_schema; the replica must not
          touch the data (an old replica during a rolling upgrade).
 Cost     O(1).
 ]]
-local schema_key = KEYS[1]
 local plan_key = KEYS[2]
 local quarantine_key = KEYS[3]
-local known_version = tonumber(ARGV[1])
-local initial_shards = tonumber(ARGV[2])
-local quarantine_ms = tonumber(ARGV[3])
-local quarantine_if_created_ms = tonumber(ARGV[4])
-local new_epoch = ARGV[5] == '1'
+local initial_shards = tonumber(ARGV[5])
+local quarantine_ms = tonumber(ARGV[6])
+local quarantine_if_created_ms = tonumber(ARGV[7])
+local new_epoch = ARGV[8] == '1'
 
-local stored = tonumber(redis.call('GET', schema_key))
-if stored and stored > known_version then
-  return redis.error_reply('SCHEMA_TOO_NEW ' .. stored)
-end
-if not stored or stored < known_version then
+if not stored_schema or stored_schema < known_schema then
   -- Version 1 is the first schema: there is nothing older to migrate from.
-  redis.call('SET', schema_key, known_version)
+  redis.call('SET', schema_key, known_schema)
 end
 
 local now = now_ms()
@@ -68,4 +65,4 @@ local hold_ms = epoch + quarantine_ms - now
 if quarantine_ms > 0 and hold_ms > 0 then
   redis.call('SET', quarantine_key, 1, 'PX', hold_ms, 'NX')
 end
-return {known_version, tonumber(plan[1]), tonumber(plan[2]), epoch}
+return {known_schema, tonumber(plan[1]), tonumber(plan[2]), epoch}

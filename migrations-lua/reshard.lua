@@ -6,15 +6,12 @@ generation, and beat.lua makes it active once all of its ids are held and have b
 reshard while another is pending replaces that pending generation (its sessions are retired).
 Asking for the count already planned changes nothing.
 
-KEYS[1]  plan    (hash: generation, max_shards, last_generation, pending_generation, pending_max_shards)
-KEYS[2]  events  (list, see connect.lua)
-KEYS[3]  schema  (string: the key-schema version; see init.lua)
-ARGV[1]  the new shard count (integer >= 1)
-ARGV[2]  1 to queue events for the webhook, 0 not to
-ARGV[3]  key-schema version this replica knows (integer)
-ARGV[4]  lease length in milliseconds (MAX_SECONDS * 1000): how long a replaced pending
-         generation's index keys are kept (its sessions get 401 and stop within a lease)
-ARGV[5]  key base, e.g. "{shardman}:"
+KEYS[1], ARGV[1..4]: the envelope (schema_key; base, known_schema, events_enabled, lease_ms), see
+includes/common.lua. A replaced pending generation's index keys are kept lease_ms
+(its sessions get 401 and stop within a lease).
+KEYS[2]  plan_key    (hash: generation, max_shards, last_generation, pending_generation, pending_max_shards)
+KEYS[3]  events_key  (list, see connect.lua)
+ARGV[5]  new_max_shards  the new shard count (integer >= 1)
 
 Returns  {started (1 or 0), active generation, active max_shards, pending generation or 0,
           pending max_shards or 0}
@@ -22,19 +19,9 @@ Errors   "SCHEMA_TOO_NEW <found>" when a newer build raised the schema: nothing 
          "NOPLAN" when the plan hash is missing (Redis lost its data): run init.lua and retry.
 Cost     O(1).
 ]]
-local plan_key = KEYS[1]
-local events_key = KEYS[2]
-local schema_key = KEYS[3]
-local new_max_shards = tonumber(ARGV[1])
-local events_enabled = ARGV[2] == '1'
-local known_schema = tonumber(ARGV[3])
-local lease_ms = tonumber(ARGV[4])
-local base = ARGV[5]
-
-local newer = newer_schema(schema_key, known_schema)
-if newer then
-  return redis.error_reply('SCHEMA_TOO_NEW ' .. newer)
-end
+local plan_key = KEYS[2]
+local events_key = KEYS[3]
+local new_max_shards = tonumber(ARGV[5])
 
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'last_generation',
   'pending_generation', 'pending_max_shards')
@@ -51,9 +38,8 @@ end
 local generation = math.max(tonumber(plan[3]) or 0, active_generation, tonumber(plan[4]) or 0) + 1
 if plan[4] then
   -- The pending generation being replaced: its index goes once its sessions have stopped.
-  local replaced_base = base .. 'g:' .. plan[4] .. ':'
   for _, suffix in ipairs({'next', 'free', 'deadlines', 'ready'}) do
-    redis.call('PEXPIRE', replaced_base .. suffix, lease_ms)
+    redis.call('PEXPIRE', gen_key(plan[4], suffix), lease_ms)
   end
 end
 if new_max_shards == active_max_shards then
@@ -64,5 +50,5 @@ if new_max_shards == active_max_shards then
 end
 redis.call('HSET', plan_key, 'last_generation', generation, 'pending_generation', generation,
   'pending_max_shards', new_max_shards)
-queue_event(events_key, events_enabled, 'reshard_started', -1, generation, new_max_shards, now_ms())
+queue_event(events_key, 'reshard_started', -1, generation, new_max_shards, now_ms())
 return {1, active_generation, active_max_shards, generation, new_max_shards}

@@ -1,8 +1,59 @@
 --[[
-includes/common.lua: helpers shared by the scripts. The build puts this file in front of every
-script (src/store/mod.rs), as BullMQ's includes do, so each script stays one atomic EVALSHA and
-the shared logic is written once. Only local functions and constants: it touches no key itself.
+includes/common.lua: the envelope every script shares, its schema guard, the key layout, and the
+helpers the scripts share. The build puts this file in front of every script
+(src/store/scripts/mod.rs), as BullMQ's includes do, so each script stays one atomic EVALSHA and
+all of this is written once.
+
+The envelope: the first KEYS and ARGV of every script, in this order (src/store/scripts/mod.rs
+builds them; a script's own KEYS start at KEYS[2], its own ARGV at ARGV[5]).
+
+KEYS[1]  schema_key      (string: the key-schema version of the deployment; see init.lua)
+ARGV[1]  base            key base, e.g. "{shardman}:"; every key starts with it, so all of a
+                         deployment's keys share one hash tag
+ARGV[2]  known_schema    key-schema version this replica knows (integer)
+ARGV[3]  events_enabled  1 to queue events for the webhook, 0 not to
+ARGV[4]  lease_ms        lease length in milliseconds (MAX_SECONDS * 1000)
+
+The key layout (README, "How a claim works in Redis"): deployment keys are base .. name (KEYS
+passes the fixed ones); per-generation keys are built by gen_key below and nowhere else:
+  g:<gen>:next       string      high-water mark: ids at or above it were never handed out
+  g:<gen>:free       sorted set  released or expired ids below `next` (score = id)
+  g:<gen>:deadlines  sorted set  held ids (score = lease deadline, ms of Redis time)
+  g:<gen>:ready      set         ids of the pending generation whose holder has beaten
+  g:<gen>:lease:<id> hash, PX    the lease: n = session nonce, f = fencing token, t = last beat
+                                 (ms), b = 1 once beaten, g = guild count, l = latency (s),
+                                 x = extra (JSON)
+  g:<gen>:resume:<id> string, PX the last holder's resume JSON
+  lock:<name>        string, PX  a job lock (lock.lua)
+
+Errors   "SCHEMA_TOO_NEW <found>" from every script when a newer build raised the stored schema
+         above known_schema: nothing is read or written, the replica must not touch the data.
 ]]
+local schema_key = KEYS[1]
+local base = ARGV[1]
+local known_schema = tonumber(ARGV[2])
+local events_enabled = ARGV[3] == '1'
+local lease_ms = tonumber(ARGV[4])
+
+-- The schema guard, once for every script (a top-level return ends the whole script).
+local stored_schema = tonumber(redis.call('GET', schema_key))
+if stored_schema and stored_schema > known_schema then
+  return redis.error_reply('SCHEMA_TOO_NEW ' .. stored_schema)
+end
+
+-- A deployment-level key derived from the base (same hash tag as KEYS).
+local function key(name)
+  return base .. name
+end
+
+-- A per-generation key: gen_key(7, 'free') is "<base>g:7:free", gen_key(7, 'lease', 3) is
+-- "<base>g:7:lease:3".
+local function gen_key(generation, name, id)
+  if id == nil then
+    return base .. 'g:' .. generation .. ':' .. name
+  end
+  return base .. 'g:' .. generation .. ':' .. name .. ':' .. id
+end
 
 -- Redis time in milliseconds: the one clock all replicas share.
 local function now_ms()
@@ -10,21 +61,11 @@ local function now_ms()
   return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 end
 
--- The stored key-schema version when a newer shardman raised it above `known_version` (then this
--- replica's build must not write), else nil. See init.lua.
-local function newer_schema(schema_key, known_version)
-  local stored = tonumber(redis.call('GET', schema_key)) or 0
-  if stored > known_version then
-    return stored
-  end
-  return nil
-end
-
 -- Events for the webhook dispatcher: "kind|shard_id|generation|max_shards|at_ms" (-1 = none),
 -- newest first, capped so an unread queue cannot grow without bound.
 local EVENTS_KEPT = 10000
-local function queue_event(events_key, enabled, kind, shard_id, generation, max_shards, at_ms)
-  if enabled then
+local function queue_event(events_key, kind, shard_id, generation, max_shards, at_ms)
+  if events_enabled then
     redis.call('LPUSH', events_key, table.concat({kind, shard_id, generation, max_shards, at_ms}, '|'))
     redis.call('LTRIM', events_key, 0, EVENTS_KEPT - 1)
   end
@@ -35,17 +76,17 @@ end
 -- the deadline was written), the id stays held and its deadline is fixed. Calls on_expired(id)
 -- once per freed id (an id leaves `deadlines` exactly once) and returns how many were freed.
 -- Cost: O(log N) per expired lease.
-local function reclaim_expired(gen_base, at_ms, on_expired)
-  local deadlines_key = gen_base .. 'deadlines'
+local function reclaim_expired(generation, at_ms, on_expired)
+  local deadlines_key = gen_key(generation, 'deadlines')
   local freed = 0
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', deadlines_key, '-inf', at_ms)) do
-    local ttl = redis.call('PTTL', gen_base .. 'lease:' .. id)
+    local ttl = redis.call('PTTL', gen_key(generation, 'lease', id))
     if ttl > 0 then
       redis.call('ZADD', deadlines_key, at_ms + ttl, id)
     else
       redis.call('ZREM', deadlines_key, id)
-      redis.call('ZADD', gen_base .. 'free', id, id)
-      redis.call('SREM', gen_base .. 'ready', id)
+      redis.call('ZADD', gen_key(generation, 'free'), id, id)
+      redis.call('SREM', gen_key(generation, 'ready'), id)
       freed = freed + 1
       on_expired(id)
     end
@@ -78,8 +119,8 @@ end
 -- Books the next IDENTIFY slot of the shard's bucket (shard_id % max_concurrency; Discord's
 -- max_concurrency from `gateway` when known) and returns how long to wait for it, in ms.
 -- Discord allows one IDENTIFY per 5 s per bucket; `identify` holds each bucket's next free slot.
--- Slots are 5.25 s apart: two bots of a bucket get their answers with different network delays,
--- and the margin keeps their IDENTIFYs 5 s apart at Discord all the same.
+-- Slots are IDENTIFY_INTERVAL_MS (5.25 s) apart: two bots of a bucket get their answers with
+-- different network delays, and the margin keeps their IDENTIFYs 5 s apart at Discord all the same.
 local IDENTIFY_INTERVAL_MS = 5250
 local function book_identify_slot(gateway_key, identify_key, default_concurrency, shard_id, at_ms)
   local concurrency = tonumber(redis.call('HGET', gateway_key, 'max_concurrency')) or default_concurrency

@@ -6,8 +6,10 @@
 //! replies into domain types; the engines only run scripts and commands.
 
 mod embedded;
+mod keys;
 mod overview;
 mod redis_engine;
+mod scripts;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,11 +17,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use redis::Value;
 
 use self::embedded::EmbeddedEngine;
+use self::keys::Keys;
 use self::redis_engine::RedisEngine;
+use self::scripts::connect::Claim;
+use self::scripts::disconnect::Released;
+use self::scripts::lock::Held;
+use self::scripts::reap::Freed;
+use self::scripts::{Envelope, ScriptCall, ScriptReply};
 use crate::config::Settings;
 use crate::domain::{
-    BeatOutcome, BeatReport, ConnectOutcome, Event, GatewayInfo, Grant, IdentifyOutcome, Lease,
-    ReshardPlan, SessionState,
+    BeatOutcome, BeatReport, ConnectOutcome, Event, GatewayInfo, Grant, IdentifyOutcome,
+    ReshardPlan,
 };
 use crate::session_token::{SessionClaims, SessionSigner, new_nonce};
 
@@ -40,7 +48,7 @@ pub enum StoreError {
     Internal(String),
 }
 
-/// One Lua script: its file name (for errors) and source.
+/// One Lua script as the engines load it: its file name (for errors) and its source.
 pub struct LuaScript {
     pub name: &'static str,
     pub source: &'static str,
@@ -55,66 +63,35 @@ impl LuaScript {
             sha: redis::Script::new(source),
         }
     }
+
+    fn of<C: ScriptCall>() -> Self {
+        Self::new(C::FILE, C::SOURCE)
+    }
 }
 
-macro_rules! scripts {
-    ($($field:ident),* $(,)?) => {
-        /// The scripts, compiled into the binary and loaded into the engine at startup.
-        struct Scripts { $($field: LuaScript,)* }
-        impl Scripts {
-            fn new() -> Self {
-                Self { $($field: LuaScript::new(
-                    concat!(stringify!($field), ".lua"),
-                    // The shared helpers go in front of every script (see includes/common.lua).
-                    concat!(
-                        include_str!("../../migrations-lua/includes/common.lua"),
-                        include_str!(concat!("../../migrations-lua/", stringify!($field), ".lua")),
-                    ),
-                ),)* }
-            }
-            fn all(&self) -> Vec<&LuaScript> { vec![$(&self.$field),*] }
-        }
-    };
-}
+/// Every script, compiled into the binary and loaded into the engine at startup.
+struct Scripts(Vec<LuaScript>);
 
-scripts!(
-    init, connect, beat, disconnect, identify, reshard, reap, lock, fleet_page
-);
-
-/// Key names of one deployment. All share the hash tag `{KEY_PREFIX}`, so they live in one Redis
-/// Cluster slot and scripts may touch any of them.
-struct Keys {
-    /// `{prefix}:`; the scripts derive per-generation, per-shard and per-session keys from it.
-    base: String,
-    schema: String,
-    plan: String,
-    fence: String,
-    gateway: String,
-    identify: String,
-    events: String,
-    meta: String,
-    quarantine: String,
-}
-
-impl Keys {
-    fn new(prefix: &str) -> Self {
-        let base = format!("{{{prefix}}}:");
-        let key = |name: &str| format!("{base}{name}");
-        Self {
-            schema: key("schema"),
-            plan: key("plan"),
-            fence: key("fence"),
-            gateway: key("gateway"),
-            identify: key("identify"),
-            events: key("events"),
-            meta: key("meta"),
-            quarantine: key("quarantine"),
-            base,
-        }
+impl Scripts {
+    fn new() -> Self {
+        Self(vec![
+            LuaScript::of::<scripts::init::Init>(),
+            LuaScript::of::<scripts::connect::Connect>(),
+            LuaScript::of::<scripts::beat::Beat>(),
+            LuaScript::of::<scripts::disconnect::Disconnect>(),
+            LuaScript::of::<scripts::identify::Identify>(),
+            LuaScript::of::<scripts::reshard::Reshard>(),
+            LuaScript::of::<scripts::reap::Reap>(),
+            LuaScript::of::<scripts::lock::Lock>(),
+            LuaScript::of::<scripts::fleet_page::FleetPage>(),
+        ])
     }
 
-    fn lock(&self, name: &str) -> String {
-        format!("{}lock:{name}", self.base)
+    fn get<C: ScriptCall>(&self) -> Result<&LuaScript, StoreError> {
+        self.0
+            .iter()
+            .find(|script| script.name == C::FILE)
+            .ok_or_else(|| StoreError::Internal(format!("{} is not among the scripts", C::FILE)))
     }
 }
 
@@ -205,7 +182,7 @@ impl Store {
             quarantine_fresh_redis: settings.quarantine_fresh_redis,
             master_moves_seen: AtomicU64::new(0),
         };
-        for script in store.scripts.all() {
+        for script in &store.scripts.0 {
             store.engine.load(script).await?;
         }
         store.init(Init::Startup).await?;
@@ -223,8 +200,42 @@ impl Store {
         matches!(self.engine, Engine::Embedded(_))
     }
 
-    fn events_flag(&self) -> String {
-        u8::from(self.events).to_string()
+    /// The first key and arguments of every script (see `scripts`).
+    fn envelope(&self) -> Envelope<'_> {
+        Envelope {
+            keys: &self.keys,
+            schema_version: SCHEMA_VERSION,
+            events: self.events,
+            lease_ms: self.lease_ms,
+        }
+    }
+
+    /// Runs one script call and decodes its reply.
+    async fn run<C: ScriptCall>(&self, call: &C) -> Result<C::Reply, StoreError> {
+        let envelope = self.envelope();
+        let (keys, argv) = envelope.vectors(call);
+        let reply = self
+            .engine
+            .eval(self.scripts.get::<C>()?, &keys, &argv)
+            .await?;
+        C::Reply::decode(&reply).ok_or_else(|| unexpected(C::FILE, &reply))
+    }
+
+    /// Runs a script that answers `NOPLAN` when Redis lost its data: re-initialise, then retry once.
+    /// The plan was there when this replica started, so a missing plan now means a loss.
+    async fn run_planned<C: ScriptCall>(&self, call: &C) -> Result<C::Reply, StoreError> {
+        self.follow_failover().await?;
+        match self.run(call).await {
+            Err(StoreError::Internal(message)) if message.contains("NOPLAN") => {
+                log::warn!(
+                    "the shard plan is gone from the store: Redis lost its data; re-creating it and \
+                     holding new grants back for one lease length"
+                );
+                self.init(Init::AfterLoss).await?;
+                self.run(call).await
+            }
+            other => other,
+        }
     }
 
     /// Runs `init.lua`: idempotent, so it also repairs a Redis that lost its data.
@@ -234,23 +245,18 @@ impl Store {
             Init::AfterLoss => (self.lease_ms, 0, false),
             Init::AfterFailover => (self.lease_ms, 0, true),
         };
-        let reply = self
-            .engine
-            .eval(
-                &self.scripts.init,
-                &[&self.keys.schema, &self.keys.plan, &self.keys.quarantine],
-                &[
-                    SCHEMA_VERSION.to_string(),
-                    self.initial_shards.to_string(),
-                    quarantine_ms.to_string(),
-                    quarantine_if_created_ms.to_string(),
-                    u8::from(new_epoch).to_string(),
-                ],
-            )
+        let initialized = self
+            .run(&scripts::init::Init {
+                initial_shards: self.initial_shards,
+                quarantine_ms,
+                quarantine_if_created_ms,
+                new_epoch,
+            })
             .await?;
-        match integers(&reply, "init")?[..] {
-            [version, ..] if version as u64 == SCHEMA_VERSION => Ok(()),
-            _ => Err(unexpected("init", &reply)),
+        if initialized.schema_version == SCHEMA_VERSION {
+            Ok(())
+        } else {
+            Err(unexpected("init.lua", &initialized.schema_version))
         }
     }
 
@@ -298,92 +304,44 @@ impl Store {
         Ok(())
     }
 
-    /// Runs a script that answers `NOPLAN` when Redis lost its data: re-initialise, then retry once.
-    /// The plan was there when this replica started, so a missing plan now means a loss.
-    async fn eval_planned(
-        &self,
-        script: &LuaScript,
-        keys: &[&str],
-        args: &[String],
-    ) -> Result<Value, StoreError> {
-        self.follow_failover().await?;
-        match self.engine.eval(script, keys, args).await {
-            Err(StoreError::Internal(message)) if message.contains("NOPLAN") => {
-                log::warn!(
-                    "the shard plan is gone from the store: Redis lost its data; re-creating it and \
-                     holding new grants back for one lease length"
-                );
-                self.init(Init::AfterLoss).await?;
-                self.engine.eval(script, keys, args).await
-            }
-            other => other,
-        }
-    }
-
     /// Claims the lowest free shard id for a new session and books its IDENTIFY slot.
     pub async fn connect(&self) -> Result<ConnectOutcome, StoreError> {
         let nonce = new_nonce();
-        let keys = &self.keys;
-        let reply = self
-            .eval_planned(
-                &self.scripts.connect,
-                &[
-                    &keys.plan,
-                    &keys.fence,
-                    &keys.gateway,
-                    &keys.identify,
-                    &keys.events,
-                    &keys.quarantine,
-                    &keys.schema,
-                ],
-                &[
-                    keys.base.clone(),
-                    nonce.clone(),
-                    self.lease_ms.to_string(),
-                    self.default_concurrency.to_string(),
-                    self.identify_reserve.to_string(),
-                    self.events_flag(),
-                    SCHEMA_VERSION.to_string(),
-                ],
-            )
+        let claim = self
+            .run_planned(&scripts::connect::Connect {
+                nonce: &nonce,
+                default_concurrency: self.default_concurrency,
+                identify_reserve: self.identify_reserve,
+            })
             .await?;
-        let fields = array(&reply, "connect")?;
-        match text(fields.first()).as_deref() {
-            Some("granted") if fields.len() == 9 => {
-                let state = text(fields.get(6))
-                    .and_then(|state| SessionState::parse(&state))
-                    .ok_or_else(|| unexpected("connect", &reply))?;
-                let lease = Lease {
-                    shard_id: integer(&fields[1], "connect")? as u32,
-                    max_shards: integer(&fields[2], "connect")? as u32,
-                    generation: integer(&fields[3], "connect")? as u64,
-                    fence: integer(&fields[4], "connect")? as u64,
-                    state,
-                };
+        Ok(match claim {
+            Claim::Granted {
+                lease,
+                sleep_ms,
+                resume,
+                epoch,
+            } => {
                 let session_id = self.signer.sign(&SessionClaims {
                     shard_id: lease.shard_id,
                     generation: lease.generation,
                     max_shards: lease.max_shards,
                     fence: lease.fence,
-                    epoch: integer(&fields[8], "connect")?.max(0) as u64,
+                    epoch,
                     nonce,
                 });
-                Ok(ConnectOutcome::Granted(Grant {
+                ConnectOutcome::Granted(Grant {
                     session_id,
                     lease,
-                    sleep_ms: integer(&fields[5], "connect")?.max(0) as u64,
-                    resume: text(fields.get(7)).and_then(|json| serde_json::from_str(&json).ok()),
-                }))
+                    sleep_ms,
+                    resume: resume.and_then(|json| serde_json::from_str(&json).ok()),
+                })
             }
-            Some("recovering") if fields.len() == 2 => Ok(ConnectOutcome::Recovering {
-                retry_after_ms: integer(&fields[1], "connect")?.max(0) as u64,
-            }),
-            Some("full") => Ok(ConnectOutcome::Full),
-            Some("budget") if fields.len() == 2 => Ok(ConnectOutcome::BudgetExhausted {
-                retry_after_ms: integer(&fields[1], "connect")?.max(0) as u64,
-            }),
-            _ => Err(unexpected("connect", &reply)),
-        }
+            Claim::Full => ConnectOutcome::Full,
+            Claim::Recovering { retry_after_ms } => ConnectOutcome::Recovering { retry_after_ms },
+            Claim::BudgetExhausted { retry_after_ms } => {
+                ConnectOutcome::BudgetExhausted { retry_after_ms }
+            }
+        })
     }
 
     pub async fn beat(&self, report: &BeatReport) -> Result<BeatOutcome, StoreError> {
@@ -391,60 +349,20 @@ impl Store {
         let Some(claims) = self.signer.verify(&report.session_id) else {
             return Ok(BeatOutcome::NotFound);
         };
-        let reply = self
-            .eval_planned(
-                &self.scripts.beat,
-                &[
-                    &self.keys.plan,
-                    &self.keys.events,
-                    &self.keys.quarantine,
-                    &self.keys.fence,
-                    &self.keys.schema,
-                ],
-                &[
-                    self.keys.base.clone(),
-                    claims.nonce,
-                    self.lease_ms.to_string(),
-                    report
-                        .guild_count
-                        .map(|n| n.to_string())
-                        .unwrap_or_default(),
-                    report.latency.map(|s| s.to_string()).unwrap_or_default(),
-                    report.extra.clone().unwrap_or_default(),
-                    report.resume.clone().unwrap_or_default(),
-                    self.resume_window_ms.to_string(),
-                    self.events_flag(),
-                    claims.shard_id.to_string(),
-                    claims.generation.to_string(),
-                    claims.max_shards.to_string(),
-                    claims.fence.to_string(),
-                    claims.epoch.to_string(),
-                    SCHEMA_VERSION.to_string(),
-                ],
-            )
-            .await?;
-        let fields = array(&reply, "beat")?;
-        let [status, shard_id, max_shards, generation, fence, state] = fields else {
-            return Err(unexpected("beat", &reply));
-        };
-        let status = integer(status, "beat")?;
-        if status == 0 {
-            return Ok(BeatOutcome::NotFound);
-        }
-        let lease = Lease {
-            shard_id: integer(shard_id, "beat")?.max(0) as u32,
-            max_shards: integer(max_shards, "beat")?.max(0) as u32,
-            generation: integer(generation, "beat")?.max(0) as u64,
-            fence: integer(fence, "beat")?.max(0) as u64,
-            state: text(Some(state))
-                .and_then(|state| SessionState::parse(&state))
-                .unwrap_or(SessionState::Retired),
-        };
-        Ok(if status == 1 {
-            BeatOutcome::Alive(lease)
-        } else {
-            BeatOutcome::Retired(lease)
+        self.run_planned(&scripts::beat::Beat {
+            nonce: &claims.nonce,
+            guild_count: report.guild_count,
+            latency: report.latency,
+            extra: report.extra.as_deref(),
+            resume: report.resume.as_deref(),
+            resume_window_ms: self.resume_window_ms,
+            shard_id: claims.shard_id,
+            generation: claims.generation,
+            claimed_max_shards: claims.max_shards,
+            claimed_fence: claims.fence,
+            claimed_epoch: claims.epoch,
         })
+        .await
     }
 
     /// Frees the session's shard at once; `false` when there was no such session.
@@ -452,23 +370,15 @@ impl Store {
         let Some(claims) = self.signer.verify(session_id) else {
             return Ok(false);
         };
-        let reply = self
-            .engine
-            .eval(
-                &self.scripts.disconnect,
-                &[&self.keys.events, &self.keys.schema],
-                &[
-                    self.keys.base.clone(),
-                    claims.nonce,
-                    self.resume_window_ms.to_string(),
-                    self.events_flag(),
-                    claims.shard_id.to_string(),
-                    claims.generation.to_string(),
-                    SCHEMA_VERSION.to_string(),
-                ],
-            )
+        let Released(released) = self
+            .run(&scripts::disconnect::Disconnect {
+                nonce: &claims.nonce,
+                resume_window_ms: self.resume_window_ms,
+                shard_id: claims.shard_id,
+                generation: claims.generation,
+            })
             .await?;
-        Ok(integer(&reply, "disconnect")? == 1)
+        Ok(released)
     }
 
     /// Books the next IDENTIFY slot for a session that must identify again.
@@ -476,124 +386,40 @@ impl Store {
         let Some(claims) = self.signer.verify(session_id) else {
             return Ok(IdentifyOutcome::NotFound);
         };
-        let keys = &self.keys;
-        let reply = self
-            .eval_planned(
-                &self.scripts.identify,
-                &[
-                    &keys.plan,
-                    &keys.gateway,
-                    &keys.identify,
-                    &keys.events,
-                    &keys.schema,
-                    &keys.quarantine,
-                ],
-                &[
-                    keys.base.clone(),
-                    claims.nonce,
-                    self.default_concurrency.to_string(),
-                    self.identify_reserve.to_string(),
-                    self.events_flag(),
-                    claims.shard_id.to_string(),
-                    claims.generation.to_string(),
-                    SCHEMA_VERSION.to_string(),
-                ],
-            )
-            .await?;
-        let fields = array(&reply, "identify")?;
-        let milliseconds = |index: usize| -> Result<u64, StoreError> {
-            let value = fields
-                .get(index)
-                .ok_or_else(|| unexpected("identify", &reply))?;
-            Ok(integer(value, "identify")?.max(0) as u64)
-        };
-        match text(fields.first()).as_deref() {
-            Some("slot") => Ok(IdentifyOutcome::Slot {
-                sleep_ms: milliseconds(1)?,
-            }),
-            Some("unknown") => Ok(IdentifyOutcome::NotFound),
-            Some("recovering") => Ok(IdentifyOutcome::Recovering {
-                retry_after_ms: milliseconds(1)?,
-            }),
-            Some("retired") => Ok(IdentifyOutcome::Retired),
-            Some("budget") => Ok(IdentifyOutcome::BudgetExhausted {
-                retry_after_ms: milliseconds(1)?,
-            }),
-            _ => Err(unexpected("identify", &reply)),
-        }
+        self.run_planned(&scripts::identify::Identify {
+            nonce: &claims.nonce,
+            default_concurrency: self.default_concurrency,
+            identify_reserve: self.identify_reserve,
+            shard_id: claims.shard_id,
+            generation: claims.generation,
+        })
+        .await
     }
 
     /// Starts a pending generation with `max_shards` (or changes nothing if that is the plan).
     pub async fn reshard(&self, max_shards: u32) -> Result<ReshardPlan, StoreError> {
-        let reply = self
-            .eval_planned(
-                &self.scripts.reshard,
-                &[&self.keys.plan, &self.keys.events, &self.keys.schema],
-                &[
-                    max_shards.to_string(),
-                    self.events_flag(),
-                    SCHEMA_VERSION.to_string(),
-                    self.lease_ms.to_string(),
-                    self.keys.base.clone(),
-                ],
-            )
-            .await?;
-        let [
-            started,
-            from_generation,
-            from_max_shards,
-            pending_generation,
-            pending_max_shards,
-        ] = integers(&reply, "reshard")?[..]
-        else {
-            return Err(unexpected("reshard", &reply));
-        };
-        let pending = pending_generation > 0;
-        Ok(ReshardPlan {
-            started: started == 1,
-            from_generation: from_generation as u64,
-            from_max_shards: from_max_shards as u32,
-            generation: if pending {
-                pending_generation
-            } else {
-                from_generation
-            } as u64,
-            max_shards: if pending {
-                pending_max_shards
-            } else {
-                from_max_shards
-            } as u32,
+        self.run_planned(&scripts::reshard::Reshard {
+            new_max_shards: max_shards,
         })
+        .await
     }
 
     /// Frees expired leases and queues an `expire` event for each; returns how many.
     pub async fn reap_expired(&self) -> Result<usize, StoreError> {
-        let reply = self
-            .engine
-            .eval(
-                &self.scripts.reap,
-                &[&self.keys.plan, &self.keys.events, &self.keys.schema],
-                &[
-                    self.keys.base.clone(),
-                    self.events_flag(),
-                    SCHEMA_VERSION.to_string(),
-                ],
-            )
-            .await?;
-        Ok(integer(&reply, "reap")?.max(0) as usize)
+        let Freed(freed) = self.run(&scripts::reap::Reap {}).await?;
+        Ok(freed)
     }
 
     /// Takes or renews the lock `name` for `owner`; false when another owner holds it.
     pub async fn try_lock(&self, name: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
-        let reply = self
-            .engine
-            .eval(
-                &self.scripts.lock,
-                &[&self.keys.lock(name)],
-                &[owner.to_owned(), ttl_ms.to_string()],
-            )
+        let Held(held) = self
+            .run(&scripts::lock::Lock {
+                lock_name: name,
+                owner,
+                ttl_ms,
+            })
             .await?;
-        Ok(integer(&reply, "lock")? == 1)
+        Ok(held)
     }
 
     /// Shares Discord's gateway info; resets the count of identifies granted against its budget.

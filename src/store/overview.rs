@@ -6,8 +6,9 @@
 //! milliseconds. The pages are not one atomic snapshot; each shard's figures are consistent, which
 //! is all a status read needs.
 
-use super::{Store, StoreError, array, integer, text, unexpected};
-use crate::domain::{FleetStatus, GenerationStatus, ShardStatus, timestamp_from_millis};
+use super::scripts::fleet_page::{FleetPage, Page};
+use super::{Store, StoreError, array, text, unexpected};
+use crate::domain::{FleetStatus, GenerationStatus, ShardStatus};
 
 /// Shard ids per script call: about 5 ms of Redis time when every id is held.
 pub const PAGE: u32 = 512;
@@ -96,49 +97,20 @@ impl Store {
         if generation <= 0 {
             return Ok(shards);
         }
-        let generation = generation.to_string();
-        let page = i64::from(PAGE);
+        let generation = generation as u64;
+        let max_shards = max_shards.max(0) as u32;
         let mut first = 0;
         while first < max_shards {
-            let count = page.min(max_shards - first);
-            let reply = self
-                .engine
-                .eval(
-                    &self.scripts.fleet_page,
-                    &[&self.keys.plan],
-                    &[
-                        self.keys.base.clone(),
-                        generation.clone(),
-                        first.to_string(),
-                        count.to_string(),
-                        u8::from(extra == Extra::Include).to_string(),
-                    ],
-                )
+            let count = PAGE.min(max_shards - first);
+            let Page(page) = self
+                .run(&FleetPage {
+                    generation,
+                    first,
+                    count,
+                    with_extra: extra == Extra::Include,
+                })
                 .await?;
-            for row in array(&reply, "fleet_page")? {
-                let fields = array(row, "fleet_page")?;
-                let [
-                    shard_id,
-                    last_beat,
-                    beaten,
-                    fence,
-                    guild_count,
-                    latency,
-                    extra,
-                ] = fields
-                else {
-                    return Err(unexpected("fleet_page", row));
-                };
-                shards.push(ShardStatus {
-                    shard_id: integer(shard_id, "fleet_page")? as u32,
-                    last_beat: timestamp_from_millis(integer(last_beat, "fleet_page")?),
-                    guild_count: text(Some(guild_count)).and_then(|text| text.parse().ok()),
-                    latency: text(Some(latency)).and_then(|text| text.parse().ok()),
-                    extra: text(Some(extra)).and_then(|text| serde_json::from_str(&text).ok()),
-                    fence: integer(fence, "fleet_page")?.max(0) as u64,
-                    beaten: integer(beaten, "fleet_page")? == 1,
-                });
-            }
+            shards.extend(page);
             first += count;
         }
         Ok(shards)

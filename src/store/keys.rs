@@ -1,0 +1,36 @@
+//! Key names of one deployment, as Rust passes them in `KEYS`.
+//!
+//! All share the hash tag `{KEY_PREFIX}`, so they live in one Redis Cluster slot and scripts may
+//! touch any of them. The per-generation and per-shard keys are built inside the scripts, by
+//! `gen_key` in `migrations-lua/includes/common.lua`: the whole layout is described there.
+
+pub(super) struct Keys {
+    /// `{prefix}:`, ARGV[1] of every script: the scripts derive every other key from it.
+    pub base: String,
+    pub schema: String,
+    pub plan: String,
+    pub fence: String,
+    pub gateway: String,
+    pub identify: String,
+    pub events: String,
+    pub meta: String,
+    pub quarantine: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        let base = format!("{{{prefix}}}:");
+        let key = |name: &str| format!("{base}{name}");
+        Self {
+            schema: key("schema"),
+            plan: key("plan"),
+            fence: key("fence"),
+            gateway: key("gateway"),
+            identify: key("identify"),
+            events: key("events"),
+            meta: key("meta"),
+            quarantine: key("quarantine"),
+            base,
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! `migrations-lua/connect.lua`: claim the lowest free shard id and book its IDENTIFY slot.
+
+use redis::Value;
+
+use super::reply::{array, natural, tag, text};
+use super::{ScriptReply, script_call};
+use crate::domain::{Lease, SessionState};
+
+script_call! {
+    /// Claims a shard id for a new session whose nonce the replica made.
+    Connect<'a> = "connect.lua";
+    keys {
+        plan_key => plan,
+        fence_key => fence,
+        gateway_key => gateway,
+        identify_key => identify,
+        events_key => events,
+        quarantine_key => quarantine,
+    }
+    argv { nonce: &'a str, default_concurrency: u32, identify_reserve: i64 }
+    reply Claim;
+}
+
+pub enum Claim {
+    Granted {
+        lease: Lease,
+        sleep_ms: u64,
+        /// The previous holder's resume JSON, handed to this claim only.
+        resume: Option<String>,
+        /// Creation time of the plan, signed into the session id.
+        epoch: u64,
+    },
+    Full,
+    Recovering {
+        retry_after_ms: u64,
+    },
+    BudgetExhausted {
+        retry_after_ms: u64,
+    },
+}
+
+impl ScriptReply for Claim {
+    fn decode(reply: &Value) -> Option<Self> {
+        let fields = array(reply)?;
+        match (tag(fields)?.as_str(), fields) {
+            (
+                "granted",
+                [
+                    _,
+                    shard_id,
+                    max_shards,
+                    generation,
+                    fence,
+                    sleep_ms,
+                    state,
+                    resume,
+                    epoch,
+                ],
+            ) => Some(Claim::Granted {
+                lease: Lease {
+                    shard_id: natural(shard_id)? as u32,
+                    max_shards: natural(max_shards)? as u32,
+                    generation: natural(generation)?,
+                    fence: natural(fence)?,
+                    state: SessionState::parse(&text(state)?)?,
+                },
+                sleep_ms: natural(sleep_ms)?,
+                resume: text(resume),
+                epoch: natural(epoch)?,
+            }),
+            ("full", _) => Some(Claim::Full),
+            ("recovering", [_, retry]) => Some(Claim::Recovering {
+                retry_after_ms: natural(retry)?,
+            }),
+            ("budget", [_, retry]) => Some(Claim::BudgetExhausted {
+                retry_after_ms: natural(retry)?,
+            }),
+            _ => None,
+        }
+    }
+}
