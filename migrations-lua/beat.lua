@@ -34,7 +34,8 @@ ARGV[15] claimed_epoch       from the signed session id: epoch (creation time, m
 The lease is the hash g:<gen>:lease:<id> (see connect.lua for its fields).
 
 Returns  {status, shard_id, max_shards, generation, fence, state} where status is
-           1  the lease was refreshed to lease_ms from now;
+           1  the lease was refreshed to lease_ms from now (or to its IDENTIFY slot + lease_ms,
+              when that is later);
            0  no such session (unknown, expired or released): nothing changed;
           -1  the session is retired: nothing changed, the client must stop.
 Errors   "SCHEMA_TOO_NEW <found>" when a newer build raised the schema: nothing changed.
@@ -66,7 +67,7 @@ local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'pending_
   'pending_max_shards', 'epoch', 'last_generation')
 local now = now_ms()
 
-local lease = redis.call('HMGET', lease_key, 'n', 'f', 'b')
+local lease = redis.call('HMGET', lease_key, 'n', 'f', 'b', 'w')
 if lease[1] and lease[1] ~= nonce then
   return UNKNOWN -- the id is held by another session
 end
@@ -127,8 +128,10 @@ else
   return {-1, shard_id, tonumber(plan[2]) or 0, generation, fence, 'retired'}
 end
 
-redis.call('PEXPIRE', lease_key, lease_ms)
-redis.call('ZADD', gen_key(generation, 'deadlines'), now + lease_ms, shard_id)
+-- Never shorter than the IDENTIFY slot the lease was booked for plus a lease (see connect.lua).
+local ttl_ms = math.max(lease_ms, (tonumber(lease[4]) or 0) + lease_ms - now)
+redis.call('PEXPIRE', lease_key, ttl_ms)
+redis.call('ZADD', gen_key(generation, 'deadlines'), now + ttl_ms, shard_id)
 redis.call('HSET', lease_key, 't', now, 'b', 1)
 if guild_count ~= '' then redis.call('HSET', lease_key, 'g', guild_count) end
 if latency ~= '' then redis.call('HSET', lease_key, 'l', latency) end

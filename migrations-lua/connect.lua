@@ -24,7 +24,7 @@ KEYS[1], ARGV[1..4]: the envelope (schema_key; base, known_schema, events_enable
 includes/common.lua.
 KEYS[2]  plan_key        (hash: generation, max_shards, pending_generation, pending_max_shards)
 KEYS[3]  fence_key       (string: the last fencing token granted, any shard id)
-KEYS[4]  gateway_key     (hash: max_concurrency, total, remaining, reset_at ms, used, low_alerted)
+KEYS[4]  gateway_key     (hash: max_concurrency, url, total, remaining, reset_at ms, used, low_alerted)
 KEYS[5]  identify_key    (hash: bucket -> ms of the bucket's next free IDENTIFY slot)
 KEYS[6]  events_key      (list of "kind|shard_id|generation|max_shards|at_ms", newest first)
 KEYS[7]  quarantine_key  (string, PX: set by init.lua after a data loss; no grants while it exists)
@@ -35,14 +35,18 @@ ARGV[6]  default_concurrency  max_concurrency to use when Discord's is unknown (
 ARGV[7]  identify_reserve     identify reserve (integer), or -1 for 5% of Discord's daily total
 
 Keys built with gen_key (includes/common.lua): g:<gen>:next, free, deadlines, resume:<id> (resume
-JSON left by the last holder), and the lease itself, g:<gen>:lease:<id> (hash, PX lease_ms). One
-key per held shard.
+JSON left by the last holder), and the lease itself, g:<gen>:lease:<id> (hash). One key per held
+shard.
+
+The first lease covers the wait: it lasts until the IDENTIFY slot plus lease_ms (the lease's field
+`w` keeps the slot), so a bot that sleeps `sleep_duration`, identifies and only then beats keeps
+its shard however far away its slot is; beat.lua never shortens a lease below `w` + lease_ms.
 
 Fencing tokens come from one counter for the deployment, so each grant of a shard id carries a
 larger token than every earlier grant of it.
 
 Returns  {"granted", shard_id, max_shards, generation, fence, sleep_ms, state, resume JSON or nil,
-          plan epoch}
+          plan epoch, Discord's gateway URL or nil}
          {"full", max_shards, generation}        every shard id of the generation is held
          {"recovering", retry_after_ms}          Redis lost its data a moment ago: no new grants
                                                  until the bots that held shards have re-beaten
@@ -124,8 +128,9 @@ if fence <= fence_base then
   redis.call('SET', fence_key, fence)
 end
 local lease_key = gen_key(generation, 'lease', shard_id)
-redis.call('HSET', lease_key, 'n', nonce, 'f', fence, 't', now, 'b', 0)
-redis.call('PEXPIRE', lease_key, lease_ms)
-redis.call('ZADD', gen_key(generation, 'deadlines'), now + lease_ms, shard_id)
+redis.call('HSET', lease_key, 'n', nonce, 'f', fence, 't', now, 'b', 0, 'w', now + sleep_ms)
+redis.call('PEXPIRE', lease_key, sleep_ms + lease_ms)
+redis.call('ZADD', gen_key(generation, 'deadlines'), now + sleep_ms + lease_ms, shard_id)
 event('connect', shard_id)
-return {'granted', shard_id, max_shards, generation, fence, sleep_ms, state, resume, epoch}
+local gateway_url = redis.call('HGET', gateway_key, 'url')
+return {'granted', shard_id, max_shards, generation, fence, sleep_ms, state, resume, epoch, gateway_url}

@@ -1,6 +1,7 @@
 --[[
 identify.lua: book the next IDENTIFY slot for a session that already holds its shard (Discord
-invalidated its session, so it must IDENTIFY again). Same slots and budget as connect.lua.
+invalidated its session, so it must IDENTIFY again). Same slots and budget as connect.lua, and, as
+there, the lease covers the wait: it lasts at least until the slot plus lease_ms.
 
 KEYS[1], ARGV[1..4]: the envelope (schema_key; base, known_schema, events_enabled, lease_ms), see
 includes/common.lua.
@@ -60,4 +61,11 @@ if exhausted then
   end
   return {'budget', exhausted[1]}
 end
-return {'slot', book_identify_slot(gateway_key, identify_key, default_concurrency, shard_id, now)}
+local sleep_ms = book_identify_slot(gateway_key, identify_key, default_concurrency, shard_id, now)
+local lease_key = gen_key(generation, 'lease', shard_id)
+redis.call('HSET', lease_key, 'w', now + sleep_ms)
+if redis.call('PTTL', lease_key) < sleep_ms + lease_ms then
+  redis.call('PEXPIRE', lease_key, sleep_ms + lease_ms)
+  redis.call('ZADD', gen_key(generation, 'deadlines'), now + sleep_ms + lease_ms, shard_id)
+end
+return {'slot', sleep_ms}

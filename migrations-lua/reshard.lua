@@ -4,23 +4,29 @@ reshard.lua: start a new generation with a new shard count (zero-downtime reshar
 The active generation keeps running untouched; /connect hands out ids of the new (pending)
 generation, and beat.lua makes it active once all of its ids are held and have beaten. Starting a
 reshard while another is pending replaces that pending generation (its sessions are retired).
-Asking for the count already planned changes nothing.
+Asking for the count already planned changes nothing. A generation that no live session holds
+(a first start, a fleet that is all gone) is replaced at once, without a standby phase and without
+reshard alerts: nothing ran that could hand over. Not during a quarantine, when bots that do run
+may not have re-established their leases yet.
 
 KEYS[1], ARGV[1..4]: the envelope (schema_key; base, known_schema, events_enabled, lease_ms), see
 includes/common.lua. A replaced pending generation's index keys are kept lease_ms
 (its sessions get 401 and stop within a lease).
 KEYS[2]  plan_key    (hash: generation, max_shards, last_generation, pending_generation, pending_max_shards)
-KEYS[3]  events_key  (list, see connect.lua)
+KEYS[3]  events_key      (list, see connect.lua)
+KEYS[4]  quarantine_key  (string, PX; see init.lua)
 ARGV[5]  new_max_shards  the new shard count (integer >= 1)
 
-Returns  {started (1 or 0), active generation, active max_shards, pending generation or 0,
-          pending max_shards or 0}
+Returns  {started (1 or 0), active generation, active max_shards, new generation or 0,
+          new max_shards or 0}: the new generation is pending, or already active when it replaced
+          an idle one
 Errors   "SCHEMA_TOO_NEW <found>" when a newer build raised the schema: nothing changed.
          "NOPLAN" when the plan hash is missing (Redis lost its data): run init.lua and retry.
 Cost     O(1).
 ]]
 local plan_key = KEYS[2]
 local events_key = KEYS[3]
+local quarantine_key = KEYS[4]
 local new_max_shards = tonumber(ARGV[5])
 
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'last_generation',
@@ -40,6 +46,20 @@ if plan[4] then
   -- The pending generation being replaced: its index goes once its sessions have stopped.
   for _, suffix in ipairs({'next', 'free', 'deadlines', 'ready'}) do
     redis.call('PEXPIRE', gen_key(plan[4], suffix), lease_ms)
+  end
+end
+if not plan[4] and redis.call('EXISTS', quarantine_key) == 0 then
+  local now = now_ms()
+  reclaim_expired(active_generation, now, function(id)
+    queue_event(events_key, 'expire', id, active_generation, active_max_shards, now)
+  end)
+  if redis.call('ZCARD', gen_key(active_generation, 'deadlines')) == 0 then
+    redis.call('HSET', plan_key, 'generation', generation, 'max_shards', new_max_shards,
+      'last_generation', generation)
+    for _, suffix in ipairs({'next', 'free', 'deadlines', 'ready'}) do
+      redis.call('PEXPIRE', gen_key(active_generation, suffix), lease_ms)
+    end
+    return {1, active_generation, active_max_shards, generation, new_max_shards}
   end
 end
 if new_max_shards == active_max_shards then

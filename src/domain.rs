@@ -46,6 +46,8 @@ pub struct Grant {
     pub sleep_ms: u64,
     /// The previous holder's resume data (JSON), when it can be resumed.
     pub resume: Option<serde_json::Value>,
+    /// Discord's gateway URL, from the shared `/gateway/bot` answer, once one was read.
+    pub gateway_url: Option<String>,
 }
 
 #[derive(Clone, Debug)]

@@ -10,7 +10,8 @@ builds them; a script's own KEYS start at KEYS[2], its own ARGV at ARGV[5]).
 KEYS[1]  schema_key      (string: the key-schema version of the deployment; see init.lua)
 ARGV[1]  base            key base, e.g. "{shardman}:"; every key starts with it, so all of a
                          deployment's keys share one hash tag
-ARGV[2]  known_schema    key-schema version this replica knows (integer)
+ARGV[2]  known_schema    key-schema version this replica knows (integer), or "" for a read-only
+                         script, which the guard lets through (/status of an outdated replica)
 ARGV[3]  events_enabled  1 to queue events for the webhook, 0 not to
 ARGV[4]  lease_ms        lease length in milliseconds (MAX_SECONDS * 1000)
 
@@ -37,7 +38,7 @@ local lease_ms = tonumber(ARGV[4])
 
 -- The schema guard, once for every script (a top-level return ends the whole script).
 local stored_schema = tonumber(redis.call('GET', schema_key))
-if stored_schema and stored_schema > known_schema then
+if known_schema and stored_schema and stored_schema > known_schema then
   return redis.error_reply('SCHEMA_TOO_NEW ' .. stored_schema)
 end
 

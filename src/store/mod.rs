@@ -261,11 +261,20 @@ impl Store {
     }
 
     /// At startup: how much of one lease length is left since Redis itself started. A Redis that
-    /// restarted less than a lease ago and holds no plan may have lost one while bots still run,
-    /// so a plan created now waits that long before granting (see init.lua). Zero when the
-    /// setting is off, and for the embedded store (it starts with this very process).
+    /// restarted less than a lease ago without persistence and holds no plan may have lost one
+    /// while bots still run, so a plan created now waits that long before granting (see
+    /// init.lua). Zero when the setting is off, for a Redis with AOF on, and for the embedded
+    /// store (it starts with this very process).
     async fn fresh_redis_hold_ms(&self) -> Result<u64, StoreError> {
         if !self.quarantine_fresh_redis || self.is_embedded() {
+            return Ok(0);
+        }
+        // With AOF on, a restarted Redis reloads what it had: no plan there means a new
+        // deployment, which should grant at once. (A flush or a failover is still caught later.)
+        let persistence = self.engine.command(&["INFO", "persistence"]).await?;
+        let aof_enabled = text(Some(&persistence))
+            .is_some_and(|info| info.lines().any(|line| line.trim() == "aof_enabled:1"));
+        if aof_enabled {
             return Ok(0);
         }
         let info = self.engine.command(&["INFO", "server"]).await?;
@@ -320,6 +329,7 @@ impl Store {
                 sleep_ms,
                 resume,
                 epoch,
+                gateway_url,
             } => {
                 let session_id = self.signer.sign(&SessionClaims {
                     shard_id: lease.shard_id,
@@ -334,6 +344,7 @@ impl Store {
                     lease,
                     sleep_ms,
                     resume: resume.and_then(|json| serde_json::from_str(&json).ok()),
+                    gateway_url,
                 })
             }
             Claim::Full => ConnectOutcome::Full,

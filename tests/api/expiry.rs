@@ -15,6 +15,8 @@ async fn a_silent_session_loses_its_shard_while_a_beating_one_keeps_it(backend: 
     let mut settings = settings(backend);
     settings.max_seconds = 1;
     settings.max_shards = 3;
+    // One bucket each: no identify wait, so each first lease is the bare 1 s.
+    settings.max_concurrency = 3;
     let app = spawn_app(settings).await;
     let silent_low = app.claim().await;
     let beating = app.claim().await;
@@ -56,6 +58,7 @@ async fn an_expired_id_is_granted_again_lowest_first_with_a_larger_fence(backend
     let mut settings = settings(backend);
     settings.max_seconds = 1;
     settings.max_shards = 3;
+    settings.max_concurrency = 3;
     let app = spawn_app(settings).await;
     let first = [app.claim().await, app.claim().await];
     assert_eq!(app.claim().await.shard_id, 2);

@@ -29,6 +29,7 @@ pub enum Claim {
         resume: Option<String>,
         /// Creation time of the plan, signed into the session id.
         epoch: u64,
+        gateway_url: Option<String>,
     },
     Full,
     Recovering {
@@ -55,6 +56,7 @@ impl ScriptReply for Claim {
                     state,
                     resume,
                     epoch,
+                    gateway_url,
                 ],
             ) => Some(Claim::Granted {
                 lease: Lease {
@@ -67,6 +69,7 @@ impl ScriptReply for Claim {
                 sleep_ms: natural(sleep_ms)?,
                 resume: text(resume),
                 epoch: natural(epoch)?,
+                gateway_url: text(gateway_url),
             }),
             ("full", _) => Some(Claim::Full),
             ("recovering", [_, retry]) => Some(Claim::Recovering {

@@ -12,6 +12,7 @@ script_call! {
     keys { plan_key => plan }
     argv { generation: u64, first: u32, count: u32, with_extra: bool }
     reply Page;
+    schema_guard false;
 }
 
 /// The page's held shards, by shard id.

@@ -42,6 +42,7 @@ macro_rules! script_call {
         keys { $($key:ident => $key_field:ident),* $(,)? }
         argv { $($arg:ident : $arg_type:ty),* $(,)? }
         reply $reply:ty;
+        $(schema_guard $guarded:literal;)?
     ) => {
         $(#[$doc])*
         pub struct $name $(<$lifetime>)? { $(pub $arg: $arg_type,)* }
@@ -51,6 +52,7 @@ macro_rules! script_call {
             const SOURCE: &'static str = $crate::store::scripts::lua_source!($file);
             const KEYS: &'static [&'static str] = &[$(stringify!($key)),*];
             const ARGV: &'static [&'static str] = &[$(stringify!($arg)),*];
+            const SCHEMA_GUARD: bool = true $(&& $guarded)?;
             type Reply = $reply;
 
             #[allow(unused_variables)]
@@ -76,6 +78,8 @@ pub trait ScriptCall {
     const KEYS: &'static [&'static str];
     /// The names of the script's own `ARGV`, from `ARGV[5]` on.
     const ARGV: &'static [&'static str];
+    /// False for a read-only script, which may read under a newer schema (see `Envelope`).
+    const SCHEMA_GUARD: bool;
     type Reply: ScriptReply;
     /// The script's own `KEYS`, in header order.
     fn keys<'k>(&self, keys: &'k Keys) -> Vec<&'k str>;
@@ -104,7 +108,12 @@ impl Envelope<'_> {
         keys.extend(call.keys(self.keys));
         let mut argv = Vec::with_capacity(4 + C::ARGV.len());
         argv.push(self.keys.base.clone());
-        argv.push(self.schema_version.to_string());
+        // "" lets a read-only call through the schema guard: reading never harms newer data.
+        argv.push(if C::SCHEMA_GUARD {
+            self.schema_version.to_string()
+        } else {
+            String::new()
+        });
         argv.push(self.events.arg_text());
         argv.push(self.lease_ms.to_string());
         argv.extend(call.argv());

@@ -9,12 +9,12 @@ use crate::domain::ReshardPlan;
 script_call! {
     /// Plans `new_max_shards` shards (nothing changes if that is the plan already).
     Reshard = "reshard.lua";
-    keys { plan_key => plan, events_key => events }
+    keys { plan_key => plan, events_key => events, quarantine_key => quarantine }
     argv { new_max_shards: u32 }
     reply ReshardPlan;
 }
 
-/// `{started, active generation, active max_shards, pending generation or 0, pending max_shards or 0}`.
+/// `{started, active generation, active max_shards, new generation or 0, new max_shards or 0}`.
 impl ScriptReply for ReshardPlan {
     fn decode(reply: &Value) -> Option<Self> {
         let [
