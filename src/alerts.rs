@@ -231,6 +231,7 @@ mod tests {
 
     fn event(kind: EventKind, shard_id: Option<u32>) -> Event {
         Event {
+            id: Some(7),
             kind,
             shard_id,
             generation: 2,

@@ -222,6 +222,8 @@ impl EventKind {
 /// Something that happened to the fleet, queued by the scripts for the webhook.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Event {
+    /// The store's id of the event (a counter): the same event delivered twice has the same id.
+    pub id: Option<u64>,
     pub kind: EventKind,
     pub shard_id: Option<u32>,
     pub generation: u64,
@@ -231,14 +233,23 @@ pub struct Event {
 }
 
 impl Event {
-    /// Parses the scripts' `kind|shard_id|generation|max_shards|at_ms` (-1 for "none").
+    /// Parses the scripts' `id|kind|shard_id|generation|max_shards|at_ms` (-1 for "none"), or
+    /// `kind|...` without the id, as queued by builds before events had ids.
     pub fn parse(text: &str) -> Option<Self> {
-        let mut parts = text.split('|');
+        let mut parts = text.split('|').peekable();
+        let id = match parts.peek()?.parse::<u64>() {
+            Ok(id) => {
+                parts.next();
+                Some(id)
+            }
+            Err(_) => None,
+        };
         let kind = EventKind::parse(parts.next()?)?;
         let mut number = || parts.next()?.parse::<i64>().ok();
         let (shard_id, generation, max_shards, at_ms) =
             (number()?, number()?, number()?, number()?);
         Some(Event {
+            id,
             kind,
             shard_id: u32::try_from(shard_id).ok(),
             generation: u64::try_from(generation).ok()?,
@@ -268,6 +279,8 @@ mod tests {
         assert_eq!(budget.shard_id, None);
         assert_eq!(budget.max_shards, None);
         assert!(Event::parse("nonsense|1|1|1|1").is_none());
+        let numbered = Event::parse("41|connect|0|1|4|1700000000000").expect("parses");
+        assert_eq!((numbered.id, numbered.kind), (Some(41), EventKind::Connect));
         assert!(Event::parse("connect|1|1").is_none());
     }
 }

@@ -26,6 +26,9 @@ passes the fixed ones); per-generation keys are built by gen_key below and nowhe
                                  x = extra (JSON)
   g:<gen>:resume:<id> string, PX the last holder's resume JSON
   lock:<name>        string, PX  a job lock (lock.lua)
+  events             list        alert events, newest first (queue_event below)
+  events:seq         string      the last event id
+  events:inflight    sorted set  claimed events awaiting delivery (claim_events.lua)
 
 Errors   "SCHEMA_TOO_NEW <found>" from every script when a newer build raised the stored schema
          above known_schema: nothing is read or written, the replica must not touch the data.
@@ -62,12 +65,15 @@ local function now_ms()
   return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 end
 
--- Events for the webhook dispatcher: "kind|shard_id|generation|max_shards|at_ms" (-1 = none),
--- newest first, capped so an unread queue cannot grow without bound.
+-- Events for the webhook dispatcher: "id|kind|shard_id|generation|max_shards|at_ms" (-1 = none),
+-- newest first, capped so an unread queue cannot grow without bound. The id (a counter at
+-- events:seq) lets a webhook receiver drop the duplicate an at-least-once redelivery may bring
+-- (claim_events.lua).
 local EVENTS_KEPT = 10000
 local function queue_event(events_key, kind, shard_id, generation, max_shards, at_ms)
   if events_enabled then
-    redis.call('LPUSH', events_key, table.concat({kind, shard_id, generation, max_shards, at_ms}, '|'))
+    local id = redis.call('INCR', key('events:seq'))
+    redis.call('LPUSH', events_key, table.concat({id, kind, shard_id, generation, max_shards, at_ms}, '|'))
     redis.call('LTRIM', events_key, 0, EVENTS_KEPT - 1)
   end
 end

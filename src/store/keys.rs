@@ -13,6 +13,7 @@ pub(super) struct Keys {
     pub gateway: String,
     pub identify: String,
     pub events: String,
+    pub events_inflight: String,
     pub meta: String,
     pub quarantine: String,
 }
@@ -28,6 +29,7 @@ impl Keys {
             gateway: key("gateway"),
             identify: key("identify"),
             events: key("events"),
+            events_inflight: key("events:inflight"),
             meta: key("meta"),
             quarantine: key("quarantine"),
             base,

@@ -19,10 +19,12 @@ use redis::Value;
 use self::embedded::EmbeddedEngine;
 use self::keys::Keys;
 use self::redis_engine::RedisEngine;
+use self::scripts::claim_events::Claimed;
 use self::scripts::connect::Claim;
 use self::scripts::disconnect::Released;
 use self::scripts::lock::Held;
 use self::scripts::reap::Freed;
+use self::scripts::settle_event::StillClaimed;
 use self::scripts::{Envelope, ScriptCall, ScriptReply};
 use crate::config::Settings;
 use crate::domain::{
@@ -84,6 +86,8 @@ impl Scripts {
             LuaScript::of::<scripts::reap::Reap>(),
             LuaScript::of::<scripts::lock::Lock>(),
             LuaScript::of::<scripts::fleet_page::FleetPage>(),
+            LuaScript::of::<scripts::claim_events::ClaimEvents>(),
+            LuaScript::of::<scripts::settle_event::SettleEvent>(),
         ])
     }
 
@@ -480,6 +484,34 @@ impl Store {
                 as u32,
             session_start_reset_after_ms: number("reset_at").unwrap_or(0).saturating_sub(now),
         }))
+    }
+
+    /// Claims up to `max` alert events for `redeliver_ms`, as queued text (see claim_events.lua):
+    /// overdue claims of a replica that died first, then the oldest queued.
+    pub async fn claim_events(
+        &self,
+        max: u64,
+        redeliver_ms: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let Claimed(events) = self
+            .run(&scripts::claim_events::ClaimEvents {
+                max_events: max.max(1),
+                redeliver_ms,
+            })
+            .await?;
+        Ok(events)
+    }
+
+    /// Ends a claim (`redeliver_ms` 0: delivered or given up) or renews it; false when the claim
+    /// had lapsed and the event was handed out again.
+    pub async fn settle_event(&self, event: &str, redeliver_ms: u64) -> Result<bool, StoreError> {
+        let StillClaimed(still) = self
+            .run(&scripts::settle_event::SettleEvent {
+                event,
+                redeliver_ms,
+            })
+            .await?;
+        Ok(still)
     }
 
     /// Takes up to `max` queued events, oldest first; each event is taken by exactly one caller.

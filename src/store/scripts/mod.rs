@@ -9,6 +9,7 @@
 //! test below reads every script and checks that its header, its locals and its module agree.
 
 pub mod beat;
+pub mod claim_events;
 pub mod connect;
 pub mod disconnect;
 pub mod fleet_page;
@@ -17,6 +18,7 @@ pub mod init;
 pub mod lock;
 pub mod reap;
 pub mod reshard;
+pub mod settle_event;
 
 use redis::Value;
 
@@ -320,6 +322,14 @@ mod tests {
             lock_name: "gateway",
             owner: "me",
             ttl_ms: 1,
+        });
+        check(claim_events::ClaimEvents {
+            max_events: 1,
+            redeliver_ms: 1,
+        });
+        check(settle_event::SettleEvent {
+            event: "e",
+            redeliver_ms: 0,
         });
         check(fleet_page::FleetPage {
             generation: 1,
