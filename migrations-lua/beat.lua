@@ -30,6 +30,16 @@ ARGV[12] generation          from the signed session id: generation
 ARGV[13] claimed_max_shards  from the signed session id: shard count of that generation
 ARGV[14] claimed_fence       from the signed session id: fencing token
 ARGV[15] claimed_epoch       from the signed session id: epoch (creation time, ms) of its plan
+ARGV[16] shard_reports       per-shard reports of a group, one line per shard,
+                             "<shard_id>\t<guild_count or empty>\t<latency or empty>", or ""
+ARGV[17] shard_resumes       per-shard resume data of a group, one line per shard,
+                             "<shard_id>\t<resume JSON>", or "" (compact JSON has no raw tab or
+                             newline)
+
+With shard groups (see connect.lua) the session's shard id is its group's first; guild_count,
+latency and resume report for that first shard, shard_reports and shard_resumes for any shard of
+the group (lines naming a shard outside the group are ignored). Per-shard figures live in the lease
+as g:<id> and l:<id> (g and l for the first shard).
 
 The lease is the hash g:<gen>:lease:<id> (see connect.lua for its fields).
 
@@ -59,12 +69,15 @@ local generation = tonumber(ARGV[12])
 local claimed_max_shards = tonumber(ARGV[13])
 local claimed_fence = tonumber(ARGV[14])
 local claimed_epoch = tonumber(ARGV[15])
+local shard_reports = ARGV[16]
+local shard_resumes = ARGV[17]
 
 local UNKNOWN = {0, -1, 0, 0, 0, 'unknown'}
 
 local lease_key = gen_key(generation, 'lease', shard_id)
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'pending_generation',
-  'pending_max_shards', 'epoch', 'last_generation')
+  'pending_max_shards', 'epoch', 'last_generation', 'shards_per_process',
+  'pending_shards_per_process')
 local now = now_ms()
 
 local lease = redis.call('HMGET', lease_key, 'n', 'f', 'b', 'w')
@@ -94,16 +107,17 @@ if not lease[1] then
   if shard_id >= claimed_max_shards then
     return UNKNOWN
   end
+  local restored_group_size = tonumber(plan[7]) or 1
   -- Take the id out of the free-id index (see connect.lua).
   local next_key = gen_key(generation, 'next')
   local next_id = tonumber(redis.call('GET', next_key) or '0')
   if shard_id >= next_id then
-    for id = next_id, shard_id - 1 do
+    for id = next_id, shard_id - 1, restored_group_size do
       if redis.call('EXISTS', gen_key(generation, 'lease', id)) == 0 then
         redis.call('ZADD', gen_key(generation, 'free'), id, id)
       end
     end
-    redis.call('SET', next_key, shard_id + 1)
+    redis.call('SET', next_key, shard_id + restored_group_size)
   else
     redis.call('ZREM', gen_key(generation, 'free'), shard_id)
   end
@@ -119,11 +133,11 @@ if not plan[1] then
   return redis.error_reply('NOPLAN')
 end
 
-local state, max_shards
+local state, max_shards, group_size
 if tonumber(plan[1]) == generation and shard_id < tonumber(plan[2]) then
-  state, max_shards = 'active', tonumber(plan[2])
+  state, max_shards, group_size = 'active', tonumber(plan[2]), tonumber(plan[7]) or 1
 elseif plan[3] and tonumber(plan[3]) == generation then
-  state, max_shards = 'standby', tonumber(plan[4])
+  state, max_shards, group_size = 'standby', tonumber(plan[4]), tonumber(plan[8]) or 1
 else
   return {-1, shard_id, tonumber(plan[2]) or 0, generation, fence, 'retired'}
 end
@@ -137,18 +151,51 @@ if guild_count ~= '' then redis.call('HSET', lease_key, 'g', guild_count) end
 if latency ~= '' then redis.call('HSET', lease_key, 'l', latency) end
 if extra ~= '' then redis.call('HSET', lease_key, 'x', extra) end
 
+local group_end = math.min(shard_id + group_size, max_shards)
+local function in_group(id)
+  return id and id >= shard_id and id < group_end
+end
+local function field(name, id)
+  if id == shard_id then
+    return name
+  end
+  return name .. ':' .. id
+end
+for line in string.gmatch(shard_reports, '[^\n]+') do
+  local id, guilds, seconds = string.match(line, '^(%d+)\t([^\t]*)\t([^\t]*)$')
+  id = tonumber(id)
+  if in_group(id) then
+    if guilds ~= '' then redis.call('HSET', lease_key, field('g', id), guilds) end
+    if seconds ~= '' then redis.call('HSET', lease_key, field('l', id), seconds) end
+  end
+end
+
 -- Resume data outlives the lease by the resume window, so a successor can pick it up.
-local resume_key = gen_key(generation, 'resume', shard_id)
+local new_resumes = {}
 if resume ~= '' then
-  redis.call('SET', resume_key, resume, 'PX', lease_ms + resume_window_ms)
-else
-  redis.call('PEXPIRE', resume_key, lease_ms + resume_window_ms)
+  new_resumes[shard_id] = resume
+end
+for line in string.gmatch(shard_resumes, '[^\n]+') do
+  local id, json = string.match(line, '^(%d+)\t(.+)$')
+  id = tonumber(id)
+  if in_group(id) then
+    new_resumes[id] = json
+  end
+end
+for id = shard_id, group_end - 1 do
+  local resume_key = gen_key(generation, 'resume', id)
+  if new_resumes[id] then
+    redis.call('SET', resume_key, new_resumes[id], 'PX', lease_ms + resume_window_ms)
+  else
+    redis.call('PEXPIRE', resume_key, lease_ms + resume_window_ms)
+  end
 end
 
 if state == 'standby' and lease[3] ~= '1' then
   local ready_key = gen_key(generation, 'ready')
   redis.call('SADD', ready_key, shard_id)
-  if redis.call('SCARD', ready_key) >= max_shards then
+  -- One ready member per group (its first shard id).
+  if redis.call('SCARD', ready_key) >= math.ceil(max_shards / group_size) then
     -- Every id has had a beating holder; make sure each still has one before switching.
     local complete = true
     for _, id in ipairs(redis.call('SMEMBERS', ready_key)) do
@@ -159,8 +206,10 @@ if state == 'standby' and lease[3] ~= '1' then
     end
     if complete then
       local old_generation = plan[1]
-      redis.call('HSET', plan_key, 'generation', generation, 'max_shards', max_shards)
-      redis.call('HDEL', plan_key, 'pending_generation', 'pending_max_shards')
+      redis.call('HSET', plan_key, 'generation', generation, 'max_shards', max_shards,
+        'shards_per_process', group_size)
+      redis.call('HDEL', plan_key, 'pending_generation', 'pending_max_shards',
+        'pending_shards_per_process')
       redis.call('DEL', ready_key)
       -- The old generation's sessions now get 401 and stop beating; its index can go with them.
       for _, suffix in ipairs({'next', 'free', 'deadlines'}) do

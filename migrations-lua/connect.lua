@@ -1,6 +1,11 @@
 --[[
-connect.lua: claim the lowest free shard id for a new session, book its IDENTIFY slot, and hand
-over the previous holder's resume data when there is some.
+connect.lua: claim the lowest free shard group for a new session, book an IDENTIFY slot for each of
+its shards, and hand over the previous holders' resume data when there is some.
+
+Shard groups: with shards_per_process K (the plan's, per generation; 1 by default), group g is the
+shard ids g*K .. g*K+K-1 (the last group may be shorter), and one session, one lease and one beat
+serve the whole group. Everything below that says "id" (next, free, deadlines, the lease key, the
+ready set) counts groups by their first shard id, so K = 1 is one shard per session.
 
 Which generation: the pending one while a reshard is under way (its sessions start as "standby"),
 otherwise the active one.
@@ -45,8 +50,9 @@ its shard however far away its slot is; beat.lua never shortens a lease below `w
 Fencing tokens come from one counter for the deployment, so each grant of a shard id carries a
 larger token than every earlier grant of it.
 
-Returns  {"granted", shard_id, max_shards, generation, fence, sleep_ms, state, resume JSON or nil,
-          plan epoch, Discord's gateway URL or nil}
+Returns  {"granted", first shard id, max_shards, generation, fence, sleep_ms of the first shard,
+          state, resume JSON of the first shard or nil, plan epoch, Discord's gateway URL or nil,
+          {shard ids of the group}, {sleep_ms per shard id}, {resume JSON or nil per shard id}}
          {"full", max_shards, generation}        every shard id of the generation is held
          {"recovering", retry_after_ms}          Redis lost its data a moment ago: no new grants
                                                  until the bots that held shards have re-beaten
@@ -66,7 +72,7 @@ local nonce = ARGV[5]
 local default_concurrency = tonumber(ARGV[6])
 local identify_reserve = tonumber(ARGV[7])
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'pending_generation',
-  'pending_max_shards', 'epoch', 'fence_base')
+  'pending_max_shards', 'epoch', 'fence_base', 'shards_per_process', 'pending_shards_per_process')
 if not plan[1] then
   return redis.error_reply('NOPLAN')
 end
@@ -76,11 +82,13 @@ if quarantine_ms > 0 then
 end
 local epoch = tonumber(plan[5]) or 0
 local fence_base = tonumber(plan[6]) or 0
-local generation, max_shards, state
+local generation, max_shards, group_size, state
 if plan[3] then
-  generation, max_shards, state = tonumber(plan[3]), tonumber(plan[4]), 'standby'
+  generation, max_shards, group_size, state = tonumber(plan[3]), tonumber(plan[4]),
+    tonumber(plan[8]) or 1, 'standby'
 else
-  generation, max_shards, state = tonumber(plan[1]), tonumber(plan[2]), 'active'
+  generation, max_shards, group_size, state = tonumber(plan[1]), tonumber(plan[2]),
+    tonumber(plan[7]) or 1, 'active'
 end
 
 local now = now_ms()
@@ -93,33 +101,55 @@ local free_key = gen_key(generation, 'free')
 
 reclaim_expired(generation, now, function(id) event('expire', id) end)
 
-local shard_id
+-- A group is known by its first shard id; with group_size 1 a group is one shard.
+local first_id
 local popped = redis.call('ZPOPMIN', free_key)
 if popped[1] then
-  shard_id = tonumber(popped[1])
+  first_id = tonumber(popped[1])
 else
   local next_id = tonumber(redis.call('GET', next_key)) or 0
   if next_id >= max_shards then
     return {'full', max_shards, generation}
   end
-  shard_id = next_id
-  redis.call('SET', next_key, next_id + 1)
+  first_id = next_id
+  redis.call('SET', next_key, next_id + group_size)
+end
+local shard_ids = {}
+for id = first_id, math.min(first_id + group_size, max_shards) - 1 do
+  shard_ids[#shard_ids + 1] = id
 end
 
--- Resume data is handed to exactly one claimant: GETDEL.
-local resume = redis.call('GETDEL', gen_key(generation, 'resume', shard_id))
-local sleep_ms = 0
-if not resume then
-  local exhausted = spend_identify(gateway_key, identify_reserve, now)
+-- Shards with resume data need no IDENTIFY; the others are counted against the budget together,
+-- before anything is taken, so a refused claim changes nothing.
+local identifies = 0
+for _, id in ipairs(shard_ids) do
+  if redis.call('EXISTS', gen_key(generation, 'resume', id)) == 0 then
+    identifies = identifies + 1
+  end
+end
+if identifies > 0 then
+  local exhausted = spend_identify(gateway_key, identify_reserve, now, identifies)
   if exhausted then
-    -- Put the id back: nothing was granted.
-    redis.call('ZADD', free_key, shard_id, shard_id)
+    -- Put the group back: nothing was granted.
+    redis.call('ZADD', free_key, first_id, first_id)
     if exhausted[2] then
       event('identify_budget_low', -1)
     end
     return {'budget', exhausted[1]}
   end
-  sleep_ms = book_identify_slot(gateway_key, identify_key, default_concurrency, shard_id, now)
+end
+
+-- Resume data is handed to exactly one claimant: GETDEL. Each other shard books its own slot in
+-- its own bucket, so a group of max_concurrency consecutive ids identifies at once.
+local sleeps, resumes, longest_sleep_ms = {}, {}, 0
+for index, id in ipairs(shard_ids) do
+  local resume = redis.call('GETDEL', gen_key(generation, 'resume', id))
+  local sleep_ms = 0
+  if not resume then
+    sleep_ms = book_identify_slot(gateway_key, identify_key, default_concurrency, id, now)
+  end
+  sleeps[index], resumes[index] = sleep_ms, resume
+  longest_sleep_ms = math.max(longest_sleep_ms, sleep_ms)
 end
 
 local fence = redis.call('INCR', fence_key)
@@ -127,10 +157,11 @@ if fence <= fence_base then
   fence = fence_base + 1
   redis.call('SET', fence_key, fence)
 end
-local lease_key = gen_key(generation, 'lease', shard_id)
-redis.call('HSET', lease_key, 'n', nonce, 'f', fence, 't', now, 'b', 0, 'w', now + sleep_ms)
-redis.call('PEXPIRE', lease_key, sleep_ms + lease_ms)
-redis.call('ZADD', gen_key(generation, 'deadlines'), now + sleep_ms + lease_ms, shard_id)
-event('connect', shard_id)
+local lease_key = gen_key(generation, 'lease', first_id)
+redis.call('HSET', lease_key, 'n', nonce, 'f', fence, 't', now, 'b', 0, 'w', now + longest_sleep_ms)
+redis.call('PEXPIRE', lease_key, longest_sleep_ms + lease_ms)
+redis.call('ZADD', gen_key(generation, 'deadlines'), now + longest_sleep_ms + lease_ms, first_id)
+event('connect', first_id)
 local gateway_url = redis.call('HGET', gateway_key, 'url')
-return {'granted', shard_id, max_shards, generation, fence, sleep_ms, state, resume, epoch, gateway_url}
+return {'granted', first_id, max_shards, generation, fence, sleeps[1], state, resumes[1], epoch,
+  gateway_url, shard_ids, sleeps, resumes}

@@ -2,11 +2,13 @@
 disconnect.lua: release a session's shard at once, so the next /connect can take it.
 
 The holder's resume data (if it sent any) stays for the resume window, so the next claimant of the
-same shard id of the same generation can RESUME instead of IDENTIFY.
+same shard id of the same generation can RESUME instead of IDENTIFY; with a shard group (see
+connect.lua), the resume data of every shard of the group does.
 
 KEYS[1], ARGV[1..4]: the envelope (schema_key; base, known_schema, events_enabled, lease_ms), see
 includes/common.lua.
 KEYS[2]  events_key  (list, see connect.lua)
+KEYS[3]  plan_key    (hash: generation, max_shards, shards_per_process, pending_*)
 ARGV[5]  nonce             the session's nonce (from its signed session id)
 ARGV[6]  resume_window_ms  resume window in milliseconds (RESUME_WINDOW * 1000)
 ARGV[7]  shard_id          the session's shard id (from its signed session id)
@@ -17,6 +19,7 @@ Errors   "SCHEMA_TOO_NEW <found>" when a newer build raised the schema: nothing 
 Cost     O(log N).
 ]]
 local events_key = KEYS[2]
+local plan_key = KEYS[3]
 local nonce = ARGV[5]
 local resume_window_ms = tonumber(ARGV[6])
 local shard_id = ARGV[7]
@@ -30,6 +33,17 @@ redis.call('DEL', lease_key)
 redis.call('ZREM', gen_key(generation, 'deadlines'), shard_id)
 redis.call('ZADD', gen_key(generation, 'free'), shard_id, shard_id)
 redis.call('SREM', gen_key(generation, 'ready'), shard_id)
-redis.call('PEXPIRE', gen_key(generation, 'resume', shard_id), resume_window_ms)
+local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'shards_per_process',
+  'pending_generation', 'pending_max_shards', 'pending_shards_per_process')
+local max_shards, group_size = tonumber(shard_id) + 1, 1
+if plan[1] == generation then
+  max_shards, group_size = tonumber(plan[2]), tonumber(plan[3]) or 1
+elseif plan[4] == generation then
+  max_shards, group_size = tonumber(plan[5]), tonumber(plan[6]) or 1
+end
+local first = tonumber(shard_id)
+for id = first, math.min(first + group_size, max_shards) - 1 do
+  redis.call('PEXPIRE', gen_key(generation, 'resume', id), resume_window_ms)
+end
 queue_event(events_key, 'disconnect', shard_id, generation, -1, now_ms())
 return 1

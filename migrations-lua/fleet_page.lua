@@ -11,6 +11,8 @@ ARGV[5]  generation  generation to read (integer)
 ARGV[6]  first       first shard id of the page (integer >= 0)
 ARGV[7]  count       number of shard ids in the page (integer >= 1)
 ARGV[8]  with_extra  1 to include each shard's extra, 0 not to
+ARGV[9]  group_size  shards per process of that generation (see connect.lua): a shard's lease is
+                     its group's, its figures the lease's g:<id> and l:<id> (g, l for the first)
 
 Keys built with gen_key: g:<gen>:lease:<id> (hash, see connect.lua).
 
@@ -25,10 +27,17 @@ local generation = ARGV[5]
 local first = tonumber(ARGV[6])
 local count = tonumber(ARGV[7])
 local with_extra = ARGV[8] == '1'
+local group_size = tonumber(ARGV[9])
 
 local rows = {}
 for id = first, first + count - 1 do
-  local fields = redis.call('HMGET', gen_key(generation, 'lease', id), 't', 'b', 'f', 'g', 'l', 'x')
+  local group_first = id - id % group_size
+  local guilds, seconds = 'g', 'l'
+  if id ~= group_first then
+    guilds, seconds = 'g:' .. id, 'l:' .. id
+  end
+  local fields = redis.call('HMGET', gen_key(generation, 'lease', group_first), 't', 'b', 'f', guilds,
+    seconds, 'x')
   if fields[1] then
     local extra = false
     if with_extra then extra = fields[6] end

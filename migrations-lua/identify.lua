@@ -15,8 +15,11 @@ ARGV[6]  default_concurrency  max_concurrency to use when Discord's is unknown (
 ARGV[7]  identify_reserve     identify reserve (integer), or -1 for 5% of Discord's daily total
 ARGV[8]  shard_id             the session's shard id (from its signed session id)
 ARGV[9]  generation           the session's generation (from its signed session id)
+ARGV[10] identify_shard_id    the shard of the session's group that must identify, or "" for the
+                              session's own (first) shard id
 
 Returns  {"slot", sleep_ms}          wait this long, then IDENTIFY
+         {"not_in_group"}            identify_shard_id is not a shard of the session's group
          {"unknown"}                 no such session
          {"recovering", retry_ms}    Redis lost its data: beat first (it re-establishes the lease)
          {"retired"}                 the session's generation was replaced: stop
@@ -35,6 +38,7 @@ local default_concurrency = tonumber(ARGV[6])
 local identify_reserve = tonumber(ARGV[7])
 local shard_id = tonumber(ARGV[8])
 local generation = tonumber(ARGV[9])
+local identify_shard_id = tonumber(ARGV[10]) or shard_id
 
 if redis.call('HGET', gen_key(generation, 'lease', shard_id), 'n') ~= nonce then
   local quarantine_ms = redis.call('PTTL', quarantine_key)
@@ -43,7 +47,8 @@ if redis.call('HGET', gen_key(generation, 'lease', shard_id), 'n') ~= nonce then
   end
   return {'unknown'}
 end
-local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'pending_generation')
+local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'pending_generation',
+  'pending_max_shards', 'shards_per_process', 'pending_shards_per_process')
 if not plan[1] then
   return redis.error_reply('NOPLAN')
 end
@@ -52,16 +57,24 @@ local pending = plan[3] and tonumber(plan[3]) == generation
 if not active and not pending then
   return {'retired'}
 end
+local max_shards, group_size = tonumber(plan[2]), tonumber(plan[5]) or 1
+if not active then
+  max_shards, group_size = tonumber(plan[4]), tonumber(plan[6]) or 1
+end
+if identify_shard_id < shard_id or identify_shard_id >= math.min(shard_id + group_size, max_shards) then
+  return {'not_in_group'}
+end
 
 local now = now_ms()
-local exhausted = spend_identify(gateway_key, identify_reserve, now)
+local exhausted = spend_identify(gateway_key, identify_reserve, now, 1)
 if exhausted then
   if exhausted[2] then
     queue_event(events_key, 'identify_budget_low', -1, generation, -1, now)
   end
   return {'budget', exhausted[1]}
 end
-local sleep_ms = book_identify_slot(gateway_key, identify_key, default_concurrency, shard_id, now)
+local sleep_ms = book_identify_slot(gateway_key, identify_key, default_concurrency, identify_shard_id,
+  now)
 local lease_key = gen_key(generation, 'lease', shard_id)
 redis.call('HSET', lease_key, 'w', now + sleep_ms)
 if redis.call('PTTL', lease_key) < sleep_ms + lease_ms then

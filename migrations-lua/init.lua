@@ -24,6 +24,7 @@ ARGV[7]  quarantine_if_created_ms  quarantine length in milliseconds to apply on
 ARGV[8]  new_epoch                 1 to start a new epoch even when the plan exists (the Redis
                                    Sentinel master moved: the old master's last writes may not have
                                    reached the new one), else 0
+ARGV[9]  initial_shards_per_process  shards per process (group size) of a new plan (>= 1)
 
 Returns  {schema_version, generation, max_shards, epoch}
 Errors   "SCHEMA_TOO_NEW <found>" when the stored schema is newer than known_schema; the replica must not
@@ -36,6 +37,7 @@ local initial_shards = tonumber(ARGV[5])
 local quarantine_ms = tonumber(ARGV[6])
 local quarantine_if_created_ms = tonumber(ARGV[7])
 local new_epoch = ARGV[8] == '1'
+local initial_shards_per_process = tonumber(ARGV[9])
 
 if not stored_schema or stored_schema < known_schema then
   -- Version 1 is the first schema: there is nothing older to migrate from.
@@ -49,7 +51,7 @@ if redis.call('EXISTS', plan_key) == 0 then
   -- re-created after a loss exceed every token granted before it (each plan's counter cannot
   -- outrun the clock).
   redis.call('HSET', plan_key, 'generation', 1, 'max_shards', initial_shards, 'last_generation', 1,
-    'epoch', now, 'fence_base', now)
+    'epoch', now, 'fence_base', now, 'shards_per_process', initial_shards_per_process)
   quarantine_ms = math.max(quarantine_ms, quarantine_if_created_ms)
 elseif new_epoch then
   -- Sessions granted under the old epoch whose leases did not survive re-establish them with their

@@ -1,5 +1,6 @@
 --[[
-reshard.lua: start a new generation with a new shard count (zero-downtime resharding).
+reshard.lua: start a new generation with a new shard count or group size (zero-downtime
+resharding).
 
 The active generation keeps running untouched; /connect hands out ids of the new (pending)
 generation, and beat.lua makes it active once all of its ids are held and have beaten. Starting a
@@ -15,7 +16,9 @@ includes/common.lua. A replaced pending generation's index keys are kept lease_m
 KEYS[2]  plan_key    (hash: generation, max_shards, last_generation, pending_generation, pending_max_shards)
 KEYS[3]  events_key      (list, see connect.lua)
 KEYS[4]  quarantine_key  (string, PX; see init.lua)
-ARGV[5]  new_max_shards  the new shard count (integer >= 1)
+ARGV[5]  new_max_shards          the new shard count (integer >= 1)
+ARGV[6]  new_shards_per_process  the new generation's shards per process (integer >= 1), or "" to
+                                 keep the planned one; a change alone is a new generation too
 
 Returns  {started (1 or 0), active generation, active max_shards, new generation or 0,
           new max_shards or 0}: the new generation is pending, or already active when it replaced
@@ -28,16 +31,20 @@ local plan_key = KEYS[2]
 local events_key = KEYS[3]
 local quarantine_key = KEYS[4]
 local new_max_shards = tonumber(ARGV[5])
+local new_shards_per_process = tonumber(ARGV[6])
 
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'last_generation',
-  'pending_generation', 'pending_max_shards')
+  'pending_generation', 'pending_max_shards', 'shards_per_process', 'pending_shards_per_process')
 if not plan[1] then
   return redis.error_reply('NOPLAN')
 end
 local active_generation = tonumber(plan[1])
 local active_max_shards = tonumber(plan[2])
+local active_group_size = tonumber(plan[6]) or 1
 local planned = tonumber(plan[5]) or active_max_shards
-if planned == new_max_shards then
+local planned_group_size = tonumber(plan[7]) or active_group_size
+new_shards_per_process = new_shards_per_process or planned_group_size
+if planned == new_max_shards and planned_group_size == new_shards_per_process then
   return {0, active_generation, active_max_shards, tonumber(plan[4]) or 0, tonumber(plan[5]) or 0}
 end
 
@@ -55,20 +62,21 @@ if not plan[4] and redis.call('EXISTS', quarantine_key) == 0 then
   end)
   if redis.call('ZCARD', gen_key(active_generation, 'deadlines')) == 0 then
     redis.call('HSET', plan_key, 'generation', generation, 'max_shards', new_max_shards,
-      'last_generation', generation)
+      'shards_per_process', new_shards_per_process, 'last_generation', generation)
     for _, suffix in ipairs({'next', 'free', 'deadlines', 'ready'}) do
       redis.call('PEXPIRE', gen_key(active_generation, suffix), lease_ms)
     end
     return {1, active_generation, active_max_shards, generation, new_max_shards}
   end
 end
-if new_max_shards == active_max_shards then
-  -- Back to the active count: just drop the pending generation.
-  redis.call('HDEL', plan_key, 'pending_generation', 'pending_max_shards')
+if new_max_shards == active_max_shards and new_shards_per_process == active_group_size then
+  -- Back to the active plan: just drop the pending generation.
+  redis.call('HDEL', plan_key, 'pending_generation', 'pending_max_shards',
+    'pending_shards_per_process')
   redis.call('HSET', plan_key, 'last_generation', generation)
   return {1, active_generation, active_max_shards, 0, 0}
 end
 redis.call('HSET', plan_key, 'last_generation', generation, 'pending_generation', generation,
-  'pending_max_shards', new_max_shards)
+  'pending_max_shards', new_max_shards, 'pending_shards_per_process', new_shards_per_process)
 queue_event(events_key, 'reshard_started', -1, generation, new_max_shards, now_ms())
 return {1, active_generation, active_max_shards, generation, new_max_shards}

@@ -48,6 +48,16 @@ pub struct Grant {
     pub resume: Option<serde_json::Value>,
     /// Discord's gateway URL, from the shared `/gateway/bot` answer, once one was read.
     pub gateway_url: Option<String>,
+    /// Every shard of the granted group (one with `SHARDS_PER_PROCESS` 1), the first one first.
+    pub shards: Vec<GrantedShard>,
+}
+
+/// One shard of a granted group: when it may IDENTIFY, or the resume data to RESUME with.
+#[derive(Clone, Debug)]
+pub struct GrantedShard {
+    pub shard_id: u32,
+    pub sleep_ms: u64,
+    pub resume: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug)]

@@ -102,10 +102,10 @@ local function reclaim_expired(generation, at_ms, on_expired)
 end
 
 -- Discord's daily identify budget (`gateway` hash: total, remaining, used, reset_at). When it is
--- known and down to the reserve (reserve_setting, or 5% of the total when it is < 0), returns
--- {ms until Discord's reset, true the first time it ran low}. Otherwise counts one identify
--- against it and returns nil.
-local function spend_identify(gateway_key, reserve_setting, at_ms)
+-- known and `count` identifies would take it below the reserve (reserve_setting, or 5% of the
+-- total when it is < 0), returns {ms until Discord's reset, true the first time it ran low}.
+-- Otherwise counts them against it and returns nil.
+local function spend_identify(gateway_key, reserve_setting, at_ms, count)
   local budget = redis.call('HMGET', gateway_key, 'total', 'remaining', 'used', 'reset_at')
   if not budget[1] or at_ms >= tonumber(budget[4]) then
     return nil -- unknown, or Discord has reset it since it was read
@@ -115,12 +115,19 @@ local function spend_identify(gateway_key, reserve_setting, at_ms)
   if reserve < 0 then
     reserve = math.ceil(tonumber(budget[1]) * 0.05)
   end
-  if left <= reserve then
+  if left - count < reserve then
     local first_time = redis.call('HSETNX', gateway_key, 'low_alerted', 1) == 1
     return {tonumber(budget[4]) - at_ms, first_time}
   end
-  redis.call('HINCRBY', gateway_key, 'used', 1)
+  redis.call('HINCRBY', gateway_key, 'used', count)
   return nil
+end
+
+-- The shard group of `shard_id` under group_size K: its first id and its size (the last group of
+-- a generation may be shorter). See connect.lua.
+local function group_of(shard_id, group_size, max_shards)
+  local first = shard_id - shard_id % group_size
+  return first, math.min(group_size, max_shards - first)
 end
 
 -- Books the next IDENTIFY slot of the shard's bucket (shard_id % max_concurrency; Discord's

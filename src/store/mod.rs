@@ -28,8 +28,8 @@ use self::scripts::settle_event::StillClaimed;
 use self::scripts::{Envelope, ScriptCall, ScriptReply};
 use crate::config::Settings;
 use crate::domain::{
-    BeatOutcome, BeatReport, ConnectOutcome, Event, GatewayInfo, Grant, IdentifyOutcome,
-    ReshardPlan,
+    BeatOutcome, BeatReport, ConnectOutcome, Event, GatewayInfo, Grant, GrantedShard,
+    IdentifyOutcome, ReshardPlan,
 };
 use crate::session_token::{SessionClaims, SessionSigner, new_nonce};
 
@@ -145,6 +145,8 @@ pub struct Store {
     lease_ms: u64,
     resume_window_ms: u64,
     initial_shards: u32,
+    /// `SHARDS_PER_PROCESS`: the group size of a plan created by this replica.
+    initial_shards_per_process: u32,
     default_concurrency: u32,
     /// -1 means "5% of Discord's daily total" (the scripts' convention).
     identify_reserve: i64,
@@ -172,6 +174,7 @@ impl Store {
             lease_ms: settings.lease_ms(),
             resume_window_ms: settings.resume_window_ms(),
             initial_shards: settings.max_shards,
+            initial_shards_per_process: 1,
             default_concurrency: settings.max_concurrency,
             identify_reserve: settings.identify_reserve.map_or(-1, i64::from),
             events: settings.webhook_url.is_some(),
@@ -255,6 +258,7 @@ impl Store {
                 quarantine_ms,
                 quarantine_if_created_ms,
                 new_epoch,
+                initial_shards_per_process: self.initial_shards_per_process,
             })
             .await?;
         if initialized.schema_version == SCHEMA_VERSION {
@@ -334,6 +338,7 @@ impl Store {
                 resume,
                 epoch,
                 gateway_url,
+                shards,
             } => {
                 let session_id = self.signer.sign(&SessionClaims {
                     shard_id: lease.shard_id,
@@ -349,6 +354,16 @@ impl Store {
                     sleep_ms,
                     resume: resume.and_then(|json| serde_json::from_str(&json).ok()),
                     gateway_url,
+                    shards: shards
+                        .into_iter()
+                        .map(|shard| GrantedShard {
+                            shard_id: shard.shard_id,
+                            sleep_ms: shard.sleep_ms,
+                            resume: shard
+                                .resume
+                                .and_then(|json| serde_json::from_str(&json).ok()),
+                        })
+                        .collect(),
                 })
             }
             Claim::Full => ConnectOutcome::Full,
@@ -376,6 +391,8 @@ impl Store {
             claimed_max_shards: claims.max_shards,
             claimed_fence: claims.fence,
             claimed_epoch: claims.epoch,
+            shard_reports: String::new(),
+            shard_resumes: String::new(),
         })
         .await
     }
@@ -407,6 +424,7 @@ impl Store {
             identify_reserve: self.identify_reserve,
             shard_id: claims.shard_id,
             generation: claims.generation,
+            identify_shard_id: None,
         })
         .await
     }
@@ -415,6 +433,7 @@ impl Store {
     pub async fn reshard(&self, max_shards: u32) -> Result<ReshardPlan, StoreError> {
         self.run_planned(&scripts::reshard::Reshard {
             new_max_shards: max_shards,
+            new_shards_per_process: None,
         })
         .await
     }

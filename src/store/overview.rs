@@ -36,16 +36,23 @@ impl Store {
             max_shards,
             pending_generation,
             pending_max_shards,
+            group_size,
+            pending_group_size,
         ] = plan.ok_or_else(|| unexpected("overview", &"no plan after init"))?;
         let shards = self
-            .generation_page_walk(generation, max_shards, extra)
+            .generation_page_walk(generation, max_shards, group_size, extra)
             .await?;
         let pending = if pending_generation > 0 {
             Some(GenerationStatus {
                 generation: pending_generation as u64,
                 max_shards: pending_max_shards.max(0) as u32,
                 shards: self
-                    .generation_page_walk(pending_generation, pending_max_shards, extra)
+                    .generation_page_walk(
+                        pending_generation,
+                        pending_max_shards,
+                        pending_group_size,
+                        extra,
+                    )
                     .await?,
             })
         } else {
@@ -59,8 +66,9 @@ impl Store {
         })
     }
 
-    /// `[generation, max_shards, pending_generation, pending_max_shards]`, or `None` without a plan.
-    async fn read_plan(&self) -> Result<Option<[i64; 4]>, StoreError> {
+    /// `[generation, max_shards, pending_generation, pending_max_shards, shards_per_process,
+    /// pending_shards_per_process]` (0 for no pending generation), or `None` without a plan.
+    async fn read_plan(&self) -> Result<Option<[i64; 6]>, StoreError> {
         let reply = self
             .engine
             .command(&[
@@ -70,6 +78,8 @@ impl Store {
                 "max_shards",
                 "pending_generation",
                 "pending_max_shards",
+                "shards_per_process",
+                "pending_shards_per_process",
             ])
             .await?;
         let values: Vec<Option<i64>> = array(&reply, "overview")?
@@ -77,11 +87,20 @@ impl Store {
             .map(|value| text(Some(value)).and_then(|text| text.parse().ok()))
             .collect();
         Ok(match values[..] {
-            [Some(generation), Some(max_shards), pending, pending_max] => Some([
+            [
+                Some(generation),
+                Some(max_shards),
+                pending,
+                pending_max,
+                group_size,
+                pending_group_size,
+            ] => Some([
                 generation,
                 max_shards,
                 pending.unwrap_or(0),
                 pending_max.unwrap_or(0),
+                group_size.unwrap_or(1).max(1),
+                pending_group_size.unwrap_or(1).max(1),
             ]),
             _ => None,
         })
@@ -91,6 +110,7 @@ impl Store {
         &self,
         generation: i64,
         max_shards: i64,
+        group_size: i64,
         extra: Extra,
     ) -> Result<Vec<ShardStatus>, StoreError> {
         let mut shards = Vec::new();
@@ -108,6 +128,7 @@ impl Store {
                     first,
                     count,
                     with_extra: extra == Extra::Include,
+                    group_size: group_size as u32,
                 })
                 .await?;
             shards.extend(page);

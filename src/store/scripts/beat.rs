@@ -27,6 +27,8 @@ script_call! {
         claimed_max_shards: u32,
         claimed_fence: u64,
         claimed_epoch: u64,
+        shard_reports: String,
+        shard_resumes: String,
     }
     reply BeatOutcome;
 }

@@ -21,6 +21,33 @@ script_call! {
     reply Claim;
 }
 
+pub struct GroupShard {
+    pub shard_id: u32,
+    pub sleep_ms: u64,
+    pub resume: Option<String>,
+}
+
+fn group_shards(shard_ids: &Value, sleeps: &Value, resumes: &Value) -> Option<Vec<GroupShard>> {
+    let (shard_ids, sleeps) = (array(shard_ids)?, array(sleeps)?);
+    // A Lua table of resumes ends at its first nil, so it may be shorter than the group.
+    let resumes = array(resumes).unwrap_or_default();
+    if shard_ids.len() != sleeps.len() {
+        return None;
+    }
+    shard_ids
+        .iter()
+        .zip(sleeps)
+        .enumerate()
+        .map(|(index, (shard_id, sleep_ms))| {
+            Some(GroupShard {
+                shard_id: natural(shard_id)? as u32,
+                sleep_ms: natural(sleep_ms)?,
+                resume: resumes.get(index).and_then(text),
+            })
+        })
+        .collect()
+}
+
 pub enum Claim {
     Granted {
         lease: Lease,
@@ -30,6 +57,8 @@ pub enum Claim {
         /// Creation time of the plan, signed into the session id.
         epoch: u64,
         gateway_url: Option<String>,
+        /// The group's shard ids, each with its wait before IDENTIFY and its resume JSON.
+        shards: Vec<GroupShard>,
     },
     Full,
     Recovering {
@@ -57,6 +86,9 @@ impl ScriptReply for Claim {
                     resume,
                     epoch,
                     gateway_url,
+                    shard_ids,
+                    sleeps,
+                    resumes,
                 ],
             ) => Some(Claim::Granted {
                 lease: Lease {
@@ -70,6 +102,7 @@ impl ScriptReply for Claim {
                 resume: text(resume),
                 epoch: natural(epoch)?,
                 gateway_url: text(gateway_url),
+                shards: group_shards(shard_ids, sleeps, resumes)?,
             }),
             ("full", _) => Some(Claim::Full),
             ("recovering", [_, retry]) => Some(Claim::Recovering {

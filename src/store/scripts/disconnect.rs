@@ -8,7 +8,7 @@ use super::{ScriptReply, script_call};
 script_call! {
     /// Releases the shard of a session whose signed id named these claims.
     Disconnect<'a> = "disconnect.lua";
-    keys { events_key => events }
+    keys { events_key => events, plan_key => plan }
     argv { nonce: &'a str, resume_window_ms: u64, shard_id: u32, generation: u64 }
     reply Released;
 }

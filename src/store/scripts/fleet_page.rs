@@ -10,7 +10,7 @@ script_call! {
     /// Reads the live leases of ids `first .. first + count` of `generation`.
     FleetPage = "fleet_page.lua";
     keys { plan_key => plan }
-    argv { generation: u64, first: u32, count: u32, with_extra: bool }
+    argv { generation: u64, first: u32, count: u32, with_extra: bool, group_size: u32 }
     reply Page;
     schema_guard false;
 }

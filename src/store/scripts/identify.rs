@@ -22,6 +22,7 @@ script_call! {
         identify_reserve: i64,
         shard_id: u32,
         generation: u64,
+        identify_shard_id: Option<u32>,
     }
     reply IdentifyOutcome;
 }

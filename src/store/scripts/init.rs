@@ -14,6 +14,7 @@ script_call! {
         quarantine_ms: u64,
         quarantine_if_created_ms: u64,
         new_epoch: bool,
+        initial_shards_per_process: u32,
     }
     reply Initialized;
 }

@@ -284,6 +284,7 @@ mod tests {
             quarantine_ms: 0,
             quarantine_if_created_ms: 0,
             new_epoch: false,
+            initial_shards_per_process: 1,
         });
         check(connect::Connect {
             nonce: "n",
@@ -302,6 +303,8 @@ mod tests {
             claimed_max_shards: 1,
             claimed_fence: 1,
             claimed_epoch: 1,
+            shard_reports: String::new(),
+            shard_resumes: String::new(),
         });
         check(disconnect::Disconnect {
             nonce: "n",
@@ -315,8 +318,12 @@ mod tests {
             identify_reserve: -1,
             shard_id: 0,
             generation: 1,
+            identify_shard_id: None,
         });
-        check(reshard::Reshard { new_max_shards: 2 });
+        check(reshard::Reshard {
+            new_max_shards: 2,
+            new_shards_per_process: None,
+        });
         check(reap::Reap {});
         check(lock::Lock {
             lock_name: "gateway",
@@ -336,6 +343,7 @@ mod tests {
             first: 0,
             count: 1,
             with_extra: false,
+            group_size: 1,
         });
     }
 }

@@ -10,7 +10,7 @@ script_call! {
     /// Plans `new_max_shards` shards (nothing changes if that is the plan already).
     Reshard = "reshard.lua";
     keys { plan_key => plan, events_key => events, quarantine_key => quarantine }
-    argv { new_max_shards: u32 }
+    argv { new_max_shards: u32, new_shards_per_process: Option<u32> }
     reply ReshardPlan;
 }
 
