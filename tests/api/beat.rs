@@ -4,8 +4,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{
-    Backend, both_stores, expect_detail, expect_json, redis_key, settings, shared_redis, spawn_app,
+    Backend, both_stores, expect_detail, expect_json, redis_key, settings, spawn_app,
 };
+use crate::support::redis::shared_redis;
 
 both_stores!(
     a_form_beat_is_accepted_with_204_and_stores_its_fields,

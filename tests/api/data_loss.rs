@@ -6,9 +6,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shardman::config::Settings;
 
-use crate::helpers::{
-    RedisServer, TestApp, expect_json, retry_after_seconds, settings_on, spawn_replicas,
-};
+use crate::helpers::{TestApp, expect_json, retry_after_seconds, settings_on, spawn_replicas};
+use crate::support::redis::RedisServer;
 
 async fn connect(app: &TestApp) -> Value {
     expect_json(app.connect().await, StatusCode::OK).await

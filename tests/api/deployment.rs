@@ -12,9 +12,9 @@ use shardman::config::Settings;
 use shardman::startup::Application;
 use shardman::store::SCHEMA_VERSION;
 
-use crate::helpers::{
-    Backend, SECRET, eventually, free_port, held_ids, redis_key, settings, shared_redis, spawn_app,
-};
+use crate::helpers::{Backend, SECRET, eventually, held_ids, redis_key, settings, spawn_app};
+use crate::support::process::free_port;
+use crate::support::redis::shared_redis;
 
 #[tokio::test]
 async fn a_replica_refuses_to_start_against_a_newer_schema() {

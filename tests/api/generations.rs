@@ -187,7 +187,7 @@ async fn a_second_reshard_replaces_the_pending_generation_and_retires_its_sessio
     if let Backend::Redis = backend {
         // The replaced generation's index does not stay in Redis for good.
         let key = format!("{{{prefix}}}:g:{}:deadlines", first_pending.generation);
-        let ttl = crate::helpers::shared_redis().query(&["PTTL", &key]);
+        let ttl = crate::support::redis::shared_redis().query(&["PTTL", &key]);
         assert!(
             matches!(ttl, redis::Value::Int(ms) if ms > 0),
             "{key}: {ttl:?}"

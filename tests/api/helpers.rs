@@ -1,11 +1,9 @@
 #![allow(dead_code)] // each test module uses its own part of the harness
 
-//! The test harness: real `redis-server` processes on free ports and real replicas on port 0.
+//! The test harness: real replicas on port 0, on the shared `redis-server`, one of a test's own
+//! (both from tests/support) or the in-process store.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -14,144 +12,9 @@ use serde_json::Value;
 use shardman::config::{Secret, Settings};
 use shardman::startup::Application;
 
+use crate::support::redis::{RedisServer, shared_redis};
+
 pub const SECRET: &str = "test-secret";
-
-/// A `redis-server` child process, killed when dropped.
-pub struct RedisServer {
-    child: Option<Child>,
-    pub port: u16,
-    dir: PathBuf,
-}
-
-impl RedisServer {
-    /// Starts a server of this test's own, for tests that pause, stop or flush Redis.
-    pub fn start() -> Self {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("shardman-test-redis-{port}-{}", unique()));
-        std::fs::create_dir_all(&dir).expect("create redis dir");
-        let mut server = Self {
-            child: None,
-            port,
-            dir,
-        };
-        server.launch();
-        server
-    }
-
-    fn launch(&mut self) {
-        let mut command = Command::new("redis-server");
-        command
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        kill_with_parent(&mut command);
-        let child = command
-            .spawn()
-            .expect("redis-server must be installed (scripts/test.sh installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.try_query(&["PING"]).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server on port {} did not start", self.port);
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Runs one command and returns its reply.
-    pub fn query(&self, args: &[&str]) -> redis::Value {
-        self.try_query(args)
-            .unwrap_or_else(|error| panic!("redis {args:?}: {error}"))
-    }
-
-    fn try_query(&self, args: &[&str]) -> redis::RedisResult<redis::Value> {
-        let client = redis::Client::open(self.url())?;
-        let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
-        let mut command = redis::cmd(args[0]);
-        for arg in &args[1..] {
-            command.arg(*arg);
-        }
-        command.query(&mut conn)
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        let pid = self.child.as_ref().expect("redis is running").id();
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(pid as libc::pid_t, signal) };
-    }
-
-    /// SIGSTOP: Redis keeps its sockets open but answers nothing.
-    pub fn pause(&self) {
-        self.signal(libc::SIGSTOP);
-    }
-
-    pub fn resume(&self) {
-        self.signal(libc::SIGCONT);
-    }
-
-    /// Kills the server; its data is gone (no persistence).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts again on the same port, empty.
-    pub fn restart(&mut self) {
-        self.stop();
-        self.launch();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        if let Some(child) = &self.child {
-            // A paused server ignores SIGKILL until continued on some kernels' bookkeeping; be sure.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGCONT) };
-        }
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Makes the child die with the test process, even when the test binary is killed. The shared
-/// server is spawned from a thread that lives as long as the process (PDEATHSIG follows the thread).
-fn kill_with_parent(command: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe; it only sets a flag on the child.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-}
-
-/// One server for every test that does not disturb Redis; each test gets its own key prefix.
-pub fn shared_redis() -> &'static RedisServer {
-    static SHARED: OnceLock<&'static RedisServer> = OnceLock::new();
-    SHARED.get_or_init(|| {
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let server: &'static RedisServer = Box::leak(Box::new(RedisServer::start()));
-            sender.send(server).expect("send shared redis");
-            loop {
-                std::thread::park();
-            }
-        });
-        receiver.recv().expect("shared redis started")
-    })
-}
 
 fn unique() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -160,13 +23,6 @@ fn unique() -> u64 {
         .map(|elapsed| elapsed.subsec_nanos() as u64)
         .unwrap_or_default();
     (std::process::id() as u64) << 40 ^ nanos << 8 ^ COUNTER.fetch_add(1, Ordering::Relaxed)
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("free port")
-        .port()
 }
 
 /// A fresh key prefix, so tests sharing one Redis never see each other's keys.
