@@ -1,6 +1,6 @@
 //! Zero-downtime resharding: generations, `Prefer: return=representation`, `/reshard`.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use shardman::config::Settings;
 
@@ -28,9 +28,7 @@ async fn start_process(app: &TestApp) -> Process {
 }
 
 async fn beat_with_representation(app: &TestApp, session_id: &str) -> reqwest::Response {
-    app.client
-        .post(app.url("/beat"))
-        .header("Authorization", crate::helpers::SECRET)
+    app.request(Method::POST, "/beat")
         .header("Prefer", "return=representation")
         .form(&[("session_id", session_id)])
         .send()
@@ -227,8 +225,7 @@ async fn a_reshard_request_is_validated(backend: Backend) {
         assert_eq!(issues[0][1], "max_shards", "for {body}");
     }
     let anonymous = app
-        .client
-        .post(app.url("/reshard"))
+        .anonymous(Method::POST, "/reshard")
         .json(&json!({"max_shards": 2}))
         .send()
         .await

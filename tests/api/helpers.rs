@@ -1,13 +1,14 @@
 #![allow(dead_code)] // each test module uses its own part of the harness
 
 //! The test harness: real replicas on port 0, on the shared `redis-server`, one of a test's own
-//! (both from tests/support) or the in-process store.
+//! (both from tests/support) or the in-process store, and requests to them.
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use reqwest::{Response, StatusCode};
+use reqwest::header::AUTHORIZATION;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::Value;
 use shardman::config::{Secret, Settings};
 use shardman::startup::Application;
@@ -72,13 +73,7 @@ pub async fn spawn_app(settings: Settings) -> TestApp {
         .expect("build app");
     let address = format!("http://127.0.0.1:{}", application.port());
     tokio::spawn(application.run_until_stopped());
-    TestApp {
-        address,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("client"),
-    }
+    TestApp::at(address)
 }
 
 /// `count` replicas sharing one Redis and one key prefix, as behind a load balancer.
@@ -99,26 +94,86 @@ pub struct Claim {
     pub fence: u64,
 }
 
+/// Sends a request; a transport error fails the test.
+async fn send(request: RequestBuilder) -> Response {
+    request.send().await.expect("request")
+}
+
 impl TestApp {
+    /// Whatever serves at `address` (`http://127.0.0.1:<port>`), through a client that gives up
+    /// after 10 s.
+    pub fn at(address: String) -> TestApp {
+        TestApp {
+            address,
+            client: client(Duration::from_secs(10)),
+        }
+    }
+
+    /// The same replica, seen through a client that gives up after `timeout`.
+    pub fn with_timeout(&self, timeout: Duration) -> TestApp {
+        TestApp {
+            address: self.address.clone(),
+            client: client(timeout),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
 
+    /// `method path` with the test secret: every authenticated request of the tests starts here.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.request_as(method, path, SECRET)
+    }
+
+    /// `method path` with `Authorization: <authorization>` exactly as given (a wrong secret, the
+    /// `Bearer` form, another replica's secret).
+    pub fn request_as(&self, method: Method, path: &str, authorization: &str) -> RequestBuilder {
+        self.anonymous(method, path)
+            .header(AUTHORIZATION, authorization)
+    }
+
+    /// `method path` without any `Authorization` header.
+    pub fn anonymous(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
     pub async fn get(&self, path: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .header("Authorization", SECRET)
-            .send()
-            .await
-            .expect("request")
+        send(self.request(Method::GET, path)).await
     }
 
     pub async fn get_anonymous(&self, path: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request")
+        send(self.anonymous(Method::GET, path)).await
+    }
+
+    /// `GET path` with `Authorization: <authorization>` exactly as given.
+    pub async fn get_as(&self, path: &str, authorization: &str) -> Response {
+        send(self.request_as(Method::GET, path, authorization)).await
+    }
+
+    /// `POST path` with a form body and the secret.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        send(self.request(Method::POST, path).form(fields)).await
+    }
+
+    /// `POST path` with a JSON body and the secret.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        send(self.request(Method::POST, path).json(body)).await
+    }
+
+    /// `POST path` with these exact bytes and content type, and the secret.
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Response {
+        send(
+            self.request(Method::POST, path)
+                .header("Content-Type", content_type)
+                .body(body),
+        )
+        .await
+    }
+
+    /// `POST path` without any `Authorization` header.
+    pub async fn post_form_anonymous(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        send(self.anonymous(Method::POST, path).form(fields)).await
     }
 
     pub async fn connect(&self) -> Response {
@@ -144,23 +199,11 @@ impl TestApp {
 
     /// `POST /beat` as the documented Python client sends it: a form.
     pub async fn beat_form(&self, fields: &[(&str, &str)]) -> Response {
-        self.client
-            .post(self.url("/beat"))
-            .header("Authorization", SECRET)
-            .form(fields)
-            .send()
-            .await
-            .expect("request")
+        self.post_form("/beat", fields).await
     }
 
     pub async fn beat_json(&self, body: &Value) -> Response {
-        self.client
-            .post(self.url("/beat"))
-            .header("Authorization", SECRET)
-            .json(body)
-            .send()
-            .await
-            .expect("request")
+        self.post_json("/beat", body).await
     }
 
     pub async fn beat(&self, session_id: &str) -> Response {
@@ -176,6 +219,17 @@ impl TestApp {
         let response = self.get("/status").await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.expect("json")
+    }
+
+    /// `/status` with the secret; `None` when there is no such shard held.
+    pub async fn shard_status(&self, shard_id: u64) -> Option<Value> {
+        let status = self.status().await;
+        status["shards"]
+            .as_array()
+            .expect("shards")
+            .iter()
+            .find(|shard| shard["shard_id"].as_u64() == Some(shard_id))
+            .cloned()
     }
 }
 
@@ -236,82 +290,11 @@ pub fn settings_on(redis: &RedisServer) -> Settings {
     }
 }
 
-impl TestApp {
-    /// The same replica, seen through a client that gives up after `timeout`.
-    pub fn with_timeout(&self, timeout: Duration) -> TestApp {
-        TestApp {
-            address: self.address.clone(),
-            client: reqwest::Client::builder()
-                .timeout(timeout)
-                .build()
-                .expect("client"),
-        }
-    }
-
-    /// `GET path` with `Authorization: <authorization>` exactly as given.
-    pub async fn get_as(&self, path: &str, authorization: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .header("Authorization", authorization)
-            .send()
-            .await
-            .expect("request")
-    }
-
-    /// `POST path` with a form body and the secret.
-    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Response {
-        self.client
-            .post(self.url(path))
-            .header("Authorization", SECRET)
-            .form(fields)
-            .send()
-            .await
-            .expect("request")
-    }
-
-    /// `POST path` with a JSON body and the secret.
-    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.client
-            .post(self.url(path))
-            .header("Authorization", SECRET)
-            .json(body)
-            .send()
-            .await
-            .expect("request")
-    }
-
-    /// `POST path` with these exact bytes and content type, and the secret.
-    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Response {
-        self.client
-            .post(self.url(path))
-            .header("Authorization", SECRET)
-            .header("Content-Type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("request")
-    }
-
-    /// `POST path` without any `Authorization` header.
-    pub async fn post_form_anonymous(&self, path: &str, fields: &[(&str, &str)]) -> Response {
-        self.client
-            .post(self.url(path))
-            .form(fields)
-            .send()
-            .await
-            .expect("request")
-    }
-
-    /// `/status` with the secret; `None` when there is no such shard held.
-    pub async fn shard_status(&self, shard_id: u64) -> Option<Value> {
-        let status = self.status().await;
-        status["shards"]
-            .as_array()
-            .expect("shards")
-            .iter()
-            .find(|shard| shard["shard_id"].as_u64() == Some(shard_id))
-            .cloned()
-    }
+fn client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .expect("client")
 }
 
 /// Asserts the status code and returns the JSON body.

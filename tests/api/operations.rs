@@ -164,13 +164,7 @@ async fn metrics_need_the_secret_unless_public_metrics_is_set() {
         private.get_anonymous("/autoscale").await.status(),
         StatusCode::UNPROCESSABLE_ENTITY
     );
-    let wrong = private
-        .client
-        .get(private.url("/metrics"))
-        .header("Authorization", "nope")
-        .send()
-        .await
-        .unwrap();
+    let wrong = private.get_as("/metrics", "nope").await;
     assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
 
     let mut config = settings(Backend::Redis);
