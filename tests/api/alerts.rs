@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use shardman::config::Settings;
 
 use crate::helpers::{Backend, eventually, settings, spawn_app, spawn_replicas};
@@ -104,14 +104,10 @@ async fn a_failing_webhook_is_retried_until_it_succeeds_while_requests_go_on() {
         })
         .await
     );
-    let impatient = reqwest::Client::builder()
-        .timeout(Duration::from_secs(1))
-        .build()
-        .expect("client");
+    let impatient = app.with_timeout(Duration::from_secs(1));
     for _ in 0..5 {
         let beat = impatient
-            .post(app.url("/beat"))
-            .header("Authorization", crate::helpers::SECRET)
+            .request(Method::POST, "/beat")
             .form(&[("session_id", claim.session_id.as_str())])
             .send()
             .await

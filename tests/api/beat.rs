@@ -1,11 +1,12 @@
 //! `POST /beat`: both encodings, what it stores, and its errors.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::helpers::{
-    Backend, both_stores, expect_detail, expect_json, redis_key, settings, shared_redis, spawn_app,
+    Backend, both_stores, expect_detail, expect_json, redis_key, settings, spawn_app,
 };
+use crate::support::redis::shared_redis;
 
 both_stores!(
     a_form_beat_is_accepted_with_204_and_stores_its_fields,
@@ -127,9 +128,7 @@ async fn a_beat_with_a_wrong_secret_is_403_and_changes_nothing(backend: Backend)
     let claim = app.claim().await;
 
     let response = app
-        .client
-        .post(app.url("/beat"))
-        .header("Authorization", "wrong")
+        .request_as(Method::POST, "/beat", "wrong")
         .form(&[
             ("session_id", claim.session_id.as_str()),
             ("guild_count", "9"),

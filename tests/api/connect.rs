@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 
 use crate::helpers::{
     Backend, SECRET, both_stores, expect_detail, expect_json, expect_validation, loc, settings,
@@ -110,9 +110,7 @@ async fn a_bearer_secret_is_accepted_like_the_bare_secret(backend: Backend) {
     // The Bearer form works on the other routes too.
     let session = bearer["session_id"].as_str().unwrap();
     let response = app
-        .client
-        .post(app.url("/beat"))
-        .header("Authorization", format!("Bearer {SECRET}"))
+        .request_as(Method::POST, "/beat", &format!("Bearer {SECRET}"))
         .form(&[("session_id", session)])
         .send()
         .await

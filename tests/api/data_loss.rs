@@ -2,13 +2,12 @@
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use shardman::config::Settings;
 
-use crate::helpers::{
-    RedisServer, TestApp, expect_json, retry_after_seconds, settings_on, spawn_replicas,
-};
+use crate::helpers::{TestApp, expect_json, retry_after_seconds, settings_on, spawn_replicas};
+use crate::support::redis::RedisServer;
 
 async fn connect(app: &TestApp) -> Value {
     expect_json(app.connect().await, StatusCode::OK).await
@@ -53,9 +52,7 @@ async fn after_redis_loses_its_data_running_bots_keep_their_shards_and_newcomers
     for (index, bot) in bots.iter().enumerate() {
         let app = &replicas[index % 2];
         let response = app
-            .client
-            .post(app.url("/beat"))
-            .header("Authorization", crate::helpers::SECRET)
+            .request(Method::POST, "/beat")
             .header("Prefer", "return=representation")
             .form(&[("session_id", session(bot))])
             .send()

@@ -7,14 +7,16 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use shardman::config::Settings;
 use shardman::startup::Application;
 use shardman::store::SCHEMA_VERSION;
 
 use crate::helpers::{
-    Backend, SECRET, eventually, free_port, held_ids, redis_key, settings, shared_redis, spawn_app,
+    Backend, SECRET, TestApp, eventually, held_ids, redis_key, settings, spawn_app,
 };
+use crate::support::process::free_port;
+use crate::support::redis::shared_redis;
 
 #[tokio::test]
 async fn a_replica_refuses_to_start_against_a_newer_schema() {
@@ -267,19 +269,13 @@ async fn the_binary_alone_runs_in_process_and_prints_a_secret_that_works() {
     assert!(secret.len() >= 32, "a long random secret: {secret:?}");
     assert!(!secret.contains(SECRET));
 
-    let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
+    let app = TestApp::at(format!("http://127.0.0.1:{port}"));
     let up = eventually(Duration::from_secs(10), || async {
-        client.get(format!("{base}/healthz")).send().await.is_ok()
+        app.anonymous(Method::GET, "/healthz").send().await.is_ok()
     })
     .await;
     assert!(up, "shardman serves on PORT");
-    let connect = client
-        .get(format!("{base}/connect"))
-        .header("Authorization", &secret)
-        .send()
-        .await
-        .unwrap();
+    let connect = app.get_as("/connect", &secret).await;
     let connect_status = connect.status();
     let connect_body = connect.text().await.unwrap();
     if connect_status != StatusCode::OK {
@@ -288,12 +284,8 @@ async fn the_binary_alone_runs_in_process_and_prints_a_secret_that_works() {
         let log = log.join().unwrap().join("\n");
         panic!("connect answered {connect_status}: {connect_body}\nlog:\n{log}");
     }
-    let wrong = client
-        .get(format!("{base}/connect"))
-        .header("Authorization", SECRET)
-        .send()
-        .await
-        .unwrap();
+    // The harness's secret is not the one this binary printed.
+    let wrong = app.get("/connect").await;
     assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
 
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };

@@ -3,10 +3,10 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::helpers::{Backend, SECRET, TestApp, settings, spawn_app};
+use crate::helpers::{Backend, TestApp, settings, spawn_app};
 
 const CASES: u32 = 96;
 
@@ -97,11 +97,7 @@ fn arbitrary_bodies_never_break_beat(backend: Backend) {
                 ),
                 |(body, kind)| {
                     runtime.block_on(async {
-                        let mut request = app
-                            .client
-                            .post(app.url("/beat"))
-                            .header("Authorization", SECRET)
-                            .body(body);
+                        let mut request = app.request(Method::POST, "/beat").body(body);
                         if !kind.is_empty() {
                             request = request.header("Content-Type", kind);
                         }
@@ -120,24 +116,21 @@ fn garbled_session_ids_are_not_found_or_invalid(backend: Backend) {
                 runtime.block_on(async {
                     let request = match route {
                         0 => app
-                            .client
-                            .post(app.url("/beat"))
+                            .request(Method::POST, "/beat")
                             .form(&[("session_id", session.as_str()), ("guild_count", "1")]),
                         1 => app
-                            .client
-                            .post(app.url("/disconnect"))
+                            .request(Method::POST, "/disconnect")
                             .json(&serde_json::json!({ "session_id": session })),
-                        _ => app.client.get(app.url(&format!(
-                            "/disconnect?{}",
-                            serde_urlencoded::to_string([("session_id", session.as_str())])
-                                .expect("encodable")
-                        ))),
+                        _ => app.request(
+                            Method::GET,
+                            &format!(
+                                "/disconnect?{}",
+                                serde_urlencoded::to_string([("session_id", session.as_str())])
+                                    .expect("encodable")
+                            ),
+                        ),
                     };
-                    let response = request
-                        .header("Authorization", SECRET)
-                        .send()
-                        .await
-                        .expect("request");
+                    let response = request.send().await.expect("request");
                     let status = response.status();
                     prop_assert!(
                         [

@@ -1,6 +1,6 @@
 //! Zero-downtime resharding: generations, `Prefer: return=representation`, `/reshard`.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use shardman::config::Settings;
 
@@ -28,9 +28,7 @@ async fn start_process(app: &TestApp) -> Process {
 }
 
 async fn beat_with_representation(app: &TestApp, session_id: &str) -> reqwest::Response {
-    app.client
-        .post(app.url("/beat"))
-        .header("Authorization", crate::helpers::SECRET)
+    app.request(Method::POST, "/beat")
         .header("Prefer", "return=representation")
         .form(&[("session_id", session_id)])
         .send()
@@ -187,7 +185,7 @@ async fn a_second_reshard_replaces_the_pending_generation_and_retires_its_sessio
     if let Backend::Redis = backend {
         // The replaced generation's index does not stay in Redis for good.
         let key = format!("{{{prefix}}}:g:{}:deadlines", first_pending.generation);
-        let ttl = crate::helpers::shared_redis().query(&["PTTL", &key]);
+        let ttl = crate::support::redis::shared_redis().query(&["PTTL", &key]);
         assert!(
             matches!(ttl, redis::Value::Int(ms) if ms > 0),
             "{key}: {ttl:?}"
@@ -227,8 +225,7 @@ async fn a_reshard_request_is_validated(backend: Backend) {
         assert_eq!(issues[0][1], "max_shards", "for {body}");
     }
     let anonymous = app
-        .client
-        .post(app.url("/reshard"))
+        .anonymous(Method::POST, "/reshard")
         .json(&json!({"max_shards": 2}))
         .send()
         .await

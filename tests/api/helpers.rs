@@ -1,157 +1,21 @@
 #![allow(dead_code)] // each test module uses its own part of the harness
 
-//! The test harness: real `redis-server` processes on free ports and real replicas on port 0.
+//! The test harness: real replicas on port 0, on the shared `redis-server`, one of a test's own
+//! (both from tests/support) or the in-process store, and requests to them.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use reqwest::{Response, StatusCode};
+use reqwest::header::AUTHORIZATION;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::Value;
 use shardman::config::{Secret, Settings};
 use shardman::startup::Application;
 
+use crate::support::redis::{RedisServer, shared_redis};
+
 pub const SECRET: &str = "test-secret";
-
-/// A `redis-server` child process, killed when dropped.
-pub struct RedisServer {
-    child: Option<Child>,
-    pub port: u16,
-    dir: PathBuf,
-}
-
-impl RedisServer {
-    /// Starts a server of this test's own, for tests that pause, stop or flush Redis.
-    pub fn start() -> Self {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("shardman-test-redis-{port}-{}", unique()));
-        std::fs::create_dir_all(&dir).expect("create redis dir");
-        let mut server = Self {
-            child: None,
-            port,
-            dir,
-        };
-        server.launch();
-        server
-    }
-
-    fn launch(&mut self) {
-        let mut command = Command::new("redis-server");
-        command
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        kill_with_parent(&mut command);
-        let child = command
-            .spawn()
-            .expect("redis-server must be installed (scripts/test.sh installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.try_query(&["PING"]).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server on port {} did not start", self.port);
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Runs one command and returns its reply.
-    pub fn query(&self, args: &[&str]) -> redis::Value {
-        self.try_query(args)
-            .unwrap_or_else(|error| panic!("redis {args:?}: {error}"))
-    }
-
-    fn try_query(&self, args: &[&str]) -> redis::RedisResult<redis::Value> {
-        let client = redis::Client::open(self.url())?;
-        let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
-        let mut command = redis::cmd(args[0]);
-        for arg in &args[1..] {
-            command.arg(*arg);
-        }
-        command.query(&mut conn)
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        let pid = self.child.as_ref().expect("redis is running").id();
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(pid as libc::pid_t, signal) };
-    }
-
-    /// SIGSTOP: Redis keeps its sockets open but answers nothing.
-    pub fn pause(&self) {
-        self.signal(libc::SIGSTOP);
-    }
-
-    pub fn resume(&self) {
-        self.signal(libc::SIGCONT);
-    }
-
-    /// Kills the server; its data is gone (no persistence).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts again on the same port, empty.
-    pub fn restart(&mut self) {
-        self.stop();
-        self.launch();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        if let Some(child) = &self.child {
-            // A paused server ignores SIGKILL until continued on some kernels' bookkeeping; be sure.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGCONT) };
-        }
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Makes the child die with the test process, even when the test binary is killed. The shared
-/// server is spawned from a thread that lives as long as the process (PDEATHSIG follows the thread).
-fn kill_with_parent(command: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe; it only sets a flag on the child.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-}
-
-/// One server for every test that does not disturb Redis; each test gets its own key prefix.
-pub fn shared_redis() -> &'static RedisServer {
-    static SHARED: OnceLock<&'static RedisServer> = OnceLock::new();
-    SHARED.get_or_init(|| {
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let server: &'static RedisServer = Box::leak(Box::new(RedisServer::start()));
-            sender.send(server).expect("send shared redis");
-            loop {
-                std::thread::park();
-            }
-        });
-        receiver.recv().expect("shared redis started")
-    })
-}
 
 fn unique() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -160,13 +24,6 @@ fn unique() -> u64 {
         .map(|elapsed| elapsed.subsec_nanos() as u64)
         .unwrap_or_default();
     (std::process::id() as u64) << 40 ^ nanos << 8 ^ COUNTER.fetch_add(1, Ordering::Relaxed)
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("free port")
-        .port()
 }
 
 /// A fresh key prefix, so tests sharing one Redis never see each other's keys.
@@ -216,13 +73,7 @@ pub async fn spawn_app(settings: Settings) -> TestApp {
         .expect("build app");
     let address = format!("http://127.0.0.1:{}", application.port());
     tokio::spawn(application.run_until_stopped());
-    TestApp {
-        address,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("client"),
-    }
+    TestApp::at(address)
 }
 
 /// `count` replicas sharing one Redis and one key prefix, as behind a load balancer.
@@ -243,26 +94,86 @@ pub struct Claim {
     pub fence: u64,
 }
 
+/// Sends a request; a transport error fails the test.
+async fn send(request: RequestBuilder) -> Response {
+    request.send().await.expect("request")
+}
+
 impl TestApp {
+    /// Whatever serves at `address` (`http://127.0.0.1:<port>`), through a client that gives up
+    /// after 10 s.
+    pub fn at(address: String) -> TestApp {
+        TestApp {
+            address,
+            client: client(Duration::from_secs(10)),
+        }
+    }
+
+    /// The same replica, seen through a client that gives up after `timeout`.
+    pub fn with_timeout(&self, timeout: Duration) -> TestApp {
+        TestApp {
+            address: self.address.clone(),
+            client: client(timeout),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
 
+    /// `method path` with the test secret: every authenticated request of the tests starts here.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.request_as(method, path, SECRET)
+    }
+
+    /// `method path` with `Authorization: <authorization>` exactly as given (a wrong secret, the
+    /// `Bearer` form, another replica's secret).
+    pub fn request_as(&self, method: Method, path: &str, authorization: &str) -> RequestBuilder {
+        self.anonymous(method, path)
+            .header(AUTHORIZATION, authorization)
+    }
+
+    /// `method path` without any `Authorization` header.
+    pub fn anonymous(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
     pub async fn get(&self, path: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .header("Authorization", SECRET)
-            .send()
-            .await
-            .expect("request")
+        send(self.request(Method::GET, path)).await
     }
 
     pub async fn get_anonymous(&self, path: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request")
+        send(self.anonymous(Method::GET, path)).await
+    }
+
+    /// `GET path` with `Authorization: <authorization>` exactly as given.
+    pub async fn get_as(&self, path: &str, authorization: &str) -> Response {
+        send(self.request_as(Method::GET, path, authorization)).await
+    }
+
+    /// `POST path` with a form body and the secret.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        send(self.request(Method::POST, path).form(fields)).await
+    }
+
+    /// `POST path` with a JSON body and the secret.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        send(self.request(Method::POST, path).json(body)).await
+    }
+
+    /// `POST path` with these exact bytes and content type, and the secret.
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Response {
+        send(
+            self.request(Method::POST, path)
+                .header("Content-Type", content_type)
+                .body(body),
+        )
+        .await
+    }
+
+    /// `POST path` without any `Authorization` header.
+    pub async fn post_form_anonymous(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        send(self.anonymous(Method::POST, path).form(fields)).await
     }
 
     pub async fn connect(&self) -> Response {
@@ -288,23 +199,11 @@ impl TestApp {
 
     /// `POST /beat` as the documented Python client sends it: a form.
     pub async fn beat_form(&self, fields: &[(&str, &str)]) -> Response {
-        self.client
-            .post(self.url("/beat"))
-            .header("Authorization", SECRET)
-            .form(fields)
-            .send()
-            .await
-            .expect("request")
+        self.post_form("/beat", fields).await
     }
 
     pub async fn beat_json(&self, body: &Value) -> Response {
-        self.client
-            .post(self.url("/beat"))
-            .header("Authorization", SECRET)
-            .json(body)
-            .send()
-            .await
-            .expect("request")
+        self.post_json("/beat", body).await
     }
 
     pub async fn beat(&self, session_id: &str) -> Response {
@@ -320,6 +219,17 @@ impl TestApp {
         let response = self.get("/status").await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.expect("json")
+    }
+
+    /// `/status` with the secret; `None` when there is no such shard held.
+    pub async fn shard_status(&self, shard_id: u64) -> Option<Value> {
+        let status = self.status().await;
+        status["shards"]
+            .as_array()
+            .expect("shards")
+            .iter()
+            .find(|shard| shard["shard_id"].as_u64() == Some(shard_id))
+            .cloned()
     }
 }
 
@@ -380,82 +290,11 @@ pub fn settings_on(redis: &RedisServer) -> Settings {
     }
 }
 
-impl TestApp {
-    /// The same replica, seen through a client that gives up after `timeout`.
-    pub fn with_timeout(&self, timeout: Duration) -> TestApp {
-        TestApp {
-            address: self.address.clone(),
-            client: reqwest::Client::builder()
-                .timeout(timeout)
-                .build()
-                .expect("client"),
-        }
-    }
-
-    /// `GET path` with `Authorization: <authorization>` exactly as given.
-    pub async fn get_as(&self, path: &str, authorization: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .header("Authorization", authorization)
-            .send()
-            .await
-            .expect("request")
-    }
-
-    /// `POST path` with a form body and the secret.
-    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Response {
-        self.client
-            .post(self.url(path))
-            .header("Authorization", SECRET)
-            .form(fields)
-            .send()
-            .await
-            .expect("request")
-    }
-
-    /// `POST path` with a JSON body and the secret.
-    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.client
-            .post(self.url(path))
-            .header("Authorization", SECRET)
-            .json(body)
-            .send()
-            .await
-            .expect("request")
-    }
-
-    /// `POST path` with these exact bytes and content type, and the secret.
-    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Response {
-        self.client
-            .post(self.url(path))
-            .header("Authorization", SECRET)
-            .header("Content-Type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("request")
-    }
-
-    /// `POST path` without any `Authorization` header.
-    pub async fn post_form_anonymous(&self, path: &str, fields: &[(&str, &str)]) -> Response {
-        self.client
-            .post(self.url(path))
-            .form(fields)
-            .send()
-            .await
-            .expect("request")
-    }
-
-    /// `/status` with the secret; `None` when there is no such shard held.
-    pub async fn shard_status(&self, shard_id: u64) -> Option<Value> {
-        let status = self.status().await;
-        status["shards"]
-            .as_array()
-            .expect("shards")
-            .iter()
-            .find(|shard| shard["shard_id"].as_u64() == Some(shard_id))
-            .cloned()
-    }
+fn client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .expect("client")
 }
 
 /// Asserts the status code and returns the JSON body.

@@ -25,4 +25,6 @@ mod redis_faults;
 mod resume;
 mod standin;
 mod status;
+#[path = "../support/mod.rs"]
+mod support;
 mod validation;

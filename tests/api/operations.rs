@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{Backend, SECRET, TestApp, free_port, settings, shared_redis, spawn_app};
+use crate::helpers::{Backend, SECRET, TestApp, settings, spawn_app};
+use crate::support::process::free_port;
+use crate::support::redis::{RedisServer, shared_redis};
 
 /// The value of one sample in a Prometheus text exposition: `name{labels} value`. Every given
 /// label must match; other labels may be present.
@@ -162,13 +164,7 @@ async fn metrics_need_the_secret_unless_public_metrics_is_set() {
         private.get_anonymous("/autoscale").await.status(),
         StatusCode::UNPROCESSABLE_ENTITY
     );
-    let wrong = private
-        .client
-        .get(private.url("/metrics"))
-        .header("Authorization", "nope")
-        .send()
-        .await
-        .unwrap();
+    let wrong = private.get_as("/metrics", "nope").await;
     assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
 
     let mut config = settings(Backend::Redis);
@@ -186,7 +182,7 @@ async fn metrics_need_the_secret_unless_public_metrics_is_set() {
 
 #[tokio::test]
 async fn metrics_still_answer_with_store_up_zero_when_redis_is_gone() {
-    let mut redis = crate::helpers::RedisServer::start();
+    let mut redis = RedisServer::start();
     let mut config = crate::helpers::settings_on(&redis);
     config.redis_timeout_ms = 300;
     let app = spawn_app(config).await;

@@ -1,6 +1,6 @@
 //! Brute-force protection: failed authentications are limited per client address.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 
 use crate::helpers::{Backend, SECRET, TestApp, settings, spawn_app};
 
@@ -13,10 +13,7 @@ async fn spawn_limited(budget: u32, trusted_proxies: &str) -> TestApp {
 }
 
 async fn connect_as(app: &TestApp, secret: &str, forwarded_for: Option<&str>) -> reqwest::Response {
-    let mut request = app
-        .client
-        .get(app.url("/connect"))
-        .header("Authorization", secret);
+    let mut request = app.request_as(Method::GET, "/connect", secret);
     if let Some(address) = forwarded_for {
         request = request.header("X-Forwarded-For", address);
     }

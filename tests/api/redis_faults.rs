@@ -5,7 +5,8 @@ use std::time::Duration;
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
 
-use crate::helpers::{RedisServer, TestApp, eventually, held_ids, settings_on, spawn_app};
+use crate::helpers::{TestApp, eventually, held_ids, settings_on, spawn_app};
+use crate::support::redis::RedisServer;
 
 /// Asserts a 503 with `Retry-After` and a `{"detail": "..."}` body.
 async fn assert_unavailable(response: Response) {

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::harness::Scratch;
+use crate::support::process::Scratch;
 
 #[test]
 fn the_benchmark_script_runs_at_tiny_size() {

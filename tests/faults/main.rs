@@ -10,3 +10,5 @@ mod bench_script;
 mod harness;
 mod scenarios;
 mod security;
+#[path = "../support/mod.rs"]
+mod support;

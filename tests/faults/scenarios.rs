@@ -1,7 +1,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Deployment, Load, Outcome, Redis, Replica, Sentinels, at, unix_ms};
+use crate::harness::{Deployment, Load, Outcome, Replica, at, unix_ms};
+use crate::support::redis::{RedisOptions, RedisServer, Sentinels};
 
 /// Lease length of every scenario, in seconds.
 const MAX_SECONDS: u64 = 3;
@@ -77,7 +78,7 @@ fn finish(load: Load, within: Duration, scenario: &str, fault_ended: u64, note: 
     outcome
 }
 
-fn start_load(replicas: &[&crate::harness::Replica], args: &[String]) -> Load {
+fn start_load(replicas: &[&Replica], args: &[String]) -> Load {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Load::start(replicas, &args)
 }
@@ -88,7 +89,7 @@ const WARM_UP: Duration = Duration::from_secs(3);
 #[test]
 fn a_replica_killed_under_load_loses_no_lease_and_comes_back() {
     let _serial = serial();
-    let redis = Redis::start();
+    let redis = RedisServer::start();
     let UnderLoad {
         mut replicas,
         start,
@@ -115,7 +116,7 @@ fn a_replica_killed_under_load_loses_no_lease_and_comes_back() {
 #[test]
 fn redis_paused_for_less_than_max_seconds_loses_no_lease() {
     let _serial = serial();
-    let redis = Redis::start();
+    let redis = RedisServer::start();
     let UnderLoad {
         replicas: _replicas, // kept alive for the run
         start,
@@ -141,7 +142,7 @@ fn redis_paused_for_less_than_max_seconds_loses_no_lease() {
 #[test]
 fn redis_paused_for_longer_than_max_seconds_expires_leases_without_double_grants() {
     let _serial = serial();
-    let redis = Redis::start();
+    let redis = RedisServer::start();
     let UnderLoad {
         replicas: _replicas, // kept alive for the run
         start,
@@ -173,7 +174,7 @@ fn redis_paused_for_longer_than_max_seconds_expires_leases_without_double_grants
 #[test]
 fn script_flush_under_load_is_invisible() {
     let _serial = serial();
-    let redis = Redis::start();
+    let redis = RedisServer::start();
     let UnderLoad {
         replicas: _replicas, // kept alive for the run
         start,
@@ -203,7 +204,7 @@ fn script_flush_under_load_is_invisible() {
 #[test]
 fn a_slow_redis_gives_bounded_503s_and_recovers() {
     let _serial = serial();
-    let redis = Redis::start();
+    let redis = RedisServer::start();
     let UnderLoad {
         replicas: _replicas, // kept alive for the run
         start,
@@ -242,7 +243,7 @@ fn a_slow_redis_gives_bounded_503s_and_recovers() {
 #[test]
 fn redis_restarted_without_persistence_grants_nothing_twice_and_keeps_live_sessions() {
     let _serial = serial();
-    let mut redis = Redis::start();
+    let mut redis = RedisServer::start();
     let deployment = Deployment::new(&redis.url(), MAX_SECONDS, shards());
     let replicas = deployment.start_many(3);
     let start = Instant::now();
@@ -299,8 +300,8 @@ fn redis_restarted_without_persistence_grants_nothing_twice_and_keeps_live_sessi
 #[test]
 fn the_service_follows_a_sentinel_failover_without_restart() {
     let _serial = serial();
-    let master = Redis::start();
-    let replica = Redis::start_with(crate::harness::RedisOptions {
+    let master = RedisServer::start();
+    let replica = RedisServer::start_with(RedisOptions {
         replica_of: Some(master.port),
         ..Default::default()
     });

@@ -4,10 +4,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{Deployment, Load, Redis, RedisOptions, Scratch};
+use crate::harness::{Deployment, Load, Replica};
+use crate::support::process::{Scratch, free_port};
+use crate::support::redis::{RedisOptions, RedisServer};
 
 /// A short run through one replica; returns (acked beats, failed requests, safe).
-fn short_run(replica: &crate::harness::Replica) -> (u64, u64, bool) {
+fn short_run(replica: &Replica) -> (u64, u64, bool) {
     let load = Load::start(
         &[replica],
         &[
@@ -30,7 +32,7 @@ fn short_run(replica: &crate::harness::Replica) -> (u64, u64, bool) {
 
 #[test]
 fn replicas_work_with_a_redis_password() {
-    let redis = Redis::start_with(RedisOptions {
+    let redis = RedisServer::start_with(RedisOptions {
         password: Some("s3cret-pass".into()),
         ..Default::default()
     });
@@ -49,7 +51,7 @@ fn replicas_work_with_a_redis_password() {
         .env("SECRET", "x")
         .env("MAX_SHARDS", "1")
         .env("REDIS_URL", format!("redis://127.0.0.1:{}", redis.port))
-        .env("PORT", crate::harness::free_port().to_string())
+        .env("PORT", free_port().to_string())
         .env("HOST", "127.0.0.1")
         .env("REDIS_TIMEOUT_MS", "300")
         .stdout(std::process::Stdio::null())
@@ -156,7 +158,7 @@ fn make_certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std
 fn replicas_work_with_redis_over_tls() {
     let certificates = Scratch::new("tls");
     let (cert, key, ca) = make_certificates(&certificates.0);
-    let redis = Redis::start_with(RedisOptions {
+    let redis = RedisServer::start_with(RedisOptions {
         tls: Some((cert, key, ca.clone())),
         password: Some("tls-pass".into()),
         ..Default::default()
