@@ -13,6 +13,7 @@ mod deployment;
 mod disconnect;
 mod discord;
 mod expiry;
+mod fleets;
 mod fuzz;
 mod generations;
 mod health;

@@ -16,9 +16,11 @@ pub struct RedisOptions {
     pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
     /// `replicaof 127.0.0.1 <port>`.
     pub replica_of: Option<u16>,
+    /// Persistence by AOF (`appendonly yes`), as docker-compose runs it.
+    pub append_only: bool,
 }
 
-/// A `redis-server` child process without persistence, killed when dropped.
+/// A `redis-server` child process (without persistence unless asked), killed when dropped.
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
@@ -46,7 +48,15 @@ impl RedisServer {
     fn launch(&mut self) {
         let mut command = Command::new("redis-server");
         command
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--appendonly",
+                if self.options.append_only {
+                    "yes"
+                } else {
+                    "no"
+                },
+            ])
             .args(["--enable-debug-command", "local"])
             .arg("--dir")
             .arg(&self.dir.0)
