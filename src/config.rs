@@ -1,7 +1,10 @@
 //! Settings, read from the environment (and `.env`, loaded by `main`).
 
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
+
+use ipnet::IpNet;
 
 /// Everything a replica needs to know at startup. Every field comes from one environment variable.
 /// Not `Debug`: `REDIS_URL` may carry a password and `WEBHOOK_URL` a token.
@@ -210,15 +213,11 @@ impl Settings {
             )?,
             trusted_proxies: match raw("TRUSTED_PROXIES") {
                 None => defaults.trusted_proxies,
-                Some(value) => {
-                    crate::rate_limit::parse_trusted_proxies(&value).map_err(|reason| {
-                        ConfigError {
-                            variable: "TRUSTED_PROXIES",
-                            value,
-                            reason,
-                        }
-                    })?
-                }
+                Some(value) => parse_trusted_proxies(&value).map_err(|reason| ConfigError {
+                    variable: "TRUSTED_PROXIES",
+                    value,
+                    reason,
+                })?,
             },
             public_metrics: parse_bool(&raw, "PUBLIC_METRICS", defaults.public_metrics)?,
             log_format: parse(&raw, "LOG_FORMAT", defaults.log_format)?,
@@ -418,6 +417,21 @@ fn parse_sentinels(value: &str) -> Result<Vec<String>, ConfigError> {
         sentinels.push(address.to_owned());
     }
     Ok(sentinels)
+}
+
+/// `TRUSTED_PROXIES`: comma-separated addresses or CIDR networks.
+pub fn parse_trusted_proxies(value: &str) -> Result<Vec<IpNet>, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("{entry:?} is not an IP address or CIDR network"))
+        })
+        .collect()
 }
 
 /// Discord's largest shard count that shardman plans for.
