@@ -23,6 +23,9 @@ use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
 
+/// `TRUSTED_PROXIES` is parsed with the other settings; re-exported for the existing callers.
+pub use crate::config::parse_trusted_proxies;
+
 /// Addresses tracked before the limiter forgets the ones that are back to a full budget.
 const TRACKED_ADDRESSES: usize = 10_000;
 
@@ -125,21 +128,6 @@ fn parse_forwarded_entry(entry: &str) -> Option<IpAddr> {
         return Some(socket.ip());
     }
     None
-}
-
-/// `TRUSTED_PROXIES`: comma-separated addresses or CIDR networks.
-pub fn parse_trusted_proxies(value: &str) -> Result<Vec<IpNet>, String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
-        .map(|entry| {
-            entry
-                .parse::<IpNet>()
-                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("{entry:?} is not an IP address or CIDR network"))
-        })
-        .collect()
 }
 
 /// Seconds for `Retry-After`, rounded up.
