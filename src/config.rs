@@ -99,6 +99,8 @@ settings! {
         "MAX_SECONDS" => max_seconds: u64 = 60, parsed;
         /// the shard count a fresh deployment starts with.
         "MAX_SHARDS" => max_shards: u32 = 1, parsed;
+        /// shard ids per bot process (a group of consecutive ids under one session).
+        "SHARDS_PER_PROCESS" => shards_per_process: u32 = 1, parsed;
         /// `None` (and no `REDIS_SENTINELS`) runs the in-process store (one replica only).
         "REDIS_URL" => redis_url: Option<String> = None, some(text);
         /// `host:port` of each Redis Sentinel; when set, the master is found through them (and
@@ -275,6 +277,13 @@ impl Settings {
             return Err(invalid(
                 "MAX_SHARDS",
                 self.max_shards.to_string(),
+                "must be between 1 and 65536",
+            ));
+        }
+        if self.shards_per_process == 0 || self.shards_per_process > MAX_SHARD_COUNT {
+            return Err(invalid(
+                "SHARDS_PER_PROCESS",
+                self.shards_per_process.to_string(),
                 "must be between 1 and 65536",
             ));
         }
