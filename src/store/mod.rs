@@ -12,7 +12,7 @@ mod redis_engine;
 mod scripts;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use redis::Value;
 
@@ -144,7 +144,8 @@ pub struct Store {
     keys: Keys,
     lease_ms: u64,
     resume_window_ms: u64,
-    initial_shards: u32,
+    /// The shard count of a plan this replica creates (`MAX_SHARDS`, or Discord's at a first start).
+    initial_shards: AtomicU32,
     /// `SHARDS_PER_PROCESS`: the group size of a plan created by this replica.
     initial_shards_per_process: u32,
     default_concurrency: u32,
@@ -163,6 +164,15 @@ impl Store {
     /// Opens the store the settings ask for, loads every script (a broken one fails here, not on
     /// the first request) and creates the deployment's keys, refusing a newer key schema.
     pub async fn open(settings: &Settings) -> Result<Self, StoreError> {
+        let store = Self::load(settings).await?;
+        store.init(Init::Startup).await?;
+        Ok(store)
+    }
+
+    /// Opens the store and loads every script, writing nothing yet: [`Store::create_plan`] (or
+    /// [`Store::open`]) finishes opening. Between the two, a replica may ask Discord how many
+    /// shards a deployment's first plan should have.
+    pub async fn load(settings: &Settings) -> Result<Self, StoreError> {
         let engine = match RedisEngine::from_settings(settings)? {
             Some(redis) => Engine::Redis(redis),
             None => Engine::Embedded(EmbeddedEngine::new()),
@@ -173,7 +183,7 @@ impl Store {
             keys: Keys::new(&settings.key_prefix),
             lease_ms: settings.lease_ms(),
             resume_window_ms: settings.resume_window_ms(),
-            initial_shards: settings.max_shards,
+            initial_shards: AtomicU32::new(settings.max_shards),
             initial_shards_per_process: settings.shards_per_process,
             default_concurrency: settings.max_concurrency,
             identify_reserve: settings.identify_reserve.map_or(-1, i64::from),
@@ -192,8 +202,20 @@ impl Store {
         for script in &store.scripts.0 {
             store.engine.load(script).await?;
         }
-        store.init(Init::Startup).await?;
         Ok(store)
+    }
+
+    /// Whether the deployment has a shard plan already (it is not a first start).
+    pub async fn plan_exists(&self) -> Result<bool, StoreError> {
+        let reply = self.engine.command(&["EXISTS", &self.keys.plan]).await?;
+        Ok(integer(&reply, "EXISTS")? == 1)
+    }
+
+    /// Finishes [`Store::load`]: checks the schema and creates the plan, with `first_shards`
+    /// shards if there is none yet (and after a data loss).
+    pub async fn create_plan(&self, first_shards: u32) -> Result<(), StoreError> {
+        self.initial_shards.store(first_shards, Ordering::SeqCst);
+        self.init(Init::Startup).await
     }
 
     pub fn kind(&self) -> &'static str {
@@ -254,7 +276,7 @@ impl Store {
         };
         let initialized = self
             .run(&scripts::init::Init {
-                initial_shards: self.initial_shards,
+                initial_shards: self.initial_shards.load(Ordering::SeqCst),
                 quarantine_ms,
                 quarantine_if_created_ms,
                 new_epoch,
