@@ -7,6 +7,8 @@
 
 mod embedded;
 mod overview;
+// Not `mod redis`: that name would shadow the `redis` crate in this module's paths.
+#[path = "redis/mod.rs"]
 mod redis_engine;
 
 use std::collections::HashMap;
