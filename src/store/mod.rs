@@ -8,6 +8,8 @@
 mod embedded;
 mod keys;
 mod overview;
+// Not `mod redis`: that name would shadow the `redis` crate in this module's paths.
+#[path = "redis/mod.rs"]
 mod redis_engine;
 mod scripts;
 

@@ -9,9 +9,15 @@
 //! still accept writes for several seconds before the sentinels demote it, and a write there would be
 //! lost. While a failover is under way (the sentinels already announce the promoted replica but
 //! still list the old master, which is where new connections would go), requests answer 503.
+//!
+//! This file holds the engine: the pools, connections, and `load` / `eval` / `command`. The
+//! Sentinel watcher is in `sentinel.rs`, the error classification in `errors.rs`.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+mod errors;
+mod sentinel;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use deadpool::managed::{Object, Pool};
@@ -20,14 +26,13 @@ use deadpool_redis::{Manager, Runtime};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Script, Value};
 
-use super::{SCHEMA_VERSION, StoreError};
+use self::errors::classify;
+use self::sentinel::{Failovers, follow_master};
+use super::StoreError;
 use crate::config::Settings;
 
 /// Most connections one replica opens to Redis.
 const POOL_SIZE: usize = 32;
-
-/// How often the sentinels are asked where the master is.
-const SENTINEL_POLL: Duration = Duration::from_millis(200);
 
 enum Pools {
     Plain(Pool<Manager>),
@@ -64,34 +69,7 @@ impl Pooled {
     }
 }
 
-/// What the watcher knows of failovers.
-#[derive(Default)]
-struct Failovers {
-    /// When the master last moved (or was moving); connections made before are stale.
-    last: Mutex<Option<Instant>>,
-    /// A failover is under way: no connection is safe to use.
-    under_way: AtomicBool,
-    /// How many times the master has moved since the engine started.
-    moves: AtomicU64,
-}
-
-impl Failovers {
-    fn stale(&self, connection: &Pooled) -> bool {
-        self.last
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .is_some_and(|at| connection.created() <= at)
-    }
-
-    fn record(&self, at: Instant) {
-        *self
-            .last
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(at);
-    }
-}
-
-pub struct RedisEngine {
+pub(super) struct RedisEngine {
     pools: Arc<Pools>,
     failovers: Arc<Failovers>,
     /// Bound on every round trip, on top of the connection's own timeouts.
@@ -121,7 +99,7 @@ where
 impl RedisEngine {
     /// The engine the settings ask for: through `REDIS_SENTINELS` when set, else on `REDIS_URL`;
     /// `None` when neither is set (the in-process store).
-    pub fn from_settings(settings: &Settings) -> Result<Option<Self>, StoreError> {
+    pub(super) fn from_settings(settings: &Settings) -> Result<Option<Self>, StoreError> {
         match (&settings.redis_url, &settings.redis_sentinel_master) {
             _ if !settings.redis_sentinels.is_empty() => Self::open_sentinel(
                 &settings.redis_sentinels,
@@ -138,7 +116,7 @@ impl RedisEngine {
     }
 
     /// Builds the pool; connections are made on first use, each bounded by `timeout_ms`.
-    pub fn open(url: &str, timeout_ms: u64) -> Result<Self, StoreError> {
+    pub(super) fn open(url: &str, timeout_ms: u64) -> Result<Self, StoreError> {
         let timeout = Duration::from_millis(timeout_ms);
         let connection = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
@@ -155,7 +133,7 @@ impl RedisEngine {
 
     /// Builds a pool whose connections go to the master the sentinels (`host:port` each) name
     /// `master`, and starts the watcher that follows a failover.
-    pub fn open_sentinel(
+    pub(super) fn open_sentinel(
         sentinels: &[String],
         master: &str,
         timeout_ms: u64,
@@ -195,12 +173,12 @@ impl RedisEngine {
     /// How many times the Sentinel master has moved since this engine started (0 without Sentinel).
     /// Asynchronous replication may have lost the last writes of the old master, so the store
     /// treats each move like a possible data loss.
-    pub fn master_moves(&self) -> u64 {
+    pub(super) fn master_moves(&self) -> u64 {
         self.failovers.moves.load(Ordering::SeqCst)
     }
 
     /// SCRIPT LOAD: Redis compiles the script, so a broken one fails startup.
-    pub async fn load(&self, script: &Script) -> Result<(), StoreError> {
+    pub(super) async fn load(&self, script: &Script) -> Result<(), StoreError> {
         let mut slot = None;
         let outcome = self
             .bounded(async {
@@ -213,7 +191,7 @@ impl RedisEngine {
 
     /// EVALSHA, falling back to loading the script when Redis lost its script cache (SCRIPT FLUSH,
     /// restart, failover), so callers never notice.
-    pub async fn eval(
+    pub(super) async fn eval(
         &self,
         script: &Script,
         keys: &[&str],
@@ -236,7 +214,7 @@ impl RedisEngine {
         self.settle(slot, outcome)
     }
 
-    pub async fn command(&self, args: &[&str]) -> Result<Value, StoreError> {
+    pub(super) async fn command(&self, args: &[&str]) -> Result<Value, StoreError> {
         let mut command = redis::cmd(args[0]);
         for arg in &args[1..] {
             command.arg(*arg);
@@ -301,136 +279,5 @@ impl RedisEngine {
                     "Redis did not answer in time".into(),
                 ))
             })
-    }
-}
-
-/// Asks the sentinels where the master is every `SENTINEL_POLL`. While a failover is under way (the
-/// promoted replica is announced by `get-master-addr-by-name`, but `SENTINEL MASTER`, which new
-/// connections follow, still names the old master), no connection is handed out; when the master
-/// has moved, every existing connection is stale and the idle ones are closed. Ends when the engine
-/// is dropped.
-async fn follow_master(
-    sentinels: Vec<String>,
-    master: String,
-    pools: Weak<Pools>,
-    failovers: Arc<Failovers>,
-    timeout: Duration,
-) {
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout));
-    let clients: Vec<Option<redis::Client>> = sentinels
-        .iter()
-        .map(|url| redis::Client::open(url.as_str()).ok())
-        .collect();
-    let mut connections: Vec<Option<MultiplexedConnection>> = vec![None; clients.len()];
-    let mut known: Option<(String, String)> = None;
-    loop {
-        tokio::time::sleep(SENTINEL_POLL).await;
-        let Some(pools) = pools.upgrade() else {
-            return;
-        };
-        let mut view = None;
-        for (client, connection) in clients.iter().zip(connections.iter_mut()) {
-            let Some(client) = client else { continue };
-            if connection.is_none() {
-                *connection = client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await
-                    .ok();
-            }
-            let Some(conn) = connection else { continue };
-            match master_views(conn, &master).await {
-                Ok(Some(found)) => {
-                    view = Some(found);
-                    break;
-                }
-                Ok(None) => {}
-                Err(_) => *connection = None,
-            }
-        }
-        let Some((announced, listed)) = view else {
-            continue;
-        };
-        let under_way = announced != listed;
-        if under_way || known.as_ref().is_some_and(|known| *known != announced) {
-            let now = Instant::now();
-            failovers.record(now);
-            match &*pools {
-                Pools::Plain(pool) => drop(pool.retain(|_, metrics| metrics.created > now)),
-                Pools::Sentinel(pool) => drop(pool.retain(|_, metrics| metrics.created > now)),
-            }
-        }
-        if failovers.under_way.swap(under_way, Ordering::Relaxed) != under_way {
-            log::warn!(
-                "Redis Sentinel: failover of {master} {}",
-                if under_way { "under way" } else { "over" }
-            );
-        }
-        if !under_way {
-            if known.as_ref().is_some_and(|known| *known != announced) {
-                failovers.moves.fetch_add(1, Ordering::SeqCst);
-                log::warn!(
-                    "Redis Sentinel: master {master} moved to {}:{}; reconnecting",
-                    announced.0,
-                    announced.1
-                );
-            }
-            known = Some(announced);
-        }
-    }
-}
-
-/// The master's address as one sentinel announces it (`get-master-addr-by-name`: the promoted
-/// replica as soon as a failover promotes it) and as it lists it (`SENTINEL MASTER`: what new
-/// connections are made to; it changes only once the failover is over).
-async fn master_views(
-    conn: &mut MultiplexedConnection,
-    master: &str,
-) -> redis::RedisResult<Option<((String, String), (String, String))>> {
-    let announced: Option<(String, String)> = redis::cmd("SENTINEL")
-        .arg("get-master-addr-by-name")
-        .arg(master)
-        .query_async(conn)
-        .await?;
-    let Some(announced) = announced else {
-        return Ok(None);
-    };
-    let fields: std::collections::HashMap<String, String> = redis::cmd("SENTINEL")
-        .arg("MASTER")
-        .arg(master)
-        .query_async(conn)
-        .await?;
-    match (fields.get("ip"), fields.get("port")) {
-        (Some(ip), Some(port)) => Ok(Some((announced, (ip.clone(), port.clone())))),
-        _ => Ok(None),
-    }
-}
-
-/// Script errors are bugs or known signals; everything else is an outage.
-fn classify(error: redis::RedisError) -> StoreError {
-    let text = error.to_string();
-    if let Some(rest) = text.split("SCHEMA_TOO_NEW").nth(1) {
-        let found = rest
-            .split(|c: char| !c.is_ascii_digit())
-            .find_map(|word| word.parse().ok())
-            .unwrap_or(u64::MAX);
-        return StoreError::SchemaTooNew {
-            found,
-            known: SCHEMA_VERSION,
-        };
-    }
-    let outage = error.is_io_error()
-        || error.is_timeout()
-        || error.is_connection_dropped()
-        || error.is_connection_refusal()
-        || matches!(
-            error.code(),
-            Some("BUSY" | "LOADING" | "MASTERDOWN" | "READONLY" | "TRYAGAIN" | "CLUSTERDOWN")
-        );
-    if outage {
-        StoreError::Unavailable(text)
-    } else {
-        StoreError::Internal(text)
     }
 }
