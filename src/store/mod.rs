@@ -8,19 +8,17 @@
 mod embedded;
 mod keys;
 mod overview;
-// Not `mod redis`: that name would shadow the `redis` crate in this module's paths.
-#[path = "redis/mod.rs"]
-mod redis_engine;
+mod redis;
 mod scripts;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use redis::Value;
+use ::redis::Value;
 
 use self::embedded::EmbeddedEngine;
 use self::keys::Keys;
-use self::redis_engine::RedisEngine;
+use self::redis::RedisEngine;
 use self::scripts::claim_events::Claimed;
 use self::scripts::connect::Claim;
 use self::scripts::disconnect::Released;
@@ -56,7 +54,7 @@ pub enum StoreError {
 pub struct LuaScript {
     pub name: &'static str,
     pub source: &'static str,
-    sha: redis::Script,
+    sha: ::redis::Script,
 }
 
 impl LuaScript {
@@ -64,7 +62,7 @@ impl LuaScript {
         Self {
             name,
             source,
-            sha: redis::Script::new(source),
+            sha: ::redis::Script::new(source),
         }
     }
 
