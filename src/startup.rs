@@ -9,12 +9,12 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use rand::RngExt;
 
-use crate::auth::SecretDigest;
-use crate::background::BackgroundTasks;
 use crate::config::{Secret, Settings};
-use crate::cors;
-use crate::routes;
-use crate::state::AppState;
+use crate::http::auth::SecretDigest;
+use crate::http::cors;
+use crate::http::routes;
+use crate::http::state::AppState;
+use crate::jobs::BackgroundTasks;
 use crate::store::{Store, StoreError};
 use crate::telemetry::{self, Telemetry};
 
@@ -48,7 +48,7 @@ impl Application {
         mut settings: Settings,
         listener: TcpListener,
     ) -> Result<Self, StartupError> {
-        crate::http::install_crypto_provider();
+        crate::outbound::install_crypto_provider();
         let secret = settings.secret.get_or_insert_with(generated_secret).clone();
         let store = open_store(&settings).await?;
         match store.is_embedded() {
@@ -62,7 +62,7 @@ impl Application {
         let state = web::Data::new(AppState {
             store,
             secret: SecretDigest::new(secret.expose()),
-            failed_auth: crate::rate_limit::FailedAuthLimiter::new(
+            failed_auth: crate::http::rate_limit::FailedAuthLimiter::new(
                 settings.failed_auth_per_minute,
                 settings.trusted_proxies.clone(),
             ),

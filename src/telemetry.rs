@@ -18,7 +18,7 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, 
 use rand::RngExt;
 
 use crate::config::LogFormat;
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 /// The `target` of request log lines, so they can be filtered (`RUST_LOG=shardman::request=warn`).
 pub const REQUEST_LOG_TARGET: &str = "shardman::request";
@@ -79,7 +79,7 @@ impl<'kvs> log::kv::VisitSource<'kvs> for JsonFields<'_> {
 }
 
 /// One replica's identity and request metrics. Cluster-wide figures are not kept here: `/metrics`
-/// reads them from the store at scrape time (see `routes::metrics`).
+/// reads them from the store at scrape time (see `http::routes::metrics`).
 pub struct Telemetry {
     pub replica_id: String,
     pub registry: Registry,

@@ -7,7 +7,7 @@
 //! the lock and asks again only after `Retry-After` (or Discord's JSON `retry_after`).
 //!
 //! The bot token is sent in `Authorization: Bot <token>` and appears nowhere else: not in URLs,
-//! log lines or error texts (see [`crate::http::describe`]).
+//! log lines or error texts (see [`crate::outbound::describe`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,11 +16,11 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use tokio::sync::{Notify, watch};
 
-use crate::background::sleep_or_stop;
 use crate::config::Secret;
 use crate::domain::GatewayInfo;
-use crate::http;
-use crate::state::AppState;
+use crate::http::state::AppState;
+use crate::jobs::sleep_or_stop;
+use crate::outbound;
 
 /// The store lock that elects the replica that polls.
 pub const LOCK: &str = "gateway";
@@ -84,7 +84,7 @@ pub async fn fetch(client: &reqwest::Client, base: &str, token: &Secret) -> Fetc
         .await;
     let response = match response {
         Ok(response) => response,
-        Err(error) => return Fetch::Failed(http::describe(&error)),
+        Err(error) => return Fetch::Failed(outbound::describe(&error)),
     };
     let status = response.status();
     let retry_after_header = response
@@ -94,11 +94,12 @@ pub async fn fetch(client: &reqwest::Client, base: &str, token: &Secret) -> Fetc
         .map(str::to_owned);
     let body = match response.bytes().await {
         Ok(body) => body,
-        Err(error) => return Fetch::Failed(http::describe(&error)),
+        Err(error) => return Fetch::Failed(outbound::describe(&error)),
     };
     if status == StatusCode::TOO_MANY_REQUESTS {
         return Fetch::RateLimited(
-            http::retry_after(retry_after_header.as_deref(), &body).unwrap_or(DEFAULT_RETRY_AFTER),
+            outbound::retry_after(retry_after_header.as_deref(), &body)
+                .unwrap_or(DEFAULT_RETRY_AFTER),
         );
     }
     if status.is_client_error() {
@@ -133,7 +134,7 @@ pub struct GatewayPoller {
 
 impl GatewayPoller {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let client = match http::client(REQUEST_TIMEOUT) {
+        let client = match outbound::client(REQUEST_TIMEOUT) {
             Ok(client) => client,
             Err(error) => {
                 log::error!("gateway poller disabled: cannot build an HTTP client: {error}");

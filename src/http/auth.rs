@@ -5,8 +5,8 @@ use sha2::{Digest, Sha256};
 use std::future::{Ready, ready};
 use subtle::ConstantTimeEq;
 
-use crate::error::{ApiError, ValidationIssue};
-use crate::state::AppState;
+use crate::http::error::{ApiError, ValidationIssue};
+use crate::http::state::AppState;
 
 /// Holds only a digest of the secret: comparing digests takes the same time whatever the length
 /// or content of the guess.
@@ -66,7 +66,7 @@ fn credentials(req: &HttpRequest) -> Credentials {
 fn too_many_failures(wait: std::time::Duration) -> ApiError {
     ApiError::TooManyRequests {
         detail: "Too Many Failed Authentications".into(),
-        retry_after_secs: crate::rate_limit::retry_after_secs(wait),
+        retry_after_secs: crate::http::rate_limit::retry_after_secs(wait),
     }
 }
 

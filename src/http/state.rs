@@ -2,8 +2,8 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::auth::SecretDigest;
 use crate::config::Settings;
+use crate::http::auth::SecretDigest;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
 
@@ -11,7 +11,7 @@ pub struct AppState {
     pub store: Store,
     pub secret: SecretDigest,
     /// Failed authentications per client address (brute-force protection).
-    pub failed_auth: crate::rate_limit::FailedAuthLimiter,
+    pub failed_auth: crate::http::rate_limit::FailedAuthLimiter,
     pub settings: Settings,
     /// This replica's id and request metrics (see `telemetry`).
     pub telemetry: Telemetry,

@@ -17,7 +17,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 pub async fn openapi_json() -> HttpResponse {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
     let body = DOCUMENT.get_or_init(|| {
-        crate::openapi::document()
+        crate::http::openapi::document()
             .to_pretty_json()
             .expect("the OpenAPI document serialises")
     });

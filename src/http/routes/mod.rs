@@ -11,7 +11,7 @@ pub(crate) mod status;
 
 use actix_web::web;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Declares every route once: `configure` registers them and `ROUTES` lists them, so the OpenAPI
 /// test (every served route is documented) cannot drift from what the app serves.

@@ -8,11 +8,15 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use crate::alerts::{Dispatcher, Reaper};
-use crate::autoscale::Autoscaler;
+pub mod alerts;
+pub mod autoscale;
+pub mod discord;
+
 use crate::config::Secret;
-use crate::discord::GatewayPoller;
-use crate::state::AppState;
+use crate::http::state::AppState;
+use alerts::{Dispatcher, Reaper};
+use autoscale::Autoscaler;
+use discord::GatewayPoller;
 
 /// How long stopping waits for a task to notice before it is aborted.
 const STOP_WAIT: Duration = Duration::from_secs(5);

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use crate::background::sleep_or_stop;
 use crate::config::MAX_SHARD_COUNT;
-use crate::state::AppState;
+use crate::http::state::AppState;
+use crate::jobs::sleep_or_stop;
 
 /// The store lock that elects the replica that evaluates.
 pub const LOCK: &str = "autoscale";

@@ -17,11 +17,11 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::background::sleep_or_stop;
 use crate::config::Secret;
 use crate::domain::{Event, EventKind};
-use crate::http;
-use crate::state::AppState;
+use crate::http::state::AppState;
+use crate::jobs::sleep_or_stop;
+use crate::outbound;
 
 /// How often each replica asks the store to reap expired leases.
 pub const REAP_EVERY: Duration = Duration::from_secs(2);
@@ -103,7 +103,7 @@ pub enum Delivery {
 
 impl Dispatcher {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let client = match http::client(REQUEST_TIMEOUT) {
+        let client = match outbound::client(REQUEST_TIMEOUT) {
             Ok(client) => client,
             Err(error) => {
                 log::error!("alerts disabled: cannot build an HTTP client: {error}");
@@ -161,7 +161,7 @@ pub async fn deliver(
                     .and_then(|value| value.to_str().ok())
                     .map(str::to_owned);
                 let text = response.bytes().await.unwrap_or_default();
-                let after = http::retry_after(header.as_deref(), &text).unwrap_or_default();
+                let after = outbound::retry_after(header.as_deref(), &text).unwrap_or_default();
                 log::warn!("webhook rate-limited (attempt {attempt}/{MAX_ATTEMPTS})");
                 after.max(backoff)
             }
@@ -182,7 +182,7 @@ pub async fn deliver(
             Err(error) => {
                 log::warn!(
                     "webhook: {} (attempt {attempt}/{MAX_ATTEMPTS})",
-                    http::describe(&error)
+                    outbound::describe(&error)
                 );
                 backoff
             }
