@@ -1,20 +1,17 @@
-//! What every handler shares within one replica.
+//! What every handler shares within one replica. The secret and the failed-authentication limiter
+//! are app data of their own (`auth::Authenticator`), and so are the request metrics
+//! (`telemetry::Telemetry`), so that their extractor and middleware need nothing from here.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::Settings;
-use crate::http::auth::SecretDigest;
 use crate::store::Store;
-use crate::telemetry::Telemetry;
 
 pub struct AppState {
-    pub store: Store,
-    pub secret: SecretDigest,
-    /// Failed authentications per client address (brute-force protection).
-    pub failed_auth: crate::http::rate_limit::FailedAuthLimiter,
+    /// Shared with the background jobs.
+    pub store: Arc<Store>,
     pub settings: Settings,
-    /// This replica's id and request metrics (see `telemetry`).
-    pub telemetry: Telemetry,
     /// Set on SIGTERM: `/readyz` answers 503 while in-flight requests finish.
     pub draining: AtomicBool,
 }

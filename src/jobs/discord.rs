@@ -16,11 +16,11 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use tokio::sync::{Notify, watch};
 
-use crate::config::Secret;
+use super::stop::sleep_or_stop;
+use crate::config::{Secret, Settings};
 use crate::domain::GatewayInfo;
-use crate::http::state::AppState;
-use crate::jobs::sleep_or_stop;
 use crate::outbound;
+use crate::store::Store;
 
 /// The store lock that elects the replica that polls.
 pub const LOCK: &str = "gateway";
@@ -122,17 +122,51 @@ fn authorization_header(token: &Secret) -> reqwest::header::HeaderValue {
     value
 }
 
+/// What the poller reads from `Settings`.
+pub struct GatewaySettings {
+    pub token: Secret,
+    /// `DISCORD_API_BASE`.
+    pub api_base: String,
+    /// `GATEWAY_POLL_SECONDS`.
+    pub interval: Duration,
+}
+
+impl GatewaySettings {
+    /// `None` without `BOT_TOKEN`: Discord answers nothing without it.
+    pub fn from_settings(settings: &Settings) -> Option<Self> {
+        Some(Self {
+            token: settings.bot_token.clone()?,
+            api_base: settings.discord_api_base.clone(),
+            interval: Duration::from_secs(settings.gateway_poll_seconds),
+        })
+    }
+}
+
 /// The poller of one replica. Runs until `stop` turns true.
 pub struct GatewayPoller {
-    pub state: Arc<AppState>,
-    pub token: Secret,
+    store: Arc<Store>,
+    settings: GatewaySettings,
     /// This replica's name for the lock.
-    pub owner: String,
+    owner: String,
     /// Woken after each successful read, so autoscale can act on a new recommendation at once.
-    pub fetched: Arc<Notify>,
+    fetched: Arc<Notify>,
 }
 
 impl GatewayPoller {
+    pub fn new(
+        store: Arc<Store>,
+        settings: GatewaySettings,
+        owner: String,
+        fetched: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            settings,
+            owner,
+            fetched,
+        }
+    }
+
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let client = match outbound::client(REQUEST_TIMEOUT) {
             Ok(client) => client,
@@ -141,7 +175,7 @@ impl GatewayPoller {
                 return;
             }
         };
-        let interval = Duration::from_secs(self.state.settings.gateway_poll_seconds);
+        let interval = self.settings.interval;
         let mut retry = FIRST_RETRY;
         loop {
             let wait = match self.poll_once(&client, interval).await {
@@ -163,7 +197,7 @@ impl GatewayPoller {
     }
 
     async fn poll_once(&self, client: &reqwest::Client, interval: Duration) -> Step {
-        let store = &self.state.store;
+        let store = &self.store;
         match store.try_lock(LOCK, &self.owner, millis(interval)).await {
             Ok(true) => {}
             // Another replica polls this interval.
@@ -173,8 +207,7 @@ impl GatewayPoller {
                 return Step::Retry(STORE_RETRY);
             }
         }
-        let base = &self.state.settings.discord_api_base;
-        match fetch(client, base, &self.token).await {
+        match fetch(client, &self.settings.api_base, &self.settings.token).await {
             Fetch::Info(info) => {
                 if let Err(error) = store.save_gateway(&info).await {
                     log::warn!("gateway poller: cannot store Discord's gateway info: {error}");

@@ -15,6 +15,7 @@ use crate::http::auth::MaybeAuthorized;
 use crate::http::error::ApiError;
 use crate::http::routes::autoscale::{AutoscaleReport, require_metrics_access};
 use crate::http::state::AppState;
+use crate::telemetry::Telemetry;
 
 /// Buckets for the gateway latency bots report (seconds).
 const LATENCY_BUCKETS: &[f64] = &[0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0];
@@ -47,6 +48,7 @@ const BEAT_AGE_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
 pub async fn metrics(
     caller: MaybeAuthorized,
     state: web::Data<AppState>,
+    telemetry: web::Data<Telemetry>,
 ) -> Result<HttpResponse, ApiError> {
     require_metrics_access(&caller, &state)?;
     let started = Instant::now();
@@ -66,7 +68,7 @@ pub async fn metrics(
         }
     }
     .map_err(internal)?;
-    families.extend(state.telemetry.registry.gather());
+    families.extend(telemetry.registry.gather());
     let mut text = Vec::new();
     let encoder = TextEncoder::new();
     encoder.encode(&families, &mut text).map_err(internal)?;
