@@ -6,7 +6,6 @@ pub mod auth;
 pub mod body;
 pub mod cors;
 pub mod error;
-pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
 pub mod state;

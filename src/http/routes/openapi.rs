@@ -1,12 +1,18 @@
-//! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]` attributes. Served at
-//! `/openapi.json` and rendered at `/docs`. A test checks that every route in `routes::ROUTES` is in
-//! it, so a new route must be listed in `paths(...)` below.
+//! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]` attributes, and the two
+//! routes that serve it: `/openapi.json` and `/docs` (Swagger UI, embedded in the binary: nothing
+//! comes from a CDN). Those two are the only handlers that need the document, which names every
+//! handler, so they sit beside it rather than with the others. A test checks that every route in
+//! `routes::ROUTES` is in it, so a new route must be listed in `paths(...)` below.
 
+use std::sync::OnceLock;
+
+use actix_web::{HttpResponse, http::header};
 use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use crate::http::routes;
+use crate::http::routes::{autoscale, dashboard, health, metrics, reshard, shards, status};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,22 +24,22 @@ use crate::http::routes;
             shape, a wrong secret a 403."
     ),
     paths(
-        routes::shards::connect,
-        routes::shards::beat,
-        routes::shards::disconnect_by_query,
-        routes::shards::disconnect_by_body,
-        routes::shards::identify,
-        routes::reshard::reshard,
-        routes::status::status,
-        routes::health::healthz,
-        routes::health::readyz,
-        routes::metrics::metrics,
-        routes::autoscale::autoscale,
-        routes::dashboard::page,
-        routes::dashboard::script,
-        routes::dashboard::stylesheet,
-        routes::docs::openapi_json,
-        routes::docs::docs_redirect,
+        shards::connect,
+        shards::beat,
+        shards::disconnect_by_query,
+        shards::disconnect_by_body,
+        shards::identify,
+        reshard::reshard,
+        status::status,
+        health::healthz,
+        health::readyz,
+        metrics::metrics,
+        autoscale::autoscale,
+        dashboard::page,
+        dashboard::script,
+        dashboard::stylesheet,
+        openapi_json,
+        docs_redirect,
     ),
     components(schemas(Detail, ValidationError, ValidationIssue, BeatBody, SessionBody, ReshardBody, ResumeData)),
     modifiers(&SecretScheme),
@@ -66,6 +72,53 @@ impl Modify for SecretScheme {
             ))),
         );
     }
+}
+
+/// The OpenAPI document, built once.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "documentation",
+    description = "This OpenAPI document.",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json",
+        body = Object, example = json!({"openapi": "3.1.0", "info": {"title": "shardman"}, "paths": {}}))),
+)]
+pub async fn openapi_json() -> HttpResponse {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| {
+        document()
+            .to_pretty_json()
+            .expect("the OpenAPI document serialises")
+    });
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body.as_str())
+}
+
+/// Swagger UI lives under `/docs/`; `/docs` sends browsers there.
+#[utoipa::path(
+    get,
+    path = "/docs",
+    tag = "documentation",
+    description = "Interactive API documentation (Swagger UI, served from the binary). Redirects to \
+        `/docs/`, under which the UI's files live.",
+    responses((status = 308, description = "Redirect to `/docs/`",
+        headers(("Location" = String, description = "`/docs/`")))),
+)]
+pub async fn docs_redirect() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "/docs/"))
+        .finish()
+}
+
+/// The Swagger UI files, reading the document from `/openapi.json`. No validator badge: it would
+/// call an outside service.
+pub fn swagger_ui() -> SwaggerUi {
+    SwaggerUi::new("/docs/{_:.*}").config(
+        Config::new(["/openapi.json"])
+            .validator_url("none")
+            .try_it_out_enabled(true),
+    )
 }
 
 /// Every error except validation: `{"detail": "<message>"}`.
