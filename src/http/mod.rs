@@ -8,4 +8,5 @@ pub mod cors;
 pub mod error;
 pub mod rate_limit;
 pub mod routes;
+pub mod schemas;
 pub mod state;

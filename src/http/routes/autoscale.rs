@@ -80,11 +80,11 @@ pub(crate) fn require_metrics_access(
     security((), ("secret" = [])),
     responses(
         (status = 200, description = "The fleet's size", body = AutoscaleReport),
-        (status = 403, description = "Wrong secret", body = crate::http::routes::openapi::Detail,
+        (status = 403, description = "Wrong secret", body = crate::http::schemas::Detail,
             example = json!({"detail": "Invalid Token"})),
         (status = 422, description = "No `Authorization` header (and `PUBLIC_METRICS` is false)",
-            body = crate::http::routes::openapi::ValidationError),
-        (status = 503, description = "The store does not answer", body = crate::http::routes::openapi::Detail,
+            body = crate::http::schemas::ValidationError),
+        (status = 503, description = "The store does not answer", body = crate::http::schemas::Detail,
             example = json!({"detail": "Store Unavailable"})),
     )
 )]

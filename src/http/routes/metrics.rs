@@ -39,10 +39,10 @@ const BEAT_AGE_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
         (status = 200, description = "Metrics", content_type = "text/plain; version=0.0.4",
             body = String,
             example = "# TYPE shardman_shards_total gauge\nshardman_shards_total 16\n"),
-        (status = 403, description = "Wrong secret", body = crate::http::routes::openapi::Detail,
+        (status = 403, description = "Wrong secret", body = crate::http::schemas::Detail,
             example = json!({"detail": "Invalid Token"})),
         (status = 422, description = "No `Authorization` header (and `PUBLIC_METRICS` is false)",
-            body = crate::http::routes::openapi::ValidationError),
+            body = crate::http::schemas::ValidationError),
     )
 )]
 pub async fn metrics(

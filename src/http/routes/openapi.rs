@@ -7,12 +7,14 @@
 use std::sync::OnceLock;
 
 use actix_web::{HttpResponse, http::header};
-use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::http::routes::{autoscale, dashboard, health, metrics, reshard, shards, status};
+use crate::http::schemas::{
+    BeatBody, Detail, ReshardBody, ResumeData, SessionBody, ValidationError, ValidationIssue,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -119,76 +121,4 @@ pub fn swagger_ui() -> SwaggerUi {
             .validator_url("none")
             .try_it_out_enabled(true),
     )
-}
-
-/// Every error except validation: `{"detail": "<message>"}`.
-#[derive(Serialize, ToSchema)]
-#[schema(example = json!({"detail": "Session Not Found"}))]
-pub struct Detail {
-    pub detail: String,
-}
-
-/// A 422, shaped like FastAPI's.
-#[derive(Serialize, ToSchema)]
-#[schema(example = json!({"detail": [{"loc": ["header", "authorization"], "msg": "field required",
-    "type": "value_error.missing"}]}))]
-pub struct ValidationError {
-    pub detail: Vec<ValidationIssue>,
-}
-
-/// One invalid or missing field.
-#[derive(Serialize, ToSchema)]
-pub struct ValidationIssue {
-    /// Where: `["header", "authorization"]`, `["body", "guild_count"]`, `["query", "session_id"]`.
-    #[schema(example = json!(["body", "guild_count"]))]
-    pub loc: Vec<String>,
-    #[schema(example = "value is not a valid integer")]
-    pub msg: String,
-    /// pydantic's error type.
-    #[serde(rename = "type")]
-    #[schema(example = "type_error.integer")]
-    pub kind: String,
-}
-
-/// `POST /beat`, as JSON or as a form (`requests.post(url, data={...})` sends a form).
-#[derive(Serialize, ToSchema)]
-#[schema(example = json!({"session_id": "4f2a9c0e8b7d4a35a1f0c2d3e4b5a697", "guild_count": 2431,
-    "latency": 0.084, "extra": {"version": "1.4.2"}}))]
-pub struct BeatBody {
-    /// From `/connect`.
-    pub session_id: String,
-    /// Guilds this shard serves (an integer, at least 0).
-    pub guild_count: Option<u64>,
-    /// Gateway latency in seconds.
-    pub latency: Option<f64>,
-    /// Any JSON, up to `MAX_EXTRA_BYTES`; in a form, JSON text.
-    #[schema(value_type = Option<Object>)]
-    pub extra: Option<serde_json::Value>,
-    /// Discord's resume data for this session, handed to the next holder of the shard id if this
-    /// process disappears (in a form, JSON text).
-    pub resume: Option<ResumeData>,
-}
-
-/// Discord's resume data: what a successor needs to RESUME instead of IDENTIFY.
-#[derive(Serialize, ToSchema)]
-#[schema(example = json!({"session_id": "9f8e7d6c5b4a", "sequence": 1234, "resume_gateway_url": "wss://gateway-us-east1-b.discord.gg"}))]
-pub struct ResumeData {
-    pub session_id: String,
-    pub sequence: u64,
-    pub resume_gateway_url: String,
-}
-
-/// `POST /reshard`, as JSON or as a form.
-#[derive(Serialize, ToSchema)]
-#[schema(example = json!({"max_shards": 6}))]
-pub struct ReshardBody {
-    /// The new shard count, 1 to 65536.
-    pub max_shards: u32,
-}
-
-/// `POST /disconnect`, as JSON or as a form.
-#[derive(Serialize, ToSchema)]
-#[schema(example = json!({"session_id": "4f2a9c0e8b7d4a35a1f0c2d3e4b5a697"}))]
-pub struct SessionBody {
-    pub session_id: String,
 }
