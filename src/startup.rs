@@ -1,6 +1,7 @@
 //! Builds a replica: settings -> store -> HTTP server on a bound listener (port 0 works, for tests).
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -9,12 +10,13 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use rand::RngExt;
 
-use crate::auth::SecretDigest;
-use crate::background::BackgroundTasks;
 use crate::config::{Secret, Settings};
-use crate::cors;
-use crate::routes;
-use crate::state::AppState;
+use crate::http::auth::Authenticator;
+use crate::http::cors;
+use crate::http::rate_limit::FailedAuthLimiter;
+use crate::http::routes;
+use crate::http::state::AppState;
+use crate::jobs::BackgroundTasks;
 use crate::store::{Store, StoreError};
 use crate::telemetry::{self, Telemetry};
 
@@ -48,7 +50,7 @@ impl Application {
         mut settings: Settings,
         listener: TcpListener,
     ) -> Result<Self, StartupError> {
-        crate::http::install_crypto_provider();
+        crate::outbound::install_crypto_provider();
         let secret = settings.secret.get_or_insert_with(generated_secret).clone();
         let store = open_store(&settings).await?;
         match store.is_embedded() {
@@ -59,23 +61,27 @@ impl Application {
             false => log::info!("using Redis with key prefix {{{}}}", settings.key_prefix),
         }
         let port = listener.local_addr()?.port();
-        let state = web::Data::new(AppState {
-            store,
-            secret: SecretDigest::new(secret.expose()),
-            failed_auth: crate::rate_limit::FailedAuthLimiter::new(
+        let authenticator = web::Data::new(Authenticator::new(
+            secret.expose(),
+            FailedAuthLimiter::new(
                 settings.failed_auth_per_minute,
                 settings.trusted_proxies.clone(),
             ),
+        ));
+        let request_metrics = web::Data::new(Telemetry::new());
+        log::info!("replica id {}", request_metrics.replica_id);
+        let state = web::Data::new(AppState {
+            store: Arc::new(store),
             settings,
-            telemetry: Telemetry::new(),
             draining: AtomicBool::new(false),
         });
-        log::info!("replica id {}", state.telemetry.replica_id);
         let app_state = state.clone();
         let cors_origins = app_state.settings.cors_origins.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .app_data(authenticator.clone())
+                .app_data(request_metrics.clone())
                 // One line per request; it logs no headers, so the secret never reaches the log.
                 .wrap(from_fn(telemetry::record_requests))
                 .wrap(cors::middleware(&cors_origins))
@@ -87,7 +93,7 @@ impl Application {
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECONDS)
         .listen(listener)?
         .run();
-        let background = BackgroundTasks::spawn(state.clone().into_inner());
+        let background = BackgroundTasks::spawn(state.store.clone(), &state.settings);
         Ok(Self {
             port,
             server,

@@ -2,7 +2,8 @@
 //!
 //! * [`init_logging`]: `env_logger` in text or JSON (`LOG_FORMAT=json`, one object per line).
 //! * [`Telemetry`]: this replica's id and its Prometheus registry (request counts and latencies by
-//!   route pattern and status).
+//!   route pattern and status). It is app data of its own, where the middleware and `/metrics` find
+//!   it.
 //! * [`record_requests`]: the middleware that writes one log line per request and feeds the metrics.
 //!   It logs the method, the route pattern, the path without its query, the status, the latency and
 //!   the replica id: never a header, so neither `SECRET` nor `BOT_TOKEN` can reach the log.
@@ -18,7 +19,6 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, 
 use rand::RngExt;
 
 use crate::config::LogFormat;
-use crate::state::AppState;
 
 /// The `target` of request log lines, so they can be filtered (`RUST_LOG=shardman::request=warn`).
 pub const REQUEST_LOG_TARGET: &str = "shardman::request";
@@ -79,7 +79,7 @@ impl<'kvs> log::kv::VisitSource<'kvs> for JsonFields<'_> {
 }
 
 /// One replica's identity and request metrics. Cluster-wide figures are not kept here: `/metrics`
-/// reads them from the store at scrape time (see `routes::metrics`).
+/// reads them from the store at scrape time (see `http::routes::metrics`).
 pub struct Telemetry {
     pub replica_id: String,
     pub registry: Registry,
@@ -164,15 +164,14 @@ pub async fn record_requests(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let state = request.app_data::<web::Data<AppState>>().cloned();
+    let telemetry = request.app_data::<web::Data<Telemetry>>().cloned();
     let method = request.method().as_str().to_owned();
     let path = request.path().to_owned();
     let route = request
         .match_pattern()
         .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
-    let in_flight = state.as_ref().map(|state| {
-        let gauge = state
-            .telemetry
+    let in_flight = telemetry.as_ref().map(|telemetry| {
+        let gauge = telemetry
             .in_flight
             .with_label_values(&[method.as_str(), route.as_str()]);
         gauge.inc();
@@ -187,16 +186,15 @@ pub async fn record_requests(
         Ok(response) => response.status().as_u16(),
         Err(error) => error.as_response_error().status_code().as_u16(),
     };
-    let replica = state
+    let replica = telemetry
         .as_ref()
-        .map(|state| state.telemetry.replica_id.as_str())
+        .map(|telemetry| telemetry.replica_id.as_str())
         .unwrap_or("unknown");
-    if let Some(state) = &state {
+    if let Some(telemetry) = &telemetry {
         let status_label = status.to_string();
         let labels = [method.as_str(), route.as_str(), status_label.as_str()];
-        state.telemetry.requests.with_label_values(&labels).inc();
-        state
-            .telemetry
+        telemetry.requests.with_label_values(&labels).inc();
+        telemetry
             .durations
             .with_label_values(&labels)
             .observe(elapsed.as_secs_f64());

@@ -95,7 +95,7 @@ async fn a_lower_target_shrinks_only_after_shrink_after() {
     assert_eq!(planned(&store).await, 4, "shrank before SHRINK_AFTER");
     assert!(
         store
-            .get_meta(shardman::autoscale::SHRINK_HOLD_FIELD)
+            .get_meta(shardman::jobs::autoscale::SHRINK_HOLD_FIELD)
             .await
             .expect("meta")
             .is_some(),

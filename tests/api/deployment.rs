@@ -232,7 +232,7 @@ fn the_binary_refuses_to_start_on_an_invalid_setting_and_names_it() {
 /// The README's quick start: no REDIS_URL, no SECRET -> in-process store and a printed secret.
 #[tokio::test]
 async fn the_binary_alone_runs_in_process_and_prints_a_secret_that_works() {
-    shardman::http::install_crypto_provider();
+    shardman::outbound::install_crypto_provider();
     // The secret is printed after the port is bound: no secret means another process took the
     // free port first, so try another.
     let (mut child, port, secret, _guard) = (0..5)

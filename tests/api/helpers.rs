@@ -43,7 +43,7 @@ pub enum Backend {
 /// Settings for a test replica: the test secret, one shard, a 60 s lease, the given backend.
 pub fn settings(backend: Backend) -> Settings {
     // reqwest is built with rustls and no provider of its own: any client needs this first.
-    shardman::http::install_crypto_provider();
+    shardman::outbound::install_crypto_provider();
     Settings {
         secret: Some(Secret::new(SECRET)),
         host: "127.0.0.1".into(),

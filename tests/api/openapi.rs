@@ -28,8 +28,8 @@ async fn every_served_route_is_in_the_openapi_document() {
     let document = document().await;
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
     let paths = document["paths"].as_object().expect("paths");
-    assert!(!shardman::routes::ROUTES.is_empty());
-    for (method, path) in shardman::routes::ROUTES {
+    assert!(!shardman::http::routes::ROUTES.is_empty());
+    for (method, path) in shardman::http::routes::ROUTES {
         let operation = &paths
             .get(*path)
             .unwrap_or_else(|| panic!("{path} is served but not documented"))[*method];
@@ -57,7 +57,7 @@ async fn every_served_route_is_in_the_openapi_document() {
     for (path, operations) in paths {
         for method in operations.as_object().unwrap().keys() {
             assert!(
-                shardman::routes::ROUTES.contains(&(method.as_str(), path.as_str())),
+                shardman::http::routes::ROUTES.contains(&(method.as_str(), path.as_str())),
                 "{method} {path} is documented but not served"
             );
         }

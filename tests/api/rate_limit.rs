@@ -8,7 +8,7 @@ async fn spawn_limited(budget: u32, trusted_proxies: &str) -> TestApp {
     let mut settings = settings(Backend::Memory);
     settings.failed_auth_per_minute = budget;
     settings.trusted_proxies =
-        shardman::rate_limit::parse_trusted_proxies(trusted_proxies).expect("valid proxies");
+        shardman::http::rate_limit::parse_trusted_proxies(trusted_proxies).expect("valid proxies");
     spawn_app(settings).await
 }
 

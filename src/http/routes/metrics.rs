@@ -10,11 +10,12 @@ use actix_web::{HttpResponse, web};
 use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, Gauge, Histogram, HistogramOpts, IntGauge, Registry, TextEncoder};
 
-use crate::auth::MaybeAuthorized;
 use crate::domain::{FleetStatus, GatewayInfo};
-use crate::error::ApiError;
-use crate::routes::autoscale::{AutoscaleReport, require_metrics_access};
-use crate::state::AppState;
+use crate::http::auth::MaybeAuthorized;
+use crate::http::error::ApiError;
+use crate::http::routes::autoscale::{AutoscaleReport, require_metrics_access};
+use crate::http::state::AppState;
+use crate::telemetry::Telemetry;
 
 /// Buckets for the gateway latency bots report (seconds).
 const LATENCY_BUCKETS: &[f64] = &[0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0];
@@ -38,15 +39,16 @@ const BEAT_AGE_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
         (status = 200, description = "Metrics", content_type = "text/plain; version=0.0.4",
             body = String,
             example = "# TYPE shardman_shards_total gauge\nshardman_shards_total 16\n"),
-        (status = 403, description = "Wrong secret", body = crate::openapi::Detail,
+        (status = 403, description = "Wrong secret", body = crate::http::schemas::Detail,
             example = json!({"detail": "Invalid Token"})),
         (status = 422, description = "No `Authorization` header (and `PUBLIC_METRICS` is false)",
-            body = crate::openapi::ValidationError),
+            body = crate::http::schemas::ValidationError),
     )
 )]
 pub async fn metrics(
     caller: MaybeAuthorized,
     state: web::Data<AppState>,
+    telemetry: web::Data<Telemetry>,
 ) -> Result<HttpResponse, ApiError> {
     require_metrics_access(&caller, &state)?;
     let started = Instant::now();
@@ -66,7 +68,7 @@ pub async fn metrics(
         }
     }
     .map_err(internal)?;
-    families.extend(state.telemetry.registry.gather());
+    families.extend(telemetry.registry.gather());
     let mut text = Vec::new();
     let encoder = TextEncoder::new();
     encoder.encode(&families, &mut text).map_err(internal)?;

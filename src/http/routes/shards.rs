@@ -3,13 +3,13 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Authorized;
-use crate::body::{BodyFields, FieldReader};
 use crate::domain::{
     BeatOutcome, BeatReport, ConnectOutcome, IdentifyOutcome, Lease, SessionState,
 };
-use crate::error::{ApiError, ValidationIssue};
-use crate::state::AppState;
+use crate::http::auth::Authorized;
+use crate::http::body::{BodyFields, FieldReader};
+use crate::http::error::{ApiError, ValidationIssue};
+use crate::http::state::AppState;
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(example = json!({"shard_id": 0, "max_shards": 16, "session_id": "4f2a9c0e8b7d4a35a1f0c2d3e4b5a697", "fence": 7, "generation": 1, "state": "active", "sleep_duration": 5.0, "resume": null}))]
@@ -78,10 +78,10 @@ fn budget_exhausted(retry_after_ms: u64) -> ApiError {
     security(("secret" = [])),
     responses(
         (status = 200, description = "A shard was granted", body = ConnectConfirmed),
-        (status = 401, description = "Every shard is held", body = crate::openapi::Detail, example = json!({"detail": "No Shards Available"})),
-        (status = 403, description = "Wrong secret", body = crate::openapi::Detail, example = json!({"detail": "Invalid Token"})),
-        (status = 422, description = "No `Authorization` header, or a missing or ill-typed field", body = crate::openapi::ValidationError),
-        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::openapi::Detail, example = json!({"detail": "Store Unavailable"})),
+        (status = 401, description = "Every shard is held", body = crate::http::schemas::Detail, example = json!({"detail": "No Shards Available"})),
+        (status = 403, description = "Wrong secret", body = crate::http::schemas::Detail, example = json!({"detail": "Invalid Token"})),
+        (status = 422, description = "No `Authorization` header, or a missing or ill-typed field", body = crate::http::schemas::ValidationError),
+        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::http::schemas::Detail, example = json!({"detail": "Store Unavailable"})),
     )
 )]
 pub async fn connect(_: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -127,17 +127,17 @@ pub async fn connect(_: Authorized, state: web::Data<AppState>) -> Result<HttpRe
     description = "Refreshes the session's lease to `MAX_SECONDS` and stores what the bot reports. Accepts JSON or a form (`requests.post(url, data={...})`).",
     security(("secret" = [])),
     request_body(content(
-        (crate::openapi::BeatBody = "application/json"),
-        (crate::openapi::BeatBody = "application/x-www-form-urlencoded"),
+        (crate::http::schemas::BeatBody = "application/json"),
+        (crate::http::schemas::BeatBody = "application/x-www-form-urlencoded"),
     )),
     responses(
         (status = 204, description = "The lease was refreshed"),
-        (status = 401, description = "The session's shard is no longer planned: stop this shard", body = crate::openapi::Detail, example = json!({"detail": "No Shards Available"})),
-        (status = 403, description = "Wrong secret", body = crate::openapi::Detail, example = json!({"detail": "Invalid Token"})),
-        (status = 404, description = "Unknown or expired session", body = crate::openapi::Detail, example = json!({"detail": "Session Not Found"})),
-        (status = 413, description = "Body over 64 KiB, or `extra` over `MAX_EXTRA_BYTES`", body = crate::openapi::Detail),
-        (status = 422, description = "No `Authorization` header, or a missing or ill-typed field", body = crate::openapi::ValidationError),
-        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::openapi::Detail, example = json!({"detail": "Store Unavailable"})),
+        (status = 401, description = "The session's shard is no longer planned: stop this shard", body = crate::http::schemas::Detail, example = json!({"detail": "No Shards Available"})),
+        (status = 403, description = "Wrong secret", body = crate::http::schemas::Detail, example = json!({"detail": "Invalid Token"})),
+        (status = 404, description = "Unknown or expired session", body = crate::http::schemas::Detail, example = json!({"detail": "Session Not Found"})),
+        (status = 413, description = "Body over 64 KiB, or `extra` over `MAX_EXTRA_BYTES`", body = crate::http::schemas::Detail),
+        (status = 422, description = "No `Authorization` header, or a missing or ill-typed field", body = crate::http::schemas::ValidationError),
+        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::http::schemas::Detail, example = json!({"detail": "Store Unavailable"})),
     )
 )]
 pub async fn beat(
@@ -211,10 +211,10 @@ pub struct SessionQuery {
     params(("session_id" = String, Query, description = "From `/connect`", example = "4f2a9c0e8b7d4a35a1f0c2d3e4b5a697")),
     responses(
         (status = 204, description = "The shard is free"),
-        (status = 403, description = "Wrong secret", body = crate::openapi::Detail, example = json!({"detail": "Invalid Token"})),
-        (status = 404, description = "Unknown or expired session", body = crate::openapi::Detail, example = json!({"detail": "Session Not Found"})),
-        (status = 422, description = "No `Authorization` header, or a missing or ill-typed field", body = crate::openapi::ValidationError),
-        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::openapi::Detail, example = json!({"detail": "Store Unavailable"})),
+        (status = 403, description = "Wrong secret", body = crate::http::schemas::Detail, example = json!({"detail": "Invalid Token"})),
+        (status = 404, description = "Unknown or expired session", body = crate::http::schemas::Detail, example = json!({"detail": "Session Not Found"})),
+        (status = 422, description = "No `Authorization` header, or a missing or ill-typed field", body = crate::http::schemas::ValidationError),
+        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::http::schemas::Detail, example = json!({"detail": "Store Unavailable"})),
     )
 )]
 pub async fn disconnect_by_query(
@@ -236,16 +236,16 @@ pub async fn disconnect_by_query(
     description = "Frees the session's shard at once. Accepts JSON or a form.",
     security(("secret" = [])),
     request_body(content(
-        (crate::openapi::SessionBody = "application/json"),
-        (crate::openapi::SessionBody = "application/x-www-form-urlencoded"),
+        (crate::http::schemas::SessionBody = "application/json"),
+        (crate::http::schemas::SessionBody = "application/x-www-form-urlencoded"),
     )),
     responses(
         (status = 204, description = "The shard is free"),
-        (status = 403, description = "Wrong secret", body = crate::openapi::Detail, example = json!({"detail": "Invalid Token"})),
-        (status = 404, description = "Unknown or expired session", body = crate::openapi::Detail, example = json!({"detail": "Session Not Found"})),
-        (status = 413, description = "Body over 64 KiB", body = crate::openapi::Detail),
-        (status = 422, description = "No `Authorization` header, or a missing or ill-typed field", body = crate::openapi::ValidationError),
-        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::openapi::Detail, example = json!({"detail": "Store Unavailable"})),
+        (status = 403, description = "Wrong secret", body = crate::http::schemas::Detail, example = json!({"detail": "Invalid Token"})),
+        (status = 404, description = "Unknown or expired session", body = crate::http::schemas::Detail, example = json!({"detail": "Session Not Found"})),
+        (status = 413, description = "Body over 64 KiB", body = crate::http::schemas::Detail),
+        (status = 422, description = "No `Authorization` header, or a missing or ill-typed field", body = crate::http::schemas::ValidationError),
+        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::http::schemas::Detail, example = json!({"detail": "Store Unavailable"})),
     )
 )]
 pub async fn disconnect_by_body(
@@ -274,17 +274,17 @@ async fn release(state: &AppState, session_id: &str) -> Result<HttpResponse, Api
     description = "Books the next IDENTIFY slot for a session that holds its shard but must identify again (Discord invalidated its session). Slots keep every bucket (`shard_id % max_concurrency`) at one IDENTIFY per 5 s across all replicas. Accepts JSON or a form.",
     security(("secret" = [])),
     request_body(content(
-        (crate::openapi::SessionBody = "application/json"),
-        (crate::openapi::SessionBody = "application/x-www-form-urlencoded"),
+        (crate::http::schemas::SessionBody = "application/json"),
+        (crate::http::schemas::SessionBody = "application/x-www-form-urlencoded"),
     )),
     responses(
         (status = 200, description = "Wait `sleep_duration` seconds, then IDENTIFY", body = IdentifySlot),
-        (status = 401, description = "The session's generation was replaced: stop this shard", body = crate::openapi::Detail, example = json!({"detail": "No Shards Available"})),
-        (status = 403, description = "Wrong secret", body = crate::openapi::Detail, example = json!({"detail": "Invalid Token"})),
-        (status = 404, description = "Unknown or expired session", body = crate::openapi::Detail, example = json!({"detail": "Session Not Found"})),
-        (status = 422, description = "No `Authorization` header, or a missing field", body = crate::openapi::ValidationError),
-        (status = 429, description = "Discord's daily identify budget is down to its reserve (`Retry-After` until it resets)", body = crate::openapi::Detail, example = json!({"detail": "Identify Budget Exhausted"})),
-        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::openapi::Detail, example = json!({"detail": "Store Unavailable"})),
+        (status = 401, description = "The session's generation was replaced: stop this shard", body = crate::http::schemas::Detail, example = json!({"detail": "No Shards Available"})),
+        (status = 403, description = "Wrong secret", body = crate::http::schemas::Detail, example = json!({"detail": "Invalid Token"})),
+        (status = 404, description = "Unknown or expired session", body = crate::http::schemas::Detail, example = json!({"detail": "Session Not Found"})),
+        (status = 422, description = "No `Authorization` header, or a missing field", body = crate::http::schemas::ValidationError),
+        (status = 429, description = "Discord's daily identify budget is down to its reserve (`Retry-After` until it resets)", body = crate::http::schemas::Detail, example = json!({"detail": "Identify Budget Exhausted"})),
+        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::http::schemas::Detail, example = json!({"detail": "Store Unavailable"})),
     )
 )]
 pub async fn identify(

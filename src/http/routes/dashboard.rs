@@ -5,11 +5,11 @@
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 
-use crate::state::AppState;
+use crate::http::state::AppState;
 
-const PAGE: &str = include_str!("../../assets/dashboard.html");
-const SCRIPT: &str = include_str!("../../assets/dashboard.js");
-const STYLESHEET: &str = include_str!("../../assets/dashboard.css");
+const PAGE: &str = include_str!("../../../assets/dashboard.html");
+const SCRIPT: &str = include_str!("../../../assets/dashboard.js");
+const STYLESHEET: &str = include_str!("../../../assets/dashboard.css");
 
 /// Whether browsers may keep a copy: the page carries settings, so it is always revalidated.
 const NO_CACHE: (header::HeaderName, &str) = (header::CACHE_CONTROL, "no-cache");

@@ -3,12 +3,12 @@
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 
-use crate::auth::Authorized;
-use crate::body::{BodyFields, FieldReader};
 use crate::config::MAX_SHARD_COUNT;
 use crate::domain::ReshardPlan;
-use crate::error::{ApiError, ValidationIssue};
-use crate::state::AppState;
+use crate::http::auth::Authorized;
+use crate::http::body::{BodyFields, FieldReader};
+use crate::http::error::{ApiError, ValidationIssue};
+use crate::http::state::AppState;
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(example = json!({"started": true, "from_generation": 1, "from_max_shards": 4, "generation": 2, "max_shards": 6}))]
@@ -41,14 +41,14 @@ impl From<ReshardPlan> for ReshardAccepted {
     description = "Starts a zero-downtime reshard to `max_shards`: a new generation is handed out by `/connect` while the active one keeps running; it becomes active once every shard of it is held and has beaten, and from then on the old generation's beats get 401. Accepts JSON or a form.",
     security(("secret" = [])),
     request_body(content(
-        (crate::openapi::ReshardBody = "application/json"),
-        (crate::openapi::ReshardBody = "application/x-www-form-urlencoded"),
+        (crate::http::schemas::ReshardBody = "application/json"),
+        (crate::http::schemas::ReshardBody = "application/x-www-form-urlencoded"),
     )),
     responses(
         (status = 202, description = "The reshard is under way (or the count was already planned: `started` is false)", body = ReshardAccepted),
-        (status = 403, description = "Wrong secret", body = crate::openapi::Detail, example = json!({"detail": "Invalid Token"})),
-        (status = 422, description = "No `Authorization` header, or `max_shards` missing or not in 1..=65536", body = crate::openapi::ValidationError),
-        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::openapi::Detail, example = json!({"detail": "Store Unavailable"})),
+        (status = 403, description = "Wrong secret", body = crate::http::schemas::Detail, example = json!({"detail": "Invalid Token"})),
+        (status = 422, description = "No `Authorization` header, or `max_shards` missing or not in 1..=65536", body = crate::http::schemas::ValidationError),
+        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::http::schemas::Detail, example = json!({"detail": "Store Unavailable"})),
     )
 )]
 pub async fn reshard(

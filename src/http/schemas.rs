@@ -1,72 +1,9 @@
-//! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]` attributes. Served at
-//! `/openapi.json` and rendered at `/docs`. A test checks that every route in `routes::ROUTES` is in
-//! it, so a new route must be listed in `paths(...)` below.
+//! Shapes the OpenAPI document shows but no handler builds: error bodies and request bodies (the
+//! handlers read bodies field by field, see `body`). A leaf of its own, so the handlers can name
+//! them in their `#[utoipa::path]` attributes without importing the document that lists them.
 
 use serde::Serialize;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
-
-use crate::routes;
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "shardman",
-        description = "Hands out Discord shard ids to bot processes: one live session per shard id, \
-            leases in Redis, any number of stateless replicas.\n\nAuthenticate with \
-            `Authorization: <SECRET>` (or `Bearer <SECRET>`). A missing header is a 422 in FastAPI's \
-            shape, a wrong secret a 403."
-    ),
-    paths(
-        routes::shards::connect,
-        routes::shards::beat,
-        routes::shards::disconnect_by_query,
-        routes::shards::disconnect_by_body,
-        routes::shards::identify,
-        routes::reshard::reshard,
-        routes::status::status,
-        routes::health::healthz,
-        routes::health::readyz,
-        routes::metrics::metrics,
-        routes::autoscale::autoscale,
-        routes::dashboard::page,
-        routes::dashboard::script,
-        routes::dashboard::stylesheet,
-        routes::docs::openapi_json,
-        routes::docs::docs_redirect,
-    ),
-    components(schemas(Detail, ValidationError, ValidationIssue, BeatBody, SessionBody, ReshardBody, ResumeData)),
-    modifiers(&SecretScheme),
-    tags(
-        (name = "bots", description = "What each bot process calls: connect, beat, disconnect."),
-        (name = "fleet", description = "The fleet's state."),
-        (name = "operations", description = "Probes, metrics and autoscaling."),
-        (name = "dashboard", description = "The status page."),
-        (name = "documentation", description = "This document."),
-    )
-)]
-struct ApiDoc;
-
-/// The whole document.
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
-}
-
-/// The `secret` security scheme: the `Authorization` header.
-struct SecretScheme;
-
-impl Modify for SecretScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "secret",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                "Authorization",
-                "The deployment's SECRET, as is or as `Bearer <SECRET>`.",
-            ))),
-        );
-    }
-}
+use utoipa::ToSchema;
 
 /// Every error except validation: `{"detail": "<message>"}`.
 #[derive(Serialize, ToSchema)]

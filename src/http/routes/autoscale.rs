@@ -5,10 +5,10 @@ use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::MaybeAuthorized;
 use crate::domain::FleetStatus;
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::http::auth::MaybeAuthorized;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
 
 /// What an orchestrator needs to size the bot fleet. Every bot process holds one shard.
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
@@ -65,7 +65,7 @@ pub(crate) fn require_metrics_access(
     if caller.authorized || state.settings.public_metrics {
         Ok(())
     } else {
-        Err(crate::auth::missing_header())
+        Err(crate::http::auth::missing_header())
     }
 }
 
@@ -80,11 +80,11 @@ pub(crate) fn require_metrics_access(
     security((), ("secret" = [])),
     responses(
         (status = 200, description = "The fleet's size", body = AutoscaleReport),
-        (status = 403, description = "Wrong secret", body = crate::openapi::Detail,
+        (status = 403, description = "Wrong secret", body = crate::http::schemas::Detail,
             example = json!({"detail": "Invalid Token"})),
         (status = 422, description = "No `Authorization` header (and `PUBLIC_METRICS` is false)",
-            body = crate::openapi::ValidationError),
-        (status = 503, description = "The store does not answer", body = crate::openapi::Detail,
+            body = crate::http::schemas::ValidationError),
+        (status = 503, description = "The store does not answer", body = crate::http::schemas::Detail,
             example = json!({"detail": "Store Unavailable"})),
     )
 )]

@@ -8,11 +8,16 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use crate::alerts::{Dispatcher, Reaper};
-use crate::autoscale::Autoscaler;
-use crate::config::Secret;
-use crate::discord::GatewayPoller;
-use crate::state::AppState;
+pub mod alerts;
+pub mod autoscale;
+pub mod discord;
+mod stop;
+
+use crate::config::Settings;
+use crate::store::Store;
+use alerts::{Dispatcher, Reaper, WebhookSettings};
+use autoscale::{AutoscaleSettings, Autoscaler};
+use discord::{GatewayPoller, GatewaySettings};
 
 /// How long stopping waits for a task to notice before it is aborted.
 const STOP_WAIT: Duration = Duration::from_secs(5);
@@ -23,41 +28,31 @@ pub struct BackgroundTasks {
 }
 
 impl BackgroundTasks {
-    /// Spawns the tasks the settings call for on the current Tokio runtime.
-    pub fn spawn(state: Arc<AppState>) -> Self {
+    /// Spawns the tasks the settings call for on the current Tokio runtime. Each task gets the
+    /// store and only the settings it reads.
+    pub fn spawn(store: Arc<Store>, settings: &Settings) -> Self {
         let (stop, stopped) = watch::channel(false);
         // The name this replica uses for the store's locks.
         let owner = uuid::Uuid::new_v4().simple().to_string();
-        let settings = &state.settings;
         let gateway_fetched = Arc::new(Notify::new());
         let mut handles = Vec::new();
-        if let Some(token) = &settings.bot_token {
-            let poller = GatewayPoller {
-                state: state.clone(),
-                token: token.clone(),
-                owner: owner.clone(),
-                fetched: gateway_fetched.clone(),
-            };
+        if let Some(gateway) = GatewaySettings::from_settings(settings) {
+            let poller = GatewayPoller::new(
+                store.clone(),
+                gateway,
+                owner.clone(),
+                gateway_fetched.clone(),
+            );
             handles.push(tokio::spawn(poller.run(stopped.clone())));
         }
-        if let Some(url) = &settings.webhook_url {
-            let dispatcher = Dispatcher {
-                state: state.clone(),
-                url: Secret::new(url.clone()),
-                content: settings.webhook_content.clone(),
-            };
+        if let Some(webhook) = WebhookSettings::from_settings(settings) {
+            let dispatcher = Dispatcher::new(store.clone(), webhook);
             handles.push(tokio::spawn(dispatcher.run(stopped.clone())));
-            let reaper = Reaper {
-                state: state.clone(),
-            };
+            let reaper = Reaper::new(store.clone());
             handles.push(tokio::spawn(reaper.run(stopped.clone())));
         }
-        if settings.autoscale {
-            let autoscaler = Autoscaler {
-                state: state.clone(),
-                owner,
-                wake: gateway_fetched,
-            };
+        if let Some(autoscale) = AutoscaleSettings::from_settings(settings) {
+            let autoscaler = Autoscaler::new(store, autoscale, owner, gateway_fetched);
             handles.push(tokio::spawn(autoscaler.run(stopped)));
         }
         Self { stop, handles }
@@ -73,16 +68,4 @@ impl BackgroundTasks {
             }
         }
     }
-}
-
-/// Sleeps for `duration`; returns `true` early when `stop` turns true (or its sender is gone).
-pub async fn sleep_or_stop(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    if *stop.borrow() {
-        return true;
-    }
-    tokio::select! {
-        _ = tokio::time::sleep(duration) => {}
-        _ = stop.wait_for(|stopped| *stopped) => return true,
-    }
-    *stop.borrow()
 }

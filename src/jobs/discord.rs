@@ -7,7 +7,7 @@
 //! the lock and asks again only after `Retry-After` (or Discord's JSON `retry_after`).
 //!
 //! The bot token is sent in `Authorization: Bot <token>` and appears nowhere else: not in URLs,
-//! log lines or error texts (see [`crate::http::describe`]).
+//! log lines or error texts (see [`crate::outbound::describe`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,11 +16,11 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use tokio::sync::{Notify, watch};
 
-use crate::background::sleep_or_stop;
-use crate::config::Secret;
+use super::stop::sleep_or_stop;
+use crate::config::{Secret, Settings};
 use crate::domain::GatewayInfo;
-use crate::http;
-use crate::state::AppState;
+use crate::outbound;
+use crate::store::Store;
 
 /// The store lock that elects the replica that polls.
 pub const LOCK: &str = "gateway";
@@ -84,7 +84,7 @@ pub async fn fetch(client: &reqwest::Client, base: &str, token: &Secret) -> Fetc
         .await;
     let response = match response {
         Ok(response) => response,
-        Err(error) => return Fetch::Failed(http::describe(&error)),
+        Err(error) => return Fetch::Failed(outbound::describe(&error)),
     };
     let status = response.status();
     let retry_after_header = response
@@ -94,11 +94,12 @@ pub async fn fetch(client: &reqwest::Client, base: &str, token: &Secret) -> Fetc
         .map(str::to_owned);
     let body = match response.bytes().await {
         Ok(body) => body,
-        Err(error) => return Fetch::Failed(http::describe(&error)),
+        Err(error) => return Fetch::Failed(outbound::describe(&error)),
     };
     if status == StatusCode::TOO_MANY_REQUESTS {
         return Fetch::RateLimited(
-            http::retry_after(retry_after_header.as_deref(), &body).unwrap_or(DEFAULT_RETRY_AFTER),
+            outbound::retry_after(retry_after_header.as_deref(), &body)
+                .unwrap_or(DEFAULT_RETRY_AFTER),
         );
     }
     if status.is_client_error() {
@@ -121,26 +122,60 @@ fn authorization_header(token: &Secret) -> reqwest::header::HeaderValue {
     value
 }
 
+/// What the poller reads from `Settings`.
+pub struct GatewaySettings {
+    pub token: Secret,
+    /// `DISCORD_API_BASE`.
+    pub api_base: String,
+    /// `GATEWAY_POLL_SECONDS`.
+    pub interval: Duration,
+}
+
+impl GatewaySettings {
+    /// `None` without `BOT_TOKEN`: Discord answers nothing without it.
+    pub fn from_settings(settings: &Settings) -> Option<Self> {
+        Some(Self {
+            token: settings.bot_token.clone()?,
+            api_base: settings.discord_api_base.clone(),
+            interval: Duration::from_secs(settings.gateway_poll_seconds),
+        })
+    }
+}
+
 /// The poller of one replica. Runs until `stop` turns true.
 pub struct GatewayPoller {
-    pub state: Arc<AppState>,
-    pub token: Secret,
+    store: Arc<Store>,
+    settings: GatewaySettings,
     /// This replica's name for the lock.
-    pub owner: String,
+    owner: String,
     /// Woken after each successful read, so autoscale can act on a new recommendation at once.
-    pub fetched: Arc<Notify>,
+    fetched: Arc<Notify>,
 }
 
 impl GatewayPoller {
+    pub fn new(
+        store: Arc<Store>,
+        settings: GatewaySettings,
+        owner: String,
+        fetched: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            settings,
+            owner,
+            fetched,
+        }
+    }
+
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let client = match http::client(REQUEST_TIMEOUT) {
+        let client = match outbound::client(REQUEST_TIMEOUT) {
             Ok(client) => client,
             Err(error) => {
                 log::error!("gateway poller disabled: cannot build an HTTP client: {error}");
                 return;
             }
         };
-        let interval = Duration::from_secs(self.state.settings.gateway_poll_seconds);
+        let interval = self.settings.interval;
         let mut retry = FIRST_RETRY;
         loop {
             let wait = match self.poll_once(&client, interval).await {
@@ -162,7 +197,7 @@ impl GatewayPoller {
     }
 
     async fn poll_once(&self, client: &reqwest::Client, interval: Duration) -> Step {
-        let store = &self.state.store;
+        let store = &self.store;
         match store.try_lock(LOCK, &self.owner, millis(interval)).await {
             Ok(true) => {}
             // Another replica polls this interval.
@@ -172,8 +207,7 @@ impl GatewayPoller {
                 return Step::Retry(STORE_RETRY);
             }
         }
-        let base = &self.state.settings.discord_api_base;
-        match fetch(client, base, &self.token).await {
+        match fetch(client, &self.settings.api_base, &self.settings.token).await {
             Fetch::Info(info) => {
                 if let Err(error) = store.save_gateway(&info).await {
                     log::warn!("gateway poller: cannot store Discord's gateway info: {error}");

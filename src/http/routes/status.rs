@@ -2,10 +2,10 @@ use actix_web::{HttpResponse, web};
 
 use serde::Serialize;
 
-use crate::auth::MaybeAuthorized;
 use crate::domain::{FleetStatus, ShardStatus, ready_count};
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::http::auth::MaybeAuthorized;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
 
 /// `/status`: the original API's fields, plus where each generation of the shard plan stands.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -61,9 +61,9 @@ impl GenerationSummary {
     security((), ("secret" = [])),
     responses(
         (status = 200, description = "The fleet", body = StatusBody, example = json!({"total_shards": 2, "generation": 1, "shards": [{"shard_id": 0, "last_beat": "2026-11-28T13:05:00.123Z", "guild_count": 2431, "latency": 0.084, "extra": {"version": "1.4.2"}}], "pending": null, "generations": {"active": {"generation": 1, "max_shards": 2, "held": 1, "ready": 1, "progress": 0.5}, "pending": null}})),
-        (status = 403, description = "Wrong secret", body = crate::openapi::Detail, example = json!({"detail": "Invalid Token"})),
-        (status = 422, description = "No `Authorization` header (and `PUBLIC_STATUS` is false)", body = crate::openapi::ValidationError),
-        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::openapi::Detail, example = json!({"detail": "Store Unavailable"})),
+        (status = 403, description = "Wrong secret", body = crate::http::schemas::Detail, example = json!({"detail": "Invalid Token"})),
+        (status = 422, description = "No `Authorization` header (and `PUBLIC_STATUS` is false)", body = crate::http::schemas::ValidationError),
+        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::http::schemas::Detail, example = json!({"detail": "Store Unavailable"})),
     )
 )]
 pub async fn status(
@@ -71,7 +71,7 @@ pub async fn status(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     if !caller.authorized && !state.settings.public_status {
-        return Err(crate::auth::missing_header());
+        return Err(crate::http::auth::missing_header());
     }
     let mut fleet = state.store.status().await?;
     if !caller.authorized {

@@ -17,11 +17,11 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::background::sleep_or_stop;
-use crate::config::Secret;
+use super::stop::sleep_or_stop;
+use crate::config::{Secret, Settings};
 use crate::domain::{Event, EventKind};
-use crate::http;
-use crate::state::AppState;
+use crate::outbound;
+use crate::store::Store;
 
 /// How often each replica asks the store to reap expired leases.
 pub const REAP_EVERY: Duration = Duration::from_secs(2);
@@ -83,12 +83,28 @@ fn colour(kind: EventKind) -> u32 {
     }
 }
 
-/// Pops events from the store and delivers them, until `stop`.
-pub struct Dispatcher {
-    pub state: Arc<AppState>,
+/// What the dispatcher reads from `Settings`.
+pub struct WebhookSettings {
     /// The webhook URL holds the webhook's token: it is kept as a secret and never logged.
     pub url: Secret,
     pub content: Option<String>,
+}
+
+impl WebhookSettings {
+    /// `None` without `WEBHOOK_URL`: there is nowhere to send alerts.
+    pub fn from_settings(settings: &Settings) -> Option<Self> {
+        let url = settings.webhook_url.as_ref()?;
+        Some(Self {
+            url: Secret::new(url.clone()),
+            content: settings.webhook_content.clone(),
+        })
+    }
+}
+
+/// Pops events from the store and delivers them, until `stop`.
+pub struct Dispatcher {
+    store: Arc<Store>,
+    webhook: WebhookSettings,
 }
 
 /// How delivering one event ended.
@@ -102,8 +118,12 @@ pub enum Delivery {
 }
 
 impl Dispatcher {
+    pub fn new(store: Arc<Store>, webhook: WebhookSettings) -> Self {
+        Self { store, webhook }
+    }
+
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let client = match http::client(REQUEST_TIMEOUT) {
+        let client = match outbound::client(REQUEST_TIMEOUT) {
             Ok(client) => client,
             Err(error) => {
                 log::error!("alerts disabled: cannot build an HTTP client: {error}");
@@ -114,12 +134,12 @@ impl Dispatcher {
             if *stop.borrow() {
                 return;
             }
-            let wait = match self.state.store.pop_events(1).await {
+            let wait = match self.store.pop_events(1).await {
                 Ok(events) if events.is_empty() => POLL_EVERY,
                 Ok(events) => {
                     for event in &events {
-                        let body = payload(event, self.content.as_deref());
-                        let outcome = deliver(&client, &self.url, &body, &mut stop).await;
+                        let body = payload(event, self.webhook.content.as_deref());
+                        let outcome = deliver(&client, &self.webhook.url, &body, &mut stop).await;
                         if outcome != Delivery::Delivered {
                             log::error!(
                                 "alert {} for shard {:?} not delivered ({outcome:?})",
@@ -161,7 +181,7 @@ pub async fn deliver(
                     .and_then(|value| value.to_str().ok())
                     .map(str::to_owned);
                 let text = response.bytes().await.unwrap_or_default();
-                let after = http::retry_after(header.as_deref(), &text).unwrap_or_default();
+                let after = outbound::retry_after(header.as_deref(), &text).unwrap_or_default();
                 log::warn!("webhook rate-limited (attempt {attempt}/{MAX_ATTEMPTS})");
                 after.max(backoff)
             }
@@ -182,7 +202,7 @@ pub async fn deliver(
             Err(error) => {
                 log::warn!(
                     "webhook: {} (attempt {attempt}/{MAX_ATTEMPTS})",
-                    http::describe(&error)
+                    outbound::describe(&error)
                 );
                 backoff
             }
@@ -206,13 +226,17 @@ fn jitter(wait: Duration) -> Duration {
 
 /// Asks the store to free expired leases every [`REAP_EVERY`], until `stop`.
 pub struct Reaper {
-    pub state: Arc<AppState>,
+    store: Arc<Store>,
 }
 
 impl Reaper {
+    pub fn new(store: Arc<Store>) -> Self {
+        Self { store }
+    }
+
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         loop {
-            match self.state.store.reap_expired().await {
+            match self.store.reap_expired().await {
                 Ok(0) => {}
                 Ok(freed) => log::info!("freed {freed} expired lease(s)"),
                 Err(error) => log::warn!("cannot reap expired leases: {error}"),

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use futures_util::future::LocalBoxFuture;
 use serde_json::{Map, Value, json};
 
-use crate::error::{ApiError, ValidationIssue};
+use crate::http::error::{ApiError, ValidationIssue};
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

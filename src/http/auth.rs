@@ -5,8 +5,24 @@ use sha2::{Digest, Sha256};
 use std::future::{Ready, ready};
 use subtle::ConstantTimeEq;
 
-use crate::error::{ApiError, ValidationIssue};
-use crate::state::AppState;
+use crate::http::error::{ApiError, ValidationIssue};
+use crate::http::rate_limit::FailedAuthLimiter;
+
+/// What checking a caller takes: the secret and the failed authentications per client address
+/// (brute-force protection). Registered as app data of its own, once per replica.
+pub struct Authenticator {
+    secret: SecretDigest,
+    failed_auth: FailedAuthLimiter,
+}
+
+impl Authenticator {
+    pub fn new(secret: &str, failed_auth: FailedAuthLimiter) -> Self {
+        Self {
+            secret: SecretDigest::new(secret),
+            failed_auth,
+        }
+    }
+}
 
 /// Holds only a digest of the secret: comparing digests takes the same time whatever the length
 /// or content of the guess.
@@ -33,7 +49,7 @@ enum Credentials {
 }
 
 fn credentials(req: &HttpRequest) -> Credentials {
-    let Some(state) = req.app_data::<web::Data<AppState>>() else {
+    let Some(state) = req.app_data::<web::Data<Authenticator>>() else {
         return Credentials::Wrong;
     };
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
@@ -66,7 +82,7 @@ fn credentials(req: &HttpRequest) -> Credentials {
 fn too_many_failures(wait: std::time::Duration) -> ApiError {
     ApiError::TooManyRequests {
         detail: "Too Many Failed Authentications".into(),
-        retry_after_secs: crate::rate_limit::retry_after_secs(wait),
+        retry_after_secs: crate::http::rate_limit::retry_after_secs(wait),
     }
 }
 

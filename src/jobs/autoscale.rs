@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use crate::background::sleep_or_stop;
-use crate::config::MAX_SHARD_COUNT;
-use crate::state::AppState;
+use super::stop::sleep_or_stop;
+use crate::config::{MAX_SHARD_COUNT, Settings};
+use crate::store::{Store, StoreError};
 
 /// The store lock that elects the replica that evaluates.
 pub const LOCK: &str = "autoscale";
@@ -133,19 +133,64 @@ pub fn decide(
     }
 }
 
+/// What the autoscaler reads from `Settings`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AutoscaleSettings {
+    /// `AUTOSCALE_INTERVAL`.
+    pub interval: Duration,
+    pub policy: Policy,
+    /// `MAX_CONCURRENCY`: used until Discord's own value is known.
+    pub max_concurrency: u32,
+    /// `BOT_TOKEN` is set: Discord's recommendation will come, so wait for it.
+    pub gateway_polled: bool,
+}
+
+impl AutoscaleSettings {
+    /// `None` when `MAX_SHARDS` is set: the operator fixed the count.
+    pub fn from_settings(settings: &Settings) -> Option<Self> {
+        settings.autoscale.then(|| Self {
+            interval: Duration::from_secs(settings.autoscale_interval_seconds),
+            policy: Policy {
+                guilds_per_shard: settings.guilds_per_shard,
+                min_shards: settings.min_shards,
+                allow_shrink: settings.allow_shrink,
+                shrink_after: Duration::from_secs(settings.shrink_after_seconds),
+            },
+            max_concurrency: settings.max_concurrency,
+            gateway_polled: settings.bot_token.is_some(),
+        })
+    }
+}
+
 /// The periodic evaluation on one replica.
 pub struct Autoscaler {
-    pub state: Arc<AppState>,
-    pub owner: String,
+    store: Arc<Store>,
+    settings: AutoscaleSettings,
+    /// This replica's name for the lock.
+    owner: String,
     /// Notified when new gateway info arrived: evaluate now rather than at the next tick.
-    pub wake: Arc<Notify>,
+    wake: Arc<Notify>,
 }
 
 impl Autoscaler {
+    pub fn new(
+        store: Arc<Store>,
+        settings: AutoscaleSettings,
+        owner: String,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            settings,
+            owner,
+            wake,
+        }
+    }
+
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let interval = Duration::from_secs(self.state.settings.autoscale_interval_seconds);
+        let interval = self.settings.interval;
         loop {
-            if let Err(error) = self.evaluate(interval).await {
+            if let Err(error) = self.evaluate().await {
                 log::warn!("autoscale: {error}");
             }
             tokio::select! {
@@ -156,15 +201,15 @@ impl Autoscaler {
     }
 
     /// One evaluation, if this replica holds the lock.
-    pub async fn evaluate(&self, interval: Duration) -> Result<(), crate::store::StoreError> {
-        let settings = &self.state.settings;
-        let store = &self.state.store;
-        let ttl = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+    pub async fn evaluate(&self) -> Result<(), StoreError> {
+        let settings = &self.settings;
+        let store = &self.store;
+        let ttl = u64::try_from(settings.interval.as_millis()).unwrap_or(u64::MAX);
         if !store.try_lock(LOCK, &self.owner, ttl).await? {
             return Ok(());
         }
         let gateway = store.gateway().await?;
-        if settings.bot_token.is_some() && gateway.is_none() {
+        if settings.gateway_polled && gateway.is_none() {
             // Discord's recommendation is on its way; scaling before it would reshard twice.
             log::debug!("autoscale: waiting for Discord's gateway info");
             return Ok(());
@@ -180,13 +225,8 @@ impl Autoscaler {
                 .as_ref()
                 .map_or(settings.max_concurrency, |info| info.max_concurrency),
         };
-        let policy = Policy {
-            guilds_per_shard: settings.guilds_per_shard,
-            min_shards: settings.min_shards,
-            allow_shrink: settings.allow_shrink,
-            shrink_after: Duration::from_secs(settings.shrink_after_seconds),
-        };
-        let target = target_shards(&load, &policy);
+        let policy = &settings.policy;
+        let target = target_shards(&load, policy);
         // The count the fleet is heading for: the pending generation's, during a reshard.
         let planned = status
             .pending
@@ -199,7 +239,7 @@ impl Autoscaler {
             .and_then(ShrinkHold::decode);
         // The store's clock, shared by all replicas, measures the hold.
         let now_ms = i64::try_from(store.now_ms().await?).unwrap_or(i64::MAX);
-        let (decision, new_hold) = decide(planned, target, &policy, hold, now_ms);
+        let (decision, new_hold) = decide(planned, target, policy, hold, now_ms);
         if new_hold != hold {
             let encoded = new_hold.map(|hold| hold.encode());
             store

@@ -2,8 +2,8 @@ use actix_web::HttpResponse;
 use actix_web::web;
 use serde_json::json;
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
 
 /// Liveness: the process runs and serves HTTP.
 #[utoipa::path(
@@ -25,7 +25,7 @@ pub async fn healthz() -> HttpResponse {
     description = "Readiness: 200 when the store answers and the scripts are loaded; 503 when it does not, or once the replica received SIGTERM and is draining. Needs no secret.",
     responses(
         (status = 200, description = "Ready", body = Object, example = json!({"status": "ready", "store": "redis"})),
-        (status = 503, description = "The store does not answer, or the replica is shutting down", body = crate::openapi::Detail, example = json!({"detail": "Shutting Down"})),
+        (status = 503, description = "The store does not answer, or the replica is shutting down", body = crate::http::schemas::Detail, example = json!({"detail": "Shutting Down"})),
     ),
 )]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

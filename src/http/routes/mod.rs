@@ -2,16 +2,16 @@
 
 pub(crate) mod autoscale;
 pub(crate) mod dashboard;
-pub(crate) mod docs;
 pub(crate) mod health;
 pub(crate) mod metrics;
+pub mod openapi;
 pub(crate) mod reshard;
 pub(crate) mod shards;
 pub(crate) mod status;
 
 use actix_web::web;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Declares every route once: `configure` registers them and `ROUTES` lists them, so the OpenAPI
 /// test (every served route is documented) cannot drift from what the app serves.
@@ -23,7 +23,7 @@ macro_rules! route_table {
         pub fn configure(config: &mut web::ServiceConfig) {
             $(config.route($path, web::$method().to($handler));)*
             // Swagger UI's own files under /docs/ (embedded; listed in the document as /docs).
-            config.service(docs::swagger_ui());
+            config.service(openapi::swagger_ui());
         }
     };
 }
@@ -43,8 +43,8 @@ route_table! {
     get "/" => dashboard::page,
     get "/dashboard.js" => dashboard::script,
     get "/dashboard.css" => dashboard::stylesheet,
-    get "/openapi.json" => docs::openapi_json,
-    get "/docs" => docs::docs_redirect,
+    get "/openapi.json" => openapi::openapi_json,
+    get "/docs" => openapi::docs_redirect,
 }
 
 /// FastAPI's answer to an unknown route: 405 when the path exists with another method, else 404.
