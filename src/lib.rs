@@ -9,6 +9,3 @@ pub mod session_token;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
-
-// `config` still names the proxy-list parser by its old path; this keeps that path until it moves.
-pub(crate) use http::rate_limit;
