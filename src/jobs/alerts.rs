@@ -1,10 +1,13 @@
 //! Alerts: fleet events delivered to a Discord webhook (`WEBHOOK_URL`).
 //!
 //! The store's scripts queue an event in Redis in the same atomic step as the change it reports
-//! (a claim, a release, a reshard...). Every replica runs a [`Dispatcher`] that pops events one at
-//! a time, so each event is taken by exactly one replica, and POSTs it, retrying with exponential
-//! backoff (and honouring 429s). It runs beside the HTTP server, never inside a request, so a slow
-//! or failing webhook cannot slow the API.
+//! (a claim, a release, a reshard...). Every replica runs a [`Dispatcher`] that claims events one
+//! at a time and POSTs each, retrying with exponential backoff (and honouring 429s). Delivery is
+//! at least once: a claim lasts one lease length and is renewed while its dispatcher keeps
+//! trying, so an event whose replica was killed before it posted is delivered by another replica
+//! after that; each carries its id (`Event ID`) for the receiver to drop a duplicate. It runs
+//! beside the HTTP server, never inside a request, so a slow or failing webhook cannot slow the
+//! API.
 //!
 //! Expired leases make no request: the [`Reaper`] asks the store every [`REAP_EVERY`] to free
 //! leases whose time is up, which queues their `expire` events. Any replica may reap; the store
@@ -47,6 +50,8 @@ pub fn payload(event: &Event, content: Option<&str>) -> Value {
     let shards = event
         .max_shards
         .map_or_else(|| "-".to_owned(), |count| count.to_string());
+    // A receiver drops a redelivered duplicate by this id (delivery is at least once).
+    let event_id = event.id.map_or_else(|| "-".to_owned(), |id| id.to_string());
     let title = match event.kind {
         EventKind::Connect => format!("Shard {shard} connected"),
         EventKind::Disconnect => format!("Shard {shard} disconnected"),
@@ -64,6 +69,7 @@ pub fn payload(event: &Event, content: Option<&str>) -> Value {
                 { "name": "Shard ID", "value": shard, "inline": true },
                 { "name": "Shards", "value": shards, "inline": true },
                 { "name": "Generation", "value": event.generation.to_string(), "inline": true },
+                { "name": "Event ID", "value": event_id, "inline": true },
             ],
             "timestamp": event.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         }],
@@ -88,6 +94,9 @@ pub struct WebhookSettings {
     /// The webhook URL holds the webhook's token: it is kept as a secret and never logged.
     pub url: Secret,
     pub content: Option<String>,
+    /// How long an event claimed by a dispatcher waits before another may deliver it: one lease
+    /// length (`MAX_SECONDS`), renewed while its dispatcher keeps trying.
+    pub redeliver_after: Duration,
 }
 
 impl WebhookSettings {
@@ -97,11 +106,12 @@ impl WebhookSettings {
         Some(Self {
             url: Secret::new(url.clone()),
             content: settings.webhook_content.clone(),
+            redeliver_after: Duration::from_millis(settings.lease_ms()),
         })
     }
 }
 
-/// Pops events from the store and delivers them, until `stop`.
+/// Claims events from the store and delivers them, at least once, until `stop`.
 pub struct Dispatcher {
     store: Arc<Store>,
     webhook: WebhookSettings,
@@ -134,19 +144,12 @@ impl Dispatcher {
             if *stop.borrow() {
                 return;
             }
-            let wait = match self.store.pop_events(1).await {
+            let redeliver_ms = self.webhook.redeliver_after.as_millis() as u64;
+            let wait = match self.store.claim_events(1, redeliver_ms).await {
                 Ok(events) if events.is_empty() => POLL_EVERY,
                 Ok(events) => {
-                    for event in &events {
-                        let body = payload(event, self.webhook.content.as_deref());
-                        let outcome = deliver(&client, &self.webhook.url, &body, &mut stop).await;
-                        if outcome != Delivery::Delivered {
-                            log::error!(
-                                "alert {} for shard {:?} not delivered ({outcome:?})",
-                                event.kind.as_str(),
-                                event.shard_id
-                            );
-                        }
+                    for queued in &events {
+                        self.dispatch(&client, queued, &mut stop).await;
                     }
                     Duration::ZERO
                 }
@@ -158,6 +161,51 @@ impl Dispatcher {
             if sleep_or_stop(wait, &mut stop).await {
                 return;
             }
+        }
+    }
+}
+
+impl Dispatcher {
+    /// Delivers one claimed event, renewing the claim while it keeps trying, and settles it
+    /// unless the replica stops first (then another replica delivers it once the claim lapses).
+    async fn dispatch(
+        &self,
+        client: &reqwest::Client,
+        queued: &str,
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        let Some(event) = Event::parse(queued) else {
+            log::error!("alerts: dropping an event this build cannot read");
+            let _ = self.store.settle_event(queued, 0).await;
+            return;
+        };
+        let body = payload(&event, self.webhook.content.as_deref());
+        let redeliver_ms = self.webhook.redeliver_after.as_millis() as u64;
+        let renew = async {
+            loop {
+                tokio::time::sleep(self.webhook.redeliver_after / 3).await;
+                if let Err(error) = self.store.settle_event(queued, redeliver_ms).await {
+                    log::warn!("alerts: cannot renew a claim: {error}");
+                }
+            }
+        };
+        let outcome = tokio::select! {
+            outcome = deliver(client, &self.webhook.url, &body, stop) => outcome,
+            never = renew => never,
+        };
+        if outcome == Delivery::Stopped {
+            return;
+        }
+        if outcome != Delivery::Delivered {
+            log::error!(
+                "alert {} for shard {:?} not delivered ({outcome:?})",
+                event.kind.as_str(),
+                event.shard_id
+            );
+        }
+        if let Err(error) = self.store.settle_event(queued, 0).await {
+            // The claim lapses by itself; the event may then be delivered twice (same id).
+            log::warn!("alerts: cannot settle a delivered event: {error}");
         }
     }
 }

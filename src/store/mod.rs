@@ -28,8 +28,8 @@ use self::scripts::settle_event::StillClaimed;
 use self::scripts::{Envelope, ScriptCall, ScriptReply};
 use crate::config::Settings;
 use crate::domain::{
-    BeatOutcome, BeatReport, ConnectOutcome, Event, GatewayInfo, Grant, GrantedShard,
-    IdentifyOutcome, ReshardPlan,
+    BeatOutcome, BeatReport, ConnectOutcome, GatewayInfo, Grant, GrantedShard, IdentifyOutcome,
+    ReshardPlan,
 };
 use crate::session_token::{SessionClaims, SessionSigner, new_nonce};
 
@@ -553,24 +553,6 @@ impl Store {
             })
             .await?;
         Ok(still)
-    }
-
-    /// Takes up to `max` queued events, oldest first; each event is taken by exactly one caller.
-    pub async fn pop_events(&self, max: usize) -> Result<Vec<Event>, StoreError> {
-        let count = max.max(1).to_string();
-        let reply = self
-            .engine
-            .command(&["RPOP", &self.keys.events, &count])
-            .await?;
-        let items = match reply {
-            Value::Array(items) => items,
-            _ => Vec::new(),
-        };
-        Ok(items
-            .iter()
-            .filter_map(|item| text(Some(item)))
-            .filter_map(|line| Event::parse(&line))
-            .collect())
     }
 
     /// A small shared value (such as when the autoscaler's lower target was first seen).

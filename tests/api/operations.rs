@@ -662,3 +662,65 @@ fn sigterm_fails_readyz_finishes_in_flight_requests_and_exits() {
     assert_eq!(binary.wait_exit(Duration::from_secs(10)), Some(0));
     assert!(binary.log().contains("SIGTERM received"));
 }
+
+/// At-least-once alerts: a replica killed after it took an event from the queue, while its POST
+/// is still unanswered, loses nothing; another replica delivers the event once its claim (one
+/// lease length) lapses, with the same event id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_taken_by_a_replica_killed_before_it_posted_is_delivered_by_another() {
+    // The first POST hangs, as if the killed replica had never finished it.
+    let webhook = crate::standin::StandIn::start(|index, _| {
+        if index == 0 {
+            crate::standin::Reply::no_content().after(Duration::from_secs(120))
+        } else {
+            crate::standin::Reply::no_content()
+        }
+    })
+    .await;
+    let url = format!("{}/webhook", webhook.base);
+    let prefix = crate::helpers::fresh_prefix();
+    let start = move |url: String, prefix: String| {
+        tokio::task::spawn_blocking(move || {
+            Binary::start(&[
+                ("WEBHOOK_URL", url.as_str()),
+                ("KEY_PREFIX", prefix.as_str()),
+                ("MAX_SECONDS", "2"),
+            ])
+        })
+    };
+    let mut first = start(url.clone(), prefix.clone()).await.unwrap();
+    assert_eq!(
+        first.http_status("GET", "/connect", Some(SECRET)),
+        Some(200)
+    );
+    assert!(
+        crate::helpers::eventually(Duration::from_secs(10), || async {
+            !webhook.requests().is_empty()
+        })
+        .await,
+        "the first replica took the connect event and began posting it"
+    );
+    first.signal(libc::SIGKILL);
+    first.wait_exit(Duration::from_secs(5));
+
+    let second = start(url, prefix).await.unwrap();
+    assert!(
+        crate::helpers::eventually(Duration::from_secs(15), || async {
+            webhook.requests().len() >= 2
+        })
+        .await,
+        "the event was delivered again: {}",
+        second.log()
+    );
+    let requests = webhook.requests();
+    let event_id = |body: &Value| crate::standin::embed_field(body, "Event ID");
+    assert!(
+        event_id(&requests[0].body).is_some(),
+        "alerts carry their event id"
+    );
+    assert_eq!(event_id(&requests[1].body), event_id(&requests[0].body));
+    assert_eq!(
+        crate::standin::embed_field(&requests[1].body, "Event").as_deref(),
+        Some("connect")
+    );
+}

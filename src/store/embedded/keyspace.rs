@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use redis::Value;
 
-use super::sorted_sets::SortedSet;
+use super::sorted_set::SortedSet;
 
 /// The keyspace: the data types and commands the scripts use, with Redis's semantics.
 #[derive(Default)]

@@ -15,6 +15,7 @@ mod keyspace;
 mod lists;
 mod lua;
 mod sets;
+mod sorted_set;
 mod sorted_sets;
 mod strings;
 

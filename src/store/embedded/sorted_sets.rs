@@ -1,58 +1,11 @@
-//! Sorted sets of the embedded engine: the [`SortedSet`] type (members by score, ties by member,
-//! as Redis orders them) and its commands (ZADD, ZREM, ZCARD, ZRANGE, ZRANGEBYSCORE, ZPOPMIN).
-
-use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap};
+//! Sorted-set commands of the embedded engine (ZADD, ZREM, ZCARD, ZRANGE, ZRANGEBYSCORE,
+//! ZPOPMIN), on the [`SortedSet`] value of `sorted_set.rs`.
 
 use redis::Value;
 
 use super::keyspace::{Data, Entry, Keyspace, Reply, WRONG_TYPE, bulk, index_range, parse_number};
 use super::lua::number_text;
-
-#[derive(Default)]
-pub(super) struct SortedSet {
-    scores: HashMap<String, f64>,
-    order: BTreeSet<(Score, String)>,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-struct Score(f64);
-
-impl Eq for Score {}
-
-impl PartialOrd for Score {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Score {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0)
-    }
-}
-
-impl SortedSet {
-    fn insert(&mut self, member: &str, score: f64) -> bool {
-        let previous = self.scores.insert(member.to_owned(), score);
-        if let Some(old) = previous {
-            self.order.remove(&(Score(old), member.to_owned()));
-        }
-        self.order.insert((Score(score), member.to_owned()));
-        previous.is_none()
-    }
-
-    fn remove(&mut self, member: &str) -> bool {
-        match self.scores.remove(member) {
-            Some(score) => self.order.remove(&(Score(score), member.to_owned())),
-            None => false,
-        }
-    }
-
-    pub(super) fn is_empty(&self) -> bool {
-        self.scores.is_empty()
-    }
-}
+use super::sorted_set::SortedSet;
 
 fn parse_score(text: &str) -> Result<f64, String> {
     match text {
