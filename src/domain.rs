@@ -89,6 +89,8 @@ pub enum IdentifyOutcome {
     Recovering {
         retry_after_ms: u64,
     },
+    /// The shard id asked for is not one of the session's group.
+    NotInGroup,
 }
 
 /// What a bot process reports with each beat.
@@ -100,6 +102,19 @@ pub struct BeatReport {
     /// Already serialised JSON, so the store keeps it as text.
     pub extra: Option<String>,
     /// Discord resume data (`{session_id, sequence, resume_gateway_url}`) as JSON text.
+    pub resume: Option<String>,
+    /// Per-shard reports of a shard group (`shards: [...]`); the flat fields report for the
+    /// group's first shard.
+    pub shards: Vec<ShardReport>,
+}
+
+/// What one shard of a group reports with a beat.
+#[derive(Clone, Debug, Default)]
+pub struct ShardReport {
+    pub shard_id: u32,
+    pub guild_count: Option<u64>,
+    pub latency: Option<f64>,
+    /// Resume data as compact JSON text.
     pub resume: Option<String>,
 }
 
@@ -133,12 +148,34 @@ pub struct GenerationStatus {
     pub generation: u64,
     pub max_shards: u32,
     pub shards: Vec<ShardStatus>,
+    /// Shard ids per process (a group shares one session).
+    #[serde(skip)]
+    pub shards_per_process: u32,
 }
 
 impl GenerationStatus {
     pub fn held(&self) -> usize {
         self.shards.len()
     }
+}
+
+/// Processes a generation needs (one per shard group) and how many of them run (groups with a
+/// held shard: a group's shards are held together).
+pub fn process_counts(
+    max_shards: u32,
+    shards_per_process: u32,
+    held: &[ShardStatus],
+) -> (u32, u32) {
+    let group_size = shards_per_process.max(1);
+    let mut groups: Vec<u32> = held
+        .iter()
+        .map(|shard| shard.shard_id / group_size)
+        .collect();
+    groups.dedup();
+    (
+        max_shards.div_ceil(group_size),
+        u32::try_from(groups.len()).unwrap_or(u32::MAX),
+    )
 }
 
 /// Held shards whose holder has beaten since it connected.
@@ -160,6 +197,9 @@ pub struct FleetStatus {
     /// Held shards of the active generation, sorted by shard id.
     pub shards: Vec<ShardStatus>,
     pub pending: Option<GenerationStatus>,
+    /// Shard ids per process of the active generation.
+    #[serde(skip)]
+    pub shards_per_process: u32,
 }
 
 impl FleetStatus {
@@ -190,6 +230,8 @@ pub struct GatewayInfo {
     pub session_start_total: u32,
     pub session_start_remaining: u32,
     pub session_start_reset_after_ms: u64,
+    /// Discord's gateway URL (`url`), handed to bots in `/connect`.
+    pub url: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

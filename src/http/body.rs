@@ -8,6 +8,7 @@ use futures_util::StreamExt;
 use futures_util::future::LocalBoxFuture;
 use serde_json::{Map, Value, json};
 
+use crate::domain::ShardReport;
 use crate::http::error::{ApiError, ValidationIssue};
 
 /// Largest request body accepted, in bytes.
@@ -284,6 +285,59 @@ impl<'a> FieldReader<'a> {
             "sequence": sequence,
             "resume_gateway_url": resume_gateway_url,
         }))
+    }
+
+    /// Per-shard reports of a shard group: a list of objects `{shard_id, guild_count, latency,
+    /// resume}` (or that list as JSON text, from a form); each field checked as its flat
+    /// counterpart, with `loc` naming the entry (`["body", "shards", 2, "latency"]`).
+    pub fn optional_shard_reports(&mut self, name: &str) -> Vec<ShardReport> {
+        let Some(value) = self.present(name) else {
+            return Vec::new();
+        };
+        let parsed = match value {
+            Value::String(text) => serde_json::from_str::<Value>(text).ok(),
+            other => Some(other.clone()),
+        };
+        let Some(Value::Array(entries)) = parsed else {
+            self.issues.push(ValidationIssue::new(
+                &["body", name],
+                "value is not a valid list",
+                "type_error.list",
+            ));
+            return Vec::new();
+        };
+        let mut reports = Vec::new();
+        for (index, entry) in entries.into_iter().enumerate() {
+            let Value::Object(fields) = entry else {
+                self.issues.push(ValidationIssue {
+                    loc: vec![json!("body"), json!(name), json!(index)],
+                    msg: "value is not a valid dict".into(),
+                    kind: "type_error.dict".into(),
+                });
+                continue;
+            };
+            let body = BodyFields { fields };
+            let mut entry = FieldReader::new(&body);
+            let shard_id = entry.required_count("shard_id");
+            let report = ShardReport {
+                shard_id: u32::try_from(shard_id).unwrap_or(u32::MAX),
+                guild_count: entry.optional_count("guild_count"),
+                latency: entry.optional_float("latency"),
+                resume: entry
+                    .optional_resume("resume")
+                    .map(|value| value.to_string()),
+            };
+            if entry.issues.is_empty() {
+                reports.push(report);
+            }
+            // `["body", field, ...]` of the entry becomes `["body", name, index, field, ...]`.
+            self.issues
+                .extend(entry.issues.into_iter().map(|mut issue| {
+                    issue.loc.splice(1..1, [json!(name), json!(index)]);
+                    issue
+                }));
+        }
+        reports
     }
 
     pub fn finish(self) -> Result<(), ApiError> {

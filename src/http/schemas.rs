@@ -51,6 +51,30 @@ pub struct BeatBody {
     /// Discord's resume data for this session, handed to the next holder of the shard id if this
     /// process disappears (in a form, JSON text).
     pub resume: Option<ResumeData>,
+    /// With `SHARDS_PER_PROCESS` above 1: what each shard of the session's group reports (the
+    /// flat fields report for the group's first shard). In a form, JSON text.
+    pub shards: Option<Vec<ShardReportBody>>,
+}
+
+/// One shard of a group, in a beat's `shards`.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"shard_id": 5, "guild_count": 1180, "latency": 0.052}))]
+pub struct ShardReportBody {
+    /// A shard id of the session's group (others are ignored).
+    pub shard_id: u32,
+    pub guild_count: Option<u64>,
+    pub latency: Option<f64>,
+    /// Discord's resume data for this shard.
+    pub resume: Option<ResumeData>,
+}
+
+/// `POST /identify`, as JSON or as a form.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"session_id": "4f2a9c0e8b7d4a35a1f0c2d3e4b5a697", "shard_id": 5}))]
+pub struct IdentifyBody {
+    pub session_id: String,
+    /// The shard of the session's group that must identify again; its first when left out.
+    pub shard_id: Option<u32>,
 }
 
 /// Discord's resume data: what a successor needs to RESUME instead of IDENTIFY.
@@ -68,6 +92,8 @@ pub struct ResumeData {
 pub struct ReshardBody {
     /// The new shard count, 1 to 65536.
     pub max_shards: u32,
+    /// The new generation's shard ids per process (1 to 65536); the planned value when left out.
+    pub shards_per_process: Option<u32>,
 }
 
 /// `POST /disconnect`, as JSON or as a form.

@@ -42,6 +42,8 @@ pub struct Policy {
     pub min_shards: u32,
     pub allow_shrink: bool,
     pub shrink_after: Duration,
+    /// `SHARDS_PER_PROCESS`: counts are whole groups, so groups never straddle a count change.
+    pub shards_per_process: u32,
 }
 
 /// The shard count the load calls for, between 1 and 65,536.
@@ -52,7 +54,11 @@ pub fn target_shards(load: &Load, policy: &Policy) -> u32 {
         .max(load.recommended_shards.unwrap_or(0).into())
         .max(policy.min_shards.into())
         .max(1);
-    let concurrency = u64::from(load.max_concurrency.max(1));
+    // A multiple of max_concurrency and of the group size: lcm(K, max_concurrency).
+    let concurrency = lcm(
+        u64::from(load.max_concurrency.max(1)),
+        u64::from(policy.shards_per_process.max(1)),
+    );
     let rounded = wanted.div_ceil(concurrency) * concurrency;
     let limit = u64::from(MAX_SHARD_COUNT);
     // Past the limit, the largest multiple of max_concurrency that fits (or the limit itself).
@@ -62,6 +68,14 @@ pub fn target_shards(load: &Load, policy: &Policy) -> u32 {
         (limit / concurrency * concurrency).max(1)
     };
     u32::try_from(capped).unwrap_or(MAX_SHARD_COUNT)
+}
+
+fn lcm(a: u64, b: u64) -> u64 {
+    let (mut x, mut y) = (a, b);
+    while y != 0 {
+        (x, y) = (y, x % y);
+    }
+    a / x * b
 }
 
 /// A lower target that is being waited out: since when (ms since the epoch), and the highest
@@ -155,6 +169,7 @@ impl AutoscaleSettings {
                 min_shards: settings.min_shards,
                 allow_shrink: settings.allow_shrink,
                 shrink_after: Duration::from_secs(settings.shrink_after_seconds),
+                shards_per_process: settings.shards_per_process,
             },
             max_concurrency: settings.max_concurrency,
             gateway_polled: settings.bot_token.is_some(),
@@ -252,7 +267,7 @@ impl Autoscaler {
                 "autoscale: {target} shards would do; waiting before shrinking from {planned}"
             ),
             Decision::Reshard(count) => {
-                let plan = store.reshard(count).await?;
+                let plan = store.reshard(count, None).await?;
                 if !plan.started {
                     return Ok(());
                 }
@@ -282,7 +297,19 @@ mod tests {
             min_shards: 1,
             allow_shrink: true,
             shrink_after: Duration::from_secs(3600),
+            shards_per_process: 1,
         }
+    }
+
+    #[test]
+    fn with_shard_groups_the_count_is_a_multiple_of_the_group_size_and_max_concurrency() {
+        let groups_of_four = Policy {
+            shards_per_process: 4,
+            ..policy()
+        };
+        assert_eq!(target_shards(&load(Some(9), 0, 1), &groups_of_four), 12);
+        assert_eq!(target_shards(&load(Some(9), 0, 6), &groups_of_four), 12);
+        assert_eq!(target_shards(&load(Some(13), 0, 6), &groups_of_four), 24);
     }
 
     fn load(recommended: Option<u32>, guilds: u64, concurrency: u32) -> Load {

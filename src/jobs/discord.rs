@@ -50,6 +50,8 @@ pub enum Fetch {
 /// `GET /gateway/bot` as Discord documents it (fields shardman does not use are ignored).
 #[derive(Debug, Deserialize)]
 struct GatewayBot {
+    #[serde(default)]
+    url: Option<String>,
     shards: u32,
     session_start_limit: SessionStartLimit,
 }
@@ -71,6 +73,9 @@ impl From<GatewayBot> for GatewayInfo {
             session_start_total: bot.session_start_limit.total,
             session_start_remaining: bot.session_start_limit.remaining,
             session_start_reset_after_ms: bot.session_start_limit.reset_after,
+            url: bot
+                .url
+                .filter(|url| url.starts_with("wss://") || url.starts_with("ws://")),
         }
     }
 }

@@ -413,8 +413,26 @@ impl Store {
             claimed_max_shards: claims.max_shards,
             claimed_fence: claims.fence,
             claimed_epoch: claims.epoch,
-            shard_reports: String::new(),
-            shard_resumes: String::new(),
+            shard_reports: report
+                .shards
+                .iter()
+                .map(|shard| {
+                    format!(
+                        "{}\t{}\t{}\n",
+                        shard.shard_id,
+                        shard.guild_count.map(|n| n.to_string()).unwrap_or_default(),
+                        shard.latency.map(|s| s.to_string()).unwrap_or_default()
+                    )
+                })
+                .collect(),
+            // Compact JSON escapes tabs and newlines inside strings: the lines stay lines.
+            shard_resumes: report
+                .shards
+                .iter()
+                .filter_map(|shard| {
+                    Some(format!("{}\t{}\n", shard.shard_id, shard.resume.as_ref()?))
+                })
+                .collect(),
         })
         .await
     }
@@ -436,7 +454,12 @@ impl Store {
     }
 
     /// Books the next IDENTIFY slot for a session that must identify again.
-    pub async fn identify(&self, session_id: &str) -> Result<IdentifyOutcome, StoreError> {
+    /// `shard_id`: the shard of the session's group that must identify (`None`: its first).
+    pub async fn identify(
+        &self,
+        session_id: &str,
+        shard_id: Option<u32>,
+    ) -> Result<IdentifyOutcome, StoreError> {
         let Some(claims) = self.signer.verify(session_id) else {
             return Ok(IdentifyOutcome::NotFound);
         };
@@ -446,16 +469,21 @@ impl Store {
             identify_reserve: self.identify_reserve,
             shard_id: claims.shard_id,
             generation: claims.generation,
-            identify_shard_id: None,
+            identify_shard_id: shard_id,
         })
         .await
     }
 
     /// Starts a pending generation with `max_shards` (or changes nothing if that is the plan).
-    pub async fn reshard(&self, max_shards: u32) -> Result<ReshardPlan, StoreError> {
+    /// `shards_per_process`: the new generation's group size (`None`: the planned one).
+    pub async fn reshard(
+        &self,
+        max_shards: u32,
+        shards_per_process: Option<u32>,
+    ) -> Result<ReshardPlan, StoreError> {
         self.run_planned(&scripts::reshard::Reshard {
             new_max_shards: max_shards,
-            new_shards_per_process: None,
+            new_shards_per_process: shards_per_process,
         })
         .await
     }
@@ -495,6 +523,9 @@ impl Store {
             args.push(name);
             args.push(value);
         }
+        if let Some(url) = &info.url {
+            args.extend(["url", url.as_str()]);
+        }
         self.engine.command(&args).await?;
         // A fresh budget above the reserve may alert again when it runs low.
         self.engine
@@ -524,6 +555,7 @@ impl Store {
                 .saturating_sub(number("used").unwrap_or(0))
                 as u32,
             session_start_reset_after_ms: number("reset_at").unwrap_or(0).saturating_sub(now),
+            url: fields.get("url").cloned(),
         }))
     }
 

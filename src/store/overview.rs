@@ -54,6 +54,7 @@ impl Store {
                         extra,
                     )
                     .await?,
+                shards_per_process: pending_group_size as u32,
             })
         } else {
             None
@@ -63,6 +64,7 @@ impl Store {
             generation: generation.max(0) as u64,
             shards,
             pending,
+            shards_per_process: group_size as u32,
         })
     }
 

@@ -4,9 +4,14 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
+use shardman::config::{Secret, Settings};
 
-use crate::helpers::{Backend, both_stores, expect_json, settings, settings_on, spawn_app};
+use crate::helpers::{
+    Backend, both_stores, eventually, expect_json, expect_validation, loc, settings, settings_on,
+    spawn_app, spawn_replicas,
+};
+use crate::standin::{Reply, StandIn, embed_field, gateway_bot};
 use crate::support::redis::{RedisOptions, RedisServer};
 
 both_stores!(
@@ -99,4 +104,178 @@ async fn a_brand_new_deployment_on_a_redis_without_persistence_waits_out_the_qua
         StatusCode::SERVICE_UNAVAILABLE,
         "this Redis may have just lost a plan: no grant for one lease"
     );
+}
+
+fn grouped(max_shards: u32, shards_per_process: u32, max_concurrency: u32) -> Settings {
+    let mut settings = settings(Backend::Redis);
+    settings.max_shards = max_shards;
+    settings.shards_per_process = shards_per_process;
+    settings.max_concurrency = max_concurrency;
+    settings
+}
+
+#[tokio::test]
+async fn groups_of_four_over_ten_shards_are_each_claimed_once_by_eight_racing_processes() {
+    let replicas = spawn_replicas(3, grouped(10, 4, 16)).await;
+    let connects = (0..8).map(|index| {
+        let app = &replicas[index % 3];
+        async move { app.connect().await }
+    });
+    let mut groups = Vec::new();
+    let mut refused = 0;
+    for response in futures_util::future::join_all(connects).await {
+        match response.status() {
+            StatusCode::OK => {
+                let body: Value = response.json().await.expect("json");
+                assert_eq!(body["shard_id"], body["shard_ids"][0]);
+                assert_eq!(body["lease_seconds"], 60);
+                groups.push(body["shard_ids"].clone());
+            }
+            StatusCode::UNAUTHORIZED => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    groups.sort_by_key(|ids| ids[0].as_u64());
+    assert_eq!(
+        groups,
+        vec![json!([0, 1, 2, 3]), json!([4, 5, 6, 7]), json!([8, 9])]
+    );
+    assert_eq!(
+        refused, 5,
+        "the other processes get 401 No Shards Available"
+    );
+    let autoscale = expect_json(replicas[0].get("/autoscale").await, StatusCode::OK).await;
+    assert_eq!(
+        (
+            autoscale["desired_processes"].clone(),
+            autoscale["held"].clone()
+        ),
+        (json!(3), json!(3))
+    );
+}
+
+#[tokio::test]
+async fn per_shard_sleeps_of_groups_never_put_two_identifies_of_a_bucket_under_five_seconds_apart()
+{
+    let replicas = spawn_replicas(3, grouped(8, 4, 2)).await;
+    let mut identifies: Vec<(u64, f64)> = Vec::new();
+    for app in replicas.iter().take(2) {
+        let body = expect_json(app.connect().await, StatusCode::OK).await;
+        let ids = body["shard_ids"].as_array().expect("shard_ids").clone();
+        let sleeps = body["sleep_durations"].as_array().expect("sleeps").clone();
+        assert_eq!(ids.len(), sleeps.len());
+        for (id, sleep) in ids.iter().zip(&sleeps) {
+            identifies.push((id.as_u64().unwrap(), sleep.as_f64().unwrap()));
+        }
+    }
+    assert_eq!(identifies.len(), 8);
+    for bucket in 0..2 {
+        let mut slots: Vec<f64> = identifies
+            .iter()
+            .filter(|(id, _)| id % 2 == bucket)
+            .map(|(_, sleep)| *sleep)
+            .collect();
+        slots.sort_by(f64::total_cmp);
+        for pair in slots.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= 5.0,
+                "bucket {bucket}: identifies at {slots:?}"
+            );
+        }
+    }
+    // A group of max_concurrency consecutive ids identifies at once.
+    assert_eq!(identifies[0].1, identifies[1].1);
+}
+
+#[tokio::test]
+async fn a_group_beats_for_each_of_its_shards_and_status_shows_every_shard() {
+    let app = spawn_app(grouped(3, 2, 2)).await;
+    let body = expect_json(app.connect().await, StatusCode::OK).await;
+    let session_id = body["session_id"].as_str().unwrap();
+    assert_eq!(body["shard_ids"], json!([0, 1]));
+    assert_eq!(
+        app.beat_json(&json!({
+            "session_id": session_id,
+            "shards": [
+                {"shard_id": 0, "guild_count": 10, "latency": 0.1},
+                {"shard_id": 1, "guild_count": 20},
+            ],
+        }))
+        .await
+        .status(),
+        StatusCode::NO_CONTENT
+    );
+    let status = app.status().await;
+    let guilds: Vec<(Value, Value)> = status["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|shard| (shard["shard_id"].clone(), shard["guild_count"].clone()))
+        .collect();
+    assert_eq!(guilds, vec![(json!(0), json!(10)), (json!(1), json!(20))]);
+
+    let bad = app
+        .beat_json(&json!({"session_id": session_id, "shards": [{"guild_count": 1}]}))
+        .await;
+    let issues = expect_validation(bad).await;
+    assert!(
+        issues.contains(
+            &loc(&["body", "shards"])
+                .into_iter()
+                .chain([json!(0), json!("shard_id")])
+                .collect()
+        ),
+        "{issues:?}"
+    );
+    let identify = app
+        .post_json(
+            "/identify",
+            &json!({"session_id": session_id, "shard_id": 2}),
+        )
+        .await;
+    assert_eq!(
+        identify.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "shard 2 is the next group's"
+    );
+}
+
+#[tokio::test]
+async fn a_first_start_plans_what_discord_recommends_rounded_up_without_a_reshard_alert() {
+    let discord = StandIn::start(|_, _| Reply::json(200, gateway_bot(3, 2, 990))).await;
+    let webhook = StandIn::start(|_, _| Reply::no_content()).await;
+    let mut settings = settings(Backend::Redis);
+    settings.autoscale = true;
+    settings.bot_token = Some(Secret::new("MTIz.first-start.xyz"));
+    settings.discord_api_base = discord.base.clone();
+    settings.webhook_url = Some(format!("{}/webhook", webhook.base));
+    let app = spawn_app(settings).await;
+
+    let status = app.status().await;
+    assert_eq!(
+        status["total_shards"], 4,
+        "3 recommended, rounded to max_concurrency 2"
+    );
+    let grant = expect_json(app.connect().await, StatusCode::OK).await;
+    assert_eq!(grant["state"], "active");
+    assert_eq!(grant["gateway_url"], "wss://gateway.discord.gg");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            webhook
+                .requests()
+                .iter()
+                .any(|request| embed_field(&request.body, "Event").as_deref() == Some("connect"))
+        })
+        .await
+    );
+    // An autoscale round has run by now (it runs right after the gateway info arrives).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let reshard_alerts: Vec<_> = webhook
+        .requests()
+        .iter()
+        .filter_map(|request| embed_field(&request.body, "Event"))
+        .filter(|event| event.starts_with("reshard"))
+        .collect();
+    assert!(reshard_alerts.is_empty(), "{reshard_alerts:?}");
+    assert!(app.status().await["pending"].is_null());
 }

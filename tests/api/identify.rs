@@ -122,6 +122,7 @@ async fn connects_stop_at_the_identify_reserve_with_429_until_discord_resets_the
             max_concurrency: 1,
             session_start_total: 100,
             session_start_remaining: 6,
+            url: None,
             session_start_reset_after_ms: 3_600_000,
         })
         .await

@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::FleetStatus;
+use crate::domain::{FleetStatus, process_counts};
 use crate::http::auth::MaybeAuthorized;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
@@ -20,9 +20,9 @@ pub struct AutoscaleReport {
     /// Bot processes the plan needs now: run this many. During a reshard, the shards of both
     /// generations (the old one serves until the new one is ready).
     pub desired_processes: u32,
-    /// Shards held by a live session, in both generations.
+    /// Processes (shard groups) held by a live session, in both generations.
     pub held: u32,
-    /// Planned shards nobody holds: `desired_processes - held`, never negative.
+    /// Planned processes nobody runs: `desired_processes - held`, never negative.
     pub missing: u32,
     /// Shards planned in the active generation.
     pub total_shards: u32,
@@ -36,15 +36,21 @@ pub struct AutoscaleReport {
 
 impl AutoscaleReport {
     /// The one place that decides how many processes the fleet needs: every planned shard of the
-    /// active generation and, during a reshard, of the pending one. One process holds one shard.
+    /// active generation and, during a reshard, of the pending one. One process holds one shard
+    /// group (`SHARDS_PER_PROCESS` shards; one by default).
     pub fn from_fleet(fleet: &FleetStatus) -> Self {
-        let count = |shards: usize| u32::try_from(shards).unwrap_or(u32::MAX);
         let pending = fleet.pending.as_ref();
-        let desired_processes = fleet
-            .total_shards
-            .saturating_add(pending.map_or(0, |pending| pending.max_shards));
-        let held = count(fleet.shards.len())
-            .saturating_add(pending.map_or(0, |pending| count(pending.shards.len())));
+        let (active_needed, active_held) =
+            process_counts(fleet.total_shards, fleet.shards_per_process, &fleet.shards);
+        let (pending_needed, pending_held) = pending.map_or((0, 0), |pending| {
+            process_counts(
+                pending.max_shards,
+                pending.shards_per_process,
+                &pending.shards,
+            )
+        });
+        let desired_processes = active_needed.saturating_add(pending_needed);
+        let held = active_held.saturating_add(pending_held);
         Self {
             desired_processes,
             held,

@@ -13,7 +13,8 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::http::routes::{autoscale, dashboard, health, metrics, reshard, shards, status};
 use crate::http::schemas::{
-    BeatBody, Detail, ReshardBody, ResumeData, SessionBody, ValidationError, ValidationIssue,
+    BeatBody, Detail, IdentifyBody, ReshardBody, ResumeData, SessionBody, ShardReportBody,
+    ValidationError, ValidationIssue,
 };
 
 #[derive(OpenApi)]
@@ -43,7 +44,7 @@ use crate::http::schemas::{
         openapi_json,
         docs_redirect,
     ),
-    components(schemas(Detail, ValidationError, ValidationIssue, BeatBody, SessionBody, ReshardBody, ResumeData)),
+    components(schemas(Detail, ValidationError, ValidationIssue, BeatBody, SessionBody, IdentifyBody, ReshardBody, ResumeData, ShardReportBody)),
     modifiers(&SecretScheme),
     tags(
         (name = "bots", description = "What each bot process calls: connect, beat, disconnect."),

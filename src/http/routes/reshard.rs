@@ -38,7 +38,7 @@ impl From<ReshardPlan> for ReshardAccepted {
     post,
     path = "/reshard",
     tag = "fleet",
-    description = "Starts a zero-downtime reshard to `max_shards`: a new generation is handed out by `/connect` while the active one keeps running; it becomes active once every shard of it is held and has beaten, and from then on the old generation's beats get 401. Accepts JSON or a form.",
+    description = "Starts a zero-downtime reshard to `max_shards` (and, with `shards_per_process`, a new group size: shard ids per bot process): a new generation is handed out by `/connect` while the active one keeps running; it becomes active once every shard of it is held and has beaten, and from then on the old generation's beats get 401. Accepts JSON or a form.",
     security(("secret" = [])),
     request_body(content(
         (crate::http::schemas::ReshardBody = "application/json"),
@@ -58,7 +58,22 @@ pub async fn reshard(
 ) -> Result<HttpResponse, ApiError> {
     let mut fields = FieldReader::new(&body);
     let max_shards = fields.required_count("max_shards");
+    let shards_per_process = fields.optional_count("shards_per_process");
     fields.finish()?;
+    let shards_per_process = shards_per_process
+        .map(|size| {
+            u32::try_from(size)
+                .ok()
+                .filter(|size| (1..=MAX_SHARD_COUNT).contains(size))
+                .ok_or_else(|| {
+                    ApiError::invalid(ValidationIssue::new(
+                        &["body", "shards_per_process"],
+                        "ensure this value is between 1 and 65536",
+                        "value_error.number.not_in_range",
+                    ))
+                })
+        })
+        .transpose()?;
     let max_shards = u32::try_from(max_shards)
         .ok()
         .filter(|count| (1..=MAX_SHARD_COUNT).contains(count))
@@ -69,7 +84,7 @@ pub async fn reshard(
                 "value_error.number.not_in_range",
             ))
         })?;
-    let plan = state.store.reshard(max_shards).await?;
+    let plan = state.store.reshard(max_shards, shards_per_process).await?;
     if plan.started {
         log::info!(
             "reshard requested: generation {} with {} shards (from generation {} with {})",

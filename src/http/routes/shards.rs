@@ -12,7 +12,7 @@ use crate::http::error::{ApiError, ValidationIssue};
 use crate::http::state::AppState;
 
 #[derive(Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"shard_id": 0, "max_shards": 16, "session_id": "4f2a9c0e8b7d4a35a1f0c2d3e4b5a697", "fence": 7, "generation": 1, "state": "active", "sleep_duration": 5.0, "resume": null}))]
+#[schema(example = json!({"shard_id": 0, "max_shards": 16, "session_id": "4f2a9c0e8b7d4a35a1f0c2d3e4b5a697", "fence": 7, "generation": 1, "state": "active", "sleep_duration": 5.0, "resume": null, "shard_ids": [0], "sleep_durations": [5.0], "resumes": [null], "lease_seconds": 60, "beat_interval": 20.0, "gateway_url": "wss://gateway.discord.gg"}))]
 struct ConnectConfirmed {
     shard_id: u32,
     max_shards: u32,
@@ -28,6 +28,23 @@ struct ConnectConfirmed {
     /// RESUME with it instead of IDENTIFY.
     #[schema(value_type = Option<Object>)]
     resume: Option<serde_json::Value>,
+    /// Every shard id of the granted group (`SHARDS_PER_PROCESS` consecutive ids; the last group
+    /// may be shorter); `shard_id` is the first. One session, one lease, one beat for all.
+    shard_ids: Vec<u32>,
+    /// Per shard id of `shard_ids`: seconds to wait before its IDENTIFY (each booked in its own
+    /// bucket; 0 where `resumes` has data).
+    sleep_durations: Vec<f64>,
+    /// Per shard id of `shard_ids`: the previous holder's resume data, or null.
+    #[schema(value_type = Vec<Option<Object>>)]
+    resumes: Vec<Option<serde_json::Value>>,
+    /// `MAX_SECONDS`: the lease lasts this long after each beat (and the first one until the
+    /// last identify slot plus this).
+    lease_seconds: u64,
+    /// A beat rhythm that keeps the lease with room to spare (a third of `lease_seconds`).
+    beat_interval: f64,
+    /// Discord's gateway URL from shardman's shared `/gateway/bot` answer (null until one was
+    /// read): connect there without asking Discord yourself.
+    gateway_url: Option<String>,
 }
 
 /// `Prefer: return=representation` on `/beat`: where the session stands.
@@ -117,6 +134,16 @@ pub async fn connect(_: Authorized, state: web::Data<AppState>) -> Result<HttpRe
         state: grant.lease.state,
         sleep_duration: seconds(grant.sleep_ms),
         resume: grant.resume,
+        shard_ids: grant.shards.iter().map(|shard| shard.shard_id).collect(),
+        sleep_durations: grant
+            .shards
+            .iter()
+            .map(|shard| seconds(shard.sleep_ms))
+            .collect(),
+        resumes: grant.shards.into_iter().map(|shard| shard.resume).collect(),
+        lease_seconds: state.settings.max_seconds,
+        beat_interval: state.settings.max_seconds as f64 / 3.0,
+        gateway_url: grant.gateway_url,
     }))
 }
 
@@ -178,6 +205,7 @@ fn read_beat(body: &BodyFields, max_extra_bytes: usize) -> Result<BeatReport, Ap
     let latency = fields.optional_float("latency");
     let extra = fields.optional_json("extra");
     let resume = fields.optional_resume("resume");
+    let shards = fields.optional_shard_reports("shards");
     fields.finish()?;
     let extra = extra.map(|value| value.to_string());
     if extra
@@ -194,6 +222,7 @@ fn read_beat(body: &BodyFields, max_extra_bytes: usize) -> Result<BeatReport, Ap
         latency,
         extra,
         resume: resume.map(|value| value.to_string()),
+        shards,
     })
 }
 
@@ -274,8 +303,8 @@ async fn release(state: &AppState, session_id: &str) -> Result<HttpResponse, Api
     description = "Books the next IDENTIFY slot for a session that holds its shard but must identify again (Discord invalidated its session). Slots keep every bucket (`shard_id % max_concurrency`) at one IDENTIFY per 5 s across all replicas. Accepts JSON or a form.",
     security(("secret" = [])),
     request_body(content(
-        (crate::http::schemas::SessionBody = "application/json"),
-        (crate::http::schemas::SessionBody = "application/x-www-form-urlencoded"),
+        (crate::http::schemas::IdentifyBody = "application/json"),
+        (crate::http::schemas::IdentifyBody = "application/x-www-form-urlencoded"),
     )),
     responses(
         (status = 200, description = "Wait `sleep_duration` seconds, then IDENTIFY", body = IdentifySlot),
@@ -294,13 +323,20 @@ pub async fn identify(
 ) -> Result<HttpResponse, ApiError> {
     let mut fields = FieldReader::new(&body);
     let session_id = fields.required_string("session_id");
+    let shard_id = fields.optional_count("shard_id");
     fields.finish()?;
-    match state.store.identify(&session_id).await? {
+    let shard_id = shard_id.map(|id| u32::try_from(id).unwrap_or(u32::MAX));
+    match state.store.identify(&session_id, shard_id).await? {
         IdentifyOutcome::Slot { sleep_ms } => Ok(HttpResponse::Ok().json(IdentifySlot {
             sleep_duration: seconds(sleep_ms),
         })),
         IdentifyOutcome::NotFound => Err(ApiError::SessionNotFound),
         IdentifyOutcome::Retired => Err(ApiError::NoShardsAvailable),
+        IdentifyOutcome::NotInGroup => Err(ApiError::invalid(ValidationIssue::new(
+            &["body", "shard_id"],
+            "not a shard of this session's group",
+            "value_error.shard_id.not_in_group",
+        ))),
         IdentifyOutcome::Recovering { retry_after_ms } => Err(ApiError::Recovering {
             retry_after_secs: retry_after(retry_after_ms),
         }),

@@ -40,6 +40,7 @@ impl ScriptReply for IdentifyOutcome {
                 retry_after_ms: milliseconds()?,
             },
             "retired" => IdentifyOutcome::Retired,
+            "not_in_group" => IdentifyOutcome::NotInGroup,
             "budget" => IdentifyOutcome::BudgetExhausted {
                 retry_after_ms: milliseconds()?,
             },
