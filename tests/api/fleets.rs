@@ -279,3 +279,40 @@ async fn a_first_start_plans_what_discord_recommends_rounded_up_without_a_reshar
     assert!(reshard_alerts.is_empty(), "{reshard_alerts:?}");
     assert!(app.status().await["pending"].is_null());
 }
+
+#[tokio::test]
+async fn a_reshard_may_change_the_group_size_as_a_new_generation() {
+    let app = spawn_app(grouped(4, 1, 4)).await;
+    let held = expect_json(app.connect().await, StatusCode::OK).await;
+    assert_eq!(held["shard_ids"], json!([0]));
+
+    let refused = app
+        .post_json(
+            "/reshard",
+            &json!({"max_shards": 4, "shards_per_process": 0}),
+        )
+        .await;
+    let issues = expect_validation(refused).await;
+    assert!(
+        issues.contains(&loc(&["body", "shards_per_process"])),
+        "{issues:?}"
+    );
+
+    let plan = expect_json(
+        app.post_json(
+            "/reshard",
+            &json!({"max_shards": 4, "shards_per_process": 2}),
+        )
+        .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    assert_eq!(
+        plan["started"], true,
+        "same count, new group size: a new generation"
+    );
+    let grant = expect_json(app.connect().await, StatusCode::OK).await;
+    assert_eq!(grant["state"], "standby", "generation 1 still runs shard 0");
+    assert_eq!(grant["shard_ids"], json!([0, 1]));
+    assert_eq!(grant["generation"], plan["generation"]);
+}

@@ -60,30 +60,11 @@ pub async fn reshard(
     let max_shards = fields.required_count("max_shards");
     let shards_per_process = fields.optional_count("shards_per_process");
     fields.finish()?;
+    // max_shards is checked first, as before shards_per_process existed.
+    let max_shards = shard_count(max_shards, "max_shards")?;
     let shards_per_process = shards_per_process
-        .map(|size| {
-            u32::try_from(size)
-                .ok()
-                .filter(|size| (1..=MAX_SHARD_COUNT).contains(size))
-                .ok_or_else(|| {
-                    ApiError::invalid(ValidationIssue::new(
-                        &["body", "shards_per_process"],
-                        "ensure this value is between 1 and 65536",
-                        "value_error.number.not_in_range",
-                    ))
-                })
-        })
+        .map(|size| shard_count(size, "shards_per_process"))
         .transpose()?;
-    let max_shards = u32::try_from(max_shards)
-        .ok()
-        .filter(|count| (1..=MAX_SHARD_COUNT).contains(count))
-        .ok_or_else(|| {
-            ApiError::invalid(ValidationIssue::new(
-                &["body", "max_shards"],
-                "ensure this value is between 1 and 65536",
-                "value_error.number.not_in_range",
-            ))
-        })?;
     let plan = state.store.reshard(max_shards, shards_per_process).await?;
     if plan.started {
         log::info!(
@@ -95,4 +76,18 @@ pub async fn reshard(
         );
     }
     Ok(HttpResponse::Accepted().json(ReshardAccepted::from(plan)))
+}
+
+/// A count of shards, 1 to 65536, named by its body field when it is out of range.
+fn shard_count(value: u64, field: &str) -> Result<u32, ApiError> {
+    u32::try_from(value)
+        .ok()
+        .filter(|count| (1..=MAX_SHARD_COUNT).contains(count))
+        .ok_or_else(|| {
+            ApiError::invalid(ValidationIssue::new(
+                &["body", field],
+                "ensure this value is between 1 and 65536",
+                "value_error.number.not_in_range",
+            ))
+        })
 }
