@@ -316,3 +316,34 @@ async fn a_reshard_may_change_the_group_size_as_a_new_generation() {
     assert_eq!(grant["shard_ids"], json!([0, 1]));
     assert_eq!(grant["generation"], plan["generation"]);
 }
+
+#[tokio::test]
+async fn resume_data_of_each_shard_of_a_group_goes_to_the_next_holder_of_the_group() {
+    let app = spawn_app(grouped(2, 2, 1)).await;
+    let first = expect_json(app.connect().await, StatusCode::OK).await;
+    let session_id = first["session_id"].as_str().unwrap();
+    let resume =
+        json!({"session_id": "discord-1", "sequence": 7, "resume_gateway_url": "wss://r.example"});
+    assert_eq!(
+        app.beat_json(
+            &json!({"session_id": session_id, "shards": [{"shard_id": 1, "resume": resume}]})
+        )
+        .await
+        .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.disconnect(session_id).await.status(),
+        StatusCode::NO_CONTENT
+    );
+
+    let next = expect_json(app.connect().await, StatusCode::OK).await;
+    assert_eq!(next["shard_ids"], json!([0, 1]));
+    assert_eq!(next["resumes"], json!([null, resume]));
+    let sleeps = next["sleep_durations"].as_array().unwrap();
+    assert_eq!(sleeps[1], 0.0, "shard 1 resumes: no identify slot");
+    assert!(
+        sleeps[0].as_f64().unwrap() > 0.0,
+        "shard 0 identifies again, in its bucket's next slot"
+    );
+}
