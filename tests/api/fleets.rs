@@ -17,6 +17,8 @@ use crate::support::redis::{RedisOptions, RedisServer};
 both_stores!(
     a_session_keeps_its_shard_when_it_beats_only_after_a_long_identify_wait,
     a_reshard_of_a_generation_nobody_holds_replaces_it_at_once,
+    a_group_beats_for_each_of_its_shards_and_status_shows_every_shard,
+    resume_data_of_each_shard_of_a_group_goes_to_the_next_holder_of_the_group,
 );
 
 async fn a_session_keeps_its_shard_when_it_beats_only_after_a_long_identify_wait(backend: Backend) {
@@ -107,7 +109,21 @@ async fn a_brand_new_deployment_on_a_redis_without_persistence_waits_out_the_qua
 }
 
 fn grouped(max_shards: u32, shards_per_process: u32, max_concurrency: u32) -> Settings {
-    let mut settings = settings(Backend::Redis);
+    grouped_on(
+        Backend::Redis,
+        max_shards,
+        shards_per_process,
+        max_concurrency,
+    )
+}
+
+fn grouped_on(
+    backend: Backend,
+    max_shards: u32,
+    shards_per_process: u32,
+    max_concurrency: u32,
+) -> Settings {
+    let mut settings = settings(backend);
     settings.max_shards = max_shards;
     settings.shards_per_process = shards_per_process;
     settings.max_concurrency = max_concurrency;
@@ -187,9 +203,8 @@ async fn per_shard_sleeps_of_groups_never_put_two_identifies_of_a_bucket_under_f
     assert_eq!(identifies[0].1, identifies[1].1);
 }
 
-#[tokio::test]
-async fn a_group_beats_for_each_of_its_shards_and_status_shows_every_shard() {
-    let app = spawn_app(grouped(3, 2, 2)).await;
+async fn a_group_beats_for_each_of_its_shards_and_status_shows_every_shard(backend: Backend) {
+    let app = spawn_app(grouped_on(backend, 3, 2, 2)).await;
     let body = expect_json(app.connect().await, StatusCode::OK).await;
     let session_id = body["session_id"].as_str().unwrap();
     assert_eq!(body["shard_ids"], json!([0, 1]));
@@ -317,9 +332,10 @@ async fn a_reshard_may_change_the_group_size_as_a_new_generation() {
     assert_eq!(grant["generation"], plan["generation"]);
 }
 
-#[tokio::test]
-async fn resume_data_of_each_shard_of_a_group_goes_to_the_next_holder_of_the_group() {
-    let app = spawn_app(grouped(2, 2, 1)).await;
+async fn resume_data_of_each_shard_of_a_group_goes_to_the_next_holder_of_the_group(
+    backend: Backend,
+) {
+    let app = spawn_app(grouped_on(backend, 2, 2, 1)).await;
     let first = expect_json(app.connect().await, StatusCode::OK).await;
     let session_id = first["session_id"].as_str().unwrap();
     let resume =
