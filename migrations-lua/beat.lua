@@ -30,9 +30,10 @@ ARGV[12] generation          from the signed session id: generation
 ARGV[13] claimed_max_shards  from the signed session id: shard count of that generation
 ARGV[14] claimed_fence       from the signed session id: fencing token
 ARGV[15] claimed_epoch       from the signed session id: epoch (creation time, ms) of its plan
-ARGV[16] shard_reports       per-shard reports of a group, one line per shard,
+ARGV[16] claimed_shards_per_process  from the signed session id: its generation's group size
+ARGV[17] shard_reports       per-shard reports of a group, one line per shard,
                              "<shard_id>\t<guild_count or empty>\t<latency or empty>", or ""
-ARGV[17] shard_resumes       per-shard resume data of a group, one line per shard,
+ARGV[18] shard_resumes       per-shard resume data of a group, one line per shard,
                              "<shard_id>\t<resume JSON>", or "" (compact JSON has no raw tab or
                              newline)
 
@@ -69,8 +70,9 @@ local generation = tonumber(ARGV[12])
 local claimed_max_shards = tonumber(ARGV[13])
 local claimed_fence = tonumber(ARGV[14])
 local claimed_epoch = tonumber(ARGV[15])
-local shard_reports = ARGV[16]
-local shard_resumes = ARGV[17]
+local claimed_shards_per_process = tonumber(ARGV[16])
+local shard_reports = ARGV[17]
+local shard_resumes = ARGV[18]
 
 local UNKNOWN = {0, -1, 0, 0, 0, 'unknown'}
 
@@ -95,19 +97,22 @@ if not lease[1] then
     return UNKNOWN
   end
   redis.call('SET', quarantine_key, 1, 'PX', epoch + lease_ms - now, 'NX')
-  if tonumber(plan[1]) ~= generation or tonumber(plan[2]) ~= claimed_max_shards then
+  if tonumber(plan[1]) ~= generation or tonumber(plan[2]) ~= claimed_max_shards
+    or (tonumber(plan[7]) or 1) ~= claimed_shards_per_process then
     if redis.call('EXISTS', gen_key(plan[1], 'next'), gen_key(plan[1], 'deadlines')) > 0 then
       -- Another generation was already restored or started: this session's is not coming back.
       return {-1, shard_id, tonumber(plan[2]), generation, claimed_fence, 'retired'}
     end
     plan[1], plan[2] = tostring(generation), tostring(claimed_max_shards)
+    plan[7] = tostring(claimed_shards_per_process)
     redis.call('HSET', plan_key, 'generation', generation, 'max_shards', claimed_max_shards,
+      'shards_per_process', claimed_shards_per_process,
       'last_generation', math.max(tonumber(plan[6]) or 0, generation))
   end
   if shard_id >= claimed_max_shards then
     return UNKNOWN
   end
-  local restored_group_size = tonumber(plan[7]) or 1
+  local restored_group_size = claimed_shards_per_process
   -- Take the id out of the free-id index (see connect.lua).
   local next_key = gen_key(generation, 'next')
   local next_id = tonumber(redis.call('GET', next_key) or '0')

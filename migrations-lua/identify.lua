@@ -76,7 +76,9 @@ end
 local sleep_ms = book_identify_slot(gateway_key, identify_key, default_concurrency, identify_shard_id,
   now)
 local lease_key = gen_key(generation, 'lease', shard_id)
-redis.call('HSET', lease_key, 'w', now + sleep_ms)
+-- `w` is the group's latest slot: a sooner slot for one shard must not shorten the lease.
+local slot_at = math.max(tonumber(redis.call('HGET', lease_key, 'w')) or 0, now + sleep_ms)
+redis.call('HSET', lease_key, 'w', slot_at)
 if redis.call('PTTL', lease_key) < sleep_ms + lease_ms then
   redis.call('PEXPIRE', lease_key, sleep_ms + lease_ms)
   redis.call('ZADD', gen_key(generation, 'deadlines'), now + sleep_ms + lease_ms, shard_id)

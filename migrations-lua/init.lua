@@ -40,11 +40,21 @@ local new_epoch = ARGV[8] == '1'
 local initial_shards_per_process = tonumber(ARGV[9])
 
 if not stored_schema or stored_schema < known_schema then
-  -- Version 1 is the first schema: there is nothing older to migrate from.
+  -- Version 2 (shard groups, the lease's slot `w`, event ids) reads version 1 data as it is:
+  -- every field it added defaults to version 1's meaning (one shard per session). A version 1
+  -- replica still running sees the raised version and stops writing.
   redis.call('SET', schema_key, known_schema)
 end
 
 local now = now_ms()
+
+-- Event ids (see queue_event) continue above every id the lost data may have handed out, as
+-- fencing tokens do: a receiver dropping repeated ids never drops a new event.
+local function continue_event_ids()
+  if (tonumber(redis.call('GET', key('events:seq'))) or 0) < now then
+    redis.call('SET', key('events:seq'), now)
+  end
+end
 
 if redis.call('EXISTS', plan_key) == 0 then
   -- Fencing tokens start above the current time in milliseconds, so tokens granted under a plan
@@ -53,10 +63,12 @@ if redis.call('EXISTS', plan_key) == 0 then
   redis.call('HSET', plan_key, 'generation', 1, 'max_shards', initial_shards, 'last_generation', 1,
     'epoch', now, 'fence_base', now, 'shards_per_process', initial_shards_per_process)
   quarantine_ms = math.max(quarantine_ms, quarantine_if_created_ms)
+  continue_event_ids()
 elseif new_epoch then
   -- Sessions granted under the old epoch whose leases did not survive re-establish them with their
   -- next beat (beat.lua), and new fencing tokens start above every earlier one.
   redis.call('HSET', plan_key, 'epoch', now, 'fence_base', now)
+  continue_event_ids()
 end
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'epoch')
 local epoch = tonumber(plan[3]) or 0

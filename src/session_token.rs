@@ -1,6 +1,8 @@
 //! Session ids that carry their own lease, signed with the deployment's secret.
 //!
-//! `/connect` hands out `<shard>.<generation>.<max_shards>.<fence>.<epoch>.<nonce>.<mac>`. The nonce
+//! `/connect` hands out `<shard>.<generation>.<max_shards>.<fence>.<epoch>.<nonce>.<mac>`, with
+//! `.<shards_per_process>` after the nonce when the session holds a shard group of more than one
+//! (so ids of one-shard sessions are exactly what they were). The nonce
 //! (128 random bits) is the session's key in the store; the rest lets a beat re-establish its lease
 //! after Redis lost its data, and the MAC (HMAC-SHA256 under a key derived from SECRET, 128 bits
 //! kept) proves shardman issued it, so nobody can mint a session for a shard they never held.
@@ -22,6 +24,8 @@ pub struct SessionClaims {
     pub epoch: u64,
     /// 32 hex digits: the session's key in the store.
     pub nonce: String,
+    /// The group size of the session's generation (1: one shard per session).
+    pub shards_per_process: u32,
 }
 
 /// Signs and checks session ids.
@@ -51,7 +55,7 @@ impl SessionSigner {
     }
 
     pub fn sign(&self, claims: &SessionClaims) -> String {
-        let payload = format!(
+        let mut payload = format!(
             "{}.{}.{}.{}.{}.{}",
             claims.shard_id,
             claims.generation,
@@ -60,6 +64,9 @@ impl SessionSigner {
             claims.epoch,
             claims.nonce
         );
+        if claims.shards_per_process > 1 {
+            payload.push_str(&format!(".{}", claims.shards_per_process));
+        }
         let tag = self.mac(&payload).finalize().into_bytes();
         format!("{payload}.{}", hex::encode(&tag[..MAC_BYTES]))
     }
@@ -84,6 +91,10 @@ impl SessionSigner {
             fence: parts.next()?.parse().ok()?,
             epoch: parts.next()?.parse().ok()?,
             nonce: parts.next()?.to_owned(),
+            shards_per_process: match parts.next() {
+                Some(size) => size.parse().ok().filter(|size| *size > 1)?,
+                None => 1,
+            },
         };
         let well_formed = parts.next().is_none()
             && claims.nonce.len() == 32
@@ -109,7 +120,20 @@ mod tests {
             fence: 41,
             epoch: 1_764_000_000_000,
             nonce: new_nonce(),
+            shards_per_process: 1,
         }
+    }
+
+    #[test]
+    fn a_group_session_id_carries_its_group_size_and_a_single_one_keeps_the_old_form() {
+        let signer = SessionSigner::new("secret", "shardman");
+        let single = signer.sign(&claims());
+        assert_eq!(single.split('.').count(), 7, "{single}");
+        let group = SessionClaims {
+            shards_per_process: 4,
+            ..claims()
+        };
+        assert_eq!(signer.verify(&signer.sign(&group)), Some(group));
     }
 
     #[test]

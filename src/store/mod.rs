@@ -35,7 +35,7 @@ use crate::session_token::{SessionClaims, SessionSigner, new_nonce};
 
 /// Version of the key schema this build reads and writes. Bump it when keys change meaning; a
 /// replica refuses to start against a newer one (see README, "Upgrades").
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -361,6 +361,7 @@ impl Store {
                 epoch,
                 gateway_url,
                 shards,
+                shards_per_process,
             } => {
                 let session_id = self.signer.sign(&SessionClaims {
                     shard_id: lease.shard_id,
@@ -369,6 +370,7 @@ impl Store {
                     fence: lease.fence,
                     epoch,
                     nonce,
+                    shards_per_process,
                 });
                 ConnectOutcome::Granted(Grant {
                     session_id,
@@ -413,6 +415,7 @@ impl Store {
             claimed_max_shards: claims.max_shards,
             claimed_fence: claims.fence,
             claimed_epoch: claims.epoch,
+            claimed_shards_per_process: claims.shards_per_process,
             shard_reports: report
                 .shards
                 .iter()

@@ -197,3 +197,56 @@ async fn a_replica_starting_on_a_redis_that_just_lost_its_data_holds_newcomers_b
         .collect();
     assert_eq!(held, vec![bot["shard_id"].as_u64().expect("id")]);
 }
+
+/// A group session re-establishes its whole group after a loss, with its own group size, even
+/// when the re-created plan was made with another one: no id of a running group is granted again.
+#[tokio::test]
+async fn after_a_loss_groups_come_back_whole_under_their_own_group_size() {
+    let mut redis = RedisServer::start();
+    let app = &spawn_replicas(
+        1,
+        Settings {
+            max_shards: 4,
+            max_seconds: 3,
+            max_concurrency: 4,
+            ..settings_on(&redis)
+        },
+    )
+    .await[0];
+    let plan = app
+        .post_json(
+            "/reshard",
+            &json!({"max_shards": 4, "shards_per_process": 2}),
+        )
+        .await;
+    assert_eq!(plan.status(), StatusCode::ACCEPTED);
+    let groups = [connect(app).await, connect(app).await];
+    assert_eq!(groups[1]["shard_ids"], json!([2, 3]));
+
+    redis.restart();
+    // The group of 2..3 beats first: its re-established lease must not free 0..1 or split 2..3.
+    for group in groups.iter().rev() {
+        assert_eq!(
+            app.beat(session(group)).await.status(),
+            StatusCode::NO_CONTENT
+        );
+    }
+    // Past the quarantine, with both groups beating, nothing is free.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for group in &groups {
+            assert_eq!(
+                app.beat(session(group)).await.status(),
+                StatusCode::NO_CONTENT
+            );
+        }
+    }
+    assert_eq!(app.connect().await.status(), StatusCode::UNAUTHORIZED);
+    let held: Vec<u64> = app.status().await["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|shard| shard["shard_id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(held, vec![0, 1, 2, 3]);
+}

@@ -27,6 +27,7 @@ script_call! {
         claimed_max_shards: u32,
         claimed_fence: u64,
         claimed_epoch: u64,
+        claimed_shards_per_process: u32,
         shard_reports: String,
         shard_resumes: String,
     }

@@ -59,6 +59,8 @@ pub enum Claim {
         gateway_url: Option<String>,
         /// The group's shard ids, each with its wait before IDENTIFY and its resume JSON.
         shards: Vec<GroupShard>,
+        /// The generation's group size.
+        shards_per_process: u32,
     },
     Full,
     Recovering {
@@ -89,6 +91,7 @@ impl ScriptReply for Claim {
                     shard_ids,
                     sleeps,
                     resumes,
+                    group_size,
                 ],
             ) => Some(Claim::Granted {
                 lease: Lease {
@@ -103,6 +106,7 @@ impl ScriptReply for Claim {
                 epoch: natural(epoch)?,
                 gateway_url: text(gateway_url),
                 shards: group_shards(shard_ids, sleeps, resumes)?,
+                shards_per_process: natural(group_size)?.max(1) as u32,
             }),
             ("full", _) => Some(Claim::Full),
             ("recovering", [_, retry]) => Some(Claim::Recovering {

@@ -303,6 +303,7 @@ mod tests {
             claimed_max_shards: 1,
             claimed_fence: 1,
             claimed_epoch: 1,
+            claimed_shards_per_process: 1,
             shard_reports: String::new(),
             shard_resumes: String::new(),
         });
