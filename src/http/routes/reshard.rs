@@ -17,7 +17,8 @@ struct ReshardAccepted {
     started: bool,
     from_generation: u64,
     from_max_shards: u32,
-    /// The generation that will replace the active one once all its shards are held and beating.
+    /// The generation that will replace the active one once all its shards are held and beating
+    /// (already the active one when nobody held the old generation: it was replaced at once).
     generation: u64,
     max_shards: u32,
 }
