@@ -50,10 +50,9 @@ its shard however far away its slot is; beat.lua never shortens a lease below `w
 Fencing tokens come from one counter for the deployment, so each grant of a shard id carries a
 larger token than every earlier grant of it.
 
-Returns  {"granted", first shard id, max_shards, generation, fence, sleep_ms of the first shard,
-          state, resume JSON of the first shard or nil, plan epoch, Discord's gateway URL or nil,
-          {shard ids of the group}, {sleep_ms per shard id}, {resume JSON or nil per shard id},
-          the generation's group size (signed into the session id)}
+Returns  {"granted", first shard id, max_shards, generation, fence, state, plan epoch, Discord's
+          gateway URL or nil, {shard ids of the group}, {sleep_ms per shard id}, {resume JSON or
+          nil per shard id}, the generation's group size (signed into the session id)}
          {"full", max_shards, generation}        every shard id of the generation is held
          {"recovering", retry_after_ms}          Redis lost its data a moment ago: no new grants
                                                  until the bots that held shards have re-beaten
@@ -164,5 +163,5 @@ redis.call('PEXPIRE', lease_key, longest_sleep_ms + lease_ms)
 redis.call('ZADD', gen_key(generation, 'deadlines'), now + longest_sleep_ms + lease_ms, first_id)
 event('connect', first_id)
 local gateway_url = redis.call('HGET', gateway_key, 'url')
-return {'granted', first_id, max_shards, generation, fence, sleeps[1], state, resumes[1], epoch,
-  gateway_url, shard_ids, sleeps, resumes, group_size}
+return {'granted', first_id, max_shards, generation, fence, state, epoch, gateway_url, shard_ids,
+  sleeps, resumes, group_size}

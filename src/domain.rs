@@ -42,10 +42,6 @@ pub struct Lease {
 pub struct Grant {
     pub session_id: String,
     pub lease: Lease,
-    /// How long to wait before sending IDENTIFY, in milliseconds; 0 when resuming.
-    pub sleep_ms: u64,
-    /// The previous holder's resume data (JSON), when it can be resumed.
-    pub resume: Option<serde_json::Value>,
     /// Discord's gateway URL, from the shared `/gateway/bot` answer, once one was read.
     pub gateway_url: Option<String>,
     /// Every shard of the granted group (one with `SHARDS_PER_PROCESS` 1), the first one first.
@@ -56,8 +52,17 @@ pub struct Grant {
 #[derive(Clone, Debug)]
 pub struct GrantedShard {
     pub shard_id: u32,
+    /// How long to wait before sending IDENTIFY, in milliseconds; 0 when resuming.
     pub sleep_ms: u64,
+    /// The previous holder's resume data (JSON), when it can be resumed.
     pub resume: Option<serde_json::Value>,
+}
+
+impl Grant {
+    /// The session's own (first) shard: what `/connect` answered before shard groups.
+    pub fn first_shard(&self) -> Option<&GrantedShard> {
+        self.shards.first()
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -356,8 +356,6 @@ impl Store {
         Ok(match claim {
             Claim::Granted {
                 lease,
-                sleep_ms,
-                resume,
                 epoch,
                 gateway_url,
                 shards,
@@ -375,8 +373,6 @@ impl Store {
                 ConnectOutcome::Granted(Grant {
                     session_id,
                     lease,
-                    sleep_ms,
-                    resume: resume.and_then(|json| serde_json::from_str(&json).ok()),
                     gateway_url,
                     shards: shards
                         .into_iter()
@@ -652,22 +648,14 @@ fn unexpected(script: &str, reply: &impl std::fmt::Debug) -> StoreError {
     StoreError::Internal(format!("unexpected reply from {script}: {reply:?}"))
 }
 
+// Command replies read as the script replies are (scripts::reply), with the command named in the
+// error when a reply has an unexpected shape.
 fn array<'a>(reply: &'a Value, script: &str) -> Result<&'a [Value], StoreError> {
-    match reply {
-        Value::Array(items) => Ok(items),
-        other => Err(unexpected(script, other)),
-    }
+    scripts::reply::array(reply).ok_or_else(|| unexpected(script, reply))
 }
 
 fn integer(value: &Value, script: &str) -> Result<i64, StoreError> {
-    match value {
-        Value::Int(number) => Ok(*number),
-        Value::BulkString(bytes) => std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|text| text.parse().ok())
-            .ok_or_else(|| unexpected(script, value)),
-        other => Err(unexpected(script, other)),
-    }
+    scripts::reply::integer(value).ok_or_else(|| unexpected(script, value))
 }
 
 fn integers(reply: &Value, script: &str) -> Result<Vec<i64>, StoreError> {
@@ -678,12 +666,7 @@ fn integers(reply: &Value, script: &str) -> Result<Vec<i64>, StoreError> {
 }
 
 fn text(value: Option<&Value>) -> Option<String> {
-    match value? {
-        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
-        Value::SimpleString(text) => Some(text.clone()),
-        Value::Int(number) => Some(number.to_string()),
-        _ => None,
-    }
+    value.and_then(scripts::reply::text)
 }
 
 /// HGETALL's reply (a flat array in RESP2, a map in RESP3) as a map.

@@ -119,12 +119,17 @@ pub async fn connect(_: Authorized, state: web::Data<AppState>) -> Result<HttpRe
         grant.lease.shard_id,
         grant.lease.generation,
         grant.lease.fence,
-        if grant.resume.is_some() {
+        if grant
+            .first_shard()
+            .is_some_and(|shard| shard.resume.is_some())
+        {
             "resume"
         } else {
             "identify"
         }
     );
+    let sleep_duration = seconds(grant.first_shard().map_or(0, |shard| shard.sleep_ms));
+    let resume = grant.first_shard().and_then(|shard| shard.resume.clone());
     Ok(HttpResponse::Ok().json(ConnectConfirmed {
         shard_id: grant.lease.shard_id,
         max_shards: grant.lease.max_shards,
@@ -132,8 +137,8 @@ pub async fn connect(_: Authorized, state: web::Data<AppState>) -> Result<HttpRe
         fence: grant.lease.fence,
         generation: grant.lease.generation,
         state: grant.lease.state,
-        sleep_duration: seconds(grant.sleep_ms),
-        resume: grant.resume,
+        sleep_duration,
+        resume,
         shard_ids: grant.shards.iter().map(|shard| shard.shard_id).collect(),
         sleep_durations: grant
             .shards

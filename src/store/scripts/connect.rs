@@ -51,13 +51,11 @@ fn group_shards(shard_ids: &Value, sleeps: &Value, resumes: &Value) -> Option<Ve
 pub enum Claim {
     Granted {
         lease: Lease,
-        sleep_ms: u64,
-        /// The previous holder's resume JSON, handed to this claim only.
-        resume: Option<String>,
         /// Creation time of the plan, signed into the session id.
         epoch: u64,
         gateway_url: Option<String>,
-        /// The group's shard ids, each with its wait before IDENTIFY and its resume JSON.
+        /// The group's shard ids, each with its wait before IDENTIFY and the previous holder's
+        /// resume JSON (handed to this claim only); the first is the session's own shard id.
         shards: Vec<GroupShard>,
         /// The generation's group size.
         shards_per_process: u32,
@@ -83,9 +81,7 @@ impl ScriptReply for Claim {
                     max_shards,
                     generation,
                     fence,
-                    sleep_ms,
                     state,
-                    resume,
                     epoch,
                     gateway_url,
                     shard_ids,
@@ -101,8 +97,6 @@ impl ScriptReply for Claim {
                     fence: natural(fence)?,
                     state: SessionState::parse(&text(state)?)?,
                 },
-                sleep_ms: natural(sleep_ms)?,
-                resume: text(resume),
                 epoch: natural(epoch)?,
                 gateway_url: text(gateway_url),
                 shards: group_shards(shard_ids, sleeps, resumes)?,
