@@ -1,8 +1,9 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Deployment, Load, Outcome, Replica, at, unix_ms};
+use crate::harness::{Load, Outcome, at};
 use crate::support::redis::{RedisOptions, RedisServer, Sentinels};
+use crate::support::replicas::{Deployment, Replica, unix_ms};
 
 /// Lease length of every scenario, in seconds.
 const MAX_SECONDS: u64 = 3;

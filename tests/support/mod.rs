@@ -1,9 +1,10 @@
 #![allow(dead_code)] // each suite uses its own part of the support code
 
-//! What both test suites (`tests/api`, `tests/faults`) need to run real processes: free ports,
-//! scratch directories, children that die with the test process, and `redis-server` /
-//! `redis-sentinel` processes. Each suite includes it with
+//! What the test suites (`tests/api`, `tests/faults`, `tests/clients`) need to run real processes:
+//! free ports, scratch directories, children that die with the test process, `redis-server` /
+//! `redis-sentinel` processes and `shardman` replicas. Each suite includes it with
 //! `#[path = "../support/mod.rs"] mod support;` and keeps its own harness for the rest.
 
 pub mod process;
 pub mod redis;
+pub mod replicas;
