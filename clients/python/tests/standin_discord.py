@@ -64,6 +64,7 @@ class StandinDiscord:
     _last_identify: dict[int, float] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     port: int = 0
+    live: dict[tuple[int, int], web.WebSocketResponse] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
 
     @property
@@ -73,6 +74,10 @@ class StandinDiscord:
     @property
     def gateway_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+    async def invalidate(self, shard: tuple[int, int]) -> None:
+        """Invalidate the live session of a shard (op 9, not resumable), as Discord may at any time."""
+        await self.live[shard].send_str(json.dumps({"op": 9, "d": False}))
 
     def of(self, kind: str) -> list[GatewayEvent]:
         return [e for e in self.events if e.kind == kind]
@@ -163,6 +168,7 @@ class StandinDiscord:
                     session_id = f"s{conn}"
                     self.sessions[session_id] = shard
                     seq += 1
+                    self.live[shard] = ws
                     await ws.send_str(json.dumps(self._ready(session_id, shard, seq)))
                     self.events.append(GatewayEvent("ready", time.monotonic(), shard, conn))
                 elif op == 6:
@@ -177,6 +183,8 @@ class StandinDiscord:
                     self.events.append(GatewayEvent("resumed", time.monotonic(), shard, conn))
         finally:
             self.events.append(GatewayEvent("close", time.monotonic(), shard, conn))
+            if shard is not None and self.live.get(shard) is ws:
+                del self.live[shard]
         return ws
 
     def _ready(self, session_id: str, shard: tuple[int, int], seq: int) -> dict[str, Any]:
