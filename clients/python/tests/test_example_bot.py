@@ -143,7 +143,9 @@ async def test_a_bot_stopped_past_its_lease_leaves_the_gateway_within_a_second_o
     released = await bot.next_event(timeout=5)
     assert released["reason"] == "lapsed"
     await until(lambda: len(standin.of("close")) == 1, 2, "the gateway connection to close")
-    assert standin.of("close")[0].at - woke < 1.5
+    left_after = standin.of("close")[0].at - woke
+    print(f"gateway connection closed {left_after:.3f}s after SIGCONT")  # measured, shown with -s
+    assert left_after < 1.5
 
     # the shard was free again, so the same process claims it anew and identifies once more
     assert (await bot.next_event())["event"] == "claimed"

@@ -239,8 +239,9 @@ class _ClaimRun:
         launch = self.client.launch_shard
 
         async def launch_shard(gateway: Any, shard_id: int, *, initial: bool = False) -> None:
-            # Open the socket only when the slot comes: discord.py's heartbeat thread closes a socket
-            # whose ACKs go unread for heartbeat_timeout (60 s) while the IDENTIFY hook sleeps.
+            # Open the socket only when the slot comes: discord.py's heartbeat thread drops a socket
+            # it has read nothing from for heartbeat_timeout (60 s, gateway.py KeepAliveHandler.run),
+            # and nothing is read while the IDENTIFY hook sleeps.
             await self._wait_first_slot(shard_id)
             await launch(gateway, shard_id, initial=initial)
 
