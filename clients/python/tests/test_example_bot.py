@@ -212,7 +212,8 @@ async def test_a_beat_answered_404_releases_as_lost_and_claims_anew(
                 session_id="first", gateway_url=standin.gateway_url, lease_seconds=30, beat_interval=0.5
             ),
         ),
-        (200, claim_json(session_id="second", gateway_url=standin.gateway_url, generation=3)),
+        # a shardman without BOT_TOKEN answers no gateway_url: the bot asks Discord's REST /gateway
+        (200, claim_json(session_id="second", gateway_url=None, generation=3, sleep_durations=[5.5])),
     )
     representation = {"shard_id": 0, "max_shards": 2, "generation": 1, "state": "active", "fence": 7}
     fake_shardman.script("/beat", (200, representation), (404, {"detail": "Session Not Found"}), (204, None))
@@ -223,6 +224,8 @@ async def test_a_beat_answered_404_releases_as_lost_and_claims_anew(
     assert lost["reason"] == "lost"
     claimed = await bot.next_event()
     assert (claimed["event"], claimed["generation"]) == ("claimed", 3)
+    await until(lambda: len(standin.of("ready")) == 2, 15, "READY of the second claim")
+    assert standin.of("too_early") == []
     bot.signal(signal.SIGTERM)
     assert (await bot.next_event())["reason"] == "shutdown"
     assert await bot.exit_code() == 0

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
 
+import aiohttp
+
 from .client import Retired, SessionLost, ShardmanClient, ShardmanError, Unavailable
 from .lease import LeaseView
 from .models import Claim, ResumeData, ShardReport
@@ -64,6 +66,7 @@ async def run_bot(
     api_base: str | None = None,
     stop: asyncio.Event | None = None,
     on_event: Callable[[ClaimEvent], None] | None = None,
+    reclaim_pause: float = 1.0,
 ) -> str:
     """Claim, run the claimed shards, and claim again, until `stop` is set or the fleet retires us.
 
@@ -96,6 +99,9 @@ async def run_bot(
         log.info("released shards %s: %s", claim.shard_ids, reason)
         if reason in (RETIRED, SHUTDOWN):
             return reason
+        # a pause before claiming again, so a fleet that keeps losing claims cannot spin
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=reclaim_pause)
 
 
 async def _claim_unless_stopped(shardman: ShardmanClient, stop: asyncio.Event) -> Claim | None:
@@ -198,7 +204,10 @@ class _ClaimRun:
             self.ended.set_result(reason)
 
     async def run(self) -> str:
-        self.lib.point_at(self.api_base, self.claim.gateway_url)
+        gateway_url = self.claim.gateway_url
+        if gateway_url is None and self.api_base:
+            gateway_url = await _rest_gateway(self.api_base)  # shardman without BOT_TOKEN has none
+        self.lib.point_at(self.api_base, gateway_url)
         self._install_hooks()
         starting = asyncio.ensure_future(self.client.start(self.token))
         beating = asyncio.ensure_future(self._beat_loop())
@@ -348,6 +357,21 @@ class _ClaimRun:
             await self.shardman.disconnect(self.claim.session_id)
         except Exception as exc:
             log.warning("disconnect: %s", exc)
+
+
+async def _rest_gateway(api_base: str) -> str | None:
+    """Discord's `GET /gateway` (no token needed), for claims that carry no `gateway_url`."""
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+            http.get(f"{api_base.rstrip('/')}/gateway") as response,
+        ):
+            if response.status == 200:
+                return str((await response.json(content_type=None))["url"])
+            log.warning("GET /gateway answered %s", response.status)
+    except (aiohttp.ClientError, asyncio.TimeoutError, KeyError, TypeError, ValueError) as exc:
+        log.warning("GET /gateway: %r", exc)
+    return None
 
 
 async def _sleep_until(deadline: float) -> None:
