@@ -136,8 +136,9 @@ class ShardmanClient:
     ) -> BeatAnswer:
         """Beat for the session, with per-shard reports (the first one also in the flat fields).
 
-        503/429/network errors are retried until `retry_until` (monotonic; give the lease deadline),
-        then Unavailable is raised. The answer's `sent_at` is the acknowledged request's send time.
+        503/429/network errors are retried until `retry_until` (monotonic; give the lease deadline;
+        default: `request_timeout` from now), then Unavailable is raised; no attempt is sent after
+        it. The answer's `sent_at` is the acknowledged request's send time.
         """
         body: dict[str, Any] = {"session_id": session_id}
         if reports:
@@ -150,7 +151,7 @@ class ShardmanClient:
             "/beat",
             json=body,
             headers={"Prefer": "return=representation"},
-            retry_until=retry_until if retry_until is not None else time.monotonic(),
+            retry_until=retry_until if retry_until is not None else time.monotonic() + self.request_timeout,
         )
         if answer.status == 204:
             return BeatAnswer(sent_at=answer.sent_at)
@@ -203,11 +204,14 @@ class ShardmanClient:
     ) -> _Answer:
         """Send, retrying 503/429/network errors with backoff; `retry_until` None retries forever."""
         all_headers = {"Authorization": self._secret, "Accept": "application/json", **(headers or {})}
-        timeout = aiohttp.ClientTimeout(total=self.request_timeout)
         attempt = 0
         while True:
             sent_at = time.monotonic()
             retry_after: float | None = None
+            limit = self.request_timeout
+            if retry_until is not None:  # an attempt does not outlive the caller's deadline by much
+                limit = min(limit, max(0.5, retry_until - sent_at))
+            timeout = aiohttp.ClientTimeout(total=limit)
             try:
                 async with self._http().request(
                     method, self.url + path, json=json, headers=all_headers, timeout=timeout

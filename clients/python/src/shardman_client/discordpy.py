@@ -296,6 +296,13 @@ class _ClaimRun:
         log.info("shard %s: IDENTIFY", sid)
 
     def reports(self) -> list[ShardReport]:
+        try:
+            return self._reports()
+        except Exception:  # the library's internals moved: beat without the reports
+            log.exception("reading the shards' state")
+            return [ShardReport(sid) for sid in self.claim.shard_ids]
+
+    def _reports(self) -> list[ShardReport]:
         out = []
         for sid in self.claim.shard_ids:
             ws = self.lib.shard_socket(self.client, sid)
@@ -333,6 +340,8 @@ class _ClaimRun:
                 log.warning("beat not acknowledged (%s); the lease view decides", exc)
             except ShardmanError as exc:
                 log.error("beat refused: %s", exc)
+            except Exception:
+                log.exception("beat failed")  # a bug here must not stop the beats silently
             else:
                 self.lease.acknowledged(answer.sent_at)
                 if answer.state is not None and answer.state != self.state:
