@@ -233,3 +233,74 @@ async def test_a_beat_answered_404_releases_as_lost_and_claims_anew(
     assert beats[:2] == ["first", "first"]
     assert set(beats[2:]) == {"second"}  # the lost session id is never beaten again
     assert [s.body for s in fake_shardman.requests("/disconnect")] == [{"session_id": "second"}]
+
+
+async def test_a_woken_process_never_beats_its_lapsed_session_again(
+    fake_shardman: FakeShardman, standin: StandinDiscord, start_bot: StartBot
+) -> None:
+    fake_shardman.script(
+        "/connect",
+        (
+            200,
+            claim_json(session_id="old", gateway_url=standin.gateway_url, lease_seconds=2, beat_interval=0.3),
+        ),
+        (200, claim_json(session_id="new", gateway_url=standin.gateway_url, sleep_durations=[5.5])),
+    )
+    fake_shardman.script("/beat", (204, None))
+    fake_shardman.script("/disconnect", (204, None))
+    bot = await start_bot(fake_shardman.url, standin.api_base)
+    assert (await bot.next_event())["event"] == "claimed"
+    await until(lambda: len(standin.of("ready")) == 1, 15, "READY")
+    await until(lambda: len(fake_shardman.requests("/beat")) >= 2, 5, "beats")
+
+    bot.signal(signal.SIGSTOP)
+    await asyncio.sleep(3)
+    woke = time.monotonic()
+    bot.signal(signal.SIGCONT)
+    assert (await bot.next_event(timeout=5))["reason"] == "lapsed"
+    assert (await bot.next_event())["event"] == "claimed"
+    await until(
+        lambda: any(s.body["session_id"] == "new" for s in fake_shardman.requests("/beat")), 5, "a beat"
+    )
+    bot.signal(signal.SIGTERM)
+    assert (await bot.next_event())["reason"] == "shutdown"
+    assert await bot.exit_code() == 0
+    old_beats = [s.at for s in fake_shardman.requests("/beat") if s.body["session_id"] == "old"]
+    assert max(old_beats) < woke
+    assert [s.body["session_id"] for s in fake_shardman.requests("/disconnect")] == ["new"]
+
+
+async def test_a_standby_claim_runs_normally_and_logs_its_switch_to_active(
+    fake_shardman: FakeShardman, standin: StandinDiscord, start_bot: StartBot
+) -> None:
+    fake_shardman.script(
+        "/connect", (200, claim_json(gateway_url=standin.gateway_url, generation=2, state="standby"))
+    )
+    answer = {"shard_id": 0, "max_shards": 2, "generation": 2, "fence": 7}
+    fake_shardman.script("/beat", (200, {**answer, "state": "standby"}), (200, {**answer, "state": "active"}))
+    fake_shardman.script("/disconnect", (204, None))
+    bot = await start_bot(fake_shardman.url, standin.api_base)
+    assert (await bot.next_event())["generation"] == 2
+    await until(lambda: len(standin.of("ready")) == 1, 15, "READY")
+    await until(lambda: "generation 2 is now active (was standby)" in bot.log.read_text(), 10, "the switch")
+    bot.signal(signal.SIGTERM)
+    assert (await bot.next_event())["reason"] == "shutdown"
+    assert await bot.exit_code() == 0
+
+
+async def test_sigterm_while_waiting_for_the_identify_slot_gives_the_claim_back_without_identifying(
+    fake_shardman: FakeShardman, standin: StandinDiscord, start_bot: StartBot
+) -> None:
+    fake_shardman.script(
+        "/connect", (200, claim_json(gateway_url=standin.gateway_url, sleep_durations=[60], lease_seconds=6))
+    )
+    fake_shardman.script("/beat", (204, None))
+    fake_shardman.script("/disconnect", (204, None))
+    bot = await start_bot(fake_shardman.url, standin.api_base)
+    assert (await bot.next_event())["event"] == "claimed"
+    await until(lambda: len(fake_shardman.requests("/beat")) >= 1, 10, "a beat while waiting")
+    bot.signal(signal.SIGTERM)
+    assert (await bot.next_event())["reason"] == "shutdown"
+    assert await bot.exit_code(timeout=5) == 0
+    assert standin.of("identify") == []
+    assert len(fake_shardman.requests("/disconnect")) == 1
