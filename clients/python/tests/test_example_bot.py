@@ -42,16 +42,16 @@ class Bot:
 
 
 @pytest.fixture
-async def start_bot(tmp_path: Path) -> AsyncIterator[Callable[[str, str], Awaitable[Bot]]]:
+async def start_bot(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Bot]]]:
     bots: list[Bot] = []
 
-    async def start(shardman_url: str, api_base: str) -> Bot:
+    async def start(shardman_url: str, api_base: str, token: str = TOKEN) -> Bot:
         log = tmp_path / f"bot{len(bots)}.log"
         env = {
             **os.environ,
             "SHARDMAN_URL": shardman_url,
             "SHARDMAN_SECRET": SECRET,
-            "DISCORD_TOKEN": TOKEN,
+            "DISCORD_TOKEN": token,
             "DISCORD_API_BASE": api_base,
         }
         process = await asyncio.create_subprocess_exec(
@@ -83,7 +83,7 @@ async def until(predicate: Callable[[], bool], timeout: float, what: str) -> Non
         await asyncio.sleep(0.05)
 
 
-StartBot = Callable[[str, str], Awaitable[Bot]]
+StartBot = Callable[..., Awaitable[Bot]]
 
 
 async def test_a_group_bot_identifies_each_shard_in_its_own_slot_beats_and_shuts_down_on_sigterm(
@@ -330,3 +330,17 @@ async def test_a_spare_takes_over_the_shard_of_a_killed_holder_identifying_in_a_
     assert standin.of("too_early") == []
     spare.signal(signal.SIGTERM)
     assert (await spare.next_event())["reason"] == "shutdown"
+
+
+async def test_a_bot_with_a_bad_token_gives_its_claim_back_and_exits_non_zero(
+    fake_shardman: FakeShardman, standin: StandinDiscord, start_bot: StartBot
+) -> None:
+    fake_shardman.script("/connect", (200, claim_json(gateway_url=standin.gateway_url)))
+    fake_shardman.script("/beat", (204, None))
+    fake_shardman.script("/disconnect", (204, None))
+    bot = await start_bot(fake_shardman.url, standin.api_base, token="wrong")
+    assert (await bot.next_event())["event"] == "claimed"
+    assert (await bot.next_event())["reason"] == "error"
+    assert await bot.exit_code() != 0
+    assert "LoginFailure" in bot.log.read_text()
+    assert [s.body for s in fake_shardman.requests("/disconnect")] == [{"session_id": "sess-1"}]

@@ -88,7 +88,13 @@ async def run_bot(
             claim.generation,
             claim.state,
         )
-        client = factory(shard_ids=list(claim.shard_ids), shard_count=claim.shard_count)
+        try:
+            client = factory(shard_ids=list(claim.shard_ids), shard_count=claim.shard_count)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await shardman.disconnect(claim.session_id)
+            emit(ClaimEvent("released", claim.shard_ids, claim.shard_count, claim.generation, "error"))
+            raise
         run = _ClaimRun(claim, client, shardman=shardman, token=token, api_base=api_base, stop=stop)
         try:
             reason = await run.run()
