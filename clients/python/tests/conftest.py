@@ -4,7 +4,9 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import socket
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -101,12 +103,21 @@ async def standin() -> AsyncIterator[StandinDiscord]:
     await discord.stop()
 
 
+REPO = PACKAGE.parent.parent
+
+
 def shardman_bin() -> Path:
+    """SHARDMAN_BIN, else the checkout's target/debug/shardman, built with cargo when it is missing."""
     explicit = os.environ.get("SHARDMAN_BIN")
-    path = Path(explicit) if explicit else PACKAGE / "../../target/debug/shardman"
-    if not path.exists():
-        if explicit:
+    if explicit:
+        if not Path(explicit).exists():
             pytest.fail(f"SHARDMAN_BIN={explicit} does not exist")
+        return Path(explicit)
+    path = REPO / "target" / "debug" / "shardman"
+    if not path.exists() and shutil.which("cargo") and (REPO / "Cargo.toml").exists():
+        # the same debug build `cargo test` makes later, so a clean clone builds it only once
+        subprocess.run(["cargo", "build", "--bin", "shardman"], cwd=REPO, check=True)
+    if not path.exists():
         pytest.skip(f"no shardman binary at {path} (build it with `cargo build`, or set SHARDMAN_BIN)")
     return path
 
@@ -144,6 +155,7 @@ StartShardman = Callable[..., Any]
 async def start_shardman() -> AsyncIterator[StartShardman]:
     """Start the real shardman binary (embedded store) on a free port with the given settings."""
     started: list[asyncio.subprocess.Process] = []
+    binary = shardman_bin()  # in setup, which the per-test timeout does not cover
 
     async def start(**env: str) -> RealShardman:
         port = free_port()
@@ -159,7 +171,7 @@ async def start_shardman() -> AsyncIterator[StartShardman]:
         }
         full_env.pop("REDIS_URL", None)
         process = await asyncio.create_subprocess_exec(
-            str(shardman_bin()),
+            str(binary),
             env=full_env,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
