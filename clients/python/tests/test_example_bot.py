@@ -216,7 +216,9 @@ async def test_a_beat_answered_404_releases_as_lost_and_claims_anew(
         (200, claim_json(session_id="second", gateway_url=None, generation=3, sleep_durations=[5.5])),
     )
     representation = {"shard_id": 0, "max_shards": 2, "generation": 1, "state": "active", "fence": 7}
-    fake_shardman.script("/beat", (200, representation), (404, {"detail": "Session Not Found"}), (204, None))
+    # 404 on the fifth beat, about 2 s in: after the first claim's IDENTIFY (1 s after its slot)
+    beats = [(200, representation)] * 4 + [(404, {"detail": "Session Not Found"}), (204, None)]
+    fake_shardman.script("/beat", *beats)
     fake_shardman.script("/disconnect", (204, None))
     bot = await start_bot(fake_shardman.url, standin.api_base)
     assert (await bot.next_event())["event"] == "claimed"
@@ -229,9 +231,9 @@ async def test_a_beat_answered_404_releases_as_lost_and_claims_anew(
     bot.signal(signal.SIGTERM)
     assert (await bot.next_event())["reason"] == "shutdown"
     assert await bot.exit_code() == 0
-    beats = [s.body["session_id"] for s in fake_shardman.requests("/beat")]
-    assert beats[:2] == ["first", "first"]
-    assert set(beats[2:]) == {"second"}  # the lost session id is never beaten again
+    sent = [s.body["session_id"] for s in fake_shardman.requests("/beat")]
+    assert sent[:5] == ["first"] * 5
+    assert set(sent[5:]) == {"second"}  # the lost session id is never beaten again
     assert [s.body for s in fake_shardman.requests("/disconnect")] == [{"session_id": "second"}]
 
 

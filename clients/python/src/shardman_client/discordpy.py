@@ -67,12 +67,19 @@ async def run_bot(
     stop: asyncio.Event | None = None,
     on_event: Callable[[ClaimEvent], None] | None = None,
     reclaim_pause: float = 1.0,
+    identify_delay: float = 1.0,
 ) -> str:
     """Claim, run the claimed shards, and claim again, until `stop` is set or the fleet retires us.
 
     Returns "shutdown" (after `stop` or the client's own `close()`) or "retired" (a beat answered
     401: this generation was resharded away; the process should exit). Raises what the library
     raises when it cannot run at all (a bad token, say), after giving the claim back.
+
+    Every IDENTIFY goes out `identify_delay` seconds after its slot (the socket opens at the slot).
+    shardman books a bucket's slots 5.25 s apart, but a shard is late by whatever it still does
+    after its slot (logging in, connecting, HELLO: a few hundred ms on a busy machine), and a late
+    shard followed by a punctual one lands closer than Discord's 5 s. A fixed delay longer than
+    that work makes every shard late by the same amount, which keeps the gaps.
     """
     stop = stop or asyncio.Event()
     emit = on_event or (lambda event: None)
@@ -95,7 +102,15 @@ async def run_bot(
                 await shardman.disconnect(claim.session_id)
             emit(ClaimEvent("released", claim.shard_ids, claim.shard_count, claim.generation, "error"))
             raise
-        run = _ClaimRun(claim, client, shardman=shardman, token=token, api_base=api_base, stop=stop)
+        run = _ClaimRun(
+            claim,
+            client,
+            shardman=shardman,
+            token=token,
+            api_base=api_base,
+            stop=stop,
+            identify_delay=identify_delay,
+        )
         try:
             reason = await run.run()
         except BaseException:
@@ -191,6 +206,7 @@ class _ClaimRun:
         token: str,
         api_base: str | None,
         stop: asyncio.Event,
+        identify_delay: float = 1.0,
     ) -> None:
         self.claim = claim
         self.client = client
@@ -198,6 +214,7 @@ class _ClaimRun:
         self.token = token
         self.api_base = api_base
         self.stop = stop
+        self.identify_delay = identify_delay
         self.lib = _Library(client)
         self.lease = LeaseView(claim)
         self.state = claim.state
@@ -266,7 +283,10 @@ class _ClaimRun:
     async def _wait_first_slot(self, shard_id: int) -> None:
         if shard_id in self.identified or self.claim.resume_for(shard_id) is not None:
             return
-        await _sleep_until(self.claim.answered_at + self.claim.sleep_for(shard_id))
+        await _sleep_until(self._first_slot(shard_id))
+
+    def _first_slot(self, shard_id: int) -> float:
+        return self.claim.answered_at + self.claim.sleep_for(shard_id)
 
     async def _before_identify(self, shard_id: int | None, *, initial: bool = False) -> None:
         # `initial` is not used: discord.py sets it for the group's first shard only (shard.py
@@ -276,12 +296,12 @@ class _ClaimRun:
             await _forever()  # the run is being torn down
         first = sid not in self.identified and self.claim.resume_for(sid) is None
         if first:
-            await self._wait_first_slot(sid)
+            await _sleep_until(self._first_slot(sid) + self.identify_delay)
         else:
             # A re-IDENTIFY, or a claim that inherited resume data (its sleep_duration 0 was meant
             # for a RESUME, which this adapter does not send): book a real slot.
             slot = self.booked.get(sid)
-            if slot is None or slot <= time.monotonic():
+            if slot is None or slot + self.identify_delay <= time.monotonic():
                 try:
                     wait = await self.shardman.identify(self.claim.session_id, sid)
                 except SessionLost:
@@ -294,7 +314,7 @@ class _ClaimRun:
                 # kept while sleeping: discord.py gives a reconnect 60 s and then tries again
                 self.booked[sid] = slot
             log.info("shard %s: IDENTIFY slot in %.2fs (from /identify)", sid, slot - time.monotonic())
-            await _sleep_until(slot)
+            await _sleep_until(slot + self.identify_delay)
         if self.lease.lapsed():
             await _forever()
         self.booked.pop(sid, None)
