@@ -227,15 +227,15 @@ class _ClaimRun:
             self.ended.set_result(reason)
 
     async def run(self) -> str:
+        beating = asyncio.ensure_future(self._beat_loop())  # from the claim on
+        watching = asyncio.ensure_future(self.lease.wait_lapsed())
+        stopping = asyncio.ensure_future(self.stop.wait())
         gateway_url = self.claim.gateway_url
         if gateway_url is None and self.api_base:
             gateway_url = await _rest_gateway(self.api_base)  # shardman without BOT_TOKEN has none
         self.lib.point_at(self.api_base, gateway_url)
         self._install_hooks()
         starting = asyncio.ensure_future(self.client.start(self.token))
-        beating = asyncio.ensure_future(self._beat_loop())
-        watching = asyncio.ensure_future(self.lease.wait_lapsed())
-        stopping = asyncio.ensure_future(self.stop.wait())
         try:
             await asyncio.wait(
                 {starting, watching, stopping, self.ended}, return_when=asyncio.FIRST_COMPLETED
@@ -398,7 +398,7 @@ async def _rest_gateway(api_base: str) -> str | None:
     """Discord's `GET /gateway` (no token needed), for claims that carry no `gateway_url`."""
     try:
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http,
             http.get(f"{api_base.rstrip('/')}/gateway") as response,
         ):
             if response.status == 200:
