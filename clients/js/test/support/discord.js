@@ -67,6 +67,12 @@ export async function startDiscord({ token = 'test-token', maxConcurrency = 1, h
             shard: [shardId, shardCount],
             application: { id: '1', flags: 0 },
           });
+          // The guild READY announced as unavailable, as Discord follows up (libraries wait for it).
+          dispatch('GUILD_CREATE', {
+            id: String(100 + shardId), name: `guild ${shardId}`, unavailable: false, owner_id: '1', member_count: 1,
+            features: [], roles: [], emojis: [], stickers: [], channels: [], threads: [], members: [], presences: [],
+            voice_states: [], stage_instances: [], guild_scheduled_events: [], soundboard_sounds: [],
+          });
           break;
         }
         case 6: {
