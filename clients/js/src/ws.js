@@ -29,7 +29,7 @@ export class ShardmanWebSocketManager extends WebSocketManager {
  * (resume out), no transport compression.
  *
  * @param {import('./index.js').ClaimContext} context
- * @param {import('./index.js').WebSocketShardsOptions} options
+ * @param {import('./ws.js').WebSocketShardsOptions} options
  * @returns {Promise<import('./index.js').RunningShards & { manager: ShardmanWebSocketManager }>}
  */
 export async function startWebSocketShards(context, { token, intents, rest, managerOptions = {}, onManager }) {
