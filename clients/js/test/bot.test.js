@@ -55,7 +55,7 @@ async function until(what, check, timeout = 20_000) {
 
 const claimedShard = (child) => child.lines.findLast((line) => line.event === 'claimed')?.shard_ids[0];
 
-test('three example bots for two shards: both shards READY once, the killed holder\'s shard is RESUMEd by the spare, SIGTERM exits 0', async () => {
+test('three example bots for two shards: both shards READY once, the killed holder\'s shard is RESUMEd by the spare, SIGTERM exits 0', async (t) => {
   const fleet = [startBot(), startBot(), startBot()];
   await until('both shards READY', () => discord.openShards().length === 2);
   const ready = discord.events.filter((event) => event.type === 'ready');
@@ -72,6 +72,7 @@ test('three example bots for two shards: both shards READY once, the killed hold
   await until('the spare to claim shard 0', () => claimedShard(spare) === 0, 15_000);
   const resumed = await until('shard 0 RESUMED', () => discord.events.find((event) => event.type === 'resumed' && event.time > killedAt), 10_000);
   assert.equal(resumed.shardId, 0);
+  t.diagnostic(`kill -9 of the holder -> the spare RESUMED: ${Math.round(resumed.time - killedAt)} ms (lease 3 s)`);
   assert.equal(discord.events.filter((event) => event.type === 'ready' && event.shardId === 0).length, 1, 'shard 0 READY once: the spare resumed, it did not identify');
 
   const alive = fleet.filter((child) => child !== holder);
@@ -82,4 +83,30 @@ test('three example bots for two shards: both shards READY once, the killed hold
   await until('the gateway to have no open shard', () => discord.openShards().length === 0, 3000);
   const status = await (await fetch(`${shardman.url}/status`, { headers: { Authorization: shardman.secret } })).json();
   assert.deepEqual(status.shards, [], 'both shards were given back');
+});
+
+test('a holder frozen past its lease loses the shard to the spare, and once woken leaves the gateway within a second', async (t) => {
+  const fleet = [startBot(), startBot(), startBot()];
+  await until('both shards claimed and connected', () => fleet.filter((child) => claimedShard(child) !== undefined).length === 2 && discord.openShards().length === 2);
+  const holder = fleet.find((child) => claimedShard(child) === 0);
+  const spare = fleet.find((child) => claimedShard(child) === undefined);
+  const open = new Map();
+  for (const event of discord.events) {
+    if ((event.type === 'ready' || event.type === 'resumed') && event.shardId === 0) open.set(event.connection, event);
+    if (event.type === 'close') open.delete(event.connection);
+  }
+  const [holderConnection] = [...open.keys()];
+  holder.kill('SIGSTOP');
+  await until('the spare to claim shard 0', () => claimedShard(spare) === 0, 15_000);
+  await until('the spare on the gateway', () => discord.openShards().filter((shard) => shard === 0).length === 2, 10_000);
+  const wokenAt = performance.now();
+  holder.kill('SIGCONT');
+  const closed = await until('the woken holder to leave the gateway', () => discord.events.find((event) => event.type === 'close' && event.connection === holderConnection), 5000);
+  t.diagnostic(`woken holder left the gateway ${Math.round(closed.time - wokenAt)} ms after SIGCONT`);
+  assert.ok(closed.time - wokenAt < 1000, `left ${Math.round(closed.time - wokenAt)} ms after waking`);
+  await until('the woken holder to say why', () => holder.lines.some((line) => line.event === 'released' && line.reason === 'lapsed'), 3000);
+  assert.deepEqual(discord.openShards(), [0, 1]);
+
+  for (const child of fleet) child.kill('SIGTERM');
+  assert.deepEqual(await Promise.all(fleet.map((child) => child.exited)), [0, 0, 0]);
 });
