@@ -110,3 +110,23 @@ test('a holder frozen past its lease loses the shard to the spare, and once woke
   for (const child of fleet) child.kill('SIGTERM');
   assert.deepEqual(await Promise.all(fleet.map((child) => child.exited)), [0, 0, 0]);
 });
+
+test('a reshard 2 -> 3 ends with exactly the new generation on the gateway, and the old bots exit 0 as retired', async () => {
+  const old = [startBot(), startBot()];
+  await until('the old generation connected', () => discord.openShards().length === 2 && old.every((child) => claimedShard(child) !== undefined));
+  const answer = await fetch(`${shardman.url}/reshard`, { method: 'POST', headers: { Authorization: shardman.secret, 'content-type': 'application/json' }, body: '{"max_shards": 3}' });
+  assert.equal(answer.status, 202);
+  const fresh = [startBot(), startBot(), startBot()];
+  assert.deepEqual(await Promise.all(old.map((child) => child.exited)), [0, 0]);
+  for (const child of old) assert.equal(child.lines.at(-1).reason, 'retired');
+  await until('the new generation connected', () => discord.openShards().join() === '0,1,2', 20_000);
+  const live = new Map();
+  for (const event of discord.events) {
+    if (event.type === 'ready' || event.type === 'resumed') live.set(event.connection, event);
+    if (event.type === 'close') live.delete(event.connection);
+  }
+  assert.deepEqual([...live.values()].map((event) => event.shardCount), [3, 3, 3]);
+  assert.deepEqual(discord.events.filter((event) => event.early), []);
+  for (const child of fresh) child.kill('SIGTERM');
+  assert.deepEqual(await Promise.all(fresh.map((child) => child.exited)), [0, 0, 0]);
+});
