@@ -48,3 +48,27 @@ test('without a gateway_url the shards find the gateway through REST at DISCORD_
   assert.ok(beat.resume.sequence >= 1);
   assert.ok(logs.some((line) => line.includes('is now active (was standby)')), logs.join('\n'));
 });
+
+test('shards released while waiting for READY do not come back to the gateway', async () => {
+  // @discordjs/ws reconnects a shard whose READY wait is cut by a destroy; a released claim must not.
+  const discord = await startDiscord({ answerIdentify: false });
+  cleanup.push(() => discord.stop());
+  const shardman = await startFakeShardman(({ path }) =>
+    path === '/connect' ? { status: 200, body: connectAnswer({ shardIds: [0], shardCount: 1, leaseSeconds: 3, gatewayUrl: discord.gatewayUrl }) } : { status: 204 },
+  );
+  cleanup.push(() => shardman.stop());
+  const controller = new AbortController();
+  const run = runShards({
+    client: new ShardmanClient({ url: shardman.url, secret: 's' }),
+    signal: controller.signal,
+    log: () => {},
+    identifyMargin: 0,
+    start: (context) => startWebSocketShards(context, { token: discord.token, intents: 1, rest: new REST() }),
+  });
+  const end = performance.now() + 5000;
+  while (!discord.events.some((event) => event.type === 'identify') && performance.now() < end) await new Promise((resolve) => setTimeout(resolve, 20));
+  controller.abort();
+  assert.equal(await run, 'shutdown');
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  assert.deepEqual(discord.events.map((event) => event.type), ['open', 'identify', 'close']);
+});

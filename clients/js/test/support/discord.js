@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import { WebSocketServer } from 'ws';
 
-export async function startDiscord({ token = 'test-token', maxConcurrency = 1, heartbeatInterval = 1000, shards = 1 } = {}) {
+export async function startDiscord({ token = 'test-token', maxConcurrency = 1, heartbeatInterval = 1000, shards = 1, answerIdentify = true } = {}) {
   const events = [];
   /** @type {Map<string, { shardId: number, shardCount: number, sequence: number }>} */
   const sessions = new Map();
@@ -53,6 +53,7 @@ export async function startDiscord({ token = 'test-token', maxConcurrency = 1, h
           const early = lastIdentify.has(bucket) && now - lastIdentify.get(bucket) < 5000;
           record('identify', { shardId, shardCount, early });
           if (early) return send({ op: 9, d: false });
+          if (!answerIdentify) return;
           lastIdentify.set(bucket, now);
           const sessionId = randomUUID();
           current = { shardId, shardCount, sequence: 0, sessionId };
