@@ -1,12 +1,20 @@
 // The real shardman binary on a free port, with the in-process store.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const packageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const shardmanBin = process.env.SHARDMAN_BIN || path.resolve(packageDir, '..', '..', 'target', 'debug', 'shardman');
+const repository = path.resolve(packageDir, '..', '..');
+export const shardmanBin = process.env.SHARDMAN_BIN || path.resolve(repository, 'target', 'debug', 'shardman');
+
+/** Without SHARDMAN_BIN, build the repository's debug binary if it is not there (what `cargo test` builds anyway). */
+function ensureBinary() {
+  if (existsSync(shardmanBin) || process.env.SHARDMAN_BIN) return;
+  const build = spawnSync('cargo', ['build', '--bin', 'shardman'], { cwd: repository, stdio: ['ignore', 'ignore', 'inherit'] });
+  if (build.status !== 0) throw new Error(`no shardman binary at ${shardmanBin}, and \`cargo build --bin shardman\` failed (set SHARDMAN_BIN)`);
+}
 
 export function freePort() {
   return new Promise((resolve, reject) => {
@@ -20,6 +28,7 @@ export function freePort() {
 }
 
 export async function startShardman(env = {}) {
+  ensureBinary();
   if (!existsSync(shardmanBin)) throw new Error(`no shardman binary at ${shardmanBin} (set SHARDMAN_BIN)`);
   const port = await freePort();
   const secret = 'test-secret';
