@@ -24,17 +24,21 @@ function untilAborted(signal) {
  *   `POST /identify` and waits its `sleep_duration`. So does the first one of a shard whose claim came with
  *   resume data: its `sleep_duration` was 0 because no slot was booked, so a failed RESUME needs one.
  * - 404/401 from `/identify` release the claim ("lost"/"retired").
- * - Every wait ends `margin` seconds after the slot (see below).
+ * - Every wait ends `margin` seconds after the slot (see below). A shard that only gets to its first
+ *   IDENTIFY more than `lateTolerance` after that (a loaded machine, a slow connect) has missed its slot:
+ *   identifying then would come within 5 s of the bucket's next slot, so it books a new one instead.
  */
 export class IdentifyPacer {
   /**
    * @param {import('./client.js').ShardmanClient} client
    * @param {import('./index.js').Claim} claim
    * @param {{ signal: AbortSignal, release: (reason: import('./index.js').ReleaseReason) => void,
-   *   log?: (message: string) => void, margin?: number }} options `margin`: seconds added to every wait
+   *   log?: (message: string) => void, margin?: number, lateTolerance?: number }} options `margin`: seconds
+   *   added to every wait; `lateTolerance`: seconds past slot + margin after which a first slot counts as missed
    */
-  constructor(client, claim, { signal, release, log = () => {}, margin = 1 }) {
+  constructor(client, claim, { signal, release, log = () => {}, margin = 1, lateTolerance = 0.15 }) {
     this.margin = margin;
+    this.lateTolerance = lateTolerance;
     this.client = client;
     this.claim = claim;
     this.signal = signal;
@@ -55,12 +59,19 @@ export class IdentifyPacer {
     if (index === -1) throw new RangeError(`shard ${shardId} is not part of this claim (${claim.shardIds.join(', ')})`);
     const shardSignal = signal ?? new AbortController().signal;
     const both = AbortSignal.any([shardSignal, this.signal]);
-    let until;
+    let until = null;
     if (!this.identified.has(shardId) && claim.resumes[index] == null) {
       this.identified.add(shardId);
       until = claim.receivedAt + claim.sleepDurations[index] * 1000;
-    } else {
-      this.identified.add(shardId);
+      const late = performance.now() - (until + this.margin * 1000);
+      if (late > this.lateTolerance * 1000) {
+        // Identifying now would bring the bucket's next slot (5.25 s after this one) within Discord's 5 s.
+        this.log(`shard ${shardId}: ready ${(late / 1000).toFixed(2)} s after its IDENTIFY slot; booking a new one`);
+        until = null;
+      }
+    }
+    this.identified.add(shardId);
+    if (until === null) {
       try {
         const slot = await this.client.identify(claim.sessionId, shardId, { signal: both, attempts: Infinity });
         until = slot.receivedAt + slot.sleepDuration * 1000;

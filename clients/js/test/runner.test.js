@@ -168,3 +168,23 @@ async function fakeClaim(options) {
   if (options.resumes) wire.resumes = options.resumes.map((resume) => resume && { session_id: resume.sessionId, sequence: resume.sequence, resume_gateway_url: resume.resumeGatewayUrl });
   return claimFromWire(wire, now, now);
 }
+
+test('a shard that gets to its first IDENTIFY well after its slot books a new one instead of identifying late', async () => {
+  const { client, server } = await fake(() => ({ status: 200, body: { sleep_duration: 0.2 } }));
+  const claim = await fakeClaim({ sleepDurations: [0] });
+  claim.receivedAt -= 1500;
+  const pacer = new IdentifyPacer(client, claim, { signal: new AbortController().signal, release: () => assert.fail('released'), margin: 1 });
+  const asked = performance.now();
+  await pacer.waitForIdentify(0);
+  assert.deepEqual(server.requests.map((request) => request.path), ['/identify']);
+  assert.ok(performance.now() - asked >= 1190, 'waited the new slot and the margin');
+});
+
+test('a shard on time for its first slot does not book another', async () => {
+  const { client, server } = await fake(() => ({ status: 200, body: { sleep_duration: 0.2 } }));
+  const claim = await fakeClaim({ sleepDurations: [0] });
+  claim.receivedAt -= 1100;
+  const pacer = new IdentifyPacer(client, claim, { signal: new AbortController().signal, release: () => assert.fail('released'), margin: 1 });
+  await pacer.waitForIdentify(0);
+  assert.equal(server.requests.length, 0);
+});
