@@ -42,17 +42,27 @@ test('a lease view whose process was frozen past its deadline lapses within a po
   while (performance.now() < frozenUntil) {
     // a blocked event loop stands in for SIGSTOP: no timer runs until it ends
   }
-  await new Promise((resolve) => setTimeout(resolve, 150));
-  assert.ok(lapsedAt !== null && lapsedAt - frozenUntil < 150, `lapsed ${lapsedAt && lapsedAt - frozenUntil} ms after waking`);
+  while (lapsedAt === null && performance.now() < frozenUntil + 1000) await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.ok(lapsedAt !== null && lapsedAt - frozenUntil < 250, `lapsed ${lapsedAt && lapsedAt - frozenUntil} ms after waking`);
 });
 
 test('a lapsed lease stops the shards at its deadline, never beats that session again, and claims anew', async () => {
   let connects = 0;
-  const { client, server } = await fake(({ path, body, count }) => {
+  const { server } = await fake(({ path, body, count }) => {
     if (path === '/connect') return { status: 200, body: connectAnswer({ sessionId: `s${++connects}`, leaseSeconds: 1.2 }) };
     if (path === '/beat' && body.session_id === 's1' && count === 1) return { status: 204 };
     if (path === '/beat' && body.session_id === 's1') return { status: 503, body: { detail: 'Store Unavailable' }, headers: { 'Retry-After': '1' } };
     return { status: 204 };
+  });
+  // The lease view counts from the moment a beat is sent: note when each request leaves.
+  const sent = [];
+  const client = new ShardmanClient({
+    url: server.url,
+    secret: 'sekrit',
+    fetch: (url, init) => {
+      sent.push({ url: String(url), body: init.body && JSON.parse(init.body), time: performance.now() });
+      return fetch(url, init);
+    },
   });
   const stops = [];
   const changes = [];
@@ -62,12 +72,12 @@ test('a lapsed lease stops the shards at its deadline, never beats that session 
     if (change.event === 'claimed' && changes.length > 2) controller.abort();
   } });
   assert.equal(await running, 'shutdown');
-  const firstBeat = server.requests.find((request) => request.path === '/beat');
+  const firstBeat = sent.find((request) => request.url.endsWith('/beat'));
   const lapse = stops.find((stop) => stop.sessionId === 's1');
   assert.equal(lapse.reason, 'lapsed');
   const late = lapse.time - (firstBeat.time + 1200);
-  assert.ok(late > -50 && late < 300, `stopped ${late} ms after the lease view's deadline`);
-  const afterLapse = server.requests.filter((request) => request.body?.session_id === 's1' && request.time > lapse.time);
+  assert.ok(late > -5 && late < 300, `stopped ${late} ms after the lease view's deadline`);
+  const afterLapse = sent.filter((request) => request.body?.session_id === 's1' && request.time > lapse.time);
   assert.deepEqual(afterLapse, []);
   assert.deepEqual(changes.map((change) => [change.event, change.reason]), [['claimed', undefined], ['released', 'lapsed'], ['claimed', undefined], ['released', 'shutdown']]);
 });
@@ -116,7 +126,7 @@ test('connect is asked again about a second after "No Shards Available"', async 
   const connects = server.requests.filter((request) => request.path === '/connect');
   assert.equal(connects.length, 3);
   const gap = connects[1].time - connects[0].time;
-  assert.ok(gap > 700 && gap < 1400, `asked again after ${gap} ms`);
+  assert.ok(gap > 750 && gap < 2000, `asked again after ${gap} ms`);
 });
 
 test('the first IDENTIFY waits the claim\'s sleep, a later one asks /identify first', async () => {
@@ -125,12 +135,12 @@ test('the first IDENTIFY waits the claim\'s sleep, a later one asks /identify fi
   const pacer = new IdentifyPacer(client, claim, { signal: new AbortController().signal, release: () => assert.fail('released'), margin: 0.1 });
   await pacer.waitForIdentify(0);
   const first = performance.now() - claim.receivedAt;
-  assert.ok(first >= 490 && first < 800, `first IDENTIFY after ${first} ms`);
+  assert.ok(first >= 490 && first < 1500, `first IDENTIFY after ${first} ms`);
   assert.equal(server.requests.length, 0);
   const asked = performance.now();
   await pacer.waitForIdentify(0);
   const second = performance.now() - asked;
-  assert.ok(second >= 390 && second < 800, `second IDENTIFY after ${second} ms`);
+  assert.ok(second >= 390 && second < 1500, `second IDENTIFY after ${second} ms`);
   assert.deepEqual(server.requests.map((request) => [request.path, request.body]), [['/identify', { session_id: 's1', shard_id: 0 }]]);
 });
 
