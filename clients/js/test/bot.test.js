@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, afterEach, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startDiscord } from './support/discord.js';
 import { startShardman } from './support/shardman.js';
@@ -17,11 +17,17 @@ before(async () => {
   discord = await startDiscord();
   shardman = await startShardman({ MAX_SHARDS: '2', MAX_SECONDS: '3', BOT_TOKEN: discord.token, DISCORD_API_BASE: discord.apiBase });
 });
+afterEach(killLeftovers);
 after(async () => {
-  for (const child of bots) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  killLeftovers();
   await shardman?.stop();
   await discord?.stop();
 });
+
+/** Kills whatever a test left running, so a failed test does not hold shards for the next. */
+function killLeftovers() {
+  for (const child of bots) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+}
 
 function startBot() {
   const child = spawn(process.execPath, [bot], {
@@ -53,6 +59,13 @@ async function until(what, check, timeout = 20_000) {
   throw new Error(`timed out waiting for ${what}`);
 }
 
+/** What the gateway and the bots saw, for failure messages. */
+const story = () =>
+  [
+    ...discord.events.map((event) => `${Math.round(event.time)} ms conn ${event.connection} ${event.type} shard ${event.shardId ?? '-'}${event.early ? ' EARLY' : ''}`),
+    ...bots.map((child) => `--- bot ${child.pid}:\n${child.stderrText.split('\n').filter((line) => line.startsWith('[shardman')).join('\n')}`),
+  ].join('\n');
+
 const claimedShard = (child) => child.lines.findLast((line) => line.event === 'claimed')?.shard_ids[0];
 
 test('three example bots for two shards: both shards READY once, the killed holder\'s shard is RESUMEd by the spare, SIGTERM exits 0', async (t) => {
@@ -60,7 +73,7 @@ test('three example bots for two shards: both shards READY once, the killed hold
   await until('both shards READY', () => discord.openShards().length === 2);
   const ready = discord.events.filter((event) => event.type === 'ready');
   assert.deepEqual(ready.map((event) => event.shardId).sort(), [0, 1]);
-  assert.deepEqual(discord.events.filter((event) => event.early), [], 'no IDENTIFY inside its bucket\'s 5 s');
+  assert.deepEqual(discord.events.filter((event) => event.early), [], `no IDENTIFY inside its bucket's 5 s\n${story()}`);
   for (const child of fleet) assert.ok(child.lines.every((line) => line.shard_count === undefined || line.shard_count === 2));
 
   const holder = fleet.find((child) => claimedShard(child) === 0);
@@ -126,7 +139,7 @@ test('a reshard 2 -> 3 ends with exactly the new generation on the gateway, and 
     if (event.type === 'close') live.delete(event.connection);
   }
   assert.deepEqual([...live.values()].map((event) => event.shardCount), [3, 3, 3]);
-  assert.deepEqual(discord.events.filter((event) => event.early), []);
+  assert.deepEqual(discord.events.filter((event) => event.early), [], story());
   for (const child of fresh) child.kill('SIGTERM');
   assert.deepEqual(await Promise.all(fresh.map((child) => child.exited)), [0, 0, 0]);
 });
