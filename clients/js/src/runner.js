@@ -150,6 +150,7 @@ async function holdClaim(client, claim, { start, signal, log, identifyMargin }) 
   } catch (error) {
     signal.removeEventListener('abort', onShutdown);
     release('shutdown');
+    lease.stop();
     await beating;
     await client.disconnect(claim.sessionId).catch(() => {});
     throw error;

@@ -198,3 +198,12 @@ test('a shard on time for its first slot does not book another', async () => {
   await pacer.waitForIdentify(0);
   assert.equal(server.requests.length, 0);
 });
+
+test('shards that fail to start give the claim back and the error reaches the caller', async () => {
+  const { client, server } = await fake(({ path }) => (path === '/connect' ? { status: 200, body: connectAnswer({ leaseSeconds: 3 }) } : { status: 204 }));
+  const start = async () => {
+    throw new Error('no gateway');
+  };
+  await assert.rejects(runShards({ client, start, log: silent }), /no gateway/);
+  assert.deepEqual(server.requests.at(-1).path, '/disconnect');
+});
