@@ -1,0 +1,192 @@
+// Types of shardman-client (hand-written; the package ships plain ESM, no build step).
+
+/** Discord resume data, as beats report it and `/connect` hands it to the next holder. */
+export interface ResumeInfo {
+  sessionId: string;
+  sequence: number | null;
+  resumeGatewayUrl: string | null;
+}
+
+/** @discordjs/ws's SessionInfo. */
+export interface SessionInfo {
+  sessionId: string;
+  sequence: number;
+  shardId: number;
+  shardCount: number;
+  resumeURL?: string;
+}
+
+/** What `GET /connect` granted. Times are `performance.now()` milliseconds. */
+export interface Claim {
+  /** The group's first shard id (`shard_id`). */
+  shardId: number;
+  shardIds: number[];
+  /** The shard count to identify with (`max_shards`). */
+  shardCount: number;
+  sessionId: string;
+  fence: number;
+  generation: number | null;
+  state: 'active' | 'standby';
+  /** Seconds to wait before each shard's first IDENTIFY. */
+  sleepDurations: number[];
+  /** Per shard: the previous holder's session to RESUME, or null. */
+  resumes: (ResumeInfo | null)[];
+  leaseSeconds: number;
+  beatInterval: number;
+  /** Discord's gateway URL as shardman shares it, or null when it has none. */
+  gatewayUrl: string | null;
+  sentAt: number;
+  receivedAt: number;
+}
+
+/** One shard's report in a beat; null/undefined values are left out (shardman keeps the last). */
+export interface ShardReport {
+  shardId: number;
+  guildCount?: number | null;
+  /** Seconds. */
+  latency?: number | null;
+  resume?: ResumeInfo | null;
+}
+
+export interface BeatAnswer {
+  status: number;
+  shardId: number | null;
+  shardCount: number | null;
+  generation: number | null;
+  state: 'active' | 'standby' | null;
+  fence: number | null;
+  sentAt: number;
+  receivedAt: number;
+}
+
+export interface ShardmanClientOptions {
+  url: string;
+  secret: string;
+  fetch?: typeof fetch;
+  /** Tries per call on 503/429/network errors (default 8; beats are sent once). */
+  maxAttempts?: number;
+  /** Backoff base and cap, seconds (0.5, 30). */
+  baseDelay?: number;
+  maxDelay?: number;
+  /** Per-request timeout, seconds (10). */
+  timeout?: number;
+}
+
+export interface RetryInfo {
+  attempt: number;
+  delay: number;
+  error: ShardmanError;
+}
+
+export interface CallOptions {
+  signal?: AbortSignal;
+  attempts?: number;
+  timeout?: number;
+  onRetry?: (info: RetryInfo) => void;
+}
+
+export class ShardmanClient {
+  constructor(options: ShardmanClientOptions);
+  readonly url: string;
+  connect(options?: CallOptions): Promise<Claim>;
+  beat(sessionId: string, reports?: ShardReport[], options?: { signal?: AbortSignal; timeout?: number }): Promise<BeatAnswer>;
+  identify(sessionId: string, shardId?: number, options?: CallOptions): Promise<{ sleepDuration: number; sentAt: number; receivedAt: number }>;
+  /** Resolves false when shardman no longer knew the session. */
+  disconnect(sessionId: string, options?: CallOptions): Promise<boolean>;
+}
+
+export function parseRetryAfter(value: string | null, now?: number): number | null;
+export function retryDelay(attempt: number, retryAfter: number | null, options: { baseDelay: number; maxDelay: number }, random?: () => number): number;
+export function claimFromWire(body: Record<string, unknown>, sentAt: number, receivedAt: number): Claim;
+export function beatBody(sessionId: string, reports: ShardReport[]): Record<string, unknown>;
+
+export class ShardmanError extends Error {
+  status?: number;
+  detail?: unknown;
+  retryAfter: number | null;
+}
+export class NoShardsAvailableError extends ShardmanError {}
+export class SessionRetiredError extends ShardmanError {}
+export class SessionNotFoundError extends ShardmanError {}
+export class InvalidSecretError extends ShardmanError {}
+export class ShardmanUnavailableError extends ShardmanError {}
+
+export class LeaseView {
+  constructor(claim: Pick<Claim, 'sentAt' | 'sleepDurations' | 'leaseSeconds'>, options?: { now?: () => number; checkEvery?: number });
+  deadline: number;
+  remaining(): number;
+  expired(): boolean;
+  acknowledge(sentAt: number): void;
+  watch(onLapse: () => void): void;
+  stop(): void;
+}
+
+/** @discordjs/ws's IIdentifyThrottler, paced by shardman. */
+export class IdentifyPacer {
+  constructor(client: ShardmanClient, claim: Claim, options: { signal: AbortSignal; release: (reason: ReleaseReason) => void; log?: (message: string) => void; margin?: number });
+  waitForIdentify(shardId: number, signal?: AbortSignal): Promise<void>;
+}
+
+export type ReleaseReason = 'lapsed' | 'lost' | 'retired' | 'shutdown';
+
+/** What a library adapter gets for one claim. */
+export interface ClaimContext {
+  claim: Claim;
+  client: ShardmanClient;
+  lease: LeaseView;
+  /** Aborted when the claim is released. */
+  signal: AbortSignal;
+  /** Release the claim (stops the shards). */
+  release: (reason: ReleaseReason) => void;
+  log: (message: string) => void;
+  throttler: IdentifyPacer;
+}
+
+/** What a library adapter hands back: the shards' reports for beats, and a way to stop them at once. */
+export interface RunningShards {
+  report(): ShardReport[];
+  stop(reason: ReleaseReason): Promise<void> | void;
+}
+
+export type StartShards = (context: ClaimContext) => RunningShards | Promise<RunningShards>;
+
+export type ClaimChange =
+  | { event: 'claimed'; shard_ids: number[]; shard_count: number; generation: number | null; state: 'active' | 'standby' }
+  | { event: 'released'; shard_ids: number[]; shard_count: number; generation: number | null; reason: ReleaseReason };
+
+export interface RunShardsOptions {
+  client: ShardmanClient;
+  start: StartShards;
+  /** Abort to shut down (close the gateway, hand resume data over, /disconnect). */
+  signal?: AbortSignal;
+  onClaimChange?: (change: ClaimChange) => void;
+  log?: (message: string) => void;
+  /** Seconds between /connect tries while every shard is held (1, with jitter). */
+  noShardsDelay?: number;
+  /** Seconds added after every IDENTIFY slot (1). */
+  identifyMargin?: number;
+}
+
+export function runShards(options: RunShardsOptions): Promise<'retired' | 'shutdown'>;
+export function shutdownSignal(signals?: NodeJS.Signals[]): AbortSignal;
+
+export class SessionBook {
+  constructor(claim: Claim, options?: { resumeIn?: boolean });
+  readonly stopped: boolean;
+  retrieve(shardId: number): SessionInfo | null | Promise<never>;
+  update(shardId: number, info: SessionInfo | null): void;
+  resume(shardId: number): ResumeInfo | null;
+  stop(): void;
+}
+
+export class GuildTracker {
+  dispatch(shardId: number, payload: { t?: string | null; d?: unknown }): void;
+  count(shardId: number): number | null;
+}
+
+export function restOptionsFor(base: string): { api: string; version: string };
+export function gatewayInformationFor(claim: Claim): {
+  url: string;
+  shards: number;
+  session_start_limit: { total: number; remaining: number; reset_after: number; max_concurrency: number };
+};

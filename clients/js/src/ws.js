@@ -1,0 +1,88 @@
+import { CloseCodes, WebSocketManager, WebSocketShardEvents } from '@discordjs/ws';
+import { GuildTracker } from './guilds.js';
+import { gatewayInformationFor, SessionBook } from './sessions.js';
+
+/**
+ * A @discordjs/ws 2 WebSocketManager that connects to the claim's `gateway_url` (shardman shares
+ * Discord's `/gateway/bot` answer) instead of calling `/gateway/bot` itself; without one it asks REST.
+ */
+export class ShardmanWebSocketManager extends WebSocketManager {
+  /**
+   * @param {import('@discordjs/ws').OptionalWebSocketManagerOptions & import('@discordjs/ws').RequiredWebSocketManagerOptions} options
+   * @param {import('./index.js').Claim} claim
+   */
+  constructor(options, claim) {
+    super(options);
+    this.claim = claim;
+  }
+
+  /** @param {boolean} [force] */
+  async fetchGatewayInformation(force) {
+    if (!this.claim.gatewayUrl) return super.fetchGatewayInformation(force);
+    return gatewayInformationFor(this.claim);
+  }
+}
+
+/**
+ * Start the claim's shards on @discordjs/ws 2: `shardIds`/`shardCount` from the claim, IDENTIFY paced by
+ * shardman, RESUME where the claim inherited resume data (resume in), session info kept for the beats
+ * (resume out), no transport compression.
+ *
+ * @param {import('./index.js').ClaimContext} context
+ * @param {import('./ws.js').WebSocketShardsOptions} options
+ * @returns {Promise<import('./index.js').RunningShards & { manager: ShardmanWebSocketManager }>}
+ */
+export async function startWebSocketShards(context, { token, intents, rest, managerOptions = {}, onManager }) {
+  const { claim, log } = context;
+  const sessions = new SessionBook(claim);
+  const guilds = new GuildTracker();
+  /** @type {Map<number, number>} */
+  const latencies = new Map();
+  const manager = new ShardmanWebSocketManager(
+    {
+      ...managerOptions,
+      token,
+      intents,
+      rest,
+      shardIds: claim.shardIds,
+      shardCount: claim.shardCount,
+      compression: null,
+      useIdentifyCompression: false,
+      buildIdentifyThrottler: async () => context.throttler,
+      retrieveSessionInfo: (shardId) => /** @type {any} */ (sessions.retrieve(shardId)),
+      updateSessionInfo: (shardId, info) => sessions.update(shardId, info),
+    },
+    claim,
+  );
+  manager.on(WebSocketShardEvents.HeartbeatComplete, ({ latency }, shardId) => latencies.set(shardId, latency / 1000));
+  manager.on(WebSocketShardEvents.Dispatch, (payload, shardId) => guilds.dispatch(shardId, payload));
+  manager.on(WebSocketShardEvents.Ready, (data, shardId) => log(`shard ${shardId}: READY (session ${data.session_id})`));
+  manager.on(WebSocketShardEvents.Resumed, (shardId) => log(`shard ${shardId}: RESUMED`));
+  manager.on(WebSocketShardEvents.Closed, (code, shardId) => log(`shard ${shardId}: gateway closed ${code}`));
+  manager.on(WebSocketShardEvents.Error, (error, shardId) => log(`shard ${shardId}: ${error}`));
+  onManager?.(manager);
+  // Fail the start (and so the claim) at once if there is no gateway to go to.
+  await manager.fetchGatewayInformation();
+  const resuming = claim.shardIds.filter((_, i) => claim.resumes[i]);
+  if (resuming.length > 0) log(`resuming shards [${resuming.join(', ')}] with the inherited sessions`);
+  manager.connect().catch((error) => {
+    if (!context.signal.aborted) log(`gateway: ${error}`);
+  });
+
+  return {
+    manager,
+    report: () =>
+      claim.shardIds.map((shardId) => ({
+        shardId,
+        guildCount: guilds.count(shardId),
+        latency: latencies.get(shardId) ?? null,
+        resume: sessions.resume(shardId),
+      })),
+    async stop(reason) {
+      sessions.stop();
+      // A retired generation's sessions are done with (1000 ends them at Discord); otherwise keep them
+      // resumable (4200), for the next holder of the shard to RESUME.
+      await manager.destroy({ code: reason === 'retired' ? CloseCodes.Normal : CloseCodes.Resuming, reason: `shardman: ${reason}` });
+    },
+  };
+}

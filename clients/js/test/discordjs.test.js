@@ -1,0 +1,59 @@
+// The discord.js 14 adapter with the real discord.js, against the real shardman and the stand-in Discord.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { GatewayIntentBits } from 'discord.js';
+import { ShardmanClient, runShards } from 'shardman-client';
+import { startDiscordjsShards } from 'shardman-client/discordjs';
+import { startDiscord } from './support/discord.js';
+import { startShardman } from './support/shardman.js';
+
+let discord;
+let shardman;
+
+before(async () => {
+  discord = await startDiscord({ maxConcurrency: 2 });
+  shardman = await startShardman({ MAX_SHARDS: '2', SHARDS_PER_PROCESS: '2', MAX_SECONDS: '3', BOT_TOKEN: discord.token, DISCORD_API_BASE: discord.apiBase });
+});
+after(async () => {
+  await shardman?.stop();
+  await discord?.stop();
+});
+
+test('a discord.js client runs a claimed group at the claim\'s gateway, and its sessions reach the next claim', async () => {
+  const client = new ShardmanClient({ url: shardman.url, secret: shardman.secret });
+  const controller = new AbortController();
+  const changes = [];
+  /** @type {import('discord.js').Client} */
+  let djs;
+  const run = runShards({
+    client,
+    signal: controller.signal,
+    log: () => {},
+    onClaimChange: (change) => changes.push(change),
+    start: (context) =>
+      startDiscordjsShards(context, {
+        token: discord.token,
+        discordApiBase: discord.apiBase,
+        options: { intents: [GatewayIntentBits.Guilds] },
+        onClient: (created) => (djs = created),
+      }),
+  });
+  const end = performance.now() + 20_000;
+  while (!(djs?.isReady() && discord.openShards().length === 2) && performance.now() < end) await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.ok(djs.isReady(), 'discord.js emitted ready');
+  assert.deepEqual(discord.openShards(), [0, 1]);
+  assert.deepEqual(discord.events.filter((event) => event.type === 'identify').map((event) => [event.shardId, event.shardCount, event.early]), [[0, 2, false], [1, 2, false]]);
+  assert.equal(djs.guilds.cache.size, 2);
+  const sessions = discord.events.filter((event) => event.type === 'ready').map((event) => event.sessionId);
+  // A beat or two with the sessions' resume data, then a graceful stop.
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  controller.abort();
+  assert.equal(await run, 'shutdown');
+  assert.deepEqual(changes.map((change) => [change.event, change.shard_ids, change.reason]), [['claimed', [0, 1], undefined], ['released', [0, 1], 'shutdown']]);
+  assert.deepEqual(discord.openShards(), []);
+  assert.deepEqual(discord.events.filter((event) => event.type === 'close').map((event) => event.code), [4200, 4200], 'closed resumable');
+
+  const next = await client.connect();
+  assert.deepEqual(next.resumes.map((resume) => resume?.sessionId), sessions);
+  await client.disconnect(next.sessionId);
+});

@@ -1,0 +1,209 @@
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { IdentifyPacer, LeaseView, ShardmanClient, runShards } from 'shardman-client';
+import { connectAnswer, startFakeShardman } from './support/fake-shardman.js';
+
+const servers = [];
+after(() => Promise.all(servers.map((server) => server.stop())));
+
+async function fake(answer) {
+  const server = await startFakeShardman(answer);
+  servers.push(server);
+  return { server, client: new ShardmanClient({ url: server.url, secret: 'sekrit', baseDelay: 0.05, maxDelay: 0.5 }) };
+}
+
+/** A stand-in for a library adapter: records when and why it was stopped. */
+function recordingShards(stops) {
+  return async (context) => ({
+    report: () => context.claim.shardIds.map((shardId) => ({ shardId, guildCount: 1, latency: 0.01, resume: { sessionId: `d-${context.claim.sessionId}`, sequence: 3, resumeGatewayUrl: 'wss://r' } })),
+    stop: async (reason) => stops.push({ sessionId: context.claim.sessionId, reason, time: performance.now() }),
+  });
+}
+
+const silent = () => {};
+
+test('the lease view starts at the connect send time plus the longest sleep plus the lease, and moves with each acknowledged beat', () => {
+  let now = 1000;
+  const lease = new LeaseView({ sentAt: 1000, sleepDurations: [2, 7], leaseSeconds: 6 }, { now: () => now });
+  assert.equal(lease.deadline, 14_000);
+  lease.acknowledge(5000);
+  assert.equal(lease.deadline, 11_000);
+  now = 10_999;
+  assert.equal(lease.expired(), false);
+  now = 11_000;
+  assert.equal(lease.expired(), true);
+});
+
+test('a lease view whose process was frozen past its deadline lapses within a poll of waking', async () => {
+  const lease = new LeaseView({ sentAt: performance.now(), sleepDurations: [0], leaseSeconds: 0.3 }, { checkEvery: 100 });
+  let lapsedAt = null;
+  lease.watch(() => (lapsedAt = performance.now()));
+  const frozenUntil = performance.now() + 700;
+  while (performance.now() < frozenUntil) {
+    // a blocked event loop stands in for SIGSTOP: no timer runs until it ends
+  }
+  while (lapsedAt === null && performance.now() < frozenUntil + 1000) await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.ok(lapsedAt !== null && lapsedAt - frozenUntil < 250, `lapsed ${lapsedAt && lapsedAt - frozenUntil} ms after waking`);
+});
+
+test('a lapsed lease stops the shards at its deadline, never beats that session again, and claims anew', async () => {
+  let connects = 0;
+  const { server } = await fake(({ path, body, count }) => {
+    if (path === '/connect') return { status: 200, body: connectAnswer({ sessionId: `s${++connects}`, leaseSeconds: 1.2 }) };
+    if (path === '/beat' && body.session_id === 's1' && count === 1) return { status: 204 };
+    if (path === '/beat' && body.session_id === 's1') return { status: 503, body: { detail: 'Store Unavailable' }, headers: { 'Retry-After': '1' } };
+    return { status: 204 };
+  });
+  // The lease view counts from the moment a beat is sent: note when each request leaves.
+  const sent = [];
+  const client = new ShardmanClient({
+    url: server.url,
+    secret: 'sekrit',
+    fetch: (url, init) => {
+      sent.push({ url: String(url), body: init.body && JSON.parse(init.body), time: performance.now() });
+      return fetch(url, init);
+    },
+  });
+  const stops = [];
+  const changes = [];
+  const controller = new AbortController();
+  const running = runShards({ client, start: recordingShards(stops), signal: controller.signal, log: silent, onClaimChange: (change) => {
+    changes.push(change);
+    if (change.event === 'claimed' && changes.length > 2) controller.abort();
+  } });
+  assert.equal(await running, 'shutdown');
+  const firstBeat = sent.find((request) => request.url.endsWith('/beat'));
+  const lapse = stops.find((stop) => stop.sessionId === 's1');
+  assert.equal(lapse.reason, 'lapsed');
+  const late = lapse.time - (firstBeat.time + 1200);
+  assert.ok(late > -5 && late < 300, `stopped ${late} ms after the lease view's deadline`);
+  const afterLapse = sent.filter((request) => request.body?.session_id === 's1' && request.time > lapse.time);
+  assert.deepEqual(afterLapse, []);
+  assert.deepEqual(changes.map((change) => [change.event, change.reason]), [['claimed', undefined], ['released', 'lapsed'], ['claimed', undefined], ['released', 'shutdown']]);
+});
+
+test('a beat answered 404 stops the shards as lost and claims anew; shutdown then hands resume data over and disconnects', async () => {
+  let connects = 0;
+  const { client, server } = await fake(({ path, body }) => {
+    if (path === '/connect') return { status: 200, body: connectAnswer({ sessionId: `s${++connects}`, leaseSeconds: 3 }) };
+    if (path === '/beat' && body.session_id === 's1') return { status: 404, body: { detail: 'Session Not Found' } };
+    return { status: 204 };
+  });
+  const stops = [];
+  const changes = [];
+  const controller = new AbortController();
+  const running = runShards({ client, start: recordingShards(stops), signal: controller.signal, log: silent, onClaimChange: (change) => {
+    changes.push(change);
+    if (change.event === 'claimed' && change.generation === 1 && changes.length === 3) setTimeout(() => controller.abort(), 300);
+  } });
+  assert.equal(await running, 'shutdown');
+  assert.deepEqual(stops.map((stop) => [stop.sessionId, stop.reason]), [['s1', 'lost'], ['s2', 'shutdown']]);
+  assert.deepEqual(changes.map((change) => change.reason ?? change.event), ['claimed', 'lost', 'claimed', 'shutdown']);
+  const s2 = server.requests.filter((request) => request.body?.session_id === 's2');
+  assert.equal(s2.at(-1).path, '/disconnect');
+  assert.deepEqual(s2.at(-2).body.shards[0].resume, { session_id: 'd-s2', sequence: 3, resume_gateway_url: 'wss://r' });
+  assert.ok(!server.requests.some((request) => request.path === '/disconnect' && request.body.session_id === 's1'));
+});
+
+test('a beat answered 401 retires: the shards stop and the run ends', async () => {
+  const { client, server } = await fake(({ path }) =>
+    path === '/connect' ? { status: 200, body: connectAnswer({ leaseSeconds: 3 }) } : { status: 401, body: { detail: 'No Shards Available' } },
+  );
+  const stops = [];
+  const changes = [];
+  assert.equal(await runShards({ client, start: recordingShards(stops), log: silent, onClaimChange: (change) => changes.push(change) }), 'retired');
+  assert.deepEqual(stops.map((stop) => stop.reason), ['retired']);
+  assert.deepEqual(changes.at(-1), { event: 'released', shard_ids: [0], shard_count: 1, generation: 1, reason: 'retired' });
+  assert.ok(!server.requests.some((request) => request.path === '/disconnect'));
+});
+
+test('connect is asked again about a second after "No Shards Available"', async () => {
+  const { client, server } = await fake(({ count }) =>
+    count < 3 ? { status: 401, body: { detail: 'No Shards Available' } } : { status: 200, body: connectAnswer({ leaseSeconds: 3 }) },
+  );
+  const controller = new AbortController();
+  await runShards({ client, start: recordingShards([]), signal: controller.signal, log: silent, onClaimChange: () => controller.abort() });
+  const connects = server.requests.filter((request) => request.path === '/connect');
+  assert.equal(connects.length, 3);
+  const gap = connects[1].time - connects[0].time;
+  assert.ok(gap > 750 && gap < 2000, `asked again after ${gap} ms`);
+});
+
+test('the first IDENTIFY waits the claim\'s sleep, a later one asks /identify first', async () => {
+  const { client, server } = await fake(() => ({ status: 200, body: { sleep_duration: 0.3 } }));
+  const claim = { ...(await fakeClaim({ sleepDurations: [0.4] })) };
+  const pacer = new IdentifyPacer(client, claim, { signal: new AbortController().signal, release: () => assert.fail('released'), margin: 0.1 });
+  await pacer.waitForIdentify(0);
+  const first = performance.now() - claim.receivedAt;
+  assert.ok(first >= 490 && first < 1500, `first IDENTIFY after ${first} ms`);
+  assert.equal(server.requests.length, 0);
+  const asked = performance.now();
+  await pacer.waitForIdentify(0);
+  const second = performance.now() - asked;
+  assert.ok(second >= 390 && second < 1500, `second IDENTIFY after ${second} ms`);
+  assert.deepEqual(server.requests.map((request) => [request.path, request.body]), [['/identify', { session_id: 's1', shard_id: 0 }]]);
+});
+
+test('a shard whose claim brought resume data books a slot before it ever identifies', async () => {
+  const { client, server } = await fake(() => ({ status: 200, body: { sleep_duration: 0 } }));
+  const claim = await fakeClaim({ shardIds: [4, 5], resumes: [null, { sessionId: 'd', sequence: 1, resumeGatewayUrl: 'wss://r' }] });
+  const pacer = new IdentifyPacer(client, claim, { signal: new AbortController().signal, release: () => {}, margin: 0 });
+  await pacer.waitForIdentify(4);
+  assert.equal(server.requests.length, 0);
+  await pacer.waitForIdentify(5);
+  assert.deepEqual(server.requests.map((request) => request.body), [{ session_id: 's1', shard_id: 5 }]);
+});
+
+test('/identify answering 404 releases the claim as lost and holds the shard until its connection closes', async () => {
+  const { client } = await fake(() => ({ status: 404, body: { detail: 'Session Not Found' } }));
+  const claim = await fakeClaim({});
+  const released = [];
+  const pacer = new IdentifyPacer(client, claim, { signal: new AbortController().signal, release: (reason) => released.push(reason), margin: 0 });
+  await pacer.waitForIdentify(0);
+  const shard = new AbortController();
+  const waiting = pacer.waitForIdentify(0, shard.signal);
+  let settled = false;
+  waiting.catch(() => (settled = true));
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.deepEqual(released, ['lost']);
+  assert.equal(settled, false);
+  shard.abort();
+  await assert.rejects(waiting);
+});
+
+async function fakeClaim(options) {
+  const { claimFromWire } = await import('shardman-client');
+  const now = performance.now();
+  const wire = connectAnswer(options);
+  if (options.resumes) wire.resumes = options.resumes.map((resume) => resume && { session_id: resume.sessionId, sequence: resume.sequence, resume_gateway_url: resume.resumeGatewayUrl });
+  return claimFromWire(wire, now, now);
+}
+
+test('a shard that gets to its first IDENTIFY well after its slot books a new one instead of identifying late', async () => {
+  const { client, server } = await fake(() => ({ status: 200, body: { sleep_duration: 0.2 } }));
+  const claim = await fakeClaim({ sleepDurations: [0] });
+  claim.receivedAt -= 1500;
+  const pacer = new IdentifyPacer(client, claim, { signal: new AbortController().signal, release: () => assert.fail('released'), margin: 1 });
+  const asked = performance.now();
+  await pacer.waitForIdentify(0);
+  assert.deepEqual(server.requests.map((request) => request.path), ['/identify']);
+  assert.ok(performance.now() - asked >= 1190, 'waited the new slot and the margin');
+});
+
+test('a shard on time for its first slot does not book another', async () => {
+  const { client, server } = await fake(() => ({ status: 200, body: { sleep_duration: 0.2 } }));
+  const claim = await fakeClaim({ sleepDurations: [0] });
+  claim.receivedAt -= 1100;
+  const pacer = new IdentifyPacer(client, claim, { signal: new AbortController().signal, release: () => assert.fail('released'), margin: 1 });
+  await pacer.waitForIdentify(0);
+  assert.equal(server.requests.length, 0);
+});
+
+test('shards that fail to start give the claim back and the error reaches the caller', async () => {
+  const { client, server } = await fake(({ path }) => (path === '/connect' ? { status: 200, body: connectAnswer({ leaseSeconds: 3 }) } : { status: 204 }));
+  const start = async () => {
+    throw new Error('no gateway');
+  };
+  await assert.rejects(runShards({ client, start, log: silent }), /no gateway/);
+  assert.deepEqual(server.requests.at(-1).path, '/disconnect');
+});

@@ -1,0 +1,40 @@
+// The core client against the real shardman binary (SHARDMAN_BIN, default ../../target/debug/shardman).
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { NoShardsAvailableError, SessionNotFoundError, ShardmanClient } from 'shardman-client';
+import { startShardman } from './support/shardman.js';
+
+let shardman;
+let client;
+before(async () => {
+  shardman = await startShardman({ MAX_SHARDS: '2', SHARDS_PER_PROCESS: '2', MAX_SECONDS: '6' });
+  client = new ShardmanClient({ url: shardman.url, secret: shardman.secret });
+});
+after(() => shardman?.stop());
+
+test('claim, beat, identify and disconnect against shardman itself; resume data reaches the next claim', async () => {
+  const claim = await client.connect();
+  assert.deepEqual([claim.shardIds, claim.shardCount, claim.leaseSeconds, claim.beatInterval, claim.state], [[0, 1], 2, 6, 2, 'active']);
+  assert.equal(claim.sleepDurations.length, 2);
+  await assert.rejects(client.connect(), NoShardsAvailableError);
+
+  const answer = await client.beat(claim.sessionId, [
+    { shardId: 0, guildCount: 3, latency: 0.05, resume: { sessionId: 'discord-0', sequence: 41, resumeGatewayUrl: 'wss://resume-0' } },
+    { shardId: 1, guildCount: 4, latency: 0.06, resume: { sessionId: 'discord-1', sequence: 42, resumeGatewayUrl: 'wss://resume-1' } },
+  ]);
+  assert.deepEqual([answer.status, answer.state, answer.shardCount, answer.generation], [200, 'active', 2, claim.generation]);
+
+  const slot = await client.identify(claim.sessionId, 1);
+  assert.ok(slot.sleepDuration >= 0);
+
+  assert.equal(await client.disconnect(claim.sessionId), true);
+  await assert.rejects(client.beat(claim.sessionId), SessionNotFoundError);
+
+  const next = await client.connect();
+  assert.deepEqual(next.resumes, [
+    { sessionId: 'discord-0', sequence: 41, resumeGatewayUrl: 'wss://resume-0' },
+    { sessionId: 'discord-1', sequence: 42, resumeGatewayUrl: 'wss://resume-1' },
+  ]);
+  assert.deepEqual(next.sleepDurations, [0, 0]);
+  await client.disconnect(next.sessionId);
+});

@@ -1,0 +1,74 @@
+// The @discordjs/ws 2 adapter in-process: a scripted shardman without gateway_url, the stand-in Discord.
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { REST } from '@discordjs/rest';
+import { ShardmanClient, restOptionsFor, runShards } from 'shardman-client';
+import { startWebSocketShards } from 'shardman-client/ws';
+import { startDiscord } from './support/discord.js';
+import { connectAnswer, startFakeShardman } from './support/fake-shardman.js';
+
+const cleanup = [];
+after(() => Promise.all(cleanup.map((stop) => stop())));
+
+test('DISCORD_API_BASE with its version becomes @discordjs/rest\'s api and version', () => {
+  assert.deepEqual(restOptionsFor('https://discord.com/api/v10'), { api: 'https://discord.com/api', version: '10' });
+  assert.deepEqual(restOptionsFor('http://127.0.0.1:9/api/v9/'), { api: 'http://127.0.0.1:9/api', version: '9' });
+  assert.deepEqual(restOptionsFor('http://proxy.local'), { api: 'http://proxy.local', version: '10' });
+});
+
+test('without a gateway_url the shards find the gateway through REST at DISCORD_API_BASE, and beats carry their sessions; standby -> active is logged', async () => {
+  const discord = await startDiscord();
+  cleanup.push(() => discord.stop());
+  const shardman = await startFakeShardman(({ path, count }) => {
+    if (path === '/connect') return { status: 200, body: connectAnswer({ shardIds: [0], shardCount: 1, leaseSeconds: 1.5, state: 'standby', generation: 2 }) };
+    if (path === '/beat') return { status: 200, body: { shard_id: 0, max_shards: 1, generation: 2, state: count < 2 ? 'standby' : 'active', fence: 7 } };
+    return { status: 204 };
+  });
+  cleanup.push(() => shardman.stop());
+  const client = new ShardmanClient({ url: shardman.url, secret: 's' });
+  const rest = new REST(restOptionsFor(discord.apiBase)).setToken(discord.token);
+  const controller = new AbortController();
+  const logs = [];
+  const run = runShards({
+    client,
+    signal: controller.signal,
+    log: (message) => logs.push(message),
+    start: (context) => startWebSocketShards(context, { token: discord.token, intents: 1, rest }),
+  });
+  const end = performance.now() + 10_000;
+  const withResume = () => shardman.requests.find((request) => request.path === '/beat' && request.body.shards[0].resume && request.body.latency != null);
+  while (!withResume() && performance.now() < end) await new Promise((resolve) => setTimeout(resolve, 50));
+  controller.abort();
+  assert.equal(await run, 'shutdown');
+  const [ready] = discord.events.filter((event) => event.type === 'ready');
+  assert.equal(ready.path, '/?v=10&encoding=json', 'connected at the REST-given gateway, uncompressed');
+  const beat = withResume().body;
+  assert.deepEqual(beat.resume, { session_id: ready.sessionId, sequence: beat.resume.sequence, resume_gateway_url: `${discord.gatewayUrl}/resume` });
+  assert.equal(beat.guild_count, 1);
+  assert.ok(beat.resume.sequence >= 1);
+  assert.ok(logs.some((line) => line.includes('is now active (was standby)')), logs.join('\n'));
+});
+
+test('shards released while waiting for READY do not come back to the gateway', async () => {
+  // @discordjs/ws reconnects a shard whose READY wait is cut by a destroy; a released claim must not.
+  const discord = await startDiscord({ answerIdentify: false });
+  cleanup.push(() => discord.stop());
+  const shardman = await startFakeShardman(({ path }) =>
+    path === '/connect' ? { status: 200, body: connectAnswer({ shardIds: [0], shardCount: 1, leaseSeconds: 3, gatewayUrl: discord.gatewayUrl }) } : { status: 204 },
+  );
+  cleanup.push(() => shardman.stop());
+  const controller = new AbortController();
+  const run = runShards({
+    client: new ShardmanClient({ url: shardman.url, secret: 's' }),
+    signal: controller.signal,
+    log: () => {},
+    identifyMargin: 0,
+    start: (context) => startWebSocketShards(context, { token: discord.token, intents: 1, rest: new REST() }),
+  });
+  const end = performance.now() + 5000;
+  while (!discord.events.some((event) => event.type === 'identify') && performance.now() < end) await new Promise((resolve) => setTimeout(resolve, 20));
+  controller.abort();
+  assert.equal(await run, 'shutdown');
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  assert.deepEqual(discord.events.map((event) => event.type), ['open', 'identify', 'close']);
+});
