@@ -181,6 +181,7 @@ impl Fleet {
         } else {
             format!("Bot {}", self.token)
         };
+        crate::install_crypto_provider();
         let answer = reqwest::Client::new()
             .get(format!("{}/gateway", self.api_base))
             .header("authorization", token)
