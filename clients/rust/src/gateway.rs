@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -147,6 +148,7 @@ impl Fleet {
                 events: events_tx.clone(),
                 end_tx: keeper.end_sender(),
                 end: keeper.end_receiver(),
+                lease: keeper.shared_view(),
             })));
         }
         tracing::info!(
@@ -322,6 +324,7 @@ struct ShardTask {
     events: mpsc::UnboundedSender<(ShardId, Event)>,
     end_tx: Arc<watch::Sender<Option<Release>>>,
     end: watch::Receiver<Option<Release>>,
+    lease: Arc<Mutex<LeaseView>>,
 }
 
 async fn run_shard(mut task: ShardTask) {
@@ -331,18 +334,26 @@ async fn run_shard(mut task: ShardTask) {
         let message = tokio::select! {
             biased;
             _ = task.end.wait_for(Option::is_some) => break,
-            message = next_message(&mut task.shard) => message,
+            message = next_message_within(&mut task.shard, &task.lease) => message,
         };
-        let Some(message) = message else {
-            // twilight gives up only on close codes that forbid reconnecting.
-            tracing::error!(shard = id.number(), "Discord closed the shard for good");
-            finish(
-                &task.end_tx,
-                Release::GatewayClosed {
-                    shard_id: id.number(),
-                },
-            );
-            return;
+        let message = match message {
+            Within::Message(message) => message,
+            Within::Lapsed => {
+                // The lapse timer says so too in a moment; the shard is not polled again either way.
+                finish(&task.end_tx, Release::Lapsed);
+                break;
+            }
+            Within::Ended => {
+                // twilight gives up only on close codes that forbid reconnecting.
+                tracing::error!(shard = id.number(), "Discord closed the shard for good");
+                finish(
+                    &task.end_tx,
+                    Release::GatewayClosed {
+                        shard_id: id.number(),
+                    },
+                );
+                return;
+            }
         };
         let event = match message {
             Ok(Message::Close(frame)) => Some(Event::GatewayClose(frame)),
@@ -375,6 +386,28 @@ async fn run_shard(mut task: ShardTask) {
     let release = *task.end.borrow();
     stop_shard(&mut task.shard, release).await;
     update_report(&task.shard, &task.report, &guilds);
+}
+
+enum Within {
+    Message(Result<Message, twilight_gateway::error::ReceiveMessageError>),
+    /// The lease view has lapsed: the shard must not do anything more (no heartbeat, no RESUME
+    /// after a process wakes from SIGSTOP).
+    Lapsed,
+    /// The shard closed for good.
+    Ended,
+}
+
+/// The shard's next message, but only while the lease view holds: checked at every poll, so a
+/// process woken past its deadline never lets the shard act before the lapse timer runs.
+async fn next_message_within(shard: &mut Shard<ShardmanQueue>, lease: &Mutex<LeaseView>) -> Within {
+    poll_fn(|cx| {
+        if lock(lease).is_lapsed(Instant::now()) {
+            return Poll::Ready(Within::Lapsed);
+        }
+        futures_core::Stream::poll_next(Pin::new(&mut *shard), cx)
+            .map(|message| message.map_or(Within::Ended, Within::Message))
+    })
+    .await
 }
 
 async fn next_message(

@@ -172,6 +172,10 @@ impl LeaseKeeper {
         self.end_tx.clone()
     }
 
+    pub(crate) fn shared_view(&self) -> Arc<Mutex<LeaseView>> {
+        self.view.clone()
+    }
+
     pub(crate) fn end_receiver(&self) -> watch::Receiver<Option<Release>> {
         self.end.clone()
     }
