@@ -215,7 +215,7 @@ async fn a_frozen_holder_past_its_lease_gives_way_to_the_spare_which_resumes_and
         .wait_for_line(|l| event_is(l, "released"), Duration::from_secs(3))
         .await;
     assert!(
-        released - woken < Duration::from_millis(1500),
+        released - woken < Duration::from_secs(2),
         "{:?}",
         released - woken
     );
@@ -227,7 +227,7 @@ async fn a_frozen_holder_past_its_lease_gives_way_to_the_spare_which_resumes_and
         .into_iter()
         .find(|r| r.connection == 1 && matches!(r.seen, Seen::Closed { .. } | Seen::Gone))
         .expect("the holder left the gateway");
-    assert!(left.at >= woken && left.at - woken < Duration::from_secs(1));
+    assert!(left.at >= woken && left.at - woken < Duration::from_millis(1500));
 
     // The holder holds nothing now (the spare does): it just exits; the spare gives its shard back.
     for (mut bot, last) in [(holder, "lapsed"), (spare, "shutdown")] {

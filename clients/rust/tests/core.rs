@@ -40,7 +40,7 @@ async fn claim_waits_out_a_503_for_its_retry_after_then_gets_the_shard() {
     assert_eq!(tries.len(), 2);
     let gap = tries[1].at - tries[0].at;
     assert!(gap >= Duration::from_secs(1), "retried after {gap:?}");
-    assert!(gap < Duration::from_millis(1600), "retried after {gap:?}");
+    assert!(gap < Duration::from_secs(2), "retried after {gap:?}");
 }
 
 #[tokio::test]
@@ -87,7 +87,7 @@ async fn connect_answering_401_is_no_shards_available_and_claim_asks_again_a_sec
     assert_eq!(tries.len(), 3);
     let gap = tries[2].at - tries[1].at;
     assert!(
-        gap >= Duration::from_secs(1) && gap < Duration::from_millis(1500),
+        gap >= Duration::from_secs(1) && gap < Duration::from_secs(2),
         "asked again after {gap:?}"
     );
 }
@@ -226,7 +226,7 @@ async fn a_keeper_whose_beats_fail_lapses_at_connect_time_plus_the_longest_wait_
     assert_eq!(keeper.ended().await, Release::Lapsed);
     let lapsed_after = claim.requested_at.elapsed();
     assert!(
-        (2.0..2.3).contains(&secs(lapsed_after)),
+        (2.0..2.6).contains(&secs(lapsed_after)),
         "lapsed after {lapsed_after:?}"
     );
     let beats = server.requests("/beat");
@@ -264,7 +264,7 @@ async fn acknowledged_beats_carry_the_lease_past_its_first_deadline_until_a_404_
     // The first beat goes out with the claim, the others every beat_interval.
     assert!(beats[0].at - claim.requested_at < Duration::from_millis(200));
     let gap = beats[2].at - beats[1].at;
-    assert!((0.28..0.45).contains(&secs(gap)), "beats {gap:?} apart");
+    assert!((0.28..0.6).contains(&secs(gap)), "beats {gap:?} apart");
 }
 
 #[tokio::test]
@@ -340,13 +340,13 @@ async fn the_queue_grants_a_first_identify_at_its_slot_and_asks_identify_for_lat
 
     queue.enqueue(1).await.expect("first identify of shard 1");
     let waited = claim.received_at.elapsed();
-    assert!((0.6..0.8).contains(&secs(waited)), "waited {waited:?}");
+    assert!((0.6..1.0).contains(&secs(waited)), "waited {waited:?}");
     assert!(server.requests("/identify").is_empty());
 
     let asked = Instant::now();
     queue.enqueue(1).await.expect("second identify of shard 1");
     let waited = asked.elapsed();
-    assert!((0.4..0.6).contains(&secs(waited)), "waited {waited:?}");
+    assert!((0.4..0.8).contains(&secs(waited)), "waited {waited:?}");
     let identify = server.requests("/identify");
     assert_eq!(identify.len(), 1);
     assert_eq!(

@@ -80,11 +80,7 @@ async fn a_group_runs_one_shard_per_id_each_identifying_at_its_slot_and_beating_
             .at
             - received_at
     };
-    assert!(
-        at(2) < Duration::from_millis(500),
-        "shard 2 after {:?}",
-        at(2)
-    );
+    assert!(at(2) < Duration::from_secs(1), "shard 2 after {:?}", at(2));
     assert!(
         at(3) >= Duration::from_millis(800),
         "shard 3 after {:?}",
@@ -222,7 +218,7 @@ async fn a_lapsed_lease_closes_the_gateway_connection_at_once_keeping_the_sessio
         .expect("a close frame with 4000");
     assert!(closed.at >= deadline);
     assert!(
-        closed.at - deadline < Duration::from_millis(400),
+        closed.at - deadline < Duration::from_millis(600),
         "{:?}",
         closed.at - deadline
     );
