@@ -168,12 +168,15 @@ pub struct BeatAck {
 /// What a beat reports for one shard.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ShardReport {
+    /// The reporting shard.
     pub shard_id: u32,
+    /// Guilds the shard sees (left out until known).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guild_count: Option<u64>,
     /// Gateway latency in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency: Option<f64>,
+    /// The shard's Discord session, once it has one: the next holder RESUMEs it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resume: Option<Resume>,
 }

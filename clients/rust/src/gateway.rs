@@ -262,24 +262,24 @@ impl Claimed {
         if let Some(release) = self.released {
             return Step::Released(release);
         }
-        let received = tokio::select! {
+        tokio::select! {
             biased;
-            release = self.keeper.ended() => Err(release),
-            event = self.events.recv() => event.ok_or(()).map_err(|()| Release::Shutdown),
-        };
-        match received {
-            Ok((id, event)) => Step::Event(id, event),
-            Err(_) => {
-                let mut release = self.keeper.ended().await;
-                self.join_shards().await;
-                if let Release::GatewayClosed { .. } = release {
-                    // The shard cannot run: give the group back for another process.
-                    release = self.keeper.shutdown(self.reports()).await;
+            _ = self.keeper.ended() => {}
+            event = self.events.recv() => {
+                if let Some((id, event)) = event {
+                    return Step::Event(id, event);
                 }
-                self.released = Some(release);
-                Step::Released(release)
+                // Every shard task has ended, which they do only once the claim has.
             }
         }
+        let mut release = self.keeper.ended().await;
+        self.join_shards().await;
+        if let Release::GatewayClosed { .. } = release {
+            // The shard cannot run: give the group back for another process.
+            release = self.keeper.shutdown(self.reports()).await;
+        }
+        self.released = Some(release);
+        Step::Released(release)
     }
 
     /// Graceful stop: closes the shards (keeping their Discord sessions resumable), beats their
