@@ -16,7 +16,11 @@ struct Setup {
     fleet: Fleet,
 }
 
-async fn setup(mut answer: Value) -> Setup {
+async fn setup(answer: Value) -> Setup {
+    setup_with_token(answer, "token").await
+}
+
+async fn setup_with_token(mut answer: Value, token: &str) -> Setup {
     let shardman = FakeShardman::start().await;
     let gateway = FakeGateway::start().await;
     answer["gateway_url"] = json!(gateway.url);
@@ -24,7 +28,7 @@ async fn setup(mut answer: Value) -> Setup {
     shardman.on("/beat", vec![Reply::json(200, beat_answer("active"))]);
     shardman.on("/disconnect", vec![Reply::empty(204)]);
     let client = Client::new(&shardman.url, "secret").expect("client");
-    let fleet = Fleet::new(client, "token".into(), Intents::GUILDS);
+    let fleet = Fleet::new(client, token.into(), Intents::GUILDS);
     Setup {
         shardman,
         gateway,
@@ -278,4 +282,25 @@ async fn shutdown_closes_the_shards_then_beats_their_resume_data_then_disconnect
     let disconnect = setup.shardman.requests("/disconnect");
     assert_eq!(disconnect.len(), 1);
     assert!(disconnect[0].at >= last_beat.at);
+}
+
+#[tokio::test]
+async fn a_shard_closed_for_good_gives_the_group_back_and_releases_it_as_gateway_closed() {
+    let setup = setup_with_token(claim_answer(&[0, 1], &[0.0, 0.0], 6.0, 2.0), "wrong").await;
+    let mut claimed = setup.fleet.claim().await.expect("claim");
+    let release = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Step::Released(release) = claimed.next().await {
+                break release;
+            }
+        }
+    })
+    .await
+    .expect("released");
+    assert!(
+        matches!(release, Release::GatewayClosed { shard_id: 0 | 1 }),
+        "{release:?}"
+    );
+    assert!(setup.gateway.seen().contains(&Seen::Rejected));
+    assert_eq!(setup.shardman.requests("/disconnect").len(), 1);
 }

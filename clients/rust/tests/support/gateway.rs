@@ -1,5 +1,5 @@
 //! A minimal Discord gateway for the adapter's own tests: HELLO, heartbeat ACK, IDENTIFY ->
-//! READY, RESUME of a known session -> RESUMED (else op 9), and a record of what each connection
+//! READY (close 4004 unless the token is `Bot token`), RESUME of a known session -> RESUMED (else op 9), and a record of what each connection
 //! did. (The repository's stand-in Discord in tests/clients is the full one.)
 
 use futures_core::Stream;
@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_websockets::{Message, ServerBuilder, WebSocketStream};
+use tokio_websockets::{CloseCode, Message, ServerBuilder, WebSocketStream};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Seen {
@@ -31,6 +31,8 @@ pub enum Seen {
     },
     /// The TCP connection ended.
     Gone,
+    /// An IDENTIFY with a wrong token, closed with 4004.
+    Rejected,
 }
 
 #[derive(Clone, Debug)]
@@ -131,6 +133,14 @@ impl FakeGateway {
             let payload: Value = serde_json::from_str(text).expect("JSON from the client");
             match payload["op"].as_u64() {
                 Some(1) => send(&mut ws, json!({"op": 11})).await,
+                Some(2) if payload["d"]["token"] != "Bot token" => {
+                    let code = CloseCode::try_from(4004).expect("a close code");
+                    send_message(&mut ws, Message::close(Some(code), "Authentication failed"))
+                        .await;
+                    let _ = poll_fn(|cx| Pin::new(&mut ws).poll_close(cx)).await;
+                    self.record(connection, Seen::Rejected);
+                    return;
+                }
                 Some(2) => {
                     let shard = &payload["d"]["shard"];
                     let shard = [
@@ -180,7 +190,11 @@ impl FakeGateway {
 }
 
 async fn send(ws: &mut WebSocketStream<TcpStream>, payload: Value) {
-    let mut message = Some(Message::text(payload.to_string()));
+    send_message(ws, Message::text(payload.to_string())).await;
+}
+
+async fn send_message(ws: &mut WebSocketStream<TcpStream>, message: Message) {
+    let mut message = Some(message);
     let _ = poll_fn(|cx| {
         let mut sink = Pin::new(&mut *ws);
         if message.is_some() {
