@@ -90,10 +90,6 @@ impl Fleet {
 
     /// Starts the shards of a claim already made.
     pub async fn start(&self, claim: Claim) -> Claimed {
-        let gateway_url = match &claim.gateway_url {
-            Some(url) => Some(url.clone()),
-            None => self.gateway_from_rest().await,
-        };
         let reports: Vec<Arc<Mutex<ShardReport>>> = claim
             .shard_ids
             .iter()
@@ -104,7 +100,12 @@ impl Fleet {
                 }))
             })
             .collect();
+        // Beating starts with the claim, before anything else can take time.
         let keeper = LeaseKeeper::start(self.client.clone(), &claim, collect_reports(&reports));
+        let gateway_url = match &claim.gateway_url {
+            Some(url) => Some(url.clone()),
+            None => self.gateway_from_rest().await,
+        };
         let queue = ShardmanQueue::new(self.client.clone(), &claim, keeper.end_sender());
         let (events_tx, events) = mpsc::unbounded_channel();
         let wanted = self.event_types
@@ -187,7 +188,7 @@ impl Fleet {
         let answer = reqwest::Client::new()
             .get(format!("{}/gateway", self.api_base))
             .header("authorization", token)
-            .timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(5))
             .send()
             .await
             .and_then(reqwest::Response::error_for_status);
