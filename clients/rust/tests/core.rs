@@ -234,8 +234,10 @@ async fn a_keeper_whose_beats_fail_lapses_at_connect_time_plus_the_longest_wait_
     tokio::time::sleep(Duration::from_millis(800)).await;
     let after = server.requests("/beat");
     assert_eq!(after.len(), beats.len(), "beat after the lapse");
+    // None sent after the deadline (the server records a beat a moment after it was sent).
     let deadline = claim.requested_at + Duration::from_secs(2);
-    assert!(after.iter().all(|b| b.at < deadline));
+    let margin = Duration::from_millis(100);
+    assert!(after.iter().all(|b| b.at < deadline + margin));
 }
 
 #[tokio::test]
