@@ -10,11 +10,10 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::gateway::{FakeGateway, Seen};
+use support::shardman::{SECRET, start as start_shardman};
 use support::{FakeShardman, Reply};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-
-const SECRET: &str = "bot-test-secret";
 
 struct Process {
     child: Child,
@@ -83,67 +82,14 @@ fn spawn_bot(shardman: &str, api_base: &str) -> Process {
     Process { child, lines }
 }
 
-struct Shardman(std::process::Child);
-
-impl Drop for Shardman {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn start_shardman() -> (Shardman, String) {
-    let binary = std::env::var_os("SHARDMAN_BIN").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/shardman"),
-        PathBuf::from,
-    );
-    assert!(
-        binary.exists(),
-        "no shardman binary at {}: run `cargo build` at the repository root or set SHARDMAN_BIN",
-        binary.display()
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let child = std::process::Command::new(binary)
-        .env_clear()
-        .env("SECRET", SECRET)
-        .env("MAX_SHARDS", "1")
-        .env("MAX_SECONDS", "3")
-        .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start shardman");
-    let shardman = Shardman(child);
-    let url = format!("http://127.0.0.1:{port}");
-    shardman_twilight::install_crypto_provider();
-    let http = reqwest::Client::new();
-    let started = Instant::now();
-    while !http
-        .get(format!("{url}/healthz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "shardman did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (shardman, url)
-}
-
 fn event_is(line: &Value, event: &str) -> bool {
     line["event"] == event
 }
 
 #[tokio::test]
 async fn a_frozen_holder_past_its_lease_gives_way_to_the_spare_which_resumes_and_wakes_released() {
-    let (_shardman, url) = start_shardman().await;
+    let shardman = start_shardman(1, 3).await;
+    let url = shardman.url.clone();
     let gateway = FakeGateway::start().await;
     // shardman runs without BOT_TOKEN, so the bots read the gateway URL from Discord's REST API.
     let rest = FakeShardman::start().await;

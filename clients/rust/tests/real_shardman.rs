@@ -1,71 +1,12 @@
-//! The core client and the lease keeper against the real shardman binary (embedded store).
-//! SHARDMAN_BIN names it; by default the repository's debug build (`cargo build` at the root).
+//! The core client and the lease keeper against the real shardman binary (embedded store), see
+//! tests/support/shardman.rs for which binary.
+
+mod support;
 
 use shardman_twilight::{Client, Error, LeaseKeeper, Resume, ShardReport, State};
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-struct Shardman {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Shardman {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const SECRET: &str = "rust-client-test-secret";
-
-async fn start_shardman(max_shards: u32, max_seconds: u32) -> Shardman {
-    let binary = std::env::var_os("SHARDMAN_BIN").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/shardman"),
-        PathBuf::from,
-    );
-    assert!(
-        binary.exists(),
-        "no shardman binary at {}: run `cargo build` at the repository root or set SHARDMAN_BIN",
-        binary.display()
-    );
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let child = Command::new(&binary)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("SECRET", SECRET)
-        .env("MAX_SHARDS", max_shards.to_string())
-        .env("MAX_SECONDS", max_seconds.to_string())
-        .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start shardman");
-    let url = format!("http://127.0.0.1:{port}");
-    let shardman = Shardman { child, url };
-    let started = Instant::now();
-    shardman_twilight::install_crypto_provider();
-    let http = reqwest::Client::new();
-    loop {
-        if let Ok(r) = http.get(format!("{}/healthz", shardman.url)).send().await
-            && r.status().is_success()
-        {
-            return shardman;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "shardman did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use std::time::Duration;
+use support::shardman::{SECRET, start as start_shardman};
 
 #[tokio::test]
 async fn against_the_real_shardman_a_claim_beats_books_identifies_and_hands_resume_data_on() {

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses a part of it
 
 pub mod gateway;
+pub mod shardman;
 
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
