@@ -1,0 +1,592 @@
+//! The twilight-gateway adapter: one `Shard` per claimed shard id, IDENTIFY paced by shardman,
+//! resume data handed over in both directions, shards stopped the moment the claim ends.
+
+use crate::api::{Claim, Client, Error, ShardReport, State};
+use crate::lease::{LeaseKeeper, LeaseView, Release, Reports, finish, lock, until_end};
+use std::collections::{HashMap, HashSet};
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use twilight_gateway::{
+    CloseFrame, ConfigBuilder, Event, EventTypeFlags, Intents, Message, Session, Shard, ShardId,
+    ShardState, queue::Queue,
+};
+
+/// How long a stopping shard waits for Discord to answer its close frame before it just drops
+/// the connection.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Adjusts each shard's twilight config (presence, identify properties, ...) before it is built.
+pub type Configure = Arc<
+    dyn Fn(ShardId, ConfigBuilder<ShardmanQueue>) -> ConfigBuilder<ShardmanQueue> + Send + Sync,
+>;
+
+/// Runs twilight shards for the shard groups shardman hands out.
+#[derive(Clone)]
+pub struct Fleet {
+    client: Client,
+    token: String,
+    intents: Intents,
+    event_types: EventTypeFlags,
+    api_base: String,
+    configure: Option<Configure>,
+    fallback_gateway: Arc<Mutex<Option<String>>>,
+}
+
+impl Fleet {
+    /// A fleet that logs in with the bot `token` and `intents`.
+    pub fn new(client: Client, token: String, intents: Intents) -> Self {
+        Self {
+            client,
+            token,
+            intents,
+            event_types: EventTypeFlags::all(),
+            api_base: "https://discord.com/api/v10".to_owned(),
+            configure: None,
+            fallback_gateway: Arc::default(),
+        }
+    }
+
+    /// Which events [`Claimed::next`] deserializes and hands out (default: all).
+    pub fn event_types(mut self, event_types: EventTypeFlags) -> Self {
+        self.event_types = event_types;
+        self
+    }
+
+    /// Discord's REST base (`DISCORD_API_BASE`), only used to read `/gateway` when shardman has
+    /// no `gateway_url` to share.
+    pub fn discord_api_base(mut self, api_base: String) -> Self {
+        self.api_base = api_base.trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// Adjusts each shard's config before it is built.
+    pub fn configure(
+        mut self,
+        configure: impl Fn(ShardId, ConfigBuilder<ShardmanQueue>) -> ConfigBuilder<ShardmanQueue>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.configure = Some(Arc::new(configure));
+        self
+    }
+
+    /// The shardman client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Claims a shard group (waiting while none is free, see [`Client::claim`]) and starts its
+    /// shards.
+    pub async fn claim(&self) -> Result<Claimed, Error> {
+        let claim = self.client.claim().await?;
+        Ok(self.start(claim).await)
+    }
+
+    /// Starts the shards of a claim already made.
+    pub async fn start(&self, claim: Claim) -> Claimed {
+        let reports: Vec<Arc<Mutex<ShardReport>>> = claim
+            .shard_ids
+            .iter()
+            .map(|&shard_id| {
+                Arc::new(Mutex::new(ShardReport {
+                    shard_id,
+                    ..ShardReport::default()
+                }))
+            })
+            .collect();
+        // Beating starts with the claim, before anything else can take time.
+        let keeper = LeaseKeeper::start(self.client.clone(), &claim, collect_reports(&reports));
+        let gateway_url = match &claim.gateway_url {
+            Some(url) => Some(url.clone()),
+            None => self.gateway_from_rest().await,
+        };
+        let queue = ShardmanQueue::new(self.client.clone(), &claim, keeper.end_sender());
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let wanted = self.event_types
+            | EventTypeFlags::READY
+            | EventTypeFlags::GUILD_CREATE
+            | EventTypeFlags::GUILD_DELETE;
+        let mut shards = Vec::new();
+        for (index, &number) in claim.shard_ids.iter().enumerate() {
+            let Some(id) = ShardId::new_checked(number, claim.shard_count) else {
+                tracing::error!(
+                    number,
+                    claim.shard_count,
+                    "shardman handed out an invalid shard"
+                );
+                keeper.release(Release::GatewayClosed { shard_id: number });
+                continue;
+            };
+            let mut config =
+                ConfigBuilder::new(self.token.clone(), self.intents).queue(queue.clone());
+            if let Some(url) = &gateway_url {
+                config = config.proxy_url(url.trim_end_matches('/').to_owned());
+            }
+            if let Some(Some(resume)) = claim.resumes.get(index) {
+                tracing::info!(
+                    shard = number,
+                    "resuming the previous holder's Discord session"
+                );
+                config = config
+                    .session(Session::new(resume.sequence, resume.session_id.clone()))
+                    .resume_url(resume.resume_gateway_url.trim_end_matches('/').to_owned());
+            }
+            if let Some(configure) = &self.configure {
+                config = configure(id, config);
+            }
+            let shard = Shard::with_config(id, config.build());
+            shards.push(tokio::spawn(run_shard(ShardTask {
+                shard,
+                report: reports[index].clone(),
+                wanted,
+                forward: self.event_types,
+                events: events_tx.clone(),
+                end_tx: keeper.end_sender(),
+                end: keeper.end_receiver(),
+                lease: keeper.shared_view(),
+            })));
+        }
+        tracing::info!(
+            shard_ids = ?claim.shard_ids,
+            shard_count = claim.shard_count,
+            generation = claim.generation,
+            state = ?claim.state,
+            "claimed"
+        );
+        Claimed {
+            claim,
+            keeper,
+            events,
+            shards,
+            reports,
+            released: None,
+        }
+    }
+
+    /// `GET {DISCORD_API_BASE}/gateway` once per fleet, for shardman versions or setups that do
+    /// not share a `gateway_url`; `None` (twilight's default URL) when that fails too.
+    async fn gateway_from_rest(&self) -> Option<String> {
+        if let Some(url) = lock(&self.fallback_gateway).clone() {
+            return Some(url);
+        }
+        #[derive(serde::Deserialize)]
+        struct Gateway {
+            url: String,
+        }
+        let token = if self.token.starts_with("Bot ") {
+            self.token.clone()
+        } else {
+            format!("Bot {}", self.token)
+        };
+        crate::install_crypto_provider();
+        let answer = reqwest::Client::new()
+            .get(format!("{}/gateway", self.api_base))
+            .header("authorization", token)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status);
+        match answer {
+            Ok(response) => match response.json::<Gateway>().await {
+                Ok(gateway) => {
+                    *lock(&self.fallback_gateway) = Some(gateway.url.clone());
+                    Some(gateway.url)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable /gateway answer; using twilight's default");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "no gateway_url from shardman and /gateway failed; using twilight's default");
+                None
+            }
+        }
+    }
+}
+
+fn collect_reports(reports: &[Arc<Mutex<ShardReport>>]) -> Reports {
+    let reports = reports.to_vec();
+    Arc::new(move || reports.iter().map(|r| lock(r).clone()).collect())
+}
+
+/// What [`Claimed::next`] hands out.
+// As large as twilight's own `Event`, which twilight hands out unboxed too.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Step {
+    /// An event of one of the claimed shards.
+    Event(ShardId, Event),
+    /// The claim ended; its shards are closed. Claim anew unless it was `Retired` or `Shutdown`.
+    Released(Release),
+}
+
+/// A claimed shard group whose shards run, beat and pace their IDENTIFY.
+pub struct Claimed {
+    claim: Claim,
+    keeper: LeaseKeeper,
+    events: mpsc::UnboundedReceiver<(ShardId, Event)>,
+    shards: Vec<JoinHandle<()>>,
+    reports: Vec<Arc<Mutex<ShardReport>>>,
+    released: Option<Release>,
+}
+
+impl Claimed {
+    /// The `/connect` answer.
+    pub fn claim(&self) -> &Claim {
+        &self.claim
+    }
+
+    /// The lease view now.
+    pub fn lease(&self) -> LeaseView {
+        self.keeper.view()
+    }
+
+    /// `active` or `standby`, as the last beat answered it.
+    pub fn state(&self) -> State {
+        self.keeper.state()
+    }
+
+    /// What the next beat reports per shard.
+    pub fn reports(&self) -> Vec<ShardReport> {
+        self.reports.iter().map(|r| lock(r).clone()).collect()
+    }
+
+    /// The next event of any shard, or the end of the claim (after its shards were closed).
+    pub async fn next(&mut self) -> Step {
+        if let Some(release) = self.released {
+            return Step::Released(release);
+        }
+        tokio::select! {
+            biased;
+            _ = self.keeper.ended() => {}
+            event = self.events.recv() => {
+                if let Some((id, event)) = event {
+                    return Step::Event(id, event);
+                }
+                // Every shard task has ended, which they do only once the claim has.
+            }
+        }
+        let mut release = self.keeper.ended().await;
+        self.join_shards().await;
+        if let Release::GatewayClosed { .. } = release {
+            // The shard cannot run: give the group back for another process.
+            release = self.keeper.shutdown(self.reports()).await;
+        }
+        self.released = Some(release);
+        Step::Released(release)
+    }
+
+    /// Graceful stop: closes the shards (keeping their Discord sessions resumable), beats their
+    /// last resume data and disconnects. Answers why the claim ended (`Shutdown`, or what had
+    /// ended it before).
+    pub async fn shutdown(&mut self) -> Release {
+        if let Some(release) = self.released {
+            return release;
+        }
+        self.keeper.release(Release::Shutdown);
+        self.join_shards().await;
+        let release = self.keeper.shutdown(self.reports()).await;
+        self.released = Some(release);
+        release
+    }
+
+    async fn join_shards(&mut self) {
+        for shard in &mut self.shards {
+            if let Err(e) = shard.await
+                && e.is_panic()
+            {
+                tracing::error!(error = %e, "a shard task panicked");
+            }
+        }
+        self.shards.clear();
+    }
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        for shard in &self.shards {
+            shard.abort();
+        }
+    }
+}
+
+struct ShardTask {
+    shard: Shard<ShardmanQueue>,
+    report: Arc<Mutex<ShardReport>>,
+    wanted: EventTypeFlags,
+    forward: EventTypeFlags,
+    events: mpsc::UnboundedSender<(ShardId, Event)>,
+    end_tx: Arc<watch::Sender<Option<Release>>>,
+    end: watch::Receiver<Option<Release>>,
+    lease: Arc<Mutex<LeaseView>>,
+}
+
+async fn run_shard(mut task: ShardTask) {
+    let id = task.shard.id();
+    let mut guilds = HashSet::new();
+    loop {
+        let message = tokio::select! {
+            biased;
+            _ = task.end.wait_for(Option::is_some) => break,
+            message = next_message_within(&mut task.shard, &task.lease) => message,
+        };
+        let message = match message {
+            Within::Message(message) => message,
+            Within::Lapsed => {
+                // The lapse timer says so too in a moment; the shard is not polled again either way.
+                finish(&task.end_tx, Release::Lapsed);
+                break;
+            }
+            Within::Ended => {
+                // twilight gives up only on close codes that forbid reconnecting.
+                tracing::error!(shard = id.number(), "Discord closed the shard for good");
+                finish(
+                    &task.end_tx,
+                    Release::GatewayClosed {
+                        shard_id: id.number(),
+                    },
+                );
+                return;
+            }
+        };
+        let event = match message {
+            Ok(Message::Close(frame)) => Some(Event::GatewayClose(frame)),
+            Ok(Message::Text(json)) => match twilight_gateway::parse(json, task.wanted) {
+                Ok(event) => event.map(Event::from),
+                Err(e) => {
+                    tracing::debug!(shard = id.number(), error = %e, "undecodable event");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(shard = id.number(), error = %e, "gateway error");
+                None
+            }
+        };
+        if let Some(event) = &event {
+            count_guilds(&mut guilds, event);
+            if let Event::Ready(ready) = event {
+                tracing::info!(shard = id.number(), session = %ready.session_id, "READY");
+            }
+        }
+        update_report(&task.shard, &task.report, &guilds);
+        if let Some(event) = event
+            && task.forward.contains(EventTypeFlags::from(event.kind()))
+        {
+            // The receiver is gone only when the claim is being dropped.
+            let _ = task.events.send((id, event));
+        }
+    }
+    let release = *task.end.borrow();
+    stop_shard(&mut task.shard, release).await;
+    update_report(&task.shard, &task.report, &guilds);
+}
+
+enum Within {
+    Message(Result<Message, twilight_gateway::error::ReceiveMessageError>),
+    /// The lease view has lapsed: the shard must not do anything more (no heartbeat, no RESUME
+    /// after a process wakes from SIGSTOP).
+    Lapsed,
+    /// The shard closed for good.
+    Ended,
+}
+
+/// The shard's next message, but only while the lease view holds: checked at every poll, so a
+/// process woken past its deadline never lets the shard act before the lapse timer runs.
+async fn next_message_within(shard: &mut Shard<ShardmanQueue>, lease: &Mutex<LeaseView>) -> Within {
+    poll_fn(|cx| {
+        if lock(lease).is_lapsed(Instant::now()) {
+            return Poll::Ready(Within::Lapsed);
+        }
+        futures_core::Stream::poll_next(Pin::new(&mut *shard), cx)
+            .map(|message| message.map_or(Within::Ended, Within::Message))
+    })
+    .await
+}
+
+async fn next_message(
+    shard: &mut Shard<ShardmanQueue>,
+) -> Option<Result<Message, twilight_gateway::error::ReceiveMessageError>> {
+    poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut *shard), cx)).await
+}
+
+/// Closes the connection at once. Keeps the Discord session resumable (close code 4000) so the
+/// next holder can RESUME it with the data beaten last, unless the generation was retired.
+async fn stop_shard(shard: &mut Shard<ShardmanQueue>, release: Option<Release>) {
+    if matches!(
+        shard.state(),
+        ShardState::Disconnected { .. } | ShardState::FatallyClosed
+    ) {
+        return;
+    }
+    let frame = if release == Some(Release::Retired) {
+        CloseFrame::NORMAL
+    } else {
+        CloseFrame::RESUME
+    };
+    shard.close(frame);
+    let drained = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        while let Some(message) = next_message(shard).await {
+            if matches!(message, Ok(Message::Close(_))) {
+                break;
+            }
+        }
+    });
+    if drained.await.is_err() {
+        tracing::debug!(
+            shard = shard.id().number(),
+            "no close answer; dropping the connection"
+        );
+    }
+    tracing::info!(shard = shard.id().number(), "shard closed");
+}
+
+fn count_guilds(guilds: &mut HashSet<u64>, event: &Event) {
+    match event {
+        Event::Ready(ready) => {
+            guilds.clear();
+            guilds.extend(ready.guilds.iter().map(|g| g.id.get()));
+        }
+        Event::GuildCreate(guild) => {
+            guilds.insert(guild.id().get());
+        }
+        // `unavailable` set means an outage, not that the bot left the guild.
+        Event::GuildDelete(guild) if guild.unavailable != Some(true) => {
+            guilds.remove(&guild.id.get());
+        }
+        _ => {}
+    }
+}
+
+fn update_report(shard: &Shard<ShardmanQueue>, report: &Mutex<ShardReport>, guilds: &HashSet<u64>) {
+    let resume = match (shard.session(), shard.resume_url()) {
+        (Some(session), Some(url)) => Some(crate::api::Resume {
+            session_id: session.id().to_owned(),
+            sequence: session.sequence(),
+            resume_gateway_url: url.to_owned(),
+        }),
+        _ => None,
+    };
+    let mut report = lock(report);
+    if shard.state() == ShardState::Active || !guilds.is_empty() {
+        report.guild_count = Some(guilds.len() as u64);
+    }
+    if let Some(latency) = shard.latency().recent().first() {
+        report.latency = Some(latency.as_secs_f64());
+    }
+    // Keep the last known resume data while the shard reconnects: it is what the next holder
+    // needs if this process dies now.
+    if resume.is_some() {
+        report.resume = resume;
+    }
+}
+
+/// A twilight [`Queue`] backed by shardman: a shard's first IDENTIFY waits its slot from the
+/// `/connect` answer (`sleep_durations[i]`); any later one (invalid session, failed RESUME,
+/// reconnect without a session) asks `POST /identify` and waits its `sleep_duration`. A 404 or
+/// 401 from `/identify` ends the claim (`Lost`/`Retired`).
+#[derive(Clone, Debug)]
+pub struct ShardmanQueue {
+    inner: Arc<QueueInner>,
+}
+
+#[derive(Debug)]
+struct QueueInner {
+    client: Client,
+    session_id: String,
+    /// Unused first slots (shards that RESUME have none).
+    first_slots: Mutex<HashMap<u32, Instant>>,
+    end_tx: Arc<watch::Sender<Option<Release>>>,
+    /// Senders of IDENTIFY permits that will never be granted (the claim ended): kept, because a
+    /// dropped sender makes twilight ask the queue again at once.
+    parked: Mutex<Vec<oneshot::Sender<()>>>,
+}
+
+impl ShardmanQueue {
+    /// The queue of one claim; `end_tx` is the claim's end signal.
+    pub(crate) fn new(
+        client: Client,
+        claim: &Claim,
+        end_tx: Arc<watch::Sender<Option<Release>>>,
+    ) -> Self {
+        let first_slots = claim
+            .shard_ids
+            .iter()
+            .zip(&claim.sleep_durations)
+            .zip(&claim.resumes)
+            .filter(|(_, resume)| resume.is_none())
+            .map(|((&id, &sleep), _)| (id, claim.received_at + sleep))
+            .collect();
+        Self {
+            inner: Arc::new(QueueInner {
+                client,
+                session_id: claim.session_id.clone(),
+                first_slots: Mutex::new(first_slots),
+                end_tx,
+                parked: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The queue of a claim, for driving it without twilight (tests, other gateway libraries);
+    /// a 404/401 from `/identify` ends `keeper`'s claim.
+    pub fn for_claim(client: Client, claim: &Claim, keeper: &LeaseKeeper) -> Self {
+        Self::new(client, claim, keeper.end_sender())
+    }
+}
+
+impl Queue for ShardmanQueue {
+    fn enqueue(&self, shard: u32) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let inner = self.inner.clone();
+        tokio::spawn(async move { inner.grant(shard, tx).await });
+        rx
+    }
+}
+
+impl QueueInner {
+    async fn grant(self: Arc<Self>, shard: u32, tx: oneshot::Sender<()>) {
+        let end = self.end_tx.subscribe();
+        let mut permit = Some(tx);
+        until_end(end, self.wait_and_grant(shard, &mut permit)).await;
+        if let Some(tx) = permit {
+            lock(&self.parked).push(tx);
+        }
+    }
+
+    async fn wait_and_grant(&self, shard: u32, permit: &mut Option<oneshot::Sender<()>>) {
+        let first = lock(&self.first_slots).remove(&shard);
+        let slot = match first {
+            Some(slot) => slot,
+            None => match self.client.identify_retrying(&self.session_id, shard).await {
+                Ok(sleep) => Instant::now() + sleep,
+                Err(e) => {
+                    let release = if matches!(e, Error::Retired) {
+                        Release::Retired
+                    } else {
+                        Release::Lost
+                    };
+                    tracing::warn!(shard, error = %e, "identify refused; the claim ends");
+                    finish(&self.end_tx, release);
+                    return;
+                }
+            },
+        };
+        tracing::debug!(shard, wait = ?slot.saturating_duration_since(Instant::now()), "waiting for the IDENTIFY slot");
+        tokio::time::sleep_until(slot.into()).await;
+        if let Some(tx) = permit.take()
+            && tx.send(()).is_err()
+            && let Some(slot) = first
+        {
+            // The shard lost its connection before the slot: the slot is still unused.
+            lock(&self.first_slots).insert(shard, slot);
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! The core client, the lease keeper and the IDENTIFY queue against a scripted shardman.
+
+mod support;
+
+use serde_json::json;
+use shardman_twilight::twilight_gateway::queue::Queue;
+use shardman_twilight::{
+    Client, Error, LeaseKeeper, Release, Resume, ShardReport, ShardmanQueue, State,
+};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::{FakeShardman, Reply, beat_answer, claim_answer};
+
+fn client(server: &FakeShardman) -> Client {
+    Client::new(&server.url, "the-secret").expect("client")
+}
+
+fn no_reports() -> shardman_twilight::Reports {
+    Arc::new(Vec::new)
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+#[tokio::test]
+async fn claim_waits_out_a_503_for_its_retry_after_then_gets_the_shard() {
+    let server = FakeShardman::start().await;
+    server.on(
+        "/connect",
+        vec![
+            Reply::json(503, json!({"detail": "Store Unavailable"})).header("retry-after", "1"),
+            Reply::json(200, claim_answer(&[2], &[0.0], 6.0, 2.0)),
+        ],
+    );
+    let claim = client(&server).claim().await.expect("claim");
+    assert_eq!(claim.shard_ids, [2]);
+    assert_eq!(claim.shard_count, 4);
+    let tries = server.requests("/connect");
+    assert_eq!(tries.len(), 2);
+    let gap = tries[1].at - tries[0].at;
+    assert!(gap >= Duration::from_secs(1), "retried after {gap:?}");
+    assert!(gap < Duration::from_secs(2), "retried after {gap:?}");
+}
+
+#[tokio::test]
+async fn claim_backs_off_exponentially_on_429_without_retry_after() {
+    let server = FakeShardman::start().await;
+    let busy = Reply::json(429, json!({"detail": "Identify Budget Exhausted"}));
+    server.on(
+        "/connect",
+        vec![
+            busy.clone(),
+            busy,
+            Reply::json(200, claim_answer(&[0], &[0.0], 6.0, 2.0)),
+        ],
+    );
+    client(&server).claim().await.expect("claim");
+    let tries = server.requests("/connect");
+    assert_eq!(tries.len(), 3);
+    let first = tries[1].at - tries[0].at;
+    let second = tries[2].at - tries[1].at;
+    // 0.5 s, then 1 s (each with up to 10 % jitter).
+    assert!(first >= Duration::from_millis(500), "{first:?}");
+    assert!(second >= Duration::from_millis(1000), "{second:?}");
+    assert!(second > first, "{first:?} then {second:?}");
+}
+
+#[tokio::test]
+async fn connect_answering_401_is_no_shards_available_and_claim_asks_again_a_second_later() {
+    let server = FakeShardman::start().await;
+    server.on(
+        "/connect",
+        vec![
+            Reply::json(401, json!({"detail": "No Shards Available"})),
+            Reply::json(401, json!({"detail": "No Shards Available"})),
+            Reply::json(200, claim_answer(&[0], &[0.0], 6.0, 2.0)),
+        ],
+    );
+    let client = client(&server);
+    assert!(matches!(
+        client.connect().await,
+        Err(Error::NoShardsAvailable)
+    ));
+    client.claim().await.expect("claim");
+    let tries = server.requests("/connect");
+    assert_eq!(tries.len(), 3);
+    let gap = tries[2].at - tries[1].at;
+    assert!(
+        gap >= Duration::from_secs(1) && gap < Duration::from_secs(2),
+        "asked again after {gap:?}"
+    );
+}
+
+#[tokio::test]
+async fn connect_answering_403_is_forbidden_and_claim_gives_up_at_once() {
+    let server = FakeShardman::start().await;
+    server.on(
+        "/connect",
+        vec![Reply::json(403, json!({"detail": "Invalid Token"}))],
+    );
+    assert!(matches!(
+        client(&server).claim().await,
+        Err(Error::Forbidden)
+    ));
+    assert_eq!(server.requests("/connect").len(), 1);
+}
+
+#[tokio::test]
+async fn a_claim_reads_the_group_its_slots_resume_data_and_lease() {
+    let server = FakeShardman::start().await;
+    let mut answer = claim_answer(&[4, 5], &[0.0, 5.25], 6.0, 2.0);
+    answer["resumes"] =
+        json!([{"session_id": "abc", "sequence": 42, "resume_gateway_url": "wss://resume"}, null]);
+    answer["gateway_url"] = json!("wss://gateway.example");
+    server.on("/connect", vec![Reply::json(200, answer)]);
+    let claim = client(&server).connect().await.expect("claim");
+    assert_eq!(claim.shard_ids, [4, 5]);
+    assert_eq!(
+        claim.sleep_durations,
+        [Duration::ZERO, Duration::from_millis(5250)]
+    );
+    assert_eq!(
+        claim.resumes[0]
+            .as_ref()
+            .map(|r| (r.session_id.as_str(), r.sequence)),
+        Some(("abc", 42))
+    );
+    assert_eq!(claim.resumes[1], None);
+    assert_eq!(claim.lease, Duration::from_secs(6));
+    assert_eq!(claim.beat_interval, Duration::from_secs(2));
+    assert_eq!(claim.gateway_url.as_deref(), Some("wss://gateway.example"));
+    assert_eq!((claim.fence, claim.generation), (7, 1));
+    assert_eq!(claim.session_id, "session-1");
+    assert_eq!(
+        server.requests("/connect")[0].headers["authorization"],
+        "the-secret"
+    );
+}
+
+#[tokio::test]
+async fn a_beat_sends_per_shard_reports_and_the_first_shards_as_flat_fields() {
+    let server = FakeShardman::start().await;
+    server.on("/beat", vec![Reply::json(200, beat_answer("standby"))]);
+    let resume = Resume {
+        session_id: "discord-session".into(),
+        sequence: 9,
+        resume_gateway_url: "wss://resume".into(),
+    };
+    let reports = [
+        ShardReport {
+            shard_id: 4,
+            guild_count: Some(12),
+            latency: Some(0.25),
+            resume: Some(resume),
+        },
+        ShardReport {
+            shard_id: 5,
+            ..ShardReport::default()
+        },
+    ];
+    let ack = client(&server)
+        .beat("session-1", &reports)
+        .await
+        .expect("beat");
+    assert_eq!(ack.answer.map(|a| a.state), Some(State::Standby));
+    let beat = &server.requests("/beat")[0];
+    assert_eq!(beat.headers["prefer"], "return=representation");
+    let resume = json!({"session_id": "discord-session", "sequence": 9, "resume_gateway_url": "wss://resume"});
+    assert_eq!(
+        beat.json(),
+        json!({
+            "session_id": "session-1",
+            "guild_count": 12,
+            "latency": 0.25,
+            "resume": resume,
+            "shards": [
+                {"shard_id": 4, "guild_count": 12, "latency": 0.25, "resume": resume},
+                {"shard_id": 5},
+            ],
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_beat_answering_401_is_retired_404_is_lost_and_204_is_an_ack_without_answer() {
+    let server = FakeShardman::start().await;
+    server.on(
+        "/beat",
+        vec![
+            Reply::json(401, json!({"detail": "No Shards Available"})),
+            Reply::json(404, json!({"detail": "Session Not Found"})),
+            Reply::empty(204),
+        ],
+    );
+    let client = client(&server);
+    assert!(matches!(client.beat("s", &[]).await, Err(Error::Retired)));
+    assert!(matches!(
+        client.beat("s", &[]).await,
+        Err(Error::SessionLost)
+    ));
+    assert!(client.beat("s", &[]).await.expect("ack").answer.is_none());
+}
+
+#[tokio::test]
+async fn a_keeper_whose_beats_fail_lapses_at_connect_time_plus_the_longest_wait_plus_the_lease() {
+    let server = FakeShardman::start().await;
+    server.on(
+        "/connect",
+        vec![Reply::json(
+            200,
+            claim_answer(&[0, 1], &[0.0, 1.0], 1.0, 0.3),
+        )],
+    );
+    server.on(
+        "/beat",
+        vec![Reply::json(503, json!({"detail": "Store Unavailable"})).header("retry-after", "0")],
+    );
+    let client = client(&server);
+    let claim = client.connect().await.expect("claim");
+    let mut keeper = LeaseKeeper::start(client, &claim, no_reports());
+    assert_eq!(
+        keeper.view().deadline(),
+        claim.requested_at + Duration::from_secs(2)
+    );
+    assert_eq!(keeper.ended().await, Release::Lapsed);
+    let lapsed_after = claim.requested_at.elapsed();
+    assert!(
+        (2.0..2.6).contains(&secs(lapsed_after)),
+        "lapsed after {lapsed_after:?}"
+    );
+    let beats = server.requests("/beat");
+    assert!(beats.len() >= 2, "kept trying: {} beats", beats.len());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let after = server.requests("/beat");
+    assert_eq!(after.len(), beats.len(), "beat after the lapse");
+    // None sent after the deadline (the server records a beat a moment after it was sent).
+    let deadline = claim.requested_at + Duration::from_secs(2);
+    let margin = Duration::from_millis(100);
+    assert!(after.iter().all(|b| b.at < deadline + margin));
+}
+
+#[tokio::test]
+async fn acknowledged_beats_carry_the_lease_past_its_first_deadline_until_a_404_ends_it_as_lost() {
+    let server = FakeShardman::start().await;
+    server.on(
+        "/connect",
+        vec![Reply::json(200, claim_answer(&[0], &[0.0], 1.0, 0.3))],
+    );
+    let mut beats = vec![Reply::json(200, beat_answer("standby"))];
+    beats.extend(std::iter::repeat_n(
+        Reply::json(200, beat_answer("active")),
+        6,
+    ));
+    beats.push(Reply::json(404, json!({"detail": "Session Not Found"})));
+    server.on("/beat", beats);
+    let client = client(&server);
+    let claim = client.connect().await.expect("claim");
+    let mut keeper = LeaseKeeper::start(client, &claim, no_reports());
+    assert_eq!(keeper.ended().await, Release::Lost);
+    let lost_after = claim.requested_at.elapsed();
+    assert!(lost_after > Duration::from_secs(2), "{lost_after:?}");
+    assert_eq!(keeper.state(), State::Active);
+    let beats = server.requests("/beat");
+    assert_eq!(beats.len(), 8);
+    // The first beat goes out with the claim, the others every beat_interval.
+    assert!(beats[0].at - claim.requested_at < Duration::from_millis(200));
+    let gap = beats[2].at - beats[1].at;
+    assert!((0.28..0.6).contains(&secs(gap)), "beats {gap:?} apart");
+}
+
+#[tokio::test]
+async fn a_beat_answering_401_retires_the_claim_and_stops_the_beats() {
+    let server = FakeShardman::start().await;
+    server.on(
+        "/connect",
+        vec![Reply::json(200, claim_answer(&[0], &[0.0], 1.0, 0.2))],
+    );
+    server.on(
+        "/beat",
+        vec![
+            Reply::json(200, beat_answer("active")),
+            Reply::json(401, json!({"detail": "No Shards Available"})),
+        ],
+    );
+    let client = client(&server);
+    let claim = client.connect().await.expect("claim");
+    let mut keeper = LeaseKeeper::start(client, &claim, no_reports());
+    assert_eq!(keeper.ended().await, Release::Retired);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(server.requests("/beat").len(), 2);
+    // A retired session is not disconnected: shardman retired it already.
+    assert_eq!(keeper.shutdown(Vec::new()).await, Release::Retired);
+    assert!(server.requests("/disconnect").is_empty());
+}
+
+#[tokio::test]
+async fn shutdown_beats_the_last_reports_then_disconnects() {
+    let server = FakeShardman::start().await;
+    server.on(
+        "/connect",
+        vec![Reply::json(200, claim_answer(&[3], &[0.0], 6.0, 2.0))],
+    );
+    server.on("/beat", vec![Reply::json(200, beat_answer("active"))]);
+    server.on("/disconnect", vec![Reply::empty(204)]);
+    let client = client(&server);
+    let claim = client.connect().await.expect("claim");
+    let mut keeper = LeaseKeeper::start(client, &claim, no_reports());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let last = ShardReport {
+        shard_id: 3,
+        guild_count: Some(1),
+        ..ShardReport::default()
+    };
+    assert_eq!(keeper.shutdown(vec![last]).await, Release::Shutdown);
+    let beats = server.requests("/beat");
+    assert_eq!(beats.last().expect("beats").json()["guild_count"], 1);
+    let disconnect = &server.requests("/disconnect")[0];
+    assert_eq!(disconnect.json(), json!({"session_id": "session-1"}));
+    assert!(disconnect.at >= beats.last().expect("beats").at);
+}
+
+#[tokio::test]
+async fn the_queue_grants_a_first_identify_at_its_slot_and_asks_identify_for_later_ones() {
+    let server = FakeShardman::start().await;
+    server.on(
+        "/connect",
+        vec![Reply::json(
+            200,
+            claim_answer(&[0, 1], &[0.0, 0.6], 6.0, 2.0),
+        )],
+    );
+    server.on("/beat", vec![Reply::json(200, beat_answer("active"))]);
+    server.on(
+        "/identify",
+        vec![Reply::json(200, json!({"sleep_duration": 0.4}))],
+    );
+    let client = client(&server);
+    let claim = client.connect().await.expect("claim");
+    let keeper = LeaseKeeper::start(client.clone(), &claim, no_reports());
+    let queue = ShardmanQueue::for_claim(client, &claim, &keeper);
+
+    queue.enqueue(1).await.expect("first identify of shard 1");
+    let waited = claim.received_at.elapsed();
+    assert!((0.6..1.0).contains(&secs(waited)), "waited {waited:?}");
+    assert!(server.requests("/identify").is_empty());
+
+    let asked = Instant::now();
+    queue.enqueue(1).await.expect("second identify of shard 1");
+    let waited = asked.elapsed();
+    assert!((0.4..0.8).contains(&secs(waited)), "waited {waited:?}");
+    let identify = server.requests("/identify");
+    assert_eq!(identify.len(), 1);
+    assert_eq!(
+        identify[0].json(),
+        json!({"session_id": "session-1", "shard_id": 1})
+    );
+}
+
+#[tokio::test]
+async fn a_shard_that_inherits_resume_data_has_no_first_slot_and_asks_identify() {
+    let server = FakeShardman::start().await;
+    let mut answer = claim_answer(&[0], &[0.0], 6.0, 2.0);
+    answer["resumes"] =
+        json!([{"session_id": "abc", "sequence": 1, "resume_gateway_url": "wss://resume"}]);
+    server.on("/connect", vec![Reply::json(200, answer)]);
+    server.on("/beat", vec![Reply::json(200, beat_answer("active"))]);
+    server.on(
+        "/identify",
+        vec![Reply::json(200, json!({"sleep_duration": 0.0}))],
+    );
+    let client = client(&server);
+    let claim = client.connect().await.expect("claim");
+    let keeper = LeaseKeeper::start(client.clone(), &claim, no_reports());
+    let queue = ShardmanQueue::for_claim(client, &claim, &keeper);
+    queue
+        .enqueue(0)
+        .await
+        .expect("identify after a failed resume");
+    assert_eq!(server.requests("/identify").len(), 1);
+}
+
+#[tokio::test]
+async fn identify_answering_404_ends_the_claim_as_lost_and_never_grants_the_identify() {
+    let server = FakeShardman::start().await;
+    server.on(
+        "/connect",
+        vec![Reply::json(200, claim_answer(&[0], &[0.0], 6.0, 2.0))],
+    );
+    server.on("/beat", vec![Reply::json(200, beat_answer("active"))]);
+    server.on(
+        "/identify",
+        vec![Reply::json(404, json!({"detail": "Session Not Found"}))],
+    );
+    let client = client(&server);
+    let claim = client.connect().await.expect("claim");
+    let mut keeper = LeaseKeeper::start(client.clone(), &claim, no_reports());
+    let queue = ShardmanQueue::for_claim(client, &claim, &keeper);
+    queue.enqueue(0).await.expect("the first identify");
+    let permit = queue.enqueue(0);
+    assert_eq!(keeper.ended().await, Release::Lost);
+    // Neither granted nor cancelled (a cancelled permit makes twilight ask again at once).
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), permit)
+            .await
+            .is_err()
+    );
+}

@@ -1,0 +1,16 @@
+//! The README's example is the example bot, word for word (the doctest compiles it; the harness
+//! runs the bot).
+
+#[test]
+fn the_readme_example_is_examples_bot_rs_word_for_word() {
+    let readme = include_str!("../README.md");
+    let bot = include_str!("../examples/bot.rs");
+    let start = readme
+        .find("```rust,no_run\n")
+        .expect("a rust example in the README")
+        + "```rust,no_run\n".len();
+    let length = readme[start..]
+        .find("```\n")
+        .expect("the end of the example");
+    assert_eq!(&readme[start..start + length], bot);
+}

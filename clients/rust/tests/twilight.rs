@@ -1,0 +1,306 @@
+//! The twilight adapter: real twilight-gateway shards against a small fake gateway, with a
+//! scripted shardman.
+
+mod support;
+
+use serde_json::{Value, json};
+use shardman_twilight::twilight_gateway::{Event, Intents};
+use shardman_twilight::{Claimed, Client, Fleet, Release, Step};
+use std::time::{Duration, Instant};
+use support::gateway::{FakeGateway, Seen};
+use support::{FakeShardman, Reply, beat_answer, claim_answer};
+
+struct Setup {
+    shardman: FakeShardman,
+    gateway: FakeGateway,
+    fleet: Fleet,
+}
+
+async fn setup(answer: Value) -> Setup {
+    setup_with_token(answer, "token").await
+}
+
+async fn setup_with_token(mut answer: Value, token: &str) -> Setup {
+    let shardman = FakeShardman::start().await;
+    let gateway = FakeGateway::start().await;
+    answer["gateway_url"] = json!(gateway.url);
+    shardman.on("/connect", vec![Reply::json(200, answer)]);
+    shardman.on("/beat", vec![Reply::json(200, beat_answer("active"))]);
+    shardman.on("/disconnect", vec![Reply::empty(204)]);
+    let client = Client::new(&shardman.url, "secret").expect("client");
+    let fleet = Fleet::new(client, token.into(), Intents::GUILDS);
+    Setup {
+        shardman,
+        gateway,
+        fleet,
+    }
+}
+
+/// Drives the claim's events until `done` holds for what the gateway saw, or fails after `limit`.
+async fn run_until(claimed: &mut Claimed, gateway: &FakeGateway, done: impl Fn(&[Seen]) -> bool) {
+    let limit = Duration::from_secs(10);
+    let started = Instant::now();
+    while !done(&gateway.seen()) {
+        assert!(
+            started.elapsed() < limit,
+            "gateway saw {:?}",
+            gateway.seen()
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(50), claimed.next()).await;
+    }
+}
+
+fn identifies(seen: &[Seen]) -> Vec<[u32; 2]> {
+    seen.iter()
+        .filter_map(|s| match s {
+            Seen::Identify { shard } => Some(*shard),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_group_runs_one_shard_per_id_each_identifying_at_its_slot_and_beating_its_resume_data() {
+    let setup = setup(claim_answer(&[2, 3], &[0.0, 0.8], 6.0, 0.3)).await;
+    let mut claimed = setup.fleet.claim().await.expect("claim");
+    let received_at = claimed.claim().received_at;
+    let mut ready = Vec::new();
+    while ready.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(5), claimed.next()).await {
+            Ok(Step::Event(shard, Event::Ready(_))) => ready.push(shard.number()),
+            Ok(Step::Event(..)) => {}
+            Ok(Step::Released(r)) => panic!("released: {r:?}"),
+            Err(_) => panic!("no READY; gateway saw {:?}", setup.gateway.seen()),
+        }
+    }
+    ready.sort_unstable();
+    assert_eq!(ready, [2, 3]);
+    let records = setup.gateway.records();
+    let at = |shard: u32| {
+        records
+            .iter()
+            .find(|r| r.seen == Seen::Identify { shard: [shard, 4] })
+            .expect("identified")
+            .at
+            - received_at
+    };
+    assert!(at(2) < Duration::from_secs(1), "shard 2 after {:?}", at(2));
+    assert!(
+        at(3) >= Duration::from_millis(800),
+        "shard 3 after {:?}",
+        at(3)
+    );
+    assert!(setup.shardman.requests("/identify").is_empty());
+
+    // The next beats carry each shard's READY session as resume data and its guild count.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let beat = setup
+        .shardman
+        .requests("/beat")
+        .pop()
+        .expect("beats")
+        .json();
+    let shards = beat["shards"].as_array().expect("per-shard reports");
+    assert_eq!(shards.len(), 2);
+    for report in shards {
+        assert_eq!(report["guild_count"], 2, "{report}");
+        let resume = &report["resume"];
+        assert!(
+            resume["session_id"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("session-")),
+            "{report}"
+        );
+        assert_eq!(resume["sequence"], 1);
+        assert_eq!(
+            resume["resume_gateway_url"],
+            format!("{}/resume", setup.gateway.url)
+        );
+    }
+    assert_eq!(beat["resume"], shards[0]["resume"]);
+    assert_eq!(claimed.shutdown().await, Release::Shutdown);
+}
+
+#[tokio::test]
+async fn a_shard_that_inherits_resume_data_resumes_at_the_resume_url_instead_of_identifying() {
+    let mut answer = claim_answer(&[0], &[0.0], 6.0, 2.0);
+    let setup = setup(answer.clone()).await;
+    setup.gateway.known_session("inherited");
+    answer["gateway_url"] = json!(setup.gateway.url);
+    answer["resumes"] = json!([{"session_id": "inherited", "sequence": 41,
+                                "resume_gateway_url": format!("{}/resume", setup.gateway.url)}]);
+    setup
+        .shardman
+        .on("/connect", vec![Reply::json(200, answer)]);
+    let mut claimed = setup.fleet.claim().await.expect("claim");
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), claimed.next()).await {
+            Ok(Step::Event(_, Event::Resumed)) => break,
+            Ok(Step::Event(..)) => {}
+            other => panic!("{other:?}; gateway saw {:?}", setup.gateway.seen()),
+        }
+    }
+    let seen = setup.gateway.seen();
+    assert_eq!(
+        seen[..2],
+        [
+            Seen::Connected {
+                path: "/resume/".into()
+            },
+            Seen::Resume {
+                session_id: "inherited".into(),
+                sequence: 41
+            },
+        ]
+    );
+    assert!(identifies(&seen).is_empty());
+    claimed.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_resume_asks_identify_and_waits_its_sleep_before_identifying() {
+    let mut answer = claim_answer(&[0], &[0.0], 6.0, 2.0);
+    answer["resumes"] = json!([{"session_id": "forgotten", "sequence": 5,
+                                "resume_gateway_url": "ws://127.0.0.1:1"}]);
+    let setup = setup(answer.clone()).await;
+    answer["gateway_url"] = json!(setup.gateway.url);
+    answer["resumes"][0]["resume_gateway_url"] = json!(setup.gateway.url);
+    setup
+        .shardman
+        .on("/connect", vec![Reply::json(200, answer)]);
+    setup.shardman.on(
+        "/identify",
+        vec![Reply::json(200, json!({"sleep_duration": 0.5}))],
+    );
+    let mut claimed = setup.fleet.claim().await.expect("claim");
+    run_until(&mut claimed, &setup.gateway, |seen| {
+        !identifies(seen).is_empty()
+    })
+    .await;
+    let asked = setup.shardman.requests("/identify");
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].json()["shard_id"], 0);
+    let identified = setup
+        .gateway
+        .records()
+        .into_iter()
+        .find(|r| matches!(r.seen, Seen::Identify { .. }))
+        .expect("identify")
+        .at;
+    assert!(identified - asked[0].at >= Duration::from_millis(500));
+    assert!(setup.gateway.seen().contains(&Seen::Resume {
+        session_id: "forgotten".into(),
+        sequence: 5
+    }));
+    claimed.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lapsed_lease_closes_the_gateway_connection_at_once_keeping_the_session_resumable() {
+    let setup = setup(claim_answer(&[0], &[0.0], 1.0, 0.3)).await;
+    setup.shardman.on(
+        "/beat",
+        vec![Reply::json(503, json!({"detail": "Store Unavailable"}))],
+    );
+    let mut claimed = setup.fleet.claim().await.expect("claim");
+    let deadline = claimed.lease().deadline();
+    let release = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Step::Released(release) = claimed.next().await {
+                break release;
+            }
+        }
+    })
+    .await
+    .expect("released");
+    assert_eq!(release, Release::Lapsed);
+    let closed = setup
+        .gateway
+        .records()
+        .into_iter()
+        .find(|r| r.seen == Seen::Closed { code: 4000 })
+        .expect("a close frame with 4000");
+    assert!(closed.at >= deadline);
+    assert!(
+        closed.at - deadline < Duration::from_millis(600),
+        "{:?}",
+        closed.at - deadline
+    );
+    // Lapsed: neither beaten nor disconnected again.
+    let beats = setup.shardman.requests("/beat").len();
+    assert_eq!(claimed.shutdown().await, Release::Lapsed);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(setup.shardman.requests("/beat").len(), beats);
+    assert!(setup.shardman.requests("/disconnect").is_empty());
+}
+
+#[tokio::test]
+async fn a_beat_answering_401_closes_the_shard_for_good_and_releases_it_as_retired() {
+    let setup = setup(claim_answer(&[0], &[0.0], 6.0, 0.3)).await;
+    let mut claimed = setup.fleet.claim().await.expect("claim");
+    run_until(&mut claimed, &setup.gateway, |seen| {
+        !identifies(seen).is_empty()
+    })
+    .await;
+    setup.shardman.on(
+        "/beat",
+        vec![Reply::json(401, json!({"detail": "No Shards Available"}))],
+    );
+    let release = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Step::Released(release) = claimed.next().await {
+                break release;
+            }
+        }
+    })
+    .await
+    .expect("released");
+    assert_eq!(release, Release::Retired);
+    assert!(setup.gateway.seen().contains(&Seen::Closed { code: 1000 }));
+}
+
+#[tokio::test]
+async fn shutdown_closes_the_shards_then_beats_their_resume_data_then_disconnects() {
+    let setup = setup(claim_answer(&[0], &[0.0], 6.0, 2.0)).await;
+    let mut claimed = setup.fleet.claim().await.expect("claim");
+    run_until(&mut claimed, &setup.gateway, |seen| {
+        !identifies(seen).is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(claimed.shutdown().await, Release::Shutdown);
+    let closed = setup
+        .gateway
+        .records()
+        .into_iter()
+        .find(|r| r.seen == Seen::Closed { code: 4000 })
+        .expect("closed with 4000")
+        .at;
+    let last_beat = setup.shardman.requests("/beat").pop().expect("beats");
+    assert!(last_beat.at >= closed);
+    assert_eq!(last_beat.json()["resume"]["session_id"], "session-1");
+    let disconnect = setup.shardman.requests("/disconnect");
+    assert_eq!(disconnect.len(), 1);
+    assert!(disconnect[0].at >= last_beat.at);
+}
+
+#[tokio::test]
+async fn a_shard_closed_for_good_gives_the_group_back_and_releases_it_as_gateway_closed() {
+    let setup = setup_with_token(claim_answer(&[0, 1], &[0.0, 0.0], 6.0, 2.0), "wrong").await;
+    let mut claimed = setup.fleet.claim().await.expect("claim");
+    let release = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Step::Released(release) = claimed.next().await {
+                break release;
+            }
+        }
+    })
+    .await
+    .expect("released");
+    assert!(
+        matches!(release, Release::GatewayClosed { shard_id: 0 | 1 }),
+        "{release:?}"
+    );
+    assert!(setup.gateway.seen().contains(&Seen::Rejected));
+    assert_eq!(setup.shardman.requests("/disconnect").len(), 1);
+}
