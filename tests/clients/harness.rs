@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::discord::{self, Config, Discord};
+use crate::discord::{self, Config, Discord, Event};
 use crate::proxy::Proxy;
 use crate::sockets::Processes;
 use crate::support::process::{Scratch, die_with_parent, signal};
@@ -315,9 +315,93 @@ impl Fleet {
         })
     }
 
-    /// What to look at when a scenario fails: the gateway's records, each bot's output and log.
+    /// The slot shardman gave `pid` for shard `id` last before `before`.
+    fn slot_of(&self, pid: Option<u32>, id: u32, before: Instant) -> Option<Instant> {
+        self.exchanges()
+            .into_iter()
+            .filter(|exchange| exchange.pid == pid && exchange.at <= before)
+            .flat_map(|exchange| exchange.slots)
+            .filter(|(shard, _)| shard.is_none_or(|shard| shard == id))
+            .map(|(_, slot)| slot)
+            .next_back()
+    }
+
+    /// For each IDENTIFY too early: its slot, and the bucket's previous IDENTIFY and that one's
+    /// slot (how late it came).
+    pub fn explain_too_early(&self) -> String {
+        let records = self.discord.records();
+        let ms = |at: Instant| at.saturating_duration_since(self.started).as_millis();
+        let slot_text = |slot: Option<Instant>, at: Instant| match slot {
+            Some(slot) if slot <= at => {
+                format!(
+                    "its slot {} ms, {} ms late",
+                    ms(slot),
+                    (at - slot).as_millis()
+                )
+            }
+            Some(slot) => format!(
+                "its slot {} ms, {} ms EARLY",
+                ms(slot),
+                (slot - at).as_millis()
+            ),
+            None => "no slot seen".into(),
+        };
+        let mut text = String::new();
+        for early in records
+            .iter()
+            .filter(|record| record.event == Event::Identify { too_early: true })
+        {
+            let Some(shard) = early.shard else { continue };
+            let bucket = shard.id % MAX_CONCURRENCY;
+            let previous = records.iter().rev().find(|record| {
+                record.at < early.at
+                    && record.event == Event::Identify { too_early: false }
+                    && record
+                        .shard
+                        .is_some_and(|other| other.id % MAX_CONCURRENCY == bucket)
+            });
+            text.push_str(&format!(
+                "IDENTIFY of {shard} at {} ms ({})",
+                ms(early.at),
+                slot_text(self.slot_of(early.pid, shard.id, early.at), early.at)
+            ));
+            if let Some(previous) = previous {
+                let other = previous.shard.expect("shard");
+                text.push_str(&format!(
+                    " came {} ms after the IDENTIFY of {other} in bucket {bucket} at {} ms ({})",
+                    (early.at - previous.at).as_millis(),
+                    ms(previous.at),
+                    slot_text(
+                        self.slot_of(previous.pid, other.id, previous.at),
+                        previous.at
+                    )
+                ));
+            }
+            text.push('\n');
+        }
+        text
+    }
+
+    /// What to look at when a scenario fails: the gateway's records, the IDENTIFY slots shardman
+    /// gave, each bot's output and log.
     pub fn report(&self) -> String {
         let mut text = format!("gateway records:\n{}\n", self.discord.dump(self.started));
+        text.push_str("identify slots shardman handed out (shard: slot time):\n");
+        for exchange in self.exchanges() {
+            for (shard, slot) in &exchange.slots {
+                text.push_str(&format!(
+                    "  {} ms: {} to pid {:?}: shard {} at {} ms\n",
+                    exchange
+                        .at
+                        .saturating_duration_since(self.started)
+                        .as_millis(),
+                    exchange.path,
+                    exchange.pid,
+                    shard.map_or("first".into(), |id| id.to_string()),
+                    slot.saturating_duration_since(self.started).as_millis()
+                ));
+            }
+        }
         for bot in &self.bots {
             text.push_str(&format!(
                 "--- bot pid {} stdout: {:?}\nstray stdout: {:?}\nstderr (last 3000 bytes):\n{}\n",

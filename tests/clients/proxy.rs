@@ -3,7 +3,7 @@
 //! answer), e.g. that a process woken from SIGSTOP never beats its old session again.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
@@ -23,6 +23,9 @@ pub struct Exchange {
     pub status: u16,
     /// The `session_id` a `/connect` answer granted.
     pub granted: Option<String>,
+    /// The IDENTIFY slots a `/connect` or `/identify` answer gave: shard id (`None`: the group's
+    /// first) and the moment its `sleep_duration` ends, counted from when the proxy got the answer.
+    pub slots: Vec<(Option<u32>, Instant)>,
 }
 
 struct Shared {
@@ -47,6 +50,8 @@ impl Proxy {
     pub fn start(target: String, processes: Processes) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let port = listener.local_addr().expect("address").port();
+        // reqwest is built without a default TLS provider (shardman picks ring); plain HTTP here.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let shared = Arc::new(Shared {
             target,
             port,
@@ -142,7 +147,12 @@ async fn forward(
         session_id: session_of(request.query_string(), &body),
         status: 502,
         granted: None,
+        slots: Vec::new(),
     };
+    let named_shard = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|value| value["shard_id"].as_u64())
+        .map(|id| id as u32);
     let response = match outgoing.send().await {
         Ok(answer) => {
             let status = answer.status().as_u16();
@@ -157,10 +167,32 @@ async fn forward(
                 .collect();
             let bytes = answer.bytes().await.unwrap_or_default();
             exchange.status = status;
+            let answered = Instant::now();
+            let answer = serde_json::from_slice::<Value>(&bytes).unwrap_or_default();
+            let after = |seconds: &Value| {
+                answered + Duration::from_secs_f64(seconds.as_f64().unwrap_or(0.0).max(0.0))
+            };
             if exchange.path == "/connect" && status == 200 {
-                exchange.granted = serde_json::from_slice::<Value>(&bytes)
-                    .ok()
-                    .and_then(|value| value["session_id"].as_str().map(str::to_owned));
+                exchange.granted = answer["session_id"].as_str().map(str::to_owned);
+                let ids = answer["shard_ids"].as_array().cloned().unwrap_or_default();
+                let sleeps = answer["sleep_durations"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let resumes = answer["resumes"].as_array().cloned().unwrap_or_default();
+                for (index, (id, sleep)) in ids.iter().zip(&sleeps).enumerate() {
+                    // A shard that inherits resume data has no slot.
+                    if resumes.get(index).is_none_or(Value::is_null) {
+                        exchange
+                            .slots
+                            .push((id.as_u64().map(|id| id as u32), after(sleep)));
+                    }
+                }
+            }
+            if exchange.path == "/identify" && status == 200 {
+                exchange
+                    .slots
+                    .push((named_shard, after(&answer["sleep_duration"])));
             }
             let mut reply = HttpResponse::build(
                 StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),

@@ -45,8 +45,9 @@ fn assert_clean(fleet: &Fleet) {
     let early = fleet.discord.too_early_identifies();
     assert!(
         early.is_empty(),
-        "{}: IDENTIFY too early: {early:?}\n{}",
+        "{}: IDENTIFY too early:\n{}\n{}",
         fleet.kind.name(),
+        fleet.explain_too_early(),
         fleet.report()
     );
     for bot in &fleet.bots {
