@@ -5,7 +5,7 @@
 //! - HELLO first; heartbeats (op 1) are ACKed (op 11); a connection that sends none for
 //!   `ZOMBIE_INTERVALS` heartbeat intervals is dropped without a close frame (the session stays
 //!   resumable, as after any connection loss).
-//! - IDENTIFY (op 2): a wrong token closes 4004, a shard outside its count closes 4010, a second
+//! - IDENTIFY (op 2): a wrong token (bare or `Bot `-prefixed) closes 4004, a shard outside its count closes 4010, a second
 //!   IDENTIFY/RESUME on an authenticated connection closes 4005. One IDENTIFY per 5 s per bucket
 //!   (`shard_id % max_concurrency`), counted from the last accepted one: an earlier one gets op 9
 //!   (`d: false`) and is recorded as too early. Otherwise READY, a new session.
@@ -434,7 +434,7 @@ impl State {
         if self.authenticated(connection) {
             return vec![Action::Close(4005, "Already authenticated")];
         }
-        if !token_matches(data["token"].as_str()) {
+        if !gateway_token_matches(data["token"].as_str()) {
             return vec![Action::Close(4004, "Authentication failed")];
         }
         let shard = match data.get("shard") {
@@ -509,7 +509,7 @@ impl State {
         if self.authenticated(connection) {
             return vec![Action::Close(4005, "Already authenticated")];
         }
-        if !token_matches(data["token"].as_str()) {
+        if !gateway_token_matches(data["token"].as_str()) {
             return vec![Action::Close(4004, "Authentication failed")];
         }
         let session_id = data["session_id"].as_str().unwrap_or_default().to_owned();
@@ -571,6 +571,12 @@ fn invalid_session() -> Action {
 
 fn token_matches(token: Option<&str>) -> bool {
     token.is_some_and(|token| bool::from(token.as_bytes().ct_eq(TOKEN.as_bytes())))
+}
+
+/// The gateway takes the token bare or with the `Bot ` prefix of the REST header (twilight
+/// sends it prefixed, discord.py and discord.js bare).
+fn gateway_token_matches(token: Option<&str>) -> bool {
+    token_matches(token.map(|token| token.strip_prefix("Bot ").unwrap_or(token)))
 }
 
 fn authorized(request: &HttpRequest) -> bool {
