@@ -5,6 +5,7 @@
 //! first; a bot that is not installed fails its scenarios, saying so.
 
 mod discord;
+mod gateway_rules;
 mod harness;
 mod proxy;
 mod scenarios;
