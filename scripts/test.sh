@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Installs, from Debian's packages, what the tests need when it is
 # missing: redis-server (every integration test starts its own) and docker-compose (to validate
-# docker-compose.yml) and chromium (to test the status page). Extra arguments go to `cargo test`.
+# docker-compose.yml) and chromium (to test the status page). Then installs the client packages
+# of clients/ (each only if it is there): a Python venv with the package and discord.py, the JS
+# package's node_modules, the Rust example bot; runs each package's own tests; and runs
+# `cargo test --all-targets`, whose tests/clients runs the three example bots. Reruns skip what
+# is already installed. Caches stay inside the clone (target/). Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,12 +19,51 @@ command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# The client packages: a Python with venv and pip, Node.js with npm.
+if [ -d clients/python ]; then
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+fi
+if [ -d clients/js ]; then
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "installing ${missing[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+mkdir -p target
+# $1 is newer than the stamp $2 (or there is no stamp).
+changed() { [ ! -e "$2" ] || [ -n "$(find "$1" -newer "$2" -print -quit)" ]; }
+
+if [ -d clients/python ]; then
+  venv=clients/python/.venv
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  stamp="$venv/.installed"
+  if changed clients/python/pyproject.toml "$stamp" ||
+     { [ -e clients/python/requirements-lock.txt ] && changed clients/python/requirements-lock.txt "$stamp"; }; then
+    constraints=()
+    [ -e clients/python/requirements-lock.txt ] && constraints=(-c clients/python/requirements-lock.txt)
+    "$venv/bin/pip" install -q --cache-dir "$PWD/target/pip-cache" "${constraints[@]}" -e 'clients/python[discord,dev]'
+    touch "$stamp"
+  fi
+  "$venv/bin/pytest" -q clients/python
+fi
+
+if [ -d clients/js ]; then
+  # npm ci writes node_modules/.package-lock.json; a newer package-lock.json means reinstall.
+  if changed clients/js/package-lock.json clients/js/node_modules/.package-lock.json; then
+    npm ci --prefix clients/js --cache "$PWD/target/npm-cache" --no-audit --no-fund
+  fi
+  npm test --prefix clients/js
+fi
+
+if [ -d clients/rust ]; then
+  cargo build --manifest-path clients/rust/Cargo.toml --example bot
+  cargo test --manifest-path clients/rust/Cargo.toml
 fi
 
 cargo test --all-targets "$@"

@@ -1,0 +1,484 @@
+//! The example bots as real processes, and a deployment for them: the stand-in Discord, three
+//! shardman replicas on the shared Redis, each behind a recording proxy, and bot processes handed
+//! the replicas round-robin.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::discord::{self, Config, Discord, Event};
+use crate::proxy::Proxy;
+use crate::sockets::Processes;
+use crate::support::process::{Scratch, die_with_parent, signal};
+use crate::support::redis::shared_redis;
+use crate::support::replicas::{Deployment, Replica, SECRET};
+
+/// Lease length of the test deployments: short, so hand-overs take seconds, and long enough that
+/// a bot on a busy 2-core machine does not miss it.
+pub const MAX_SECONDS: u64 = 4;
+/// Identify buckets of the stand-in Discord.
+pub const MAX_CONCURRENCY: u32 = 2;
+/// The gateway's heartbeat interval (Discord's is 41.25 s against a default lease of 60 s).
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(3000);
+const REPLICAS: usize = 3;
+
+/// Which example bot, and how the contract says to run it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BotKind {
+    Python,
+    Js,
+    Rust,
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+impl BotKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Python => "python",
+            Self::Js => "js",
+            Self::Rust => "rust",
+        }
+    }
+
+    /// Whether a claim that inherits resume data must RESUME (the contract leaves it to Python).
+    pub fn must_resume(self) -> bool {
+        matches!(self, Self::Js | Self::Rust)
+    }
+
+    /// The command line of the contract; panics with what to do when the package is not installed.
+    fn command(self) -> Command {
+        let (program, args, needs): (PathBuf, Vec<PathBuf>, Vec<PathBuf>) = match self {
+            Self::Python => (
+                root().join("clients/python/.venv/bin/python"),
+                vec![root().join("clients/python/examples/bot.py")],
+                vec![],
+            ),
+            Self::Js => (
+                PathBuf::from("node"),
+                vec![root().join("clients/js/examples/bot.js")],
+                vec![root().join("clients/js/node_modules")],
+            ),
+            Self::Rust => (
+                root().join("clients/rust/target/debug/examples/bot"),
+                vec![],
+                vec![],
+            ),
+        };
+        let missing: Vec<String> = std::iter::once(&program)
+            .filter(|path| path.is_absolute())
+            .chain(&args)
+            .chain(&needs)
+            .filter(|path| !path.exists())
+            .map(|path| path.display().to_string())
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "the {} example bot is not installed (missing {}): scripts/test.sh installs clients/{}",
+            self.name(),
+            missing.join(", "),
+            self.name()
+        );
+        let mut command = Command::new(program);
+        command.args(args);
+        command
+    }
+}
+
+/// What a bot printed on stdout, with the time each line arrived.
+#[derive(Default)]
+struct Output {
+    events: Vec<(Instant, Value)>,
+    /// Lines that were not JSON objects (the contract allows none).
+    stray: Vec<String>,
+}
+
+/// One example bot process.
+pub struct Bot {
+    child: Option<Child>,
+    pub pid: u32,
+    output: Arc<Mutex<Output>>,
+    exit: Option<ExitStatus>,
+    dir: Scratch,
+}
+
+impl Bot {
+    fn spawn(kind: BotKind, shardman_url: &str, api_base: &str) -> Self {
+        let dir = Scratch::new("bot");
+        let stderr = std::fs::File::create(dir.0.join("stderr.log")).expect("log file");
+        let mut command = kind.command();
+        command
+            .current_dir(root())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", std::env::var("HOME").unwrap_or_default())
+            .env("SHARDMAN_URL", shardman_url)
+            .env("SHARDMAN_SECRET", SECRET)
+            .env("DISCORD_TOKEN", discord::TOKEN)
+            .env("DISCORD_API_BASE", api_base)
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        die_with_parent(&mut command);
+        let mut child = command.spawn().expect("start the example bot");
+        let stdout = child.stdout.take().expect("stdout");
+        let output = Arc::new(Mutex::new(Output::default()));
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let mut output = sink.lock().expect("output");
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(value) if value.is_object() => output.events.push((Instant::now(), value)),
+                    _ => output.stray.push(line),
+                }
+            }
+        });
+        Self {
+            pid: child.id(),
+            child: Some(child),
+            output,
+            exit: None,
+            dir,
+        }
+    }
+
+    pub fn events(&self) -> Vec<(Instant, Value)> {
+        self.output.lock().expect("output").events.clone()
+    }
+
+    pub fn stray_stdout(&self) -> Vec<String> {
+        self.output.lock().expect("output").stray.clone()
+    }
+
+    pub fn events_named(&self, name: &str) -> Vec<(Instant, Value)> {
+        self.events()
+            .into_iter()
+            .filter(|(_, event)| event["event"] == name)
+            .collect()
+    }
+
+    /// The shard ids of its claim now, by its own account (the last line is a "claimed").
+    pub fn holds(&self) -> Option<(Vec<u32>, u32)> {
+        let events = self.events();
+        let (_, last) = events.last()?;
+        (last["event"] == "claimed").then(|| {
+            let ids = last["shard_ids"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_u64)
+                .map(|id| id as u32)
+                .collect();
+            (ids, last["shard_count"].as_u64().unwrap_or(0) as u32)
+        })
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("stderr.log")).unwrap_or_default()
+    }
+
+    fn child(&self) -> &Child {
+        self.child.as_ref().expect("running bot")
+    }
+
+    pub fn kill9(&mut self) {
+        crate::support::process::kill(&mut self.child);
+    }
+
+    pub fn sigstop(&self) {
+        signal(self.child(), libc::SIGSTOP);
+    }
+
+    pub fn sigcont(&self) {
+        signal(self.child(), libc::SIGCONT);
+    }
+
+    /// Its exit status, once it has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            self.exit = self.child.as_mut()?.try_wait().ok().flatten();
+        }
+        self.exit
+    }
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        crate::support::process::kill(&mut self.child);
+    }
+}
+
+/// A deployment of one bot kind: Discord, replicas behind proxies, bots.
+pub struct Fleet {
+    pub kind: BotKind,
+    pub discord: Discord,
+    pub replicas: Vec<Replica>,
+    pub proxies: Vec<Proxy>,
+    pub bots: Vec<Bot>,
+    processes: Processes,
+    pub started: Instant,
+}
+
+impl Fleet {
+    /// Starts the stand-in Discord and three replicas planning `max_shards` shards in groups of
+    /// `shards_per_process`, and waits until shardman has read Discord's gateway info (so every
+    /// `/connect` answers `gateway_url` and books slots in Discord's buckets).
+    pub fn start(kind: BotKind, max_shards: u32, shards_per_process: u32) -> Self {
+        let processes = Processes::default();
+        let discord = Discord::start(
+            Config {
+                max_concurrency: MAX_CONCURRENCY,
+                heartbeat_interval: HEARTBEAT_INTERVAL,
+                recommended_shards: max_shards,
+            },
+            processes.clone(),
+        );
+        let deployment = Deployment::new(&shared_redis().url(), MAX_SECONDS, max_shards)
+            .set("SHARDS_PER_PROCESS", &shards_per_process.to_string())
+            .set("BOT_TOKEN", discord::TOKEN)
+            .set("DISCORD_API_BASE", &discord.api_base());
+        let replicas = deployment.start_many(REPLICAS);
+        let proxies = replicas
+            .iter()
+            .map(|replica| Proxy::start(replica.url(), processes.clone()))
+            .collect();
+        let fleet = Self {
+            kind,
+            discord,
+            replicas,
+            proxies,
+            bots: Vec::new(),
+            processes,
+            started: Instant::now(),
+        };
+        fleet.wait_for(
+            "shardman to read /gateway/bot",
+            Duration::from_secs(15),
+            |fleet| {
+                fleet.replicas.iter().all(|replica| {
+                    http(replica.port, "GET", "/metrics", None).is_some_and(|(_, body)| {
+                        body.lines().any(|line| {
+                            line == format!("shardman_identify_max_concurrency {MAX_CONCURRENCY}")
+                        })
+                    })
+                })
+            },
+        );
+        fleet
+    }
+
+    /// Starts `count` more bots, each on the next replica (round-robin).
+    pub fn spawn_bots(&mut self, count: usize) {
+        for _ in 0..count {
+            let proxy = &self.proxies[self.bots.len() % self.proxies.len()];
+            let bot = Bot::spawn(self.kind, &proxy.url(), &self.discord.api_base());
+            self.processes.add(bot.pid);
+            self.bots.push(bot);
+        }
+    }
+
+    /// Waits until `done` holds, or fails with the gateway's records and the bots' logs.
+    pub fn wait_for(&self, what: &str, within: Duration, done: impl Fn(&Fleet) -> bool) {
+        let deadline = Instant::now() + within;
+        while !done(self) {
+            if Instant::now() > deadline {
+                panic!(
+                    "{}: timed out after {within:?} waiting for {what}\n{}",
+                    self.kind.name(),
+                    self.report()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Every proxied request, all replicas.
+    pub fn exchanges(&self) -> Vec<crate::proxy::Exchange> {
+        let mut all: Vec<_> = self.proxies.iter().flat_map(Proxy::exchanges).collect();
+        all.sort_by_key(|exchange| exchange.at);
+        all
+    }
+
+    /// The bot whose claim includes shard `id` of `count`, by its own account.
+    pub fn holder_of(&self, id: u32, count: u32) -> Option<usize> {
+        self.bots.iter().position(|bot| {
+            bot.holds()
+                .is_some_and(|(ids, held_count)| held_count == count && ids.contains(&id))
+        })
+    }
+
+    /// The slot shardman gave `pid` for shard `id` last before `before`.
+    fn slot_of(&self, pid: Option<u32>, id: u32, before: Instant) -> Option<Instant> {
+        self.exchanges()
+            .into_iter()
+            .filter(|exchange| exchange.pid == pid && exchange.at <= before)
+            .flat_map(|exchange| exchange.slots)
+            .filter(|(shard, _)| shard.is_none_or(|shard| shard == id))
+            .map(|(_, slot)| slot)
+            .next_back()
+    }
+
+    /// For each IDENTIFY too early: its slot, and the bucket's previous IDENTIFY and that one's
+    /// slot (how late it came).
+    pub fn explain_too_early(&self) -> String {
+        let records = self.discord.records();
+        let ms = |at: Instant| at.saturating_duration_since(self.started).as_millis();
+        let slot_text = |slot: Option<Instant>, at: Instant| match slot {
+            Some(slot) if slot <= at => {
+                format!(
+                    "its slot {} ms, {} ms late",
+                    ms(slot),
+                    (at - slot).as_millis()
+                )
+            }
+            Some(slot) => format!(
+                "its slot {} ms, {} ms EARLY",
+                ms(slot),
+                (slot - at).as_millis()
+            ),
+            None => "no slot seen".into(),
+        };
+        let mut text = String::new();
+        for early in records
+            .iter()
+            .filter(|record| record.event == Event::Identify { too_early: true })
+        {
+            let Some(shard) = early.shard else { continue };
+            let bucket = shard.id % MAX_CONCURRENCY;
+            let previous = records.iter().rev().find(|record| {
+                record.at < early.at
+                    && record.event == Event::Identify { too_early: false }
+                    && record
+                        .shard
+                        .is_some_and(|other| other.id % MAX_CONCURRENCY == bucket)
+            });
+            text.push_str(&format!(
+                "IDENTIFY of {shard} at {} ms ({})",
+                ms(early.at),
+                slot_text(self.slot_of(early.pid, shard.id, early.at), early.at)
+            ));
+            if let Some(previous) = previous {
+                let other = previous.shard.expect("shard");
+                text.push_str(&format!(
+                    " came {} ms after the IDENTIFY of {other} in bucket {bucket} at {} ms ({})",
+                    (early.at - previous.at).as_millis(),
+                    ms(previous.at),
+                    slot_text(
+                        self.slot_of(previous.pid, other.id, previous.at),
+                        previous.at
+                    )
+                ));
+            }
+            text.push('\n');
+        }
+        text
+    }
+
+    /// What to look at when a scenario fails: the gateway's records, the IDENTIFY slots shardman
+    /// gave, each bot's output and log.
+    pub fn report(&self) -> String {
+        let mut text = format!("gateway records:\n{}\n", self.discord.dump(self.started));
+        text.push_str("identify slots shardman handed out (shard: slot time):\n");
+        for exchange in self.exchanges() {
+            for (shard, slot) in &exchange.slots {
+                text.push_str(&format!(
+                    "  {} ms: {} to pid {:?}: shard {} at {} ms\n",
+                    exchange
+                        .at
+                        .saturating_duration_since(self.started)
+                        .as_millis(),
+                    exchange.path,
+                    exchange.pid,
+                    shard.map_or("first".into(), |id| id.to_string()),
+                    slot.saturating_duration_since(self.started).as_millis()
+                ));
+            }
+        }
+        for bot in &self.bots {
+            text.push_str(&format!(
+                "--- bot pid {} stdout: {:?}\nstray stdout: {:?}\nstderr (last 3000 bytes):\n{}\n",
+                bot.pid,
+                bot.events()
+                    .iter()
+                    .map(|(at, event)| format!(
+                        "{} ms {event}",
+                        at.saturating_duration_since(self.started).as_millis()
+                    ))
+                    .collect::<Vec<_>>(),
+                bot.stray_stdout(),
+                tail(&bot.log(), 3000)
+            ));
+        }
+        for replica in &self.replicas {
+            text.push_str(&format!(
+                "--- replica {} log:\n{}\n",
+                replica.port,
+                tail(&replica.log(), 2000)
+            ));
+        }
+        text
+    }
+}
+
+fn tail(text: &str, bytes: usize) -> &str {
+    let mut start = text.len().saturating_sub(bytes);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// A bare HTTP/1.1 request to a replica with the secret: (status, body).
+pub fn http(port: u16, method: &str, path: &str, json: Option<&Value>) -> Option<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(1),
+    )
+    .ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let body = json.map(Value::to_string).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {SECRET}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let status = answer.get(9..12)?.parse().ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    // Chunked bodies are rare here (/metrics is one block); keep the text either way.
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Some((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut text = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        text.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    text
+}
