@@ -19,7 +19,7 @@ The lowest free id is then min(ZPOPMIN free, next).
 
 Identify slots: Discord allows one IDENTIFY per 5 s per bucket (bucket = shard_id % max_concurrency).
 `identify` holds, per bucket, the earliest time (ms) the next IDENTIFY may start; booking a slot moves
-it IDENTIFY_INTERVAL_MS (5250 ms, see includes/common.lua) on. The session sleeps until its slot. A claim that inherits resume data needs no slot.
+it IDENTIFY_INTERVAL_MS (6000 ms, see includes/common.lua) on. The session sleeps until its slot. A claim that inherits resume data needs no slot.
 
 Daily budget: when Discord's session_start_limit is known (`gateway` hash), identifies granted since
 it was read are counted in `gateway.used`; once remaining - used falls to the reserve, no new slot is

@@ -36,6 +36,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 mkdir -p target
+# The service binary first: the client packages' own tests run it (cargo test reuses this build).
+cargo build --bins
 # $1 is newer than the stamp $2 (or there is no stamp).
 changed() { [ ! -e "$2" ] || [ -n "$(find "$1" -newer "$2" -print -quit)" ]; }
 

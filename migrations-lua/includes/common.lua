@@ -133,9 +133,12 @@ end
 -- Books the next IDENTIFY slot of the shard's bucket (shard_id % max_concurrency; Discord's
 -- max_concurrency from `gateway` when known) and returns how long to wait for it, in ms.
 -- Discord allows one IDENTIFY per 5 s per bucket; `identify` holds each bucket's next free slot.
--- Slots are IDENTIFY_INTERVAL_MS (5.25 s) apart: two bots of a bucket get their answers with
--- different network delays, and the margin keeps their IDENTIFYs 5 s apart at Discord all the same.
-local IDENTIFY_INTERVAL_MS = 5250
+-- Slots are IDENTIFY_INTERVAL_MS (6 s) apart: a bot's IDENTIFY reaches Discord some time after
+-- its slot (its answer's network delay, then the library's start-up, socket and HELLO), and one
+-- that comes late shortens the gap to the next bot's punctual one. Measured with discord.py,
+-- discord.js and twilight on a loaded machine: up to about 0.5 s late (tests/clients); the margin
+-- of a second keeps IDENTIFYs 5 s apart at Discord all the same.
+local IDENTIFY_INTERVAL_MS = 6000
 local function book_identify_slot(gateway_key, identify_key, default_concurrency, shard_id, at_ms)
   local concurrency = tonumber(redis.call('HGET', gateway_key, 'max_concurrency')) or default_concurrency
   local bucket = shard_id % concurrency

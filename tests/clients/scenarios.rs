@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::discord::{Event, Shard};
 use crate::harness::{BotKind, Fleet, MAX_SECONDS, http};
 
-/// From the first bot's start until every shard is up: the last group's IDENTIFY slot is 5.25 s
+/// From the first bot's start until every shard is up: the last group's IDENTIFY slot is 6 s
 /// after the first, plus library start-up on a loaded machine.
 const COME_UP: Duration = Duration::from_secs(45);
 /// From a fault until the spare is up: the lease, the spare's retry, its connect.

@@ -65,7 +65,7 @@ export class IdentifyPacer {
       until = claim.receivedAt + claim.sleepDurations[index] * 1000;
       const late = performance.now() - (until + this.margin * 1000);
       if (late > this.lateTolerance * 1000) {
-        // Identifying now would bring the bucket's next slot (5.25 s after this one) within Discord's 5 s.
+        // Identifying now would bring the bucket's next slot (6 s after this one) within Discord's 5 s.
         this.log(`shard ${shardId}: ready ${(late / 1000).toFixed(2)} s after its IDENTIFY slot; booking a new one`);
         until = null;
       }
@@ -82,9 +82,9 @@ export class IdentifyPacer {
         return untilAborted(shardSignal);
       }
     }
-    // A slot is the earliest moment, and shardman spaces a bucket's slots only 5.25 s apart: a shard that
+    // A slot is the earliest moment, and shardman spaces a bucket's slots only 6 s apart: a shard that
     // identifies late on its slot (a sleep of 0 still has to connect first) shortens the gap to the next
-    // shard's slot. The margin keeps every shard equally late, so the gaps stay 5.25 s.
+    // shard's slot. The margin keeps every shard equally late, so the gaps stay 6 s.
     const wait = Math.max(0, until + this.margin * 1000 - performance.now());
     this.log(`shard ${shardId}: IDENTIFY in ${(wait / 1000).toFixed(2)} s`);
     try {

@@ -76,7 +76,7 @@ async def run_bot(
     raises when it cannot run at all (a bad token, say), after giving the claim back.
 
     Every IDENTIFY goes out `identify_delay` seconds after its slot (the socket opens at the slot).
-    shardman books a bucket's slots 5.25 s apart, but a shard is late by whatever it still does
+    shardman books a bucket's slots 6 s apart, but a shard is late by whatever it still does
     after its slot (logging in, connecting, HELLO: a few hundred ms on a busy machine), and a late
     shard followed by a punctual one lands closer than Discord's 5 s. A fixed delay longer than
     that work makes every shard late by the same amount, which keeps the gaps.
