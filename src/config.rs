@@ -13,6 +13,8 @@ use std::str::FromStr;
 
 use ipnet::IpNet;
 
+pub mod bots;
+
 /// Generates [`Settings`] from its table. A row reads
 ///
 /// ```text
@@ -170,6 +172,11 @@ settings! {
         "AUTOSCALE_INTERVAL" => autoscale_interval_seconds: u64 = 30, parsed;
         /// origins browsers may call the API from (`*` for any); empty: no CORS.
         "CORS_ORIGINS" => cors_origins: Vec<String> = Vec::new(), parse_origins;
+        /// a TOML file with one `[[bot]]` per bot this fleet serves (see [`Settings::bots`]);
+        /// `None`: the environment describes one bot.
+        "BOTS_FILE" => bots_file: Option<String> = None, some(text);
+        /// a secret that may read every bot's `/status`, `/autoscale` and `/metrics`.
+        "ADMIN_SECRET" => admin_secret: Option<Secret> = None, some(secret);
     }
     derived {
         /// True when `MAX_SHARDS` is unset: the shard count then follows Discord and the bot's

@@ -12,11 +12,11 @@ use rand::RngExt;
 
 use crate::config::{Secret, Settings};
 use crate::domain::GatewayInfo;
-use crate::http::auth::Authenticator;
+use crate::http::auth::{self, Authenticator, SecretDigest};
 use crate::http::cors;
 use crate::http::rate_limit::FailedAuthLimiter;
 use crate::http::routes;
-use crate::http::state::AppState;
+use crate::http::state::{AppState, BotEntry, Bots};
 use crate::jobs::{self, BackgroundTasks};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{self, Telemetry};
@@ -30,14 +30,16 @@ pub enum StartupError {
     Listen(#[from] std::io::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
-    /// Gateway poller, alerts, autoscale: stopped when the server stops.
-    background: BackgroundTasks,
+    /// Gateway poller, alerts, autoscale of each bot: stopped when the server stops.
+    background: Vec<BackgroundTasks>,
 }
 
 impl Application {
@@ -52,37 +54,68 @@ impl Application {
         listener: TcpListener,
     ) -> Result<Self, StartupError> {
         crate::outbound::install_crypto_provider();
-        let secret = settings.secret.get_or_insert_with(generated_secret).clone();
-        let store = open_store(&settings).await?;
-        match store.is_embedded() {
-            true => log::warn!(
-                "REDIS_URL is not set: using the in-process store. State lives in this process only; \
-                 run exactly one replica, and set REDIS_URL to run several."
-            ),
-            false => log::info!("using Redis with key prefix {{{}}}", settings.key_prefix),
+        if settings.bots_file.is_none() {
+            settings.secret.get_or_insert_with(generated_secret);
         }
+        let bots = settings.bots()?;
         let port = listener.local_addr()?.port();
-        let authenticator = web::Data::new(Authenticator::new(
-            secret.expose(),
-            FailedAuthLimiter::new(
-                settings.failed_auth_per_minute,
-                settings.trusted_proxies.clone(),
-            ),
+        let failed_auth = Arc::new(FailedAuthLimiter::new(
+            settings.failed_auth_per_minute,
+            settings.trusted_proxies.clone(),
         ));
+        let draining = Arc::new(AtomicBool::new(false));
+        let mut entries = Vec::new();
+        let mut background = Vec::new();
+        for bot in bots {
+            let store = Arc::new(open_store(&bot.settings).await?);
+            match store.is_embedded() {
+                true => log::warn!(
+                    "REDIS_URL is not set: using the in-process store. State lives in this process \
+                     only; run exactly one replica, and set REDIS_URL to run several."
+                ),
+                false => log::info!(
+                    "bot {}: using Redis with key prefix {{{}}}",
+                    bot.name,
+                    bot.settings.key_prefix
+                ),
+            }
+            let secret = bot.settings.secret.clone().unwrap_or_else(generated_secret);
+            // Jobs run per bot; their Redis locks are the bot's, so each runs once per fleet.
+            background.push(BackgroundTasks::spawn(store.clone(), &bot.settings));
+            entries.push(BotEntry {
+                authenticator: web::Data::new(Authenticator::new(
+                    secret.expose(),
+                    failed_auth.clone(),
+                )),
+                state: web::Data::new(AppState {
+                    bot: bot.name,
+                    store,
+                    settings: bot.settings,
+                    draining: draining.clone(),
+                }),
+            });
+        }
         let request_metrics = web::Data::new(Telemetry::new());
         log::info!("replica id {}", request_metrics.replica_id);
-        let state = web::Data::new(AppState {
-            store: Arc::new(store),
-            settings,
-            draining: AtomicBool::new(false),
+        // Callers without a (matching) secret meet the first bot, as a one-bot replica always did.
+        let state = entries[0].state.clone();
+        let authenticator = entries[0].authenticator.clone();
+        let bots = web::Data::new(Bots {
+            bots: entries,
+            admin: settings
+                .admin_secret
+                .as_ref()
+                .map(|admin| SecretDigest::new(admin.expose())),
         });
         let app_state = state.clone();
-        let cors_origins = app_state.settings.cors_origins.clone();
+        let cors_origins = settings.cors_origins.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
                 .app_data(authenticator.clone())
+                .app_data(bots.clone())
                 .app_data(request_metrics.clone())
+                .wrap(from_fn(auth::select_bot))
                 // One line per request; it logs no headers, so the secret never reaches the log.
                 .wrap(from_fn(telemetry::record_requests))
                 .wrap(cors::middleware(&cors_origins))
@@ -94,7 +127,6 @@ impl Application {
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECONDS)
         .listen(listener)?
         .run();
-        let background = BackgroundTasks::spawn(state.store.clone(), &state.settings);
         Ok(Self {
             port,
             server,
@@ -109,7 +141,7 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
-        self.background.stop().await;
+        stop_all(self.background).await;
         result
     }
 
@@ -134,11 +166,15 @@ impl Application {
             handle.stop(true).await;
         });
         let result = self.server.await;
-        self.background.stop().await;
+        stop_all(self.background).await;
         result?;
         log::info!("stopped");
         Ok(())
     }
+}
+
+async fn stop_all(background: Vec<BackgroundTasks>) {
+    futures_util::future::join_all(background.into_iter().map(BackgroundTasks::stop)).await;
 }
 
 /// How long in-flight requests may take to finish once the listener has closed.

@@ -1,31 +1,121 @@
 //! `Authorization: <SECRET>` (or `Bearer <SECRET>`), compared in constant time.
+//!
+//! With several bots (`BOTS_FILE`) the secret also selects the bot: [`select_bot`] compares the
+//! presented secret with every bot's (and the admin secret), always all of them and without
+//! branching on which matched, so the time taken tells nothing about which bots exist. The
+//! request then sees that bot's state and authenticator only.
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
 use sha2::{Digest, Sha256};
 use std::future::{Ready, ready};
-use subtle::ConstantTimeEq;
+use std::rc::Rc;
+use std::sync::Arc;
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 use crate::http::error::{ApiError, ValidationIssue};
 use crate::http::rate_limit::FailedAuthLimiter;
+use crate::http::state::Bots;
 
 /// What checking a caller takes: the secret and the failed authentications per client address
-/// (brute-force protection). Registered as app data of its own, once per replica.
+/// (brute-force protection, shared by every bot of the replica). App data of its own.
 pub struct Authenticator {
     secret: SecretDigest,
-    failed_auth: FailedAuthLimiter,
+    failed_auth: Arc<FailedAuthLimiter>,
 }
 
 impl Authenticator {
-    pub fn new(secret: &str, failed_auth: FailedAuthLimiter) -> Self {
+    pub fn new(secret: &str, failed_auth: Arc<FailedAuthLimiter>) -> Self {
         Self {
             secret: SecretDigest::new(secret),
             failed_auth,
         }
     }
+
+    fn from_digest(secret: SecretDigest, failed_auth: Arc<FailedAuthLimiter>) -> Self {
+        Self {
+            secret,
+            failed_auth,
+        }
+    }
+}
+
+/// The admin secret was presented: app data of the request, for the routes that read all bots.
+pub struct AdminAccess;
+
+/// Routes the admin secret may call: reads only.
+const ADMIN_ROUTES: &[&str] = &["/status", "/autoscale", "/metrics"];
+
+/// Middleware: hands the request the state and authenticator of the bot whose secret it carries
+/// (or, for the admin secret on a read route, of the bot named by `?bot=`, the first by default,
+/// and [`AdminAccess`]). Anything else keeps the app's own data, the first bot's, whose
+/// authenticator then refuses a wrong secret as before.
+pub async fn select_bot(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let bots = req.app_data::<web::Data<Bots>>().cloned();
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|value| bearer_token(value.to_str().unwrap_or_default()).to_owned());
+    if let (Some(bots), Some(token)) = (bots, token) {
+        let presented = SecretDigest::new(&token);
+        let mut index = 0u32;
+        let mut found = Choice::from(0);
+        for (position, entry) in bots.bots.iter().enumerate() {
+            let hit = entry.authenticator.secret.0.ct_eq(&presented.0);
+            index.conditional_assign(&(position as u32), hit);
+            found |= hit;
+        }
+        let admin = bots
+            .admin
+            .as_ref()
+            .map_or(Choice::from(0), |admin| admin.0.ct_eq(&presented.0));
+        let mut container = actix_web::dev::Extensions::new();
+        if bool::from(found) {
+            let entry = &bots.bots[index as usize];
+            container.insert(entry.state.clone());
+            container.insert(entry.authenticator.clone());
+        } else if bool::from(admin) && ADMIN_ROUTES.contains(&req.path()) {
+            let wanted = web::Query::<std::collections::HashMap<String, String>>::from_query(
+                req.query_string(),
+            )
+            .ok()
+            .and_then(|query| query.get("bot").cloned());
+            let entry = match &wanted {
+                Some(name) => bots.named(name),
+                None => bots.bots.first(),
+            };
+            if let Some(entry) = entry {
+                container.insert(entry.state.clone());
+                container.insert(web::Data::new(Authenticator::from_digest(
+                    presented,
+                    entry.authenticator.failed_auth.clone(),
+                )));
+                container.insert(web::Data::new(AdminAccess));
+            }
+        }
+        req.add_data_container(Rc::new(container));
+    }
+    next.call(req).await
+}
+
+/// The secret of an `Authorization` value: `<secret>` or `Bearer <secret>`.
+fn bearer_token(value: &str) -> &str {
+    let value = value.trim();
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .unwrap_or(value)
+        .trim()
 }
 
 /// Holds only a digest of the secret: comparing digests takes the same time whatever the length
 /// or content of the guess.
+#[derive(Clone)]
 pub struct SecretDigest([u8; 32]);
 
 impl SecretDigest {
@@ -55,12 +145,7 @@ fn credentials(req: &HttpRequest) -> Credentials {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Credentials::Missing;
     };
-    let value = value.to_str().unwrap_or_default().trim();
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .unwrap_or(value)
-        .trim();
+    let token = bearer_token(value.to_str().unwrap_or_default());
     let address = state.failed_auth.client_address(req);
     if let Some(address) = address
         && let Err(wait) = state.failed_auth.check(address)

@@ -7,6 +7,7 @@
 //!
 //! Small on purpose (well under two minutes in CI); scenarios run one at a time on one cluster each.
 
+mod bots;
 mod harness;
 mod scenarios;
 #[path = "../support/mod.rs"]
