@@ -87,6 +87,38 @@ fn apply(settings: &mut Settings, variable: &str, value: &str) -> Result<(), Str
     Ok(())
 }
 
+impl Bot {
+    /// A digest of everything the bot's table can set: a reload keeps a bot whose fingerprint is
+    /// unchanged as it runs, and restarts the store and jobs of one that changed.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let s = &self.settings;
+        let text = format!(
+            "{:?}|{:?}|{}|{}|{}|{}|{}|{:?}|{}|{:?}|{:?}|{:?}|{}|{}|{}|{}|{}|{}|{}",
+            s.secret.as_ref().map(Secret::expose),
+            s.key_prefix,
+            s.max_seconds,
+            s.max_shards,
+            s.autoscale,
+            s.shards_per_process,
+            s.max_concurrency,
+            s.identify_reserve,
+            s.resume_window_seconds,
+            s.webhook_url,
+            s.webhook_content,
+            s.bot_token.as_ref().map(Secret::expose),
+            s.gateway_poll_seconds,
+            s.guilds_per_shard,
+            s.min_shards,
+            s.allow_shrink,
+            s.shrink_after_seconds,
+            s.autoscale_interval_seconds,
+            s.public_status,
+        );
+        Sha256::digest(text.as_bytes()).into()
+    }
+}
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BotsFile {

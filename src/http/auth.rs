@@ -50,56 +50,63 @@ const ADMIN_ROUTES: &[&str] = &["/status", "/autoscale", "/metrics"];
 
 /// Middleware: hands the request the state and authenticator of the bot whose secret it carries
 /// (or, for the admin secret on a read route, of the bot named by `?bot=`, the first by default,
-/// and [`AdminAccess`]). Anything else keeps the app's own data, the first bot's, whose
-/// authenticator then refuses a wrong secret as before.
+/// and [`AdminAccess`]). Any other request gets the first bot's, whose authenticator then refuses
+/// a wrong secret as before (and an admin secret on a writing route).
 pub async fn select_bot(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let bots = req.app_data::<web::Data<Bots>>().cloned();
+    let Some(bots) = req.app_data::<web::Data<Bots>>().map(|bots| bots.current()) else {
+        return next.call(req).await;
+    };
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
         .map(|value| bearer_token(value.to_str().unwrap_or_default()).to_owned());
-    if let (Some(bots), Some(token)) = (bots, token) {
-        let presented = SecretDigest::new(&token);
-        let mut index = 0u32;
-        let mut found = Choice::from(0);
-        for (position, entry) in bots.bots.iter().enumerate() {
-            let hit = entry.authenticator.secret.0.ct_eq(&presented.0);
-            index.conditional_assign(&(position as u32), hit);
-            found |= hit;
+    // Without a header the first bot answers (a public /status); with a wrong secret, the first
+    // bot's authenticator refuses it.
+    let presented = SecretDigest::new(token.as_deref().unwrap_or_default());
+    let mut index = 0u32;
+    let mut found = Choice::from(0);
+    for (position, entry) in bots.bots.iter().enumerate() {
+        let hit = entry.authenticator.secret.0.ct_eq(&presented.0);
+        index.conditional_assign(&(position as u32), hit);
+        found |= hit;
+    }
+    let admin = match (&bots.admin, &token) {
+        (Some(admin), Some(_)) => admin.0.ct_eq(&presented.0),
+        _ => Choice::from(0),
+    };
+    let mut container = actix_web::dev::Extensions::new();
+    if bool::from(admin) && ADMIN_ROUTES.contains(&req.path()) {
+        let wanted =
+            web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+                .ok()
+                .and_then(|query| query.get("bot").cloned());
+        let entry = match &wanted {
+            Some(name) => bots.named(name),
+            None => bots.bots.first(),
+        };
+        if let Some(entry) = entry {
+            container.insert(entry.state.clone());
+            container.insert(web::Data::new(Authenticator::from_digest(
+                presented,
+                entry.authenticator.failed_auth.clone(),
+            )));
+            container.insert(web::Data::new(AdminAccess));
         }
-        let admin = bots
-            .admin
-            .as_ref()
-            .map_or(Choice::from(0), |admin| admin.0.ct_eq(&presented.0));
-        let mut container = actix_web::dev::Extensions::new();
-        if bool::from(found) {
-            let entry = &bots.bots[index as usize];
+    } else {
+        let entry = if bool::from(found) {
+            bots.bots.get(index as usize)
+        } else {
+            bots.bots.first()
+        };
+        if let Some(entry) = entry {
             container.insert(entry.state.clone());
             container.insert(entry.authenticator.clone());
-        } else if bool::from(admin) && ADMIN_ROUTES.contains(&req.path()) {
-            let wanted = web::Query::<std::collections::HashMap<String, String>>::from_query(
-                req.query_string(),
-            )
-            .ok()
-            .and_then(|query| query.get("bot").cloned());
-            let entry = match &wanted {
-                Some(name) => bots.named(name),
-                None => bots.bots.first(),
-            };
-            if let Some(entry) = entry {
-                container.insert(entry.state.clone());
-                container.insert(web::Data::new(Authenticator::from_digest(
-                    presented,
-                    entry.authenticator.failed_auth.clone(),
-                )));
-                container.insert(web::Data::new(AdminAccess));
-            }
         }
-        req.add_data_container(Rc::new(container));
     }
+    req.add_data_container(Rc::new(container));
     next.call(req).await
 }
 

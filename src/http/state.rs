@@ -6,8 +6,8 @@
 //! `Authenticator`; [`Bots`] lists them, and `auth::select_bot` hands a request the pair of the
 //! bot whose secret it carries, so every handler sees only that bot.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use actix_web::web;
 
@@ -33,6 +33,7 @@ impl AppState {
 }
 
 /// One bot as requests see it.
+#[derive(Clone)]
 pub struct BotEntry {
     pub state: web::Data<AppState>,
     pub authenticator: web::Data<Authenticator>,
@@ -40,13 +41,37 @@ pub struct BotEntry {
 
 /// Every bot of the replica, in `BOTS_FILE` order (the first also answers callers without a
 /// secret, e.g. a public `/status`), and the admin secret's digest.
-pub struct Bots {
+pub struct BotList {
     pub bots: Vec<BotEntry>,
     pub admin: Option<SecretDigest>,
 }
 
-impl Bots {
+impl BotList {
     pub fn named(&self, name: &str) -> Option<&BotEntry> {
         self.bots.iter().find(|entry| entry.state.bot == name)
+    }
+}
+
+/// The current [`BotList`]; a reload (SIGHUP) swaps it while requests keep the list they began
+/// with.
+pub struct Bots(RwLock<Arc<BotList>>);
+
+impl Bots {
+    pub fn new(list: BotList) -> Self {
+        Self(RwLock::new(Arc::new(list)))
+    }
+
+    pub fn current(&self) -> Arc<BotList> {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn replace(&self, list: BotList) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(list);
     }
 }

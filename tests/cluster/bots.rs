@@ -160,3 +160,84 @@ async fn one_fleet_serves_each_bot_by_its_secret_and_the_admin_reads_them_all() 
     let (code, _) = call(&apps[0], reqwest::Method::POST, "/reshard", Some(ADMIN)).await;
     assert_eq!(code, 403, "nor reshards");
 }
+
+fn bots_file(bots: &[(&str, &str, u32)]) -> String {
+    bots.iter()
+        .map(|(name, prefix, shards)| {
+            format!(
+                "[[bot]]\nname = \"{name}\"\nsecret = \"{name}-secret\"\nkey_prefix = \"{prefix}\"\nmax_shards = {shards}\n\n"
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_adds_and_removes_bots_while_the_others_keep_beating() {
+    let _serial = serial().await;
+    let cluster = RedisCluster::start(3);
+    let masters = cluster.masters();
+    let (kept, removed, added) = (
+        cluster.prefix_on(masters[0], "kept"),
+        cluster.prefix_on(masters[1], "removed"),
+        cluster.prefix_on(masters[2], "added"),
+    );
+    let dir = Scratch::new("reload");
+    let file = dir.0.join("bots.toml");
+    std::fs::write(
+        &file,
+        bots_file(&[("kept", &kept, 2), ("removed", &removed, 2)]),
+    )
+    .unwrap();
+    let mut fleet = settings(&cluster.seeds(), "unused", 1, 60);
+    fleet.secret = None;
+    fleet.bots_file = Some(file.display().to_string());
+    let (app, reloader) = crate::harness::App::spawn_reloadable(fleet).await;
+    let app = std::sync::Arc::new(app);
+
+    let (status, claim) = get(&app, "/connect", "kept-secret").await;
+    assert_eq!(status, 200, "{claim}");
+    let session = claim["session_id"].as_str().expect("session").to_owned();
+    let beating = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..40 {
+                statuses.push(beat(&app, &session, "kept-secret").await);
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            statuses
+        })
+    };
+
+    // An invalid file changes nothing.
+    std::fs::write(&file, "[[bot]]\nname = \"nameless secret\"\n").unwrap();
+    assert!(
+        reloader.reload().await.is_err(),
+        "an invalid file is refused"
+    );
+    assert_eq!(get(&app, "/connect", "removed-secret").await.0, 200);
+
+    std::fs::write(
+        &file,
+        bots_file(&[("kept", &kept, 2), ("added", &added, 4)]),
+    )
+    .unwrap();
+    reloader.reload().await.expect("reload");
+    let (status, body) = get(&app, "/connect", "added-secret").await;
+    assert_eq!(
+        (status, body["max_shards"].as_u64()),
+        (200, Some(4)),
+        "the new bot serves"
+    );
+    assert_eq!(
+        get(&app, "/connect", "removed-secret").await.0,
+        403,
+        "the removed bot is gone"
+    );
+
+    let statuses = beating.await.expect("beats");
+    assert!(
+        statuses.iter().all(|status| *status == 204),
+        "the kept bot beat throughout: {statuses:?}"
+    );
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use reqwest::header::AUTHORIZATION;
 use serde_json::Value;
 use shardman::config::{Secret, Settings};
-use shardman::startup::Application;
+use shardman::startup::{Application, Reloader};
 use tokio::sync::Mutex;
 
 use crate::support::process::{Scratch, die_with_parent};
@@ -58,19 +58,26 @@ pub struct App {
 
 impl App {
     pub async fn spawn(settings: Settings) -> App {
+        Self::spawn_reloadable(settings).await.0
+    }
+
+    /// A replica, and what reloads its `BOTS_FILE` (as SIGHUP would).
+    pub async fn spawn_reloadable(settings: Settings) -> (App, Reloader) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let application = Application::build_with_listener(settings, listener)
             .await
             .expect("build app");
         let url = format!("http://127.0.0.1:{}", application.port());
+        let reloader = application.reloader();
         tokio::spawn(application.run_until_stopped());
-        App {
+        let app = App {
             url,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("client"),
-        }
+        };
+        (app, reloader)
     }
 
     pub async fn many(count: usize, settings: Settings) -> Vec<App> {

@@ -56,7 +56,12 @@ pub async fn metrics(
     // The admin secret reads every bot; a bot's secret (or a public scrape) its own bot only.
     let every_bot = request.app_data::<web::Data<AdminAccess>>().is_some();
     let states: Vec<web::Data<AppState>> = match (&bots, every_bot) {
-        (Some(bots), true) => bots.bots.iter().map(|entry| entry.state.clone()).collect(),
+        (Some(bots), true) => bots
+            .current()
+            .bots
+            .iter()
+            .map(|entry| entry.state.clone())
+            .collect(),
         _ => vec![state.clone()],
     };
     let mut families = Vec::new();
