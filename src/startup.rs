@@ -13,11 +13,11 @@ use rand::RngExt;
 
 use crate::config::{Secret, Settings};
 use crate::domain::GatewayInfo;
-use crate::http::auth::{self, Authenticator, SecretDigest};
+use crate::http::auth::{self, Authenticator, BotEntry, BotList, Bots, SecretDigest};
 use crate::http::cors;
 use crate::http::rate_limit::FailedAuthLimiter;
 use crate::http::routes;
-use crate::http::state::{AppState, BotEntry, BotList, Bots};
+use crate::http::state::AppState;
 use crate::jobs::{self, BackgroundTasks};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{self, Telemetry};

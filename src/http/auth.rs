@@ -12,12 +12,12 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
 use sha2::{Digest, Sha256};
 use std::future::{Ready, ready};
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 use crate::http::error::{ApiError, ValidationIssue};
 use crate::http::rate_limit::FailedAuthLimiter;
-use crate::http::state::Bots;
+use crate::http::state::AppState;
 
 /// What checking a caller takes: the secret and the failed authentications per client address
 /// (brute-force protection, shared by every bot of the replica). App data of its own.
@@ -218,4 +218,48 @@ impl FromRequest for MaybeAuthorized {
 /// FastAPI's 422 for a request without `Authorization`.
 pub fn missing_header() -> ApiError {
     ApiError::invalid(ValidationIssue::missing(&["header", "authorization"]))
+}
+
+/// One bot as requests see it.
+#[derive(Clone)]
+pub struct BotEntry {
+    pub state: web::Data<AppState>,
+    pub authenticator: web::Data<Authenticator>,
+}
+
+/// Every bot of the replica, in `BOTS_FILE` order (the first also answers callers without a
+/// secret, e.g. a public `/status`), and the admin secret's digest.
+pub struct BotList {
+    pub bots: Vec<BotEntry>,
+    pub admin: Option<SecretDigest>,
+}
+
+impl BotList {
+    pub fn named(&self, name: &str) -> Option<&BotEntry> {
+        self.bots.iter().find(|entry| entry.state.bot == name)
+    }
+}
+
+/// The current [`BotList`]; a reload (SIGHUP) swaps it while requests keep the list they began
+/// with.
+pub struct Bots(RwLock<Arc<BotList>>);
+
+impl Bots {
+    pub fn new(list: BotList) -> Self {
+        Self(RwLock::new(Arc::new(list)))
+    }
+
+    pub fn current(&self) -> Arc<BotList> {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn replace(&self, list: BotList) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(list);
+    }
 }

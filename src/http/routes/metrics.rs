@@ -11,10 +11,10 @@ use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, Gauge, Histogram, HistogramOpts, IntGauge, Registry, TextEncoder};
 
 use crate::domain::{FleetStatus, GatewayInfo};
-use crate::http::auth::{AdminAccess, MaybeAuthorized};
+use crate::http::auth::{AdminAccess, Bots, MaybeAuthorized};
 use crate::http::error::ApiError;
 use crate::http::routes::autoscale::{AutoscaleReport, require_metrics_access};
-use crate::http::state::{AppState, Bots};
+use crate::http::state::AppState;
 use crate::telemetry::Telemetry;
 
 /// Buckets for the gateway latency bots report (seconds).
