@@ -33,13 +33,15 @@ until [ "$(redis-cli -p "${PORTS[0]}" cluster info | tr -d '\r' | grep -c cluste
 sleep 1
 SEEDS=$(for p in "${PORTS[@]}"; do printf '127.0.0.1:%s,' "$p"; done); SEEDS=${SEEDS%,}
 
-# The master (port) serving a key's slot.
+# A node that answers (not a killed one).
+live_node() { for p in "${PORTS[@]}"; do redis-cli -p "$p" ping >/dev/null 2>&1 && { echo "$p"; return; }; done; }
+# The master (port) serving a key's slot, as a live node sees it.
 master_of() {
-  local slot; slot=$(redis-cli -p "${PORTS[0]}" cluster keyslot "$1")
-  redis-cli -p "${PORTS[0]}" cluster slots | tr -d '\r' | awk -v slot="$slot" '
+  local node; node=$(live_node)
+  local slot; slot=$(redis-cli -p "$node" cluster keyslot "$1")
+  redis-cli -p "$node" cluster slots | tr -d '\r' | awk -v slot="$slot" '
     NR%1==0 { line[NR]=$0 } END { for (i=1;i<=NR;i++) if (line[i] ~ /^[0-9]+$/ && line[i+1] ~ /^[0-9]+$/ && line[i]+0<=slot && slot<=line[i+1]+0) { print line[i+3]; exit } }'
 }
-MASTERS=($(redis-cli -p "${PORTS[0]}" cluster nodes | awk '/master/ {split($2,a,"[:@]"); print a[2]}' | sort -n))
 
 # Twelve prefixes, four per master.
 BOTS=()
@@ -102,7 +104,7 @@ LOAD=$!
 sleep 3
 kill -9 "${PID_OF[$VICTIM]}"
 KILLED=$(date +%s%N)
-until [ "$(master_of "{failover}:")" != "$VICTIM" ] 2>/dev/null; do sleep 0.05; done
+until NEW=$(master_of "{failover}:") && [ -n "$NEW" ] && [ "$NEW" != "$VICTIM" ]; do sleep 0.05; done
 echo "failover (kill -9 to the replica serving the slot): $(( ($(date +%s%N) - KILLED) / 1000000 )) ms"
 wait "$LOAD" || true
 python3 - "$WORK/failover.json" <<'PY'
