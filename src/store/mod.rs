@@ -179,8 +179,8 @@ impl Store {
     pub async fn load(settings: &Settings) -> Result<Self, StoreError> {
         let keys = Keys::new(&settings.key_prefix);
         let engine = if !settings.redis_cluster.is_empty() {
-            let link = ClusterLink::new(&settings.redis_cluster, settings.redis_timeout_ms)?;
-            Engine::Cluster(ClusterEngine::new(std::sync::Arc::new(link), &keys.base))
+            let link = ClusterLink::shared(&settings.redis_cluster, settings.redis_timeout_ms)?;
+            Engine::Cluster(ClusterEngine::new(link, &keys.base))
         } else {
             match RedisEngine::from_settings(settings)? {
                 Some(redis) => Engine::Redis(redis),

@@ -15,8 +15,8 @@
 //! after a Sentinel failover. No write on an unchecked master is ever acknowledged to a client:
 //! a grant made there is never handed out, and expires with its lease.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
@@ -36,11 +36,37 @@ pub(in crate::store) struct ClusterLink {
     timeout: Duration,
 }
 
+/// The links of this process, by seeds and timeout: the bots of one replica (`BOTS_FILE`) share
+/// one cluster connection instead of opening one each to every node.
+static LINKS: Mutex<Vec<(Vec<String>, u64, Weak<ClusterLink>)>> = Mutex::new(Vec::new());
+
 impl ClusterLink {
+    /// The link of this process to the cluster of `seeds`, made by [`ClusterLink::new`] if no
+    /// store holds one now.
+    pub(in crate::store) fn shared(
+        seeds: &[String],
+        timeout_ms: u64,
+    ) -> Result<Arc<Self>, StoreError> {
+        let mut links = LINKS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        links.retain(|(_, _, link)| link.strong_count() > 0);
+        if let Some(link) = links
+            .iter()
+            .find(|(known, timeout, _)| known == seeds && *timeout == timeout_ms)
+            .and_then(|(_, _, link)| link.upgrade())
+        {
+            return Ok(link);
+        }
+        let link = Arc::new(Self::new(seeds, timeout_ms)?);
+        links.push((seeds.to_vec(), timeout_ms, Arc::downgrade(&link)));
+        Ok(link)
+    }
+
     /// A link to the cluster that `seeds` (`REDIS_CLUSTER` entries) belong to; nothing is connected
     /// yet. A bare `host:port` takes the scheme and credentials of the first entry written as a URL
     /// (`rediss://:password@host:port`), so password and TLS are given once.
-    pub(in crate::store) fn new(seeds: &[String], timeout_ms: u64) -> Result<Self, StoreError> {
+    fn new(seeds: &[String], timeout_ms: u64) -> Result<Self, StoreError> {
         let timeout = Duration::from_millis(timeout_ms);
         let urls = seed_urls(seeds);
         if urls.is_empty() {
@@ -95,7 +121,7 @@ fn seed_urls(seeds: &[String]) -> Vec<String> {
 
 /// One bot's view of the cluster: its slot, and the master last seen serving it.
 pub(in crate::store) struct ClusterEngine {
-    link: std::sync::Arc<ClusterLink>,
+    link: Arc<ClusterLink>,
     /// The master of the bot's slot (the slot of its hash tag).
     route: Route,
     /// `CLUSTER MYID` of the node that last ran one of this bot's scripts.
@@ -106,7 +132,7 @@ pub(in crate::store) struct ClusterEngine {
 
 impl ClusterEngine {
     /// The engine of the bot whose keys start with `key_base` (`{prefix}:`).
-    pub(in crate::store) fn new(link: std::sync::Arc<ClusterLink>, key_base: &str) -> Self {
+    pub(in crate::store) fn new(link: Arc<ClusterLink>, key_base: &str) -> Self {
         Self {
             link,
             route: Route::with_key(key_base, SlotAddr::Master),
