@@ -38,7 +38,10 @@ pub(in crate::store) struct ClusterLink {
 
 /// The links of this process, by seeds and timeout: the bots of one replica (`BOTS_FILE`) share
 /// one cluster connection instead of opening one each to every node.
-static LINKS: Mutex<Vec<(Vec<String>, u64, Weak<ClusterLink>)>> = Mutex::new(Vec::new());
+static LINKS: Mutex<Vec<KnownLink>> = Mutex::new(Vec::new());
+
+/// A link of [`LINKS`]: its seeds, its timeout in ms, and the link while a store holds it.
+type KnownLink = (Vec<String>, u64, Weak<ClusterLink>);
 
 impl ClusterLink {
     /// The link of this process to the cluster of `seeds`, made by [`ClusterLink::new`] if no
