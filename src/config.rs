@@ -13,6 +13,8 @@ use std::str::FromStr;
 
 use ipnet::IpNet;
 
+pub mod bots;
+
 /// Generates [`Settings`] from its table. A row reads
 ///
 /// ```text
@@ -108,6 +110,9 @@ settings! {
         "REDIS_SENTINELS" => redis_sentinels: Vec<String> = Vec::new(), parse_sentinels;
         /// the name the sentinels monitor the master under.
         "REDIS_SENTINEL_MASTER" => redis_sentinel_master: Option<String> = None, some(text);
+        /// seed nodes of a Redis Cluster (`host:port`, or URLs carrying the password and TLS
+        /// scheme); when set, the cluster client is used instead of `REDIS_URL`.
+        "REDIS_CLUSTER" => redis_cluster: Vec<String> = Vec::new(), parse_cluster_seeds;
         /// namespaces this deployment's keys; it is also the Redis Cluster hash tag.
         "KEY_PREFIX" => key_prefix: String = "shardman".into(), text;
         /// the listening address.
@@ -167,6 +172,11 @@ settings! {
         "AUTOSCALE_INTERVAL" => autoscale_interval_seconds: u64 = 30, parsed;
         /// origins browsers may call the API from (`*` for any); empty: no CORS.
         "CORS_ORIGINS" => cors_origins: Vec<String> = Vec::new(), parse_origins;
+        /// a TOML file with one `[[bot]]` per bot this fleet serves (see [`Settings::bots`]);
+        /// `None`: the environment describes one bot.
+        "BOTS_FILE" => bots_file: Option<String> = None, some(text);
+        /// a secret that may read every bot's `/status`, `/autoscale` and `/metrics`.
+        "ADMIN_SECRET" => admin_secret: Option<Secret> = None, some(secret);
     }
     derived {
         /// True when `MAX_SHARDS` is unset: the shard count then follows Discord and the bot's
@@ -317,6 +327,23 @@ impl Settings {
                 "needs REDIS_SENTINELS (host:port of each sentinel)",
             ));
         }
+        if let Some(reason) = self
+            .redis_cluster
+            .iter()
+            .find_map(|seed| invalid_cluster_seed(seed))
+        {
+            return Err(invalid("REDIS_CLUSTER", "***".into(), &reason));
+        }
+        if !self.redis_cluster.is_empty()
+            && (self.redis_url.is_some() || !self.redis_sentinels.is_empty())
+        {
+            // The seeds may carry a password: never echo them.
+            return Err(invalid(
+                "REDIS_CLUSTER",
+                "***".into(),
+                "set only one of REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER",
+            ));
+        }
         if self.max_concurrency == 0 {
             return Err(invalid("MAX_CONCURRENCY", "0".into(), "must be at least 1"));
         }
@@ -461,6 +488,30 @@ fn parse_sentinels(value: &str) -> Result<Vec<String>, String> {
         sentinels.push(address.to_owned());
     }
     Ok(sentinels)
+}
+
+/// `REDIS_CLUSTER`: comma-separated `host:port` addresses or `redis://` / `rediss://` URLs. Never
+/// fails: URLs may carry a password, so [`Settings::validate`] checks the entries without echoing
+/// the value.
+fn parse_cluster_seeds(value: &str) -> Result<Vec<String>, String> {
+    Ok(value
+        .split(',')
+        .map(str::trim)
+        .filter(|seed| !seed.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Why a `REDIS_CLUSTER` entry cannot be used. Names a bare address (it holds no password), never
+/// a URL.
+fn invalid_cluster_seed(seed: &str) -> Option<String> {
+    match seed.split_once("://") {
+        Some(("redis" | "rediss", rest)) if !rest.is_empty() => None,
+        Some(_) => Some("each node is host:port or a redis:// or rediss:// URL".into()),
+        None => parse_sentinels(seed)
+            .err()
+            .map(|_| format!("{seed:?} is not a host:port address like 10.0.0.5:6379")),
+    }
 }
 
 /// `TRUSTED_PROXIES`: comma-separated addresses or CIDR networks.
@@ -651,6 +702,11 @@ mod tests {
                 r#"invalid REDIS_SENTINELS="127.0.0.1": "127.0.0.1" is not a host:port address like 10.0.0.5:26379"#,
             ),
             (
+                "REDIS_CLUSTER",
+                "10.0.0.1:7000,nowhere",
+                r#"invalid REDIS_CLUSTER="***": "nowhere" is not a host:port address like 10.0.0.5:6379"#,
+            ),
+            (
                 "DISCORD_API_BASE",
                 "/",
                 r#"invalid DISCORD_API_BASE="": must be an http:// or https:// URL"#,
@@ -699,6 +755,32 @@ mod tests {
         variables.sort_unstable();
         assert_eq!(documented, variables);
         assert!(load(&example).is_ok(), "the example's values are valid");
+    }
+
+    #[test]
+    fn redis_cluster_takes_seed_addresses_or_urls_and_excludes_the_other_redis_settings() {
+        let settings = load(&[(
+            "REDIS_CLUSTER",
+            "rediss://:pw@10.0.0.1:7000, 10.0.0.2:7000,[::1]:7001",
+        )])
+        .expect("valid");
+        assert_eq!(
+            settings.redis_cluster,
+            ["rediss://:pw@10.0.0.1:7000", "10.0.0.2:7000", "[::1]:7001"]
+        );
+        assert_eq!(
+            error(&[
+                ("REDIS_CLUSTER", "10.0.0.1:7000"),
+                ("REDIS_URL", "redis://:pw@10.0.0.9")
+            ]),
+            r#"invalid REDIS_CLUSTER="***": set only one of REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER"#
+        );
+        let wrong_scheme = error(&[("REDIS_CLUSTER", "http://:pw@10.0.0.1:7000")]);
+        assert!(wrong_scheme.contains("redis://"), "{wrong_scheme}");
+        assert!(
+            !wrong_scheme.contains("pw"),
+            "the password is never echoed: {wrong_scheme}"
+        );
     }
 
     #[test]

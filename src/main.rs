@@ -5,7 +5,8 @@ use shardman::startup::Application;
 async fn main() -> std::process::ExitCode {
     // A missing .env is normal; the environment may carry everything.
     let _ = dotenvy::dotenv();
-    let settings = Settings::from_env();
+    // BOTS_FILE is read here too, so a file that does not load stops startup like a bad variable.
+    let settings = Settings::from_env().and_then(|settings| settings.bots().map(|_| settings));
     shardman::telemetry::init_logging(
         settings
             .as_ref()

@@ -1,5 +1,6 @@
 //! Builds a replica: settings -> store -> HTTP server on a bound listener (port 0 works, for tests).
 
+use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +13,7 @@ use rand::RngExt;
 
 use crate::config::{Secret, Settings};
 use crate::domain::GatewayInfo;
-use crate::http::auth::Authenticator;
+use crate::http::auth::{self, Authenticator, BotEntry, BotList, Bots, SecretDigest};
 use crate::http::cors;
 use crate::http::rate_limit::FailedAuthLimiter;
 use crate::http::routes;
@@ -30,14 +31,16 @@ pub enum StartupError {
     Listen(#[from] std::io::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
-    /// Gateway poller, alerts, autoscale: stopped when the server stops.
-    background: BackgroundTasks,
+    /// The bots, and their gateway pollers, alerts and autoscale: stopped when the server stops.
+    reloader: Reloader,
 }
 
 impl Application {
@@ -52,37 +55,41 @@ impl Application {
         listener: TcpListener,
     ) -> Result<Self, StartupError> {
         crate::outbound::install_crypto_provider();
-        let secret = settings.secret.get_or_insert_with(generated_secret).clone();
-        let store = open_store(&settings).await?;
-        match store.is_embedded() {
-            true => log::warn!(
-                "REDIS_URL is not set: using the in-process store. State lives in this process only; \
-                 run exactly one replica, and set REDIS_URL to run several."
-            ),
-            false => log::info!("using Redis with key prefix {{{}}}", settings.key_prefix),
+        if settings.bots_file.is_none() {
+            settings.secret.get_or_insert_with(generated_secret);
         }
         let port = listener.local_addr()?.port();
-        let authenticator = web::Data::new(Authenticator::new(
-            secret.expose(),
-            FailedAuthLimiter::new(
+        let reloader = Reloader {
+            base: settings.clone(),
+            bots: web::Data::new(Bots::new(BotList {
+                bots: Vec::new(),
+                admin: None,
+            })),
+            running: Arc::default(),
+            failed_auth: Arc::new(FailedAuthLimiter::new(
                 settings.failed_auth_per_minute,
                 settings.trusted_proxies.clone(),
-            ),
-        ));
+            )),
+            draining: Arc::new(AtomicBool::new(false)),
+        };
+        reloader.reload().await?;
+        let first = reloader.bots.current().bots[0].clone();
         let request_metrics = web::Data::new(Telemetry::new());
         log::info!("replica id {}", request_metrics.replica_id);
-        let state = web::Data::new(AppState {
-            store: Arc::new(store),
-            settings,
-            draining: AtomicBool::new(false),
-        });
+        // `auth::select_bot` hands each request its bot; these are what a request that never
+        // went through it would see.
+        let state = first.state;
+        let authenticator = first.authenticator;
+        let bots = reloader.bots.clone();
         let app_state = state.clone();
-        let cors_origins = app_state.settings.cors_origins.clone();
+        let cors_origins = settings.cors_origins.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
                 .app_data(authenticator.clone())
+                .app_data(bots.clone())
                 .app_data(request_metrics.clone())
+                .wrap(from_fn(auth::select_bot))
                 // One line per request; it logs no headers, so the secret never reaches the log.
                 .wrap(from_fn(telemetry::record_requests))
                 .wrap(cors::middleware(&cors_origins))
@@ -94,13 +101,17 @@ impl Application {
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECONDS)
         .listen(listener)?
         .run();
-        let background = BackgroundTasks::spawn(state.store.clone(), &state.settings);
         Ok(Self {
             port,
             server,
             state,
-            background,
+            reloader,
         })
+    }
+
+    /// What reloads `BOTS_FILE` (SIGHUP does, in [`Application::run_until_terminated`]).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     pub fn port(&self) -> u16 {
@@ -109,7 +120,7 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
-        self.background.stop().await;
+        self.reloader.stop_all().await;
         result
     }
 
@@ -133,11 +144,144 @@ impl Application {
             tokio::time::sleep(drain).await;
             handle.stop(true).await;
         });
+        let reloader = self.reloader.clone();
+        let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let reloading = tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                log::info!("SIGHUP received: reloading the bots");
+                if let Err(error) = reloader.reload().await {
+                    log::error!("reload failed, the bots run as before: {error}");
+                }
+            }
+        });
         let result = self.server.await;
-        self.background.stop().await;
+        reloading.abort();
+        self.reloader.stop_all().await;
         result?;
         log::info!("stopped");
         Ok(())
+    }
+}
+
+/// Each running bot's fingerprint (see `Bot::fingerprint`) and jobs, by name.
+type RunningBots = HashMap<String, ([u8; 32], BackgroundTasks)>;
+
+/// The bots of a replica and how to reload them: `BOTS_FILE` read again, bots whose settings did
+/// not change kept as they run, new or changed ones opened (store, then jobs) before they are
+/// swapped in, removed ones' jobs stopped. Requests already under way finish with the list they
+/// began with, so no bot that stays sees any downtime.
+#[derive(Clone)]
+pub struct Reloader {
+    base: Settings,
+    bots: web::Data<Bots>,
+    /// Each bot's fingerprint and jobs, by name.
+    running: Arc<tokio::sync::Mutex<RunningBots>>,
+    failed_auth: Arc<FailedAuthLimiter>,
+    draining: Arc<AtomicBool>,
+}
+
+impl Reloader {
+    /// Loads the bots (again). On any error (an invalid file, a store that does not answer) the
+    /// bots stay as they were.
+    pub async fn reload(&self) -> Result<(), StartupError> {
+        let mut running = self.running.lock().await;
+        let current = self.bots.current();
+        let mut entries = Vec::new();
+        let mut started = HashMap::new();
+        for bot in self.base.bots()? {
+            let fingerprint = bot.fingerprint();
+            if let (Some(entry), Some((known, _))) =
+                (current.named(&bot.name), running.get(&bot.name))
+                && *known == fingerprint
+            {
+                entries.push(entry.clone());
+                continue;
+            }
+            let store = Arc::new(open_store(&bot.settings).await?);
+            match store.is_embedded() {
+                true => log::warn!(
+                    "REDIS_URL is not set: using the in-process store. State lives in this process \
+                     only; run exactly one replica, and set REDIS_URL to run several."
+                ),
+                false => log::info!(
+                    "bot {}: using Redis with key prefix {{{}}}",
+                    bot.name,
+                    bot.settings.key_prefix
+                ),
+            }
+            let secret = bot.settings.secret.clone().unwrap_or_else(generated_secret);
+            entries.push(BotEntry {
+                authenticator: web::Data::new(Authenticator::new(
+                    secret.expose(),
+                    self.failed_auth.clone(),
+                )),
+                state: web::Data::new(AppState {
+                    bot: bot.name.clone(),
+                    store,
+                    settings: bot.settings,
+                    draining: self.draining.clone(),
+                }),
+            });
+            started.insert(bot.name, fingerprint);
+        }
+        let names: Vec<String> = entries
+            .iter()
+            .map(|entry| entry.state.bot.clone())
+            .collect();
+        // Jobs run per bot; their Redis locks are the bot's, so each runs once per fleet.
+        let mut retired = Vec::new();
+        for entry in &entries {
+            if let Some(fingerprint) = started.remove(&entry.state.bot) {
+                let tasks =
+                    BackgroundTasks::spawn(entry.state.store.clone(), &entry.state.settings);
+                if let Some((_, old)) =
+                    running.insert(entry.state.bot.clone(), (fingerprint, tasks))
+                {
+                    retired.push(old);
+                }
+            }
+        }
+        let gone: Vec<String> = running
+            .keys()
+            .filter(|name| !names.contains(name))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some((_, tasks)) = running.remove(&name) {
+                retired.push(tasks);
+            }
+        }
+        let removed: Vec<String> = current
+            .bots
+            .iter()
+            .map(|entry| entry.state.bot.clone())
+            .filter(|name| !names.contains(name))
+            .collect();
+        self.bots.replace(BotList {
+            bots: entries,
+            admin: self
+                .base
+                .admin_secret
+                .as_ref()
+                .map(|admin| SecretDigest::new(admin.expose())),
+        });
+        if !current.bots.is_empty() {
+            log::info!("bots reloaded: serving {names:?}; removed {removed:?}");
+        }
+        drop(running);
+        futures_util::future::join_all(retired.into_iter().map(BackgroundTasks::stop)).await;
+        Ok(())
+    }
+
+    async fn stop_all(&self) {
+        let tasks: Vec<BackgroundTasks> = self
+            .running
+            .lock()
+            .await
+            .drain()
+            .map(|(_, (_, tasks))| tasks)
+            .collect();
+        futures_util::future::join_all(tasks.into_iter().map(BackgroundTasks::stop)).await;
     }
 }
 

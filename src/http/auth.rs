@@ -1,31 +1,128 @@
 //! `Authorization: <SECRET>` (or `Bearer <SECRET>`), compared in constant time.
+//!
+//! With several bots (`BOTS_FILE`) the secret also selects the bot: [`select_bot`] compares the
+//! presented secret with every bot's (and the admin secret), always all of them and without
+//! branching on which matched, so the time taken tells nothing about which bots exist. The
+//! request then sees that bot's state and authenticator only.
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
 use sha2::{Digest, Sha256};
 use std::future::{Ready, ready};
-use subtle::ConstantTimeEq;
+use std::rc::Rc;
+use std::sync::{Arc, RwLock};
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 use crate::http::error::{ApiError, ValidationIssue};
 use crate::http::rate_limit::FailedAuthLimiter;
+use crate::http::state::AppState;
 
 /// What checking a caller takes: the secret and the failed authentications per client address
-/// (brute-force protection). Registered as app data of its own, once per replica.
+/// (brute-force protection, shared by every bot of the replica). App data of its own.
 pub struct Authenticator {
     secret: SecretDigest,
-    failed_auth: FailedAuthLimiter,
+    failed_auth: Arc<FailedAuthLimiter>,
 }
 
 impl Authenticator {
-    pub fn new(secret: &str, failed_auth: FailedAuthLimiter) -> Self {
+    pub fn new(secret: &str, failed_auth: Arc<FailedAuthLimiter>) -> Self {
         Self {
             secret: SecretDigest::new(secret),
             failed_auth,
         }
     }
+
+    fn from_digest(secret: SecretDigest, failed_auth: Arc<FailedAuthLimiter>) -> Self {
+        Self {
+            secret,
+            failed_auth,
+        }
+    }
+}
+
+/// The admin secret was presented: app data of the request, for the routes that read all bots.
+pub struct AdminAccess;
+
+/// Routes the admin secret may call: reads only.
+const ADMIN_ROUTES: &[&str] = &["/status", "/autoscale", "/metrics"];
+
+/// Middleware: hands the request the state and authenticator of the bot whose secret it carries
+/// (or, for the admin secret on a read route, of the bot named by `?bot=`, the first by default,
+/// and [`AdminAccess`]). Any other request gets the first bot's, whose authenticator then refuses
+/// a wrong secret as before (and an admin secret on a writing route).
+pub async fn select_bot(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let Some(bots) = req.app_data::<web::Data<Bots>>().map(|bots| bots.current()) else {
+        return next.call(req).await;
+    };
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|value| bearer_token(value.to_str().unwrap_or_default()).to_owned());
+    // Without a header the first bot answers (a public /status); with a wrong secret, the first
+    // bot's authenticator refuses it.
+    let presented = SecretDigest::new(token.as_deref().unwrap_or_default());
+    let mut index = 0u32;
+    let mut found = Choice::from(0);
+    for (position, entry) in bots.bots.iter().enumerate() {
+        let hit = entry.authenticator.secret.0.ct_eq(&presented.0);
+        index.conditional_assign(&(position as u32), hit);
+        found |= hit;
+    }
+    let admin = match (&bots.admin, &token) {
+        (Some(admin), Some(_)) => admin.0.ct_eq(&presented.0),
+        _ => Choice::from(0),
+    };
+    let mut container = actix_web::dev::Extensions::new();
+    if bool::from(admin) && ADMIN_ROUTES.contains(&req.path()) {
+        let wanted =
+            web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+                .ok()
+                .and_then(|query| query.get("bot").cloned());
+        let entry = match &wanted {
+            Some(name) => bots.named(name),
+            None => bots.bots.first(),
+        };
+        if let Some(entry) = entry {
+            container.insert(entry.state.clone());
+            container.insert(web::Data::new(Authenticator::from_digest(
+                presented,
+                entry.authenticator.failed_auth.clone(),
+            )));
+            container.insert(web::Data::new(AdminAccess));
+        }
+    } else {
+        let entry = if bool::from(found) {
+            bots.bots.get(index as usize)
+        } else {
+            bots.bots.first()
+        };
+        if let Some(entry) = entry {
+            container.insert(entry.state.clone());
+            container.insert(entry.authenticator.clone());
+        }
+    }
+    req.add_data_container(Rc::new(container));
+    next.call(req).await
+}
+
+/// The secret of an `Authorization` value: `<secret>` or `Bearer <secret>`.
+fn bearer_token(value: &str) -> &str {
+    let value = value.trim();
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .unwrap_or(value)
+        .trim()
 }
 
 /// Holds only a digest of the secret: comparing digests takes the same time whatever the length
 /// or content of the guess.
+#[derive(Clone)]
 pub struct SecretDigest([u8; 32]);
 
 impl SecretDigest {
@@ -55,12 +152,7 @@ fn credentials(req: &HttpRequest) -> Credentials {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Credentials::Missing;
     };
-    let value = value.to_str().unwrap_or_default().trim();
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .unwrap_or(value)
-        .trim();
+    let token = bearer_token(value.to_str().unwrap_or_default());
     let address = state.failed_auth.client_address(req);
     if let Some(address) = address
         && let Err(wait) = state.failed_auth.check(address)
@@ -126,4 +218,48 @@ impl FromRequest for MaybeAuthorized {
 /// FastAPI's 422 for a request without `Authorization`.
 pub fn missing_header() -> ApiError {
     ApiError::invalid(ValidationIssue::missing(&["header", "authorization"]))
+}
+
+/// One bot as requests see it.
+#[derive(Clone)]
+pub struct BotEntry {
+    pub state: web::Data<AppState>,
+    pub authenticator: web::Data<Authenticator>,
+}
+
+/// Every bot of the replica, in `BOTS_FILE` order (the first also answers callers without a
+/// secret, e.g. a public `/status`), and the admin secret's digest.
+pub struct BotList {
+    pub bots: Vec<BotEntry>,
+    pub admin: Option<SecretDigest>,
+}
+
+impl BotList {
+    pub fn named(&self, name: &str) -> Option<&BotEntry> {
+        self.bots.iter().find(|entry| entry.state.bot == name)
+    }
+}
+
+/// The current [`BotList`]; a reload (SIGHUP) swaps it while requests keep the list they began
+/// with.
+pub struct Bots(RwLock<Arc<BotList>>);
+
+impl Bots {
+    pub fn new(list: BotList) -> Self {
+        Self(RwLock::new(Arc::new(list)))
+    }
+
+    pub fn current(&self) -> Arc<BotList> {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn replace(&self, list: BotList) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(list);
+    }
 }

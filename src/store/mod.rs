@@ -18,7 +18,7 @@ use ::redis::Value;
 
 use self::embedded::EmbeddedEngine;
 use self::keys::Keys;
-use self::redis::RedisEngine;
+use self::redis::{ClusterEngine, ClusterLink, RedisEngine};
 use self::scripts::claim_events::Claimed;
 use self::scripts::connect::Claim;
 use self::scripts::disconnect::Released;
@@ -101,6 +101,7 @@ impl Scripts {
 
 enum Engine {
     Redis(RedisEngine),
+    Cluster(ClusterEngine),
     Embedded(EmbeddedEngine),
 }
 
@@ -113,6 +114,7 @@ impl Engine {
     ) -> Result<Value, StoreError> {
         match self {
             Engine::Redis(engine) => engine.eval(&script.sha, keys, args).await,
+            Engine::Cluster(engine) => engine.eval(script, keys, args).await,
             Engine::Embedded(engine) => engine.eval(script, keys, args),
         }
     }
@@ -120,6 +122,7 @@ impl Engine {
     async fn command(&self, args: &[&str]) -> Result<Value, StoreError> {
         match self {
             Engine::Redis(engine) => engine.command(args).await,
+            Engine::Cluster(engine) => engine.command(args).await,
             Engine::Embedded(engine) => engine.command(args),
         }
     }
@@ -127,6 +130,7 @@ impl Engine {
     async fn load(&self, script: &LuaScript) -> Result<(), StoreError> {
         match self {
             Engine::Redis(engine) => engine.load(&script.sha).await,
+            Engine::Cluster(engine) => engine.load(script).await,
             Engine::Embedded(engine) => engine.load(script),
         }
         .map_err(|error| match error {
@@ -173,14 +177,20 @@ impl Store {
     /// [`Store::open`]) finishes opening. Between the two, a replica may ask Discord how many
     /// shards a deployment's first plan should have.
     pub async fn load(settings: &Settings) -> Result<Self, StoreError> {
-        let engine = match RedisEngine::from_settings(settings)? {
-            Some(redis) => Engine::Redis(redis),
-            None => Engine::Embedded(EmbeddedEngine::new()),
+        let keys = Keys::new(&settings.key_prefix);
+        let engine = if !settings.redis_cluster.is_empty() {
+            let link = ClusterLink::shared(&settings.redis_cluster, settings.redis_timeout_ms)?;
+            Engine::Cluster(ClusterEngine::new(link, &keys.base))
+        } else {
+            match RedisEngine::from_settings(settings)? {
+                Some(redis) => Engine::Redis(redis),
+                None => Engine::Embedded(EmbeddedEngine::new()),
+            }
         };
         let store = Self {
             engine,
             scripts: Scripts::new(),
-            keys: Keys::new(&settings.key_prefix),
+            keys,
             lease_ms: settings.lease_ms(),
             resume_window_ms: settings.resume_window_ms(),
             initial_shards: AtomicU32::new(settings.max_shards),
@@ -221,6 +231,7 @@ impl Store {
     pub fn kind(&self) -> &'static str {
         match self.engine {
             Engine::Redis(_) => "redis",
+            Engine::Cluster(_) => "redis-cluster",
             Engine::Embedded(_) => "in-process",
         }
     }
@@ -322,10 +333,11 @@ impl Store {
     /// quarantine, as after a loss, since asynchronous replication may have dropped grants the old
     /// master acknowledged (a grant lost that way must not be handed out again while its bot runs).
     async fn follow_failover(&self) -> Result<(), StoreError> {
-        let Engine::Redis(engine) = &self.engine else {
-            return Ok(());
+        let moves = match &self.engine {
+            Engine::Redis(engine) => engine.master_moves(),
+            Engine::Cluster(engine) => engine.master_moves(),
+            Engine::Embedded(_) => return Ok(()),
         };
-        let moves = engine.master_moves();
         let seen = self.master_moves_seen.load(Ordering::SeqCst);
         if moves != seen
             && self

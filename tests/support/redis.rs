@@ -315,3 +315,241 @@ impl Drop for Sentinels {
         }
     }
 }
+
+/// A Redis Cluster of `masters` masters with one replica each (`redis-server --cluster-enabled yes`
+/// per node, joined by `redis-cli --cluster create --cluster-replicas 1`), every node on a free port
+/// of 127.0.0.1 and killed when dropped. Nodes fail over fast (`cluster-node-timeout` 1 s) and a
+/// master that is down leaves the other masters' slots served (`cluster-require-full-coverage no`),
+/// and a replica always takes over from a dead master (`cluster-replica-validity-factor 0`).
+pub struct RedisCluster {
+    nodes: Vec<Option<Child>>,
+    pub ports: Vec<u16>,
+    _dir: Scratch,
+}
+
+impl RedisCluster {
+    /// Node timeout: how long a master may be unreachable before its replica takes over.
+    pub const NODE_TIMEOUT_MS: u64 = 1000;
+
+    pub fn start(masters: usize) -> Self {
+        let dir = Scratch::new("cluster");
+        let ports: Vec<u16> = (0..masters * 2).map(|_| free_port()).collect();
+        let mut nodes = Vec::new();
+        for port in &ports {
+            let node_dir = dir.0.join(port.to_string());
+            std::fs::create_dir_all(&node_dir).expect("node dir");
+            let mut command = Command::new("redis-server");
+            command
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--save", "", "--appendonly", "no"])
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-config-file", "nodes.conf"])
+                .args(["--cluster-node-timeout", &Self::NODE_TIMEOUT_MS.to_string()])
+                .args(["--cluster-require-full-coverage", "no"])
+                // A replica takes over however long ago it last heard from its master (the
+                // default refuses after ~10 node timeouts of an idle master).
+                .args(["--cluster-replica-validity-factor", "0"])
+                .arg("--dir")
+                .arg(&node_dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            die_with_parent(&mut command);
+            nodes.push(Some(command.spawn().expect(
+                "redis-server must be installed (scripts/test.sh installs it)",
+            )));
+        }
+        let cluster = Self {
+            nodes,
+            ports,
+            _dir: dir,
+        };
+        for port in &cluster.ports {
+            cluster.wait(
+                || cluster.node_query(*port, &["PING"]).is_ok(),
+                "node start",
+            );
+        }
+        let addresses: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("redis-cli must be installed (scripts/test.sh installs redis-tools)");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        cluster.wait(|| cluster.healthy(), "cluster state ok on every node");
+        cluster
+    }
+
+    /// `REDIS_CLUSTER`: every node as a seed.
+    pub fn seeds(&self) -> String {
+        self.ports
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn node_query(&self, port: u16, args: &[&str]) -> redis::RedisResult<redis::Value> {
+        query_url(&format!("redis://127.0.0.1:{port}"), args)
+    }
+
+    /// Every running node reports `cluster_state:ok` and sees every slot served by a live master
+    /// with its replica attached.
+    fn healthy(&self) -> bool {
+        self.live_ports().iter().all(|port| {
+            self.node_query(*port, &["CLUSTER", "INFO"])
+                .ok()
+                .and_then(|info| redis::from_redis_value::<String>(info).ok())
+                .is_some_and(|info| info.contains("cluster_state:ok"))
+        })
+    }
+
+    fn live_ports(&self) -> Vec<u16> {
+        self.ports
+            .iter()
+            .zip(&self.nodes)
+            .filter(|(_, node)| node.is_some())
+            .map(|(port, _)| *port)
+            .collect()
+    }
+
+    fn wait(&self, ready: impl Fn() -> bool, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if ready() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("Redis Cluster: {what} did not happen within 30 s");
+    }
+
+    /// The slot a key hashes to (`CLUSTER KEYSLOT`).
+    pub fn slot_of(&self, key: &str) -> u16 {
+        let port = self.live_ports()[0];
+        let slot: i64 = redis::from_redis_value(
+            self.node_query(port, &["CLUSTER", "KEYSLOT", key])
+                .expect("CLUSTER KEYSLOT"),
+        )
+        .expect("slot");
+        slot as u16
+    }
+
+    /// The port of the master serving `slot`, as a live node sees it (`CLUSTER SLOTS`).
+    pub fn master_of_slot(&self, slot: u16) -> Option<u16> {
+        for port in self.live_ports() {
+            let Ok(reply) = self.node_query(port, &["CLUSTER", "SLOTS"]) else {
+                continue;
+            };
+            let Ok(ranges) = redis::from_redis_value::<Vec<redis::Value>>(reply) else {
+                continue;
+            };
+            for range in ranges {
+                let Ok(fields) = redis::from_redis_value::<Vec<redis::Value>>(range) else {
+                    continue;
+                };
+                let number = |value: &redis::Value| redis::from_redis_value::<i64>(value.clone());
+                let (Some(Ok(start)), Some(Ok(end)), Some(master)) = (
+                    fields.first().map(number),
+                    fields.get(1).map(number),
+                    fields.get(2),
+                ) else {
+                    continue;
+                };
+                if (start..=end).contains(&i64::from(slot)) {
+                    let master: Vec<redis::Value> = redis::from_redis_value(master.clone()).ok()?;
+                    return master
+                        .get(1)
+                        .and_then(|port| number(port).ok())
+                        .map(|p| p as u16);
+                }
+            }
+        }
+        None
+    }
+
+    /// The masters' ports, one per slot range, in slot order.
+    pub fn masters(&self) -> Vec<u16> {
+        let mut masters = Vec::new();
+        for slot in (0..16384u16).step_by(64) {
+            if let Some(port) = self.master_of_slot(slot)
+                && !masters.contains(&port)
+            {
+                masters.push(port);
+            }
+        }
+        masters
+    }
+
+    /// A key prefix starting with `stem` whose hash tag (`{prefix}:`) lands on the master `port`,
+    /// so tests can place bots on chosen masters.
+    pub fn prefix_on(&self, port: u16, stem: &str) -> String {
+        (0..10_000)
+            .map(|index| format!("{stem}-{index}"))
+            .find(|prefix| {
+                self.master_of_slot(self.slot_of(&format!("{{{prefix}}}:"))) == Some(port)
+            })
+            .expect("some prefix lands on every master")
+    }
+
+    /// kill -9 of the node on `port`; returns once another node has taken over its slots (when it
+    /// was a master) and the cluster is healthy again.
+    pub fn kill(&mut self, port: u16) {
+        let index = self
+            .ports
+            .iter()
+            .position(|candidate| *candidate == port)
+            .expect("a node of this cluster");
+        kill(&mut self.nodes[index]);
+    }
+
+    /// Waits until `slot` is served by a master other than `old` and every live node says ok.
+    pub fn wait_for_failover(&self, slot: u16, old: u16) -> u16 {
+        self.wait(
+            || self.master_of_slot(slot).is_some_and(|port| port != old) && self.healthy(),
+            "failover",
+        );
+        self.master_of_slot(slot).expect("new master")
+    }
+
+    /// Scripts run so far on the node `port` (EVAL and EVALSHA calls, from `INFO commandstats`).
+    pub fn script_calls(&self, port: u16) -> u64 {
+        let info: String = redis::from_redis_value(
+            self.node_query(port, &["INFO", "commandstats"])
+                .expect("INFO commandstats"),
+        )
+        .expect("info");
+        info.lines()
+            .filter(|line| {
+                line.starts_with("cmdstat_eval:") || line.starts_with("cmdstat_evalsha:")
+            })
+            .filter_map(|line| {
+                line.split("calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            kill(node);
+        }
+    }
+}

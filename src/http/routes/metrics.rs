@@ -11,7 +11,7 @@ use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, Gauge, Histogram, HistogramOpts, IntGauge, Registry, TextEncoder};
 
 use crate::domain::{FleetStatus, GatewayInfo};
-use crate::http::auth::MaybeAuthorized;
+use crate::http::auth::{AdminAccess, Bots, MaybeAuthorized};
 use crate::http::error::ApiError;
 use crate::http::routes::autoscale::{AutoscaleReport, require_metrics_access};
 use crate::http::state::AppState;
@@ -49,25 +49,26 @@ pub async fn metrics(
     caller: MaybeAuthorized,
     state: web::Data<AppState>,
     telemetry: web::Data<Telemetry>,
+    bots: Option<web::Data<Bots>>,
+    request: actix_web::HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     require_metrics_access(&caller, &state)?;
-    let started = Instant::now();
-    // Paged, so a scrape never holds Redis for long (see store::overview).
-    let fleet = state.store.overview().await;
-    let read_seconds = started.elapsed().as_secs_f64();
-    let mut families = match fleet {
-        Ok(fleet) => {
-            // The identify budget is known once a replica has asked Discord; a failed read only
-            // leaves these figures out.
-            let gateway = state.store.gateway().await.unwrap_or_default();
-            cluster_families(&fleet, gateway.as_ref(), read_seconds)
-        }
-        Err(error) => {
-            log::warn!("metrics: store unavailable: {error}");
-            store_down_families()
-        }
+    // The admin secret reads every bot; a bot's secret (or a public scrape) its own bot only.
+    let every_bot = request.app_data::<web::Data<AdminAccess>>().is_some();
+    let states: Vec<web::Data<AppState>> = match (&bots, every_bot) {
+        (Some(bots), true) => bots
+            .current()
+            .bots
+            .iter()
+            .map(|entry| entry.state.clone())
+            .collect(),
+        _ => vec![state.clone()],
+    };
+    let mut families = Vec::new();
+    for state in &states {
+        families.extend(bot_families(state).await?);
     }
-    .map_err(internal)?;
+    let mut families = merge(families);
     families.extend(telemetry.registry.gather());
     let mut text = Vec::new();
     let encoder = TextEncoder::new();
@@ -77,6 +78,50 @@ pub async fn metrics(
         .body(text))
 }
 
+/// One bot's fleet figures, labelled `bot="<name>"`.
+async fn bot_families(state: &AppState) -> Result<Vec<MetricFamily>, ApiError> {
+    let started = Instant::now();
+    // Paged, so a scrape never holds Redis for long (see store::overview).
+    let fleet = state.store.overview().await;
+    let read_seconds = started.elapsed().as_secs_f64();
+    let registry = Registry::new_custom(
+        None,
+        Some(std::collections::HashMap::from([(
+            "bot".to_owned(),
+            state.bot.clone(),
+        )])),
+    )
+    .map_err(internal)?;
+    match fleet {
+        Ok(fleet) => {
+            // The identify budget is known once a replica has asked Discord; a failed read only
+            // leaves these figures out.
+            let gateway = state.store.gateway().await.unwrap_or_default();
+            cluster_families(registry, &fleet, gateway.as_ref(), read_seconds)
+        }
+        Err(error) => {
+            log::warn!("metrics: bot {}: store unavailable: {error}", state.bot);
+            store_down_families(registry)
+        }
+    }
+    .map_err(internal)
+}
+
+/// Families of several bots joined by name, so each metric is written once with all its series.
+fn merge(families: Vec<MetricFamily>) -> Vec<MetricFamily> {
+    let mut merged: Vec<MetricFamily> = Vec::new();
+    for mut family in families {
+        match merged
+            .iter_mut()
+            .find(|known| known.name() == family.name())
+        {
+            Some(known) => known.mut_metric().extend(family.take_metric()),
+            None => merged.push(family),
+        }
+    }
+    merged
+}
+
 fn internal(error: prometheus::Error) -> ApiError {
     ApiError::Internal(format!("metrics: {error}"))
 }
@@ -84,11 +129,11 @@ fn internal(error: prometheus::Error) -> ApiError {
 /// The fleet as gauges and histograms, built fresh for each scrape. Add a figure here (the
 /// identify budget, a pending generation) by registering one more collector.
 fn cluster_families(
+    registry: Registry,
     fleet: &FleetStatus,
     gateway: Option<&GatewayInfo>,
     read_seconds: f64,
 ) -> Result<Vec<MetricFamily>, prometheus::Error> {
-    let registry = Registry::new();
     let plan = AutoscaleReport::from_fleet(fleet);
     let gauge = |name: &str, help: &str, value: i64| -> Result<(), prometheus::Error> {
         let gauge = IntGauge::new(name, help)?;
@@ -210,8 +255,7 @@ fn cluster_families(
     Ok(registry.gather())
 }
 
-fn store_down_families() -> Result<Vec<MetricFamily>, prometheus::Error> {
-    let registry = Registry::new();
+fn store_down_families(registry: Registry) -> Result<Vec<MetricFamily>, prometheus::Error> {
     let up = IntGauge::new(
         "shardman_store_up",
         "1 when the store answered this scrape.",

@@ -13,8 +13,11 @@
 //! This file holds the engine: the pools, connections, and `load` / `eval` / `command`. The
 //! Sentinel watcher is in `sentinel.rs`, the error classification in `errors.rs`.
 
+mod cluster;
 mod errors;
 mod sentinel;
+
+pub(super) use self::cluster::{ClusterEngine, ClusterLink};
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
