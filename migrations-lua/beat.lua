@@ -88,24 +88,28 @@ if not plan[1] then
 end
 local now = now_ms()
 
--- Sets fields of one hash with as few HSETs as the field count allows.
-local function hash_writer(hash_key)
-  local fields = {}
-  local writer = {}
-  function writer.set(name, value)
-    fields[#fields + 1] = name
-    fields[#fields + 1] = value
-    if #fields >= HSET_CHUNK then
-      writer.flush()
-    end
+-- The fields a beat writes to its lease, gathered so that one HSET (per HSET_CHUNK) sets them all.
+local lease_fields, lease_fields_key = {}, nil
+local function flush_fields()
+  if #lease_fields > 0 then
+    redis.call('HSET', lease_fields_key, unpack(lease_fields))
+    lease_fields = {}
   end
-  function writer.flush()
-    if #fields > 0 then
-      redis.call('HSET', hash_key, unpack(fields))
-      fields = {}
-    end
+end
+local function set_field(name, value)
+  lease_fields[#lease_fields + 1] = name
+  lease_fields[#lease_fields + 1] = value
+  if #lease_fields >= HSET_CHUNK then
+    flush_fields()
   end
-  return writer
+end
+
+-- The lease field of a shard of a group: g for its first shard, g:<id> for the others.
+local function shard_field(name, id, first_id)
+  if id == first_id then
+    return name
+  end
+  return name .. ':' .. id
 end
 
 -- One beat, the fields of which start at ARGV[at]; returns its answer.
@@ -188,54 +192,50 @@ local function beat(at)
   local ttl_ms = math.max(lease_ms, (tonumber(lease[4]) or 0) + lease_ms - now)
   redis.call('PEXPIRE', lease_key, ttl_ms)
   redis.call('ZADD', gen_key(generation, 'deadlines'), now + ttl_ms, shard_id)
-  local fields = hash_writer(lease_key)
-  fields.set('t', now)
-  fields.set('b', 1)
-  if guild_count ~= '' then fields.set('g', guild_count) end
-  if latency ~= '' then fields.set('l', latency) end
-  if extra ~= '' then fields.set('x', extra) end
+  lease_fields_key = lease_key
+  set_field('t', now)
+  if lease[3] ~= '1' then set_field('b', 1) end
+  if guild_count ~= '' then set_field('g', guild_count) end
+  if latency ~= '' then set_field('l', latency) end
+  if extra ~= '' then set_field('x', extra) end
 
   local group_end = math.min(shard_id + group_size, max_shards)
-  local function in_group(id)
-    return id and id >= shard_id and id < group_end
-  end
-  local function field(name, id)
-    if id == shard_id then
-      return name
-    end
-    return name .. ':' .. id
-  end
-  for line in string.gmatch(shard_reports, '[^\n]+') do
-    local id, guilds, seconds = string.match(line, '^(%d+)\t([^\t]*)\t([^\t]*)$')
-    id = tonumber(id)
-    if in_group(id) then
-      if guilds ~= '' then fields.set(field('g', id), guilds) end
-      if seconds ~= '' then fields.set(field('l', id), seconds) end
+  if shard_reports ~= '' then
+    for line in string.gmatch(shard_reports, '[^\n]+') do
+      local id, guilds, seconds = string.match(line, '^(%d+)\t([^\t]*)\t([^\t]*)$')
+      id = tonumber(id)
+      if id and id >= shard_id and id < group_end then
+        if guilds ~= '' then set_field(shard_field('g', id, shard_id), guilds) end
+        if seconds ~= '' then set_field(shard_field('l', id, shard_id), seconds) end
+      end
     end
   end
 
   -- Resume data outlives the lease by the resume window, so a successor can pick it up.
-  local new_resumes, any_new = {}, resume ~= ''
+  local new_resumes, any_new = nil, resume ~= ''
   if any_new then
-    new_resumes[shard_id] = resume
+    new_resumes = {[shard_id] = resume}
   end
-  for line in string.gmatch(shard_resumes, '[^\n]+') do
-    local id, json = string.match(line, '^(%d+)\t(.+)$')
-    id = tonumber(id)
-    if in_group(id) then
-      new_resumes[id] = json
-      any_new = true
+  if shard_resumes ~= '' then
+    for line in string.gmatch(shard_resumes, '[^\n]+') do
+      local id, json = string.match(line, '^(%d+)\t(.+)$')
+      id = tonumber(id)
+      if id and id >= shard_id and id < group_end then
+        new_resumes = new_resumes or {}
+        new_resumes[id] = json
+        any_new = true
+      end
     end
   end
   if any_new and lease[5] ~= '1' then
-    fields.set('r', 1)
+    set_field('r', 1)
   end
-  fields.flush()
+  flush_fields()
   -- Resume keys exist only once this session stored some (a grant takes its predecessor's).
   if any_new or lease[5] == '1' then
     for id = shard_id, group_end - 1 do
       local resume_key = gen_key(generation, 'resume', id)
-      if new_resumes[id] then
+      if new_resumes and new_resumes[id] then
         redis.call('SET', resume_key, new_resumes[id], 'PX', lease_ms + resume_window_ms)
       else
         redis.call('PEXPIRE', resume_key, lease_ms + resume_window_ms)

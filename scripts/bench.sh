@@ -96,7 +96,7 @@ row() { rows+=("| $1 | $2 |"); echo "  $1: $2" >&2; }
 echo "== /beat through one replica vs redis-benchmark EVALSHA" >&2
 start_redis
 beat_redis_port=$REDIS_PORT
-start_replica 64 bench-beat 60
+start_replica 128 bench-beat 60
 beat_port=$REPLICA_PORT
 beat_pid=$REPLICA_PID
 # Capture the exact EVALSHA of one beat (a lone beat is a batch of one).
@@ -125,7 +125,7 @@ claim_sessions() { # port file
   : >"$2"
   for _ in $(seq 1 64); do
     curl -s -H "Authorization: $SECRET" "http://127.0.0.1:$1/connect" \
-      | sed -n 's/.*"session_id":"\([^"]*\)".*/\1/p' >>"$2"
+      | grep -o '"session_id":"[^"]*"' | cut -d'"' -f4 >>"$2"
   done
   [ "$(wc -l <"$2")" -eq 64 ] || { echo "could not claim 64 sessions on port $1" >&2; exit 1; }
 }
