@@ -83,7 +83,7 @@ pub(super) struct RedisEngine {
     failovers: Arc<Failovers>,
     /// Bound on every round trip, on top of the connection's own timeouts.
     timeout: Duration,
-    shared: Shared,
+    shared: Box<Shared>,
 }
 
 /// The connections requests share: a slot each, filled from the pool on first use and emptied
@@ -171,7 +171,7 @@ impl RedisEngine {
             pools: Arc::new(Pools::Plain(pool)),
             failovers: Arc::default(),
             timeout,
-            shared: Shared::default(),
+            shared: Box::default(),
         })
     }
 
@@ -199,7 +199,7 @@ impl RedisEngine {
             pools: Arc::new(Pools::Sentinel(pool)),
             failovers: Arc::default(),
             timeout,
-            shared: Shared::default(),
+            shared: Box::default(),
         };
         let watcher = follow_master(
             urls,
