@@ -2,7 +2,8 @@
 //! store together, in one `beat.lua` call that answers each of them.
 //!
 //! A beat joins the queue, then waits for its own answer. Whoever finds a free batch slot (at most
-//! [`BATCHES_IN_FLIGHT`] batches run at once) takes the queue, up to [`MAX_BATCH`] beats, and
+//! [`BATCHES_IN_FLIGHT`] batches run at once on Redis, one on the embedded store, whose scripts run
+//! one at a time on the thread that calls them) takes the queue, up to [`MAX_BATCH`] beats, and
 //! commits it in a task of its own, so a request that gives up (a client that hangs up, a deadline)
 //! never abandons the beats of others; the task keeps taking batches while beats keep queuing. So
 //! a beat on an idle replica leaves at once (a batch of one), and under load each batch carries the
@@ -20,7 +21,7 @@ use super::scripts::beat::{Beat, BeatAnswers, OneBeat};
 use super::{Store, StoreError};
 use crate::domain::BeatOutcome;
 
-/// Batches one replica has in flight at most: one being applied while the next travels.
+/// Batches one replica has in flight on Redis at most: one being applied while the next travels.
 pub(super) const BATCHES_IN_FLIGHT: usize = 2;
 /// Beats per batch at most (a batch of this size holds Redis for well under a millisecond).
 pub(super) const MAX_BATCH: usize = 256;
@@ -42,10 +43,11 @@ pub(super) struct BeatQueue {
 }
 
 impl BeatQueue {
-    pub(super) fn new(deadline: Option<Duration>) -> Self {
+    /// `slots`: batches in flight at most.
+    pub(super) fn new(slots: usize, deadline: Option<Duration>) -> Self {
         Self {
             waiting: Mutex::new(Vec::new()),
-            slots: Arc::new(Semaphore::new(BATCHES_IN_FLIGHT)),
+            slots: Arc::new(Semaphore::new(slots)),
             deadline,
         }
     }

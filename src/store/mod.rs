@@ -184,8 +184,15 @@ impl Store {
             None => Engine::Embedded(EmbeddedEngine::new()),
         };
         // A Redis round trip is bounded by REDIS_TIMEOUT_MS; so is a beat's wait for its batch.
-        let beat_deadline = matches!(engine, Engine::Redis(_))
-            .then(|| Duration::from_millis(settings.redis_timeout_ms));
+        // The embedded store runs a batch on the calling thread: a second batch would only wait
+        // for the engine's lock there, holding up that thread's requests.
+        let beats = match engine {
+            Engine::Redis(_) => BeatQueue::new(
+                group_commit::BATCHES_IN_FLIGHT,
+                Some(Duration::from_millis(settings.redis_timeout_ms)),
+            ),
+            Engine::Embedded(_) => BeatQueue::new(1, None),
+        };
         let store = Self {
             engine,
             scripts: Scripts::new(),
@@ -207,7 +214,7 @@ impl Store {
             ),
             quarantine_fresh_redis: settings.quarantine_fresh_redis,
             master_moves_seen: AtomicU64::new(0),
-            beats: BeatQueue::new(beat_deadline),
+            beats,
         };
         for script in &store.scripts.0 {
             store.engine.load(script).await?;
