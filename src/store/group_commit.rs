@@ -106,9 +106,11 @@ impl Store {
     /// Commits batches while beats are queued, holding one batch slot.
     async fn commit_batches(self: Arc<Self>, mut slot: OwnedSemaphorePermit) {
         loop {
-            // Beats whose requests are being read on this thread right now join this batch.
-            tokio::task::yield_now().await;
             loop {
+                // Beats whose requests are being read on this thread right now join this batch;
+                // and the embedded store answers without ever waiting, so without this the task
+                // would keep its thread from serving anything else while beats keep coming.
+                tokio::task::yield_now().await;
                 let batch = self.beats.take();
                 if batch.is_empty() {
                     break;
