@@ -19,6 +19,8 @@ command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# scripts/bench.sh --tiny (run by the fault suite) drives /beat with wrk.
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 # The client packages: a Python with venv and pip, Node.js with npm.
 if [ -d clients/python ]; then
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)

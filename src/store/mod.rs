@@ -6,17 +6,21 @@
 //! replies into domain types; the engines only run scripts and commands.
 
 mod embedded;
+mod group_commit;
 mod keys;
 mod overview;
 mod redis;
 mod scripts;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
 use ::redis::Value;
 
 use self::embedded::EmbeddedEngine;
+use self::group_commit::BeatQueue;
 use self::keys::Keys;
 use self::redis::{ClusterEngine, ClusterLink, RedisEngine};
 use self::scripts::claim_events::Claimed;
@@ -37,7 +41,7 @@ use crate::session_token::{SessionClaims, SessionSigner, new_nonce};
 /// replica refuses to start against a newer one (see README, "Upgrades").
 pub const SCHEMA_VERSION: u64 = 2;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// Redis did not answer in time or could not be reached. Callers answer 503; it heals by itself.
     #[error("store unavailable: {0}")]
@@ -162,6 +166,8 @@ pub struct Store {
     quarantine_fresh_redis: bool,
     /// Sentinel master moves already answered with a new epoch (see [`Store::follow_failover`]).
     master_moves_seen: AtomicU64,
+    /// Beats waiting for their batch (see `group_commit.rs`).
+    beats: BeatQueue,
 }
 
 impl Store {
@@ -187,6 +193,16 @@ impl Store {
                 None => Engine::Embedded(EmbeddedEngine::new()),
             }
         };
+        // A Redis round trip is bounded by REDIS_TIMEOUT_MS; so is a beat's wait for its batch.
+        // The embedded store runs a batch on the calling thread: a second batch would only wait
+        // for the engine's lock there, holding up that thread's requests.
+        let beats = match engine {
+            Engine::Redis(_) | Engine::Cluster(_) => BeatQueue::new(
+                group_commit::BATCHES_IN_FLIGHT,
+                Some(Duration::from_millis(settings.redis_timeout_ms)),
+            ),
+            Engine::Embedded(_) => BeatQueue::new(1, None),
+        };
         let store = Self {
             engine,
             scripts: Scripts::new(),
@@ -208,6 +224,7 @@ impl Store {
             ),
             quarantine_fresh_redis: settings.quarantine_fresh_redis,
             master_moves_seen: AtomicU64::new(0),
+            beats,
         };
         for script in &store.scripts.0 {
             store.engine.load(script).await?;
@@ -254,6 +271,11 @@ impl Store {
     async fn run<C: ScriptCall>(&self, call: &C) -> Result<C::Reply, StoreError> {
         let envelope = self.envelope();
         let (keys, argv) = envelope.vectors(call);
+        debug_assert!(
+            C::EACH.is_empty() || (argv.len() - 4 - C::ARGV.len()) % C::EACH.len() == 0,
+            "{}: a whole number of items",
+            C::FILE
+        );
         let reply = self
             .engine
             .eval(self.scripts.get::<C>()?, &keys, &argv)
@@ -406,18 +428,19 @@ impl Store {
         })
     }
 
-    pub async fn beat(&self, report: &BeatReport) -> Result<BeatOutcome, StoreError> {
+    /// Refreshes the session's lease and stores its report. Beats go to the store in batches
+    /// (group commit, see `group_commit.rs`); the answer is this beat's own.
+    pub async fn beat(self: &Arc<Self>, report: &BeatReport) -> Result<BeatOutcome, StoreError> {
         // A session id this deployment did not sign names no session: no need to ask the store.
         let Some(claims) = self.signer.verify(&report.session_id) else {
             return Ok(BeatOutcome::NotFound);
         };
-        self.run_planned(&scripts::beat::Beat {
-            nonce: &claims.nonce,
+        self.commit_beat(scripts::beat::OneBeat {
+            nonce: claims.nonce,
             guild_count: report.guild_count,
             latency: report.latency,
-            extra: report.extra.as_deref(),
-            resume: report.resume.as_deref(),
-            resume_window_ms: self.resume_window_ms,
+            extra: report.extra.clone(),
+            resume: report.resume.clone(),
             shard_id: claims.shard_id,
             generation: claims.generation,
             claimed_max_shards: claims.max_shards,

@@ -64,15 +64,19 @@ pub(super) fn lua_to_reply(value: &LuaValue) -> mlua::Result<Result<Value, Strin
         LuaValue::Number(number) => Value::Int(number.trunc() as i64),
         LuaValue::String(text) => Value::BulkString(text.as_bytes().to_vec()),
         LuaValue::Table(table) => {
-            if let Ok(message) = table.get::<String>("err") {
-                return Ok(Err(message));
+            // Raw reads of plain values: a failed typed read would build an error each time, and
+            // a batch's answer holds a table per beat.
+            if let LuaValue::String(message) = table.raw_get::<LuaValue>("err")? {
+                return Ok(Err(message.to_string_lossy().to_string()));
             }
-            if let Ok(status) = table.get::<String>("ok") {
-                return Ok(Ok(Value::SimpleString(status)));
+            if let LuaValue::String(status) = table.raw_get::<LuaValue>("ok")? {
+                return Ok(Ok(Value::SimpleString(
+                    status.to_string_lossy().to_string(),
+                )));
             }
-            let mut items = Vec::new();
+            let mut items = Vec::with_capacity(table.raw_len());
             for index in 1.. {
-                let item: LuaValue = table.get(index)?;
+                let item: LuaValue = table.raw_get(index)?;
                 if item.is_nil() {
                     break;
                 }

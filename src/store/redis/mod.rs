@@ -10,8 +10,15 @@
 //! lost. While a failover is under way (the sentinels already announce the promoted replica but
 //! still list the old master, which is where new connections would go), requests answer 503.
 //!
-//! This file holds the engine: the pools, connections, and `load` / `eval` / `command`. The
-//! Sentinel watcher is in `sentinel.rs`, the error classification in `errors.rs`.
+//! Concurrent requests share a few multiplexed connections ([`SHARED_CONNECTIONS`], taken from the
+//! pool and kept) instead of each holding one for its round trip: their commands are pipelined on
+//! the same socket, and no request pays the pool's check-on-reuse round trip (`PING`). A shared
+//! connection that fails with an outage is dropped from its slot (every request that shares it
+//! sees its error and answers 503), and the next request takes a fresh one from the pool.
+//!
+//! This file holds the engine: the pools, the shared connections ([`RedisEngine::connection`], the
+//! one place that hands out a connection), and `load` / `eval` / `command`. The Sentinel watcher is
+//! in `sentinel.rs`, the error classification in `errors.rs`.
 
 mod cluster;
 mod errors;
@@ -19,8 +26,8 @@ mod sentinel;
 
 pub(super) use self::cluster::{ClusterEngine, ClusterLink};
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deadpool::managed::{Object, Pool};
@@ -36,6 +43,8 @@ use crate::config::Settings;
 
 /// Most connections one replica opens to Redis.
 const POOL_SIZE: usize = 32;
+/// Connections that concurrent requests share, round robin.
+pub(super) const SHARED_CONNECTIONS: usize = 4;
 
 enum Pools {
     Plain(Pool<Manager>),
@@ -77,6 +86,40 @@ pub(super) struct RedisEngine {
     failovers: Arc<Failovers>,
     /// Bound on every round trip, on top of the connection's own timeouts.
     timeout: Duration,
+    shared: Box<Shared>,
+}
+
+/// The connections requests share: a slot each, filled from the pool on first use and emptied
+/// when its connection fails or a failover made it stale.
+#[derive(Default)]
+struct Shared {
+    slots: [Mutex<Option<Slot>>; SHARED_CONNECTIONS],
+    next: AtomicUsize,
+    /// Numbers the connections put in slots, so a failed one is dropped only once.
+    made: AtomicU64,
+}
+
+struct Slot {
+    pooled: Pooled,
+    id: u64,
+}
+
+/// A connection handed out for one round trip: a handle on a shared connection (or, when its slot
+/// was filled meanwhile, one of its own from the pool).
+pub(super) struct Handout {
+    redis: MultiplexedConnection,
+    origin: Origin,
+}
+
+enum Origin {
+    Shared { slot: usize, id: u64 },
+    Own(Pooled),
+}
+
+impl Handout {
+    fn redis(&mut self) -> &mut MultiplexedConnection {
+        &mut self.redis
+    }
 }
 
 /// A pool of at most [`POOL_SIZE`] connections in which waiting for a connection, making one and
@@ -131,6 +174,7 @@ impl RedisEngine {
             pools: Arc::new(Pools::Plain(pool)),
             failovers: Arc::default(),
             timeout,
+            shared: Box::default(),
         })
     }
 
@@ -158,6 +202,7 @@ impl RedisEngine {
             pools: Arc::new(Pools::Sentinel(pool)),
             failovers: Arc::default(),
             timeout,
+            shared: Box::default(),
         };
         let watcher = follow_master(
             urls,
@@ -182,14 +227,9 @@ impl RedisEngine {
 
     /// SCRIPT LOAD: Redis compiles the script, so a broken one fails startup.
     pub(super) async fn load(&self, script: &Script) -> Result<(), StoreError> {
-        let mut slot = None;
-        let outcome = self
-            .bounded(async {
-                let conn = slot.insert(self.connection().await?);
-                script.load_async(conn.redis()).await.map_err(classify)
-            })
-            .await;
-        self.settle(slot, outcome).map(|_| ())
+        self.round_trip(|mut conn| async move { script.load_async(&mut conn).await })
+            .await
+            .map(|_| ())
     }
 
     /// EVALSHA, falling back to loading the script when Redis lost its script cache (SCRIPT FLUSH,
@@ -207,14 +247,9 @@ impl RedisEngine {
         for arg in args {
             call.arg(arg);
         }
-        let mut slot = None;
-        let outcome = self
-            .bounded(async {
-                let conn = slot.insert(self.connection().await?);
-                call.invoke_async(conn.redis()).await.map_err(classify)
-            })
-            .await;
-        self.settle(slot, outcome)
+        let call = &call;
+        self.round_trip(|mut conn| async move { call.invoke_async(&mut conn).await })
+            .await
     }
 
     pub(super) async fn command(&self, args: &[&str]) -> Result<Value, StoreError> {
@@ -222,18 +257,108 @@ impl RedisEngine {
         for arg in &args[1..] {
             command.arg(*arg);
         }
-        let mut slot = None;
-        let outcome = self
-            .bounded(async {
-                let conn = slot.insert(self.connection().await?);
-                command.query_async(conn.redis()).await.map_err(classify)
-            })
-            .await;
-        self.settle(slot, outcome)
+        let command = &command;
+        self.round_trip(|mut conn| async move { command.query_async(&mut conn).await })
+            .await
     }
 
-    /// A pooled connection made since the last failover.
-    async fn connection(&self) -> Result<Pooled, StoreError> {
+    /// One request on a shared connection, within one deadline. A connection that Redis dropped
+    /// (a restart, a closed socket) is replaced and the request sent once more on a fresh one, as
+    /// the pool's check on reuse used to catch it before use: every script is safe to repeat
+    /// (a beat is idempotent; a repeated grant leaves at most an unused lease, which expires).
+    async fn round_trip<T, F, Fut>(&self, request: F) -> Result<T, StoreError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let mut current = None;
+        let outcome = self
+            .bounded(async {
+                let mut retried = false;
+                loop {
+                    // The retry takes a connection the pool checks (the other shared ones may
+                    // have been dropped by the same restart).
+                    let handout = current.insert(if retried {
+                        self.own_connection().await?
+                    } else {
+                        self.connection().await?
+                    });
+                    match request(handout.redis().clone()).await {
+                        Ok(value) => return Ok(value),
+                        Err(error) if error.is_connection_dropped() && !retried => {
+                            retried = true;
+                            let failed = current.take();
+                            self.settle::<()>(failed, Err(classify(error))).ok();
+                        }
+                        Err(error) => return Err(classify(error)),
+                    }
+                }
+            })
+            .await;
+        self.settle(current, outcome)
+    }
+
+    /// A connection for one round trip: a shared one, made since the last failover. The one place
+    /// that hands out connections.
+    async fn connection(&self) -> Result<Handout, StoreError> {
+        if self.failovers.under_way.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable(
+                "Redis Sentinel failover under way".into(),
+            ));
+        }
+        let slot = self.shared.next.fetch_add(1, Ordering::Relaxed) % SHARED_CONNECTIONS;
+        {
+            let mut held = self.lock_slot(slot);
+            if let Some(current) = held.as_mut() {
+                if !self.failovers.stale(&current.pooled) {
+                    return Ok(Handout {
+                        redis: current.pooled.redis().clone(),
+                        origin: Origin::Shared {
+                            slot,
+                            id: current.id,
+                        },
+                    });
+                }
+                if let Some(stale) = held.take() {
+                    stale.pooled.discard();
+                }
+            }
+        }
+        let mut pooled = self.pooled().await?;
+        let mut held = self.lock_slot(slot);
+        if held.is_some() {
+            // Another request filled the slot meanwhile: use this one once, then give it back.
+            return Ok(Handout {
+                redis: pooled.redis().clone(),
+                origin: Origin::Own(pooled),
+            });
+        }
+        let id = self.shared.made.fetch_add(1, Ordering::Relaxed);
+        let redis = pooled.redis().clone();
+        *held = Some(Slot { pooled, id });
+        Ok(Handout {
+            redis,
+            origin: Origin::Shared { slot, id },
+        })
+    }
+
+    /// A connection of its own from the pool, for one round trip.
+    async fn own_connection(&self) -> Result<Handout, StoreError> {
+        let mut pooled = self.pooled().await?;
+        Ok(Handout {
+            redis: pooled.redis().clone(),
+            origin: Origin::Own(pooled),
+        })
+    }
+
+    fn lock_slot(&self, slot: usize) -> std::sync::MutexGuard<'_, Option<Slot>> {
+        self.shared.slots[slot]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A connection from the pool, made since the last failover.
+    async fn pooled(&self) -> Result<Pooled, StoreError> {
         let unavailable =
             |error: &dyn std::fmt::Display| StoreError::Unavailable(error.to_string());
         loop {
@@ -256,15 +381,25 @@ impl RedisEngine {
         }
     }
 
-    /// After an outage-like error the connection is closed, not pooled: it may be broken, stalled
-    /// mid-reply, or lead to a master that was demoted. Anything else returns it to the pool.
+    /// After an outage-like error the connection is closed, not shared or pooled again: it may be
+    /// broken, stalled mid-reply, or lead to a master that was demoted. Anything else keeps it.
     fn settle<T>(
         &self,
-        connection: Option<Pooled>,
+        connection: Option<Handout>,
         outcome: Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        if let (Some(conn), Err(StoreError::Unavailable(_))) = (connection, &outcome) {
-            conn.discard();
+        if let (Some(handout), Err(StoreError::Unavailable(_))) = (connection, &outcome) {
+            match handout.origin {
+                Origin::Own(pooled) => pooled.discard(),
+                Origin::Shared { slot, id } => {
+                    let mut held = self.lock_slot(slot);
+                    if held.as_ref().is_some_and(|current| current.id == id)
+                        && let Some(failed) = held.take()
+                    {
+                        failed.pooled.discard();
+                    }
+                }
+            }
         }
         outcome
     }

@@ -80,6 +80,9 @@ pub trait ScriptCall {
     const KEYS: &'static [&'static str];
     /// The names of the script's own `ARGV`, from `ARGV[5]` on.
     const ARGV: &'static [&'static str];
+    /// A script that takes a list of items after its `ARGV` (beat.lua's batch): the names of one
+    /// item's arguments, in order; empty for the others.
+    const EACH: &'static [&'static str] = &[];
     /// False for a read-only script, which may read under a newer schema (see `Envelope`).
     const SCHEMA_GUARD: bool;
     type Reply: ScriptReply;
@@ -253,13 +256,82 @@ mod tests {
         assert_eq!(argv, ["{p}:", "3", "1", "5000"]);
     }
 
+    /// `(offset, name)` of an item's header lines such as `  beat[1]   guild_count  ...`.
+    fn each_header_entries(source: &str) -> Vec<(usize, String)> {
+        let header = source.split("]]").next().unwrap_or_default();
+        header
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix("  beat[")?;
+                let (offset, rest) = rest.split_once(']')?;
+                let name = rest.split_whitespace().next()?;
+                Some((offset.parse().ok()?, name.to_owned()))
+            })
+            .collect()
+    }
+
+    /// `(offset, name)` of an item's locals such as `local latency = ARGV[at + 2]` (`ARGV[at]`
+    /// is offset 0), indented inside the function that reads one item.
+    fn each_local_entries(source: &str) -> Vec<(usize, String)> {
+        source
+            .lines()
+            .filter_map(|line| {
+                let rest = line.trim_start().strip_prefix("local ")?;
+                let (name, value) = rest.split_once(" = ")?;
+                let (_, index) = value.split_once("ARGV[at")?;
+                let (index, _) = index.split_once(']')?;
+                let offset = match index.trim() {
+                    "" => 0,
+                    plus => plus.strip_prefix('+')?.trim().parse().ok()?,
+                };
+                Some((offset, name.trim().to_owned()))
+            })
+            .collect()
+    }
+
     fn check<C: ScriptCall>(call: C) {
         let own = C::SOURCE
             .strip_prefix(COMMON)
             .expect("the includes go first");
         let keys = Keys::new("p");
         assert_eq!(call.keys(&keys).len(), C::KEYS.len(), "{}", C::FILE);
-        assert_eq!(call.argv().len(), C::ARGV.len(), "{}", C::FILE);
+        let items_argv = call.argv().len() - C::ARGV.len();
+        if C::EACH.is_empty() {
+            assert_eq!(items_argv, 0, "{}", C::FILE);
+        } else {
+            assert!(
+                items_argv > 0,
+                "{}: check it with at least one item",
+                C::FILE
+            );
+            assert_eq!(items_argv % C::EACH.len(), 0, "{}", C::FILE);
+        }
+        let each = numbered(0, C::EACH);
+        assert_eq!(
+            each_header_entries(own),
+            each,
+            "{} header of one item",
+            C::FILE
+        );
+        assert_eq!(
+            each_local_entries(own),
+            each,
+            "{} locals of one item",
+            C::FILE
+        );
+        if !C::EACH.is_empty() {
+            let first = 5 + C::ARGV.len();
+            assert!(
+                own.contains(&format!("ARGV[{first}..]"))
+                    && own.contains(&format!(
+                        "FIRST_BEAT, BEAT_FIELDS = {first}, {}",
+                        C::EACH.len()
+                    )),
+                "{}: the items start at ARGV[{first}], {} arguments each",
+                C::FILE,
+                C::EACH.len()
+            );
+        }
         for (array, first, names) in [("KEYS", 2, C::KEYS), ("ARGV", 5, C::ARGV)] {
             let expected = numbered(first, names);
             assert_eq!(
@@ -291,13 +363,12 @@ mod tests {
             default_concurrency: 1,
             identify_reserve: -1,
         });
-        check(beat::Beat {
-            nonce: "n",
+        let one_beat = beat::OneBeat {
+            nonce: "n".into(),
             guild_count: None,
             latency: None,
             extra: None,
             resume: None,
-            resume_window_ms: 0,
             shard_id: 0,
             generation: 1,
             claimed_max_shards: 1,
@@ -306,6 +377,10 @@ mod tests {
             claimed_shards_per_process: 1,
             shard_reports: String::new(),
             shard_resumes: String::new(),
+        };
+        check(beat::Beat {
+            resume_window_ms: 0,
+            beats: vec![one_beat.clone(), one_beat],
         });
         check(disconnect::Disconnect {
             nonce: "n",
