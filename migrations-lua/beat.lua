@@ -8,7 +8,9 @@ single beat is a batch of one.
 A session is "active" when its generation is the active one, "standby" when it belongs to the pending
 generation of a reshard, and "retired" otherwise (its generation was replaced: the bot must stop).
 The pending generation becomes active, in this one step, once every shard id of it is held by a
-session that has beaten at least once (`g:<gen>:ready` collects ids whose holder has beaten). Beats
+session that has beaten at least once while ready, i.e. connected to Discord (`g:<gen>:ready`
+collects ids whose holder has; a client that beats from its claim on says `ready` false until its
+shards are READY, so the old generation is never retired before the new one is up). Beats
 later in the same batch see the switch (a beat of the old generation after it answers retired).
 
 After a loss of Redis's data (see init.lua), a beat whose lease is gone but whose signed session id
@@ -42,6 +44,8 @@ ARGV[6..] the beats, BEAT_FIELDS arguments each, one beat after the other; a bea
   beat[12]  shard_resumes       per-shard resume data of a group, one line per shard,
                                 "<shard_id>\t<resume JSON>", or "" (compact JSON has no raw tab or
                                 newline)
+  beat[13]  ready               "1" when every shard of the session is connected to Discord, "0"
+                                while the bot still waits for its IDENTIFY slot or READY
 
 With shard groups (see connect.lua) the session's shard id is its group's first; guild_count,
 latency and resume report for that first shard, shard_reports and shard_resumes for any shard of
@@ -73,7 +77,7 @@ local quarantine_key = KEYS[4]
 local fence_key = KEYS[5]
 local resume_window_ms = tonumber(ARGV[5])
 
-local FIRST_BEAT, BEAT_FIELDS = 6, 13
+local FIRST_BEAT, BEAT_FIELDS = 6, 14
 local UNKNOWN = {0, -1, 0, 0, 0, 'unknown'}
 -- Fields per HSET at most: unpack() is bounded by Lua's C stack.
 local HSET_CHUNK = 1000
@@ -127,6 +131,7 @@ local function beat(at)
   local claimed_shards_per_process = tonumber(ARGV[at + 10])
   local shard_reports = ARGV[at + 11]
   local shard_resumes = ARGV[at + 12]
+  local ready = ARGV[at + 13] == '1'
 
   local lease_key = gen_key(generation, 'lease', shard_id)
   local lease = redis.call('HMGET', lease_key, 'n', 'f', 'b', 'w', 'r')
@@ -173,9 +178,10 @@ local function beat(at)
     if (tonumber(redis.call('GET', fence_key)) or 0) < claimed_fence then
       redis.call('SET', fence_key, claimed_fence)
     end
-    redis.call('HSET', lease_key, 'n', nonce, 'f', claimed_fence, 't', now, 'b', 1)
+    local beaten = ready and '1' or '0'
+    redis.call('HSET', lease_key, 'n', nonce, 'f', claimed_fence, 't', now, 'b', beaten)
     redis.call('PEXPIRE', lease_key, lease_ms)
-    lease = {nonce, tostring(claimed_fence), '1'}
+    lease = {nonce, tostring(claimed_fence), beaten}
   end
   local fence = tonumber(lease[2])
 
@@ -193,7 +199,7 @@ local function beat(at)
   redis.call('PEXPIRE', lease_key, ttl_ms)
   redis.call('ZADD', gen_key(generation, 'deadlines'), now + ttl_ms, shard_id)
   set_field(lease_key, 't', now)
-  if lease[3] ~= '1' then set_field(lease_key, 'b', 1) end
+  if ready and lease[3] ~= '1' then set_field(lease_key, 'b', 1) end
   if guild_count ~= '' then set_field(lease_key, 'g', guild_count) end
   if latency ~= '' then set_field(lease_key, 'l', latency) end
   if extra ~= '' then set_field(lease_key, 'x', extra) end
@@ -242,7 +248,7 @@ local function beat(at)
     end
   end
 
-  if state == 'standby' and lease[3] ~= '1' then
+  if state == 'standby' and ready and lease[3] ~= '1' then
     local ready_key = gen_key(generation, 'ready')
     redis.call('SADD', ready_key, shard_id)
     -- One ready member per group (its first shard id).

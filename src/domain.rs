@@ -111,6 +111,10 @@ pub struct BeatReport {
     /// Per-shard reports of a shard group (`shards: [...]`); the flat fields report for the
     /// group's first shard.
     pub shards: Vec<ShardReport>,
+    /// Whether every shard of the session is connected to Discord (READY or RESUMED). Only a
+    /// ready holder counts toward completing a reshard, so the old generation is retired only
+    /// once the new one is really up.
+    pub ready: bool,
 }
 
 /// What one shard of a group reports with a beat.

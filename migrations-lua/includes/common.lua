@@ -22,7 +22,7 @@ passes the fixed ones); per-generation keys are built by gen_key below and nowhe
   g:<gen>:deadlines  sorted set  held ids (score = lease deadline, ms of Redis time)
   g:<gen>:ready      set         ids of the pending generation whose holder has beaten
   g:<gen>:lease:<id> hash, PX    the lease: n = session nonce, f = fencing token, t = last beat
-                                 (ms), b = 1 once beaten, g = guild count, l = latency (s),
+                                 (ms), b = 1 once beaten while ready, g = guild count, l = latency (s),
                                  x = extra (JSON), r = 1 once the holder stored resume data
   g:<gen>:resume:<id> string, PX the last holder's resume JSON
   lock:<name>        string, PX  a job lock (lock.lua)

@@ -222,6 +222,33 @@ impl<'a> FieldReader<'a> {
         }
     }
 
+    /// An optional boolean; form text `true`/`false` (and pydantic's other spellings) is accepted.
+    pub fn optional_bool(&mut self, name: &str) -> Option<bool> {
+        let value = self.present(name)?;
+        let parsed = match value {
+            Value::Bool(flag) => Some(*flag),
+            Value::Number(number) => match number.as_i64() {
+                Some(0) => Some(false),
+                Some(1) => Some(true),
+                _ => None,
+            },
+            Value::String(text) => match text.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" | "t" | "y" => Some(true),
+                "false" | "0" | "no" | "off" | "f" | "n" => Some(false),
+                _ => None,
+            },
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.issues.push(ValidationIssue::new(
+                &["body", name],
+                "value could not be parsed to a boolean",
+                "type_error.bool",
+            ));
+        }
+        parsed
+    }
+
     /// Any JSON value. A form can only send text, which is kept as text, as the original did.
     pub fn optional_json(&mut self, name: &str) -> Option<Value> {
         self.present(name).cloned()

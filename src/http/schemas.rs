@@ -54,6 +54,9 @@ pub struct BeatBody {
     /// With `SHARDS_PER_PROCESS` above 1: what each shard of the session's group reports (the
     /// flat fields report for the group's first shard). In a form, JSON text.
     pub shards: Option<Vec<ShardReportBody>>,
+    /// Whether every shard of the session is connected to Discord (default true: the original
+    /// clients beat only once connected). Only ready holders complete a reshard.
+    pub ready: Option<bool>,
 }
 
 /// One shard of a group, in a beat's `shards`.

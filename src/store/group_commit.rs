@@ -212,6 +212,7 @@ mod tests {
             claimed_shards_per_process: claims.shards_per_process,
             shard_reports: String::new(),
             shard_resumes: String::new(),
+            ready: true,
         }
     }
 
@@ -299,6 +300,7 @@ mod tests {
                 extra: None,
                 resume: None,
                 shards: Vec::new(),
+                ready: true,
             };
             async move { store.beat(&report).await }
         });

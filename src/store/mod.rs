@@ -467,6 +467,7 @@ impl Store {
                     Some(format!("{}\t{}\n", shard.shard_id, shard.resume.as_ref()?))
                 })
                 .collect(),
+            ready: report.ready,
         })
         .await
     }

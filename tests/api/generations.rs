@@ -238,7 +238,80 @@ async fn a_reshard_request_is_validated(backend: Backend) {
     );
 }
 
+/// Bots that beat from their claim on (the client packages) say `ready: false` until their shards
+/// are READY: the old generation must keep running until the new one is really connected.
+async fn a_reshard_waits_for_new_holders_that_beat_before_they_are_ready(backend: Backend) {
+    let app = spawn_app(Settings {
+        max_shards: 2,
+        ..settings(backend)
+    })
+    .await;
+    let old = [start_process(&app).await, start_process(&app).await];
+    reshard(&app, 3).await;
+    let new = [
+        start_process(&app).await,
+        start_process(&app).await,
+        start_process(&app).await,
+    ];
+
+    for process in &new {
+        let waiting = json!({"session_id": process.session_id, "ready": false});
+        assert_eq!(
+            app.beat_json(&waiting).await.status(),
+            StatusCode::NO_CONTENT
+        );
+    }
+    let status = app.status().await;
+    assert_eq!(
+        status["total_shards"], 2,
+        "not switched while none is ready"
+    );
+    assert_eq!(status["generations"]["pending"]["ready"], 0);
+    for process in &old {
+        assert_eq!(
+            app.beat(&process.session_id).await.status(),
+            StatusCode::NO_CONTENT,
+            "the old generation keeps its shards"
+        );
+    }
+
+    // Ready, as a JSON boolean or as form text; the last one switches the plan.
+    let first = json!({"session_id": new[0].session_id, "ready": true});
+    assert_eq!(app.beat_json(&first).await.status(), StatusCode::NO_CONTENT);
+    let second = app
+        .request(Method::POST, "/beat")
+        .form(&[
+            ("session_id", new[1].session_id.as_str()),
+            ("ready", "true"),
+        ])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(second.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.status().await["total_shards"], 2);
+    let last = json!({"session_id": new[2].session_id, "ready": true});
+    assert_eq!(app.beat_json(&last).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.status().await["total_shards"], 3);
+    assert_eq!(
+        app.beat(&old[0].session_id).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+async fn a_beat_with_a_ready_flag_that_is_not_a_boolean_is_refused(backend: Backend) {
+    let app = spawn_app(settings(backend)).await;
+    let process = start_process(&app).await;
+    let locations = expect_validation(
+        app.beat_json(&json!({"session_id": process.session_id, "ready": "maybe"}))
+            .await,
+    )
+    .await;
+    assert_eq!(locations, vec![vec![json!("body"), json!("ready")]]);
+}
+
 both_stores!(
+    a_reshard_waits_for_new_holders_that_beat_before_they_are_ready,
+    a_beat_with_a_ready_flag_that_is_not_a_boolean_is_refused,
     a_reshard_from_four_to_six_shards_switches_only_when_the_new_generation_is_complete,
     a_beat_without_prefer_keeps_the_original_empty_204,
     a_second_reshard_replaces_the_pending_generation_and_retires_its_sessions,

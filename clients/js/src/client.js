@@ -117,6 +117,9 @@ export function beatBody(sessionId, reports) {
     const { shard_id: _first, ...flat } = shards[0];
     Object.assign(body, flat);
     body.shards = shards;
+    // Connected to Discord once every shard has a session: only then may this holder complete a
+    // reshard (shardman retires the old generation on it).
+    body.ready = reports.every((report) => report.resume != null);
   }
   return body;
 }

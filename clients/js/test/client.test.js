@@ -88,6 +88,7 @@ test('beat sends per-shard reports, the first shard flat too, and asks for the r
       { shard_id: 0, guild_count: 5, latency: 0.04, resume: { session_id: 'd0', sequence: 12, resume_gateway_url: 'wss://r0' } },
       { shard_id: 1 },
     ],
+    ready: false, // shard 1 has no Discord session yet
   });
 });
 

@@ -141,6 +141,7 @@ async def test_beat_sends_per_shard_reports_and_the_first_shard_flat(fake_shardm
             },
             {"shard_id": 1, "guild_count": 0},
         ],
+        "ready": False,  # shard 1 has no Discord session yet
     }
     assert (answer.generation, answer.state, answer.shard_count, answer.fence) == (2, "standby", 4, 9)
     assert before <= answer.sent_at <= seen.at
@@ -151,7 +152,11 @@ async def test_beat_accepts_204_from_servers_without_representation(fake_shardma
     async with client(fake_shardman) as c:
         answer = await c.beat("sess-1", [ShardReport(0)])
     assert answer.state is None
-    assert fake_shardman.requests("/beat")[0].body == {"session_id": "sess-1", "shards": [{"shard_id": 0}]}
+    assert fake_shardman.requests("/beat")[0].body == {
+        "session_id": "sess-1",
+        "shards": [{"shard_id": 0}],
+        "ready": False,
+    }
 
 
 async def test_beat_raises_retired_on_401_and_session_lost_on_404(fake_shardman: FakeShardman) -> None:

@@ -193,6 +193,10 @@ struct BeatBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     resume: Option<&'a Resume>,
     shards: &'a [ShardReport],
+    /// Connected to Discord once every shard has a session: only then may this holder complete a
+    /// reshard (shardman retires the old generation on it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ready: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -332,6 +336,7 @@ impl Client {
             latency: first.and_then(|r| r.latency),
             resume: first.and_then(|r| r.resume.as_ref()),
             shards: reports,
+            ready: (!reports.is_empty()).then(|| reports.iter().all(|r| r.resume.is_some())),
         };
         let sent_at = Instant::now();
         let response = self

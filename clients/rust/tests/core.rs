@@ -178,6 +178,7 @@ async fn a_beat_sends_per_shard_reports_and_the_first_shards_as_flat_fields() {
                 {"shard_id": 4, "guild_count": 12, "latency": 0.25, "resume": resume},
                 {"shard_id": 5},
             ],
+            "ready": false,
         })
     );
 }

@@ -211,6 +211,7 @@ fn read_beat(body: &BodyFields, max_extra_bytes: usize) -> Result<BeatReport, Ap
     let extra = fields.optional_json("extra");
     let resume = fields.optional_resume("resume");
     let shards = fields.optional_shard_reports("shards");
+    let ready = fields.optional_bool("ready");
     fields.finish()?;
     let extra = extra.map(|value| value.to_string());
     if extra
@@ -228,6 +229,8 @@ fn read_beat(body: &BodyFields, max_extra_bytes: usize) -> Result<BeatReport, Ap
         extra,
         resume: resume.map(|value| value.to_string()),
         shards,
+        // Left out by the original clients, which beat only once connected to Discord.
+        ready: ready.unwrap_or(true),
     })
 }
 

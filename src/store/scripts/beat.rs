@@ -31,6 +31,7 @@ pub struct OneBeat {
     pub claimed_shards_per_process: u32,
     pub shard_reports: String,
     pub shard_resumes: String,
+    pub ready: bool,
 }
 
 impl OneBeat {
@@ -49,6 +50,7 @@ impl OneBeat {
         "claimed_shards_per_process",
         "shard_reports",
         "shard_resumes",
+        "ready",
     ];
 
     fn push_argv(&self, argv: &mut Vec<String>) {
@@ -66,6 +68,7 @@ impl OneBeat {
             self.claimed_shards_per_process.arg_text(),
             self.shard_reports.arg_text(),
             self.shard_resumes.arg_text(),
+            if self.ready { "1" } else { "0" }.to_owned(),
         ]);
     }
 }

@@ -377,6 +377,7 @@ mod tests {
             claimed_shards_per_process: 1,
             shard_reports: String::new(),
             shard_resumes: String::new(),
+            ready: true,
         };
         check(beat::Beat {
             resume_window_ms: 0,

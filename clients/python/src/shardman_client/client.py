@@ -144,6 +144,9 @@ class ShardmanClient:
         if reports:
             body.update(reports[0].fields())
             body["shards"] = [{"shard_id": r.shard_id, **r.fields()} for r in reports]
+            # Connected to Discord once every shard has a session: only then may this holder
+            # complete a reshard (shardman retires the old generation on it).
+            body["ready"] = all(r.resume is not None for r in reports)
         if extra is not None:
             body["extra"] = extra
         answer = await self._request(
