@@ -1,4 +1,7 @@
 //! Integration tests: real Redis, real replicas on real ports.
+// The app's futures nest deeply enough (an actix app per test, many bots' state) that a build
+// from scratch overflows rustc's default query depth computing their layouts.
+#![recursion_limit = "256"]
 
 mod alerts;
 mod autoscale;

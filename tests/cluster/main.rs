@@ -7,6 +7,10 @@
 //!
 //! Small on purpose (well under two minutes in CI); scenarios run one at a time on one cluster each.
 
+// As in tests/api: the in-process apps' futures nest past rustc's default query depth when the
+// suite is built from scratch.
+#![recursion_limit = "256"]
+
 mod bots;
 mod harness;
 mod scenarios;
