@@ -268,8 +268,13 @@ impl Fleet {
             |fleet| {
                 fleet.replicas.iter().all(|replica| {
                     http(replica.port, "GET", "/metrics", None).is_some_and(|(_, body)| {
+                        // `name{bot="..."} value`: the series carries its bot's label.
                         body.lines().any(|line| {
-                            line == format!("shardman_identify_max_concurrency {MAX_CONCURRENCY}")
+                            line.rsplit_once(' ').is_some_and(|(series, value)| {
+                                series.split('{').next()
+                                    == Some("shardman_identify_max_concurrency")
+                                    && value == MAX_CONCURRENCY.to_string()
+                            })
                         })
                     })
                 })
