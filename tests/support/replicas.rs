@@ -74,11 +74,55 @@ impl Replica {
             env,
             dir: Scratch::new("replica"),
         };
-        replica.launch();
+        replica.launch(5);
         replica
     }
 
-    fn launch(&mut self) {
+    /// Starts the process; `tries` > 1 moves to another free port when this one was taken.
+    fn launch(&mut self, tries: usize) {
+        // `free_port` can hand one port to two tests before either binds it: the replica that
+        // loses exits on its bind, and the `/readyz` answer on that port is the other test's. So
+        // a replica is ready only when it is the process listening there; else it tries anew.
+        for attempt in 1..=tries {
+            self.spawn();
+            let pid = self.pid().expect("spawned");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                    if self.log().contains("in use") {
+                        break;
+                    }
+                    panic!("replica exited with {status}: {}", self.log());
+                }
+                if http_status(self.port, "/readyz") == Some(200) && listens_on(pid, self.port) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if self
+                .child
+                .as_mut()
+                .map(Child::try_wait)
+                .is_some_and(|status| matches!(status, Ok(None)))
+            {
+                panic!(
+                    "replica on port {} never became ready: {}",
+                    self.port,
+                    self.log()
+                );
+            }
+            if attempt < tries {
+                self.port = free_port();
+            }
+        }
+        panic!(
+            "port {} for the replica was taken ({tries} tries): {}",
+            self.port,
+            self.log()
+        );
+    }
+
+    fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.0.join("replica.log")).expect("log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_shardman"));
         // Its own empty working directory: no stray `.env` is read.
@@ -92,21 +136,6 @@ impl Replica {
             .stderr(log);
         die_with_parent(&mut command);
         self.child = Some(command.spawn().expect("shardman binary"));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if http_status(self.port, "/readyz") == Some(200) {
-                return;
-            }
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("replica exited with {status}: {}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "replica on port {} never became ready: {}",
-            self.port,
-            self.log()
-        );
     }
 
     pub fn log(&self) -> String {
@@ -128,7 +157,8 @@ impl Replica {
 
     pub fn restart(&mut self) {
         self.kill();
-        self.launch();
+        // Same port: clients of the test know the replica by its URL.
+        self.launch(1);
     }
 
     pub fn ready(&self) -> bool {
@@ -173,4 +203,38 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port` (from `/proc/net/tcp`:
+/// the listening socket's inode among the process's open files).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let Some(inode) = std::fs::read_to_string("/proc/net/tcp")
+        .ok()
+        .and_then(|table| listening_inode(&table, port))
+    else {
+        return false;
+    };
+    let wanted = format!("socket:[{inode}]");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|target| target.to_string_lossy() == wanted)
+        })
+}
+
+/// The inode of the socket in state LISTEN (`0A`) on local `port`, from a `/proc/net/tcp` table.
+fn listening_inode(table: &str, port: u16) -> Option<u64> {
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let local_port = fields
+            .get(1)?
+            .rsplit(':')
+            .next()
+            .and_then(|hex| u16::from_str_radix(hex, 16).ok())?;
+        (local_port == port && *fields.get(3)? == "0A")
+            .then(|| fields.get(9)?.parse().ok())
+            .flatten()
+    })
 }
