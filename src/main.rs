@@ -1,6 +1,11 @@
 use shardman::config::Settings;
 use shardman::startup::Application;
 
+// A request allocates and frees many small buffers on the worker threads; glibc's malloc took
+// about a tenth of a replica's CPU under load (BENCHMARKS.md, issue 11).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[actix_web::main]
 async fn main() -> std::process::ExitCode {
     // A missing .env is normal; the environment may carry everything.

@@ -1,10 +1,12 @@
 //! Group commit of beats: the beats that arrive while earlier batches are in flight go to the
 //! store together, in one `beat.lua` call that answers each of them.
 //!
-//! A beat joins the queue, then waits for its own answer. Whoever finds a free batch slot (at most
-//! [`BATCHES_IN_FLIGHT`] batches run at once on Redis, one on the embedded store, whose scripts run
-//! one at a time on the thread that calls them) takes the queue, up to [`MAX_BATCH`] beats, and
-//! commits it in a task of its own, so a request that gives up (a client that hangs up, a deadline)
+//! A beat joins the queue of its thread's lane (see `lanes.rs`: the batch task then runs on the
+//! thread the request arrived on, and so does its connection's reader), then waits for its own
+//! answer. Whoever finds a free batch slot of the lane (at most [`BATCHES_IN_FLIGHT`] batches per
+//! lane run at once on Redis, one on the embedded store, whose scripts run one at a time on the
+//! thread that calls them) takes the lane's queue, up to [`MAX_BATCH`] beats, and commits it in a
+//! task of its own, so a request that gives up (a client that hangs up, a deadline)
 //! never abandons the beats of others; the task keeps taking batches while beats keep queuing. So
 //! a beat on an idle replica leaves at once (a batch of one), and under load each batch carries the
 //! beats that arrived during the previous round trip: the window is the time a batch is in flight,
@@ -18,11 +20,15 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::scripts::beat::{Beat, BeatAnswers, OneBeat};
-use super::{Store, StoreError};
+use super::{Store, StoreError, lanes};
 use crate::domain::BeatOutcome;
 
-/// Batches one replica has in flight on Redis at most: one being applied while the next travels.
+/// Batches one lane has in flight on Redis at most: one being applied while the next travels.
 pub(super) const BATCHES_IN_FLIGHT: usize = 2;
+/// Lanes of beat queues on Redis: as many as the engine's shared connections, so that a thread's
+/// queue and its connection go together. The embedded store has one lane: its batches run one at a
+/// time under the engine's lock, and a second lane's batch would only block its thread there.
+pub(super) const REDIS_LANES: usize = super::redis::SHARED_CONNECTIONS;
 /// Beats per batch at most (a batch of this size holds Redis for well under a millisecond).
 pub(super) const MAX_BATCH: usize = 256;
 
@@ -33,25 +39,36 @@ struct Waiting {
     answer: oneshot::Sender<Answer>,
 }
 
-/// The queue of beats not yet sent, and the batch slots.
+/// The lanes' queues of beats not yet sent.
 pub(super) struct BeatQueue {
-    waiting: Mutex<Vec<Waiting>>,
-    slots: Arc<Semaphore>,
+    lanes: Box<[Lane]>,
     /// How long a beat waits for its answer at most (`REDIS_TIMEOUT_MS`; none for the embedded
     /// store, which answers synchronously).
     deadline: Option<Duration>,
 }
 
+/// One lane's beats not yet sent, and its batch slots.
+struct Lane {
+    waiting: Mutex<Vec<Waiting>>,
+    slots: Arc<Semaphore>,
+}
+
 impl BeatQueue {
-    /// `slots`: batches in flight at most.
-    pub(super) fn new(slots: usize, deadline: Option<Duration>) -> Self {
+    /// `slots`: batches in flight at most, per lane.
+    pub(super) fn new(lanes: usize, slots: usize, deadline: Option<Duration>) -> Self {
         Self {
-            waiting: Mutex::new(Vec::new()),
-            slots: Arc::new(Semaphore::new(slots)),
+            lanes: (0..lanes)
+                .map(|_| Lane {
+                    waiting: Mutex::new(Vec::new()),
+                    slots: Arc::new(Semaphore::new(slots)),
+                })
+                .collect(),
             deadline,
         }
     }
+}
 
+impl Lane {
     fn waiting(&self) -> std::sync::MutexGuard<'_, Vec<Waiting>> {
         // Nothing panics while holding the lock; a poisoned queue is still a valid queue.
         self.waiting
@@ -83,9 +100,11 @@ impl Store {
     /// Applies one beat through the group commit and waits for its own answer.
     pub(super) async fn commit_beat(self: &Arc<Self>, beat: OneBeat) -> Answer {
         let (answer, answered) = oneshot::channel();
-        self.beats.waiting().push(Waiting { beat, answer });
-        if let Ok(slot) = self.beats.slots.clone().try_acquire_owned() {
-            tokio::spawn(self.clone().commit_batches(slot));
+        let lane = lanes::of_this_thread(self.beats.lanes.len());
+        let queue = &self.beats.lanes[lane];
+        queue.waiting().push(Waiting { beat, answer });
+        if let Ok(slot) = queue.slots.clone().try_acquire_owned() {
+            tokio::spawn(self.clone().commit_batches(lane, slot));
         }
         let abandoned = || {
             Err(StoreError::Unavailable(
@@ -103,15 +122,16 @@ impl Store {
         }
     }
 
-    /// Commits batches while beats are queued, holding one batch slot.
-    async fn commit_batches(self: Arc<Self>, mut slot: OwnedSemaphorePermit) {
+    /// Commits the lane's batches while its beats are queued, holding one of its batch slots.
+    async fn commit_batches(self: Arc<Self>, lane: usize, mut slot: OwnedSemaphorePermit) {
+        let queue = &self.beats.lanes[lane];
         loop {
             loop {
                 // Beats whose requests are being read on this thread right now join this batch;
                 // and the embedded store answers without ever waiting, so without this the task
                 // would keep its thread from serving anything else while beats keep coming.
                 tokio::task::yield_now().await;
-                let batch = self.beats.take();
+                let batch = queue.take();
                 if batch.is_empty() {
                     break;
                 }
@@ -120,10 +140,10 @@ impl Store {
             drop(slot);
             // A beat queued after the last take but before the slot was free found no slot: take
             // it now (or leave it to whoever holds the slot it finds).
-            if self.beats.is_empty() {
+            if queue.is_empty() {
                 return;
             }
-            match self.beats.slots.clone().try_acquire_owned() {
+            match queue.slots.clone().try_acquire_owned() {
                 Ok(again) => slot = again,
                 Err(_) => return,
             }

@@ -8,6 +8,7 @@
 mod embedded;
 mod group_commit;
 mod keys;
+mod lanes;
 mod overview;
 mod redis;
 mod scripts;
@@ -198,10 +199,11 @@ impl Store {
         // for the engine's lock there, holding up that thread's requests.
         let beats = match engine {
             Engine::Redis(_) | Engine::Cluster(_) => BeatQueue::new(
+                group_commit::REDIS_LANES,
                 group_commit::BATCHES_IN_FLIGHT,
                 Some(Duration::from_millis(settings.redis_timeout_ms)),
             ),
-            Engine::Embedded(_) => BeatQueue::new(1, None),
+            Engine::Embedded(_) => BeatQueue::new(1, 1, None),
         };
         let store = Self {
             engine,

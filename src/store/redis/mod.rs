@@ -11,7 +11,7 @@
 //! still list the old master, which is where new connections would go), requests answer 503.
 //!
 //! Concurrent requests share a few multiplexed connections ([`SHARED_CONNECTIONS`], taken from the
-//! pool and kept) instead of each holding one for its round trip: their commands are pipelined on
+//! pool and kept; a thread keeps to one, see `lanes.rs`) instead of each holding one for its round trip: their commands are pipelined on
 //! the same socket, and no request pays the pool's check-on-reuse round trip (`PING`). A shared
 //! connection that fails with an outage is dropped from its slot (every request that shares it
 //! sees its error and answers 503), and the next request takes a fresh one from the pool.
@@ -26,7 +26,7 @@ mod sentinel;
 
 pub(super) use self::cluster::{ClusterEngine, ClusterLink};
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,7 +38,7 @@ use redis::{AsyncConnectionConfig, Script, Value};
 
 use self::errors::classify;
 use self::sentinel::{Failovers, follow_master};
-use super::StoreError;
+use super::{StoreError, lanes};
 use crate::config::Settings;
 
 /// Most connections one replica opens to Redis.
@@ -93,8 +93,8 @@ pub(super) struct RedisEngine {
 /// when its connection fails or a failover made it stale.
 #[derive(Default)]
 struct Shared {
+    /// One per lane (see `lanes.rs`): a thread's requests use its lane's connection.
     slots: [Mutex<Option<Slot>>; SHARED_CONNECTIONS],
-    next: AtomicUsize,
     /// Numbers the connections put in slots, so a failed one is dropped only once.
     made: AtomicU64,
 }
@@ -306,7 +306,7 @@ impl RedisEngine {
                 "Redis Sentinel failover under way".into(),
             ));
         }
-        let slot = self.shared.next.fetch_add(1, Ordering::Relaxed) % SHARED_CONNECTIONS;
+        let slot = lanes::of_this_thread(SHARED_CONNECTIONS);
         {
             let mut held = self.lock_slot(slot);
             if let Some(current) = held.as_mut() {
