@@ -55,8 +55,9 @@ as g:<id> and l:<id> (g and l for the first shard).
 The lease is the hash g:<gen>:lease:<id> (see connect.lua for its fields; `r` = 1 once this
 session stored resume data, so beats without any need not touch the resume keys).
 
-Returns  {answer of the first beat, answer of the second, ...}, each {status, shard_id, max_shards,
-         generation, fence, state} where status is
+Returns  one text: the beats' answers in order, one line each, joined by "\n"; a line is
+         "<status> <shard_id> <max_shards> <generation> <fence> <state>" (one string, which Redis
+         and the replica handle far faster than an array of arrays), where status is
            1  the lease was refreshed to lease_ms from now (or to its IDENTIFY slot + lease_ms,
               when that is later);
            0  no such session (unknown, expired or released): nothing changed;
@@ -64,9 +65,10 @@ Returns  {answer of the first beat, answer of the second, ...}, each {status, sh
 Errors   "SCHEMA_TOO_NEW <found>" when a newer build raised the schema: nothing changed.
          "NOPLAN" when the plan is gone (Redis lost its data): nothing changed; run init.lua (after
          a loss) and retry the batch.
-Calls    3 per batch (the schema, the plan, TIME) and 4 per ordinary beat (HMGET, PEXPIRE and HSET
-         of the lease, ZADD of its deadline), plus one per resume key of a session that sent resume
-         data.
+Calls    3 per batch (the schema, the plan, TIME) and 3 or 4 per ordinary beat (HMGET, PEXPIRE and
+         HSET of the lease; ZADD of its deadline only in the first beat of each half lease, as the
+         deadlines need only be a lower bound), plus one per resume key of a session that sent
+         resume data.
 Cost     O(log N) per beat. Re-establishing a lease above the high-water mark adds the ids it skips
          to the free set, once (O(N log N) at worst, once per loss); the beat that completes a
          reshard also checks the N ready holders once, O(N).
@@ -78,7 +80,12 @@ local fence_key = KEYS[5]
 local resume_window_ms = tonumber(ARGV[5])
 
 local FIRST_BEAT, BEAT_FIELDS = 6, 14
-local UNKNOWN = {0, -1, 0, 0, 0, 'unknown'}
+local UNKNOWN = '0 -1 0 0 0 unknown'
+
+-- A beat's answer line (see Returns). The hot path passes texts, which need no formatting.
+local function answer(status, shard_id, max_shards, generation, fence, state)
+  return table.concat({status, shard_id, max_shards, generation, fence, state}, ' ')
+end
 -- Fields per HSET at most: unpack() is bounded by Lua's C stack.
 local HSET_CHUNK = 1000
 
@@ -91,6 +98,14 @@ if not plan[1] then
   return redis.error_reply('NOPLAN')
 end
 local now = now_ms()
+-- Text forms, made once per batch: Redis turns a Lua number argument into text with printf, which
+-- cost more than the beat's own commands (BENCHMARKS.md, issue 11). An ordinary beat passes only
+-- text: these, and its own ARGV.
+local now_text = tostring(now)
+local lease_ms_text = tostring(lease_ms)
+local deadline_text = tostring(now + lease_ms)
+local half_lease_ms = math.max(1, math.floor(lease_ms / 2))
+local beat_window = math.floor(now / half_lease_ms)
 
 -- The fields a beat writes to its lease, gathered so that one HSET (per HSET_CHUNK) sets them all.
 local lease_fields = {}
@@ -125,20 +140,26 @@ local function beat(at)
   local resume = ARGV[at + 4]
   local shard_id = tonumber(ARGV[at + 5])
   local generation = tonumber(ARGV[at + 6])
-  local claimed_max_shards = tonumber(ARGV[at + 7])
-  local claimed_fence = tonumber(ARGV[at + 8])
-  local claimed_epoch = tonumber(ARGV[at + 9])
-  local claimed_shards_per_process = tonumber(ARGV[at + 10])
+  -- Only a lease lost with Redis's data needs these claims; they stay text until then.
+  local claimed_max_shards = ARGV[at + 7]
+  local claimed_fence = ARGV[at + 8]
+  local claimed_epoch = ARGV[at + 9]
+  local claimed_shards_per_process = ARGV[at + 10]
   local shard_reports = ARGV[at + 11]
   local shard_resumes = ARGV[at + 12]
   local ready = ARGV[at + 13] == '1'
 
-  local lease_key = gen_key(generation, 'lease', shard_id)
-  local lease = redis.call('HMGET', lease_key, 'n', 'f', 'b', 'w', 'r')
+  -- The ids' own decimal texts name the keys, so Redis formats no number for them.
+  local lease_key = gen_key(ARGV[at + 6], 'lease', ARGV[at + 5])
+  local deadlines_key = gen_key(ARGV[at + 6], 'deadlines')
+  local lease = redis.call('HMGET', lease_key, 'n', 'f', 'b', 'w', 'r', 't')
   if lease[1] and lease[1] ~= nonce then
     return UNKNOWN -- the id is held by another session
   end
   if not lease[1] then
+    claimed_max_shards, claimed_fence = tonumber(claimed_max_shards), tonumber(claimed_fence)
+    claimed_epoch = tonumber(claimed_epoch)
+    claimed_shards_per_process = tonumber(claimed_shards_per_process)
     local epoch = tonumber(plan[5]) or 0
     -- Same plan: the session really ended. Older plan, but more than a lease ago: the bot's own
     -- view of its lease has run out, so it must connect again like anyone else.
@@ -150,7 +171,7 @@ local function beat(at)
       or (tonumber(plan[7]) or 1) ~= claimed_shards_per_process then
       if redis.call('EXISTS', gen_key(plan[1], 'next'), gen_key(plan[1], 'deadlines')) > 0 then
         -- Another generation was already restored or started: this session's is not coming back.
-        return {-1, shard_id, tonumber(plan[2]), generation, claimed_fence, 'retired'}
+        return answer(-1, shard_id, tonumber(plan[2]), generation, claimed_fence, 'retired')
       end
       local last_generation = math.max(tonumber(plan[6]) or 0, generation)
       redis.call('HSET', plan_key, 'generation', generation, 'max_shards', claimed_max_shards,
@@ -181,24 +202,39 @@ local function beat(at)
     local beaten = ready and '1' or '0'
     redis.call('HSET', lease_key, 'n', nonce, 'f', claimed_fence, 't', now, 'b', beaten)
     redis.call('PEXPIRE', lease_key, lease_ms)
+    -- No 't': the deadline below is set whatever the window.
     lease = {nonce, tostring(claimed_fence), beaten}
   end
-  local fence = tonumber(lease[2])
+  local fence = lease[2]
 
-  local state, max_shards, group_size
+  local state, max_shards, group_size, max_shards_text
   if tonumber(plan[1]) == generation and shard_id < tonumber(plan[2]) then
     state, max_shards, group_size = 'active', tonumber(plan[2]), tonumber(plan[7]) or 1
+    max_shards_text = plan[2]
   elseif plan[3] and tonumber(plan[3]) == generation then
     state, max_shards, group_size = 'standby', tonumber(plan[4]), tonumber(plan[8]) or 1
+    max_shards_text = plan[4]
   else
-    return {-1, shard_id, tonumber(plan[2]) or 0, generation, fence, 'retired'}
+    return answer(-1, shard_id, tonumber(plan[2]) or 0, generation, fence, 'retired')
   end
 
   -- Never shorter than the IDENTIFY slot the lease was booked for plus a lease (see connect.lua).
-  local ttl_ms = math.max(lease_ms, (tonumber(lease[4]) or 0) + lease_ms - now)
-  redis.call('PEXPIRE', lease_key, ttl_ms)
-  redis.call('ZADD', gen_key(generation, 'deadlines'), now + ttl_ms, shard_id)
-  set_field(lease_key, 't', now)
+  local slot_ms = tonumber(lease[4])
+  if slot_ms and slot_ms > now then
+    local ttl_ms = slot_ms + lease_ms - now
+    redis.call('PEXPIRE', lease_key, ttl_ms)
+    redis.call('ZADD', deadlines_key, now + ttl_ms, ARGV[at + 5])
+  else
+    redis.call('PEXPIRE', lease_key, lease_ms_text)
+    -- `deadlines` only has to be a lower bound of each lease's expiry (reclaim_expired checks the
+    -- lease's own TTL before it frees an id), so only the first beat of each half lease moves it,
+    -- to this beat's deadline: it then stays more than half a lease ahead of every beat.
+    local last_beat_ms = tonumber(lease[6])
+    if not last_beat_ms or math.floor(last_beat_ms / half_lease_ms) ~= beat_window then
+      redis.call('ZADD', deadlines_key, deadline_text, ARGV[at + 5])
+    end
+  end
+  set_field(lease_key, 't', now_text)
   if ready and lease[3] ~= '1' then set_field(lease_key, 'b', 1) end
   if guild_count ~= '' then set_field(lease_key, 'g', guild_count) end
   if latency ~= '' then set_field(lease_key, 'l', latency) end
@@ -279,11 +315,11 @@ local function beat(at)
       end
     end
   end
-  return {1, shard_id, max_shards, generation, fence, state}
+  return answer('1', ARGV[at + 5], max_shards_text, ARGV[at + 6], fence, state)
 end
 
 local answers = {}
 for at = FIRST_BEAT, #ARGV, BEAT_FIELDS do
   answers[#answers + 1] = beat(at)
 end
-return answers
+return table.concat(answers, '\n')

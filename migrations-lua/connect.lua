@@ -13,8 +13,10 @@ otherwise the active one.
 Free ids are tracked without scanning the shard range:
   * ids at or above the generation's high-water mark `next` were never handed out, so they are free;
   * ids below it that were released or expired sit in the sorted set `free` (score = id);
-  * held ids sit in the sorted set `deadlines` (score = lease deadline, ms of Redis time). A lease key
-    expires by its TTL; the first claim (or reap.lua) after that moves its id to `free`.
+  * held ids sit in the sorted set `deadlines` (score = a lower bound of the lease's deadline, ms of
+    Redis time: beat.lua moves it once per half lease). A lease key expires by its TTL; the first
+    claim (or reap.lua) after that moves its id to `free`, and one whose lease is still alive gets
+    its true deadline back.
 The lowest free id is then min(ZPOPMIN free, next).
 
 Identify slots: Discord allows one IDENTIFY per 5 s per bucket (bucket = shard_id % max_concurrency).

@@ -165,8 +165,10 @@ pub async fn record_requests(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let telemetry = request.app_data::<web::Data<Telemetry>>().cloned();
-    let method = request.method().as_str().to_owned();
-    let path = request.path().to_owned();
+    let method = request.method().clone();
+    // Copied only when the line is logged (most deployments log requests at info, some do not).
+    let path = log::log_enabled!(target: REQUEST_LOG_TARGET, log::Level::Info)
+        .then(|| request.path().to_owned());
     let route = request
         .match_pattern()
         .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
@@ -183,33 +185,35 @@ pub async fn record_requests(
     }
     let elapsed = started.elapsed();
     let status = match &outcome {
-        Ok(response) => response.status().as_u16(),
-        Err(error) => error.as_response_error().status_code().as_u16(),
+        Ok(response) => response.status(),
+        Err(error) => error.as_response_error().status_code(),
     };
     let replica = telemetry
         .as_ref()
         .map(|telemetry| telemetry.replica_id.as_str())
         .unwrap_or("unknown");
     if let Some(telemetry) = &telemetry {
-        let status_label = status.to_string();
-        let labels = [method.as_str(), route.as_str(), status_label.as_str()];
+        let labels = [method.as_str(), route.as_str(), status.as_str()];
         telemetry.requests.with_label_values(&labels).inc();
         telemetry
             .durations
             .with_label_values(&labels)
             .observe(elapsed.as_secs_f64());
     }
-    let latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
-    log::info!(
-        target: REQUEST_LOG_TARGET,
-        method = method.as_str(),
-        route = route.as_str(),
-        path = path.as_str(),
-        status = status,
-        latency_ms = latency_ms,
-        replica = replica;
-        // The fields follow the message in text logs and are keys of their own in JSON.
-        "{method} {path} {status}"
-    );
+    if let Some(path) = path {
+        let latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
+        let status = status.as_u16();
+        log::info!(
+            target: REQUEST_LOG_TARGET,
+            method = method.as_str(),
+            route = route.as_str(),
+            path = path.as_str(),
+            status = status,
+            latency_ms = latency_ms,
+            replica = replica;
+            // The fields follow the message in text logs and are keys of their own in JSON.
+            "{method} {path} {status}"
+        );
+    }
     outcome
 }

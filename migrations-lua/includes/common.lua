@@ -19,7 +19,8 @@ The key layout (README, "How a claim works in Redis"): deployment keys are base 
 passes the fixed ones); per-generation keys are built by gen_key below and nowhere else:
   g:<gen>:next       string      high-water mark: ids at or above it were never handed out
   g:<gen>:free       sorted set  released or expired ids below `next` (score = id)
-  g:<gen>:deadlines  sorted set  held ids (score = lease deadline, ms of Redis time)
+  g:<gen>:deadlines  sorted set  held ids (score = a lower bound of the lease deadline, ms of Redis
+                                 time; reclaim_expired checks the lease's TTL)
   g:<gen>:ready      set         ids of the pending generation whose holder has beaten
   g:<gen>:lease:<id> hash, PX    the lease: n = session nonce, f = fencing token, t = last beat
                                  (ms), b = 1 once beaten while ready, g = guild count, l = latency (s),

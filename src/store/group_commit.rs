@@ -218,22 +218,13 @@ mod tests {
             .signer
             .verify(session_id)
             .expect("a signed session id");
-        OneBeat {
-            nonce: claims.nonce,
-            guild_count: None,
-            latency: None,
-            extra: None,
-            resume: None,
-            shard_id: claims.shard_id,
-            generation: claims.generation,
-            claimed_max_shards: claims.max_shards,
-            claimed_fence: claims.fence,
-            claimed_epoch: claims.epoch,
-            claimed_shards_per_process: claims.shards_per_process,
-            shard_reports: String::new(),
-            shard_resumes: String::new(),
-            ready: true,
-        }
+        OneBeat::from_claims(
+            claims,
+            &crate::domain::BeatReport {
+                ready: true,
+                ..Default::default()
+            },
+        )
     }
 
     fn states(answers: &[BeatOutcome]) -> Vec<(&'static str, u64)> {

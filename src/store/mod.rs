@@ -437,41 +437,8 @@ impl Store {
         let Some(claims) = self.signer.verify(&report.session_id) else {
             return Ok(BeatOutcome::NotFound);
         };
-        self.commit_beat(scripts::beat::OneBeat {
-            nonce: claims.nonce,
-            guild_count: report.guild_count,
-            latency: report.latency,
-            extra: report.extra.clone(),
-            resume: report.resume.clone(),
-            shard_id: claims.shard_id,
-            generation: claims.generation,
-            claimed_max_shards: claims.max_shards,
-            claimed_fence: claims.fence,
-            claimed_epoch: claims.epoch,
-            claimed_shards_per_process: claims.shards_per_process,
-            shard_reports: report
-                .shards
-                .iter()
-                .map(|shard| {
-                    format!(
-                        "{}\t{}\t{}\n",
-                        shard.shard_id,
-                        shard.guild_count.map(|n| n.to_string()).unwrap_or_default(),
-                        shard.latency.map(|s| s.to_string()).unwrap_or_default()
-                    )
-                })
-                .collect(),
-            // Compact JSON escapes tabs and newlines inside strings: the lines stay lines.
-            shard_resumes: report
-                .shards
-                .iter()
-                .filter_map(|shard| {
-                    Some(format!("{}\t{}\n", shard.shard_id, shard.resume.as_ref()?))
-                })
-                .collect(),
-            ready: report.ready,
-        })
-        .await
+        self.commit_beat(scripts::beat::OneBeat::from_claims(claims, report))
+            .await
     }
 
     /// Frees the session's shard at once; `false` when there was no such session.

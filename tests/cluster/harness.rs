@@ -1,19 +1,15 @@
 #![allow(dead_code)] // each scenario uses its own part of the harness
 
-//! Replicas of the service in this test process (on port 0, as tests/api runs them), requests to
-//! them, and `shardman-load` runs for the safety checker.
+//! Replicas of the service in this test process (on port 0, as tests/api runs them) and requests
+//! to them (the `shardman-load` runs come from tests/support).
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::AUTHORIZATION;
 use serde_json::Value;
 use shardman::config::{Secret, Settings};
 use shardman::startup::{Application, Reloader};
 use tokio::sync::Mutex;
-
-use crate::support::process::{Scratch, die_with_parent};
 
 pub const SECRET: &str = "cluster-secret";
 
@@ -112,78 +108,4 @@ impl App {
             .status()
             .as_u16()
     }
-}
-
-/// A `shardman-load` run in the background against `urls`.
-pub struct Load {
-    child: Child,
-    json: PathBuf,
-    dir: Scratch,
-}
-
-impl Load {
-    pub fn start(urls: &[String], args: &[&str]) -> Self {
-        let dir = Scratch::new("load");
-        let json = dir.0.join("report.json");
-        let stderr = std::fs::File::create(dir.0.join("stderr.log")).expect("log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_shardman-load"));
-        command
-            .arg("--target")
-            .arg(urls.join(","))
-            .args(["--secret", SECRET])
-            .arg("--json")
-            .arg(&json)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        die_with_parent(&mut command);
-        Self {
-            child: command.spawn().expect("shardman-load binary"),
-            json,
-            dir,
-        }
-    }
-
-    /// Waits (without blocking the runtime) for the run to end and returns its JSON report.
-    pub async fn finish(mut self, within: Duration) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("shardman-load did not finish within {within:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let text = std::fs::read_to_string(&self.json).unwrap_or_else(|_| {
-            let log = std::fs::read_to_string(self.dir.0.join("stderr.log")).unwrap_or_default();
-            panic!("shardman-load wrote no report: {log}")
-        });
-        serde_json::from_str(&text).expect("report is JSON")
-    }
-}
-
-/// How many requests of the load report's `route` ended with each status (`transport` for none).
-pub fn statuses(report: &Value, route: &str) -> Vec<(String, u64)> {
-    report["routes"][route]["statuses"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(status, count)| (status.clone(), count.as_u64().unwrap_or(0)))
-        .collect()
-}
-
-/// Requests of the report that failed (a 5xx or no answer), by status.
-pub fn failures(report: &Value) -> Vec<(String, u64)> {
-    ["connect", "beat", "disconnect"]
-        .iter()
-        .flat_map(|route| statuses(report, route))
-        .filter(|(status, _)| status == "transport" || status.starts_with('5'))
-        .collect()
-}
-
-pub fn number(report: &Value, pointer: &str) -> u64 {
-    report.pointer(pointer).and_then(Value::as_u64).unwrap_or(0)
 }

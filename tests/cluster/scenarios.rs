@@ -3,7 +3,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{App, Load, failures, number, serial, settings, unix_ms};
+use crate::harness::{App, SECRET, serial, settings, unix_ms};
+use crate::support::load::{self, Load, failures, number};
 use crate::support::redis::RedisCluster;
 
 /// Fires `clients` `/connect` calls at once, spread round-robin over `apps`; returns the granted
@@ -117,31 +118,15 @@ async fn leases_expire_and_a_script_cache_flushed_on_every_node_is_reloaded() {
     );
 }
 
-/// Load arguments: `processes` bots beating every half second through a 3 s lease for `seconds`.
+/// Load arguments: `processes` bots of the standard fleet, a 3 s lease, for `seconds`.
 fn fleet(processes: u32, seconds: u64) -> Vec<String> {
-    [
-        "--processes",
-        &processes.to_string(),
-        "--beat-interval",
-        "0.5",
-        "--max-seconds",
-        "3",
-        "--duration",
-        &seconds.to_string(),
-        "--request-timeout",
-        "2",
-        "--connect-retry",
-        "0.1",
-    ]
-    .iter()
-    .map(|arg| arg.to_string())
-    .collect()
+    load::fleet(processes, 3, seconds as f64)
 }
 
 fn start_load(apps: &[App], args: &[String]) -> Load {
     let urls: Vec<String> = apps.iter().map(|app| app.url.clone()).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Load::start(&urls, &args)
+    Load::start(&urls, SECRET, &args)
 }
 
 /// Successful requests in the report's timeline from `from_unix_ms` on.
@@ -192,8 +177,8 @@ async fn a_master_killed_under_load_is_replaced_by_its_replica_without_double_gr
     }
     assert!(quarantined, "a quarantine follows the failover");
 
-    let report = load.finish(Duration::from_secs(60)).await;
-    let bystander_report = bystander_load.finish(Duration::from_secs(60)).await;
+    let report = load.finished(Duration::from_secs(60)).await;
+    let bystander_report = bystander_load.finished(Duration::from_secs(60)).await;
     for (name, report) in [("bot", &report), ("bystander", &bystander_report)] {
         assert_eq!(
             number(report, "/safety/double_grants"),

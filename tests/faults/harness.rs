@@ -1,72 +1,14 @@
 #![allow(dead_code)] // each scenario uses its own part of the harness
 
-//! Real processes for the fault suite: `shardman-load` runs (the replicas, Redis and its sentinels
-//! come from tests/support). Everything listens on 127.0.0.1 and dies with the test process.
+//! The fault suite's measurements: a scenario's outcome read off its `shardman-load` report (the
+//! load runs, replicas, Redis and its sentinels come from tests/support). Everything listens on 127.0.0.1 and dies with the test process.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::process::{Scratch, die_with_parent};
-use crate::support::replicas::{Replica, SECRET};
-
-/// A `shardman-load` run in the background.
-pub struct Load {
-    child: Child,
-    json: PathBuf,
-    _dir: Scratch,
-}
-
-impl Load {
-    pub fn start(targets: &[&Replica], args: &[&str]) -> Self {
-        let urls: Vec<String> = targets.iter().map(|replica| replica.url()).collect();
-        Self::start_urls(&urls, args)
-    }
-
-    pub fn start_urls(urls: &[String], args: &[&str]) -> Self {
-        let dir = Scratch::new("load");
-        let json = dir.0.join("report.json");
-        let stderr = std::fs::File::create(dir.0.join("stderr.log")).expect("log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_shardman-load"));
-        command
-            .arg("--target")
-            .arg(urls.join(","))
-            .args(["--secret", SECRET])
-            .arg("--json")
-            .arg(&json)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        die_with_parent(&mut command);
-        Self {
-            child: command.spawn().expect("shardman-load binary"),
-            json,
-            _dir: dir,
-        }
-    }
-
-    /// Waits for the run to end (bounded) and returns its JSON report.
-    pub fn finish(mut self, within: Duration) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("shardman-load did not finish within {within:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let text = std::fs::read_to_string(&self.json).unwrap_or_else(|_| {
-            let log = std::fs::read_to_string(self._dir.0.join("stderr.log")).unwrap_or_default();
-            panic!("shardman-load wrote no report: {log}")
-        });
-        serde_json::from_str(&text).expect("report is JSON")
-    }
-}
+use crate::support::load::{failures, number};
 
 /// Sleeps until `offset` after `start`.
 pub fn at(start: Instant, offset: Duration) {
@@ -109,18 +51,8 @@ impl Outcome {
         notes: &str,
         holders: u64,
     ) -> Self {
-        let number = |pointer: &str| report.pointer(pointer).and_then(Value::as_u64).unwrap_or(0);
-        let failed: u64 = ["connect", "beat", "disconnect"]
-            .iter()
-            .flat_map(|route| {
-                report["routes"][route]["statuses"]
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .filter(|(status, _)| status.as_str() == "transport" || status.starts_with('5'))
-                    .map(|(_, count)| count.as_u64().unwrap_or(0))
-            })
-            .sum();
+        let number = |pointer: &str| number(report, pointer);
+        let failed: u64 = failures(report).iter().map(|(_, count)| count).sum();
         Self {
             scenario: scenario.into(),
             double_grants: number("/safety/double_grants"),

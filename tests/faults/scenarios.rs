@@ -1,7 +1,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Load, Outcome, at};
+use crate::harness::{Outcome, at};
+use crate::support::load::{self, Load};
 use crate::support::redis::{RedisOptions, RedisServer, Sentinels};
 use crate::support::replicas::{Deployment, Replica, unix_ms};
 
@@ -30,25 +31,9 @@ fn shards() -> u32 {
     8 * scale()
 }
 
-/// Load arguments: as many processes as shards, a beat every half second, no churn of their own.
+/// Load arguments: as many processes as shards, the standard fleet.
 fn fleet(duration: Duration) -> Vec<String> {
-    [
-        "--processes",
-        &shards().to_string(),
-        "--beat-interval",
-        "0.5",
-        "--max-seconds",
-        &MAX_SECONDS.to_string(),
-        "--duration",
-        &duration.as_secs_f64().to_string(),
-        "--request-timeout",
-        "2",
-        "--connect-retry",
-        "0.1",
-    ]
-    .iter()
-    .map(|arg| arg.to_string())
-    .collect()
+    load::fleet(shards(), MAX_SECONDS, duration.as_secs_f64())
 }
 
 /// A scenario's cast: three replicas on `redis_url` and the standard fleet beating through them
@@ -81,7 +66,7 @@ fn finish(load: Load, within: Duration, scenario: &str, fault_ended: u64, note: 
 
 fn start_load(replicas: &[&Replica], args: &[String]) -> Load {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Load::start(replicas, &args)
+    Load::through(replicas, &args)
 }
 
 /// Gives the fleet time to connect before a fault.

@@ -4,14 +4,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::Load;
+use crate::support::load::Load;
 use crate::support::process::{Scratch, free_port};
 use crate::support::redis::{RedisOptions, RedisServer};
 use crate::support::replicas::{Deployment, Replica};
 
 /// A short run through one replica; returns (acked beats, failed requests, safe).
 fn short_run(replica: &Replica) -> (u64, u64, bool) {
-    let load = Load::start(
+    let load = Load::through(
         &[replica],
         &[
             "--processes",

@@ -2,9 +2,10 @@
 
 //! What the test suites (`tests/api`, `tests/faults`, `tests/clients`) need to run real processes:
 //! free ports, scratch directories, children that die with the test process, `redis-server` /
-//! `redis-sentinel` processes and `shardman` replicas. Each suite includes it with
+//! `redis-sentinel` processes, `shardman` replicas and `shardman-load` runs. Each suite includes it with
 //! `#[path = "../support/mod.rs"] mod support;` and keeps its own harness for the rest.
 
+pub mod load;
 pub mod process;
 pub mod redis;
 pub mod replicas;

@@ -271,14 +271,16 @@ mod tests {
     }
 
     /// `(offset, name)` of an item's locals such as `local latency = ARGV[at + 2]` (`ARGV[at]`
-    /// is offset 0), indented inside the function that reads one item.
+    /// is offset 0; the value may be `tonumber(...)` of it), indented inside the function that
+    /// reads one item. A local that merely uses a field (a key built from it) is not one of them.
     fn each_local_entries(source: &str) -> Vec<(usize, String)> {
         source
             .lines()
             .filter_map(|line| {
                 let rest = line.trim_start().strip_prefix("local ")?;
                 let (name, value) = rest.split_once(" = ")?;
-                let (_, index) = value.split_once("ARGV[at")?;
+                let value = value.strip_prefix("tonumber(").unwrap_or(value);
+                let index = value.strip_prefix("ARGV[at")?;
                 let (index, _) = index.split_once(']')?;
                 let offset = match index.trim() {
                     "" => 0,
