@@ -9,3 +9,4 @@ pub mod load;
 pub mod process;
 pub mod redis;
 pub mod replicas;
+pub mod sockets;

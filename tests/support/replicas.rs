@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::process::{Scratch, die_with_parent, free_port, kill};
+use super::sockets;
 
 pub const SECRET: &str = "replica-secret";
 
@@ -205,36 +206,9 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
-/// Whether process `pid` holds the socket listening on 127.0.0.1:`port` (from `/proc/net/tcp`:
-/// the listening socket's inode among the process's open files).
+/// Whether process `pid` holds the socket listening on `port`.
 fn listens_on(pid: u32, port: u16) -> bool {
-    let Some(inode) = std::fs::read_to_string("/proc/net/tcp")
-        .ok()
-        .and_then(|table| listening_inode(&table, port))
-    else {
-        return false;
-    };
-    let wanted = format!("socket:[{inode}]");
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|fd| {
-            std::fs::read_link(fd.path()).is_ok_and(|target| target.to_string_lossy() == wanted)
-        })
-}
-
-/// The inode of the socket in state LISTEN (`0A`) on local `port`, from a `/proc/net/tcp` table.
-fn listening_inode(table: &str, port: u16) -> Option<u64> {
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let local_port = fields
-            .get(1)?
-            .rsplit(':')
-            .next()
-            .and_then(|hex| u16::from_str_radix(hex, 16).ok())?;
-        (local_port == port && *fields.get(3)? == "0A")
-            .then(|| fields.get(9)?.parse().ok())
-            .flatten()
+    sockets::tcp_sockets().iter().any(|socket| {
+        socket.listening && socket.local_port == port && sockets::holds(pid, socket.inode)
     })
 }
