@@ -151,7 +151,6 @@ local function beat(at)
 
   -- The ids' own decimal texts name the keys, so Redis formats no number for them.
   local lease_key = gen_key(ARGV[at + 6], 'lease', ARGV[at + 5])
-  local deadlines_key = gen_key(ARGV[at + 6], 'deadlines')
   local lease = redis.call('HMGET', lease_key, 'n', 'f', 'b', 'w', 'r', 't')
   if lease[1] and lease[1] ~= nonce then
     return UNKNOWN -- the id is held by another session
@@ -221,9 +220,9 @@ local function beat(at)
   -- Never shorter than the IDENTIFY slot the lease was booked for plus a lease (see connect.lua).
   local slot_ms = tonumber(lease[4])
   if slot_ms and slot_ms > now then
-    local ttl_ms = slot_ms + lease_ms - now
-    redis.call('PEXPIRE', lease_key, ttl_ms)
-    redis.call('ZADD', deadlines_key, now + ttl_ms, ARGV[at + 5])
+    -- Its deadline, slot_ms + lease_ms, is in `deadlines` already: whoever books a slot
+    -- (connect.lua, identify.lua) writes both.
+    redis.call('PEXPIRE', lease_key, slot_ms + lease_ms - now)
   else
     redis.call('PEXPIRE', lease_key, lease_ms_text)
     -- `deadlines` only has to be a lower bound of each lease's expiry (reclaim_expired checks the
@@ -231,7 +230,7 @@ local function beat(at)
     -- to this beat's deadline: it then stays more than half a lease ahead of every beat.
     local last_beat_ms = tonumber(lease[6])
     if not last_beat_ms or math.floor(last_beat_ms / half_lease_ms) ~= beat_window then
-      redis.call('ZADD', deadlines_key, deadline_text, ARGV[at + 5])
+      redis.call('ZADD', gen_key(ARGV[at + 6], 'deadlines'), deadline_text, ARGV[at + 5])
     end
   end
   set_field(lease_key, 't', now_text)
@@ -315,7 +314,9 @@ local function beat(at)
       end
     end
   end
-  return answer('1', ARGV[at + 5], max_shards_text, ARGV[at + 6], fence, state)
+  -- All text: one concatenation, no table.
+  return '1 ' .. ARGV[at + 5] .. ' ' .. max_shards_text .. ' ' .. ARGV[at + 6] .. ' ' .. fence .. ' '
+    .. state
 end
 
 local answers = {}

@@ -79,11 +79,11 @@ start_redis() { # sets REDIS_PORT
 # Replicas run from $work (no stray .env): the binary path must be absolute.
 SHARDMAN_BIN=$(cd "$(dirname "$SHARDMAN_BIN")" && pwd)/$(basename "$SHARDMAN_BIN")
 SHARDMAN_LOAD_BIN=$(cd "$(dirname "$SHARDMAN_LOAD_BIN")" && pwd)/$(basename "$SHARDMAN_LOAD_BIN")
-start_replica() { # max_shards key_prefix max_seconds -> REPLICA_PORT, REPLICA_PID
+start_replica() { # max_shards key_prefix max_seconds [max_concurrency] -> REPLICA_PORT, REPLICA_PID
   local port; port=$(free_port)
   (cd "$work" && exec env -i PATH="$PATH" SECRET=$SECRET REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
-    MAX_SHARDS="$1" KEY_PREFIX="$2" MAX_SECONDS="$3" HOST=127.0.0.1 PORT="$port" RUST_LOG=error \
-    QUARANTINE_FRESH_REDIS=false \
+    MAX_SHARDS="$1" KEY_PREFIX="$2" MAX_SECONDS="$3" MAX_CONCURRENCY="${4:-1}" HOST=127.0.0.1 \
+    PORT="$port" RUST_LOG=error QUARANTINE_FRESH_REDIS=false \
     "$SHARDMAN_BIN" >/dev/null 2>&1) &
   local pid=$!
   pids+=($pid); disown $pid
@@ -100,7 +100,10 @@ row() { rows+=("| $1 | $2 |"); echo "  $1: $2" >&2; }
 echo "== /beat through one replica vs redis-benchmark EVALSHA" >&2
 start_redis
 beat_redis_port=$REDIS_PORT
-start_replica 128 bench-beat 60
+# An IDENTIFY bucket per session (MAX_CONCURRENCY 64 for the 64 sessions below), so every
+# session's slot is now and its beats take the path of a running fleet's, not that of a bot still
+# waiting minutes for its slot.
+start_replica 128 bench-beat 60 64
 beat_port=$REPLICA_PORT
 beat_pid=$REPLICA_PID
 # Capture the exact EVALSHA of one beat (a lone beat is a batch of one).
@@ -207,7 +210,7 @@ per_beat_us() { awk -v t="$1" -v hz="$ticks_per_second" -v n="$beats" 'BEGIN{pri
 
 # The same load on the embedded store (no REDIS_URL).
 port=$(free_port)
-(cd "$work" && exec env -i PATH="$PATH" SECRET=$SECRET MAX_SHARDS=64 MAX_SECONDS=60 HOST=127.0.0.1 \
+(cd "$work" && exec env -i PATH="$PATH" SECRET=$SECRET MAX_SHARDS=64 MAX_SECONDS=60 MAX_CONCURRENCY=64 HOST=127.0.0.1 \
   PORT="$port" RUST_LOG=error "$SHARDMAN_BIN" >/dev/null 2>&1) &
 embedded_pid=$!
 pids+=($embedded_pid); disown $embedded_pid
