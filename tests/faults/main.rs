@@ -8,6 +8,7 @@
 
 mod bench_script;
 mod harness;
+mod reload;
 mod scenarios;
 mod security;
 #[path = "../support/mod.rs"]

@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::process::{Scratch, die_with_parent, free_port, kill};
+use super::process::{Scratch, die_with_parent, free_port, kill, signal};
 use super::sockets;
 
 pub const SECRET: &str = "replica-secret";
@@ -151,6 +151,13 @@ impl Replica {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Sends SIGHUP (the replica reloads `BOTS_FILE`).
+    pub fn hang_up(&self) {
+        if let Some(child) = &self.child {
+            signal(child, libc::SIGHUP);
+        }
+    }
+
     /// kill -9.
     pub fn kill(&mut self) {
         kill(&mut self.child);
@@ -187,8 +194,14 @@ impl Drop for Replica {
     }
 }
 
-/// A bare-bones HTTP GET (no client library needed in a blocking context).
+/// A bare-bones HTTP GET with the deployment's secret (no client library needed in a blocking
+/// context).
 pub fn http_status(port: u16, path: &str) -> Option<u16> {
+    http_status_as(port, path, SECRET)
+}
+
+/// [`http_status`] with another `Authorization`.
+pub fn http_status_as(port: u16, path: &str, authorization: &str) -> Option<u16> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect_timeout(
         &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
@@ -198,7 +211,7 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
     stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {SECRET}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {authorization}\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut head = [0u8; 12];
