@@ -82,10 +82,12 @@ local resume_window_ms = tonumber(ARGV[5])
 local FIRST_BEAT, BEAT_FIELDS = 6, 14
 local UNKNOWN = '0 -1 0 0 0 unknown'
 
--- A beat's answer line (see Returns). The hot path passes texts, which need no formatting.
+-- A beat's answer line (see Returns), for the rare answers; an alive beat's line is built from
+-- texts at the end of beat(), which needs no number formatting.
 local function answer(status, shard_id, max_shards, generation, fence, state)
   return table.concat({status, shard_id, max_shards, generation, fence, state}, ' ')
 end
+
 -- Fields per HSET at most: unpack() is bounded by Lua's C stack.
 local HSET_CHUNK = 1000
 
