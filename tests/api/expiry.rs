@@ -1,6 +1,6 @@
 //! Leases expire after `MAX_SECONDS` without a beat; beating keeps a shard.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::StatusCode;
 
@@ -9,6 +9,7 @@ use crate::helpers::{Backend, both_stores, held_ids, settings, spawn_app};
 both_stores!(
     a_silent_session_loses_its_shard_while_a_beating_one_keeps_it,
     an_expired_id_is_granted_again_lowest_first_with_a_larger_fence,
+    a_live_lease_whose_recorded_deadline_fell_behind_is_not_granted_again,
 );
 
 async fn a_silent_session_loses_its_shard_while_a_beating_one_keeps_it(backend: Backend) {
@@ -80,4 +81,46 @@ async fn an_expired_id_is_granted_again_lowest_first_with_a_larger_fence(backend
         assert_ne!(new.session_id, old.session_id);
     }
     assert_eq!(app.connect().await.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A beat moves the lease's entry in `deadlines` only in the first beat of each half lease, so the
+/// entry may fall behind the lease's real expiry; a claim that finds it passed must check the
+/// lease itself and leave a live one alone.
+async fn a_live_lease_whose_recorded_deadline_fell_behind_is_not_granted_again(backend: Backend) {
+    let mut settings = settings(backend);
+    settings.max_seconds = 2;
+    settings.max_shards = 1;
+    let app = spawn_app(settings).await;
+    // Half leases are whole seconds of store time (the machine's clock): claim just after one
+    // starts, beat late in the same second. The recorded deadline stays the claim's (+2 s), the
+    // lease lasts until the beat's (+2 s).
+    let into_second = || {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Duration::from_millis(u64::from(now.subsec_millis()))
+    };
+    tokio::time::sleep(Duration::from_secs(1) - into_second() + Duration::from_millis(50)).await;
+    let holder = app.claim().await;
+    tokio::time::sleep(Duration::from_millis(750).saturating_sub(into_second())).await;
+    assert_eq!(
+        app.beat(&holder.session_id).await.status(),
+        StatusCode::NO_CONTENT
+    );
+
+    // 2.3 s after the claim: its recorded deadline has passed, the lease has 0.4 s left.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(
+        app.connect().await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the shard is still held"
+    );
+    assert_eq!(
+        app.beat(&holder.session_id).await.status(),
+        StatusCode::NO_CONTENT
+    );
+
+    // Unbeaten for a whole lease, it does expire.
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    assert_eq!(app.claim().await.shard_id, 0);
 }

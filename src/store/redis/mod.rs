@@ -11,8 +11,9 @@
 //! still list the old master, which is where new connections would go), requests answer 503.
 //!
 //! Concurrent requests share a few multiplexed connections ([`SHARED_CONNECTIONS`], taken from the
-//! pool and kept; a thread keeps to one, see `lanes.rs`) instead of each holding one for its round trip: their commands are pipelined on
-//! the same socket, and no request pays the pool's check-on-reuse round trip (`PING`). A shared
+//! pool and kept; a thread keeps to one, see `lanes.rs`) instead of each holding one for its round
+//! trip: their commands are pipelined on the same socket, and no request pays the pool's
+//! check-on-reuse round trip (`PING`). A shared
 //! connection that fails with an outage is dropped from its slot (every request that shares it
 //! sees its error and answers 503), and the next request takes a fresh one from the pool.
 //!
