@@ -88,28 +88,28 @@ async fn an_expired_id_is_granted_again_lowest_first_with_a_larger_fence(backend
 /// lease itself and leave a live one alone.
 async fn a_live_lease_whose_recorded_deadline_fell_behind_is_not_granted_again(backend: Backend) {
     let mut settings = settings(backend);
-    settings.max_seconds = 2;
+    settings.max_seconds = 4;
     settings.max_shards = 1;
     let app = spawn_app(settings).await;
-    // Half leases are whole seconds of store time (the machine's clock): claim just after one
-    // starts, beat late in the same second. The recorded deadline stays the claim's (+2 s), the
-    // lease lasts until the beat's (+2 s).
-    let into_second = || {
+    // Half leases are 2 s windows of store time (the machine's clock): claim just after one
+    // starts, beat late in the same window. The recorded deadline stays the claim's (+4 s), the
+    // lease lasts until the beat's (+4 s), 1.7 s later.
+    let into_window = || {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        Duration::from_millis(u64::from(now.subsec_millis()))
+        Duration::from_millis((now.as_millis() % 2000) as u64)
     };
-    tokio::time::sleep(Duration::from_secs(1) - into_second() + Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_millis(2050) - into_window()).await;
     let holder = app.claim().await;
-    tokio::time::sleep(Duration::from_millis(750).saturating_sub(into_second())).await;
+    tokio::time::sleep(Duration::from_millis(1750).saturating_sub(into_window())).await;
     assert_eq!(
         app.beat(&holder.session_id).await.status(),
         StatusCode::NO_CONTENT
     );
 
-    // 2.3 s after the claim: its recorded deadline has passed, the lease has 0.4 s left.
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    // About 4.9 s after the claim: its recorded deadline has passed, the lease has ~0.85 s left.
+    tokio::time::sleep(Duration::from_millis(3150)).await;
     assert_eq!(
         app.connect().await.status(),
         StatusCode::UNAUTHORIZED,
@@ -121,6 +121,6 @@ async fn a_live_lease_whose_recorded_deadline_fell_behind_is_not_granted_again(b
     );
 
     // Unbeaten for a whole lease, it does expire.
-    tokio::time::sleep(Duration::from_millis(2300)).await;
+    tokio::time::sleep(Duration::from_millis(4300)).await;
     assert_eq!(app.claim().await.shard_id, 0);
 }
