@@ -23,11 +23,11 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use mlua::{Function, Lua, Value as LuaValue, Variadic};
+use mlua::{Function, Lua, Value as LuaValue};
 use redis::Value;
 
 use self::keyspace::Keyspace;
-use self::lua::{argument_text, lua_to_reply, reply_to_lua};
+use self::lua::{CommandReply, CommandWords, lua_to_reply};
 use super::{LuaScript, StoreError};
 
 pub(super) struct EmbeddedEngine {
@@ -37,18 +37,27 @@ pub(super) struct EmbeddedEngine {
 struct Inner {
     lua: Lua,
     compiled: HashMap<&'static str, Function>,
+}
+
+/// What `redis.call` works on, kept in the Lua state's app data so that one Rust function serves
+/// every script run: the keyspace, and the clock frozen for the script running.
+struct Data {
     keyspace: Keyspace,
+    now_ms: i64,
 }
 
 impl EmbeddedEngine {
     pub(super) fn new() -> Self {
         let lua = Lua::new();
+        lua.set_app_data(Data {
+            keyspace: Keyspace::default(),
+            now_ms: 0,
+        });
         install_redis_library(&lua).expect("the embedded Lua state accepts the redis library");
         Self {
             inner: Mutex::new(Inner {
                 lua,
                 compiled: HashMap::new(),
-                keyspace: Keyspace::default(),
             }),
         }
     }
@@ -80,18 +89,13 @@ impl EmbeddedEngine {
         keys: &[&str],
         args: &[String],
     ) -> Result<Value, StoreError> {
-        let mut guard = self.lock();
-        let Inner {
-            lua,
-            compiled,
-            keyspace,
-        } = &mut *guard;
+        let guard = self.lock();
+        let Inner { lua, compiled } = &*guard;
         let function = compiled
             .get(script.name)
-            .ok_or_else(|| StoreError::Internal(format!("{} was never loaded", script.name)))?
-            .clone();
-        let now_ms = wall_clock_ms();
+            .ok_or_else(|| StoreError::Internal(format!("{} was never loaded", script.name)))?;
         let internal = |error: mlua::Error| StoreError::Internal(error.to_string());
+        data_of(lua).map_err(internal)?.now_ms = wall_clock_ms();
         let globals = lua.globals();
         // raw_set: the globals table refuses new names (see install_redis_library).
         globals
@@ -108,22 +112,9 @@ impl EmbeddedEngine {
                     .map_err(internal)?,
             )
             .map_err(internal)?;
-        let redis_library: mlua::Table = globals.get("redis").map_err(internal)?;
-        let reply = lua.scope(|scope| {
-            let call = scope.create_function_mut(|lua, arguments: Variadic<LuaValue>| {
-                let words = arguments
-                    .iter()
-                    .map(argument_text)
-                    .collect::<Result<Vec<_>, _>>()?;
-                match keyspace.execute(&words, now_ms) {
-                    Ok(reply) => reply_to_lua(lua, reply),
-                    Err(message) => Err(mlua::Error::RuntimeError(message)),
-                }
-            })?;
-            redis_library.set("call", call)?;
-            let result: LuaValue = function.call(())?;
-            lua_to_reply(&result)
-        });
+        let reply = function
+            .call::<LuaValue>(())
+            .and_then(|result| lua_to_reply(&result));
         match reply {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(script_error)) => Err(StoreError::Internal(script_error)),
@@ -134,11 +125,19 @@ impl EmbeddedEngine {
     /// One command outside any script.
     pub(super) fn command(&self, args: &[&str]) -> Result<Value, StoreError> {
         let words: Vec<String> = args.iter().map(|word| (*word).to_owned()).collect();
-        self.lock()
-            .keyspace
+        let guard = self.lock();
+        let mut data =
+            data_of(&guard.lua).map_err(|error| StoreError::Internal(error.to_string()))?;
+        data.keyspace
             .execute(&words, wall_clock_ms())
             .map_err(StoreError::Internal)
     }
+}
+
+fn data_of(lua: &Lua) -> mlua::Result<mlua::AppDataRefMut<'_, Data>> {
+    lua.try_app_data_mut::<Data>()
+        .map_err(|_| mlua::Error::RecursiveMutCallback)?
+        .ok_or_else(|| mlua::Error::RuntimeError("the embedded engine lost its keyspace".into()))
 }
 
 fn wall_clock_ms() -> i64 {
@@ -148,10 +147,20 @@ fn wall_clock_ms() -> i64 {
         .unwrap_or_default()
 }
 
-/// `redis.error_reply` and `redis.status_reply`, as Redis defines them; `redis.call` is bound per
-/// script run, because it borrows the keyspace.
+/// `redis.call`, `redis.error_reply` and `redis.status_reply`, as Redis defines them.
 fn install_redis_library(lua: &Lua) -> mlua::Result<()> {
     let library = lua.create_table()?;
+    library.set(
+        "call",
+        lua.create_function(|lua, CommandWords(words)| {
+            let mut data = data_of(lua)?;
+            let Data { keyspace, now_ms } = &mut *data;
+            match keyspace.execute(&words, *now_ms) {
+                Ok(reply) => Ok(CommandReply(reply)),
+                Err(message) => Err(mlua::Error::RuntimeError(message)),
+            }
+        })?,
+    )?;
     library.set(
         "error_reply",
         lua.create_function(|lua, message: String| {
@@ -205,6 +214,29 @@ mod tests {
             reply.expect("runs"),
             Value::Array(vec![Value::BulkString(b"a".to_vec()), Value::Nil])
         );
+    }
+
+    #[test]
+    fn numbers_become_their_text_and_statuses_and_counts_reach_lua_as_in_redis() {
+        let reply = run("local ok = redis.call('SET', KEYS[1], 42) \
+                         return {ok.ok, redis.call('GET', KEYS[1]), redis.call('EXISTS', KEYS[1]) + 1}");
+        assert_eq!(
+            reply.expect("runs"),
+            Value::Array(vec![
+                Value::BulkString(b"OK".to_vec()),
+                Value::BulkString(b"42".to_vec()),
+                Value::Int(2),
+            ])
+        );
+        let refused = run("return redis.call('SET', KEYS[1], {})").expect_err("a table is no word");
+        assert!(
+            refused.to_string().contains("must be strings or integers"),
+            "{refused}"
+        );
+        let wrong_type =
+            run("redis.call('SET', KEYS[1], 'a') return redis.call('HGET', KEYS[1], 'f')")
+                .expect_err("a string is no hash");
+        assert!(wrong_type.to_string().contains("WRONGTYPE"), "{wrong_type}");
     }
 
     #[test]
