@@ -97,6 +97,10 @@ pub(super) fn lua_to_reply(value: &LuaValue) -> mlua::Result<Result<Value, Strin
 /// A command's words, read straight off the Lua stack when `redis.call` is called (mlua's
 /// general path makes a registry-backed value of each argument first, which cost more than most
 /// commands themselves: BENCHMARKS.md, issue 11).
+///
+/// `from_stack_args` here and `push_into_stack_multi` below are mlua's own (`#[doc(hidden)]`)
+/// stack hooks, which `Lua::create_function` calls; they were checked against mlua 0.12.2's source,
+/// which is why Cargo.toml pins that version exactly.
 pub(super) struct CommandWords(pub(super) Vec<String>);
 
 impl FromLuaMulti for CommandWords {
