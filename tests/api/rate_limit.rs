@@ -133,13 +133,14 @@ async fn public_status(app: &TestApp) -> Value {
 }
 
 async fn a_session_holder_on_a_blocked_address_is_served_and_nothing_else_is(backend: Backend) {
-    let mut settings = settings(backend);
-    settings.failed_auth_per_minute = 3;
-    settings.max_shards = 2;
-    settings.public_status = true;
-    let app = spawn_app(settings).await;
+    let mut limited = settings(backend);
+    limited.failed_auth_per_minute = 3;
+    limited.max_shards = 2;
+    limited.public_status = true;
+    let app = spawn_app(limited).await;
     let claim = app.claim().await;
-    let elsewhere = spawn_app(crate::helpers::settings(backend)).await;
+    // Another deployment with the same secret: its session ids are not this one's.
+    let elsewhere = spawn_app(settings(backend)).await;
     let foreign = elsewhere.claim().await;
     assert_eq!(block_this_address(&app).await, 3);
 
