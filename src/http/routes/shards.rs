@@ -12,11 +12,12 @@ use crate::http::error::{
     ExtraTooLarge, IdentifyBudgetExhausted, NoShardsAvailable, RecoveringFromDataLoss,
     SessionNotFound, ValidationFailed, ValidationIssue, error_set,
 };
+use crate::http::schemas::EXAMPLE_SESSION_ID;
 use crate::http::state::AppState;
 use crate::store::StoreError;
 
 #[derive(Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"shard_id": 0, "max_shards": 16, "session_id": "4f2a9c0e8b7d4a35a1f0c2d3e4b5a697", "fence": 7, "generation": 1, "state": "active", "sleep_duration": 5.0, "resume": null, "shard_ids": [0], "sleep_durations": [5.0], "resumes": [null], "lease_seconds": 60, "beat_interval": 20.0, "gateway_url": "wss://gateway.discord.gg"}))]
+#[schema(example = json!({"shard_id": 0, "max_shards": 16, "session_id": EXAMPLE_SESSION_ID, "fence": 7, "generation": 1, "state": "active", "sleep_duration": 5.0, "resume": null, "shard_ids": [0], "sleep_durations": [5.0], "resumes": [null], "lease_seconds": 60, "beat_interval": 20.0, "gateway_url": "wss://gateway.discord.gg"}))]
 struct ConnectConfirmed {
     shard_id: u32,
     max_shards: u32,
@@ -286,7 +287,7 @@ error_set! {
     tag = "bots",
     description = "Frees the session's shard at once.",
     security(("secret" = [])),
-    params(("session_id" = String, Query, description = "From `/connect`", example = "4f2a9c0e8b7d4a35a1f0c2d3e4b5a697")),
+    params(("session_id" = String, Query, description = "From `/connect`", example = json!(EXAMPLE_SESSION_ID))),
     responses(
         (status = 204, description = "The shard is free"),
         DisconnectByQueryError,
