@@ -30,7 +30,7 @@ use self::scripts::disconnect::Released;
 use self::scripts::lock::Held;
 use self::scripts::reap::Freed;
 use self::scripts::settle_event::StillClaimed;
-use self::scripts::{Envelope, ScriptCall, ScriptReply};
+use self::scripts::{Envelope, LuaScript, ScriptCall, ScriptReply};
 use crate::config::Settings;
 use crate::domain::{
     BeatOutcome, BeatReport, ConnectOutcome, GatewayInfo, Grant, GrantedShard, IdentifyOutcome,
@@ -55,45 +55,12 @@ pub enum StoreError {
     Internal(String),
 }
 
-/// One Lua script as the engines load it: its file name (for errors) and its source.
-pub struct LuaScript {
-    pub name: &'static str,
-    pub source: &'static str,
-    sha: ::redis::Script,
-}
-
-impl LuaScript {
-    fn new(name: &'static str, source: &'static str) -> Self {
-        Self {
-            name,
-            source,
-            sha: ::redis::Script::new(source),
-        }
-    }
-
-    fn of<C: ScriptCall>() -> Self {
-        Self::new(C::FILE, C::SOURCE)
-    }
-}
-
 /// Every script, compiled into the binary and loaded into the engine at startup.
 struct Scripts(Vec<LuaScript>);
 
 impl Scripts {
     fn new() -> Self {
-        Self(vec![
-            LuaScript::of::<scripts::init::Init>(),
-            LuaScript::of::<scripts::connect::Connect>(),
-            LuaScript::of::<scripts::beat::Beat>(),
-            LuaScript::of::<scripts::disconnect::Disconnect>(),
-            LuaScript::of::<scripts::identify::Identify>(),
-            LuaScript::of::<scripts::reshard::Reshard>(),
-            LuaScript::of::<scripts::reap::Reap>(),
-            LuaScript::of::<scripts::lock::Lock>(),
-            LuaScript::of::<scripts::fleet_page::FleetPage>(),
-            LuaScript::of::<scripts::claim_events::ClaimEvents>(),
-            LuaScript::of::<scripts::settle_event::SettleEvent>(),
-        ])
+        Self(scripts::every_script())
     }
 
     fn get<C: ScriptCall>(&self) -> Result<&LuaScript, StoreError> {
@@ -437,7 +404,7 @@ impl Store {
         let Some(claims) = self.signer.verify(&report.session_id) else {
             return Ok(BeatOutcome::NotFound);
         };
-        self.commit_beat(scripts::beat::OneBeat::from_claims(claims, report))
+        self.commit_beat(scripts::beat::Beat::from_claims(claims, report))
             .await
     }
 
