@@ -6,6 +6,7 @@
 //! milliseconds. The pages are not one atomic snapshot; each shard's figures are consistent, which
 //! is all a status read needs.
 
+use super::recovery::InitReason;
 use super::scripts::fleet_page::{FleetPage, Page};
 use super::{Store, StoreError, array, text, unexpected};
 use crate::domain::{FleetStatus, GenerationStatus, ShardStatus};
@@ -28,7 +29,7 @@ impl Store {
         let mut plan = self.read_plan().await?;
         if plan.is_none() {
             // Redis lost its data while this replica ran: re-create the plan (see init.lua).
-            self.init(super::Init::AfterLoss).await?;
+            self.init(InitReason::AfterLoss).await?;
             plan = self.read_plan().await?;
         }
         let [
