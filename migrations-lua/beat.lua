@@ -139,6 +139,51 @@ local function shard_field(name, id, first_id)
   return name .. ':' .. id
 end
 
+-- A group's per-shard figures (shard_reports' lines, see above), to its lease's g:<id> and l:<id>;
+-- lines naming a shard outside first_id .. group_end - 1 are ignored.
+local function set_shard_reports(lease_key, shard_reports, first_id, group_end)
+  for line in string.gmatch(shard_reports, '[^\n]+') do
+    local id, guilds, seconds = string.match(line, '^(%d+)\t([^\t]*)\t([^\t]*)$')
+    id = tonumber(id)
+    if id and id >= first_id and id < group_end then
+      if guilds ~= '' then set_field(lease_key, shard_field('g', id, first_id), guilds) end
+      if seconds ~= '' then set_field(lease_key, shard_field('l', id, first_id), seconds) end
+    end
+  end
+end
+
+-- The resume data a beat sends, by shard id: `resume` for its first shard, then shard_resumes'
+-- lines for the shards of its group (first_id .. group_end - 1; others are ignored). Nil when
+-- there is none.
+local function reported_resumes(resume, shard_resumes, first_id, group_end)
+  local resumes = nil
+  if resume ~= '' then
+    resumes = {[first_id] = resume}
+  end
+  for line in string.gmatch(shard_resumes, '[^\n]+') do
+    local id, json = string.match(line, '^(%d+)\t(.+)$')
+    id = tonumber(id)
+    if id and id >= first_id and id < group_end then
+      resumes = resumes or {}
+      resumes[id] = json
+    end
+  end
+  return resumes
+end
+
+-- Resume data outlives the lease by the resume window, so a successor can pick it up: stores the
+-- group's new resume data (new_resumes, may be nil) and keeps the rest of it as long.
+local function keep_resumes(generation, first_id, group_end, new_resumes)
+  for id = first_id, group_end - 1 do
+    local resume_key = gen_key(generation, 'resume', id)
+    if new_resumes and new_resumes[id] then
+      redis.call('SET', resume_key, new_resumes[id], 'PX', lease_ms + resume_window_ms)
+    else
+      redis.call('PEXPIRE', resume_key, lease_ms + resume_window_ms)
+    end
+  end
+end
+
 -- After a loss of Redis's data (see above): re-creates the lease of a beat that found none, when
 -- its signed claims (texts, as the beat got them) show it was granted under the lost plan, and
 -- restores that plan's generation and shard count unless another generation came back first.
@@ -307,46 +352,19 @@ local function beat(at)
 
   local group_end = math.min(shard_id + group_size, max_shards)
   if shard_reports ~= '' then
-    for line in string.gmatch(shard_reports, '[^\n]+') do
-      local id, guilds, seconds = string.match(line, '^(%d+)\t([^\t]*)\t([^\t]*)$')
-      id = tonumber(id)
-      if id and id >= shard_id and id < group_end then
-        if guilds ~= '' then set_field(lease_key, shard_field('g', id, shard_id), guilds) end
-        if seconds ~= '' then set_field(lease_key, shard_field('l', id, shard_id), seconds) end
-      end
-    end
+    set_shard_reports(lease_key, shard_reports, shard_id, group_end)
   end
-
-  -- Resume data outlives the lease by the resume window, so a successor can pick it up.
-  local new_resumes, any_new = nil, resume ~= ''
-  if any_new then
-    new_resumes = {[shard_id] = resume}
+  local new_resumes
+  if resume ~= '' or shard_resumes ~= '' then
+    new_resumes = reported_resumes(resume, shard_resumes, shard_id, group_end)
   end
-  if shard_resumes ~= '' then
-    for line in string.gmatch(shard_resumes, '[^\n]+') do
-      local id, json = string.match(line, '^(%d+)\t(.+)$')
-      id = tonumber(id)
-      if id and id >= shard_id and id < group_end then
-        new_resumes = new_resumes or {}
-        new_resumes[id] = json
-        any_new = true
-      end
-    end
-  end
-  if any_new and stored_resume ~= '1' then
+  if new_resumes and stored_resume ~= '1' then
     set_field(lease_key, 'r', 1)
   end
   flush_fields(lease_key)
   -- Resume keys exist only once this session stored some (a grant takes its predecessor's).
-  if any_new or stored_resume == '1' then
-    for id = shard_id, group_end - 1 do
-      local resume_key = gen_key(generation, 'resume', id)
-      if new_resumes and new_resumes[id] then
-        redis.call('SET', resume_key, new_resumes[id], 'PX', lease_ms + resume_window_ms)
-      else
-        redis.call('PEXPIRE', resume_key, lease_ms + resume_window_ms)
-      end
-    end
+  if new_resumes or stored_resume == '1' then
+    keep_resumes(generation, shard_id, group_end, new_resumes)
   end
 
   if state == 'standby' and ready and beaten ~= '1'
