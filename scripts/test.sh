@@ -40,6 +40,12 @@ fi
 mkdir -p target
 # The service binary first: the client packages' own tests run it (cargo test reuses this build).
 cargo build --bins
+# The service crate must be formatted and lint-free: checked here, before the long tests, so an
+# unclean tree fails at once. (rustup's default profile has both tools; a minimal one does not.)
+cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1 ||
+  rustup component add rustfmt clippy
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
 # $1 is newer than the stamp $2 (or there is no stamp).
 changed() { [ ! -e "$2" ] || [ -n "$(find "$1" -newer "$2" -print -quit)" ]; }
 

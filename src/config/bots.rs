@@ -1,6 +1,6 @@
 //! `BOTS_FILE`: the bots one fleet serves. One `[[bot]]` table per bot, with its `name`, its
-//! `secret`, and any per-bot setting named as its variable in lower case; a setting a bot leaves
-//! out takes the environment's value (or its default):
+//! `secret`, and any per-bot setting (a `per_bot` row of the settings table) named as its variable
+//! in lower case; a setting a bot leaves out takes the environment's value (or its default):
 //!
 //! ```toml
 //! [[bot]]
@@ -18,7 +18,10 @@
 //!
 //! Without the file, the environment describes one bot, named [`DEFAULT_BOT`].
 
-use super::{ConfigError, Secret, Settings, boolean, parsed, secret, some, text};
+use sha2::{Digest, Sha256};
+
+use super::parse::Secret;
+use super::settings::{ConfigError, Scope, Settings};
 
 /// The name of the one bot the environment describes when there is no `BOTS_FILE`.
 pub const DEFAULT_BOT: &str = "default";
@@ -30,92 +33,16 @@ pub struct Bot {
     pub settings: Settings,
 }
 
-/// The settings a `[[bot]]` table may set, as their variables: what is per bot. (Listening,
-/// logging, the Redis connection and the like belong to the replica.)
-pub const PER_BOT_VARIABLES: &[&str] = &[
-    "SECRET",
-    "KEY_PREFIX",
-    "MAX_SECONDS",
-    "MAX_SHARDS",
-    "SHARDS_PER_PROCESS",
-    "MAX_CONCURRENCY",
-    "IDENTIFY_RESERVE",
-    "RESUME_WINDOW",
-    "WEBHOOK_URL",
-    "WEBHOOK_CONTENT",
-    "BOT_TOKEN",
-    "GATEWAY_POLL_SECONDS",
-    "GUILDS_PER_SHARD",
-    "MIN_SHARDS",
-    "ALLOW_SHRINK",
-    "SHRINK_AFTER",
-    "AUTOSCALE_INTERVAL",
-    "PUBLIC_STATUS",
-];
-
-/// Sets one per-bot variable on `settings`, with the parser of its row in the settings table.
-fn apply(settings: &mut Settings, variable: &str, value: &str) -> Result<(), String> {
-    match variable {
-        "SECRET" => settings.secret = some(secret)(value)?,
-        "KEY_PREFIX" => settings.key_prefix = text(value)?,
-        "MAX_SECONDS" => settings.max_seconds = parsed(value)?,
-        "MAX_SHARDS" => {
-            settings.max_shards = parsed(value)?;
-            settings.autoscale = false;
-        }
-        "SHARDS_PER_PROCESS" => settings.shards_per_process = parsed(value)?,
-        "MAX_CONCURRENCY" => settings.max_concurrency = parsed(value)?,
-        "IDENTIFY_RESERVE" => settings.identify_reserve = Some(parsed(value)?),
-        "RESUME_WINDOW" => settings.resume_window_seconds = parsed(value)?,
-        "WEBHOOK_URL" => settings.webhook_url = some(text)(value)?,
-        "WEBHOOK_CONTENT" => settings.webhook_content = some(text)(value)?,
-        "BOT_TOKEN" => settings.bot_token = some(secret)(value)?,
-        "GATEWAY_POLL_SECONDS" => settings.gateway_poll_seconds = parsed(value)?,
-        "GUILDS_PER_SHARD" => settings.guilds_per_shard = parsed(value)?,
-        "MIN_SHARDS" => settings.min_shards = parsed(value)?,
-        "ALLOW_SHRINK" => settings.allow_shrink = boolean(value)?,
-        "SHRINK_AFTER" => settings.shrink_after_seconds = parsed(value)?,
-        "AUTOSCALE_INTERVAL" => settings.autoscale_interval_seconds = parsed(value)?,
-        "PUBLIC_STATUS" => settings.public_status = boolean(value)?,
-        _ => {
-            return Err(format!(
-                "{} is not a per-bot setting",
-                variable.to_lowercase()
-            ));
-        }
-    }
-    Ok(())
-}
-
 impl Bot {
-    /// A digest of everything the bot's table can set: a reload keeps a bot whose fingerprint is
-    /// unchanged as it runs, and restarts the store and jobs of one that changed.
+    /// A digest of everything the bot's table can set (the settings table's per-bot rows and what
+    /// derives from them): a reload keeps a bot whose fingerprint is unchanged as it runs, and
+    /// restarts the store and jobs of one that changed.
     pub fn fingerprint(&self) -> [u8; 32] {
-        use sha2::{Digest, Sha256};
-        let s = &self.settings;
-        let text = format!(
-            "{:?}|{:?}|{}|{}|{}|{}|{}|{:?}|{}|{:?}|{:?}|{:?}|{}|{}|{}|{}|{}|{}|{}",
-            s.secret.as_ref().map(Secret::expose),
-            s.key_prefix,
-            s.max_seconds,
-            s.max_shards,
-            s.autoscale,
-            s.shards_per_process,
-            s.max_concurrency,
-            s.identify_reserve,
-            s.resume_window_seconds,
-            s.webhook_url,
-            s.webhook_content,
-            s.bot_token.as_ref().map(Secret::expose),
-            s.gateway_poll_seconds,
-            s.guilds_per_shard,
-            s.min_shards,
-            s.allow_shrink,
-            s.shrink_after_seconds,
-            s.autoscale_interval_seconds,
-            s.public_status,
-        );
-        Sha256::digest(text.as_bytes()).into()
+        let mut digest = Sha256::new();
+        self.settings.visit_per_bot_values(|name, value| {
+            digest.update(format!("{name}={value}\n"));
+        });
+        digest.finalize().into()
     }
 }
 
@@ -169,11 +96,12 @@ impl Settings {
                 ));
             }
             let mut settings = self.clone();
-            // Each bot brings its own secret: the environment's would select several bots.
-            settings.secret = None;
+            // Each bot brings its own secret (its not-inherited settings): the environment's would
+            // select several bots.
+            settings.forget_not_inherited();
             for (key, value) in table.iter().filter(|(key, _)| key.as_str() != "name") {
                 let variable = key.to_ascii_uppercase();
-                if !PER_BOT_VARIABLES.contains(&variable.as_str()) {
+                if !Settings::scope_of(&variable).is_some_and(Scope::is_per_bot) {
                     return Err(format!("bot {name:?}: {key} is not a per-bot setting"));
                 }
                 let value = match value {
@@ -190,7 +118,8 @@ impl Settings {
                 if value.is_empty() {
                     continue;
                 }
-                apply(&mut settings, &variable, &value)
+                settings
+                    .set(&variable, &value)
                     .map_err(|reason| format!("bot {name:?}: invalid {key}: {reason}"))?;
             }
             settings.validate().map_err(|error| {
@@ -313,6 +242,39 @@ mod tests {
             .expect("valid");
         assert!(bots[0].settings.autoscale);
         assert!(!bots[1].settings.autoscale && bots[1].settings.max_shards == 3);
+    }
+
+    #[test]
+    fn every_per_bot_setting_and_autoscale_changes_the_fingerprint() {
+        let fingerprint = |settings: Settings| {
+            Bot {
+                name: "a".into(),
+                settings,
+            }
+            .fingerprint()
+        };
+        assert_eq!(fingerprint(base()), fingerprint(base()), "same settings");
+        for variable in Settings::per_bot_variables() {
+            let with = |value: &str| {
+                let mut settings = base();
+                settings.set(variable, value).map(|()| settings)
+            };
+            // Two values the row's parser takes: numbers and text take digits, flags booleans.
+            let (one, other) = [("2", "3"), ("true", "false")]
+                .into_iter()
+                .find_map(|(one, other)| with(one).ok().zip(with(other).ok()))
+                .unwrap_or_else(|| panic!("{variable} takes neither digits nor booleans"));
+            assert_ne!(
+                fingerprint(one),
+                fingerprint(other),
+                "{variable} is missing from the fingerprint: a reload would not apply it"
+            );
+        }
+        let autoscaling = Settings {
+            autoscale: true,
+            ..base()
+        };
+        assert_ne!(fingerprint(autoscaling), fingerprint(base()), "autoscale");
     }
 
     #[test]

@@ -4,19 +4,33 @@
 //! presented secret with every bot's (and the admin secret), always all of them and without
 //! branching on which matched, so the time taken tells nothing about which bots exist. The
 //! request then sees that bot's state and authenticator only.
+//!
+//! Brute-force protection (`rate_limit`) is decided here too, once per request: a request from a
+//! blocked address is refused before its secret is compared, unless it carries a session id
+//! signed for its bot (see [`select_bot`]).
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use actix_web::web::{Bytes, BytesMut};
+use actix_web::{
+    FromRequest, HttpMessage, HttpRequest, ResponseError, dev::Payload, http::Method, http::header,
+    web,
+};
+use futures_util::StreamExt;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::future::{Ready, ready};
+use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::{Arc, RwLock};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
-use crate::http::error::{ApiError, ValidationIssue};
-use crate::http::rate_limit::FailedAuthLimiter;
+use crate::http::body::MAX_BODY_BYTES;
+use crate::http::error::{
+    InvalidToken, TooManyFailedAuthentications, ValidationFailed, ValidationIssue, error_set,
+};
+use crate::http::rate_limit::{Admission, FailedAuthLimiter};
 use crate::http::state::AppState;
 
 /// What checking a caller takes: the secret and the failed authentications per client address
@@ -52,6 +66,13 @@ const ADMIN_ROUTES: &[&str] = &["/status", "/autoscale", "/metrics"];
 /// (or, for the admin secret on a read route, of the bot named by `?bot=`, the first by default,
 /// and [`AdminAccess`]). Any other request gets the first bot's, whose authenticator then refuses
 /// a wrong secret as before (and an admin secret on a writing route).
+///
+/// It also decides the request's [`Admission`]. From a blocked address, a request to a session
+/// route is let in when its session id is signed for the bot its secret selected, or else for the
+/// first bot (where a wrong secret lands); it then gets that bot, so its secret is compared with
+/// the secret of the bot that signed its session. Both signatures are always checked, so neither
+/// the answer nor the time taken tells an attacker holding one bot's session whether a guess is
+/// another bot's secret.
 pub async fn select_bot(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -77,6 +98,13 @@ pub async fn select_bot(
         (Some(admin), Some(_)) => admin.0.ct_eq(&presented.0),
         _ => Choice::from(0),
     };
+    // Every bot of the replica shares one limiter. Nothing is blocked almost always: then this
+    // is one atomic load.
+    let blocked = match (&token, bots.bots.first()) {
+        (Some(_), Some(first)) => first.authenticator.failed_auth.blocked_wait(req.request()),
+        _ => None,
+    };
+    let mut admission = blocked.map_or(Admission::Open, Admission::Blocked);
     let mut container = actix_web::dev::Extensions::new();
     if bool::from(admin) && ADMIN_ROUTES.contains(&req.path()) {
         let wanted =
@@ -96,18 +124,112 @@ pub async fn select_bot(
             container.insert(web::Data::new(AdminAccess));
         }
     } else {
-        let entry = if bool::from(found) {
+        let mut entry = if bool::from(found) {
             bots.bots.get(index as usize)
         } else {
             bots.bots.first()
         };
+        if let (Some(wait), Some(selected), Some(first)) = (blocked, entry, bots.bots.first())
+            && SESSION_ROUTES.contains(&req.path())
+        {
+            let session_id = presented_session_id(&mut req).await;
+            let signed_by = session_id.as_deref().and_then(|session_id| {
+                signer_of_session(
+                    selected.state.store.signed(session_id),
+                    first.state.store.signed(session_id),
+                )
+            });
+            admission = Admission::while_blocked(wait, signed_by.is_some());
+            entry = match signed_by {
+                Some(Signer::Selected) => Some(selected),
+                Some(Signer::First) => Some(first),
+                None => entry,
+            };
+        }
         if let Some(entry) = entry {
             container.insert(entry.state.clone());
             container.insert(entry.authenticator.clone());
         }
     }
+    container.insert(admission);
     req.add_data_container(Rc::new(container));
     next.call(req).await
+}
+
+/// Routes whose requests carry a session id: a blocked address may still use them with one.
+const SESSION_ROUTES: &[&str] = &["/beat", "/identify", "/disconnect"];
+
+/// Which bot signed a blocked request's session id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Signer {
+    /// The bot its secret selected.
+    Selected,
+    /// The first bot, where a secret that selects no bot lands.
+    First,
+}
+
+/// Takes both verdicts, computed whatever the secret was (see [`select_bot`]).
+fn signer_of_session(signed_by_selected: bool, signed_by_first: bool) -> Option<Signer> {
+    match (signed_by_selected, signed_by_first) {
+        (true, _) => Some(Signer::Selected),
+        (false, true) => Some(Signer::First),
+        (false, false) => None,
+    }
+}
+
+/// The one field of a session route read before the handler runs.
+#[derive(Deserialize)]
+struct SessionField {
+    session_id: Option<String>,
+}
+
+/// The `session_id` of a request to a session route: the query of `GET /disconnect`, else the
+/// form or JSON body. The body is read (at most `MAX_BODY_BYTES`, as the handler would) and put
+/// back for the handler. Only requests from a blocked address come here.
+async fn presented_session_id(req: &mut ServiceRequest) -> Option<String> {
+    if req.method() == Method::GET {
+        return web::Query::<SessionField>::from_query(req.query_string())
+            .ok()?
+            .into_inner()
+            .session_id;
+    }
+    let declared_length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared_length.is_some_and(|length| length > MAX_BODY_BYTES) {
+        return None;
+    }
+    // Whatever happens, the request is refused if this gives up: the handler never reads the
+    // body it took.
+    let mut payload = req.take_payload();
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.ok()?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let body: Bytes = body.freeze();
+    req.set_payload(Payload::from(body.clone()));
+    session_id_in_body(&body)
+}
+
+/// `session_id` of a JSON object or a form, told apart as the body parser does without a
+/// content type.
+fn session_id_in_body(body: &[u8]) -> Option<String> {
+    let is_json = body
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_some_and(|byte| *byte == b'{');
+    let field: SessionField = if is_json {
+        serde_json::from_slice(body).ok()?
+    } else {
+        serde_urlencoded::from_bytes(body).ok()?
+    };
+    field.session_id
 }
 
 /// The secret of an `Authorization` value: `<secret>` or `Bearer <secret>`.
@@ -153,17 +275,24 @@ fn credentials(req: &HttpRequest) -> Credentials {
         return Credentials::Missing;
     };
     let token = bearer_token(value.to_str().unwrap_or_default());
-    let address = state.failed_auth.client_address(req);
-    if let Some(address) = address
-        && let Err(wait) = state.failed_auth.check(address)
-    {
+    // Decided by `select_bot`; a request that did not go through it holds no session.
+    let admission = req.app_data::<Admission>().copied().unwrap_or_else(|| {
+        state
+            .failed_auth
+            .blocked_wait(req)
+            .map_or(Admission::Open, Admission::Blocked)
+    });
+    if let Admission::Blocked(wait) = admission {
         return Credentials::Limited(wait);
     }
     if state.secret.matches(token) {
         return Credentials::Valid;
     }
+    let address = state.failed_auth.client_address(req);
     match address.map(|address| state.failed_auth.record_failure(address)) {
-        Some(Err(wait)) => {
+        // A session holder's address is blocked already: the failure extends the block, and
+        // the answer stays the 403 of a wrong secret.
+        Some(Err(wait)) if admission == Admission::Open => {
             log::warn!("failed authentications from {address:?} over the limit: blocked");
             Credentials::Limited(wait)
         }
@@ -171,53 +300,74 @@ fn credentials(req: &HttpRequest) -> Credentials {
     }
 }
 
-fn too_many_failures(wait: std::time::Duration) -> ApiError {
-    ApiError::TooManyRequests {
-        detail: "Too Many Failed Authentications".into(),
+fn too_many_failures(wait: std::time::Duration) -> TooManyFailedAuthentications {
+    TooManyFailedAuthentications {
         retry_after_secs: crate::http::rate_limit::retry_after_secs(wait),
     }
 }
 
-/// Extractor for routes that need the secret: 422 without the header (as FastAPI did), 403 when wrong.
-pub struct Authorized;
+error_set! {
+    /// A presented secret that is refused.
+    pub RefusedCredentials { InvalidToken, TooManyFailedAuthentications }
+}
 
-impl FromRequest for Authorized {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+error_set! {
+    /// What a route that needs the secret refuses before it runs.
+    pub AuthenticationFailure {
+        RefusedCredentials,
+        ValidationFailed = "No `Authorization` header",
+    }
+}
+
+/// Extractor for routes that need the secret: 422 without the header (as FastAPI did), 403 when
+/// wrong. It answers with the route's error set `E`, which must hold [`AuthenticationFailure`].
+pub struct Authorized<E>(PhantomData<fn() -> E>);
+
+impl<E: From<AuthenticationFailure> + ResponseError + 'static> FromRequest for Authorized<E> {
+    type Error = E;
+    type Future = Ready<Result<Self, E>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(match credentials(req) {
-            Credentials::Valid => Ok(Authorized),
-            Credentials::Wrong => Err(ApiError::InvalidToken),
-            Credentials::Limited(wait) => Err(too_many_failures(wait)),
-            Credentials::Missing => Err(missing_header()),
-        })
+        let refusal: AuthenticationFailure = match credentials(req) {
+            Credentials::Valid => return ready(Ok(Authorized(PhantomData))),
+            Credentials::Wrong => RefusedCredentials::from(InvalidToken).into(),
+            Credentials::Limited(wait) => RefusedCredentials::from(too_many_failures(wait)).into(),
+            Credentials::Missing => missing_header().into(),
+        };
+        ready(Err(refusal.into()))
     }
 }
 
 /// Extractor for routes that anonymous callers may see in part (`PUBLIC_STATUS`): tells whether
-/// the caller presented the secret, and refuses a wrong one.
-pub struct MaybeAuthorized {
+/// the caller presented the secret, and refuses a wrong one with the route's error set `E`.
+pub struct MaybeAuthorized<E> {
     pub authorized: bool,
+    errors: PhantomData<fn() -> E>,
 }
 
-impl FromRequest for MaybeAuthorized {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+impl<E: From<RefusedCredentials> + ResponseError + 'static> FromRequest for MaybeAuthorized<E> {
+    type Error = E;
+    type Future = Ready<Result<Self, E>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let caller = |authorized| MaybeAuthorized {
+            authorized,
+            errors: PhantomData,
+        };
         ready(match credentials(req) {
-            Credentials::Valid => Ok(MaybeAuthorized { authorized: true }),
-            Credentials::Missing => Ok(MaybeAuthorized { authorized: false }),
-            Credentials::Wrong => Err(ApiError::InvalidToken),
-            Credentials::Limited(wait) => Err(too_many_failures(wait)),
+            Credentials::Valid => Ok(caller(true)),
+            Credentials::Missing => Ok(caller(false)),
+            Credentials::Wrong => Err(RefusedCredentials::from(InvalidToken).into()),
+            Credentials::Limited(wait) => {
+                Err(RefusedCredentials::from(too_many_failures(wait)).into())
+            }
         })
     }
 }
 
 /// FastAPI's 422 for a request without `Authorization`.
-pub fn missing_header() -> ApiError {
-    ApiError::invalid(ValidationIssue::missing(&["header", "authorization"]))
+pub fn missing_header() -> ValidationFailed {
+    ValidationIssue::missing(&["header", "authorization"]).into()
 }
 
 /// One bot as requests see it.
@@ -261,5 +411,49 @@ impl Bots {
             .0
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(list);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_id_is_read_from_a_form_or_a_json_body() {
+        assert_eq!(
+            session_id_in_body(b"session_id=1.2.abc&guild_count=3").as_deref(),
+            Some("1.2.abc")
+        );
+        assert_eq!(
+            session_id_in_body(
+                br#" {"guild_count": 3, "extra": {"a": [1]}, "session_id": "1.2.abc"}"#
+            )
+            .as_deref(),
+            Some("1.2.abc")
+        );
+    }
+
+    #[test]
+    fn a_body_without_a_readable_session_id_has_none() {
+        for body in [
+            &b""[..],
+            b"guild_count=3",
+            b"{\"session_id\": 7}",
+            b"{\"session_id\": ",
+            b"[1, 2]",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(session_id_in_body(body), None, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn a_blocked_request_gets_the_bot_that_signed_its_session() {
+        assert_eq!(signer_of_session(true, true), Some(Signer::Selected));
+        assert_eq!(signer_of_session(true, false), Some(Signer::Selected));
+        // The secret selected another bot, or none: the first bot's secret is compared, so a
+        // first-bot session with another bot's secret is a 403 like any wrong secret.
+        assert_eq!(signer_of_session(false, true), Some(Signer::First));
+        assert_eq!(signer_of_session(false, false), None);
     }
 }

@@ -2,8 +2,15 @@
 //!
 //! Each address may fail `FAILED_AUTH_PER_MINUTE` times in a burst, then one more time per
 //! `60 / FAILED_AUTH_PER_MINUTE` seconds (a GCRA from `governor`). An address over its budget is
-//! blocked: every request that presents a secret answers 429 with `Retry-After` **before** the secret
-//! is compared, so a blocked attacker learns nothing, not even from a correct guess.
+//! blocked until its next failure would be allowed: a request from it that presents a secret
+//! answers 429 with `Retry-After` **before** the secret is compared, so a blocked attacker learns
+//! nothing, not even from a correct guess.
+//!
+//! One exception, so that a typo in one process does not take down the healthy processes sharing
+//! its address (one VM, one NAT, a sidecar): a request carrying a session id signed for its bot
+//! (see `auth::select_bot`) is still let in ([`Admission::SessionHolder`]). Whoever holds such an
+//! id once had the secret; without one an attacker learns nothing new. Its secret is compared as
+//! usual, and a wrong one counts as a failure.
 //!
 //! The address is the TCP peer, unless the peer is one of `TRUSTED_PROXIES`: then it is the
 //! right-most `X-Forwarded-For` entry that is not itself a trusted proxy (entries to its left could
@@ -16,6 +23,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::HttpRequest;
@@ -29,11 +37,40 @@ pub use crate::config::parse_trusted_proxies;
 /// Addresses tracked before the limiter forgets the ones that are back to a full budget.
 const TRACKED_ADDRESSES: usize = 10_000;
 
+/// How a request that presents a secret is let in, decided once per request (by
+/// `auth::select_bot`, before the secret is compared).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Its address is not blocked: the secret decides.
+    Open,
+    /// Its address is blocked, but it carries a session id signed for its bot: the secret
+    /// decides, and a wrong one answers 403 and counts as a failure.
+    SessionHolder,
+    /// Its address is blocked: 429 for this long, without looking at the secret.
+    Blocked(Duration),
+}
+
+impl Admission {
+    /// The admission of a request from an address blocked for `wait`: let in only with a session
+    /// id signed for its bot.
+    pub fn while_blocked(wait: Duration, holds_session: bool) -> Self {
+        if holds_session {
+            Admission::SessionHolder
+        } else {
+            Admission::Blocked(wait)
+        }
+    }
+}
+
 pub struct FailedAuthLimiter {
     /// `None` when `FAILED_AUTH_PER_MINUTE=0` (no limit).
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// Addresses over their budget, and until when.
     blocked: Mutex<HashMap<IpAddr, Instant>>,
+    /// When the latest block of any address ends, in ms after `started`. Once it is past, no
+    /// address is blocked: an ordinary request (a beat) checks this and takes no lock.
+    blocks_end_ms: AtomicU64,
+    started: Instant,
     trusted_proxies: Vec<IpNet>,
 }
 
@@ -43,6 +80,8 @@ impl FailedAuthLimiter {
             limiter: NonZeroU32::new(failures_per_minute)
                 .map(|budget| RateLimiter::keyed(Quota::per_minute(budget))),
             blocked: Mutex::new(HashMap::new()),
+            blocks_end_ms: AtomicU64::new(0),
+            started: Instant::now(),
             trusted_proxies,
         }
     }
@@ -76,14 +115,35 @@ impl FailedAuthLimiter {
         )
     }
 
+    fn millis_since_start(&self, instant: Instant) -> u64 {
+        u64::try_from(instant.saturating_duration_since(self.started).as_millis())
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Whether any address may be blocked right now: one atomic load, no lock.
+    fn any_blocked(&self) -> bool {
+        self.limiter.is_some()
+            && self.blocks_end_ms.load(Ordering::Relaxed) > self.millis_since_start(Instant::now())
+    }
+
+    /// How long the request's client address stays blocked; `None` when it is not. While no
+    /// address is blocked this neither reads the address nor takes a lock.
+    pub fn blocked_wait(&self, req: &HttpRequest) -> Option<Duration> {
+        if !self.any_blocked() {
+            return None;
+        }
+        self.check(self.client_address(req)?).err()
+    }
+
     /// `Err(wait)` while the address is blocked.
     pub fn check(&self, address: IpAddr) -> Result<(), Duration> {
-        if self.limiter.is_none() {
+        if !self.any_blocked() {
             return Ok(());
         }
         let mut blocked = self.blocked.lock().expect("rate limit lock");
+        let now = Instant::now();
         match blocked.get(&address) {
-            Some(until) if *until > Instant::now() => Err(*until - Instant::now()),
+            Some(until) if *until > now => Err(*until - now),
             Some(_) => {
                 blocked.remove(&address);
                 Ok(())
@@ -108,11 +168,15 @@ impl FailedAuthLimiter {
                     .wait_time_from(limiter.clock().now())
                     .max(Duration::from_secs(1));
                 let mut blocked = self.blocked.lock().expect("rate limit lock");
+                let now = Instant::now();
                 if blocked.len() > TRACKED_ADDRESSES {
-                    let now = Instant::now();
                     blocked.retain(|_, until| *until > now);
                 }
-                blocked.insert(address, Instant::now() + wait);
+                let until = now + wait;
+                blocked.insert(address, until);
+                // Rounded up, so the fast path never skips the lock while this block lasts.
+                self.blocks_end_ms
+                    .fetch_max(self.millis_since_start(until) + 1, Ordering::Relaxed);
                 Err(wait)
             }
         }
@@ -156,6 +220,62 @@ mod tests {
         );
         assert!(limiter.check(attacker).is_err());
         assert!(limiter.check(bystander).is_ok());
+    }
+
+    #[test]
+    fn nothing_counts_as_blocked_until_an_address_goes_over_its_budget() {
+        let limiter = FailedAuthLimiter::new(2, Vec::new());
+        let attacker: IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(!limiter.any_blocked(), "a fresh limiter blocks nobody");
+        for _ in 0..2 {
+            assert!(limiter.record_failure(attacker).is_ok());
+        }
+        assert!(
+            !limiter.any_blocked(),
+            "failures within the budget block nobody, so beats take no lock"
+        );
+        assert!(limiter.record_failure(attacker).is_err());
+        assert!(limiter.any_blocked());
+    }
+
+    #[test]
+    fn a_blocked_address_admits_only_requests_holding_a_session() {
+        let wait = Duration::from_secs(3);
+        assert_eq!(
+            Admission::while_blocked(wait, true),
+            Admission::SessionHolder
+        );
+        assert_eq!(
+            Admission::while_blocked(wait, false),
+            Admission::Blocked(wait)
+        );
+    }
+
+    #[test]
+    fn a_failure_while_blocked_keeps_the_address_blocked() {
+        let limiter = FailedAuthLimiter::new(1, Vec::new());
+        let address: IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(limiter.record_failure(address).is_ok());
+        assert!(limiter.record_failure(address).is_err());
+        // A session holder's wrong secret counts like any other.
+        assert!(limiter.record_failure(address).is_err());
+        assert!(limiter.check(address).is_err());
+    }
+
+    #[test]
+    fn a_block_ends_after_its_wait_and_the_fast_path_returns() {
+        // 60 a minute: one failure back per second, the shortest block there is.
+        let limiter = FailedAuthLimiter::new(60, Vec::new());
+        let address: IpAddr = "192.0.2.7".parse().unwrap();
+        let wait = loop {
+            if let Err(wait) = limiter.record_failure(address) {
+                break wait;
+            }
+        };
+        assert!(limiter.check(address).is_err());
+        std::thread::sleep(wait + Duration::from_millis(50));
+        assert!(limiter.check(address).is_ok());
+        assert!(!limiter.any_blocked());
     }
 
     #[test]

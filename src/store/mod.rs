@@ -33,7 +33,7 @@ use self::keys::Keys;
 use self::recovery::InitReason;
 use self::redis::{ClusterEngine, ClusterLink, RedisEngine};
 use self::scripts::{Envelope, ScriptCall, ScriptReply};
-use crate::config::Settings;
+use crate::config::{Settings, StoreBackend};
 use crate::session_token::SessionSigner;
 
 /// Version of the key schema this build reads and writes. Bump it when keys change meaning; a
@@ -91,13 +91,20 @@ impl Store {
     /// shards a deployment's first plan should have.
     pub async fn open_without_plan(settings: &Settings) -> Result<Self, StoreError> {
         let keys = Keys::new(&settings.key_prefix);
-        let engine = if !settings.redis_cluster.is_empty() {
-            let link = ClusterLink::shared(&settings.redis_cluster, settings.redis_timeout_ms)?;
-            Engine::Cluster(ClusterEngine::new(link, &keys.base))
-        } else {
-            match RedisEngine::from_settings(settings)? {
-                Some(redis) => Engine::Redis(redis),
-                None => Engine::Embedded(EmbeddedEngine::new()),
+        let timeout_ms = settings.redis_timeout_ms;
+        // Validated settings always choose an engine; an invalid mix can only be built in code.
+        let backend = settings
+            .store_backend()
+            .map_err(|error| StoreError::Internal(error.to_string()))?;
+        let engine = match backend {
+            StoreBackend::InProcess => Engine::Embedded(EmbeddedEngine::new()),
+            StoreBackend::Redis { url } => Engine::Redis(RedisEngine::open(&url, timeout_ms)?),
+            StoreBackend::Sentinel { sentinels, master } => {
+                Engine::Redis(RedisEngine::open_sentinel(&sentinels, &master, timeout_ms)?)
+            }
+            StoreBackend::Cluster { seeds } => {
+                let link = ClusterLink::shared(&seeds, timeout_ms)?;
+                Engine::Cluster(ClusterEngine::new(link, &keys.base))
             }
         };
         // A Redis round trip is bounded by REDIS_TIMEOUT_MS; so is a beat's wait for its batch.

@@ -67,6 +67,12 @@ impl Store {
         })
     }
 
+    /// Whether this deployment signed `session_id` (one HMAC, no store round trip; says nothing
+    /// about whether the session still holds its shard). The brute-force block lets these in.
+    pub fn signed(&self, session_id: &str) -> bool {
+        self.signer.verify(session_id).is_some()
+    }
+
     /// Refreshes the session's lease and stores its report. Beats go to the store in batches
     /// (group commit, see `group_commit.rs`); the answer is this beat's own.
     pub async fn beat(self: &Arc<Self>, report: &BeatReport) -> Result<BeatOutcome, StoreError> {

@@ -350,7 +350,8 @@ pub fn loc(parts: &[&str]) -> Vec<Value> {
         .collect()
 }
 
-/// The Redis key `{prefix}:<name>` of a deployment (see src/store/redis.rs for the schema).
+/// The Redis key `{prefix}:<name>` of a deployment (the key layout is described in
+/// migrations-lua/includes/common.lua).
 pub fn redis_key(prefix: &str, name: &str) -> String {
     format!("{{{prefix}}}:{name}")
 }

@@ -263,8 +263,8 @@ async fn autoscale_counts_both_generations_during_a_reshard_in_process() {
     autoscale_counts_both_generations_during_a_reshard(Backend::Memory).await;
 }
 
-/// `/metrics` reads the fleet page by page; it must agree with `/status`'s one-script snapshot,
-/// across page boundaries (more than 512 shard ids).
+/// `/metrics` and `/status` each read the fleet page by page (512 shard ids a page); they must
+/// agree across page boundaries.
 #[tokio::test]
 async fn metrics_agree_with_status_across_many_pages() {
     let mut config = settings(Backend::Redis);

@@ -7,8 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::AUTHORIZATION;
 use serde_json::Value;
+use shardman::bots::Reloader;
 use shardman::config::{Secret, Settings};
-use shardman::startup::{Application, Reloader};
+use shardman::startup::Application;
 use tokio::sync::Mutex;
 
 pub const SECRET: &str = "cluster-secret";

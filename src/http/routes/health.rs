@@ -2,8 +2,9 @@ use actix_web::HttpResponse;
 use actix_web::web;
 use serde_json::json;
 
-use crate::http::error::ApiError;
+use crate::http::error::{ShuttingDown, error_set};
 use crate::http::state::AppState;
+use crate::store::StoreError;
 
 /// Liveness: the process runs and serves HTTP.
 #[utoipa::path(
@@ -17,6 +18,11 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+error_set! {
+    /// Why a replica is not ready.
+    pub NotReady { ShuttingDown, StoreError }
+}
+
 /// Readiness: the store answers, so this replica can serve bots.
 #[utoipa::path(
     get,
@@ -25,12 +31,12 @@ pub async fn healthz() -> HttpResponse {
     description = "Readiness: 200 when the store answers and the scripts are loaded; 503 when it does not, or once the replica received SIGTERM and is draining. Needs no secret.",
     responses(
         (status = 200, description = "Ready", body = Object, example = json!({"status": "ready", "store": "redis"})),
-        (status = 503, description = "The store does not answer, or the replica is shutting down", body = crate::http::schemas::Detail, example = json!({"detail": "Shutting Down"})),
+        NotReady,
     ),
 )]
-pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, NotReady> {
     if state.is_draining() {
-        return Err(ApiError::Unavailable("Shutting Down".into()));
+        return Err(ShuttingDown.into());
     }
     state.store.ping().await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "ready", "store": state.store.kind() })))

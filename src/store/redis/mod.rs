@@ -40,7 +40,6 @@ use redis::{AsyncConnectionConfig, Script, Value};
 use self::errors::classify;
 use self::sentinel::{Failovers, follow_master};
 use super::{StoreError, lanes};
-use crate::config::Settings;
 
 /// Most connections one replica opens to Redis.
 const POOL_SIZE: usize = 32;
@@ -144,24 +143,6 @@ where
 }
 
 impl RedisEngine {
-    /// The engine the settings ask for: through `REDIS_SENTINELS` when set, else on `REDIS_URL`;
-    /// `None` when neither is set (the in-process store).
-    pub(super) fn from_settings(settings: &Settings) -> Result<Option<Self>, StoreError> {
-        match (&settings.redis_url, &settings.redis_sentinel_master) {
-            _ if !settings.redis_sentinels.is_empty() => Self::open_sentinel(
-                &settings.redis_sentinels,
-                settings
-                    .redis_sentinel_master
-                    .as_deref()
-                    .unwrap_or_default(),
-                settings.redis_timeout_ms,
-            )
-            .map(Some),
-            (Some(url), _) => Self::open(url, settings.redis_timeout_ms).map(Some),
-            (None, _) => Ok(None),
-        }
-    }
-
     /// Builds the pool; connections are made on first use, each bounded by `timeout_ms`.
     pub(super) fn open(url: &str, timeout_ms: u64) -> Result<Self, StoreError> {
         let timeout = Duration::from_millis(timeout_ms);

@@ -1,0 +1,99 @@
+//! The checks of relations between values that parsing alone cannot make, for the environment's
+//! settings and for `Settings` built in code.
+
+use super::settings::{ConfigError, Settings};
+
+/// Discord's largest shard count that shardman plans for.
+pub const MAX_SHARD_COUNT: u32 = 65_536;
+
+impl Settings {
+    /// Checks the relations between values that parsing alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |variable: &'static str, value: String, reason: &str| ConfigError {
+            variable,
+            value,
+            reason: reason.into(),
+        };
+        if self.max_seconds == 0 {
+            return Err(invalid("MAX_SECONDS", "0".into(), "must be at least 1"));
+        }
+        if self.max_shards == 0 || self.max_shards > MAX_SHARD_COUNT {
+            return Err(invalid(
+                "MAX_SHARDS",
+                self.max_shards.to_string(),
+                "must be between 1 and 65536",
+            ));
+        }
+        if self.shards_per_process == 0 || self.shards_per_process > MAX_SHARD_COUNT {
+            return Err(invalid(
+                "SHARDS_PER_PROCESS",
+                self.shards_per_process.to_string(),
+                "must be between 1 and 65536",
+            ));
+        }
+        if self.key_prefix.contains(['{', '}']) {
+            return Err(invalid(
+                "KEY_PREFIX",
+                self.key_prefix.clone(),
+                "must not contain '{' or '}' (it becomes the Redis hash tag)",
+            ));
+        }
+        // The Redis settings choose one store engine.
+        self.store_backend()?;
+        if self.max_concurrency == 0 {
+            return Err(invalid("MAX_CONCURRENCY", "0".into(), "must be at least 1"));
+        }
+        if self.redis_timeout_ms == 0 {
+            return Err(invalid(
+                "REDIS_TIMEOUT_MS",
+                "0".into(),
+                "must be at least 1",
+            ));
+        }
+        for (variable, value) in [
+            ("GATEWAY_POLL_SECONDS", self.gateway_poll_seconds),
+            ("GUILDS_PER_SHARD", self.guilds_per_shard.into()),
+            ("AUTOSCALE_INTERVAL", self.autoscale_interval_seconds),
+        ] {
+            if value == 0 {
+                return Err(invalid(variable, "0".into(), "must be at least 1"));
+            }
+        }
+        if self.min_shards == 0 || self.min_shards > MAX_SHARD_COUNT {
+            return Err(invalid(
+                "MIN_SHARDS",
+                self.min_shards.to_string(),
+                "must be between 1 and 65536",
+            ));
+        }
+        if !self.discord_api_base.starts_with("http://")
+            && !self.discord_api_base.starts_with("https://")
+        {
+            return Err(invalid(
+                "DISCORD_API_BASE",
+                self.discord_api_base.clone(),
+                "must be an http:// or https:// URL",
+            ));
+        }
+        if let Some(url) = &self.webhook_url
+            && !url.starts_with("http://")
+            && !url.starts_with("https://")
+        {
+            // The URL carries the webhook's token: never echo it.
+            return Err(invalid(
+                "WEBHOOK_URL",
+                "***".into(),
+                "must be an http:// or https:// URL",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn lease_ms(&self) -> u64 {
+        self.max_seconds * 1000
+    }
+
+    pub fn resume_window_ms(&self) -> u64 {
+        self.resume_window_seconds * 1000
+    }
+}
