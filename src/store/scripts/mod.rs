@@ -14,7 +14,7 @@ use redis::Value;
 
 use super::keys::Keys;
 
-/// Declares the script modules and, from the same list, [`EVERY_SCRIPT`] (what the engines load)
+/// Declares the script modules and, from the same list, [`every_script`] (what the engines load)
 /// and the contracts the header test checks: a new script is one line here.
 macro_rules! every_script {
     ($($module:ident::$call:ident),* $(,)?) => {
