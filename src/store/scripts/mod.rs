@@ -6,7 +6,7 @@
 //! flag, `ARGV[4]` the lease length. [`Envelope`] builds it once; each script module declares, with
 //! [`script_call!`], the script's own `KEYS` and `ARGV` after it, in header order and under the
 //! names of the script's locals (and, for a script that takes a list, one item's arguments), and a
-//! typed reply that decodes what the script returns. [`declare_scripts!`] lists the scripts once: the
+//! typed reply that decodes what the script returns. `declare_scripts!` lists the scripts once: the
 //! engines load that list, and a unit test below reads each script and checks that its header, its
 //! locals and its module agree.
 
