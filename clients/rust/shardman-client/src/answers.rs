@@ -3,7 +3,7 @@
 //! [`Answer`], so the contract vectors test them without a server; [`crate::Client`] sends the
 //! requests and hands each answer to one of them.
 
-use crate::client::Error;
+use crate::error::Error;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::time::{Duration, Instant};
 

@@ -8,13 +8,15 @@
 pub mod answers;
 pub mod backoff;
 mod client;
+mod error;
 mod events;
 mod lease;
 mod pacer;
 
 pub use answers::{Answer, BeatAck, BeatAnswer, Claim, Resume, Route, State};
 pub use backoff::Backoff;
-pub use client::{Client, Error, ShardReport};
+pub use client::{Client, ShardReport};
+pub use error::Error;
 pub use events::{ClaimEvent, FINAL_CLOSE, RESUMABLE_CLOSE, Release};
 pub use lease::{ClaimEnd, LAPSE_CHECK_EVERY, LeaseKeeper, LeaseView, Reports, SharedLease, lock};
 pub use pacer::{IdentifyPacer, Slot};
