@@ -55,7 +55,10 @@ the group (lines naming a shard outside the group are ignored). Per-shard figure
 as g:<id> and l:<id> (g and l for the first shard).
 
 The lease is the hash g:<gen>:lease:<id> (see includes/common.lua for its fields; `r` = 1 once
-this session stored resume data, so beats without any need not touch the resume keys).
+this session stored resume data, so beats without any need not touch the resume keys). A guild
+count that differs from the one in the lease is also kept, with the latency beaten with it, in the
+generation's g:<gen>:reports (fields g:<id> and l:<id>), which outlives the lease: /status and
+autoscale see a shard's last count until its next holder reports (fleet_page.lua).
 
 Returns  one text: the beats' answers in order, one line each, joined by "\n"; a line is
          "<status> <shard_id> <max_shards> <generation> <fence> <state>" (one string, which Redis
@@ -70,7 +73,8 @@ Errors   "SCHEMA_TOO_NEW <found>" when a newer build raised the schema: nothing 
 Calls    3 per batch (the schema, the plan, TIME) and 3 or 4 per ordinary beat (HMGET, PEXPIRE and
          HSET of the lease; ZADD of its deadline only in the first beat of each half lease, as the
          deadlines need only be a lower bound), plus one per resume key of a session that sent
-         resume data.
+         resume data, and one when a guild count changed (plus one per beat of a group that
+         reports its other shards' counts).
 Cost     O(log N) per beat. Re-establishing a lease above the high-water mark adds the ids it skips
          to the free set, once (O(N log N) at worst, once per loss); the beat that completes a
          reshard also checks the N ready holders once, O(N).
@@ -184,6 +188,51 @@ local function keep_resumes(generation, first_id, group_end, new_resumes)
   end
 end
 
+-- Keeps the guild counts that changed, with the latency beaten with them, in the generation's
+-- reports hash, which outlives the lease (see the header): the first shard's against the lease's
+-- g (leased_guilds, read with the lease), shard_reports' lines against their lease fields. Must
+-- run before this beat's figures reach the lease.
+local function carry_reports(generation, lease_key, first_id, group_end, guild_count, latency,
+    leased_guilds, shard_reports)
+  local carried = {}
+  local function carry(id, guilds, seconds)
+    carried[#carried + 1] = 'g:' .. id
+    carried[#carried + 1] = guilds
+    if seconds ~= '' then
+      carried[#carried + 1] = 'l:' .. id
+      carried[#carried + 1] = seconds
+    end
+  end
+  if guild_count ~= '' and guild_count ~= leased_guilds then
+    carry(first_id, guild_count, latency)
+  end
+  local lines = {}
+  for line in string.gmatch(shard_reports, '[^\n]+') do
+    local id, guilds, seconds = string.match(line, '^(%d+)\t([^\t]*)\t([^\t]*)$')
+    id = tonumber(id)
+    if id and id >= first_id and id < group_end and guilds ~= '' then
+      lines[#lines + 1] = {id, guilds, seconds}
+    end
+  end
+  for from = 1, #lines, HSET_CHUNK do
+    local names = {}
+    for index = from, math.min(from + HSET_CHUNK - 1, #lines) do
+      names[#names + 1] = shard_field('g', lines[index][1], first_id)
+    end
+    local leased = redis.call('HMGET', lease_key, unpack(names))
+    for offset = 1, #names do
+      local line = lines[from + offset - 1]
+      if leased[offset] ~= line[2] then
+        carry(line[1], line[2], line[3])
+      end
+    end
+  end
+  local reports_key = gen_key(generation, 'reports')
+  for from = 1, #carried, HSET_CHUNK do
+    redis.call('HSET', reports_key, unpack(carried, from, math.min(from + HSET_CHUNK - 1, #carried)))
+  end
+end
+
 -- After a loss of Redis's data (see above): re-creates the lease of a beat that found none, when
 -- its signed claims (texts, as the beat got them) show it was granted under the lost plan, and
 -- restores that plan's generation and shard count unless another generation came back first.
@@ -271,7 +320,7 @@ local function complete_reshard(generation, max_shards, group_size)
   plan.pending_generation, plan.pending_max_shards, plan.pending_shards_per_process = false, false, false
   redis.call('DEL', gen_key(generation, 'ready'))
   -- The old generation's sessions now get 401 and stop beating; its index can go with them.
-  for _, suffix in ipairs({'next', 'free', 'deadlines'}) do
+  for _, suffix in ipairs({'next', 'free', 'deadlines', 'reports'}) do
     redis.call('PEXPIRE', gen_key(old_generation, suffix), lease_ms)
   end
   queue_event(events_key, 'reshard_completed', -1, generation, max_shards, now)
@@ -298,9 +347,9 @@ local function beat(at)
   -- The ids' own decimal texts name the keys, so Redis formats no number for them.
   local lease_key = gen_key(ARGV[at + 6], 'lease', ARGV[at + 5])
   -- The lease's holder (n), fence (f), beaten while ready (b), IDENTIFY slot (w), stored resume
-  -- data (r) and last beat (t); false where unset.
-  local holder, fence, beaten, slot_ms, stored_resume, last_beat_ms =
-    unpack(redis.call('HMGET', lease_key, 'n', 'f', 'b', 'w', 'r', 't'))
+  -- data (r), last beat (t) and guild count (g); false where unset.
+  local holder, fence, beaten, slot_ms, stored_resume, last_beat_ms, leased_guilds =
+    unpack(redis.call('HMGET', lease_key, 'n', 'f', 'b', 'w', 'r', 't', 'g'))
   if holder and holder ~= nonce then
     return UNKNOWN -- the id is held by another session
   end
@@ -344,13 +393,17 @@ local function beat(at)
       redis.call('ZADD', gen_key(ARGV[at + 6], 'deadlines'), deadline_text, ARGV[at + 5])
     end
   end
+  local group_end = math.min(shard_id + group_size, max_shards)
+  if (guild_count ~= '' and guild_count ~= leased_guilds) or shard_reports ~= '' then
+    carry_reports(ARGV[at + 6], lease_key, shard_id, group_end, guild_count, latency,
+      leased_guilds, shard_reports)
+  end
   set_field(lease_key, 't', now_text)
   if ready and beaten ~= '1' then set_field(lease_key, 'b', 1) end
   if guild_count ~= '' then set_field(lease_key, 'g', guild_count) end
   if latency ~= '' then set_field(lease_key, 'l', latency) end
   if extra ~= '' then set_field(lease_key, 'x', extra) end
 
-  local group_end = math.min(shard_id + group_size, max_shards)
   if shard_reports ~= '' then
     set_shard_reports(lease_key, shard_reports, shard_id, group_end)
   end

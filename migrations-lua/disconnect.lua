@@ -3,7 +3,9 @@ disconnect.lua: release a session's shard at once, so the next /connect can take
 
 The holder's resume data (if it sent any) stays for the resume window, so the next claimant of the
 same shard id of the same generation can RESUME instead of IDENTIFY; with a shard group (see
-connect.lua), the resume data of every shard of the group does.
+connect.lua), the resume data of every shard of the group does. So do the guild counts and
+latencies its shards last reported: they go to the generation's reports hash (see beat.lua), which
+/status and autoscale read until the next holder reports.
 
 KEYS[1], ARGV[1..4]: the envelope (schema_key; base, known_schema, events_enabled, lease_ms), see
 includes/common.lua.
@@ -16,7 +18,7 @@ ARGV[8]  generation        the session's generation (from its signed session id)
 
 Returns  1 when the session existed and its shard id is free again; 0 when no such session.
 Errors   "SCHEMA_TOO_NEW <found>" when a newer build raised the schema: nothing changed.
-Cost     O(log N).
+Cost     O(log N), plus O(K) for a group of K shards.
 ]]
 local events_key = KEYS[2]
 local plan_key = KEYS[3]
@@ -28,6 +30,22 @@ local generation = ARGV[8]
 local lease_key = gen_key(generation, 'lease', shard_id)
 if redis.call('HGET', lease_key, 'n') ~= nonce then
   return 0
+end
+-- The figures each shard reported, as the reports hash names them: g:<id> and l:<id>.
+local carried = {}
+local lease = redis.call('HGETALL', lease_key)
+for index = 1, #lease, 2 do
+  local name = lease[index]
+  if name == 'g' or name == 'l' then
+    name = name .. ':' .. shard_id
+  end
+  if string.match(name, '^[gl]:%d+$') then
+    carried[#carried + 1] = name
+    carried[#carried + 1] = lease[index + 1]
+  end
+end
+for from = 1, #carried, 1000 do
+  redis.call('HSET', gen_key(generation, 'reports'), unpack(carried, from, math.min(from + 999, #carried)))
 end
 redis.call('DEL', lease_key)
 redis.call('ZREM', gen_key(generation, 'deadlines'), shard_id)

@@ -51,7 +51,7 @@ end
 local generation = math.max(tonumber(plan[3]) or 0, active_generation, tonumber(plan[4]) or 0) + 1
 if plan[4] then
   -- The pending generation being replaced: its index goes once its sessions have stopped.
-  for _, suffix in ipairs({'next', 'free', 'deadlines', 'ready'}) do
+  for _, suffix in ipairs({'next', 'free', 'deadlines', 'ready', 'reports'}) do
     redis.call('PEXPIRE', gen_key(plan[4], suffix), lease_ms)
   end
 end
@@ -63,7 +63,7 @@ if not plan[4] and redis.call('EXISTS', quarantine_key) == 0 then
   if redis.call('ZCARD', gen_key(active_generation, 'deadlines')) == 0 then
     redis.call('HSET', plan_key, 'generation', generation, 'max_shards', new_max_shards,
       'shards_per_process', new_shards_per_process, 'last_generation', generation)
-    for _, suffix in ipairs({'next', 'free', 'deadlines', 'ready'}) do
+    for _, suffix in ipairs({'next', 'free', 'deadlines', 'ready', 'reports'}) do
       redis.call('PEXPIRE', gen_key(active_generation, suffix), lease_ms)
     end
     return {1, active_generation, active_max_shards, generation, new_max_shards}

@@ -209,12 +209,16 @@ pub struct FleetStatus {
     /// Shard ids per process of the active generation.
     #[serde(skip)]
     pub shards_per_process: u32,
+    /// Guilds of the active generation's shards that nobody holds right now (a handover under
+    /// way), as their last holders reported them: a deploy moves guilds, it does not lose them.
+    #[serde(skip)]
+    pub unheld_guilds: u64,
 }
 
 impl FleetStatus {
-    /// The guilds the active generation's shards report.
+    /// The guilds the active generation's shards last reported, held or between holders.
     pub fn total_guilds(&self) -> u64 {
-        guild_total(&self.shards)
+        guild_total(&self.shards) + self.unheld_guilds
     }
 }
 

@@ -27,6 +27,8 @@ passes the fixed ones); per-generation keys are built by gen_key below and nowhe
                                  once the holder stored resume data; and the figures the holder
                                  reports, under the fields beat.lua's header names
   g:<gen>:resume:<id> string, PX the last holder's resume JSON
+  g:<gen>:reports    hash        each shard's last reported guild count and latency (g:<id>,
+                                 l:<id>), kept beyond its lease for the next holder (beat.lua)
   lock:<name>        string, PX  a job lock (lock.lua)
   events             list        alert events, newest first (queue_event below)
   events:seq         string      the last event id

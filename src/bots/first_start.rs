@@ -36,8 +36,8 @@ async fn open_store_once(settings: &Settings) -> Result<Store, StoreError> {
         && let Some(token) = &settings.bot_token
         && !store.plan_exists().await?
     {
-        match first_gateway_info(settings, token).await {
-            Some(info) => {
+        match first_gateway_info(&store, settings, token).await? {
+            FirstRead::Info(info) => {
                 let policy = jobs::autoscale::AutoscaleSettings::from_settings(settings)
                     .map(|autoscale| autoscale.policy)
                     .expect("autoscale is on");
@@ -54,9 +54,10 @@ async fn open_store_once(settings: &Settings) -> Result<Store, StoreError> {
                     info.shards,
                     info.max_concurrency
                 );
-                store.save_gateway(&info).await?;
             }
-            None => {
+            // Another replica created the plan meanwhile: `create_plan` below keeps it.
+            FirstRead::Planned => {}
+            FirstRead::NoAnswer => {
                 first_shards = settings.min_shards.max(1);
                 log::warn!(
                     "first start: no answer from Discord's /gateway/bot within {}s; planning \
@@ -70,23 +71,105 @@ async fn open_store_once(settings: &Settings) -> Result<Store, StoreError> {
     Ok(store)
 }
 
-/// How long a first start waits for Discord's `/gateway/bot` before planning `MIN_SHARDS`.
+/// How long a first start waits for Discord's `/gateway/bot` (its own read or another replica's)
+/// before planning `MIN_SHARDS`.
 const FIRST_PLAN_WAIT: Duration = Duration::from_secs(10);
+/// How often a replica that waits for another's read looks at the store.
+const WAIT_STEP: Duration = Duration::from_millis(100);
+/// The reader holds the gateway lock this long at a time and renews it while it reads, so that if
+/// it dies another replica reads within this long.
+const READ_LOCK: Duration = Duration::from_secs(3);
 
-async fn first_gateway_info(settings: &Settings, token: &Secret) -> Option<GatewayInfo> {
-    let client = crate::outbound::client(FIRST_PLAN_WAIT).ok()?;
+/// What a first start learnt of Discord's gateway info.
+enum FirstRead {
+    /// Read now, by this replica or by the one that held the lock (and shared in the store).
+    Info(GatewayInfo),
+    /// Another replica has created the plan already.
+    Planned,
+    /// Discord refused or did not answer within [`FIRST_PLAN_WAIT`].
+    NoAnswer,
+}
+
+/// Reads Discord's gateway info once for every replica that starts together: the replica that
+/// takes the poller's lock ([`jobs::discord::LOCK`]) reads and shares the answer in the store; the
+/// others wait for it there. A reader that dies stops renewing the lock, and the next replica to
+/// find it free reads instead.
+async fn first_gateway_info(
+    store: &Store,
+    settings: &Settings,
+    token: &Secret,
+) -> Result<FirstRead, StoreError> {
+    let Ok(client) = crate::outbound::client(FIRST_PLAN_WAIT) else {
+        return Ok(FirstRead::NoAnswer);
+    };
+    // Not the poller's name: this replica's own poller then finds the lock taken and leaves the
+    // next read to the next interval, like every other replica's.
+    let owner = format!("first-start-{}", uuid::Uuid::new_v4().simple());
+    let interval = Duration::from_secs(settings.gateway_poll_seconds);
     let deadline = Instant::now() + FIRST_PLAN_WAIT;
     while Instant::now() < deadline {
-        let wait = match jobs::discord::fetch(&client, &settings.discord_api_base, token).await {
-            jobs::discord::Fetch::Info(info) => return Some(info),
-            jobs::discord::Fetch::Refused(status) => {
-                log::error!("Discord refused /gateway/bot with {status}: check BOT_TOKEN");
-                return None;
+        if let Some(info) = store.gateway_read_within(millis(interval)).await? {
+            return Ok(FirstRead::Info(info));
+        }
+        if store.plan_exists().await? {
+            return Ok(FirstRead::Planned);
+        }
+        if !store
+            .try_lock(jobs::discord::LOCK, &owner, millis(READ_LOCK))
+            .await?
+        {
+            tokio::time::sleep(WAIT_STEP).await;
+            continue;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let fetch = jobs::discord::fetch(&client, &settings.discord_api_base, token);
+        let wait = match renewing_lock(store, &owner, tokio::time::timeout(left, fetch)).await {
+            Ok(jobs::discord::Fetch::Info(info)) => {
+                store.save_gateway(&info).await?;
+                // The fleet's next read is one poll interval from now, whoever does it.
+                let _ = store
+                    .try_lock(jobs::discord::LOCK, &owner, millis(interval))
+                    .await;
+                return Ok(FirstRead::Info(info));
             }
-            jobs::discord::Fetch::RateLimited(after) => after,
-            jobs::discord::Fetch::Failed(_) => Duration::from_secs(1),
+            Ok(jobs::discord::Fetch::Refused(status)) => {
+                log::error!("Discord refused /gateway/bot with {status}: check BOT_TOKEN");
+                return Ok(FirstRead::NoAnswer);
+            }
+            Ok(jobs::discord::Fetch::RateLimited(after)) => {
+                // Nobody asks again before Discord allows it.
+                let _ = store
+                    .try_lock(jobs::discord::LOCK, &owner, millis(after + READ_LOCK))
+                    .await;
+                after
+            }
+            Ok(jobs::discord::Fetch::Failed(reason)) => {
+                log::warn!("first start: cannot read Discord's gateway info: {reason}");
+                Duration::from_secs(1)
+            }
+            Err(_) => break,
         };
         tokio::time::sleep(wait.min(deadline.saturating_duration_since(Instant::now()))).await;
     }
-    None
+    Ok(FirstRead::NoAnswer)
+}
+
+/// Runs `work` while renewing this replica's hold on the gateway lock, so that other replicas
+/// keep waiting for its answer rather than reading themselves.
+async fn renewing_lock<T>(store: &Store, owner: &str, work: impl Future<Output = T>) -> T {
+    let mut work = std::pin::pin!(work);
+    let mut renew = tokio::time::interval(READ_LOCK / 3);
+    renew.tick().await; // the lock was just taken
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = renew.tick() => {
+                let _ = store.try_lock(jobs::discord::LOCK, owner, millis(READ_LOCK)).await;
+            }
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

@@ -1,10 +1,13 @@
 //! Discord's gateway info: `GET {DISCORD_API_BASE}/gateway/bot`, read by one replica at a time.
 //!
-//! The fleet reads it at startup and then once per `GATEWAY_POLL_SECONDS`: a replica reads only
-//! while it holds the store's `gateway` lock, which it takes for a whole poll interval, so other
-//! replicas' timers find it held and skip. The answer goes to the store, where every replica (the
-//! identify scheduler, autoscale, `/status`) reads it. A 429 is honoured: the same replica keeps
-//! the lock and asks again only after `Retry-After` (or Discord's JSON `retry_after`).
+//! The fleet reads it once per `GATEWAY_POLL_SECONDS`, whatever the number of replicas: a replica
+//! reads only while it holds the store's `gateway` lock, which it keeps for a whole poll interval
+//! after a read, so other replicas' timers find it held and skip. A first start reads under the
+//! same lock (`bots/first_start.rs`): one replica reads, the others wait for its answer in the
+//! store, and every poller then finds the lock held until the interval is over. The answer goes
+//! to the store, where every replica (the identify scheduler, autoscale, `/status`) reads it. A
+//! 429 is honoured: the same replica keeps the lock and asks again only after `Retry-After` (or
+//! Discord's JSON `retry_after`).
 //!
 //! The bot token is sent in `Authorization: Bot <token>` and appears nowhere else: not in URLs,
 //! log lines or error texts (see [`crate::outbound::describe`]).

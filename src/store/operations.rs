@@ -158,6 +158,7 @@ impl Store {
         let time = self.now_ms().await?;
         let reset_at = time + info.session_start_reset_after_ms;
         let fields = [
+            ("read_at", time.to_string()),
             ("shards", info.shards.to_string()),
             ("max_concurrency", info.max_concurrency.max(1).to_string()),
             ("total", info.session_start_total.to_string()),
@@ -179,6 +180,24 @@ impl Store {
             .command(&["HDEL", &self.keys.gateway, "low_alerted"])
             .await?;
         Ok(())
+    }
+
+    /// Discord's gateway info if some replica read it less than `max_age_ms` ago (store time).
+    pub async fn gateway_read_within(
+        &self,
+        max_age_ms: u64,
+    ) -> Result<Option<GatewayInfo>, StoreError> {
+        let reply = self
+            .engine
+            .command(&["HGET", &self.keys.gateway, "read_at"])
+            .await?;
+        let Some(read_at) = text(Some(&reply)).and_then(|text| text.parse::<u64>().ok()) else {
+            return Ok(None);
+        };
+        if self.now_ms().await?.saturating_sub(read_at) >= max_age_ms {
+            return Ok(None);
+        }
+        self.gateway().await
     }
 
     pub async fn gateway(&self) -> Result<Option<GatewayInfo>, StoreError> {

@@ -9,7 +9,7 @@
 use super::recovery::InitReason;
 use super::scripts::fleet_page::{Figures, FleetPage};
 use super::{Store, StoreError, array, text, unexpected};
-use crate::domain::{FleetStatus, GenerationStatus, ShardStatus};
+use crate::domain::{FleetStatus, GenerationStatus, ShardStatus, guild_total};
 
 /// Shard ids per script call: about 5 ms of Redis time when every id is held.
 pub const PAGE: u32 = 512;
@@ -40,7 +40,7 @@ impl Store {
             group_size,
             pending_group_size,
         ] = plan.ok_or_else(|| unexpected("overview", &"no plan after init"))?;
-        let shards = self
+        let (shards, unheld) = self
             .generation_page_walk(generation, max_shards, group_size, &figures)
             .await?;
         let pending = if pending_generation > 0 {
@@ -54,7 +54,8 @@ impl Store {
                         pending_group_size,
                         &figures,
                     )
-                    .await?,
+                    .await?
+                    .0,
                 shards_per_process: pending_group_size as u32,
             })
         } else {
@@ -66,6 +67,7 @@ impl Store {
             shards,
             pending,
             shards_per_process: group_size as u32,
+            unheld_guilds: guild_total(&unheld),
         })
     }
 
@@ -115,10 +117,10 @@ impl Store {
         max_shards: i64,
         group_size: i64,
         figures: &Figures,
-    ) -> Result<Vec<ShardStatus>, StoreError> {
-        let mut shards = Vec::new();
+    ) -> Result<(Vec<ShardStatus>, Vec<ShardStatus>), StoreError> {
+        let (mut shards, mut unheld) = (Vec::new(), Vec::new());
         if generation <= 0 {
-            return Ok(shards);
+            return Ok((shards, unheld));
         }
         let generation = generation as u64;
         let max_shards = max_shards.max(0) as u32;
@@ -138,9 +140,10 @@ impl Store {
             let statuses = figures
                 .statuses(page)
                 .ok_or_else(|| unexpected("fleet_page.lua", &"a row without the figures asked"))?;
-            shards.extend(statuses);
+            shards.extend(statuses.held);
+            unheld.extend(statuses.unheld);
             first += count;
         }
-        Ok(shards)
+        Ok((shards, unheld))
     }
 }

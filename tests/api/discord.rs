@@ -5,8 +5,10 @@ use std::time::Duration;
 use shardman::config::{Secret, Settings};
 use shardman::store::Store;
 
-use crate::helpers::{Backend, eventually, settings, spawn_replicas};
+use crate::helpers::{Backend, eventually, settings, spawn_app, spawn_replicas};
 use crate::standin::{Reply, StandIn, gateway_bot, rate_limited};
+use crate::support::redis::shared_redis;
+use crate::support::replicas::{Deployment, SECRET};
 
 const TOKEN: &str = "MTIz.test-bot-token.xyz";
 
@@ -104,4 +106,67 @@ async fn a_refused_token_leaves_the_gateway_info_unset_and_is_not_retried_at_onc
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(store.gateway().await.expect("gateway").is_none());
     assert_eq!(discord.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_replicas_starting_together_on_a_new_deployment_read_the_gateway_once() {
+    // Slow enough that all three reach their first start while the first read is under way.
+    let discord = StandIn::start(|_, _| {
+        Reply::json(200, gateway_bot(6, 2, 990)).after(Duration::from_millis(700))
+    })
+    .await;
+    let deployment = Deployment::new(&shared_redis().url(), 60, 1)
+        .without("MAX_SHARDS")
+        .set("BOT_TOKEN", TOKEN)
+        .set("DISCORD_API_BASE", &discord.base);
+    // On this thread: the replicas die with the thread that spawned them.
+    let replicas = tokio::task::block_in_place(|| deployment.start_together(3));
+    // Time for any replica's poller that would (wrongly) read again at once.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let requests = discord.requests();
+    assert_eq!(
+        requests.len(),
+        1,
+        "one /gateway/bot read for the whole fleet: {requests:?}"
+    );
+    for replica in &replicas {
+        let status: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/status", replica.url()))
+            .header("authorization", SECRET)
+            .send()
+            .await
+            .expect("status")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(
+            status["total_shards"], 6,
+            "every replica planned with the one answer"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_first_start_reads_the_gateway_itself_once_a_dead_readers_lock_runs_out() {
+    let discord = StandIn::start(|_, _| Reply::json(200, gateway_bot(6, 2, 990))).await;
+    let mut settings = with_discord(&discord);
+    settings.autoscale = true;
+    // A replica that took the lock to read, then died: nobody renews it.
+    let store = Store::open_without_plan(&settings).await.expect("store");
+    assert!(
+        store
+            .try_lock("gateway", "a-replica-that-died", 1500)
+            .await
+            .expect("lock")
+    );
+
+    let app = spawn_app(settings).await;
+    let requests = discord.requests();
+    assert_eq!(
+        requests.len(),
+        1,
+        "read once the lock ran out: {requests:?}"
+    );
+    assert_eq!(app.status().await["total_shards"], 6);
 }

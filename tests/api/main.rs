@@ -20,6 +20,7 @@ mod expiry;
 mod fleets;
 mod fuzz;
 mod generations;
+mod handover;
 mod health;
 mod helpers;
 mod identify;

@@ -446,6 +446,33 @@ fn kubernetes_manifests_probe_shardman_and_scale_bots_on_autoscale() {
     assert_eq!(token["key"], "SECRET");
 }
 
+#[test]
+fn the_bot_deployment_rolls_with_spares_waiting_and_time_to_hand_over() {
+    let documents = manifests();
+    let bot = find(&documents, "Deployment", "bot");
+    let rolling = &bot["spec"]["strategy"]["rollingUpdate"];
+    assert_eq!(bot["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(
+        rolling["maxUnavailable"], 0,
+        "an old pod stops only once a spare runs"
+    );
+    let surge = &rolling["maxSurge"];
+    let spares = match surge.as_u64() {
+        Some(count) => count > 0,
+        None => surge.as_str().is_some_and(|share| share != "0%"),
+    };
+    assert!(spares, "spares wait in /connect: {rolling}");
+    let pod = &bot["spec"]["template"]["spec"];
+    // The client packages take up to about 10 s after SIGTERM to close, beat and disconnect.
+    assert!(pod["terminationGracePeriodSeconds"].as_u64().unwrap() >= 20);
+    let container = &pod["containers"][0];
+    assert!(
+        container["readinessProbe"].is_null(),
+        "a spare holds no shard: a readiness probe on one would stall the rollout"
+    );
+    assert!(container["lifecycle"]["preStop"].is_null());
+}
+
 // ---------------------------------------------------------------------------------------------
 // The real binary: request logs and SIGTERM.
 

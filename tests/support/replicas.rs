@@ -58,8 +58,36 @@ impl Deployment {
         self
     }
 
+    /// Leaves `name` unset (its default applies).
+    pub fn without(mut self, name: &str) -> Self {
+        self.env.retain(|(key, _)| key != name);
+        self
+    }
+
     pub fn start(&self) -> Replica {
         Replica::start(self.env.clone())
+    }
+
+    /// `count` replicas launched at the same moment, returned once all are ready: they race
+    /// through startup as a fleet's pods do. They die with the calling thread (PDEATHSIG), so
+    /// call it from the test's own thread (`tokio::task::block_in_place` in an async test).
+    pub fn start_together(&self, count: usize) -> Vec<Replica> {
+        let mut replicas: Vec<Replica> = (0..count)
+            .map(|_| {
+                let mut replica = Replica {
+                    child: None,
+                    port: free_port(),
+                    env: self.env.clone(),
+                    dir: Scratch::new("replica"),
+                };
+                replica.spawn();
+                replica
+            })
+            .collect();
+        for replica in &mut replicas {
+            replica.wait_ready();
+        }
+        replicas
     }
 
     pub fn start_many(&self, count: usize) -> Vec<Replica> {
@@ -86,19 +114,8 @@ impl Replica {
         // a replica is ready only when it is the process listening there; else it tries anew.
         for attempt in 1..=tries {
             self.spawn();
-            let pid = self.pid().expect("spawned");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                    if self.log().contains("in use") {
-                        break;
-                    }
-                    panic!("replica exited with {status}: {}", self.log());
-                }
-                if http_status(self.port, "/readyz") == Some(200) && listens_on(pid, self.port) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            if self.wait_listening() {
+                return;
             }
             if self
                 .child
@@ -121,6 +138,48 @@ impl Replica {
             self.port,
             self.log()
         );
+    }
+
+    /// Waits for the spawned process to serve `/readyz` on its port: false when it exited because
+    /// the port was taken, or when it is still not ready after 30 s.
+    fn wait_listening(&mut self) -> bool {
+        let pid = self.pid().expect("spawned");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                if self.log().contains("in use") {
+                    return false;
+                }
+                panic!("replica exited with {status}: {}", self.log());
+            }
+            if http_status(self.port, "/readyz") == Some(200) && listens_on(pid, self.port) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// [`Replica::wait_listening`] for a replica spawned already; one whose port was taken is
+    /// launched again on another.
+    fn wait_ready(&mut self) {
+        if self.wait_listening() {
+            return;
+        }
+        if self
+            .child
+            .as_mut()
+            .map(Child::try_wait)
+            .is_some_and(|status| matches!(status, Ok(None)))
+        {
+            panic!(
+                "replica on port {} never became ready: {}",
+                self.port,
+                self.log()
+            );
+        }
+        self.port = free_port();
+        self.launch(5);
     }
 
     fn spawn(&mut self) {

@@ -96,9 +96,11 @@ impl Figures {
         }
     }
 
-    /// A page's rows as `/status` shows them.
-    pub fn statuses(&self, Page(rows): Page) -> Option<Vec<ShardStatus>> {
-        rows.into_iter()
+    /// A page's rows as `/status` shows them: the held shards, and apart from them the shards
+    /// nobody holds with the figures their last holders reported.
+    pub fn statuses(&self, Page(rows): Page) -> Option<PageStatuses> {
+        let shards = rows
+            .into_iter()
             .map(|row| {
                 if row.figures.len() != self.in_row_order.len() {
                     return None;
@@ -115,10 +117,25 @@ impl Figures {
                         (figure.show)(&mut status, text);
                     }
                 }
-                Some(status)
+                Some((row.last_beat_ms >= 0, status))
             })
-            .collect()
+            .collect::<Option<Vec<_>>>()?;
+        let (held, unheld) = shards.into_iter().partition(|(held, _)| *held);
+        let strip = |shards: Vec<(bool, ShardStatus)>| shards.into_iter().map(|(_, shard)| shard);
+        Some(PageStatuses {
+            held: strip(held).collect(),
+            unheld: strip(unheld).collect(),
+        })
     }
+}
+
+/// One page of a generation, read: see [`Figures::statuses`].
+pub struct PageStatuses {
+    /// Held shards, by shard id.
+    pub held: Vec<ShardStatus>,
+    /// Shards nobody holds whose previous holders reported figures (a handover under way, or a
+    /// holder that died): only their figures mean anything.
+    pub unheld: Vec<ShardStatus>,
 }
 
 /// The page's held shards, by shard id, with the figures asked for (see [`Figures::statuses`]).
@@ -183,7 +200,7 @@ mod tests {
             "x" => Some(r#"{"v":1}"#),
             _ => None,
         });
-        let shards = figures.statuses(page).expect("the figures asked for");
+        let shards = figures.statuses(page).expect("the figures asked for").held;
         let shard = &shards[0];
         assert_eq!((shard.shard_id, shard.fence, shard.beaten), (3, 9, true));
         assert_eq!((shard.guild_count, shard.latency), (Some(1200), None));
@@ -196,7 +213,7 @@ mod tests {
         assert!(figures.in_row_order.iter().all(|figure| !figure.status_only));
         assert!(!figures.lease_figures.split(' ').any(|field| field == "x"));
         let page = page_of_one_row(&figures, |_| Some("1"));
-        let shards = figures.statuses(page).expect("the figures asked for");
+        let shards = figures.statuses(page).expect("the figures asked for").held;
         assert_eq!(shards[0].extra, None);
         let short = Value::Array(vec![Value::Array(vec![Value::Int(0); 4])]);
         let page = Page::decode(&short).expect("a page");

@@ -1,10 +1,22 @@
 """Run a discord.py `AutoShardedClient` for the shard groups shardman hands out.
 
 The adapter for `runner.run_claims`: it starts one client per claim, paces its IDENTIFYs through the
-claim's `IdentifyPacer`, reports each shard's guilds, latency and resume data, and closes the shards
-resumably. Works with discord.py 2.7 and, through the same surface, its forks disnake, nextcord and
-py-cord: it only uses `AutoShardedClient(shard_ids=, shard_count=)`, `before_identify_hook`,
-`launch_shard`, `start`/`close`, `guilds`, and -- in `_Library`, the one place that reaches into the
+claim's `IdentifyPacer`, reports each shard's guilds (once the cache is complete), latency and resume
+data, and closes the shards resumably.
+
+Handover: a new process IDENTIFYs every shard it takes over, through a booked slot, and never RESUMEs
+the previous holder's session. discord.py builds its cache and fires `ready` from READY and the
+GUILD_CREATEs after it, which a RESUME does not replay: a client resumed into someone else's session
+would run without guilds and never become ready, and filling its cache would take discord.py's
+private state. Make-before-break (IDENTIFY while the old process still runs) needs two sessions of a
+shard at once and shardman grants a shard to one holder, and two sessions see the same events with
+different sequences, so "each event handled once" has no exact cut-over point. The old process still
+ends its session in order (see the package README, "Rolling deploys"): a last beat with its resume data,
+a resumable close (4000), `/disconnect`.
+
+Works with discord.py 2.7 and, through the same surface, its forks disnake, nextcord and py-cord: it
+only uses `AutoShardedClient(shard_ids=, shard_count=)`, `before_identify_hook`, `launch_shard`,
+`start`/`close`, `guilds`, `is_ready`, and -- in `_Library`, the one place that reaches into the
 library -- `Route`'s base URL, `DiscordWebSocket.DEFAULT_GATEWAY` and each shard's websocket.
 """
 
@@ -103,16 +115,21 @@ class DiscordPyShards:
 
     def reports(self) -> list[ShardReport]:
         out = []
+        # Guild counts only once discord.py's cache is complete (READY and every GUILD_CREATE of each
+        # shard: `is_ready()`): a count from a shard still starting up would be short, and shardman
+        # shows the previous holder's count until this one reports.
+        cache_ready = self.client.is_ready()
         for shard_id in self.context.claim.shard_ids:
             ws = self.lib.shard_socket(self.client, shard_id)
             if ws is None:
                 out.append(ShardReport(shard_id))
                 continue
             latency = getattr(ws, "latency", None)
+            guilds = sum(1 for g in self.client.guilds if g.shard_id == shard_id) if cache_ready else None
             out.append(
                 ShardReport(
                     shard_id,
-                    guild_count=sum(1 for g in self.client.guilds if g.shard_id == shard_id),
+                    guild_count=guilds,
                     latency=latency if isinstance(latency, float) and math.isfinite(latency) else None,
                     resume=self.lib.resume_of(ws),
                 )
