@@ -234,11 +234,7 @@ impl Fleet {
     pub fn start(kind: BotKind, max_shards: u32, shards_per_process: u32) -> Self {
         let processes = Processes::default();
         let discord = Discord::start(
-            Config {
-                max_concurrency: MAX_CONCURRENCY,
-                heartbeat_interval: HEARTBEAT_INTERVAL,
-                recommended_shards: max_shards,
-            },
+            Config::new(MAX_CONCURRENCY, HEARTBEAT_INTERVAL, max_shards),
             processes.clone(),
         );
         let deployment = Deployment::new(&shared_redis().url(), MAX_SECONDS, max_shards)
