@@ -1,9 +1,9 @@
 //! The scenarios, for each example bot, judged from the gateway's records (and the
-//! proxies' for what the bots asked shardman). Scenarios of one bot kind run one at a time: they
-//! measure time, and their processes share two cores with the other kind running beside them.
+//! proxies' for what the bots asked shardman). At most `AT_ONCE` scenarios run at a time, of any
+//! kinds: they measure time, and their processes share the machine's cores.
 
 use std::collections::BTreeSet;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -20,10 +20,39 @@ const TAKE_OVER: Duration = Duration::from_secs(25);
 /// within a second, plus margin for two busy cores.
 const WOKEN_LEAVES_WITHIN: Duration = Duration::from_millis(3000);
 
-fn one_at_a_time(kind: BotKind) -> MutexGuard<'static, ()> {
-    static LOCKS: [Mutex<()>; 3] = [Mutex::new(()), Mutex::new(()), Mutex::new(())];
-    let lock = &LOCKS[kind as usize];
-    lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Scenarios running at once, at most. libtest runs one test per thread and as many threads as
+/// cores (2 on CI), so this bounds bigger machines: each scenario runs up to 16 bot processes and
+/// three replicas. Most of a scenario is waiting (identify pacing, leases), so two or three
+/// overlap without slowing each other down; a per-kind lock would leave a libtest thread blocked
+/// whenever the next test in name order is of the same kind, running the suite nearly serially.
+const AT_ONCE: usize = 3;
+
+/// A place among the `AT_ONCE` running scenarios, given back when dropped.
+struct Slot;
+
+static SLOTS_TAKEN: Mutex<usize> = Mutex::new(0);
+static SLOT_FREED: Condvar = Condvar::new();
+
+fn scenario_slot() -> Slot {
+    let mut taken = SLOTS_TAKEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    while *taken >= AT_ONCE {
+        taken = SLOT_FREED
+            .wait(taken)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    }
+    *taken += 1;
+    Slot
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *SLOTS_TAKEN
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) -= 1;
+        SLOT_FREED.notify_one();
+    }
 }
 
 fn shards(ids: impl IntoIterator<Item = u32>, count: u32) -> BTreeSet<Shard> {
@@ -220,21 +249,21 @@ fn kill_holder_and_watch_the_spare_take_over(fleet: &mut Fleet, spare: usize, sc
 }
 
 fn come_up_once_and_hand_over_on_kill(kind: BotKind) {
-    let _serial = one_at_a_time(kind);
+    let _slot = scenario_slot();
     let mut fleet = Fleet::start(kind, 4, 1);
     let spare = come_up_once(&mut fleet, 5, 1);
     kill_holder_and_watch_the_spare_take_over(&mut fleet, spare, "shards");
 }
 
 fn groups_come_up_once_and_hand_over_on_kill(kind: BotKind) {
-    let _serial = one_at_a_time(kind);
+    let _slot = scenario_slot();
     let mut fleet = Fleet::start(kind, 4, 2);
     let spare = come_up_once(&mut fleet, 3, 2);
     kill_holder_and_watch_the_spare_take_over(&mut fleet, spare, "groups");
 }
 
 fn stopped_holder_hands_over_and_leaves_when_woken(kind: BotKind) {
-    let _serial = one_at_a_time(kind);
+    let _slot = scenario_slot();
     let name = kind.name();
     let mut fleet = Fleet::start(kind, 4, 1);
     let spare = come_up_once(&mut fleet, 5, 1);
@@ -351,7 +380,7 @@ fn stopped_holder_hands_over_and_leaves_when_woken(kind: BotKind) {
 }
 
 fn reshard_from_four_to_six_retires_the_old_processes(kind: BotKind) {
-    let _serial = one_at_a_time(kind);
+    let _slot = scenario_slot();
     let name = kind.name();
     let mut fleet = Fleet::start(kind, 4, 1);
     fleet.spawn_bots(4);
