@@ -503,8 +503,8 @@ impl Discord {
         let now = Instant::now();
         let mut overlaps = Vec::new();
         for (shard, intervals) in self.live_intervals() {
-            for (index, (_, start, end)) in intervals.iter().enumerate() {
-                for (_, other_start, other_end) in &intervals[index + 1..] {
+            for (index, (pid, start, end)) in intervals.iter().enumerate() {
+                for (other_pid, other_start, other_end) in &intervals[index + 1..] {
                     let overlap = end
                         .unwrap_or(now)
                         .min(other_end.unwrap_or(now))
@@ -513,6 +513,7 @@ impl Discord {
                         overlaps.push(Overlap {
                             shard,
                             length: overlap,
+                            pids: (*pid, *other_pid),
                         });
                     }
                 }
@@ -579,6 +580,7 @@ impl Gap {
 pub struct Overlap {
     pub shard: Shard,
     pub length: Duration,
+    pub pids: (Option<u32>, Option<u32>),
 }
 
 impl Drop for Discord {
