@@ -31,7 +31,10 @@
 //! last sequence the session's previous connection was sent, how many dispatches were replayed),
 //! each READY and RESUMED. From them: who was live as which shard when ([`Discord::live`]), the
 //! times a shard had no live session ([`Discord::gaps`]) and two live sessions of one shard at once
-//! ([`Discord::overlaps`]). A dispatch counts as sent once it was written to the connection.
+//! ([`Discord::overlaps`]). A dispatch counts as sent once it was written to the connection; when
+//! each was written is kept per connection ([`Discord::sent_on`]), so a test can tell a dispatch
+//! that was in flight while its client closed (unread, rightly replayed to the next holder) from one
+//! the client had long received.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -62,6 +65,9 @@ pub const REPLAY_BUFFER: usize = 1024;
 pub const TICK: &str = "STAND_IN_TICK";
 /// How long a session without a connection stays resumable (and keeps getting dispatches).
 const SESSION_EXPIRY: Duration = Duration::from_secs(120);
+/// Dispatches remembered per connection with the time each was written ([`Discord::sent_on`]):
+/// 25 s of them at the default rate.
+const SENT_LOG: usize = 512;
 /// How often the dispatch clock looks for due dispatches.
 const CLOCK_TICK: Duration = Duration::from_millis(5);
 
@@ -91,6 +97,8 @@ pub enum Event {
         accepted: bool,
         sequence: Option<u64>,
         last_sent: Option<u64>,
+        /// The connection `last_sent` was written to ([`Discord::sent_on`] tells when).
+        previous_connection: Option<u64>,
         replayed: usize,
     },
     Ready {
@@ -208,8 +216,9 @@ struct Session {
     evicted_through: u64,
     /// When its next dispatch is due (`None`: its shard gets none).
     next_dispatch: Option<Instant>,
-    /// The last sequence written to one of its connections.
+    /// The last sequence written to one of its connections, and to which.
     last_sent: Option<u64>,
+    last_connection: Option<u64>,
     /// Since when it has had no connection.
     detached_since: Option<Instant>,
 }
@@ -225,6 +234,7 @@ impl Session {
             evicted_through: 0,
             next_dispatch,
             last_sent: None,
+            last_connection: None,
             detached_since: None,
         }
     }
@@ -256,6 +266,8 @@ struct State {
     buckets: HashMap<u32, Instant>,
     /// Open connections.
     connections: HashMap<u64, Connection>,
+    /// The last `SENT_LOG` dispatches written to each connection: (sequence, when).
+    sent: HashMap<u64, VecDeque<(u64, Instant)>>,
     identifies_left: u32,
 }
 
@@ -290,6 +302,7 @@ impl Discord {
                 sessions: HashMap::new(),
                 buckets: HashMap::new(),
                 connections: HashMap::new(),
+                sent: HashMap::new(),
                 identifies_left: SESSION_START_TOTAL,
             }),
             processes,
@@ -361,6 +374,15 @@ impl Discord {
 
     pub fn live_shards(&self) -> Vec<Shard> {
         self.live().into_iter().map(|(shard, _)| shard).collect()
+    }
+
+    /// The dispatches written to `connection` (its last `SENT_LOG`): sequence and when.
+    pub fn sent_on(&self, connection: u64) -> Vec<(u64, Instant)> {
+        self.state()
+            .sent
+            .get(&connection)
+            .map(|log| log.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Connections open right now from `pid` (authenticated or not).
@@ -665,6 +687,12 @@ impl State {
         }
         open.last_sent = Some(sequence);
         session.last_sent = Some(sequence);
+        session.last_connection = Some(connection);
+        let log = self.sent.entry(connection).or_default();
+        log.push_back((sequence, Instant::now()));
+        if log.len() > SENT_LOG {
+            log.pop_front();
+        }
         true
     }
 
@@ -841,18 +869,19 @@ impl State {
                     accepted: false,
                     sequence: given,
                     last_sent: None,
+                    previous_connection: None,
                     replayed: 0,
                 },
             );
             return vec![invalid_session()];
         };
-        let (shard, known_sequence, attached, last_sent, evicted_through) = (
+        let (shard, known_sequence, attached, evicted_through) = (
             session.shard,
             session.sequence,
             session.connection,
-            session.last_sent,
             session.evicted_through,
         );
+        let (last_sent, previous_connection) = (session.last_sent, session.last_connection);
         if let Some(open) = self.connections.get_mut(&connection) {
             open.shard = Some(shard);
         }
@@ -860,6 +889,7 @@ impl State {
             accepted: false,
             sequence: sequence_given,
             last_sent,
+            previous_connection,
             replayed: 0,
         };
         if sequence > known_sequence {
@@ -900,6 +930,7 @@ impl State {
                 accepted: true,
                 sequence: given,
                 last_sent,
+                previous_connection,
                 replayed: actions.len(),
             },
         );

@@ -357,7 +357,7 @@ fn a_resume_replays_the_dispatches_after_its_seq_and_records_what_the_old_connec
     assert_eq!(next(&mut new)["s"], resumed_at + 1, "and on it goes");
 
     let records = discord.records();
-    let last_sent = records
+    let (old_connection, last_sent) = records
         .iter()
         .find_map(|record| match &record.event {
             Event::Closed {
@@ -365,11 +365,21 @@ fn a_resume_replays_the_dispatches_after_its_seq_and_records_what_the_old_connec
                 by_server: false,
                 last_sent,
                 ..
-            } => Some(last_sent.expect("the old connection was sent dispatches")),
+            } => Some((
+                record.connection,
+                last_sent.expect("the old connection was sent dispatches"),
+            )),
             _ => None,
         })
         .expect("the old connection's close");
     assert!(last_sent >= handled && last_sent < resumed_at);
+    // What the old connection was written, in order, each once: READY, then every dispatch.
+    let sent: Vec<u64> = discord
+        .sent_on(old_connection)
+        .iter()
+        .map(|(sequence, _)| *sequence)
+        .collect();
+    assert_eq!(sent, (1..=last_sent).collect::<Vec<_>>());
     let resume = records
         .iter()
         .find(|record| matches!(record.event, Event::Resume { .. }))
@@ -380,6 +390,7 @@ fn a_resume_replays_the_dispatches_after_its_seq_and_records_what_the_old_connec
             accepted: true,
             sequence: Some(handled),
             last_sent: Some(last_sent),
+            previous_connection: Some(old_connection),
             replayed: replayed.len(),
         }
     );
