@@ -231,6 +231,8 @@ pub struct Setup {
     pub max_concurrency: u32,
     /// A Redis of the fleet's own (one a test may restart) instead of the shared one.
     pub own_redis: bool,
+    /// `MAX_SECONDS`, the lease.
+    pub max_seconds: u64,
 }
 
 impl Setup {
@@ -240,6 +242,7 @@ impl Setup {
             shards_per_process,
             max_concurrency: MAX_CONCURRENCY,
             own_redis: false,
+            max_seconds: MAX_SECONDS,
         }
     }
 }
@@ -277,7 +280,7 @@ impl Fleet {
         let redis_url = redis
             .as_ref()
             .map_or_else(|| shared_redis().url(), RedisServer::url);
-        let deployment = Deployment::new(&redis_url, MAX_SECONDS, setup.max_shards)
+        let deployment = Deployment::new(&redis_url, setup.max_seconds, setup.max_shards)
             .set("SHARDS_PER_PROCESS", &setup.shards_per_process.to_string())
             .set("BOT_TOKEN", discord::TOKEN)
             .set("DISCORD_API_BASE", &discord.api_base())
@@ -323,7 +326,15 @@ impl Fleet {
 
     /// Starts `count` more bots, each on the next replica (round-robin).
     pub fn spawn_bots(&mut self, count: usize) {
-        for _ in 0..count {
+        self.spawn_bots_apart(count, Duration::ZERO);
+    }
+
+    /// Starts `count` more bots `apart` from each other.
+    pub fn spawn_bots_apart(&mut self, count: usize, apart: Duration) {
+        for index in 0..count {
+            if index > 0 {
+                std::thread::sleep(apart);
+            }
             let proxy = &self.proxies[self.bots.len() % self.proxies.len()];
             let bot = Bot::spawn(self.kind, &proxy.url(), &self.discord.api_base());
             self.processes.add(bot.pid);
