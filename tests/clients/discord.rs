@@ -9,17 +9,34 @@
 //!   IDENTIFY/RESUME on an authenticated connection closes 4005. One IDENTIFY per 5 s per bucket
 //!   (`shard_id % max_concurrency`), counted from the last accepted one: an earlier one gets op 9
 //!   (`d: false`) and is recorded as too early. Otherwise READY, a new session.
-//! - RESUME (op 6): a known, still valid session gets RESUMED (nothing to replay: no events are
-//!   ever sent); an unknown or invalidated one gets op 9; a `seq` beyond the session's closes 4007.
-//!   A session lives on one connection only: a RESUME of a session still attached to another
-//!   connection (a frozen process that has not been found a zombie yet) moves it to the new
-//!   connection, and the old one is closed with 4009 ("session timed out, start a new one"), so its
-//!   client does not fight to resume it back.
+//! - Every valid session gets a dispatch (`STAND_IN_TICK`, an event name no library knows, which
+//!   each of them skips after taking its `s`: discord.py logs it at debug, twilight's `parse` answers
+//!   `None`, @discordjs/ws emits it as a plain dispatch) at its shard's rate ([`Config::dispatches`],
+//!   every 50 ms by default), so sequences move as on a busy bot. A session without a connection
+//!   keeps getting them into its buffer, as Discord queues a disconnected session's events.
+//! - RESUME (op 6): a known, still valid session replays the dispatches after the `seq` given, in
+//!   order, then RESUMED. Each session keeps its last [`Config::replay_buffer`] dispatches; a `seq`
+//!   from before them (too much missed) gets op 9, as does an unknown or invalidated session; a
+//!   `seq` beyond the session's closes 4007. A session lives on one connection only: a RESUME of a
+//!   session still attached to another connection (a frozen process that has not been found a
+//!   zombie yet) moves it to the new connection, and the old one is closed with 4009 ("session
+//!   timed out, start a new one"), so its client does not fight to resume it back.
 //! - A client closing with 1000 or 1001 ends its session (Discord takes those codes as "log out");
-//!   any other close, or none, leaves it resumable.
-//! - Every dispatch (READY, RESUMED) carries the session's next `s`.
+//!   any other close, or none, leaves it resumable. A session left without a connection for
+//!   `SESSION_EXPIRY` ends too.
+//! - Every dispatch (READY, RESUMED, the ticks) carries the session's next `s`.
+//!
+//! Recorded ([`Record`]): each connection opened and closed (with its code, who closed it and the
+//! last sequence it was sent), each IDENTIFY (too early or not), each RESUME (the `seq` given, the
+//! last sequence the session's previous connection was sent, how many dispatches were replayed),
+//! each READY and RESUMED. From them: who was live as which shard when ([`Discord::live`]), the
+//! times a shard had no live session ([`Discord::gaps`]) and two live sessions of one shard at once
+//! ([`Discord::overlaps`]). A dispatch counts as sent once it was written to the connection; when
+//! each was written is kept per connection ([`Discord::sent_on`]), so a test can tell a dispatch
+//! that was in flight while its client closed (unread, rightly replayed to the next holder) from one
+//! the client had long received.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +56,20 @@ const IDENTIFY_WINDOW: Duration = Duration::from_secs(5);
 /// Heartbeat intervals without a heartbeat after which a connection is a zombie.
 const ZOMBIE_INTERVALS: u32 = 2;
 const SESSION_START_TOTAL: u32 = 1000;
+/// How often a busy bot's shard gets a dispatch, by default (20 a second).
+pub const DISPATCH_EVERY: Duration = Duration::from_millis(50);
+/// Dispatches a session keeps for RESUME, by default: at 20 a second, 51 s of them, more than any
+/// handover of the tests takes.
+pub const REPLAY_BUFFER: usize = 1024;
+/// The name of the stand-in's own dispatches; no library knows it, so each skips it.
+pub const TICK: &str = "STAND_IN_TICK";
+/// How long a session without a connection stays resumable (and keeps getting dispatches).
+const SESSION_EXPIRY: Duration = Duration::from_secs(120);
+/// Dispatches remembered per connection with the time each was written ([`Discord::sent_on`]):
+/// 25 s of them at the default rate.
+const SENT_LOG: usize = 512;
+/// How often the dispatch clock looks for due dispatches.
+const CLOCK_TICK: Duration = Duration::from_millis(5);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Shard {
@@ -59,8 +90,16 @@ pub enum Event {
     Identify {
         too_early: bool,
     },
+    /// A RESUME with the `seq` it gave; `last_sent` is the last sequence the session's previous
+    /// connection was sent (`None` if it was sent nothing, or the session is unknown), `replayed`
+    /// the dispatches sent again before RESUMED.
     Resume {
         accepted: bool,
+        sequence: Option<u64>,
+        last_sent: Option<u64>,
+        /// The connection `last_sent` was written to ([`Discord::sent_on`] tells when).
+        previous_connection: Option<u64>,
+        replayed: usize,
     },
     Ready {
         session: String,
@@ -68,10 +107,12 @@ pub enum Event {
     Resumed {
         session: String,
     },
+    /// The end of a connection; `last_sent` is the last sequence written to it.
     Closed {
         code: Option<u16>,
         by_server: bool,
         reason: String,
+        last_sent: Option<u64>,
     },
 }
 
@@ -87,27 +128,132 @@ pub struct Record {
     pub event: Event,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Debug)]
 pub struct Config {
     pub max_concurrency: u32,
     pub heartbeat_interval: Duration,
     /// `shards` of `/gateway/bot`.
     pub recommended_shards: u32,
+    /// How often each session gets a dispatch; see [`Dispatches`].
+    pub dispatches: Dispatches,
+    /// How many dispatches each session keeps for RESUME.
+    pub replay_buffer: usize,
+}
+
+impl Config {
+    /// A gateway with a dispatch every [`DISPATCH_EVERY`] on every session and a
+    /// [`REPLAY_BUFFER`] per session.
+    pub fn new(
+        max_concurrency: u32,
+        heartbeat_interval: Duration,
+        recommended_shards: u32,
+    ) -> Self {
+        Self {
+            max_concurrency,
+            heartbeat_interval,
+            recommended_shards,
+            dispatches: Dispatches::every(DISPATCH_EVERY),
+            replay_buffer: REPLAY_BUFFER,
+        }
+    }
+
+    pub fn dispatches(mut self, dispatches: Dispatches) -> Self {
+        self.dispatches = dispatches;
+        self
+    }
+
+    pub fn replay_buffer(mut self, dispatches: usize) -> Self {
+        self.replay_buffer = dispatches;
+        self
+    }
+}
+
+/// The dispatch rate of each shard id (of any shard count): one default, and overrides per shard,
+/// e.g. `Dispatches::every(200 ms).shard(0, Some(25 ms)).shard(1, Some(25 ms))` for two busy
+/// shards at 40 a second and the rest at 5. `None`: no dispatches but READY and RESUMED.
+#[derive(Clone, Debug, Default)]
+pub struct Dispatches {
+    every: Option<Duration>,
+    shards: BTreeMap<u32, Option<Duration>>,
+}
+
+impl Dispatches {
+    pub fn every(interval: Duration) -> Self {
+        Self {
+            every: Some(interval),
+            shards: BTreeMap::new(),
+        }
+    }
+
+    /// None at all (frame-by-frame tests of the gateway rules).
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    pub fn shard(mut self, id: u32, every: Option<Duration>) -> Self {
+        self.shards.insert(id, every);
+        self
+    }
+
+    fn interval(&self, shard_id: u32) -> Option<Duration> {
+        self.shards
+            .get(&shard_id)
+            .copied()
+            .unwrap_or(self.every)
+            .filter(|every| !every.is_zero())
+    }
 }
 
 struct Session {
     shard: Shard,
+    /// The last sequence given out.
     sequence: u64,
     connection: Option<u64>,
     valid: bool,
+    /// The last dispatches (sequence, frame), for RESUME.
+    buffer: VecDeque<(u64, String)>,
+    /// The highest sequence dropped from the buffer: a RESUME from before it cannot be replayed.
+    evicted_through: u64,
+    /// When its next dispatch is due (`None`: its shard gets none).
+    next_dispatch: Option<Instant>,
+    /// The last sequence written to one of its connections, and to which.
+    last_sent: Option<u64>,
+    last_connection: Option<u64>,
+    /// Since when it has had no connection.
+    detached_since: Option<Instant>,
+}
+
+impl Session {
+    fn new(shard: Shard, connection: u64, next_dispatch: Option<Instant>) -> Self {
+        Self {
+            shard,
+            sequence: 0,
+            connection: Some(connection),
+            valid: true,
+            buffer: VecDeque::new(),
+            evicted_through: 0,
+            next_dispatch,
+            last_sent: None,
+            last_connection: None,
+            detached_since: None,
+        }
+    }
+}
+
+/// What a connection's task is told to do by others (the dispatch clock, another connection's
+/// RESUME).
+enum Outgoing {
+    Dispatch { sequence: u64, frame: String },
+    Close(u16, &'static str),
 }
 
 struct Connection {
     pid: Option<u32>,
     shard: Option<Shard>,
     session: Option<String>,
-    /// Closes the connection with this code.
-    close: mpsc::UnboundedSender<(u16, &'static str)>,
+    /// The last sequence written to it.
+    last_sent: Option<u64>,
+    outgoing: mpsc::UnboundedSender<Outgoing>,
 }
 
 struct State {
@@ -120,6 +266,8 @@ struct State {
     buckets: HashMap<u32, Instant>,
     /// Open connections.
     connections: HashMap<u64, Connection>,
+    /// The last `SENT_LOG` dispatches written to each connection: (sequence, when).
+    sent: HashMap<u64, VecDeque<(u64, Instant)>>,
     identifies_left: u32,
 }
 
@@ -130,7 +278,8 @@ struct Shared {
 
 /// What the connection task does after a client frame.
 enum Action {
-    Send(String),
+    /// A frame; a dispatch carries its sequence.
+    Send(String, Option<u64>),
     Close(u16, &'static str),
 }
 
@@ -153,14 +302,17 @@ impl Discord {
                 sessions: HashMap::new(),
                 buckets: HashMap::new(),
                 connections: HashMap::new(),
+                sent: HashMap::new(),
                 identifies_left: SESSION_START_TOTAL,
             }),
             processes,
         });
         let data = web::Data::from(shared.clone());
+        let clock = shared.clone();
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
+                actix_web::rt::spawn(dispatch_clock(clock));
                 let server = HttpServer::new(move || {
                     App::new()
                         .app_data(data.clone())
@@ -222,6 +374,15 @@ impl Discord {
 
     pub fn live_shards(&self) -> Vec<Shard> {
         self.live().into_iter().map(|(shard, _)| shard).collect()
+    }
+
+    /// The dispatches written to `connection` (its last `SENT_LOG`): sequence and when.
+    pub fn sent_on(&self, connection: u64) -> Vec<(u64, Instant)> {
+        self.state()
+            .sent
+            .get(&connection)
+            .map(|log| log.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Connections open right now from `pid` (authenticated or not).
@@ -287,11 +448,10 @@ impl Discord {
             .max()
     }
 
-    /// Each live session's interval per shard: (connection, pid, start, end or now).
-    fn live_intervals(&self) -> HashMap<Shard, Vec<(Option<u32>, Instant, Instant)>> {
+    /// Each live session's interval per shard: (pid, start, end or `None` while live), by start.
+    fn live_intervals(&self) -> BTreeMap<Shard, Vec<LiveInterval>> {
         let records = self.records();
-        let now = Instant::now();
-        let mut intervals: HashMap<Shard, Vec<_>> = HashMap::new();
+        let mut intervals: BTreeMap<Shard, Vec<_>> = BTreeMap::new();
         for record in &records {
             let (Event::Ready { .. } | Event::Resumed { .. }, Some(shard)) =
                 (&record.event, record.shard)
@@ -304,7 +464,7 @@ impl Discord {
                     later.connection == record.connection
                         && matches!(later.event, Event::Closed { .. })
                 })
-                .map_or(now, |closed| closed.at);
+                .map(|closed| closed.at);
             intervals
                 .entry(shard)
                 .or_default()
@@ -313,22 +473,85 @@ impl Discord {
         intervals
     }
 
-    /// The longest time two live sessions of one (shard id, shard count) overlapped, and which.
-    pub fn longest_double_session(&self) -> (Duration, Option<Shard>) {
-        let mut longest = (Duration::ZERO, None);
+    /// The times a shard that had been live had no live session, ending at or after `since`
+    /// (one still open has no `to`), by shard and time.
+    pub fn gaps(&self, since: Instant) -> Vec<Gap> {
+        let records = self.records();
+        let mut gaps = Vec::new();
         for (shard, intervals) in self.live_intervals() {
-            for (index, (_, start, end)) in intervals.iter().enumerate() {
-                for (_, other_start, other_end) in &intervals[index + 1..] {
-                    let overlap = (*end)
-                        .min(*other_end)
+            let mut covered: Option<Instant> = None;
+            let mut open_ended = false;
+            for (_, start, end) in intervals {
+                if let Some(from) = covered.filter(|from| !open_ended && *from < start) {
+                    let came_back = records
+                        .iter()
+                        .find(|record| {
+                            record.at == start
+                                && record.shard == Some(shard)
+                                && matches!(
+                                    record.event,
+                                    Event::Ready { .. } | Event::Resumed { .. }
+                                )
+                        })
+                        .map(|record| record.event.clone());
+                    gaps.push(Gap {
+                        shard,
+                        from,
+                        to: Some(start),
+                        came_back,
+                    });
+                }
+                match end {
+                    None => open_ended = true,
+                    Some(end) => covered = Some(covered.map_or(end, |covered| covered.max(end))),
+                }
+            }
+            if !open_ended && let Some(from) = covered {
+                gaps.push(Gap {
+                    shard,
+                    from,
+                    to: None,
+                    came_back: None,
+                });
+            }
+        }
+        gaps.retain(|gap| gap.to.is_none_or(|to| to >= since));
+        gaps
+    }
+
+    /// Every time two live sessions of one (shard id, shard count) overlapped: the shard, how
+    /// long, and the two processes.
+    pub fn overlaps(&self) -> Vec<Overlap> {
+        let now = Instant::now();
+        let mut overlaps = Vec::new();
+        for (shard, intervals) in self.live_intervals() {
+            for (index, (pid, start, end)) in intervals.iter().enumerate() {
+                for (other_pid, other_start, other_end) in &intervals[index + 1..] {
+                    let overlap = end
+                        .unwrap_or(now)
+                        .min(other_end.unwrap_or(now))
                         .saturating_duration_since(*start.max(other_start));
-                    if overlap > longest.0 {
-                        longest = (overlap, Some(shard));
+                    if !overlap.is_zero() {
+                        overlaps.push(Overlap {
+                            shard,
+                            length: overlap,
+                            pids: (*pid, *other_pid),
+                        });
                     }
                 }
             }
         }
-        longest
+        overlaps
+    }
+
+    /// The longest time two live sessions of one (shard id, shard count) overlapped, and which.
+    pub fn longest_double_session(&self) -> (Duration, Option<Shard>) {
+        self.overlaps()
+            .into_iter()
+            .max_by_key(|overlap| overlap.length)
+            .map_or((Duration::ZERO, None), |overlap| {
+                (overlap.length, Some(overlap.shard))
+            })
     }
 
     /// Every record, one a line, for failure messages.
@@ -348,6 +571,38 @@ impl Discord {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// One live session of a shard: its process, when it went live, when it ended (`None`: live).
+type LiveInterval = (Option<u32>, Instant, Option<Instant>);
+
+/// A time a shard had no live session.
+#[derive(Clone, Debug)]
+pub struct Gap {
+    pub shard: Shard,
+    /// When its live session(s) ended.
+    pub from: Instant,
+    /// When the next one went live (`None`: none yet).
+    pub to: Option<Instant>,
+    /// READY or RESUMED: how it came back.
+    pub came_back: Option<Event>,
+}
+
+impl Gap {
+    /// How long it lasted (so far).
+    pub fn length(&self) -> Duration {
+        self.to
+            .unwrap_or_else(Instant::now)
+            .saturating_duration_since(self.from)
+    }
+}
+
+/// Two live sessions of one shard at once.
+#[derive(Clone, Debug)]
+pub struct Overlap {
+    pub shard: Shard,
+    pub length: Duration,
+    pub pids: (Option<u32>, Option<u32>),
 }
 
 impl Drop for Discord {
@@ -375,15 +630,16 @@ impl State {
     /// Records the end of a connection once and detaches its session; `session_ends` for a
     /// client's own log-out (1000/1001).
     fn closed(&mut self, connection: u64, code: Option<u16>, by_server: bool, reason: &str) {
-        if !self.connections.contains_key(&connection) {
+        let Some(last_sent) = self.connections.get(&connection).map(|open| open.last_sent) else {
             return;
-        }
+        };
         self.record(
             connection,
             Event::Closed {
                 code,
                 by_server,
                 reason: reason.into(),
+                last_sent,
             },
         );
         let open = self
@@ -394,16 +650,102 @@ impl State {
             && session.connection == Some(connection)
         {
             session.connection = None;
+            session.detached_since = Some(Instant::now());
             if !by_server && matches!(code, Some(1000 | 1001)) {
                 session.valid = false;
             }
         }
     }
 
-    fn dispatch(&mut self, session: &str, name: &str, data: Value) -> String {
+    /// The next dispatch of `session` as a frame, with its sequence.
+    fn dispatch(&mut self, session: &str, name: &str, data: Value) -> Action {
         let session = self.sessions.get_mut(session).expect("session");
         session.sequence += 1;
-        json!({"op": 0, "t": name, "s": session.sequence, "d": data}).to_string()
+        let frame = json!({"op": 0, "t": name, "s": session.sequence, "d": data}).to_string();
+        Action::Send(frame, Some(session.sequence))
+    }
+
+    /// Whether a frame for `connection` may still be written (it is open, and a dispatch's
+    /// session is still on it), and if so counts a dispatch as sent. A dispatch queued before its
+    /// session moved to another connection is not written.
+    fn may_send(&mut self, connection: u64, sequence: Option<u64>) -> bool {
+        let Some(open) = self.connections.get_mut(&connection) else {
+            return false;
+        };
+        let Some(sequence) = sequence else {
+            return true;
+        };
+        let Some(session) = open
+            .session
+            .as_ref()
+            .and_then(|id| self.sessions.get_mut(id))
+        else {
+            return false;
+        };
+        if session.connection != Some(connection) {
+            return false;
+        }
+        open.last_sent = Some(sequence);
+        session.last_sent = Some(sequence);
+        session.last_connection = Some(connection);
+        let log = self.sent.entry(connection).or_default();
+        log.push_back((sequence, Instant::now()));
+        if log.len() > SENT_LOG {
+            log.pop_front();
+        }
+        true
+    }
+
+    /// The dispatch clock: every valid session whose next dispatch is due gets one, into its
+    /// buffer and, when it has a connection, onto that connection.
+    fn tick(&mut self, now: Instant) {
+        let ids: Vec<String> = self.sessions.keys().cloned().collect();
+        for id in ids {
+            let session = self.sessions.get_mut(&id).expect("session");
+            if session
+                .detached_since
+                .is_some_and(|since| session.connection.is_none() && now - since > SESSION_EXPIRY)
+            {
+                session.valid = false;
+            }
+            if !session.valid {
+                continue;
+            }
+            let Some(every) = self.config.dispatches.interval(session.shard.id) else {
+                continue;
+            };
+            let due = *session.next_dispatch.get_or_insert(now + every);
+            if due > now {
+                continue;
+            }
+            // One at a time: a clock held up (a busy machine) does not burst.
+            session.next_dispatch = Some(if now - due > every {
+                now + every
+            } else {
+                due + every
+            });
+            session.sequence += 1;
+            let sequence = session.sequence;
+            let frame = json!({
+                "op": 0,
+                "t": TICK,
+                "s": sequence,
+                "d": {"shard": [session.shard.id, session.shard.count]},
+            })
+            .to_string();
+            session.buffer.push_back((sequence, frame.clone()));
+            while session.buffer.len() > self.config.replay_buffer {
+                if let Some((evicted, _)) = session.buffer.pop_front() {
+                    session.evicted_through = evicted;
+                }
+            }
+            if let Some(open) = session
+                .connection
+                .and_then(|connection| self.connections.get(&connection))
+            {
+                let _ = open.outgoing.send(Outgoing::Dispatch { sequence, frame });
+            }
+        }
     }
 
     /// Handles one text frame of `connection`.
@@ -415,6 +757,7 @@ impl State {
         match payload["op"].as_u64() {
             Some(1) => vec![Action::Send(
                 json!({"op": 11, "d": null, "s": null, "t": null}).to_string(),
+                None,
             )],
             Some(2) => self.identify(connection, data),
             Some(6) => self.resume(connection, data),
@@ -467,14 +810,14 @@ impl State {
         self.identifies_left = self.identifies_left.saturating_sub(1);
         self.record(connection, Event::Identify { too_early: false });
         let session_id = hex::encode(rand::random::<[u8; 16]>());
+        let first_dispatch = self
+            .config
+            .dispatches
+            .interval(shard.id)
+            .map(|every| now + every);
         self.sessions.insert(
             session_id.clone(),
-            Session {
-                shard,
-                sequence: 0,
-                connection: Some(connection),
-                valid: true,
-            },
+            Session::new(shard, connection, first_dispatch),
         );
         if let Some(open) = self.connections.get_mut(&connection) {
             open.session = Some(session_id.clone());
@@ -502,7 +845,7 @@ impl State {
                 session: session_id,
             },
         );
-        vec![Action::Send(frame)]
+        vec![frame]
     }
 
     fn resume(&mut self, connection: u64, data: &Value) -> Vec<Action> {
@@ -513,28 +856,57 @@ impl State {
             return vec![Action::Close(4004, "Authentication failed")];
         }
         let session_id = data["session_id"].as_str().unwrap_or_default().to_owned();
-        let sequence = data["seq"].as_u64().unwrap_or(0);
+        let given = data["seq"].as_u64();
+        let sequence = given.unwrap_or(0);
         let Some(session) = self
             .sessions
             .get(&session_id)
             .filter(|session| session.valid)
         else {
-            self.record(connection, Event::Resume { accepted: false });
+            self.record(
+                connection,
+                Event::Resume {
+                    accepted: false,
+                    sequence: given,
+                    last_sent: None,
+                    previous_connection: None,
+                    replayed: 0,
+                },
+            );
             return vec![invalid_session()];
         };
-        let (shard, known_sequence, attached) =
-            (session.shard, session.sequence, session.connection);
+        let (shard, known_sequence, attached, evicted_through) = (
+            session.shard,
+            session.sequence,
+            session.connection,
+            session.evicted_through,
+        );
+        let (last_sent, previous_connection) = (session.last_sent, session.last_connection);
         if let Some(open) = self.connections.get_mut(&connection) {
             open.shard = Some(shard);
         }
+        let refused = |sequence_given| Event::Resume {
+            accepted: false,
+            sequence: sequence_given,
+            last_sent,
+            previous_connection,
+            replayed: 0,
+        };
         if sequence > known_sequence {
-            self.record(connection, Event::Resume { accepted: false });
+            self.record(connection, refused(given));
             return vec![Action::Close(4007, "Invalid seq")];
+        }
+        if sequence < evicted_through {
+            // Discord too cannot replay what it no longer has: start a new session.
+            self.record(connection, refused(given));
+            return vec![invalid_session()];
         }
         if let Some(other) = attached.filter(|other| *other != connection) {
             // Recorded before the RESUMED, so the two never count as a double session.
             if let Some(open) = self.connections.get(&other) {
-                let _ = open.close.send((4009, "Session timed out"));
+                let _ = open
+                    .outgoing
+                    .send(Outgoing::Close(4009, "Session timed out"));
             }
             self.closed(
                 other,
@@ -543,30 +915,58 @@ impl State {
                 "session resumed on another connection",
             );
         }
-        self.record(connection, Event::Resume { accepted: true });
-        if let Some(session) = self.sessions.get_mut(&session_id) {
-            session.connection = Some(connection);
-        }
+        let session = self.sessions.get_mut(&session_id).expect("session");
+        session.connection = Some(connection);
+        session.detached_since = None;
+        let mut actions: Vec<Action> = session
+            .buffer
+            .iter()
+            .filter(|(buffered, _)| *buffered > sequence)
+            .map(|(buffered, frame)| Action::Send(frame.clone(), Some(*buffered)))
+            .collect();
+        self.record(
+            connection,
+            Event::Resume {
+                accepted: true,
+                sequence: given,
+                last_sent,
+                previous_connection,
+                replayed: actions.len(),
+            },
+        );
         if let Some(open) = self.connections.get_mut(&connection) {
             open.session = Some(session_id.clone());
         }
-        let frame = self.dispatch(
+        actions.push(self.dispatch(
             &session_id,
             "RESUMED",
             json!({"_trace": ["[\"stand-in-gateway\",{\"micros\":0}]"]}),
-        );
+        ));
         self.record(
             connection,
             Event::Resumed {
                 session: session_id,
             },
         );
-        vec![Action::Send(frame)]
+        actions
     }
 }
 
 fn invalid_session() -> Action {
-    Action::Send(json!({"op": 9, "d": false, "s": null, "t": null}).to_string())
+    Action::Send(
+        json!({"op": 9, "d": false, "s": null, "t": null}).to_string(),
+        None,
+    )
+}
+
+/// Drives [`State::tick`] for as long as the stand-in runs.
+async fn dispatch_clock(shared: Arc<Shared>) {
+    let mut clock = tokio::time::interval(CLOCK_TICK);
+    clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        clock.tick().await;
+        shared.state.lock().expect("state").tick(Instant::now());
+    }
 }
 
 fn token_matches(token: Option<&str>) -> bool {
@@ -695,7 +1095,7 @@ async fn websocket(
     }
     let (response, session, stream) = actix_ws::handle(&request, body)?;
     let peer_port = request.peer_addr().map_or(0, |address| address.port());
-    let (close, control) = mpsc::unbounded_channel();
+    let (outgoing, control) = mpsc::unbounded_channel();
     let (connection, heartbeat_interval) = {
         let port = shared.state.lock().expect("state").port;
         let pid = shared.processes.owner(port, peer_port);
@@ -708,7 +1108,8 @@ async fn websocket(
                 pid,
                 shard: None,
                 session: None,
-                close,
+                last_sent: None,
+                outgoing,
             },
         );
         state.record(connection, Event::Opened);
@@ -732,7 +1133,7 @@ async fn serve(
     heartbeat_interval: Duration,
     mut session: actix_ws::Session,
     mut stream: actix_ws::MessageStream,
-    mut control: mpsc::UnboundedReceiver<(u16, &'static str)>,
+    mut control: mpsc::UnboundedReceiver<Outgoing>,
 ) {
     let closed = |code: Option<u16>, by_server: bool, reason: &str| {
         shared
@@ -783,7 +1184,10 @@ async fn serve(
                     return;
                 }
             },
-            Some((code, reason)) = control.recv() => vec![Action::Close(code, reason)],
+            Some(outgoing) = control.recv() => match outgoing {
+                Outgoing::Dispatch { sequence, frame } => vec![Action::Send(frame, Some(sequence))],
+                Outgoing::Close(code, reason) => vec![Action::Close(code, reason)],
+            },
             _ = tokio::time::sleep_until(deadline) => {
                 // Dropped without a close frame: the peer is not reading anyway.
                 closed(None, true, "zombie: no heartbeat");
@@ -792,7 +1196,18 @@ async fn serve(
         };
         for action in actions {
             match action {
-                Action::Send(text) => {
+                Action::Send(text, sequence) => {
+                    // Counted as sent before the write, under the lock: a dispatch the clock
+                    // queues next is counted after it, and the write itself may not be awaited
+                    // holding the lock.
+                    if !shared
+                        .state
+                        .lock()
+                        .expect("state")
+                        .may_send(connection, sequence)
+                    {
+                        continue;
+                    }
                     if session.text(text).await.is_err() {
                         closed(None, false, "connection lost");
                         return;

@@ -9,18 +9,15 @@ use serde_json::{Value, json};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
-use crate::discord::{Config, Discord, Event, Shard, TOKEN};
+use crate::discord::{Config, Discord, Dispatches, Event, Shard, TICK, TOKEN};
 use crate::sockets::Processes;
 
 type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
 
+/// A gateway without dispatches of its own, so each answer is the next frame.
 fn discord(heartbeat_interval: Duration) -> Discord {
     Discord::start(
-        Config {
-            max_concurrency: 2,
-            heartbeat_interval,
-            recommended_shards: 4,
-        },
+        Config::new(2, heartbeat_interval, 4).dispatches(Dispatches::none()),
         Processes::default(),
     )
 }
@@ -249,4 +246,187 @@ fn the_rest_api_answers_as_discord_with_the_bot_token_only() {
         rest(&discord, "/nowhere", Some(&bot)),
         (404, json!({"message": "404: Not Found", "code": 0}))
     );
+}
+
+/// A gateway with `dispatches` and room for `replay_buffer` of them per session.
+fn busy_discord(dispatches: Dispatches, replay_buffer: usize) -> Discord {
+    Discord::start(
+        Config::new(2, Duration::from_secs(30), 4)
+            .dispatches(dispatches)
+            .replay_buffer(replay_buffer),
+        Processes::default(),
+    )
+}
+
+fn session_of(ready: &Value) -> String {
+    ready["d"]["session_id"]
+        .as_str()
+        .expect("session")
+        .to_owned()
+}
+
+fn close_with(socket: &mut Socket, code: u16) {
+    socket
+        .close(Some(tungstenite::protocol::CloseFrame {
+            code: code.into(),
+            reason: "bye".into(),
+        }))
+        .expect("close");
+    // Until the gateway's own close frame (frames it sent before it are read and dropped).
+    loop {
+        let frame = next(socket);
+        if frame.get("close").is_some() || frame.get("closed").is_some() {
+            break;
+        }
+    }
+}
+
+#[test]
+fn each_live_session_gets_dispatches_at_its_shards_rate_and_a_quiet_shard_none() {
+    // Shard 0 busy (every 20 ms), every other shard quiet.
+    let discord = busy_discord(
+        Dispatches::none().shard(0, Some(Duration::from_millis(20))),
+        64,
+    );
+    let mut quiet = open(&discord);
+    assert_eq!(identify(&mut quiet, TOKEN, [1, 4])["s"], 1);
+    let mut busy = open(&discord);
+    let started = Instant::now();
+    assert_eq!(identify(&mut busy, TOKEN, [0, 4])["s"], 1);
+
+    let mut expected = 2;
+    while started.elapsed() < Duration::from_millis(600) {
+        let frame = next(&mut busy);
+        assert_eq!(
+            (frame["op"].clone(), frame["t"].clone(), frame["s"].clone()),
+            (json!(0), json!(TICK), json!(expected)),
+            "{frame}"
+        );
+        assert_eq!(frame["d"]["shard"], json!([0, 4]));
+        expected += 1;
+    }
+    let ticks = expected - 2;
+    // 30 due in the first 600 ms, and the one read last may be the 31st; a busy machine may skip
+    // some, never add any.
+    assert!((5..=31).contains(&ticks), "{ticks} dispatches in 600 ms");
+
+    // The quiet shard's next frame is the answer to its heartbeat: nothing came before it.
+    send(&mut quiet, json!({"op": 1, "d": 1}));
+    assert_eq!(next(&mut quiet)["op"], 11);
+}
+
+#[test]
+fn a_resume_replays_the_dispatches_after_its_seq_and_records_what_the_old_connection_was_sent() {
+    let discord = busy_discord(Dispatches::every(Duration::from_millis(20)), 1024);
+    let started = Instant::now();
+    let mut old = open(&discord);
+    let session_id = session_of(&identify(&mut old, TOKEN, [0, 4]));
+    let mut handled = 1;
+    while handled < 5 {
+        handled = next(&mut old)["s"].as_u64().expect("a dispatch");
+    }
+    // Resumable; dispatches written after `handled` (in flight) and while no connection holds
+    // the session (buffered) are replayed.
+    close_with(&mut old, 4000);
+    std::thread::sleep(Duration::from_millis(200));
+
+    let mut new = open(&discord);
+    send(
+        &mut new,
+        json!({"op": 6, "d": {"token": TOKEN, "session_id": session_id, "seq": handled}}),
+    );
+    let mut replayed = Vec::new();
+    let resumed = loop {
+        let frame = next(&mut new);
+        if frame["t"] == "RESUMED" {
+            break frame;
+        }
+        assert_eq!(frame["t"], TICK, "{frame}");
+        replayed.push(frame["s"].as_u64().expect("s"));
+    };
+    let resumed_at = resumed["s"].as_u64().expect("s");
+    assert_eq!(
+        replayed,
+        (handled + 1..resumed_at).collect::<Vec<_>>(),
+        "every dispatch after the seq given, in order, then RESUMED"
+    );
+    assert!(
+        replayed.len() >= 5,
+        "200 ms without a connection: {replayed:?}"
+    );
+    assert_eq!(next(&mut new)["s"], resumed_at + 1, "and on it goes");
+
+    let records = discord.records();
+    let (old_connection, last_sent) = records
+        .iter()
+        .find_map(|record| match &record.event {
+            Event::Closed {
+                code: Some(4000),
+                by_server: false,
+                last_sent,
+                ..
+            } => Some((
+                record.connection,
+                last_sent.expect("the old connection was sent dispatches"),
+            )),
+            _ => None,
+        })
+        .expect("the old connection's close");
+    assert!(last_sent >= handled && last_sent < resumed_at);
+    // What the old connection was written, in order, each once: READY, then every dispatch.
+    let sent: Vec<u64> = discord
+        .sent_on(old_connection)
+        .iter()
+        .map(|(sequence, _)| *sequence)
+        .collect();
+    assert_eq!(sent, (1..=last_sent).collect::<Vec<_>>());
+    let resume = records
+        .iter()
+        .find(|record| matches!(record.event, Event::Resume { .. }))
+        .expect("the RESUME");
+    assert_eq!(
+        resume.event,
+        Event::Resume {
+            accepted: true,
+            sequence: Some(handled),
+            last_sent: Some(last_sent),
+            previous_connection: Some(old_connection),
+            replayed: replayed.len(),
+        }
+    );
+
+    // One gap for shard 0: from the old connection's close to RESUMED.
+    let gaps = discord.gaps(started);
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert_eq!(gaps[0].shard, Shard { id: 0, count: 4 });
+    assert!(matches!(gaps[0].came_back, Some(Event::Resumed { .. })));
+    assert!(gaps[0].length() >= Duration::from_millis(200));
+    assert!(discord.overlaps().is_empty());
+}
+
+#[test]
+fn a_resume_from_before_the_replay_buffer_gets_op_9() {
+    let discord = busy_discord(Dispatches::every(Duration::from_millis(10)), 5);
+    let mut old = open(&discord);
+    let session_id = session_of(&identify(&mut old, TOKEN, [0, 4]));
+    close_with(&mut old, 4000);
+    // Far more than 5 dispatches queue up while nobody holds the session.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut late = open(&discord);
+    assert_eq!(
+        resume(&mut late, &session_id, 1),
+        json!({"op": 9, "d": false, "s": null, "t": null})
+    );
+    assert!(discord.records().iter().any(|record| matches!(
+        record.event,
+        Event::Resume {
+            accepted: false,
+            sequence: Some(1),
+            ..
+        }
+    )));
+    // A shard that went down and stayed down is one open gap.
+    let gaps = discord.gaps(Instant::now());
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert_eq!(gaps[0].to, None);
 }

@@ -14,7 +14,7 @@ use crate::discord::{self, Config, Discord, Event};
 use crate::proxy::Proxy;
 use crate::sockets::Processes;
 use crate::support::process::{Scratch, die_with_parent, signal};
-use crate::support::redis::shared_redis;
+use crate::support::redis::{RedisServer, shared_redis};
 use crate::support::replicas::{Deployment, Replica, SECRET};
 
 /// Lease length of the test deployments: short, so hand-overs take seconds, and long enough that
@@ -201,6 +201,11 @@ impl Bot {
         signal(self.child(), libc::SIGCONT);
     }
 
+    /// What Kubernetes sends a pod it stops.
+    pub fn sigterm(&self) {
+        signal(self.child(), libc::SIGTERM);
+    }
+
     /// Its exit status, once it has exited.
     pub fn exited(&mut self) -> Option<ExitStatus> {
         if self.exit.is_none() {
@@ -216,15 +221,45 @@ impl Drop for Bot {
     }
 }
 
+/// What a fleet runs on.
+#[derive(Clone, Copy)]
+pub struct Setup {
+    /// `MAX_SHARDS` (and Discord's recommended count).
+    pub max_shards: u32,
+    pub shards_per_process: u32,
+    /// Discord's identify buckets.
+    pub max_concurrency: u32,
+    /// A Redis of the fleet's own (one a test may restart) instead of the shared one.
+    pub own_redis: bool,
+    /// `MAX_SECONDS`, the lease.
+    pub max_seconds: u64,
+}
+
+impl Setup {
+    pub fn new(max_shards: u32, shards_per_process: u32) -> Self {
+        Self {
+            max_shards,
+            shards_per_process,
+            max_concurrency: MAX_CONCURRENCY,
+            own_redis: false,
+            max_seconds: MAX_SECONDS,
+        }
+    }
+}
+
 /// A deployment of one bot kind: Discord, replicas behind proxies, bots.
 pub struct Fleet {
     pub kind: BotKind,
+    pub max_concurrency: u32,
     pub discord: Discord,
     pub replicas: Vec<Replica>,
     pub proxies: Vec<Proxy>,
     pub bots: Vec<Bot>,
     processes: Processes,
     pub started: Instant,
+    /// The fleet's own Redis, when its setup asked for one (declared last: dropped after the
+    /// processes that use it).
+    pub redis: Option<RedisServer>,
 }
 
 impl Fleet {
@@ -232,17 +267,21 @@ impl Fleet {
     /// `shards_per_process`, and waits until shardman has read Discord's gateway info (so every
     /// `/connect` answers `gateway_url` and books slots in Discord's buckets).
     pub fn start(kind: BotKind, max_shards: u32, shards_per_process: u32) -> Self {
+        Self::start_with(kind, Setup::new(max_shards, shards_per_process))
+    }
+
+    pub fn start_with(kind: BotKind, setup: Setup) -> Self {
         let processes = Processes::default();
         let discord = Discord::start(
-            Config {
-                max_concurrency: MAX_CONCURRENCY,
-                heartbeat_interval: HEARTBEAT_INTERVAL,
-                recommended_shards: max_shards,
-            },
+            Config::new(setup.max_concurrency, HEARTBEAT_INTERVAL, setup.max_shards),
             processes.clone(),
         );
-        let deployment = Deployment::new(&shared_redis().url(), MAX_SECONDS, max_shards)
-            .set("SHARDS_PER_PROCESS", &shards_per_process.to_string())
+        let redis = setup.own_redis.then(RedisServer::start);
+        let redis_url = redis
+            .as_ref()
+            .map_or_else(|| shared_redis().url(), RedisServer::url);
+        let deployment = Deployment::new(&redis_url, setup.max_seconds, setup.max_shards)
+            .set("SHARDS_PER_PROCESS", &setup.shards_per_process.to_string())
             .set("BOT_TOKEN", discord::TOKEN)
             .set("DISCORD_API_BASE", &discord.api_base())
             // Redis faults are the fault suite's; here a Redis slowed by a busy machine must not
@@ -255,6 +294,8 @@ impl Fleet {
             .collect();
         let fleet = Self {
             kind,
+            max_concurrency: setup.max_concurrency,
+            redis,
             discord,
             replicas,
             proxies,
@@ -273,7 +314,7 @@ impl Fleet {
                             line.rsplit_once(' ').is_some_and(|(series, value)| {
                                 series.split('{').next()
                                     == Some("shardman_identify_max_concurrency")
-                                    && value == MAX_CONCURRENCY.to_string()
+                                    && value == fleet.max_concurrency.to_string()
                             })
                         })
                     })
@@ -285,7 +326,15 @@ impl Fleet {
 
     /// Starts `count` more bots, each on the next replica (round-robin).
     pub fn spawn_bots(&mut self, count: usize) {
-        for _ in 0..count {
+        self.spawn_bots_apart(count, Duration::ZERO);
+    }
+
+    /// Starts `count` more bots `apart` from each other.
+    pub fn spawn_bots_apart(&mut self, count: usize, apart: Duration) {
+        for index in 0..count {
+            if index > 0 {
+                std::thread::sleep(apart);
+            }
             let proxy = &self.proxies[self.bots.len() % self.proxies.len()];
             let bot = Bot::spawn(self.kind, &proxy.url(), &self.discord.api_base());
             self.processes.add(bot.pid);
@@ -360,13 +409,13 @@ impl Fleet {
             .filter(|record| record.event == Event::Identify { too_early: true })
         {
             let Some(shard) = early.shard else { continue };
-            let bucket = shard.id % MAX_CONCURRENCY;
+            let bucket = shard.id % self.max_concurrency;
             let previous = records.iter().rev().find(|record| {
                 record.at < early.at
                     && record.event == Event::Identify { too_early: false }
                     && record
                         .shard
-                        .is_some_and(|other| other.id % MAX_CONCURRENCY == bucket)
+                        .is_some_and(|other| other.id % self.max_concurrency == bucket)
             });
             text.push_str(&format!(
                 "IDENTIFY of {shard} at {} ms ({})",

@@ -1,7 +1,8 @@
 //! The example bots of `clients/` (Python with discord.py, JS with discord.js, Rust with
 //! twilight) as real processes against three `shardman` replicas on one Redis and a stand-in
 //! Discord gateway. Every scenario is judged from the gateway's side: who was live as which shard
-//! when, READY counts, IDENTIFYs too early, double sessions. `scripts/test.sh` installs the bots
+//! when, READY counts, IDENTIFYs too early, double sessions, the gaps while a shard had no live
+//! session, and the sequence each RESUME named against what the old connection was sent. `scripts/test.sh` installs the bots
 //! first; a bot that is not installed fails its scenarios, saying so.
 
 mod discord;
