@@ -252,6 +252,20 @@ impl<'a> FieldReader<'a> {
         }
     }
 
+    /// An optional finite float >= 0 (a counter such as CPU seconds); numeric text is accepted.
+    pub fn optional_non_negative_float(&mut self, name: &str) -> Option<f64> {
+        let number = self.optional_float(name)?;
+        if number < 0.0 {
+            self.issues.push(ValidationIssue::new(
+                &["body", name],
+                "ensure this value is greater than or equal to 0",
+                "value_error.number.not_ge",
+            ));
+            return None;
+        }
+        Some(number)
+    }
+
     /// An optional boolean; form text `true`/`false` (and pydantic's other spellings) is accepted.
     pub fn optional_bool(&mut self, name: &str) -> Option<bool> {
         let value = self.present(name)?;
@@ -345,7 +359,7 @@ impl<'a> FieldReader<'a> {
     }
 
     /// Per-shard reports of a shard group: a list of objects `{shard_id, guild_count, latency,
-    /// resume}` (or that list as JSON text, from a form); each field checked as its flat
+    /// resume, events}` (or that list as JSON text, from a form); each field checked as its flat
     /// counterpart, with `loc` naming the entry (`["body", "shards", 2, "latency"]`).
     pub fn optional_shard_reports(&mut self, name: &str) -> Vec<ShardReport> {
         let Some(value) = self.present(name) else {
@@ -382,6 +396,7 @@ impl<'a> FieldReader<'a> {
                 resume: entry
                     .optional_resume("resume")
                     .map(|value| value.to_string()),
+                events: entry.optional_count("events"),
             };
             if entry.issues.is_empty() {
                 reports.push(report);

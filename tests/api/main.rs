@@ -23,6 +23,7 @@ mod generations;
 mod health;
 mod helpers;
 mod identify;
+mod load;
 mod openapi;
 mod operations;
 mod rate_limit;
