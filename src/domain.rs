@@ -439,6 +439,66 @@ pub fn timestamp_from_millis(millis: i64) -> DateTime<Utc> {
 mod tests {
     use super::*;
 
+    fn held(shard_id: u32, process: Option<&str>, rate: Option<f64>) -> ShardStatus {
+        ShardStatus {
+            shard_id,
+            process: process.map(str::to_owned),
+            events_per_second: rate,
+            ..ShardStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_process_carries_its_shards_events_and_its_cpu_and_memory_once() {
+        let mut shards = vec![
+            held(0, Some("a:1"), Some(40.0)),
+            held(1, Some("a:1"), None),
+            held(2, Some("b:2"), Some(5.0)),
+            held(3, Some("a:1"), Some(2.5)),
+        ];
+        // Two sessions of one process report the same CPU and memory (one slightly older).
+        (shards[0].cpu, shards[0].rss_bytes) = (Some(0.5), Some(100));
+        (shards[3].cpu, shards[3].rss_bytes) = (Some(0.52), Some(104));
+
+        let processes = process_loads(7, 1, &shards);
+
+        assert_eq!(processes.len(), 2);
+        let a = &processes[0];
+        assert_eq!((a.process.as_deref(), a.generation), (Some("a:1"), 7));
+        assert_eq!(a.shard_ids, [0, 1, 3]);
+        assert_eq!(a.events_per_second, Some(42.5));
+        assert_eq!((a.cpu, a.rss_bytes), (Some(0.52), Some(104)));
+        let b = &processes[1];
+        assert_eq!(
+            (b.shard_ids.as_slice(), b.events_per_second),
+            (&[2][..], Some(5.0))
+        );
+        assert_eq!((b.cpu, b.rss_bytes), (None, None));
+        assert_eq!(events_per_second_total(&shards), 47.5);
+    }
+
+    #[test]
+    fn each_unlabelled_session_is_a_process_of_its_own() {
+        let shards = [
+            held(0, None, Some(1.0)),
+            held(1, None, Some(2.0)),
+            held(2, None, None),
+            held(4, None, None),
+        ];
+
+        let processes = process_loads(1, 2, &shards);
+
+        let groups: Vec<_> = processes
+            .iter()
+            .map(|process| (process.shard_ids.clone(), process.events_per_second))
+            .collect();
+        assert_eq!(
+            groups,
+            [(vec![0, 1], Some(3.0)), (vec![2], None), (vec![4], None)]
+        );
+        assert!(processes.iter().all(|process| process.process.is_none()));
+    }
+
     #[test]
     fn events_parse_from_the_scripts_format() {
         let event = Event::parse("expire|3|2|6|1700000000000").expect("parses");

@@ -468,3 +468,44 @@ struct IdentifySlot {
     /// Seconds to wait before sending IDENTIFY.
     sleep_duration: f64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(label: &str) -> String {
+        let error = process_label(Some(label.to_owned())).expect_err(label);
+        let body = serde_json::to_value(&error.issues).expect("issues serialise");
+        assert_eq!(body[0]["loc"], serde_json::json!(["query", "process"]));
+        body[0]["type"].as_str().expect("a type").to_owned()
+    }
+
+    #[test]
+    fn a_process_label_is_one_to_128_printable_characters() {
+        assert_eq!(process_label(None).unwrap(), None);
+        for label in [
+            "bot-7f9c4-x2:1",
+            "wörker 2",
+            &"p".repeat(PROCESS_LABEL_MAX_CHARS),
+        ] {
+            assert_eq!(
+                process_label(Some(label.to_owned())).unwrap().as_deref(),
+                Some(label)
+            );
+        }
+        // Characters, not bytes: 128 two-byte letters still fit.
+        assert!(process_label(Some("ö".repeat(PROCESS_LABEL_MAX_CHARS))).is_ok());
+    }
+
+    #[test]
+    fn an_empty_long_or_unprintable_process_label_is_refused_with_its_reason() {
+        assert_eq!(refusal(""), "value_error.any_str.min_length");
+        assert_eq!(
+            refusal(&"p".repeat(PROCESS_LABEL_MAX_CHARS + 1)),
+            "value_error.any_str.max_length"
+        );
+        for label in ["bot\n1", "bot\t1", "bot\u{1b}[31m", "bot\u{7f}"] {
+            assert_eq!(refusal(label), "value_error.str.printable", "{label:?}");
+        }
+    }
+}
