@@ -482,3 +482,66 @@ async fn form_beats_carry_load_figures_too(backend: Backend) {
     assert_eq!(process["rss_bytes"], 4096);
     assert_rate_within(process["cpu"].as_f64(), 0.3, PAST_THE_WINDOW, longest);
 }
+
+#[tokio::test]
+async fn metrics_show_the_load_as_histograms_without_a_series_per_shard_or_process() {
+    let app = app_with(Backend::Redis, 3, 1).await;
+    let sessions = [
+        claim_as(&app, "bot-a:1").await,
+        claim_as(&app, "bot-a:1").await,
+        claim_as(&app, "bot-b:2").await,
+    ];
+    let report = |session: &str, events: u64, cpu_seconds: f64, rss_bytes: u64| {
+        json!({"session_id": session, "events": events, "cpu_seconds": cpu_seconds,
+            "rss_bytes": rss_bytes})
+    };
+    let mebibytes = 1024 * 1024;
+    for session in &sessions {
+        beat(&app, report(session, 0, 0.0, 0)).await;
+    }
+    tokio::time::sleep(PAST_THE_WINDOW).await;
+    // bot-a: two shards, 90 MiB; bot-b: one shard, 300 MiB.
+    beat(&app, report(&sessions[0], 600, 1.0, 90 * mebibytes)).await;
+    beat(&app, report(&sessions[1], 6, 1.0, 90 * mebibytes)).await;
+    beat(&app, report(&sessions[2], 60, 0.1, 300 * mebibytes)).await;
+
+    let text = crate::operations::metrics_text(&app).await;
+    let sample = |name: &str, labels: &[(&str, &str)]| {
+        crate::operations::sample(&text, name, labels)
+            .unwrap_or_else(|| panic!("{name} {labels:?} in:\n{text}"))
+    };
+
+    let status = app.status().await;
+    let total: f64 = (0..3).filter_map(|id| rate(&status, id)).sum();
+    assert!((sample("shardman_events_per_second", &[]) - total).abs() < 0.01);
+    assert_eq!(sample("shardman_shard_events_per_second_count", &[]), 3.0);
+    // 600, 6 and 60 events over 1.2 s or a little more: one shard per decade.
+    for (le, shards) in [("10", 1.0), ("100", 2.0), ("1000", 3.0)] {
+        assert_eq!(
+            sample("shardman_shard_events_per_second_bucket", &[("le", le)]),
+            shards,
+            "le {le}"
+        );
+    }
+    // Two processes: bot-a's two sessions are one.
+    assert_eq!(sample("shardman_process_cpu_cores_count", &[]), 2.0);
+    assert_eq!(
+        sample("shardman_process_cpu_cores_bucket", &[("le", "0.1")]),
+        1.0
+    );
+    assert_eq!(
+        sample("shardman_process_resident_memory_bytes_count", &[]),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            "shardman_process_resident_memory_bytes_bucket",
+            &[("le", "134217728")]
+        ),
+        1.0
+    );
+    assert!(
+        !text.contains("process=") && !text.contains("shard_id="),
+        "no per-process or per-shard series"
+    );
+}
