@@ -1,11 +1,12 @@
 """Run a discord.py `AutoShardedClient` for the shard groups shardman hands out.
 
 The adapter for `runner.run_claims`: it starts one client per claim, paces its IDENTIFYs through the
-claim's `IdentifyPacer`, reports each shard's guilds, latency and resume data, and closes the shards
-resumably. Works with discord.py 2.7 and, through the same surface, its forks disnake, nextcord and
-py-cord: it only uses `AutoShardedClient(shard_ids=, shard_count=)`, `before_identify_hook`,
-`launch_shard`, `start`/`close`, `guilds`, and -- in `_Library`, the one place that reaches into the
-library -- `Route`'s base URL, `DiscordWebSocket.DEFAULT_GATEWAY` and each shard's websocket.
+claim's `IdentifyPacer`, reports each shard's guilds, latency, resume data and dispatches (the client adds
+the process's CPU time and memory), and closes the shards resumably. Works with discord.py 2.7 and,
+through the same surface, its forks disnake, nextcord and py-cord: it only uses
+`AutoShardedClient(shard_ids=, shard_count=)`, `before_identify_hook`, `launch_shard`, `start`/`close`,
+`guilds`, and -- in `_Library`, the one place that reaches into the library -- `Route`'s base URL,
+`DiscordWebSocket.DEFAULT_GATEWAY` and each shard's websocket.
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ class DiscordPyShards:
                     guild_count=sum(1 for g in self.client.guilds if g.shard_id == shard_id),
                     latency=latency if isinstance(latency, float) and math.isfinite(latency) else None,
                     resume=self.lib.resume_of(ws),
+                    events=self.lib.dispatches_of(ws),
                 )
             )
         return out
@@ -207,6 +209,12 @@ class _Library:
         if not session_id or sequence is None or url is None:
             return None
         return ResumeData(session_id=session_id, sequence=int(sequence), resume_gateway_url=str(url))
+
+    @staticmethod
+    def dispatches_of(ws: Any) -> int | None:
+        """The dispatches the shard's session has received: its sequence number, one per dispatch."""
+        sequence = getattr(ws, "sequence", None)
+        return sequence if isinstance(sequence, int) and sequence >= 0 else None
 
     def close_sockets_with(self, client: Any, shard_ids: list[int], code: int) -> None:
         """Make the client's own `close()` close each shard's socket with `code`.
