@@ -85,8 +85,9 @@ Errors   "SCHEMA_TOO_NEW <found>" when a newer build raised the schema: nothing 
          a loss) and retry the batch.
 Calls    3 per batch (the schema, the plan, TIME) and 3 or 4 per ordinary beat (HMGET, PEXPIRE and
          HSET of the lease; ZADD of its deadline only in the first beat of each half lease, as the
-         deadlines need only be a lower bound), plus one HMGET of the load counters' fields for a
-         beat that reports any, plus one per resume key of a session that sent resume data.
+         deadlines need only be a lower bound), plus one HMGET of the other shards' event counters
+         for a group's beat that reports them, plus one per resume key of a session that sent
+         resume data.
 Cost     O(log N) per beat. Re-establishing a lease above the high-water mark adds the ids it skips
          to the free set, once (O(N log N) at worst, once per loss); the beat that completes a
          reshard also checks the N ready holders once, O(N).
@@ -190,19 +191,24 @@ local function advanced_counter(previous, reported)
   return reported .. ' ' .. now_text .. ' ' .. (rate or '')
 end
 
--- Moves the lease's load counters (`counters`: lease field -> reported counter text) on, with one
--- HMGET for all of them.
-local function update_load_counters(lease_key, counters)
-  local fields = {}
+-- Moves the lease's load counters (`counters`: lease field -> reported counter text) on. `known`
+-- holds the fields the beat read already (e and c, with the lease); the others (e:<id> of a
+-- group's other shards) are read with one HMGET.
+local function update_load_counters(lease_key, counters, known)
+  local unread = {}
   for field in pairs(counters) do
-    fields[#fields + 1] = field
+    if known[field] == nil then
+      unread[#unread + 1] = field
+    end
   end
-  if #fields == 0 then
-    return
+  if #unread > 0 then
+    local values = redis.call('HMGET', lease_key, unpack(unread))
+    for index, field in ipairs(unread) do
+      known[field] = values[index]
+    end
   end
-  local previous = redis.call('HMGET', lease_key, unpack(fields))
-  for index, field in ipairs(fields) do
-    local text = advanced_counter(previous[index], counters[field])
+  for field, reported in pairs(counters) do
+    local text = advanced_counter(known[field], reported)
     if text then set_field(lease_key, field, text) end
   end
 end
@@ -356,9 +362,10 @@ local function beat(at)
   -- The ids' own decimal texts name the keys, so Redis formats no number for them.
   local lease_key = gen_key(ARGV[at + 6], 'lease', ARGV[at + 5])
   -- The lease's holder (n), fence (f), beaten while ready (b), IDENTIFY slot (w), stored resume
-  -- data (r) and last beat (t); false where unset.
-  local holder, fence, beaten, slot_ms, stored_resume, last_beat_ms =
-    unpack(redis.call('HMGET', lease_key, 'n', 'f', 'b', 'w', 'r', 't'))
+  -- data (r), last beat (t), and the first shard's and the process's load counters (e, c); false
+  -- where unset.
+  local holder, fence, beaten, slot_ms, stored_resume, last_beat_ms, events_counter, cpu_counter =
+    unpack(redis.call('HMGET', lease_key, 'n', 'f', 'b', 'w', 'r', 't', 'e', 'c'))
   if holder and holder ~= nonce then
     return UNKNOWN -- the id is held by another session
   end
@@ -370,9 +377,9 @@ local function beat(at)
     if not fence then
       return refusal
     end
-    -- A new lease: no slot, no resume data, and no last beat, so the deadline below is set
-    -- whatever the window.
-    slot_ms, stored_resume, last_beat_ms = false, false, false
+    -- A new lease: no slot, no resume data, no counters, and no last beat, so the deadline below
+    -- is set whatever the window.
+    slot_ms, stored_resume, last_beat_ms, events_counter, cpu_counter = false, false, false, false, false
   end
 
   local state, max_shards, group_size, max_shards_text
@@ -418,7 +425,7 @@ local function beat(at)
   if shard_reports ~= '' then
     set_shard_reports(lease_key, shard_reports, shard_id, group_end, counters)
   end
-  update_load_counters(lease_key, counters)
+  update_load_counters(lease_key, counters, {e = events_counter, c = cpu_counter})
   local new_resumes
   if resume ~= '' or shard_resumes ~= '' then
     new_resumes = reported_resumes(resume, shard_resumes, shard_id, group_end)
