@@ -278,10 +278,11 @@ pub fn process_loads(
 
 /// The fleet's dispatches per second: every rate the shards report, summed (0 when none does).
 pub fn events_per_second_total(shards: &[ShardStatus]) -> f64 {
+    // A fold from 0.0, not `sum()`, which starts from -0.0 and so shows "-0" for an idle fleet.
     shards
         .iter()
         .filter_map(|shard| shard.events_per_second)
-        .sum()
+        .fold(0.0, |total, rate| total + rate)
 }
 
 fn sum(total: Option<f64>, more: Option<f64>) -> Option<f64> {
@@ -475,6 +476,10 @@ mod tests {
         );
         assert_eq!((b.cpu, b.rss_bytes), (None, None));
         assert_eq!(events_per_second_total(&shards), 47.5);
+        assert!(
+            events_per_second_total(&[]).is_sign_positive(),
+            "an idle fleet is +0"
+        );
     }
 
     #[test]
