@@ -42,17 +42,33 @@ ARGV[6..] the beats, BEAT_FIELDS arguments each, one beat after the other; a bea
   beat[9]   claimed_epoch       from the signed session id: epoch (creation time, ms) of its plan
   beat[10]  claimed_shards_per_process  from the signed session id: its generation's group size
   beat[11]  shard_reports       per-shard reports of a group, one line per shard,
-                                "<shard_id>\t<guild_count or empty>\t<latency or empty>", or ""
+                                "<shard_id>\t<guild_count or empty>\t<latency or empty>\t<events
+                                or empty>", or ""
   beat[12]  shard_resumes       per-shard resume data of a group, one line per shard,
                                 "<shard_id>\t<resume JSON>", or "" (compact JSON has no raw tab or
                                 newline)
   beat[13]  ready               "1" when every shard of the session is connected to Discord, "0"
                                 while the bot still waits for its IDENTIFY slot or READY
+  beat[14]  events              gateway dispatches the first shard's session has received so far
+                                (integer >= 0), or ""; a load counter (below), lease field e
+  beat[15]  cpu_seconds         the process's CPU time so far in seconds (decimal text >= 0), or "";
+                                a load counter (below), lease field c
+  beat[16]  rss_bytes           the process's resident memory in bytes (integer), or ""; lease
+                                field m
 
 With shard groups (see connect.lua) the session's shard id is its group's first; guild_count,
-latency and resume report for that first shard, shard_reports and shard_resumes for any shard of
-the group (lines naming a shard outside the group are ignored). Per-shard figures live in the lease
-as g:<id> and l:<id> (g and l for the first shard).
+latency, events and resume report for that first shard, shard_reports and shard_resumes for any
+shard of the group (lines naming a shard outside the group are ignored). Per-shard figures live in
+the lease as g:<id>, l:<id> and e:<id> (g, l and e for the first shard).
+
+Load counters (events, cpu_seconds) become rates on Redis's clock: the counter's lease field keeps
+"<counter> <since ms> <rate per second>", the last counter taken as the baseline, when, and the rate
+between the two baselines before it ("" until there were two). A report at least
+load_window_ms (a sixth of the lease: half a beat interval) after the baseline sets the rate to
+(counter - baseline) / elapsed and becomes the baseline; an earlier one changes nothing (a retried
+beat, two beats of one batch), so a counter never counts twice and a rate spans about a beat
+interval. A counter below the baseline is a new Discord session: the baseline restarts from it and
+the rate stays until the next report. The lease field p, the process label, is connect.lua's.
 
 The lease is the hash g:<gen>:lease:<id> (see includes/common.lua for its fields; `r` = 1 once
 this session stored resume data, so beats without any need not touch the resume keys). A guild
@@ -72,7 +88,8 @@ Errors   "SCHEMA_TOO_NEW <found>" when a newer build raised the schema: nothing 
          a loss) and retry the batch.
 Calls    3 per batch (the schema, the plan, TIME) and 3 or 4 per ordinary beat (HMGET, PEXPIRE and
          HSET of the lease; ZADD of its deadline only in the first beat of each half lease, as the
-         deadlines need only be a lower bound), plus one per resume key of a session that sent
+         deadlines need only be a lower bound), plus one HMGET of the other shards' event counters
+         for a group's beat that reports them, plus one per resume key of a session that sent
          resume data, and one when a guild count changed (plus one per beat of a group that
          reports its other shards' counts).
 Cost     O(log N) per beat. Re-establishing a lease above the high-water mark adds the ids it skips
@@ -85,7 +102,7 @@ local quarantine_key = KEYS[4]
 local fence_key = KEYS[5]
 local resume_window_ms = tonumber(ARGV[5])
 
-local FIRST_BEAT, BEAT_FIELDS = 6, 14
+local FIRST_BEAT, BEAT_FIELDS = 6, 17
 local UNKNOWN = '0 -1 0 0 0 unknown'
 
 -- A beat's answer line (see Returns), for the rare answers; an alive beat's line is built from
@@ -144,15 +161,59 @@ local function shard_field(name, id, first_id)
 end
 
 -- A group's per-shard figures (shard_reports' lines, see above), to its lease's g:<id> and l:<id>;
--- lines naming a shard outside first_id .. group_end - 1 are ignored.
-local function set_shard_reports(lease_key, shard_reports, first_id, group_end)
+-- each shard's events go to `counters` (lease field -> counter text) for update_load_counters.
+-- Lines naming a shard outside first_id .. group_end - 1 are ignored.
+local function set_shard_reports(lease_key, shard_reports, first_id, group_end, counters)
   for line in string.gmatch(shard_reports, '[^\n]+') do
-    local id, guilds, seconds = string.match(line, '^(%d+)\t([^\t]*)\t([^\t]*)$')
+    local id, guilds, seconds, events = string.match(line, '^(%d+)\t([^\t]*)\t([^\t]*)\t([^\t]*)$')
     id = tonumber(id)
     if id and id >= first_id and id < group_end then
       if guilds ~= '' then set_field(lease_key, shard_field('g', id, first_id), guilds) end
       if seconds ~= '' then set_field(lease_key, shard_field('l', id, first_id), seconds) end
+      if events ~= '' then counters[shard_field('e', id, first_id)] = events end
     end
+  end
+end
+
+-- A load counter's lease field after a report of `reported` (see "Load counters" above), or nil
+-- when the field stays as it is. `previous` is the field's text (false when unset).
+local load_window_ms = math.max(1000, math.floor(lease_ms / 6))
+local function advanced_counter(previous, reported)
+  local baseline, since, rate
+  if previous then
+    baseline, since, rate = string.match(previous, '^(%S+) (%d+) (%S*)$')
+  end
+  baseline, since = tonumber(baseline), tonumber(since)
+  local counter = tonumber(reported)
+  if baseline and counter >= baseline then
+    local elapsed_ms = now - since
+    if elapsed_ms < load_window_ms then
+      return nil
+    end
+    rate = string.format('%.3f', (counter - baseline) * 1000 / elapsed_ms)
+  end
+  return reported .. ' ' .. now_text .. ' ' .. (rate or '')
+end
+
+-- Moves the lease's load counters (`counters`: lease field -> reported counter text) on. `known`
+-- holds the fields the beat read already (e and c, with the lease); the others (e:<id> of a
+-- group's other shards) are read with one HMGET.
+local function update_load_counters(lease_key, counters, known)
+  local unread = {}
+  for field in pairs(counters) do
+    if known[field] == nil then
+      unread[#unread + 1] = field
+    end
+  end
+  if #unread > 0 then
+    local values = redis.call('HMGET', lease_key, unpack(unread))
+    for index, field in ipairs(unread) do
+      known[field] = values[index]
+    end
+  end
+  for field, reported in pairs(counters) do
+    local text = advanced_counter(known[field], reported)
+    if text then set_field(lease_key, field, text) end
   end
 end
 
@@ -343,13 +404,17 @@ local function beat(at)
   local shard_reports = ARGV[at + 11]
   local shard_resumes = ARGV[at + 12]
   local ready = ARGV[at + 13] == '1'
+  local events = ARGV[at + 14]
+  local cpu_seconds = ARGV[at + 15]
+  local rss_bytes = ARGV[at + 16]
 
   -- The ids' own decimal texts name the keys, so Redis formats no number for them.
   local lease_key = gen_key(ARGV[at + 6], 'lease', ARGV[at + 5])
   -- The lease's holder (n), fence (f), beaten while ready (b), IDENTIFY slot (w), stored resume
-  -- data (r), last beat (t) and guild count (g); false where unset.
-  local holder, fence, beaten, slot_ms, stored_resume, last_beat_ms, leased_guilds =
-    unpack(redis.call('HMGET', lease_key, 'n', 'f', 'b', 'w', 'r', 't', 'g'))
+  -- data (r), last beat (t), guild count (g), and the first shard's and the process's load
+  -- counters (e, c); false where unset.
+  local holder, fence, beaten, slot_ms, stored_resume, last_beat_ms, leased_guilds, events_counter,
+    cpu_counter = unpack(redis.call('HMGET', lease_key, 'n', 'f', 'b', 'w', 'r', 't', 'g', 'e', 'c'))
   if holder and holder ~= nonce then
     return UNKNOWN -- the id is held by another session
   end
@@ -361,9 +426,9 @@ local function beat(at)
     if not fence then
       return refusal
     end
-    -- A new lease: no slot, no resume data, and no last beat, so the deadline below is set
-    -- whatever the window.
-    slot_ms, stored_resume, last_beat_ms = false, false, false
+    -- A new lease: no slot, no resume data, no counters, and no last beat, so the deadline below
+    -- is set whatever the window.
+    slot_ms, stored_resume, last_beat_ms, events_counter, cpu_counter = false, false, false, false, false
   end
 
   local state, max_shards, group_size, max_shards_text
@@ -404,9 +469,16 @@ local function beat(at)
   if latency ~= '' then set_field(lease_key, 'l', latency) end
   if extra ~= '' then set_field(lease_key, 'x', extra) end
 
+  if rss_bytes ~= '' then set_field(lease_key, 'm', rss_bytes) end
+
+  -- Load counters to move on: lease field -> the counter reported.
+  local counters = {}
+  if events ~= '' then counters.e = events end
+  if cpu_seconds ~= '' then counters.c = cpu_seconds end
   if shard_reports ~= '' then
-    set_shard_reports(lease_key, shard_reports, shard_id, group_end)
+    set_shard_reports(lease_key, shard_reports, shard_id, group_end, counters)
   end
+  update_load_counters(lease_key, counters, {e = events_counter, c = cpu_counter})
   local new_resumes
   if resume ~= '' or shard_resumes ~= '' then
     new_resumes = reported_resumes(resume, shard_resumes, shard_id, group_end)

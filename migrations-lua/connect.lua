@@ -40,6 +40,7 @@ ARGV[5]  nonce                the new session's nonce (128 random bits, made by 
                               lease, see src/session_token.rs)
 ARGV[6]  default_concurrency  max_concurrency to use when Discord's is unknown (integer >= 1)
 ARGV[7]  identify_reserve     identify reserve (integer), or -1 for 5% of Discord's daily total
+ARGV[8]  process_label        the bot process's label (lease field p, see beat.lua), or ""
 
 Keys built with gen_key (includes/common.lua): g:<gen>:next, free, deadlines, resume:<id> (resume
 JSON left by the last holder), and the lease itself, g:<gen>:lease:<id> (hash). One key per held
@@ -73,6 +74,7 @@ local quarantine_key = KEYS[7]
 local nonce = ARGV[5]
 local default_concurrency = tonumber(ARGV[6])
 local identify_reserve = tonumber(ARGV[7])
+local process_label = ARGV[8]
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'pending_generation',
   'pending_max_shards', 'epoch', 'fence_base', 'shards_per_process', 'pending_shards_per_process')
 if not plan[1] then
@@ -161,6 +163,7 @@ if fence <= fence_base then
 end
 local lease_key = gen_key(generation, 'lease', first_id)
 redis.call('HSET', lease_key, 'n', nonce, 'f', fence, 't', now, 'b', 0, 'w', now + longest_sleep_ms)
+if process_label ~= '' then redis.call('HSET', lease_key, 'p', process_label) end
 redis.call('PEXPIRE', lease_key, longest_sleep_ms + lease_ms)
 redis.call('ZADD', gen_key(generation, 'deadlines'), now + longest_sleep_ms + lease_ms, first_id)
 event('connect', first_id)

@@ -15,7 +15,8 @@ ARGV[8]  group_size     shards per process of that generation (see connect.lua):
 ARGV[9]  shard_figures  the figures to read that each shard of a group has its own of, as the
                         lease fields beats write them (beat.lua's header), space separated: "g l"
                         reads g and l for a group's first shard, g:<id> and l:<id> for the others
-ARGV[10] lease_figures  the figures to read that the group's shards share, space separated ("x")
+ARGV[10] lease_figures  the figures to read that the group's shards share, space separated ("x p c
+                        m": extra, and the process's label, CPU and memory)
 
 Keys built with gen_key: g:<gen>:lease:<id> (hash, see includes/common.lua) and g:<gen>:reports
 (hash: the per-shard figures each shard's holders last reported, <figure>:<shard id>, kept beyond

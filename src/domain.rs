@@ -115,6 +115,13 @@ pub struct BeatReport {
     /// ready holder counts toward completing a reshard, so the old generation is retired only
     /// once the new one is really up.
     pub ready: bool,
+    /// Gateway dispatches the first shard's current session has received so far (a counter:
+    /// shardman turns it into a rate on its own clock).
+    pub events: Option<u64>,
+    /// The process's CPU time so far, in seconds (a counter, like `events`).
+    pub cpu_seconds: Option<f64>,
+    /// The process's resident memory, in bytes.
+    pub rss_bytes: Option<u64>,
 }
 
 /// What one shard of a group reports with a beat.
@@ -125,6 +132,8 @@ pub struct ShardReport {
     pub latency: Option<f64>,
     /// Resume data as compact JSON text.
     pub resume: Option<String>,
+    /// Gateway dispatches this shard's current session has received so far.
+    pub events: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,7 +152,18 @@ pub struct ShardStatus {
     pub last_beat: DateTime<Utc>,
     pub guild_count: Option<u64>,
     pub latency: Option<f64>,
+    /// Gateway dispatches per second, between the shard's last two `events` reports (measured on
+    /// the store's clock); null until it reported twice.
+    pub events_per_second: Option<f64>,
+    /// The label its process gave `/connect` (`<hostname>:<pid>` by default), if any.
+    pub process: Option<String>,
     pub extra: Option<serde_json::Value>,
+    /// Its process's CPU use in cores, between its last two `cpu_seconds` reports.
+    #[serde(skip)]
+    pub cpu: Option<f64>,
+    /// Its process's resident memory, as last reported.
+    #[serde(skip)]
+    pub rss_bytes: Option<u64>,
     #[serde(skip)]
     pub fence: u64,
     /// Whether the holder has beaten since it connected.
@@ -195,6 +215,97 @@ pub fn ready_count(shards: &[ShardStatus]) -> usize {
 /// The guilds the shards report.
 pub fn guild_total(shards: &[ShardStatus]) -> u64 {
     shards.iter().filter_map(|shard| shard.guild_count).sum()
+}
+
+/// One bot process as `/status` lists it: the shards its sessions hold and what it carries.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ProcessLoad {
+    /// The label the process gave `/connect`; null for a session that gave none (each such
+    /// session is listed on its own).
+    pub process: Option<String>,
+    /// The generation its sessions belong to.
+    pub generation: u64,
+    pub shard_ids: Vec<u32>,
+    /// Its shards' `events_per_second`, summed; null while none of them has a rate.
+    pub events_per_second: Option<f64>,
+    /// CPU in use, in cores (1.0 = one core busy), between its last two `cpu_seconds` reports.
+    pub cpu: Option<f64>,
+    /// Resident memory, as last reported.
+    pub rss_bytes: Option<u64>,
+}
+
+/// The processes holding a generation's shards, by their first shard id. Sessions that gave the
+/// same label are one process (figures every session of it reports alike, CPU and memory, are
+/// taken once: the largest); a session without a label is a process of its own.
+pub fn process_loads(
+    generation: u64,
+    shards_per_process: u32,
+    held: &[ShardStatus],
+) -> Vec<ProcessLoad> {
+    let group_size = shards_per_process.max(1);
+    let mut processes: Vec<ProcessLoad> = Vec::new();
+    // Which entry of `processes` a label, or an unlabelled session (its group), went to.
+    let mut by_label: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut by_group: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+    for shard in held {
+        let slot = match shard.process.as_deref() {
+            Some(label) => by_label.get(label).copied(),
+            None => by_group.get(&(shard.shard_id / group_size)).copied(),
+        };
+        let index = slot.unwrap_or_else(|| {
+            processes.push(ProcessLoad {
+                process: shard.process.clone(),
+                generation,
+                shard_ids: Vec::new(),
+                events_per_second: None,
+                cpu: None,
+                rss_bytes: None,
+            });
+            processes.len() - 1
+        });
+        match shard.process.as_deref() {
+            Some(label) => by_label.insert(label, index),
+            None => by_group.insert(shard.shard_id / group_size, index),
+        };
+        let process = &mut processes[index];
+        process.shard_ids.push(shard.shard_id);
+        process.events_per_second = sum(process.events_per_second, shard.events_per_second);
+        process.cpu = larger(process.cpu, shard.cpu);
+        process.rss_bytes = larger(process.rss_bytes, shard.rss_bytes);
+    }
+    processes
+}
+
+/// The fleet's dispatches per second: every rate the shards report, summed (0 when none does).
+pub fn events_per_second_total(shards: &[ShardStatus]) -> f64 {
+    // A fold from 0.0, not `sum()`, which starts from -0.0 and so shows "-0" for an idle fleet.
+    shards
+        .iter()
+        .filter_map(|shard| shard.events_per_second)
+        .fold(0.0, |total, rate| total + rate)
+}
+
+fn sum(total: Option<f64>, more: Option<f64>) -> Option<f64> {
+    match (total, more) {
+        (Some(total), Some(more)) => Some(total + more),
+        (total, more) => total.or(more),
+    }
+}
+
+fn larger<T: PartialOrd>(known: Option<T>, more: Option<T>) -> Option<T> {
+    match (known, more) {
+        (Some(known), Some(more)) => Some(if more > known { more } else { known }),
+        (known, more) => known.or(more),
+    }
+}
+
+/// One point of the fleet's load history (`/status` `history`): the active generation's
+/// dispatches per second and held shards at one moment.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct LoadSample {
+    pub at: DateTime<Utc>,
+    pub events_per_second: f64,
+    pub held: u32,
 }
 
 /// The fleet: the active generation (`total_shards`, `generation`, `shards`, as the original API
@@ -332,6 +443,70 @@ pub fn timestamp_from_millis(millis: i64) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn held(shard_id: u32, process: Option<&str>, rate: Option<f64>) -> ShardStatus {
+        ShardStatus {
+            shard_id,
+            process: process.map(str::to_owned),
+            events_per_second: rate,
+            ..ShardStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_process_carries_its_shards_events_and_its_cpu_and_memory_once() {
+        let mut shards = vec![
+            held(0, Some("a:1"), Some(40.0)),
+            held(1, Some("a:1"), None),
+            held(2, Some("b:2"), Some(5.0)),
+            held(3, Some("a:1"), Some(2.5)),
+        ];
+        // Two sessions of one process report the same CPU and memory (one slightly older).
+        (shards[0].cpu, shards[0].rss_bytes) = (Some(0.5), Some(100));
+        (shards[3].cpu, shards[3].rss_bytes) = (Some(0.52), Some(104));
+
+        let processes = process_loads(7, 1, &shards);
+
+        assert_eq!(processes.len(), 2);
+        let a = &processes[0];
+        assert_eq!((a.process.as_deref(), a.generation), (Some("a:1"), 7));
+        assert_eq!(a.shard_ids, [0, 1, 3]);
+        assert_eq!(a.events_per_second, Some(42.5));
+        assert_eq!((a.cpu, a.rss_bytes), (Some(0.52), Some(104)));
+        let b = &processes[1];
+        assert_eq!(
+            (b.shard_ids.as_slice(), b.events_per_second),
+            (&[2][..], Some(5.0))
+        );
+        assert_eq!((b.cpu, b.rss_bytes), (None, None));
+        assert_eq!(events_per_second_total(&shards), 47.5);
+        assert!(
+            events_per_second_total(&[]).is_sign_positive(),
+            "an idle fleet is +0"
+        );
+    }
+
+    #[test]
+    fn each_unlabelled_session_is_a_process_of_its_own() {
+        let shards = [
+            held(0, None, Some(1.0)),
+            held(1, None, Some(2.0)),
+            held(2, None, None),
+            held(4, None, None),
+        ];
+
+        let processes = process_loads(1, 2, &shards);
+
+        let groups: Vec<_> = processes
+            .iter()
+            .map(|process| (process.shard_ids.clone(), process.events_per_second))
+            .collect();
+        assert_eq!(
+            groups,
+            [(vec![0, 1], Some(3.0)), (vec![2], None), (vec![4], None)]
+        );
+        assert!(processes.iter().all(|process| process.process.is_none()));
+    }
 
     #[test]
     fn events_parse_from_the_scripts_format() {

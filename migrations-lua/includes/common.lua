@@ -33,6 +33,7 @@ passes the fixed ones); per-generation keys are built by gen_key below and nowhe
   events             list        alert events, newest first (queue_event below)
   events:seq         string      the last event id
   events:inflight    sorted set  claimed events awaiting delivery (claim_events.lua)
+  load:history       sorted set  the fleet's load over the last hour (record_load.lua)
 
 Errors   "SCHEMA_TOO_NEW <found>" from every script when a newer build raised the stored schema
          above known_schema: nothing is read or written, the replica must not touch the data.

@@ -252,6 +252,20 @@ impl<'a> FieldReader<'a> {
         }
     }
 
+    /// An optional finite float >= 0 (a counter such as CPU seconds); numeric text is accepted.
+    pub fn optional_non_negative_float(&mut self, name: &str) -> Option<f64> {
+        let number = self.optional_float(name)?;
+        if number < 0.0 {
+            self.issues.push(ValidationIssue::new(
+                &["body", name],
+                "ensure this value is greater than or equal to 0",
+                "value_error.number.not_ge",
+            ));
+            return None;
+        }
+        Some(number)
+    }
+
     /// An optional boolean; form text `true`/`false` (and pydantic's other spellings) is accepted.
     pub fn optional_bool(&mut self, name: &str) -> Option<bool> {
         let value = self.present(name)?;
@@ -345,7 +359,7 @@ impl<'a> FieldReader<'a> {
     }
 
     /// Per-shard reports of a shard group: a list of objects `{shard_id, guild_count, latency,
-    /// resume}` (or that list as JSON text, from a form); each field checked as its flat
+    /// resume, events}` (or that list as JSON text, from a form); each field checked as its flat
     /// counterpart, with `loc` naming the entry (`["body", "shards", 2, "latency"]`).
     pub fn optional_shard_reports(&mut self, name: &str) -> Vec<ShardReport> {
         let Some(value) = self.present(name) else {
@@ -382,6 +396,7 @@ impl<'a> FieldReader<'a> {
                 resume: entry
                     .optional_resume("resume")
                     .map(|value| value.to_string()),
+                events: entry.optional_count("events"),
             };
             if entry.issues.is_empty() {
                 reports.push(report);
@@ -404,5 +419,81 @@ impl<'a> FieldReader<'a> {
                 issues: self.issues,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader_over(fields: &Map<String, Value>) -> FieldReader<'_> {
+        FieldReader::over(fields)
+    }
+
+    fn fields(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(fields) => fields,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    fn kinds(reader: FieldReader<'_>) -> Vec<(Vec<Value>, String)> {
+        reader
+            .issues
+            .into_iter()
+            .map(|issue| (issue.loc, issue.kind))
+            .collect()
+    }
+
+    #[test]
+    fn cpu_seconds_take_any_finite_number_from_zero_up_and_numeric_text() {
+        let body = fields(json!({"a": 0, "b": 412.75, "c": " 1e2 "}));
+        let mut reader = reader_over(&body);
+        assert_eq!(reader.optional_non_negative_float("a"), Some(0.0));
+        assert_eq!(reader.optional_non_negative_float("b"), Some(412.75));
+        assert_eq!(reader.optional_non_negative_float("c"), Some(100.0));
+        assert_eq!(reader.optional_non_negative_float("absent"), None);
+        assert!(reader.finish().is_ok());
+    }
+
+    #[test]
+    fn negative_or_non_numeric_cpu_seconds_are_named_issues() {
+        let body = fields(json!({"negative": -0.1, "text": "busy", "infinite": "inf"}));
+        let mut reader = reader_over(&body);
+        for name in ["negative", "text", "infinite"] {
+            assert_eq!(reader.optional_non_negative_float(name), None, "{name}");
+        }
+        assert_eq!(
+            kinds(reader),
+            [
+                (
+                    vec![json!("body"), json!("negative")],
+                    "value_error.number.not_ge"
+                ),
+                (vec![json!("body"), json!("text")], "type_error.float"),
+                (vec![json!("body"), json!("infinite")], "type_error.float"),
+            ]
+            .map(|(loc, kind)| (loc, kind.to_owned()))
+        );
+    }
+
+    #[test]
+    fn each_shard_report_carries_its_own_events_and_a_bad_count_names_its_entry() {
+        let body = fields(json!({"shards": [
+            {"shard_id": 4, "events": 1200},
+            {"shard_id": 5},
+            {"shard_id": 6, "events": -1},
+        ]}));
+        let mut reader = reader_over(&body);
+        let reports = reader.optional_shard_reports("shards");
+        let events: Vec<_> = reports.iter().map(|r| (r.shard_id, r.events)).collect();
+        assert_eq!(events, [(4, Some(1200)), (5, None)]);
+        assert_eq!(
+            kinds(reader),
+            [(
+                vec![json!("body"), json!("shards"), json!(2), json!("events")],
+                "value_error.number.not_ge".to_owned()
+            )]
+        );
     }
 }

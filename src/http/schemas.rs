@@ -43,7 +43,8 @@ pub struct ValidationIssue {
 /// `POST /beat`, as JSON or as a form (`requests.post(url, data={...})` sends a form).
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"session_id": EXAMPLE_SESSION_ID, "guild_count": 2431,
-    "latency": 0.084, "extra": {"version": "1.4.2"}}))]
+    "latency": 0.084, "events": 183204, "cpu_seconds": 412.7, "rss_bytes": 187695104,
+    "extra": {"version": "1.4.2"}}))]
 pub struct BeatBody {
     /// From `/connect`.
     pub session_id: String,
@@ -63,11 +64,20 @@ pub struct BeatBody {
     /// Whether every shard of the session is connected to Discord (default true: the original
     /// clients beat only once connected). Only ready holders complete a reshard.
     pub ready: Option<bool>,
+    /// Gateway dispatches this shard's current Discord session has received so far (an integer,
+    /// at least 0). A counter, so a retried beat never counts twice: shardman turns it into
+    /// `events_per_second` on its own clock, and a lower count than before starts over (a new
+    /// session).
+    pub events: Option<u64>,
+    /// The process's CPU time so far, in seconds (at least 0); shardman shows the cores it uses.
+    pub cpu_seconds: Option<f64>,
+    /// The process's resident memory, in bytes (an integer, at least 0).
+    pub rss_bytes: Option<u64>,
 }
 
 /// One shard of a group, in a beat's `shards`.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"shard_id": 5, "guild_count": 1180, "latency": 0.052}))]
+#[schema(example = json!({"shard_id": 5, "guild_count": 1180, "latency": 0.052, "events": 90311}))]
 pub struct ShardReportBody {
     /// A shard id of the session's group (others are ignored).
     pub shard_id: u32,
@@ -75,6 +85,8 @@ pub struct ShardReportBody {
     pub latency: Option<f64>,
     /// Discord's resume data for this shard.
     pub resume: Option<ResumeData>,
+    /// Gateway dispatches this shard's current session has received so far (as the flat field).
+    pub events: Option<u64>,
 }
 
 /// `POST /identify`, as JSON or as a form.

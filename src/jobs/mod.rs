@@ -1,5 +1,5 @@
 //! The replica's background tasks: the gateway poller (with `BOT_TOKEN`), the alert dispatcher and
-//! lease reaper (with `WEBHOOK_URL`), and autoscale (without `MAX_SHARDS`). They start when the
+//! lease reaper (with `WEBHOOK_URL`), autoscale (without `MAX_SHARDS`), and the load history. They start when the
 //! replica is built and stop when its server stops.
 
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 pub mod alerts;
 pub mod autoscale;
 pub mod discord;
+pub mod load_history;
 mod stop;
 
 use crate::config::Settings;
@@ -18,6 +19,7 @@ use crate::store::Store;
 use alerts::{Dispatcher, Reaper, WebhookSettings};
 use autoscale::{AutoscaleSettings, Autoscaler};
 use discord::{GatewayPoller, GatewaySettings};
+use load_history::LoadHistory;
 
 /// How long stopping waits for a task to notice before it is aborted.
 const STOP_WAIT: Duration = Duration::from_secs(5);
@@ -51,6 +53,8 @@ impl BackgroundTasks {
             let reaper = Reaper::new(store.clone());
             handles.push(tokio::spawn(reaper.run(stopped.clone())));
         }
+        let history = LoadHistory::new(store.clone(), owner.clone());
+        handles.push(tokio::spawn(history.run(stopped.clone())));
         if let Some(autoscale) = AutoscaleSettings::from_settings(settings) {
             let autoscaler = Autoscaler::new(store, autoscale, owner, gateway_fetched);
             handles.push(tokio::spawn(autoscaler.run(stopped)));

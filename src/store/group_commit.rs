@@ -208,7 +208,7 @@ mod tests {
     }
 
     async fn session(store: &Store) -> String {
-        match store.connect().await.expect("connect") {
+        match store.connect(None).await.expect("connect") {
             ConnectOutcome::Granted(grant) => grant.session_id,
             other => panic!("no grant: {other:?}"),
         }

@@ -16,6 +16,8 @@ pub(super) struct Keys {
     pub events_inflight: String,
     pub meta: String,
     pub quarantine: String,
+    /// The fleet's load history (record_load.lua).
+    pub load_history: String,
 }
 
 impl Keys {
@@ -32,6 +34,7 @@ impl Keys {
             events_inflight: key("events:inflight"),
             meta: key("meta"),
             quarantine: key("quarantine"),
+            load_history: key("load:history"),
             base,
         }
     }

@@ -17,13 +17,15 @@ use crate::session_token::{SessionClaims, new_nonce};
 
 impl Store {
     /// Claims the lowest free shard id for a new session and books its IDENTIFY slot.
-    pub async fn connect(&self) -> Result<ConnectOutcome, StoreError> {
+    /// `process`: the label of the bot process, kept with the session.
+    pub async fn connect(&self, process: Option<&str>) -> Result<ConnectOutcome, StoreError> {
         let nonce = new_nonce();
         let claim = self
             .run_planned(&scripts::connect::Connect {
                 nonce: &nonce,
                 default_concurrency: self.default_concurrency,
                 identify_reserve: self.identify_reserve,
+                process_label: process,
             })
             .await?;
         Ok(match claim {

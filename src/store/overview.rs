@@ -6,10 +6,15 @@
 //! milliseconds. The pages are not one atomic snapshot; each shard's figures are consistent, which
 //! is all a status read needs.
 
+use std::time::Duration;
+
 use super::recovery::InitReason;
 use super::scripts::fleet_page::{Figures, FleetPage};
+use super::scripts::record_load::{RecordLoad, Recorded};
 use super::{Store, StoreError, array, text, unexpected};
-use crate::domain::{FleetStatus, GenerationStatus, ShardStatus, guild_total};
+use crate::domain::{
+    FleetStatus, GenerationStatus, LoadSample, ShardStatus, guild_total, timestamp_from_millis,
+};
 
 /// Shard ids per script call: about 5 ms of Redis time when every id is held.
 pub const PAGE: u32 = 512;
@@ -69,6 +74,40 @@ impl Store {
             shards_per_process: group_size as u32,
             unheld_guilds: guild_total(&unheld),
         })
+    }
+
+    /// Adds the fleet's load now to its history (record_load.lua): no point is added when the
+    /// newest one is younger than `sample_interval`, and points older than `kept` are dropped.
+    /// Returns whether it was added.
+    pub async fn record_load(
+        &self,
+        sample_interval: Duration,
+        kept: Duration,
+        events_per_second: f64,
+        held: u32,
+    ) -> Result<bool, StoreError> {
+        let millis = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        let Recorded(added) = self
+            .run(&RecordLoad {
+                sample_interval_ms: millis(sample_interval),
+                history_ms: millis(kept),
+                events_per_second: &format!("{events_per_second:.3}"),
+                held,
+            })
+            .await?;
+        Ok(added)
+    }
+
+    /// The fleet's load history, oldest first: the points [`Store::record_load`] kept.
+    pub async fn load_history(&self) -> Result<Vec<LoadSample>, StoreError> {
+        let reply = self
+            .engine
+            .command(&["ZRANGE", &self.keys.load_history, "0", "-1"])
+            .await?;
+        Ok(array(&reply, "ZRANGE")?
+            .iter()
+            .filter_map(|point| load_sample(&text(Some(point))?))
+            .collect())
     }
 
     /// `[generation, max_shards, pending_generation, pending_max_shards, shards_per_process,
@@ -145,5 +184,36 @@ impl Store {
             first += count;
         }
         Ok((shards, unheld))
+    }
+}
+
+/// A history point as record_load.lua keeps it: `"<at ms> <events per second> <held>"`.
+fn load_sample(point: &str) -> Option<LoadSample> {
+    let mut parts = point.split(' ');
+    let at_ms = parts.next()?.parse().ok()?;
+    let events_per_second = parts.next()?.parse::<f64>().ok()?;
+    let held = parts.next()?.parse().ok()?;
+    Some(LoadSample {
+        at: timestamp_from_millis(at_ms),
+        events_per_second: if events_per_second.is_finite() {
+            events_per_second
+        } else {
+            0.0
+        },
+        held,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_history_point_reads_back_as_it_was_written_and_a_torn_one_is_skipped() {
+        let sample = load_sample("1700000000000 42.500 16").expect("a point");
+        assert_eq!(sample.at, timestamp_from_millis(1_700_000_000_000));
+        assert_eq!((sample.events_per_second, sample.held), (42.5, 16));
+        assert!(load_sample("1700000000000 42.5").is_none());
+        assert!(load_sample("soon 1 2").is_none());
     }
 }

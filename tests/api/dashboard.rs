@@ -11,7 +11,8 @@ use headless_chrome::protocol::cdp::types::Event;
 use headless_chrome::{Browser, LaunchOptions, Tab};
 use reqwest::StatusCode;
 
-use crate::helpers::{Backend, SECRET, TestApp, settings, spawn_app};
+use crate::helpers::{Backend, SECRET, TestApp, redis_key, settings, spawn_app};
+use crate::support::redis::shared_redis;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -321,4 +322,131 @@ async fn a_wrong_secret_is_refused_and_asked_for_again() {
     })
     .await
     .unwrap();
+}
+
+/// Four planned shards, 3 missing; 0 and 1 held by process `bot-a:1`, 2 by `bot-b:2`, beating
+/// every 0.7 s with events at 90, 6 and 24 per second until `beating` is dropped; and the load
+/// history of the last hour with three more points, 40, 20 and 1 minutes old.
+async fn fleet_under_load() -> (TestApp, tokio::task::JoinHandle<()>) {
+    let mut config = settings(Backend::Redis);
+    config.max_shards = 4;
+    // A short lease, so a rate needs only a second (beat.lua, "Load counters").
+    config.max_seconds = 6;
+    let prefix = config.key_prefix.clone();
+    let app = spawn_app(config).await;
+    let mut sessions = Vec::new();
+    for label in ["bot-a:1", "bot-a:1", "bot-b:2"] {
+        let response = app.get(&format!("/connect?process={label}")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: serde_json::Value = response.json().await.unwrap();
+        sessions.push(body["session_id"].as_str().unwrap().to_owned());
+    }
+    let rates = [90.0, 6.0, 24.0];
+    let beater = TestApp::at(app.address.clone());
+    let beating = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        loop {
+            let elapsed = started.elapsed().as_secs_f64();
+            for (session, rate) in sessions.iter().zip(rates) {
+                let body = serde_json::json!({
+                    "session_id": session,
+                    "events": (rate * elapsed) as u64,
+                    "cpu_seconds": elapsed * rate / 100.0,
+                    "rss_bytes": 200 * 1024 * 1024,
+                });
+                beater.beat_json(&body).await;
+            }
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        }
+    });
+    let rated = crate::helpers::eventually(Duration::from_secs(15), || async {
+        let status = app.status().await;
+        status["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|shard| shard["events_per_second"].is_number())
+    })
+    .await;
+    assert!(rated, "every held shard has a rate");
+    let history = redis_key(&prefix, "load:history");
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    for (minutes_ago, rate, held) in [(40, 20.0, 2), (20, 80.0, 3), (1, 120.0, 3)] {
+        let at = now_ms - minutes_ago * 60_000;
+        shared_redis().query(&[
+            "ZADD",
+            &history,
+            &at.to_string(),
+            &format!("{at} {rate:.3} {held}"),
+        ]);
+    }
+    (app, beating)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_status_page_colours_shards_by_load_lists_processes_and_plots_the_last_hour() {
+    let (app, beating) = fleet_under_load().await;
+    let url = app.url("/");
+    tokio::task::spawn_blocking(move || {
+        let chromium = Chromium::launch();
+        let tab = chromium.tab();
+        tab.navigate_to(&url)
+            .unwrap()
+            .wait_until_navigated()
+            .unwrap();
+        tab.wait_for_element("#login:not([hidden]) #secret")
+            .unwrap()
+            .click()
+            .unwrap();
+        tab.type_str(SECRET).unwrap().press_key("Enter").unwrap();
+        wait_for_render(&tab);
+
+        // Against the mean of 40 events/s: 90 is busy, 6 low, 24 normal; shard 3 is missing.
+        let loads = eval_string(
+            &tab,
+            "Array.from(document.querySelectorAll('#grid .cell')).map(c => c.dataset.load).join(',')",
+        );
+        assert_eq!(loads, "busy,low,normal,", "load levels by shard");
+        assert_eq!(cell_states(&tab)[3], "missing");
+
+        let rows = eval_string(
+            &tab,
+            "Array.from(document.querySelectorAll('#process-rows tr')).map(r => \
+             Array.from(r.cells).map(c => c.textContent).join('|')).join('\\n')",
+        );
+        let rows: Vec<Vec<&str>> = rows.lines().map(|row| row.split('|').collect()).collect();
+        assert_eq!(rows.len(), 2, "two processes: {rows:?}");
+        assert_eq!((rows[0][0], rows[0][1]), ("bot-a:1", "0–1"), "busiest first");
+        assert_eq!((rows[1][0], rows[1][1]), ("bot-b:2", "2"));
+        let events: f64 = rows[0][2].replace(',', "").parse().expect("events per second");
+        assert!((70.0..=120.0).contains(&events), "bot-a:1 carries about 96 events/s: {rows:?}");
+        assert_eq!(rows[0][4], "200 MiB");
+        let cores: f64 = rows[0][3].parse().expect("cores");
+        assert!((0.7..=1.3).contains(&cores), "bot-a:1 uses about 0.96 cores: {rows:?}");
+        assert_eq!(
+            eval_string(&tab, "document.getElementById('total-processes').textContent"),
+            "2"
+        );
+
+        // The three points written above, and the one the replica took as it started.
+        let points: usize = eval_string(&tab, "document.getElementById('history').dataset.points")
+            .parse()
+            .unwrap();
+        assert!(points >= 3, "{points} points in the plot");
+        let drawn = eval_string(
+            &tab,
+            "document.querySelector('#history .series.rate').getAttribute('points').split(' ').length",
+        );
+        assert_eq!(drawn, points.to_string());
+        assert_eq!(
+            eval_string(&tab, "String(document.getElementById('history-empty').hidden)"),
+            "true"
+        );
+        save_screenshot(&tab, "dashboard-load.png");
+        let errors = chromium.errors();
+        assert!(errors.is_empty(), "console errors: {errors:#?}");
+    })
+    .await
+    .unwrap();
+    beating.abort();
 }

@@ -24,6 +24,7 @@ mod handover;
 mod health;
 mod helpers;
 mod identify;
+mod load;
 mod openapi;
 mod operations;
 mod rate_limit;

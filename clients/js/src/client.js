@@ -8,6 +8,7 @@ import {
   ShardmanError,
   ShardmanUnavailableError,
 } from './errors.js';
+import { defaultProcessLabel, processUsage } from './usage.js';
 
 /** The method and path of each route of the API. */
 const ROUTES = Object.freeze({
@@ -92,16 +93,19 @@ export function claimFromWire(body, sentAt, receivedAt) {
 
 /**
  * The JSON body of a beat: per-shard reports in `shards`, and the first shard's also flat (for servers
- * that only read the flat fields). Unknown values are left out, so the server keeps what it had.
+ * that only read the flat fields), and the process's usage when given. Unknown values are left out, so
+ * the server keeps what it had.
  * @param {string} sessionId
  * @param {import('./index.js').ShardReport[]} reports
+ * @param {import('./index.js').ProcessUsage} [usage]
  */
-export function beatBody(sessionId, reports) {
+export function beatBody(sessionId, reports, usage) {
   const shards = reports.map((report) => {
     const entry = /** @type {Record<string, unknown>} */ ({ shard_id: report.shardId });
     if (report.guildCount != null) entry.guild_count = report.guildCount;
     if (report.latency != null) entry.latency = report.latency;
     if (report.resume) entry.resume = resumeToWire(report.resume);
+    if (report.events != null) entry.events = report.events;
     return entry;
   });
   const body = /** @type {Record<string, unknown>} */ ({ session_id: sessionId });
@@ -112,6 +116,10 @@ export function beatBody(sessionId, reports) {
     // Connected to Discord once every shard has a session: only then may this holder complete a
     // reshard (shardman retires the old generation on it).
     body.ready = reports.every((report) => report.resume != null);
+  }
+  if (usage) {
+    body.cpu_seconds = usage.cpuSeconds;
+    body.rss_bytes = usage.rssBytes;
   }
   return body;
 }
@@ -169,7 +177,7 @@ export class ShardmanClient {
   /**
    * @param {import('./index.js').ShardmanClientOptions} options
    */
-  constructor({ url, secret, fetch = globalThis.fetch, maxAttempts = 8, baseDelay = BACKOFF.baseDelay, maxDelay = BACKOFF.maxDelay, timeout = 10 }) {
+  constructor({ url, secret, fetch = globalThis.fetch, maxAttempts = 8, baseDelay = BACKOFF.baseDelay, maxDelay = BACKOFF.maxDelay, timeout = 10, process = defaultProcessLabel() }) {
     if (!url) throw new TypeError('ShardmanClient needs the shardman url');
     if (!secret) throw new TypeError('ShardmanClient needs the shardman secret');
     this.url = url.replace(/\/+$/, '');
@@ -180,6 +188,8 @@ export class ShardmanClient {
     this.baseDelay = baseDelay;
     this.maxDelay = maxDelay;
     this.timeout = timeout;
+    // The label `/connect` files this process's sessions under in shardman's `/status`.
+    this.process = process;
   }
 
   /**
@@ -211,12 +221,13 @@ export class ShardmanClient {
   /**
    * A call of the API, decoded (`decodeAnswer`); 429, 5xx and network errors retried up to `attempts` times.
    * @param {import('./index.js').Route} route
-   * @param {{ body?: unknown, headers?: Record<string, string>, attempts?: number, signal?: AbortSignal,
-   *   timeout?: number, onRetry?: (info: { attempt: number, delay: number, error: ShardmanError }) => void }} [options]
+   * @param {{ body?: unknown, query?: Record<string, string>, headers?: Record<string, string>, attempts?: number,
+   *   signal?: AbortSignal, timeout?: number, onRetry?: (info: { attempt: number, delay: number, error: ShardmanError }) => void }} [options]
    * @returns {Promise<any>}
    */
-  async call(route, { body, headers, attempts = this.maxAttempts, signal, timeout, onRetry } = {}) {
-    const [method, path] = ROUTES[route];
+  async call(route, { body, query, headers, attempts = this.maxAttempts, signal, timeout, onRetry } = {}) {
+    const [method, routePath] = ROUTES[route];
+    const path = query ? `${routePath}?${new URLSearchParams(query)}` : routePath;
     for (let attempt = 0; ; attempt++) {
       signal?.throwIfAborted();
       let error;
@@ -239,11 +250,12 @@ export class ShardmanClient {
    * @returns {Promise<import('./index.js').Claim>}
    */
   async connect(options = {}) {
-    return this.call('connect', options);
+    return this.call('connect', { ...options, query: { process: this.process } });
   }
 
   /**
-   * `POST /beat` with `Prefer: return=representation`, sent once (the lease view decides about retrying).
+   * `POST /beat` with `Prefer: return=representation`, sent once (the lease view decides about retrying),
+   * with the process's CPU time and resident memory.
    * @param {string} sessionId
    * @param {import('./index.js').ShardReport[]} [reports]
    * @param {{ signal?: AbortSignal, timeout?: number }} [options]
@@ -251,7 +263,7 @@ export class ShardmanClient {
    */
   async beat(sessionId, reports = [], { signal, timeout } = {}) {
     return this.call('beat', {
-      body: beatBody(sessionId, reports),
+      body: beatBody(sessionId, reports, processUsage()),
       headers: { Prefer: 'return=representation' },
       attempts: 1,
       signal,

@@ -97,6 +97,7 @@ export async function startDiscordjsShards(context, { token, options, discordApi
           guildCount: client.ws.shards.get(shardId)?.status === Status.Ready ? client.guilds.cache.filter((guild) => guild.shardId === shardId).size : null,
           latency: ping >= 0 ? ping / 1000 : null,
           resume: sessions.resume(shardId),
+          events: sessions.dispatches(shardId),
         };
       }),
     async stop(reason) {

@@ -46,6 +46,16 @@ export interface ShardReport {
   /** Seconds. */
   latency?: number | null;
   resume?: ResumeInfo | null;
+  /** Dispatches the shard's current session has received so far (its sequence number). */
+  events?: number | null;
+}
+
+/** What the process reports of itself with every beat. */
+export interface ProcessUsage {
+  /** CPU time so far, user and system, seconds. */
+  cpuSeconds: number;
+  /** Resident memory, bytes. */
+  rssBytes: number;
 }
 
 export interface BeatAnswer {
@@ -70,6 +80,8 @@ export interface ShardmanClientOptions {
   maxDelay?: number;
   /** Per-request timeout, seconds (10). */
   timeout?: number;
+  /** The label `/connect` files this process's sessions under (at most 128 printable characters; default `<hostname>:<pid>`). */
+  process?: string;
 }
 
 export interface RetryInfo {
@@ -100,10 +112,12 @@ export interface CallOptions {
 export class ShardmanClient {
   constructor(options: ShardmanClientOptions);
   readonly url: string;
+  /** The label `/connect` sends as `process`. */
+  readonly process: string;
   /** One request sent once, whatever it answers. */
   request(method: string, path: string, options?: { body?: unknown; headers?: Record<string, string>; signal?: AbortSignal; timeout?: number }): Promise<Required<RawAnswer>>;
   /** A call of the API, decoded by `decodeAnswer`; 429, 5xx and network errors retried. */
-  call(route: Route, options?: CallOptions & { body?: unknown; headers?: Record<string, string> }): Promise<unknown>;
+  call(route: Route, options?: CallOptions & { body?: unknown; query?: Record<string, string>; headers?: Record<string, string> }): Promise<unknown>;
   connect(options?: CallOptions): Promise<Claim>;
   beat(sessionId: string, reports?: ShardReport[], options?: { signal?: AbortSignal; timeout?: number }): Promise<BeatAnswer>;
   identify(sessionId: string, shardId?: number, options?: CallOptions): Promise<{ sleepDuration: number; sentAt: number; receivedAt: number }>;
@@ -124,7 +138,13 @@ export function retryDelay(attempt: number, retryAfter: number | null, options: 
 export function beatRetryDelay(failures: number, retryAfter: number | null, beatInterval: number, random?: () => number): number;
 export function noShardsAvailableDelay(random?: () => number): number;
 export function claimFromWire(body: Record<string, unknown>, sentAt: number, receivedAt: number): Claim;
-export function beatBody(sessionId: string, reports: ShardReport[]): Record<string, unknown>;
+export function beatBody(sessionId: string, reports: ShardReport[], usage?: ProcessUsage): Record<string, unknown>;
+
+export const PROCESS_LABEL_MAX_CHARS: number;
+/** `<hostname>:<pid>`, cut to PROCESS_LABEL_MAX_CHARS. */
+export function defaultProcessLabel(): string;
+/** This process's CPU time and resident memory now. */
+export function processUsage(): ProcessUsage;
 
 export class ShardmanError extends Error {
   status?: number;
@@ -214,6 +234,8 @@ export class SessionBook {
   retrieve(shardId: number): SessionInfo | null | Promise<never>;
   update(shardId: number, info: SessionInfo | null): void;
   resume(shardId: number): ResumeInfo | null;
+  /** Dispatches the shard's session has received (its sequence number), or null before it has one. */
+  dispatches(shardId: number): number | null;
   stop(): void;
 }
 

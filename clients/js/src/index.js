@@ -14,3 +14,4 @@ export { LAPSE_CHECK_EVERY_MS, LeaseView } from './lease.js';
 export { IdentifyPacer } from './pacer.js';
 export { runShards, shutdownSignal } from './runner.js';
 export { SessionBook, gatewayInformationFor, restOptionsFor } from './sessions.js';
+export { PROCESS_LABEL_MAX_CHARS, defaultProcessLabel, processUsage } from './usage.js';

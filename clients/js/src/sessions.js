@@ -63,6 +63,17 @@ export class SessionBook {
     return { sessionId: info.sessionId, sequence: info.sequence ?? null, resumeGatewayUrl: info.resumeURL ?? null };
   }
 
+  /**
+   * The dispatches `shardId`'s session has received so far: its sequence number, which Discord raises by
+   * one with every dispatch (shardman turns it into events per second); null before there is a session.
+   * @param {number} shardId
+   * @returns {number | null}
+   */
+  dispatches(shardId) {
+    const sequence = this.sessions.get(shardId)?.sequence;
+    return Number.isInteger(sequence) && sequence >= 0 ? sequence : null;
+  }
+
   stop() {
     this.stopped = true;
   }

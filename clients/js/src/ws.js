@@ -88,6 +88,7 @@ export async function startWebSocketShards(context, { token, intents, rest, mana
         guildCount: guilds.count(shardId),
         latency: latencies.get(shardId) ?? null,
         resume: sessions.resume(shardId),
+        events: sessions.dispatches(shardId),
       })),
     async stop(reason) {
       sessions.stop();

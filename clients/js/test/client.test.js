@@ -1,13 +1,18 @@
 import assert from 'node:assert/strict';
+import { hostname } from 'node:os';
 import { after, test } from 'node:test';
 import {
   InvalidSecretError,
   NoShardsAvailableError,
+  PROCESS_LABEL_MAX_CHARS,
   SessionNotFoundError,
   SessionRetiredError,
   ShardmanClient,
   ShardmanUnavailableError,
+  beatBody,
+  defaultProcessLabel,
   parseRetryAfter,
+  processUsage,
   retryDelay,
 } from 'shardman-client';
 import { connectAnswer, startFakeShardman } from './support/fake-shardman.js';
@@ -72,20 +77,22 @@ test('a wrong secret is a 403 error that is not retried', async () => {
 test('beat sends per-shard reports, the first shard flat too, and asks for the representation', async () => {
   const { client, server } = await fake(() => ({ status: 200, body: { shard_id: 0, max_shards: 2, generation: 3, state: 'standby', fence: 7 } }));
   const answer = await client.beat('s1', [
-    { shardId: 0, guildCount: 5, latency: 0.04, resume: { sessionId: 'd0', sequence: 12, resumeGatewayUrl: 'wss://r0' } },
-    { shardId: 1, guildCount: null, latency: null, resume: null },
+    { shardId: 0, guildCount: 5, latency: 0.04, resume: { sessionId: 'd0', sequence: 12, resumeGatewayUrl: 'wss://r0' }, events: 12 },
+    { shardId: 1, guildCount: null, latency: null, resume: null, events: null },
   ]);
   assert.equal(answer.state, 'standby');
   assert.equal(answer.generation, 3);
   const [request] = server.requests;
   assert.equal(request.headers.prefer, 'return=representation');
+  assertProcessUsage(request.body);
   assert.deepEqual(request.body, {
     session_id: 's1',
     guild_count: 5,
     latency: 0.04,
     resume: { session_id: 'd0', sequence: 12, resume_gateway_url: 'wss://r0' },
+    events: 12,
     shards: [
-      { shard_id: 0, guild_count: 5, latency: 0.04, resume: { session_id: 'd0', sequence: 12, resume_gateway_url: 'wss://r0' } },
+      { shard_id: 0, guild_count: 5, latency: 0.04, resume: { session_id: 'd0', sequence: 12, resume_gateway_url: 'wss://r0' }, events: 12 },
       { shard_id: 1 },
     ],
     ready: false, // shard 1 has no Discord session yet
@@ -134,4 +141,50 @@ test('the secret does not show when the client is inspected', async () => {
   const { inspect } = await import('node:util');
   assert.ok(!inspect(client).includes('sekrit'));
   assert.ok(!JSON.stringify(client).includes('sekrit'));
+});
+
+/**
+ * Every beat carries the process's CPU time and resident memory: checked, then taken out of `body`.
+ * @param {Record<string, unknown>} body
+ */
+function assertProcessUsage(body) {
+  const { cpu_seconds: cpu, rss_bytes: rss } = body;
+  delete body.cpu_seconds;
+  delete body.rss_bytes;
+  assert.ok(typeof cpu === 'number' && cpu > 0 && cpu <= processUsage().cpuSeconds, `cpu_seconds ${cpu}`);
+  assert.ok(Number.isInteger(rss) && rss > 1024 * 1024, `rss_bytes ${rss}`);
+}
+
+test('connect files the process under hostname:pid unless the bot names it', async () => {
+  const queries = [];
+  const server = await startFakeShardman(({ query }) => {
+    queries.push(query);
+    return { status: 200, body: connectAnswer() };
+  });
+  try {
+    await new ShardmanClient({ url: server.url, secret: 'k' }).connect();
+    await new ShardmanClient({ url: server.url, secret: 'k', process: 'worker 3' }).connect();
+  } finally {
+    await server.stop();
+  }
+  assert.deepEqual(queries, [{ process: `${hostname()}:${process.pid}` }, { process: 'worker 3' }]);
+});
+
+test('the default process label fits shardman\'s limit of 128 characters', () => {
+  assert.ok(defaultProcessLabel().length <= PROCESS_LABEL_MAX_CHARS);
+  assert.ok(defaultProcessLabel().endsWith(`:${process.pid}`));
+});
+
+test('process usage reads this process\'s CPU time and resident memory', () => {
+  const before = processUsage();
+  let spin = 0;
+  for (let i = 0; i < 2_000_000; i++) spin += i % 7;
+  const after = processUsage();
+  assert.ok(spin > 0 && after.cpuSeconds > before.cpuSeconds);
+  assert.ok(after.rssBytes > 1024 * 1024);
+});
+
+test('beatBody leaves the usage out unless given it', () => {
+  assert.deepEqual(beatBody('s', []), { session_id: 's' });
+  assert.deepEqual(beatBody('s', [], { cpuSeconds: 1.5, rssBytes: 4096 }), { session_id: 's', cpu_seconds: 1.5, rss_bytes: 4096 });
 });

@@ -1,5 +1,6 @@
 // The @discordjs/ws 2 adapter in-process: a scripted shardman without gateway_url, the stand-in Discord.
 import assert from 'node:assert/strict';
+import { hostname } from 'node:os';
 import { after, test } from 'node:test';
 import { REST } from '@discordjs/rest';
 import { ShardmanClient, restOptionsFor, runShards } from 'shardman-client';
@@ -46,6 +47,12 @@ test('without a gateway_url the shards find the gateway through REST at DISCORD_
   assert.deepEqual(beat.resume, { session_id: ready.sessionId, sequence: beat.resume.sequence, resume_gateway_url: `${discord.gatewayUrl}/resume` });
   assert.equal(beat.guild_count, 1);
   assert.ok(beat.resume.sequence >= 1);
+  // The shard's dispatches so far are its session's sequence; the process's usage rides along.
+  assert.equal(beat.events, beat.resume.sequence);
+  assert.equal(beat.shards[0].events, beat.resume.sequence);
+  assert.ok(beat.cpu_seconds > 0 && beat.rss_bytes > 1024 * 1024);
+  const connect = shardman.requests.find((request) => request.path === '/connect');
+  assert.equal(connect.query.process, `${hostname()}:${process.pid}`);
   assert.ok(logs.some((line) => line.includes('is now active (was standby)')), logs.join('\n'));
 });
 

@@ -51,6 +51,7 @@ class Seen:
     at: float
     headers: dict[str, str]
     body: Any
+    query: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -70,7 +71,9 @@ class FakeShardman:
     async def handle(self, request: web.Request) -> web.Response:
         text = await request.text()
         body: Any = json.loads(text) if text else None
-        self.seen.append(Seen(request.method, request.path, time.monotonic(), dict(request.headers), body))
+        seen = Seen(request.method, request.path, time.monotonic(), dict(request.headers), body)
+        seen.query = dict(request.query)
+        self.seen.append(seen)
         queue = self.replies.get(request.path)
         if not queue:
             return web.json_response({"detail": "Not Found"}, status=404)

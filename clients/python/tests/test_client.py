@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
+from typing import Any
 
 import pytest
 from conftest import SECRET, FakeShardman, claim_json
@@ -21,6 +24,7 @@ from shardman_client import (
     ShardReport,
     Unavailable,
 )
+from shardman_client.usage import cpu_seconds, default_process_label, rss_bytes
 
 FAST = Backoff(initial=0.05, cap=0.2, jitter=0.0)
 
@@ -123,21 +127,27 @@ async def test_beat_sends_per_shard_reports_and_the_first_shard_flat(fake_shardm
         before = time.monotonic()
         answer = await c.beat(
             "sess-1",
-            [ShardReport(0, guild_count=3, latency=0.25, resume=resume), ShardReport(1, guild_count=0)],
+            [
+                ShardReport(0, guild_count=3, latency=0.25, resume=resume, events=5),
+                ShardReport(1, guild_count=0),
+            ],
         )
     seen = fake_shardman.requests("/beat")[0]
     assert seen.headers["Prefer"] == "return=representation"
+    assert_process_usage(seen.body)
     assert seen.body == {
         "session_id": "sess-1",
         "guild_count": 3,
         "latency": 0.25,
         "resume": {"session_id": "d1", "sequence": 5, "resume_gateway_url": "wss://r"},
+        "events": 5,
         "shards": [
             {
                 "shard_id": 0,
                 "guild_count": 3,
                 "latency": 0.25,
                 "resume": {"session_id": "d1", "sequence": 5, "resume_gateway_url": "wss://r"},
+                "events": 5,
             },
             {"shard_id": 1, "guild_count": 0},
         ],
@@ -152,7 +162,9 @@ async def test_beat_accepts_204_from_servers_without_representation(fake_shardma
     async with client(fake_shardman) as c:
         answer = await c.beat("sess-1", [ShardReport(0)])
     assert answer.state is None
-    assert fake_shardman.requests("/beat")[0].body == {
+    body = fake_shardman.requests("/beat")[0].body
+    assert_process_usage(body)
+    assert body == {
         "session_id": "sess-1",
         "shards": [{"shard_id": 0}],
         "ready": False,
@@ -240,3 +252,41 @@ async def test_lapse_timer_notices_a_deadline_that_passed_while_the_loop_slept()
     started = time.monotonic()
     await asyncio.wait_for(lease.wait_lapsed(), timeout=2)
     assert 0.25 <= time.monotonic() - started <= 0.8
+
+
+def assert_process_usage(body: dict[str, Any]) -> None:
+    """Every beat carries the process's CPU time and resident memory: checked, then taken out."""
+    cpu, rss = body.pop("cpu_seconds"), body.pop("rss_bytes")
+    assert isinstance(cpu, float)
+    assert 0 < cpu <= time.process_time()
+    assert isinstance(rss, int)
+    assert rss > 1024 * 1024, "a Python process holds more than a MiB"
+
+
+async def test_connect_files_the_process_under_hostname_and_pid_unless_the_bot_names_it(
+    fake_shardman: FakeShardman,
+) -> None:
+    fake_shardman.script("/connect", (200, claim_json()))
+    async with client(fake_shardman) as c:
+        await c.connect()
+    async with ShardmanClient(fake_shardman.url, SECRET, process="worker-3") as c:
+        await c.connect()
+    default, named = fake_shardman.requests("/connect")
+    assert default.query == {"process": f"{socket.gethostname()}:{os.getpid()}"}
+    assert named.query == {"process": "worker-3"}
+
+
+def test_the_default_process_label_fits_shardman_s_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket, "gethostname", lambda: "h" * 300)
+    label = default_process_label()
+    assert len(label) == 128
+    assert label.endswith(f"h:{os.getpid()}")
+
+
+def test_process_usage_reads_this_process_s_cpu_time_and_memory() -> None:
+    before = cpu_seconds()
+    sum(i * i for i in range(200_000))  # some CPU time
+    assert cpu_seconds() > before
+    resident = rss_bytes()
+    assert resident is not None
+    assert resident > 1024 * 1024

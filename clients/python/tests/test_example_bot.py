@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -113,6 +114,11 @@ async def test_a_group_bot_identifies_each_shard_in_its_own_slot_beats_and_shuts
     while not await latencies_reported():
         assert time.monotonic() < deadline, "beats never reported both shards' latency"
         await asyncio.sleep(0.2)
+    # The beats carry the process's figures, filed under the label the bot connected with.
+    (process,) = (await shardman.status())["processes"]
+    assert process["process"] == f"{socket.gethostname()}:{bot.process.pid}"
+    assert process["shard_ids"] == [0, 1]
+    assert process["rss_bytes"] > 1024 * 1024
 
     bot.signal(signal.SIGTERM)
     assert await bot.next_event() == {

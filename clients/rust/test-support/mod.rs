@@ -45,6 +45,8 @@ impl Reply {
 pub struct Request {
     pub method: String,
     pub path: String,
+    /// The path with its query, as sent.
+    pub target: String,
     /// Lower-case names.
     pub headers: HashMap<String, String>,
     pub body: String,
@@ -142,6 +144,7 @@ async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>) {
         script.requests.push(Request {
             method,
             path: path.clone(),
+            target: target.to_owned(),
             headers,
             body: String::from_utf8_lossy(&body).into_owned(),
             at: Instant::now(),

@@ -20,8 +20,10 @@ const NO_CACHE: (header::HeaderName, &str) = (header::CACHE_CONTROL, "no-cache")
     path = "/",
     tag = "dashboard",
     description = "The status page: a grid of every planned shard coloured by state (held, missing, \
-        late beat, high latency), totals, generations; refreshed every few seconds. It asks for the \
-        secret once unless `PUBLIC_STATUS=true`.",
+        late beat, high latency) and held shards by load, totals, generations, the processes with \
+        their load, CPU and memory, and the fleet's events per second and held shards over the \
+        last hour; refreshed every few seconds. It asks for the secret once unless \
+        `PUBLIC_STATUS=true`.",
     responses((status = 200, description = "HTML", content_type = "text/html", body = String)),
 )]
 pub async fn page(state: web::Data<AppState>) -> HttpResponse {

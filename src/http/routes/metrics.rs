@@ -10,7 +10,7 @@ use actix_web::{HttpResponse, web};
 use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, Gauge, Histogram, HistogramOpts, IntGauge, Registry, TextEncoder};
 
-use crate::domain::{FleetStatus, GatewayInfo};
+use crate::domain::{FleetStatus, GatewayInfo, events_per_second_total, process_loads};
 use crate::http::auth::{AdminAccess, Bots, MaybeAuthorized, RefusedCredentials};
 use crate::http::error::{Internal, ValidationFailed, error_set};
 use crate::http::routes::autoscale::{AutoscaleReport, require_metrics_access};
@@ -21,6 +21,24 @@ use crate::telemetry::Telemetry;
 const LATENCY_BUCKETS: &[f64] = &[0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0];
 /// Buckets for the time since each held shard's last beat (seconds).
 const BEAT_AGE_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0];
+/// Buckets for each held shard's gateway dispatches per second.
+const EVENT_RATE_BUCKETS: &[f64] = &[
+    0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0,
+];
+/// Buckets for each bot process's CPU use (cores).
+const CPU_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0, 8.0];
+/// Buckets for each bot process's resident memory (bytes): 64 MiB to 16 GiB, doubling.
+const MEMORY_BUCKETS: &[f64] = &[
+    67_108_864.0,
+    134_217_728.0,
+    268_435_456.0,
+    536_870_912.0,
+    1_073_741_824.0,
+    2_147_483_648.0,
+    4_294_967_296.0,
+    8_589_934_592.0,
+    17_179_869_184.0,
+];
 
 error_set! {
     /// What `GET /metrics` answers instead of the metrics (the store's failures only leave the
@@ -39,6 +57,8 @@ error_set! {
     tag = "operations",
     description = "Prometheus text format. Cluster-wide figures (`shardman_shards_total`, \
         `shardman_shards_held`, `shardman_guilds`, `shardman_shard_latency_seconds`, \
+        `shardman_events_per_second`, `shardman_shard_events_per_second`, \
+        `shardman_process_cpu_cores`, `shardman_process_resident_memory_bytes`, \
         `shardman_generation`, ...) are read from the store at scrape time, so every replica \
         reports the same; request counts and latencies (`shardman_http_requests_total`, \
         `shardman_http_request_duration_seconds`) are this replica's, labelled by route pattern and \
@@ -254,6 +274,7 @@ fn cluster_families(
     }
     registry.register(Box::new(latency))?;
     registry.register(Box::new(beat_age))?;
+    load_families(&registry, fleet)?;
 
     let read = Gauge::new(
         "shardman_store_read_seconds",
@@ -262,6 +283,64 @@ fn cluster_families(
     read.set(read_seconds);
     registry.register(Box::new(read))?;
     Ok(registry.gather())
+}
+
+/// The load the shards and processes report: histograms only, as process labels (and with them
+/// any per-process series) change with every restart.
+fn load_families(registry: &Registry, fleet: &FleetStatus) -> Result<(), prometheus::Error> {
+    let total = Gauge::new(
+        "shardman_events_per_second",
+        "Gateway dispatches per second of the active generation's held shards, summed.",
+    )?;
+    total.set(events_per_second_total(&fleet.shards));
+    registry.register(Box::new(total))?;
+    let histogram = |name: &str, help: &str, buckets: &[f64]| {
+        Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+    };
+    let shard_rates = histogram(
+        "shardman_shard_events_per_second",
+        "Gateway dispatches per second of each held shard that reported them.",
+        EVENT_RATE_BUCKETS,
+    )?;
+    for rate in fleet
+        .shards
+        .iter()
+        .filter_map(|shard| shard.events_per_second)
+    {
+        shard_rates.observe(rate);
+    }
+    let cpu = histogram(
+        "shardman_process_cpu_cores",
+        "CPU use of each bot process that reported it, in cores.",
+        CPU_BUCKETS,
+    )?;
+    let memory = histogram(
+        "shardman_process_resident_memory_bytes",
+        "Resident memory of each bot process that reported it.",
+        MEMORY_BUCKETS,
+    )?;
+    let pending = fleet.pending.iter().flat_map(|pending| {
+        process_loads(
+            pending.generation,
+            pending.shards_per_process,
+            &pending.shards,
+        )
+    });
+    for process in process_loads(fleet.generation, fleet.shards_per_process, &fleet.shards)
+        .into_iter()
+        .chain(pending)
+    {
+        if let Some(cores) = process.cpu {
+            cpu.observe(cores);
+        }
+        if let Some(bytes) = process.rss_bytes {
+            memory.observe(bytes as f64);
+        }
+    }
+    for collector in [shard_rates, cpu, memory] {
+        registry.register(Box::new(collector))?;
+    }
+    Ok(())
 }
 
 fn store_down_families(registry: Registry) -> Result<Vec<MetricFamily>, prometheus::Error> {

@@ -97,10 +97,53 @@ fn recovering(retry_after_ms: u64) -> RecoveringFromDataLoss {
     }
 }
 
+/// `GET /connect`'s query.
+#[derive(Deserialize)]
+pub struct ConnectQuery {
+    /// A label for the bot process, kept with the session and shown by `/status`.
+    process: Option<String>,
+}
+
+/// The longest `process` label `/connect` takes, in characters.
+pub const PROCESS_LABEL_MAX_CHARS: usize = 128;
+
+/// A `process` label as `/connect` keeps it: 1 to [`PROCESS_LABEL_MAX_CHARS`] printable
+/// characters (no control characters: the label goes into logs and the status page as it is).
+fn process_label(label: Option<String>) -> Result<Option<String>, ValidationFailed> {
+    let Some(label) = label else {
+        return Ok(None);
+    };
+    let issue = |msg: &str, kind: &str| ValidationIssue::new(&["query", "process"], msg, kind);
+    let length = label.chars().count();
+    if length == 0 {
+        return Err(issue(
+            "ensure this value has at least 1 characters",
+            "value_error.any_str.min_length",
+        )
+        .into());
+    }
+    if length > PROCESS_LABEL_MAX_CHARS {
+        return Err(issue(
+            &format!("ensure this value has at most {PROCESS_LABEL_MAX_CHARS} characters"),
+            "value_error.any_str.max_length",
+        )
+        .into());
+    }
+    if label.chars().any(char::is_control) {
+        return Err(issue(
+            "string has characters that are not printable",
+            "value_error.str.printable",
+        )
+        .into());
+    }
+    Ok(Some(label))
+}
+
 error_set! {
     /// What `GET /connect` answers when it grants nothing.
     pub ConnectError {
         AuthenticationFailure,
+        ValidationFailed = "A `process` label that is empty, longer than 128 characters or not printable",
         NoShardsAvailable = "Every shard id is held",
         IdentifyBudgetExhausted,
         RecoveringFromDataLoss,
@@ -114,6 +157,7 @@ error_set! {
     tag = "bots",
     description = "Claims the lowest free shard id of the active generation for a new session. `fence` grows with every grant of that shard id (a fencing token).",
     security(("secret" = [])),
+    params(("process" = Option<String>, Query, description = "A label for the bot process (at most 128 printable characters), kept with the session: `/status` lists the shards and load of each process under it. The client packages send `<hostname>:<pid>`.", example = "bot-7f9c4-x2:1")),
     responses(
         (status = 200, description = "A shard was granted", body = ConnectConfirmed),
         ConnectError,
@@ -122,8 +166,10 @@ error_set! {
 pub async fn connect(
     _: Authorized<ConnectError>,
     state: web::Data<AppState>,
+    query: web::Query<ConnectQuery>,
 ) -> Result<HttpResponse, ConnectError> {
-    let grant = match state.store.connect().await? {
+    let process = process_label(query.into_inner().process)?;
+    let grant = match state.store.connect(process.as_deref()).await? {
         ConnectOutcome::Granted(grant) => grant,
         ConnectOutcome::Full => return Err(NoShardsAvailable.into()),
         ConnectOutcome::BudgetExhausted { retry_after_ms } => {
@@ -243,6 +289,9 @@ fn read_beat(
     let resume = fields.optional_resume("resume");
     let shards = fields.optional_shard_reports("shards");
     let ready = fields.optional_bool("ready");
+    let events = fields.optional_count("events");
+    let cpu_seconds = fields.optional_non_negative_float("cpu_seconds");
+    let rss_bytes = fields.optional_count("rss_bytes");
     fields.finish()?;
     let extra = extra.map(|value| value.to_string());
     if extra
@@ -263,6 +312,9 @@ fn read_beat(
         shards,
         // Left out by the original clients, which beat only once connected to Discord.
         ready: ready.unwrap_or(true),
+        events,
+        cpu_seconds,
+        rss_bytes,
     })
 }
 
@@ -415,4 +467,45 @@ pub async fn identify(
 struct IdentifySlot {
     /// Seconds to wait before sending IDENTIFY.
     sleep_duration: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(label: &str) -> String {
+        let error = process_label(Some(label.to_owned())).expect_err(label);
+        let body = serde_json::to_value(&error.issues).expect("issues serialise");
+        assert_eq!(body[0]["loc"], serde_json::json!(["query", "process"]));
+        body[0]["type"].as_str().expect("a type").to_owned()
+    }
+
+    #[test]
+    fn a_process_label_is_one_to_128_printable_characters() {
+        assert_eq!(process_label(None).unwrap(), None);
+        for label in [
+            "bot-7f9c4-x2:1",
+            "wörker 2",
+            &"p".repeat(PROCESS_LABEL_MAX_CHARS),
+        ] {
+            assert_eq!(
+                process_label(Some(label.to_owned())).unwrap().as_deref(),
+                Some(label)
+            );
+        }
+        // Characters, not bytes: 128 two-byte letters still fit.
+        assert!(process_label(Some("ö".repeat(PROCESS_LABEL_MAX_CHARS))).is_ok());
+    }
+
+    #[test]
+    fn an_empty_long_or_unprintable_process_label_is_refused_with_its_reason() {
+        assert_eq!(refusal(""), "value_error.any_str.min_length");
+        assert_eq!(
+            refusal(&"p".repeat(PROCESS_LABEL_MAX_CHARS + 1)),
+            "value_error.any_str.max_length"
+        );
+        for label in ["bot\n1", "bot\t1", "bot\u{1b}[31m", "bot\u{7f}"] {
+            assert_eq!(refusal(label), "value_error.str.printable", "{label:?}");
+        }
+    }
 }

@@ -3,7 +3,7 @@
 
 use redis::Value;
 
-use super::{ScriptReply, script_call};
+use super::{ArgText, ScriptReply, script_call};
 use crate::domain::{BeatOutcome, BeatReport, Lease, SessionState};
 use crate::session_token::SessionClaims;
 
@@ -36,6 +36,9 @@ script_call! {
             shard_reports: String,
             shard_resumes: String,
             ready: bool,
+            events: Option<u64>,
+            cpu_seconds: Option<f64>,
+            rss_bytes: Option<u64>,
         }
     reply BeatAnswers;
 }
@@ -60,10 +63,11 @@ impl Beat {
                 .iter()
                 .map(|shard| {
                     format!(
-                        "{}\t{}\t{}\n",
+                        "{}\t{}\t{}\t{}\n",
                         shard.shard_id,
-                        shard.guild_count.map(|n| n.to_string()).unwrap_or_default(),
-                        shard.latency.map(|s| s.to_string()).unwrap_or_default()
+                        shard.guild_count.arg_text(),
+                        shard.latency.arg_text(),
+                        shard.events.arg_text()
                     )
                 })
                 .collect(),
@@ -76,6 +80,9 @@ impl Beat {
                 })
                 .collect(),
             ready: report.ready,
+            events: report.events,
+            cpu_seconds: report.cpu_seconds,
+            rss_bytes: report.rss_bytes,
         }
     }
 }

@@ -17,7 +17,12 @@ script_call! {
         events_key => events,
         quarantine_key => quarantine,
     }
-    argv { nonce: &'a str, default_concurrency: u32, identify_reserve: i64 }
+    argv {
+        nonce: &'a str,
+        default_concurrency: u32,
+        identify_reserve: i64,
+        process_label: Option<&'a str>,
+    }
     reply Claim;
 }
 

@@ -50,12 +50,46 @@ const FIGURES: &[Figure] = &[
         show: |shard, text| shard.latency = text.parse().ok(),
     },
     Figure {
+        field: "e",
+        per_shard: true,
+        status_only: false,
+        show: |shard, text| shard.events_per_second = counter_rate(text),
+    },
+    Figure {
         field: "x",
         per_shard: false,
         status_only: true,
         show: |shard, text| shard.extra = serde_json::from_str(text).ok(),
     },
+    Figure {
+        field: "p",
+        per_shard: false,
+        status_only: false,
+        show: |shard, text| shard.process = Some(text.to_owned()),
+    },
+    Figure {
+        field: "c",
+        per_shard: false,
+        status_only: false,
+        show: |shard, text| shard.cpu = counter_rate(text),
+    },
+    Figure {
+        field: "m",
+        per_shard: false,
+        status_only: false,
+        show: |shard, text| shard.rss_bytes = text.parse().ok(),
+    },
 ];
+
+/// The rate a load counter's lease field holds (`"<counter> <since ms> <rate>"`, beat.lua's
+/// "Load counters"); `None` until the counter was reported twice.
+fn counter_rate(text: &str) -> Option<f64> {
+    text.split(' ')
+        .nth(2)?
+        .parse()
+        .ok()
+        .filter(|rate: &f64| rate.is_finite())
+}
 
 /// The figures one fleet read asks for: [`FleetPage`]'s `shard_figures` and `lease_figures`, and
 /// the order in which the rows of a [`Page`] hold them.
@@ -205,6 +239,30 @@ mod tests {
         assert_eq!((shard.shard_id, shard.fence, shard.beaten), (3, 9, true));
         assert_eq!((shard.guild_count, shard.latency), (Some(1200), None));
         assert_eq!(shard.extra, Some(serde_json::json!({"v": 1})));
+    }
+
+    #[test]
+    fn load_counters_show_their_rate_and_the_process_its_label_cpu_and_memory() {
+        let figures = Figures::for_scrapes();
+        let page = page_of_one_row(&figures, |field| match field {
+            "e" => Some("18000 1700000000000 42.500"),
+            "c" => Some("12.5 1700000000000 0.250"),
+            "m" => Some("104857600"),
+            "p" => Some("bot-1:4242"),
+            _ => None,
+        });
+        let shard = &figures.statuses(page).expect("the figures asked for")[0];
+        assert_eq!(shard.events_per_second, Some(42.5));
+        assert_eq!(shard.cpu, Some(0.25));
+        assert_eq!(shard.rss_bytes, Some(104_857_600));
+        assert_eq!(shard.process.as_deref(), Some("bot-1:4242"));
+    }
+
+    #[test]
+    fn a_counter_reported_once_has_no_rate_yet() {
+        assert_eq!(counter_rate("18000 1700000000000 "), None);
+        assert_eq!(counter_rate("18000 1700000000000"), None);
+        assert_eq!(counter_rate("0 1700000000000 0.000"), Some(0.0));
     }
 
     #[test]

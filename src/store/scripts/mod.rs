@@ -42,6 +42,7 @@ declare_scripts! {
     reap::Reap,
     lock::Lock,
     fleet_page::FleetPage,
+    record_load::RecordLoad,
     claim_events::ClaimEvents,
     settle_event::SettleEvent,
 }

@@ -2,7 +2,7 @@
 import { createServer } from 'node:http';
 
 /**
- * @param {(request: { method: string, path: string, body: any, headers: Record<string, any>, count: number }) =>
+ * @param {(request: { method: string, path: string, query: Record<string, string>, body: any, headers: Record<string, any>, count: number }) =>
  *   { status: number, body?: unknown, headers?: Record<string, string> }} answer
  */
 export async function startFakeShardman(answer) {
@@ -11,10 +11,11 @@ export async function startFakeShardman(answer) {
   const server = createServer(async (request, response) => {
     let text = '';
     for await (const chunk of request) text += chunk;
-    const path = request.url.split('?')[0];
+    const [path, search = ''] = request.url.split('?');
     const count = (counts.get(path) ?? 0) + 1;
     counts.set(path, count);
-    const seen = { method: request.method, path, body: text ? JSON.parse(text) : null, headers: request.headers, count, time: performance.now() };
+    const query = Object.fromEntries(new URLSearchParams(search));
+    const seen = { method: request.method, path, query, body: text ? JSON.parse(text) : null, headers: request.headers, count, time: performance.now() };
     requests.push(seen);
     const { status, body, headers = {} } = answer(seen);
     response.writeHead(status, { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers });

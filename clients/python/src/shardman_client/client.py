@@ -16,6 +16,7 @@ from .answers import Answer, decode_beat, decode_connect, decode_disconnect, dec
 from .backoff import NO_SHARDS_AVAILABLE_RETRY, Backoff, jittered
 from .errors import NoShardsAvailable, Unavailable
 from .models import BeatAnswer, Claim, ShardReport
+from .usage import cpu_seconds, default_process_label, rss_bytes
 
 log = logging.getLogger("shardman_client")
 
@@ -37,8 +38,12 @@ class ShardmanClient:
         request_timeout: float = 10.0,
         full_retry: float = NO_SHARDS_AVAILABLE_RETRY,
         session: aiohttp.ClientSession | None = None,
+        process: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        #: the label `/connect` files this process's sessions under in shardman's `/status` (at most 128
+        #: printable characters); `<hostname>:<pid>` unless the bot names it
+        self.process = process or default_process_label()
         self._secret = secret
         self.backoff = backoff or Backoff()
         self.request_timeout = request_timeout
@@ -64,7 +69,9 @@ class ShardmanClient:
 
     async def connect(self) -> Claim:
         """One claim attempt (429/5xx retried). Raises NoShardsAvailable when every shard is held."""
-        return await self._call("GET", "/connect", decode_connect, retry_until=None)
+        return await self._call(
+            "GET", "/connect", decode_connect, params={"process": self.process}, retry_until=None
+        )
 
     async def claim(self) -> Claim:
         """Claim a shard group, asking again about every second while every shard is held."""
@@ -83,7 +90,8 @@ class ShardmanClient:
         timeout: float | None = None,
         retry_until: float | None = None,
     ) -> BeatAnswer:
-        """Beat for the session, with per-shard reports (the first one also in the flat fields).
+        """Beat for the session, with per-shard reports (the first one also in the flat fields) and this
+        process's CPU time and resident memory.
 
         Sent once (within `timeout`, default `request_timeout`) unless `retry_until` (monotonic) is
         given: then 429/5xx/network errors are retried until it, and no attempt is sent after it.
@@ -96,6 +104,10 @@ class ShardmanClient:
             # Connected to Discord once every shard has a session: only then may this holder complete a
             # reshard (shardman retires the old generation on it).
             body["ready"] = all(r.resume is not None for r in reports)
+        body["cpu_seconds"] = cpu_seconds()
+        resident = rss_bytes()
+        if resident is not None:
+            body["rss_bytes"] = resident
         if extra is not None:
             body["extra"] = extra
         return await self._call(
@@ -140,6 +152,7 @@ class ShardmanClient:
         decode: Callable[[Answer], T],
         *,
         json: Any = None,
+        params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
         retry_until: float | None,
         send_once: bool = False,
@@ -158,6 +171,7 @@ class ShardmanClient:
                     method,
                     self.url + path,
                     json=json,
+                    params=params,
                     headers=all_headers,
                     timeout=aiohttp.ClientTimeout(total=limit),
                 ) as response:

@@ -1,9 +1,9 @@
 """Run a discord.py `AutoShardedClient` for the shard groups shardman hands out.
 
 The adapter for `runner.run_claims`: it starts one client per claim, paces its IDENTIFYs through the
-claim's `IdentifyPacer`, reports each shard's guilds (once the cache is complete), latency and resume
-data, and closes the shards resumably.
-
+claim's `IdentifyPacer`, reports each shard's guilds (once the cache is complete), latency, resume
+data and dispatches (the client adds the process's CPU time and memory), and closes the shards
+resumably.
 Handover: a new process IDENTIFYs every shard it takes over, through a booked slot, and never RESUMEs
 the previous holder's session. discord.py builds its cache and fires `ready` from READY and the
 GUILD_CREATEs after it, which a RESUME does not replay: a client resumed into someone else's session
@@ -132,6 +132,7 @@ class DiscordPyShards:
                     guild_count=guilds,
                     latency=latency if isinstance(latency, float) and math.isfinite(latency) else None,
                     resume=self.lib.resume_of(ws),
+                    events=self.lib.dispatches_of(ws),
                 )
             )
         return out
@@ -224,6 +225,12 @@ class _Library:
         if not session_id or sequence is None or url is None:
             return None
         return ResumeData(session_id=session_id, sequence=int(sequence), resume_gateway_url=str(url))
+
+    @staticmethod
+    def dispatches_of(ws: Any) -> int | None:
+        """The dispatches the shard's session has received: its sequence number, one per dispatch."""
+        sequence = getattr(ws, "sequence", None)
+        return sequence if isinstance(sequence, int) and sequence >= 0 else None
 
     def close_sockets_with(self, client: Any, shard_ids: list[int], code: int) -> None:
         """Make the client's own `close()` close each shard's socket with `code`.

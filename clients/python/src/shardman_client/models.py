@@ -97,6 +97,9 @@ class ShardReport:
     guild_count: int | None = None
     latency: float | None = None
     resume: ResumeData | None = None
+    #: Gateway dispatches the shard's current Discord session has received so far: its sequence number,
+    #: which Discord raises by one with every dispatch (shardman turns it into events per second).
+    events: int | None = None
 
     def fields(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -106,6 +109,8 @@ class ShardReport:
             out["latency"] = self.latency
         if self.resume is not None:
             out["resume"] = self.resume.to_json()
+        if self.events is not None:
+            out["events"] = self.events
         return out
 
 

@@ -4,6 +4,7 @@ use crate::answers::{
     Answer, BeatAck, Claim, Resume, decode_beat, decode_connect, decode_disconnect, decode_identify,
 };
 use crate::backoff::{Backoff, no_shards_available_delay};
+use crate::usage::{ProcessUsage, default_process_label};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -27,6 +28,10 @@ pub struct ShardReport {
     /// The shard's Discord session, once it has one: the next holder RESUMEs it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resume: Option<Resume>,
+    /// Gateway dispatches the shard's current session has received so far: its sequence number,
+    /// which Discord raises by one with every dispatch (shardman turns it into events per second).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<u64>,
 }
 
 /// The JSON body of `POST /beat`: per-shard reports, and the first shard's as flat fields (for
@@ -40,11 +45,17 @@ struct BeatBody<'a> {
     latency: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     resume: Option<&'a Resume>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events: Option<u64>,
     shards: &'a [ShardReport],
     /// Connected to Discord once every shard has a session: only then may this holder complete a
     /// reshard (shardman retires the old generation on it).
     #[serde(skip_serializing_if = "Option::is_none")]
     ready: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rss_bytes: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -59,6 +70,8 @@ struct SessionBody<'a> {
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    /// The label `/connect` files this process's sessions under in shardman's `/status`.
+    process: String,
 }
 
 impl Client {
@@ -78,7 +91,15 @@ impl Client {
         Ok(Self {
             http,
             base: base_url.trim_end_matches('/').to_owned(),
+            process: default_process_label(),
         })
+    }
+
+    /// The same client, filing this process's sessions under `label` (at most 128 printable
+    /// characters) instead of `<hostname>:<pid>`.
+    pub fn with_process(mut self, label: impl Into<String>) -> Self {
+        self.process = label.into();
+        self
     }
 
     fn url(&self, path: &str) -> String {
@@ -88,7 +109,10 @@ impl Client {
     /// One `GET /connect`.
     pub async fn connect(&self) -> Result<Claim, Error> {
         let requested_at = Instant::now();
-        let answer = read(self.http.get(self.url("/connect"))).await?;
+        let mut url = reqwest::Url::parse(&self.url("/connect"))
+            .map_err(|e| Error::Config(format!("url: {e}")))?;
+        url.query_pairs_mut().append_pair("process", &self.process);
+        let answer = read(self.http.get(url)).await?;
         decode_connect(&answer, requested_at, Instant::now())
     }
 
@@ -116,16 +140,21 @@ impl Client {
     }
 
     /// One `POST /beat` with `Prefer: return=representation`; `reports` has one entry per shard of
-    /// the group, the first one also sent as flat fields.
+    /// the group, the first one also sent as flat fields; the process's CPU time and resident
+    /// memory go with it.
     pub async fn beat(&self, session_id: &str, reports: &[ShardReport]) -> Result<BeatAck, Error> {
         let first = reports.first();
+        let usage = ProcessUsage::now();
         let body = BeatBody {
             session_id,
             guild_count: first.and_then(|r| r.guild_count),
             latency: first.and_then(|r| r.latency),
             resume: first.and_then(|r| r.resume.as_ref()),
+            events: first.and_then(|r| r.events),
             shards: reports,
             ready: (!reports.is_empty()).then(|| reports.iter().all(|r| r.resume.is_some())),
+            cpu_seconds: usage.cpu_seconds,
+            rss_bytes: usage.rss_bytes,
         };
         let sent_at = Instant::now();
         let request = self

@@ -151,6 +151,7 @@ async fn a_beat_sends_per_shard_reports_and_the_first_shards_as_flat_fields() {
             guild_count: Some(12),
             latency: Some(0.25),
             resume: Some(resume),
+            events: Some(9),
         },
         ShardReport {
             shard_id: 5,
@@ -165,19 +166,69 @@ async fn a_beat_sends_per_shard_reports_and_the_first_shards_as_flat_fields() {
     let beat = &server.requests("/beat")[0];
     assert_eq!(beat.headers["prefer"], "return=representation");
     let resume = json!({"session_id": "discord-session", "sequence": 9, "resume_gateway_url": "wss://resume"});
+    let mut body = beat.json();
+    // The process's CPU time and resident memory ride along.
+    let usage = body.as_object_mut().expect("an object");
+    let cpu = usage.remove("cpu_seconds").and_then(|cpu| cpu.as_f64());
+    let rss = usage.remove("rss_bytes").and_then(|rss| rss.as_u64());
+    assert!(cpu.is_some_and(|cpu| cpu >= 0.0), "cpu_seconds {cpu:?}");
+    assert!(
+        rss.is_some_and(|rss| rss > 1024 * 1024),
+        "rss_bytes {rss:?}"
+    );
     assert_eq!(
-        beat.json(),
+        body,
         json!({
             "session_id": "session-1",
             "guild_count": 12,
             "latency": 0.25,
             "resume": resume,
+            "events": 9,
             "shards": [
-                {"shard_id": 4, "guild_count": 12, "latency": 0.25, "resume": resume},
+                {"shard_id": 4, "guild_count": 12, "latency": 0.25, "resume": resume, "events": 9},
                 {"shard_id": 5},
             ],
             "ready": false,
         })
+    );
+}
+
+#[tokio::test]
+async fn connect_files_the_process_under_host_and_pid_unless_the_bot_names_it() {
+    let server = FakeShardman::start().await;
+    server.on(
+        "/connect",
+        vec![Reply::json(200, claim_answer(&[0], &[0.0], 60.0, 20.0))],
+    );
+    client(&server).connect().await.expect("claim");
+    client(&server)
+        .with_process("worker 3")
+        .connect()
+        .await
+        .expect("claim");
+    let targets: Vec<String> = server
+        .requests("/connect")
+        .iter()
+        .map(|request| request.target.clone())
+        .collect();
+    let default = shardman_client::default_process_label();
+    assert!(default.ends_with(&format!(":{}", std::process::id())));
+    let encoded: String = default
+        .chars()
+        .map(|c| {
+            if c == ':' {
+                "%3A".to_owned()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            format!("/connect?process={encoded}"),
+            "/connect?process=worker+3".to_owned()
+        ]
     );
 }
 

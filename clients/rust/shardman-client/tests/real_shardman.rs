@@ -30,6 +30,7 @@ async fn against_the_real_shardman_a_claim_beats_books_identifies_and_hands_resu
         guild_count: Some(3),
         latency: Some(0.05),
         resume: Some(resume.clone()),
+        events: Some(77),
     };
     let ack = client
         .beat(&first.session_id, &[report])

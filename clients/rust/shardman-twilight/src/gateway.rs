@@ -476,4 +476,6 @@ fn update_report(shard: &Shard<ShardmanQueue>, report: &Mutex<ShardReport>, guil
     if resume.is_some() {
         report.resume = resume;
     }
+    // The dispatches the shard's session has received: its sequence, one per dispatch.
+    report.events = shard.session().map(|session| session.sequence());
 }

@@ -118,8 +118,15 @@ async fn a_group_runs_one_shard_per_id_each_identifying_at_its_slot_and_beating_
             resume["resume_gateway_url"],
             format!("{}/resume", setup.gateway.url)
         );
+        // The session's dispatches so far: its sequence, one per dispatch (READY).
+        assert_eq!(report["events"], 1, "{report}");
     }
     assert_eq!(beat["resume"], shards[0]["resume"]);
+    assert_eq!(beat["events"], 1);
+    assert!(
+        beat["cpu_seconds"].is_number() && beat["rss_bytes"].is_u64(),
+        "{beat}"
+    );
     assert_eq!(claimed.shutdown().await, Release::Shutdown);
 }
 
