@@ -1,4 +1,5 @@
-//! `migrations-lua/connect.lua`: claim the lowest free shard id and book its IDENTIFY slot.
+//! `migrations-lua/connect.lua`: claim the lowest free shard id and book its IDENTIFY slot, in
+//! turn with the claims that wait.
 
 use redis::Value;
 
@@ -17,7 +18,14 @@ script_call! {
         events_key => events,
         quarantine_key => quarantine,
     }
-    argv { nonce: &'a str, default_concurrency: u32, identify_reserve: i64 }
+    argv {
+        nonce: &'a str,
+        default_concurrency: u32,
+        identify_reserve: i64,
+        /// The waiting claim's ticket, or "" for a claim that does not wait.
+        ticket: &'a str,
+        waiter_renew_ms: u64,
+    }
     reply Claim;
 }
 
