@@ -474,7 +474,11 @@ mod tests {
 
         let next = hold(&store).await;
         assert_eq!(next.lease.shard_id, 0);
-        assert_eq!(next.lease.fence, holder.lease.fence + 2, "a grant came in between");
+        assert_eq!(
+            next.lease.fence,
+            holder.lease.fence + 2,
+            "a grant came in between"
+        );
         let handed_over = next.first_shard().and_then(|shard| shard.resume.clone());
         assert_eq!(
             handed_over,

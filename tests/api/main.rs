@@ -33,3 +33,4 @@ mod status;
 #[path = "../support/mod.rs"]
 mod support;
 mod validation;
+mod waiting;
