@@ -85,7 +85,8 @@ export function claimFromWire(body, sentAt, receivedAt) {
     leaseSeconds,
     beatInterval: body.beat_interval ?? leaseSeconds / 3,
     gatewayUrl: body.gateway_url ?? null,
-    sentAt,
+    // A claim that waited: its lease began no earlier than `waited` after the request was sent.
+    sentAt: sentAt + (Number(body.waited) || 0) * 1000,
     receivedAt,
   };
 }
@@ -211,12 +212,13 @@ export class ShardmanClient {
   /**
    * A call of the API, decoded (`decodeAnswer`); 429, 5xx and network errors retried up to `attempts` times.
    * @param {import('./index.js').Route} route
-   * @param {{ body?: unknown, headers?: Record<string, string>, attempts?: number, signal?: AbortSignal,
+   * @param {{ body?: unknown, headers?: Record<string, string>, query?: string, attempts?: number, signal?: AbortSignal,
    *   timeout?: number, onRetry?: (info: { attempt: number, delay: number, error: ShardmanError }) => void }} [options]
    * @returns {Promise<any>}
    */
-  async call(route, { body, headers, attempts = this.maxAttempts, signal, timeout, onRetry } = {}) {
-    const [method, path] = ROUTES[route];
+  async call(route, { body, headers, query = '', attempts = this.maxAttempts, signal, timeout, onRetry } = {}) {
+    const [method, routePath] = ROUTES[route];
+    const path = routePath + query;
     for (let attempt = 0; ; attempt++) {
       signal?.throwIfAborted();
       let error;
@@ -234,12 +236,14 @@ export class ShardmanClient {
   }
 
   /**
-   * `GET /connect`: claim a shard (group). Throws NoShardsAvailableError when every shard is held.
-   * @param {{ signal?: AbortSignal, attempts?: number, onRetry?: (info: any) => void }} [options]
+   * `GET /connect`: claim a shard (group). Throws NoShardsAvailableError when every shard is held; with `wait`
+   * (seconds, up to 60), when every shard is still held after shardman waited that long for one to become free.
+   * @param {{ wait?: number, signal?: AbortSignal, attempts?: number, onRetry?: (info: any) => void }} [options]
    * @returns {Promise<import('./index.js').Claim>}
    */
-  async connect(options = {}) {
-    return this.call('connect', options);
+  async connect({ wait, ...options } = {}) {
+    if (!wait) return this.call('connect', options);
+    return this.call('connect', { ...options, query: `?wait=${wait}`, timeout: wait + this.timeout });
   }
 
   /**

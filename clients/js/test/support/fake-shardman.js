@@ -2,8 +2,9 @@
 import { createServer } from 'node:http';
 
 /**
- * @param {(request: { method: string, path: string, body: any, headers: Record<string, any>, count: number }) =>
- *   { status: number, body?: unknown, headers?: Record<string, string> }} answer
+ * @param {(request: { method: string, path: string, query: URLSearchParams, body: any, headers: Record<string, any>, count: number }) =>
+ *   { status: number, body?: unknown, headers?: Record<string, string>, delay?: number }} answer `delay`: ms to hold
+ *   the answer back (a shardman that waits before answering)
  */
 export async function startFakeShardman(answer) {
   const requests = [];
@@ -11,12 +12,13 @@ export async function startFakeShardman(answer) {
   const server = createServer(async (request, response) => {
     let text = '';
     for await (const chunk of request) text += chunk;
-    const path = request.url.split('?')[0];
+    const [path, search = ''] = request.url.split('?');
     const count = (counts.get(path) ?? 0) + 1;
     counts.set(path, count);
-    const seen = { method: request.method, path, body: text ? JSON.parse(text) : null, headers: request.headers, count, time: performance.now() };
+    const seen = { method: request.method, path, query: new URLSearchParams(search), body: text ? JSON.parse(text) : null, headers: request.headers, count, time: performance.now() };
     requests.push(seen);
-    const { status, body, headers = {} } = answer(seen);
+    const { status, body, headers = {}, delay = 0 } = answer(seen);
+    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
     response.writeHead(status, { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers });
     response.end(body === undefined ? undefined : JSON.stringify(body));
   });
