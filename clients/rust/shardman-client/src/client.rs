@@ -3,7 +3,7 @@
 use crate::answers::{
     Answer, BeatAck, Claim, Resume, decode_beat, decode_connect, decode_disconnect, decode_identify,
 };
-use crate::backoff::{Backoff, no_shards_available_delay};
+use crate::backoff::{Backoff, CONNECT_WAIT, no_shards_available_delay};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -104,6 +104,8 @@ impl Error {
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    /// How long [`Client::claim`] asks `/connect` to wait for a shard to become free.
+    connect_wait: Duration,
 }
 
 impl Client {
@@ -123,7 +125,15 @@ impl Client {
         Ok(Self {
             http,
             base: base_url.trim_end_matches('/').to_owned(),
+            connect_wait: CONNECT_WAIT,
         })
+    }
+
+    /// How long [`Client::claim`] asks `/connect` to wait for a shard to become free (30 s by
+    /// default; zero: ask without waiting).
+    pub fn with_connect_wait(mut self, wait: Duration) -> Self {
+        self.connect_wait = wait;
+        self
     }
 
     fn url(&self, path: &str) -> String {
@@ -137,18 +147,39 @@ impl Client {
         decode_connect(&answer, requested_at, Instant::now())
     }
 
-    /// `GET /connect` until it grants a claim: after a 401 (every shard held) about a second later,
-    /// after 429/5xx/network errors with exponential backoff (capped at 30 s) but never before the
-    /// server's `Retry-After`. Returns the errors retrying cannot fix (403, other answers).
+    /// One `GET /connect?wait=<wait>`: while every shard is held, shardman answers as soon as one
+    /// is free (first come first served), or 401 once `wait` (up to 60 s) has passed.
+    pub async fn connect_waiting(&self, wait: Duration) -> Result<Claim, Error> {
+        let requested_at = Instant::now();
+        let url = self.url(&format!("/connect?wait={}", wait.as_secs_f64()));
+        let answer = read(self.http.get(url).timeout(wait + REQUEST_TIMEOUT)).await?;
+        decode_connect(&answer, requested_at, Instant::now())
+    }
+
+    /// `GET /connect?wait=30` until it grants a claim: after a 401 that came after the whole wait
+    /// at once, after one that came back sooner (a shardman without `wait`, a replica shutting
+    /// down) about a second later, after 429/5xx/network errors with exponential backoff (capped
+    /// at 30 s) but never before the server's `Retry-After`. Returns the errors retrying cannot
+    /// fix (403, other answers).
     pub async fn claim(&self) -> Result<Claim, Error> {
         let mut backoff = Backoff::default();
         loop {
-            match self.connect().await {
+            let asked_at = Instant::now();
+            let attempt = if self.connect_wait.is_zero() {
+                self.connect().await
+            } else {
+                self.connect_waiting(self.connect_wait).await
+            };
+            match attempt {
                 Ok(claim) => return Ok(claim),
                 Err(Error::NoShardsAvailable) => {
                     backoff.reset();
-                    tracing::debug!("no shards available; asking again in about a second");
-                    tokio::time::sleep(no_shards_available_delay()).await;
+                    let waited_out =
+                        !self.connect_wait.is_zero() && asked_at.elapsed() >= self.connect_wait / 2;
+                    if !waited_out {
+                        tracing::debug!("no shards available; asking again in about a second");
+                        tokio::time::sleep(no_shards_available_delay()).await;
+                    }
                 }
                 Err(e) if e.is_retryable() => {
                     let wait = backoff.next(e.retry_after());
