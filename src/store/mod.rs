@@ -8,8 +8,8 @@
 //! Here: [`Store`], opening it and running one script call. Around it: `engine.rs` (the engines
 //! and the scripts they load), `recovery.rs` (after Redis lost its data or its master moved),
 //! `operations.rs` (what the service asks of the store), `overview.rs` (paged fleet reads),
-//! `group_commit.rs` (beats batched into one call), `waiting.rs` (claims that wait for a free shard),
-//! and `scripts/`, one typed call per script.
+//! `group_commit.rs` (beats batched into one call), `waiting.rs` (claims that wait for a free
+//! shard), and `scripts/`, one typed call per script.
 
 mod embedded;
 mod engine;
