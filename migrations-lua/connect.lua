@@ -19,6 +19,14 @@ Free ids are tracked without scanning the shard range:
     its true deadline back.
 The lowest free id is then min(ZPOPMIN free, next).
 
+Claims that wait (GET /connect?wait=...): the replica retries a waiting claim every few hundred ms
+(and at once when it frees a shard itself) under one ticket, queued in `waiters` in the order the
+tickets first arrived, across all replicas (claims_ahead in includes/common.lua). A claim may take
+a group only while more groups are free than claims are queued ahead of it, so no later claim,
+waiting or not, overtakes an earlier waiter, and several waiters are served at once when several
+groups free together (a reshard). A granted ticket leaves the queue here; the replica takes out a
+ticket whose wait ended otherwise (stop_waiting.lua), and one whose replica died lapses.
+
 Identify slots: Discord allows one IDENTIFY per 5 s per bucket (bucket = shard_id % max_concurrency).
 `identify` holds, per bucket, the earliest time (ms) the next IDENTIFY may start; booking a slot moves
 it IDENTIFY_INTERVAL_MS (6000 ms, see includes/common.lua) on. The session sleeps until its slot. A claim that inherits resume data needs no slot.
@@ -41,6 +49,9 @@ ARGV[5]  nonce                the new session's nonce (128 random bits, made by 
 ARGV[6]  default_concurrency  max_concurrency to use when Discord's is unknown (integer >= 1)
 ARGV[7]  identify_reserve     identify reserve (integer), or -1 for 5% of Discord's daily total
 ARGV[8]  process_label        the bot process's label (lease field p, see beat.lua), or ""
+ARGV[9]  ticket               the waiting claim's ticket (random, one per request), or "" for a
+                              claim that does not wait
+ARGV[10] waiter_renew_ms      how long a ticket keeps its place in the queue without another attempt
 
 Keys built with gen_key (includes/common.lua): g:<gen>:next, free, deadlines, resume:<id> (resume
 JSON left by the last holder), and the lease itself, g:<gen>:lease:<id> (hash). One key per held
@@ -56,14 +67,16 @@ larger token than every earlier grant of it.
 Returns  {"granted", first shard id, max_shards, generation, fence, state, plan epoch, Discord's
           gateway URL or nil, {shard ids of the group}, {sleep_ms per shard id}, {resume JSON or
           nil per shard id}, the generation's group size (signed into the session id)}
-         {"full", max_shards, generation}        every shard id of the generation is held
+         {"full", max_shards, generation}        every shard id of the generation is held, or
+                                                 the free ones are spoken for by earlier waiters
          {"recovering", retry_after_ms}          Redis lost its data a moment ago: no new grants
                                                  until the bots that held shards have re-beaten
          {"budget", retry_after_ms}              the identify budget is down to its reserve
 Errors   "SCHEMA_TOO_NEW <found>" when a newer build raised the schema: nothing changed.
          "NOPLAN" when the plan hash is missing (Redis lost its data): run init.lua and retry.
 Cost     O(log N) for the claim, plus O(log N) once per lease that expired since the previous claim
-         (each expiry is reclaimed exactly once), so O(log N) amortised for N shards.
+         (each expiry is reclaimed exactly once), so O(log N) amortised for N shards; O(log W) more
+         for W waiters.
 ]]
 local plan_key = KEYS[2]
 local fence_key = KEYS[3]
@@ -75,6 +88,8 @@ local nonce = ARGV[5]
 local default_concurrency = tonumber(ARGV[6])
 local identify_reserve = tonumber(ARGV[7])
 local process_label = ARGV[8]
+local ticket = ARGV[9]
+local waiter_renew_ms = tonumber(ARGV[10])
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'pending_generation',
   'pending_max_shards', 'epoch', 'fence_base', 'shards_per_process', 'pending_shards_per_process')
 if not plan[1] then
@@ -104,6 +119,16 @@ local next_key = gen_key(generation, 'next')
 local free_key = gen_key(generation, 'free')
 
 reclaim_expired(generation, now, function(id) event('expire', id) end)
+
+local ahead = claims_ahead(ticket, waiter_renew_ms, now)
+if ahead > 0 then
+  local high_water = tonumber(redis.call('GET', next_key)) or 0
+  local free_groups = redis.call('ZCARD', free_key)
+    + math.max(0, math.ceil((max_shards - high_water) / group_size))
+  if free_groups <= ahead then
+    return {'full', max_shards, generation}
+  end
+end
 
 -- A group is known by its first shard id; with group_size 1 a group is one shard.
 local first_id
@@ -167,6 +192,9 @@ if process_label ~= '' then redis.call('HSET', lease_key, 'p', process_label) en
 redis.call('PEXPIRE', lease_key, longest_sleep_ms + lease_ms)
 redis.call('ZADD', gen_key(generation, 'deadlines'), now + longest_sleep_ms + lease_ms, first_id)
 event('connect', first_id)
+if ticket ~= '' then
+  leave_waiters(ticket)
+end
 local gateway_url = redis.call('HGET', gateway_key, 'url')
 return {'granted', first_id, max_shards, generation, fence, state, epoch, gateway_url, shard_ids,
   sleeps, resumes, group_size}

@@ -74,6 +74,11 @@ impl Application {
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
+        // A client that closes its connection gets no answer, so its request ends at once (actix
+        // drops the handler): a claim that waits for a shard stops waiting, and a grant made as
+        // the client hung up is given back (src/store/waiting.rs). By default actix would keep
+        // serving a request whose client only half-closed, which no client of this API does.
+        .h1_allow_half_closed(false)
         // Signals are handled by `run_until_terminated`, which drains before stopping.
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECONDS)

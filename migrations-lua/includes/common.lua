@@ -34,6 +34,11 @@ passes the fixed ones); per-generation keys are built by gen_key below and nowhe
   events:seq         string      the last event id
   events:inflight    sorted set  claimed events awaiting delivery (claim_events.lua)
   load:history       sorted set  the fleet's load over the last hour (record_load.lua)
+  waiters            sorted set  tickets of the claims that wait (GET /connect?wait=), score = the
+                                 arrival number (waiters:seq): the queue, first come first served
+  waiters:renewed    sorted set  the same tickets, score = the ms by which each must be renewed
+                                 (by its next attempt) or be dropped: its replica stopped asking
+  waiters:seq        string      the last arrival number
 
 Errors   "SCHEMA_TOO_NEW <found>" from every script when a newer build raised the stored schema
          above known_schema: nothing is read or written, the replica must not touch the data.
@@ -150,4 +155,33 @@ local function book_identify_slot(gateway_key, identify_key, default_concurrency
   local slot = math.max(at_ms, tonumber(redis.call('HGET', identify_key, bucket)) or 0)
   redis.call('HSET', identify_key, bucket, slot + IDENTIFY_INTERVAL_MS)
   return slot - at_ms
+end
+
+-- The queue of claims that wait (connect.lua): how many claims are queued ahead of `ticket`, after
+-- dropping the tickets whose renewal lapsed. A ticket joins at its first attempt, at the tail, and
+-- each attempt renews it for renew_ms; "" (a claim that does not wait) is behind every queued one.
+-- Cost: O(log W) for W waiters, plus O(log W) per dropped ticket.
+local function claims_ahead(ticket, renew_ms, at_ms)
+  local queue_key = key('waiters')
+  local renewals_key = key('waiters:renewed')
+  for _, lapsed in ipairs(redis.call('ZRANGEBYSCORE', renewals_key, '-inf', at_ms)) do
+    redis.call('ZREM', queue_key, lapsed)
+    redis.call('ZREM', renewals_key, lapsed)
+  end
+  if ticket == '' then
+    return redis.call('ZCARD', queue_key)
+  end
+  redis.call('ZADD', renewals_key, at_ms + renew_ms, ticket)
+  local rank = redis.call('ZRANK', queue_key, ticket)
+  if rank then
+    return rank
+  end
+  redis.call('ZADD', queue_key, redis.call('INCR', key('waiters:seq')), ticket)
+  return redis.call('ZCARD', queue_key) - 1
+end
+
+-- Takes `ticket` out of the queue of claims that wait (granted, or its wait ended).
+local function leave_waiters(ticket)
+  redis.call('ZREM', key('waiters'), ticket)
+  redis.call('ZREM', key('waiters:renewed'), ticket)
 end

@@ -8,7 +8,8 @@
 //! Here: [`Store`], opening it and running one script call. Around it: `engine.rs` (the engines
 //! and the scripts they load), `recovery.rs` (after Redis lost its data or its master moved),
 //! `operations.rs` (what the service asks of the store), `overview.rs` (paged fleet reads),
-//! `group_commit.rs` (beats batched into one call), and `scripts/`, one typed call per script.
+//! `group_commit.rs` (beats batched into one call), `waiting.rs` (claims that wait for a free
+//! shard), and `scripts/`, one typed call per script.
 
 mod embedded;
 mod engine;
@@ -20,11 +21,13 @@ mod overview;
 mod recovery;
 mod redis;
 mod scripts;
+mod waiting;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use ::redis::Value;
+use tokio::sync::Notify;
 
 use self::embedded::EmbeddedEngine;
 use self::engine::{Engine, Scripts};
@@ -35,6 +38,8 @@ use self::redis::{ClusterEngine, ClusterLink, RedisEngine};
 use self::scripts::{Envelope, ScriptCall, ScriptReply};
 use crate::config::{Settings, StoreBackend};
 use crate::session_token::SessionSigner;
+
+pub use self::waiting::{WAITER_POLL, WaitedClaim};
 
 /// Version of the key schema this build reads and writes. Bump it when keys change meaning; a
 /// replica refuses to start against a newer one (see README, "Upgrades").
@@ -75,6 +80,9 @@ pub struct Store {
     master_moves_seen: AtomicU64,
     /// Beats waiting for their batch (see `group_commit.rs`).
     beats: BeatQueue,
+    /// Woken whenever this replica frees shards, so that its claims that wait try again at once
+    /// rather than at their next poll (see `waiting.rs`).
+    freed: Notify,
 }
 
 impl Store {
@@ -140,6 +148,7 @@ impl Store {
             quarantine_fresh_redis: settings.quarantine_fresh_redis,
             master_moves_seen: AtomicU64::new(0),
             beats,
+            freed: Notify::new(),
         };
         for script in store.scripts.all() {
             store.engine.load_script(script).await?;

@@ -8,6 +8,7 @@ use ::redis::Value;
 
 use super::scripts::{self, claim_events::Claimed, connect::Claim, disconnect::Released};
 use super::scripts::{lock::Held, reap::Freed, settle_event::StillClaimed};
+use super::waiting::WAITER_RENEW_MS;
 use super::{SCHEMA_VERSION, Store, StoreError, integers, text, unexpected};
 use crate::domain::{
     BeatOutcome, BeatReport, ConnectOutcome, GatewayInfo, Grant, GrantedShard, IdentifyOutcome,
@@ -16,9 +17,19 @@ use crate::domain::{
 use crate::session_token::{SessionClaims, new_nonce};
 
 impl Store {
-    /// Claims the lowest free shard id for a new session and books its IDENTIFY slot.
-    /// `process`: the label of the bot process, kept with the session.
+    /// Claims the lowest free shard id for a new session and books its IDENTIFY slot, unless the
+    /// free ones are spoken for by claims that wait (see `waiting.rs`). `process`: the label of
+    /// the bot process, kept with the session.
     pub async fn connect(&self, process: Option<&str>) -> Result<ConnectOutcome, StoreError> {
+        self.claim(process, "").await
+    }
+
+    /// One claim attempt: `ticket` is a waiting claim's place in the queue, "" for none.
+    pub(super) async fn claim(
+        &self,
+        process: Option<&str>,
+        ticket: &str,
+    ) -> Result<ConnectOutcome, StoreError> {
         let nonce = new_nonce();
         let claim = self
             .run_planned(&scripts::connect::Connect {
@@ -26,6 +37,8 @@ impl Store {
                 default_concurrency: self.default_concurrency,
                 identify_reserve: self.identify_reserve,
                 process_label: process,
+                ticket,
+                waiter_renew_ms: WAITER_RENEW_MS,
             })
             .await?;
         Ok(match claim {
@@ -99,6 +112,9 @@ impl Store {
                 generation: claims.generation,
             })
             .await?;
+        if released {
+            self.wake_waiters();
+        }
         Ok(released)
     }
 
@@ -130,16 +146,25 @@ impl Store {
         max_shards: u32,
         shards_per_process: Option<u32>,
     ) -> Result<ReshardPlan, StoreError> {
-        self.run_planned(&scripts::reshard::Reshard {
-            new_max_shards: max_shards,
-            new_shards_per_process: shards_per_process,
-        })
-        .await
+        let plan = self
+            .run_planned(&scripts::reshard::Reshard {
+                new_max_shards: max_shards,
+                new_shards_per_process: shards_per_process,
+            })
+            .await?;
+        // A new generation's shards are all free.
+        if plan.started {
+            self.wake_waiters();
+        }
+        Ok(plan)
     }
 
     /// Frees expired leases and queues an `expire` event for each; returns how many.
     pub async fn reap_expired(&self) -> Result<usize, StoreError> {
         let Freed(freed) = self.run(&scripts::reap::Reap {}).await?;
+        if freed > 0 {
+            self.wake_waiters();
+        }
         Ok(freed)
     }
 

@@ -35,3 +35,4 @@ mod status;
 #[path = "../support/mod.rs"]
 mod support;
 mod validation;
+mod waiting;

@@ -690,6 +690,37 @@ fn sigterm_fails_readyz_finishes_in_flight_requests_and_exits() {
     assert!(binary.log().contains("SIGTERM received"));
 }
 
+#[test]
+fn sigterm_answers_a_waiting_connect_at_once_so_its_bot_asks_another_replica() {
+    let mut binary = Binary::start(&[("MAX_SHARDS", "1"), ("DRAIN_SECONDS", "5")]);
+    assert_eq!(
+        binary.http_status("GET", "/connect", Some(SECRET)),
+        Some(200)
+    );
+    let mut waiting = TcpStream::connect(("127.0.0.1", binary.port)).unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        waiting,
+        "GET /connect?wait=30 HTTP/1.1\r\nHost: localhost\r\nAuthorization: {SECRET}\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    binary.signal(libc::SIGTERM);
+    let signalled = Instant::now();
+
+    assert_eq!(read_status(&mut waiting), Some(401), "today's answer");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(2),
+        "answered {:?} after SIGTERM, not at the end of its wait or the drain",
+        signalled.elapsed()
+    );
+    assert_eq!(binary.wait_exit(Duration::from_secs(20)), Some(0));
+}
+
 /// At-least-once alerts: a replica killed after it took an event from the queue, while its POST
 /// is still unanswered, loses nothing; another replica delivers the event once its claim (one
 /// lease length) lapses, with the same event id.

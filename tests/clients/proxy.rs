@@ -69,6 +69,9 @@ impl Proxy {
                         .default_service(web::to(forward))
                 })
                 .workers(1)
+                // As a real proxy does: a bot that hangs up drops its request to shardman too,
+                // so a `/connect?wait=` of a killed bot stops waiting (src/startup.rs).
+                .h1_allow_half_closed(false)
                 .disable_signals()
                 .listen(listener)
                 .expect("listen")

@@ -118,6 +118,50 @@ async fn leases_expire_and_a_script_cache_flushed_on_every_node_is_reloaded() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_connects_on_two_replicas_get_expired_shards_in_the_order_they_arrived() {
+    let _serial = serial().await;
+    let cluster = RedisCluster::start(3);
+    let prefix = cluster.prefix_on(cluster.masters()[1], "waiting");
+    let apps = Arc::new(App::many(2, settings(&cluster.seeds(), &prefix, 1, 1)).await);
+    let (status, holder) = apps[0].get("/connect").await;
+    assert_eq!(status, 200, "{holder}");
+    // Nobody beats: each lease ends by its TTL, one second after its grant.
+    let waiter = |index: usize| {
+        let apps = apps.clone();
+        tokio::spawn(async move {
+            let answer = apps[index].get("/connect?wait=8").await;
+            (answer, Instant::now())
+        })
+    };
+    let started = Instant::now();
+    let first = waiter(0);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = waiter(1);
+
+    let ((status, first_grant), first_at) = first.await.expect("first waiter");
+    assert_eq!(status, 200, "{first_grant}");
+    let ((status, second_grant), second_at) = second.await.expect("second waiter");
+    assert_eq!(status, 200, "{second_grant}");
+
+    assert!(
+        first_at - started < Duration::from_secs(2),
+        "the first waiter got the expired shard {:?} after the claim of a 1 s lease",
+        first_at - started
+    );
+    // The first waiter's lease covers its IDENTIFY wait (its bucket's next slot) plus 1 s.
+    let first_lease =
+        Duration::from_secs_f64(first_grant["sleep_duration"].as_f64().unwrap_or(0.0) + 1.0);
+    let second_after = second_at - first_at;
+    assert!(
+        second_after + Duration::from_millis(200) >= first_lease
+            && second_after < first_lease + Duration::from_secs(1),
+        "the second waiter got the shard {second_after:?} after the first, whose lease lasted {first_lease:?}"
+    );
+    assert!(first_grant["fence"].as_u64() > holder["fence"].as_u64());
+    assert!(second_grant["fence"].as_u64() > first_grant["fence"].as_u64());
+}
+
 /// Load arguments: `processes` bots of the standard fleet, a 3 s lease, for `seconds`.
 fn fleet(processes: u32, seconds: u64) -> Vec<String> {
     load::fleet(processes, 3, seconds as f64)

@@ -5,8 +5,10 @@
 
 /** Every wait is spread by this much either way, so a fleet that failed together retries apart. */
 export const JITTER = 0.2;
-/** `/connect` answered 401 "No Shards Available": ask again after about this long. */
+/** `/connect` answered 401 "No Shards Available" without having waited: ask again after about this long. */
 export const NO_SHARDS_AVAILABLE_RETRY = 1;
+/** Claiming asks `/connect` to wait this long for a shard to become free (`?wait=`). */
+export const CONNECT_WAIT = 30;
 /** Requests' backoff: from `baseDelay`, doubling, capped at `maxDelay`. */
 export const BACKOFF = Object.freeze({ baseDelay: 0.5, maxDelay: 30 });
 

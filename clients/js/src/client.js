@@ -86,7 +86,8 @@ export function claimFromWire(body, sentAt, receivedAt) {
     leaseSeconds,
     beatInterval: body.beat_interval ?? leaseSeconds / 3,
     gatewayUrl: body.gateway_url ?? null,
-    sentAt,
+    // A claim that waited: its lease began no earlier than `waited` after the request was sent.
+    sentAt: sentAt + (Number(body.waited) || 0) * 1000,
     receivedAt,
   };
 }
@@ -245,12 +246,15 @@ export class ShardmanClient {
   }
 
   /**
-   * `GET /connect`: claim a shard (group). Throws NoShardsAvailableError when every shard is held.
-   * @param {{ signal?: AbortSignal, attempts?: number, onRetry?: (info: any) => void }} [options]
+   * `GET /connect`: claim a shard (group). Throws NoShardsAvailableError when every shard is held; with `wait`
+   * (seconds, up to 60), when every shard is still held after shardman waited that long for one to become free.
+   * @param {{ wait?: number, signal?: AbortSignal, attempts?: number, onRetry?: (info: any) => void }} [options]
    * @returns {Promise<import('./index.js').Claim>}
    */
-  async connect(options = {}) {
-    return this.call('connect', { ...options, query: { process: this.process } });
+  async connect({ wait, ...options } = {}) {
+    const query = { process: this.process };
+    if (!wait) return this.call('connect', { ...options, query });
+    return this.call('connect', { ...options, query: { ...query, wait: String(wait) }, timeout: wait + this.timeout });
   }
 
   /**

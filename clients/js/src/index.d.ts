@@ -35,6 +35,7 @@ export interface Claim {
   beatInterval: number;
   /** Discord's gateway URL as shardman shares it, or null when it has none. */
   gatewayUrl: string | null;
+  /** When the /connect request was sent (plus the `waited` shardman answered): the lease view counts from here. */
   sentAt: number;
   receivedAt: number;
 }
@@ -118,7 +119,8 @@ export class ShardmanClient {
   request(method: string, path: string, options?: { body?: unknown; headers?: Record<string, string>; signal?: AbortSignal; timeout?: number }): Promise<Required<RawAnswer>>;
   /** A call of the API, decoded by `decodeAnswer`; 429, 5xx and network errors retried. */
   call(route: Route, options?: CallOptions & { body?: unknown; query?: Record<string, string>; headers?: Record<string, string> }): Promise<unknown>;
-  connect(options?: CallOptions): Promise<Claim>;
+  /** `wait`: seconds (up to 60) shardman may wait for a shard to become free before answering 401. */
+  connect(options?: CallOptions & { wait?: number }): Promise<Claim>;
   beat(sessionId: string, reports?: ShardReport[], options?: { signal?: AbortSignal; timeout?: number }): Promise<BeatAnswer>;
   identify(sessionId: string, shardId?: number, options?: CallOptions): Promise<{ sleepDuration: number; sentAt: number; receivedAt: number }>;
   /** Resolves false when shardman no longer knew the session. */
@@ -132,6 +134,7 @@ export function decodeAnswer(route: Route, answer: RawAnswer): unknown;
 /** Backoff, as clients/contract/backoff.json pins it (seconds). */
 export const JITTER: number;
 export const NO_SHARDS_AVAILABLE_RETRY: number;
+export const CONNECT_WAIT: number;
 export const BACKOFF: Readonly<{ baseDelay: number; maxDelay: number }>;
 export function jittered(seconds: number, random?: () => number): number;
 export function retryDelay(attempt: number, retryAfter: number | null, options: { baseDelay: number; maxDelay: number }, random?: () => number): number;
@@ -217,8 +220,10 @@ export interface RunShardsOptions {
   signal?: AbortSignal;
   onClaimChange?: (change: ClaimChange) => void;
   log?: (message: string) => void;
-  /** Seconds between /connect tries while every shard is held (1, with jitter). */
+  /** Seconds between /connect tries while every shard is held and shardman does not wait (1, with jitter). */
   noShardsDelay?: number;
+  /** Seconds each /connect asks shardman to wait for a shard to become free (30; 0: do not wait). */
+  connectWait?: number;
   /** Seconds added after every IDENTIFY slot (1). */
   identifyMargin?: number;
 }

@@ -1,4 +1,4 @@
-export { BACKOFF, JITTER, NO_SHARDS_AVAILABLE_RETRY, beatRetryDelay, jittered, noShardsAvailableDelay, retryDelay } from './backoff.js';
+export { BACKOFF, CONNECT_WAIT, JITTER, NO_SHARDS_AVAILABLE_RETRY, beatRetryDelay, jittered, noShardsAvailableDelay, retryDelay } from './backoff.js';
 export { ShardmanClient, beatBody, claimFromWire, decodeAnswer, parseRetryAfter } from './client.js';
 export {
   InvalidSecretError,

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NO_SHARDS_AVAILABLE_RETRY, beatRetryDelay, jittered } from './backoff.js';
+import { CONNECT_WAIT, NO_SHARDS_AVAILABLE_RETRY, beatRetryDelay, jittered } from './backoff.js';
 import { NoShardsAvailableError, SessionNotFoundError, SessionRetiredError } from './errors.js';
 import { RELEASE_REASONS, claimedEvent, releasedEvent } from './events.js';
 import { LeaseView } from './lease.js';
@@ -48,12 +48,12 @@ function atMost(promise, ms) {
  * @param {import('./index.js').RunShardsOptions} options
  * @returns {Promise<'retired' | 'shutdown' | 'failed'>}
  */
-export async function runShards({ client, start, signal = new AbortController().signal, onClaimChange = () => {}, log = defaultLog, noShardsDelay = NO_SHARDS_AVAILABLE_RETRY, identifyMargin = 1 }) {
+export async function runShards({ client, start, signal = new AbortController().signal, onClaimChange = () => {}, log = defaultLog, noShardsDelay = NO_SHARDS_AVAILABLE_RETRY, connectWait = CONNECT_WAIT, identifyMargin = 1 }) {
   // The first request of a process pays for loading and compiling fetch. Paid here, it does not delay
   // the /connect answer, whose arrival times the first IDENTIFY slot.
   await client.request('GET', '/healthz', { signal, timeout: 2 }).catch(() => {});
   for (;;) {
-    const claim = await claimShards(client, { signal, log, noShardsDelay });
+    const claim = await claimShards(client, { signal, log, noShardsDelay, connectWait });
     if (!claim) return 'shutdown';
     onClaimChange(claimedEvent(claim));
     const { reason, error } = await holdClaim(client, claim, { start, signal, log, identifyMargin });
@@ -69,18 +69,22 @@ function defaultLog(message) {
 }
 
 /**
- * `/connect` until it grants a claim: 401 "No Shards Available" -> again after about `noShardsDelay` s (jittered);
+ * `/connect?wait=connectWait` until it grants a claim: shardman answers as soon as a shard is free (first come first
+ * served); 401 "No Shards Available" after the whole wait -> again at once; a 401 that came back before half the wait
+ * (a shardman without `wait`, a replica shutting down) -> again after about `noShardsDelay` s (jittered);
  * 429, 5xx and network errors -> exponential backoff honouring Retry-After (in the client); anything else
  * (a wrong secret, an unexpected answer) is thrown: asking again cannot help.
  * @param {import('./client.js').ShardmanClient} client
  * @param {{ signal: AbortSignal, log: (message: string) => void, noShardsDelay: number }} options
  * @returns {Promise<import('./index.js').Claim | null>} null when shut down first
  */
-async function claimShards(client, { signal, log, noShardsDelay }) {
+async function claimShards(client, { signal, log, noShardsDelay, connectWait }) {
   let waiting = false;
   while (!signal.aborted) {
+    const sentAt = performance.now();
     try {
       return await client.connect({
+        wait: connectWait,
         signal,
         attempts: Infinity,
         onRetry: ({ delay, error }) => log(`connect: ${error.message}; again in ${delay.toFixed(2)} s`),
@@ -88,8 +92,9 @@ async function claimShards(client, { signal, log, noShardsDelay }) {
     } catch (error) {
       if (signal.aborted) return null;
       if (!(error instanceof NoShardsAvailableError)) throw error;
-      if (!waiting) log('connect: every shard is held; asking again every second');
+      if (!waiting) log('connect: every shard is held; waiting for one');
       waiting = true;
+      if (connectWait > 0 && performance.now() - sentAt >= (connectWait * 1000) / 2) continue;
       if (!(await pause(jittered(noShardsDelay) * 1000, signal))) return null;
     }
   }

@@ -62,6 +62,15 @@ test('connect retries 429 with exponential backoff and gives up after its attemp
   assert.ok(gaps[2] > gaps[0], `gaps grow: ${gaps.map(Math.round)}`);
 });
 
+test('a waiting connect outlasts the request timeout and counts its lease from the send time plus its wait', async () => {
+  const { server } = await fake(() => ({ status: 200, body: { ...connectAnswer(), waited: 0.5 }, delay: 500 }));
+  const client = new ShardmanClient({ url: server.url, secret: 'sekrit', timeout: 0.3 });
+  const sentAt = performance.now();
+  const claim = await client.connect({ wait: 1 });
+  assert.equal(server.requests[0].query.wait, '1');
+  assert.ok(Math.abs(claim.sentAt - (sentAt + 500)) < 100, `the lease counts from ${claim.sentAt - sentAt} ms after the send`);
+});
+
 test('connect 401 says no shard is available, without retrying', async () => {
   const { client, server } = await fake(() => ({ status: 401, body: { detail: 'No Shards Available' } }));
   await assert.rejects(client.connect(), NoShardsAvailableError);

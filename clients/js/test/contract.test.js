@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import {
   BACKOFF,
+  CONNECT_WAIT,
   InvalidSecretError,
   JITTER,
   LAPSE_CHECK_EVERY_MS,
@@ -52,6 +53,8 @@ function claimFields(claim) {
     lease_seconds: claim.leaseSeconds,
     beat_interval: claim.beatInterval,
     gateway_url: claim.gatewayUrl,
+    // The answer was sent at 0.
+    lease_counts_from: claim.sentAt / 1000,
   };
 }
 
@@ -119,6 +122,7 @@ for (const spec of backoff.beats.cases) {
 
 test('backoff: "No Shards Available" is asked again as the contract says', () => {
   const spec = backoff.no_shards_available;
+  assert.equal(CONNECT_WAIT, spec.connect_wait_seconds);
   assertBounds((random) => noShardsAvailableDelay(random), spec.least, spec.most);
 });
 

@@ -117,7 +117,28 @@ test('a beat answered 401 retires: the shards stop and the run ends', async () =
   assert.ok(!server.requests.some((request) => request.path === '/disconnect'));
 });
 
-test('connect is asked again about a second after "No Shards Available"', async () => {
+test('connect asks shardman to wait for a free shard', async () => {
+  const { client, server } = await fake(() => ({ status: 200, body: connectAnswer({ leaseSeconds: 3 }) }));
+  const controller = new AbortController();
+  await runShards({ client, start: recordingShards([]), signal: controller.signal, log: silent, onClaimChange: () => controller.abort() });
+  const connect = server.requests.find((request) => request.path === '/connect');
+  assert.equal(connect.query.wait, '30');
+});
+
+test('connect is asked again at once after a wait that ran out', async () => {
+  const { client, server } = await fake(({ path, count }) => {
+    if (path !== '/connect') return { status: 204 };
+    return count === 1 ? { status: 401, body: { detail: 'No Shards Available' }, delay: 300 } : { status: 200, body: connectAnswer({ leaseSeconds: 3 }) };
+  });
+  const controller = new AbortController();
+  await runShards({ client, start: recordingShards([]), signal: controller.signal, log: silent, connectWait: 0.4, onClaimChange: () => controller.abort() });
+  const connects = server.requests.filter((request) => request.path === '/connect');
+  assert.equal(connects.length, 2);
+  const gap = connects[1].time - connects[0].time;
+  assert.ok(gap < 600, `asked again after ${gap} ms`);
+});
+
+test('connect is asked again about a second after "No Shards Available" that came back without waiting', async () => {
   const { client, server } = await fake(({ count }) =>
     count < 3 ? { status: 401, body: { detail: 'No Shards Available' } } : { status: 200, body: connectAnswer({ leaseSeconds: 3 }) },
   );

@@ -38,3 +38,21 @@ test('claim, beat, identify and disconnect against shardman itself; resume data 
   assert.deepEqual(next.sleepDurations, [0, 0]);
   await client.disconnect(next.sessionId);
 });
+
+test('a waiting connect gets the shard given back at once, with its resume data', async () => {
+  const holder = await client.connect();
+  await client.beat(holder.sessionId, [{ shardId: 0, resume: { sessionId: 'discord-0', sequence: 7, resumeGatewayUrl: 'wss://resume-0' } }]);
+  const started = performance.now();
+  await assert.rejects(client.connect({ wait: 0.5 }), NoShardsAvailableError);
+  assert.ok(performance.now() - started >= 500, 'shardman waited before its 401');
+
+  const waiting = client.connect({ wait: 10 });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const releasedAt = performance.now();
+  await client.disconnect(holder.sessionId);
+  const claim = await waiting;
+  assert.ok(performance.now() - releasedAt < 1000, `answered ${performance.now() - releasedAt} ms after the release`);
+  assert.deepEqual(claim.shardIds, [0, 1]);
+  assert.deepEqual(claim.resumes[0], { sessionId: 'discord-0', sequence: 7, resumeGatewayUrl: 'wss://resume-0' });
+  await client.disconnect(claim.sessionId);
+});

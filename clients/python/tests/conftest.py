@@ -61,6 +61,8 @@ class FakeShardman:
     replies: dict[str, list[tuple[int, Any, dict[str, str]]]] = field(default_factory=dict)
     seen: list[Seen] = field(default_factory=list)
     url: str = ""
+    #: per path: seconds each answer is held back (a shardman that waits before answering)
+    holds: dict[str, float] = field(default_factory=dict)
 
     def script(self, path: str, *replies: tuple[int, Any] | tuple[int, Any, dict[str, str]]) -> None:
         self.replies[path] = [(r[0], r[1], r[2] if len(r) > 2 else {}) for r in replies]
@@ -71,9 +73,9 @@ class FakeShardman:
     async def handle(self, request: web.Request) -> web.Response:
         text = await request.text()
         body: Any = json.loads(text) if text else None
-        seen = Seen(request.method, request.path, time.monotonic(), dict(request.headers), body)
-        seen.query = dict(request.query)
-        self.seen.append(seen)
+        headers, query = dict(request.headers), dict(request.query)
+        self.seen.append(Seen(request.method, request.path, time.monotonic(), headers, body, query))
+        await asyncio.sleep(self.holds.get(request.path, 0.0))
         queue = self.replies.get(request.path)
         if not queue:
             return web.json_response({"detail": "Not Found"}, status=404)

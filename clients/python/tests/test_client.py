@@ -99,7 +99,24 @@ async def test_connect_raises_no_shards_available_on_401(fake_shardman: FakeShar
             await c.connect()
 
 
-async def test_claim_asks_again_about_every_second_while_every_shard_is_held(
+async def test_claim_asks_shardman_to_wait_for_a_free_shard(fake_shardman: FakeShardman) -> None:
+    fake_shardman.script("/connect", (200, claim_json()))
+    async with client(fake_shardman) as c:
+        await c.claim()
+    assert fake_shardman.requests("/connect")[0].query == {"wait": "30"}
+
+
+async def test_claim_asks_again_at_once_after_a_wait_that_ran_out(fake_shardman: FakeShardman) -> None:
+    fake_shardman.script("/connect", (401, {"detail": "No Shards Available"}), (200, claim_json()))
+    fake_shardman.holds["/connect"] = 0.3  # shardman waited the whole wait
+    async with client(fake_shardman, connect_wait=0.4) as c:
+        claim = await c.claim()
+    first, second = fake_shardman.requests("/connect")
+    assert claim.session_id == "sess-1"
+    assert second.at - first.at < 0.6
+
+
+async def test_claim_asks_again_about_every_second_when_shardman_answers_401_without_waiting(
     fake_shardman: FakeShardman,
 ) -> None:
     fake_shardman.script("/connect", (401, {"detail": "No Shards Available"}), (200, claim_json()))
@@ -108,6 +125,16 @@ async def test_claim_asks_again_about_every_second_while_every_shard_is_held(
     first, second = fake_shardman.requests("/connect")
     assert claim.session_id == "sess-1"
     assert 0.75 <= second.at - first.at <= 1.5
+
+
+async def test_a_waiting_connect_outlasts_the_request_timeout(fake_shardman: FakeShardman) -> None:
+    fake_shardman.script("/connect", (200, claim_json(waited=0.5)))
+    fake_shardman.holds["/connect"] = 0.5
+    async with client(fake_shardman, request_timeout=0.3) as c:
+        claim = await c.connect(wait=1)
+    assert fake_shardman.requests("/connect")[0].query == {"wait": "1"}
+    # The lease counts from the send time plus the wait shardman answered, not from the send time.
+    assert claim.requested_at == pytest.approx(fake_shardman.requests("/connect")[0].at + 0.5, abs=0.1)
 
 
 async def test_a_wrong_secret_raises_bad_secret_without_retrying(fake_shardman: FakeShardman) -> None:

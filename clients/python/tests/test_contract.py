@@ -25,7 +25,7 @@ from shardman_client import (
     Unavailable,
 )
 from shardman_client.answers import decode_beat, decode_connect, decode_disconnect, decode_identify
-from shardman_client.backoff import Backoff, beat_retry_delay, no_shards_available_delay
+from shardman_client.backoff import CONNECT_WAIT, Backoff, beat_retry_delay, no_shards_available_delay
 from shardman_client.lease import LAPSE_CHECK_EVERY
 
 CONTRACT = PACKAGE.parent / "contract"
@@ -70,6 +70,8 @@ def claim_fields(claim: Claim) -> dict[str, Any]:
         "lease_seconds": claim.lease_seconds,
         "beat_interval": claim.beat_interval,
         "gateway_url": claim.gateway_url,
+        # `Answer` was sent at 0.
+        "lease_counts_from": claim.requested_at,
     }
 
 
@@ -146,6 +148,7 @@ def test_beats_after_a_failure_wait_as_the_contract_says(case: dict[str, Any]) -
 
 def test_no_shards_available_is_asked_again_as_the_contract_says() -> None:
     bounds = BACKOFF["no_shards_available"]
+    assert bounds["connect_wait_seconds"] == CONNECT_WAIT
     assert_bounds(lambda unit: no_shards_available_delay(unit=unit), bounds["least"], bounds["most"])
 
 

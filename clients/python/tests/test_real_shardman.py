@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -79,3 +80,29 @@ async def test_the_old_generation_is_retired_once_a_reshard_completes(start_shar
         with pytest.raises(Retired):
             await c.beat(old.session_id)
         assert time.monotonic() - started < 2  # an answer, not a retry loop
+
+
+async def test_a_claim_waits_for_a_shard_given_back_and_gets_its_resume_data(
+    start_shardman: StartShardman,
+) -> None:
+    shardman = await start_shardman(MAX_SHARDS="1")
+    async with ShardmanClient(shardman.url, SECRET) as holder, ShardmanClient(shardman.url, SECRET) as waiter:
+        held = await holder.connect()
+        resume = ResumeData("discord-session", 17, "ws://resume.example")
+        await holder.beat(held.session_id, [ShardReport(0, resume=resume)])
+        started = time.monotonic()
+        with pytest.raises(NoShardsAvailable):
+            await waiter.connect(wait=0.5)
+        assert time.monotonic() - started >= 0.5  # shardman waited before its 401
+
+        waiting = asyncio.ensure_future(waiter.claim())
+        await asyncio.sleep(0.5)
+        assert not waiting.done()
+
+        released_at = time.monotonic()
+        await holder.disconnect(held.session_id)
+        claim = await asyncio.wait_for(waiting, timeout=5)
+
+        assert time.monotonic() - released_at < 1  # answered on the release, not on a retry
+        assert claim.shard_ids == [0]
+        assert claim.resumes == [resume]

@@ -7,7 +7,7 @@ pub mod shardman;
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -16,6 +16,8 @@ pub struct Reply {
     status: u16,
     headers: Vec<(String, String)>,
     body: String,
+    /// Held back this long (a shardman that waits before answering).
+    delay: Duration,
 }
 
 impl Reply {
@@ -24,6 +26,7 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: body.to_string(),
+            delay: Duration::ZERO,
         }
     }
 
@@ -32,11 +35,18 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: String::new(),
+            delay: Duration::ZERO,
         }
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The same reply, given `delay` after the request arrived.
+    pub fn after(mut self, delay: Duration) -> Self {
+        self.delay = delay;
         self
     }
 }
@@ -47,6 +57,8 @@ pub struct Request {
     pub path: String,
     /// The path with its query, as sent.
     pub target: String,
+    /// The query string, without `?`.
+    pub query: String,
     /// Lower-case names.
     pub headers: HashMap<String, String>,
     pub body: String,
@@ -123,7 +135,8 @@ async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>) {
     let mut request_line = lines.next().unwrap_or_default().split(' ');
     let method = request_line.next().unwrap_or_default().to_owned();
     let target = request_line.next().unwrap_or_default();
-    let path = target.split('?').next().unwrap_or_default().to_owned();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let (path, query) = (path.to_owned(), query.to_owned());
     let headers: HashMap<String, String> = lines
         .filter_map(|line| line.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
@@ -145,6 +158,7 @@ async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>) {
             method,
             path: path.clone(),
             target: target.to_owned(),
+            query,
             headers,
             body: String::from_utf8_lossy(&body).into_owned(),
             at: Instant::now(),
@@ -156,6 +170,7 @@ async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>) {
         }
         .unwrap_or_else(|| Reply::json(404, json!({"detail": "Not Found"})))
     };
+    tokio::time::sleep(reply.delay).await;
     let mut response = format!(
         "HTTP/1.1 {} Scripted\r\ncontent-length: {}\r\nconnection: close\r\n",
         reply.status,

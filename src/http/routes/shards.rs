@@ -1,5 +1,9 @@
 //! The bot-facing lifecycle: connect, beat, disconnect.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +18,7 @@ use crate::http::error::{
 };
 use crate::http::schemas::EXAMPLE_SESSION_ID;
 use crate::http::state::AppState;
-use crate::store::StoreError;
+use crate::store::{StoreError, WAITER_POLL};
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(example = json!({"shard_id": 0, "max_shards": 16, "session_id": EXAMPLE_SESSION_ID, "fence": 7, "generation": 1, "state": "active", "sleep_duration": 5.0, "resume": null, "shard_ids": [0], "sleep_durations": [5.0], "resumes": [null], "lease_seconds": 60, "beat_interval": 20.0, "gateway_url": "wss://gateway.discord.gg"}))]
@@ -50,6 +54,52 @@ struct ConnectConfirmed {
     /// Discord's gateway URL from shardman's shared `/gateway/bot` answer (null until one was
     /// read): connect there without asking Discord yourself.
     gateway_url: Option<String>,
+    /// Only with `?wait=`: seconds the request waited before the claim that granted it. The lease
+    /// began no earlier than this after the request was sent; count the lease from there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waited: Option<f64>,
+}
+
+/// `?wait=` of `GET /connect`: at most this many seconds.
+const MAX_CONNECT_WAIT_SECONDS: f64 = 60.0;
+
+/// `?wait=<seconds>` (0 to 60, fractions allowed): how long `/connect` may wait for a free shard.
+fn read_wait(query: &str) -> Result<Option<Duration>, ValidationFailed> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+    // The last one counts, as FastAPI reads a repeated scalar parameter.
+    let Some((_, text)) = pairs.iter().rev().find(|(name, _)| name == "wait") else {
+        return Ok(None);
+    };
+    let issue = |msg: &str, kind: &str| {
+        Err(ValidationFailed::from(ValidationIssue::new(
+            &["query", "wait"],
+            msg,
+            kind,
+        )))
+    };
+    match text.trim().parse::<f64>() {
+        Ok(seconds) if !seconds.is_finite() => {
+            issue("value is not a valid float", "type_error.float")
+        }
+        Ok(seconds) if seconds < 0.0 => issue(
+            "ensure this value is greater than or equal to 0",
+            "value_error.number.not_ge",
+        ),
+        Ok(seconds) if seconds > MAX_CONNECT_WAIT_SECONDS => issue(
+            "ensure this value is less than or equal to 60",
+            "value_error.number.not_le",
+        ),
+        Ok(seconds) => Ok(Some(Duration::from_secs_f64(seconds))),
+        Err(_) => issue("value is not a valid float", "type_error.float"),
+    }
+}
+
+/// Resolves once the replica drains (SIGTERM): a waiting claim then answers at once, so that its
+/// client asks again where it is served, rather than holding up the shutdown.
+async fn drained(draining: Arc<AtomicBool>) {
+    while !draining.load(Ordering::Relaxed) {
+        tokio::time::sleep(WAITER_POLL).await;
+    }
 }
 
 /// `Prefer: return=representation` on `/beat`: where the session stands.
@@ -143,8 +193,8 @@ error_set! {
     /// What `GET /connect` answers when it grants nothing.
     pub ConnectError {
         AuthenticationFailure,
-        ValidationFailed = "A `process` label that is empty, longer than 128 characters or not printable",
-        NoShardsAvailable = "Every shard id is held",
+        ValidationFailed = "A `process` label that is empty, longer than 128 characters or not printable, or a `wait` that is not a number from 0 to 60",
+        NoShardsAvailable = "Every shard id is held (after waiting up to `wait` seconds for one)",
         IdentifyBudgetExhausted,
         RecoveringFromDataLoss,
         StoreError,
@@ -155,9 +205,12 @@ error_set! {
     get,
     path = "/connect",
     tag = "bots",
-    description = "Claims the lowest free shard id of the active generation for a new session. `fence` grows with every grant of that shard id (a fencing token).",
+    description = "Claims the lowest free shard id of the active generation for a new session. `fence` grows with every grant of that shard id (a fencing token). With `wait`, a request that finds every shard held waits for one, in turn with the other waiting requests of every replica.",
     security(("secret" = [])),
-    params(("process" = Option<String>, Query, description = "A label for the bot process (at most 128 printable characters), kept with the session: `/status` lists the shards and load of each process under it. The client packages send `<hostname>:<pid>`.", example = "bot-7f9c4-x2:1")),
+    params(
+        ("process" = Option<String>, Query, description = "A label for the bot process (at most 128 printable characters), kept with the session: `/status` lists the shards and load of each process under it. The client packages send `<hostname>:<pid>`.", example = "bot-7f9c4-x2:1"),
+        ("wait" = Option<f64>, Query, description = "Seconds (0 to 60) to wait for a shard to become free instead of answering 401 at once; answered as soon as a shard is released or added, within 0.2 s of a lease expiring, first come first served", minimum = 0, maximum = 60, example = 30),
+    ),
     responses(
         (status = 200, description = "A shard was granted", body = ConnectConfirmed),
         ConnectError,
@@ -165,11 +218,23 @@ error_set! {
 )]
 pub async fn connect(
     _: Authorized<ConnectError>,
+    request: HttpRequest,
     state: web::Data<AppState>,
     query: web::Query<ConnectQuery>,
 ) -> Result<HttpResponse, ConnectError> {
     let process = process_label(query.into_inner().process)?;
-    let grant = match state.store.connect(process.as_deref()).await? {
+    let wait = read_wait(request.query_string())?;
+    // A wait of 0 is one attempt, like no wait; only its answer tells how long it waited.
+    let claim = state
+        .store
+        .claim_delivered(
+            process,
+            wait.filter(|wait| !wait.is_zero()),
+            drained(state.draining.clone()),
+        )
+        .await?;
+    let waited = wait.map(|_| claim.waited.as_secs_f64());
+    let grant = match claim.outcome {
         ConnectOutcome::Granted(grant) => grant,
         ConnectOutcome::Full => return Err(NoShardsAvailable.into()),
         ConnectOutcome::BudgetExhausted { retry_after_ms } => {
@@ -180,10 +245,13 @@ pub async fn connect(
         }
     };
     log::info!(
-        "shard {} granted (generation {}, fence {}, {})",
+        "shard {} granted (generation {}, fence {}, {}{})",
         grant.lease.shard_id,
         grant.lease.generation,
         grant.lease.fence,
+        waited.map_or_else(String::new, |seconds| format!(
+            "after waiting {seconds:.3} s, "
+        )),
         if grant
             .first_shard()
             .is_some_and(|shard| shard.resume.is_some())
@@ -214,6 +282,7 @@ pub async fn connect(
         lease_seconds: state.settings.max_seconds,
         beat_interval: state.settings.max_seconds as f64 / 3.0,
         gateway_url: grant.gateway_url,
+        waited,
     }))
 }
 

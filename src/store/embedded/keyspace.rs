@@ -139,6 +139,7 @@ impl Keyspace {
             "ZCARD" => (1, Keyspace::zcard),
             "ZRANGE" => (3, Keyspace::zrange),
             "ZRANGEBYSCORE" => (3, Keyspace::zrangebyscore),
+            "ZRANK" => (2, Keyspace::zrank),
             "ZPOPMIN" => (1, Keyspace::zpopmin),
             "SADD" => (2, Keyspace::sadd),
             "SREM" => (2, Keyspace::srem),

@@ -241,6 +241,22 @@ mod tests {
     }
 
     #[test]
+    fn zrank_counts_the_members_ahead_by_score_and_is_nil_for_a_stranger() {
+        let reply = run("redis.call('ZADD', KEYS[1], 3, 'c', 1, 'a', 2, 'b') \
+                         return {redis.call('ZRANK', KEYS[1], 'a'), redis.call('ZRANK', KEYS[1], 'c'), \
+                         redis.call('ZRANK', KEYS[1], 'z') == false, redis.call('ZRANK', 'none', 'a') == false}");
+        assert_eq!(
+            reply.expect("runs"),
+            Value::Array(vec![
+                Value::Int(0),
+                Value::Int(2),
+                Value::Int(1),
+                Value::Int(1)
+            ])
+        );
+    }
+
+    #[test]
     fn a_script_may_not_create_or_read_an_unknown_global_as_in_redis() {
         let created = run("oops = 1 return 1").expect_err("creating a global fails");
         assert!(

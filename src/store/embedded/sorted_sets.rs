@@ -1,11 +1,11 @@
-//! Sorted-set commands of the embedded engine (ZADD, ZREM, ZCARD, ZRANGE, ZRANGEBYSCORE,
+//! Sorted-set commands of the embedded engine (ZADD, ZREM, ZCARD, ZRANGE, ZRANGEBYSCORE, ZRANK,
 //! ZPOPMIN), on the [`SortedSet`] value of `sorted_set.rs`.
 
 use redis::Value;
 
 use super::keyspace::{Data, Entry, Keyspace, Reply, WRONG_TYPE, bulk, index_range, parse_number};
 use super::lua::number_text;
-use super::sorted_set::SortedSet;
+use super::sorted_set::{Score, SortedSet};
 
 fn parse_score(text: &str) -> Result<f64, String> {
     match text {
@@ -96,6 +96,17 @@ impl Keyspace {
             None => Vec::new(),
         };
         Ok(Value::Array(members))
+    }
+
+    /// ZRANK key member: the member's 0-based position by score, or nil when it is not there.
+    /// O(N) here (Redis: O(log N)); the embedded store serves one process's small sets.
+    pub(super) fn zrank(&mut self, args: &[String], now_ms: i64) -> Reply {
+        let member = args[1].as_str();
+        let rank = self.sorted_set(&args[0], now_ms)?.and_then(|set| {
+            let score = *set.scores.get(member)?;
+            Some(set.order.range(..(Score(score), member.to_owned())).count())
+        });
+        Ok(rank.map_or(Value::Nil, |rank| Value::Int(rank as i64)))
     }
 
     pub(super) fn zpopmin(&mut self, args: &[String], now_ms: i64) -> Reply {

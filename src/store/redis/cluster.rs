@@ -343,6 +343,7 @@ mod tests {
         "ZPOPMIN",
         "ZRANGE",
         "ZRANGEBYSCORE",
+        "ZRANK",
         "ZREM",
         "ZSCORE",
     ];

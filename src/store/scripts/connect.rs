@@ -1,4 +1,5 @@
-//! `migrations-lua/connect.lua`: claim the lowest free shard id and book its IDENTIFY slot.
+//! `migrations-lua/connect.lua`: claim the lowest free shard id and book its IDENTIFY slot, in
+//! turn with the claims that wait.
 
 use redis::Value;
 
@@ -22,6 +23,9 @@ script_call! {
         default_concurrency: u32,
         identify_reserve: i64,
         process_label: Option<&'a str>,
+        /// The waiting claim's ticket, or "" for a claim that does not wait.
+        ticket: &'a str,
+        waiter_renew_ms: u64,
     }
     reply Claim;
 }

@@ -45,6 +45,8 @@ declare_scripts! {
     record_load::RecordLoad,
     claim_events::ClaimEvents,
     settle_event::SettleEvent,
+    stop_waiting::StopWaiting,
+    give_back::GiveBack,
 }
 
 /// One Lua script as the engines load it: its file name (for errors), its source and its SHA1.

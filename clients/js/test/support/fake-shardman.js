@@ -3,7 +3,8 @@ import { createServer } from 'node:http';
 
 /**
  * @param {(request: { method: string, path: string, query: Record<string, string>, body: any, headers: Record<string, any>, count: number }) =>
- *   { status: number, body?: unknown, headers?: Record<string, string> }} answer
+ *   { status: number, body?: unknown, headers?: Record<string, string>, delay?: number }} answer `delay`: ms to hold
+ *   the answer back (a shardman that waits before answering)
  */
 export async function startFakeShardman(answer) {
   const requests = [];
@@ -17,7 +18,8 @@ export async function startFakeShardman(answer) {
     const query = Object.fromEntries(new URLSearchParams(search));
     const seen = { method: request.method, path, query, body: text ? JSON.parse(text) : null, headers: request.headers, count, time: performance.now() };
     requests.push(seen);
-    const { status, body, headers = {} } = answer(seen);
+    const { status, body, headers = {}, delay = 0 } = answer(seen);
+    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
     response.writeHead(status, { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers });
     response.end(body === undefined ? undefined : JSON.stringify(body));
   });

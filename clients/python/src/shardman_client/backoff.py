@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 #: Every wait is spread by this much either way, so a fleet that failed together retries apart.
 JITTER = 0.2
-#: `/connect` answered 401 "No Shards Available": ask again after about this long.
+#: `/connect` answered 401 "No Shards Available" without having waited: ask again after about this long.
 NO_SHARDS_AVAILABLE_RETRY = 1.0
+#: Claiming asks `/connect` to wait this long for a shard to become free (`?wait=`).
+CONNECT_WAIT = 30.0
 
 
 def jittered(seconds: float, *, unit: float | None = None) -> float:

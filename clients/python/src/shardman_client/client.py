@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from .answers import Answer, decode_beat, decode_connect, decode_disconnect, decode_identify
-from .backoff import NO_SHARDS_AVAILABLE_RETRY, Backoff, jittered
+from .backoff import CONNECT_WAIT, NO_SHARDS_AVAILABLE_RETRY, Backoff, jittered
 from .errors import NoShardsAvailable, Unavailable
 from .models import BeatAnswer, Claim, ShardReport
 from .usage import cpu_seconds, default_process_label, rss_bytes
@@ -37,6 +37,7 @@ class ShardmanClient:
         backoff: Backoff | None = None,
         request_timeout: float = 10.0,
         full_retry: float = NO_SHARDS_AVAILABLE_RETRY,
+        connect_wait: float = CONNECT_WAIT,
         session: aiohttp.ClientSession | None = None,
         process: str | None = None,
     ) -> None:
@@ -47,8 +48,11 @@ class ShardmanClient:
         self._secret = secret
         self.backoff = backoff or Backoff()
         self.request_timeout = request_timeout
-        #: seconds between /connect attempts while every shard is held (jittered like every wait)
+        #: seconds between /connect attempts while every shard is held and shardman does not wait
+        #: (jittered like every wait)
         self.full_retry = full_retry
+        #: seconds `claim` asks /connect to wait for a shard to become free (0: ask without waiting)
+        self.connect_wait = connect_wait
         self._session = session
         self._own_session = session is None
 
@@ -67,19 +71,33 @@ class ShardmanClient:
 
     # -- the API ---------------------------------------------------------------------------------
 
-    async def connect(self) -> Claim:
-        """One claim attempt (429/5xx retried). Raises NoShardsAvailable when every shard is held."""
+    async def connect(self, *, wait: float | None = None) -> Claim:
+        """One claim attempt (429/5xx retried). Raises NoShardsAvailable when every shard is held (with
+        `wait`: still held after waiting up to `wait` seconds for one)."""
+        params = {"process": self.process}
+        if not wait:
+            return await self._call("GET", "/connect", decode_connect, params=params, retry_until=None)
         return await self._call(
-            "GET", "/connect", decode_connect, params={"process": self.process}, retry_until=None
+            "GET",
+            "/connect",
+            decode_connect,
+            params={**params, "wait": f"{wait:g}"},
+            retry_until=None,
+            timeout=wait + self.request_timeout,
         )
 
     async def claim(self) -> Claim:
-        """Claim a shard group, asking again about every second while every shard is held."""
+        """Claim a shard group, waiting for one while every shard is held: shardman answers as soon as
+        one is free, first come first served. A 401 that came back before half the wait (a shardman
+        without `wait`, a replica shutting down) is asked again about a second later."""
         while True:
+            sent_at = time.monotonic()
             try:
-                return await self.connect()
+                return await self.connect(wait=self.connect_wait)
             except NoShardsAvailable:
-                await asyncio.sleep(jittered(self.full_retry))
+                waited_out = self.connect_wait > 0 and time.monotonic() - sent_at >= self.connect_wait / 2
+                if not waited_out:
+                    await asyncio.sleep(jittered(self.full_retry))
 
     async def beat(
         self,

@@ -50,7 +50,8 @@ class Claim:
     beat_interval: float
     gateway_url: str | None
     fence: int | None
-    #: `time.monotonic()` when the /connect request was sent: the lease view counts from it.
+    #: `time.monotonic()` when the /connect request was sent, plus the `waited` it answered (a claim
+    #: that waited): the lease view counts from it.
     requested_at: float = field(default=0.0, compare=False)
     #: `time.monotonic()` when the answer arrived: the IDENTIFY waits count from it.
     answered_at: float = field(default=0.0, compare=False)
@@ -77,7 +78,8 @@ class Claim:
             beat_interval=float(data.get("beat_interval") or lease_seconds / 3),
             gateway_url=data.get("gateway_url"),
             fence=_opt_int(data.get("fence")),
-            requested_at=requested_at,
+            # The lease began no earlier than `waited` after the request was sent.
+            requested_at=requested_at + float(data.get("waited") or 0.0),
             answered_at=answered_at,
         )
 

@@ -167,7 +167,8 @@ pub struct Claim {
     pub gateway_url: Option<String>,
     /// The fencing token of this grant.
     pub fence: u64,
-    /// When the `/connect` request was sent (the lease view counts from here).
+    /// When the `/connect` request was sent, plus the `waited` it answered (a claim that waited):
+    /// the lease view counts from here.
     pub requested_at: Instant,
     /// When its answer arrived (the IDENTIFY slots count from here).
     pub received_at: Instant,
@@ -207,6 +208,9 @@ struct ConnectAnswer {
     beat_interval: Option<f64>,
     #[serde(default)]
     gateway_url: Option<String>,
+    /// With `?wait=`: seconds the request waited before the claim that granted it.
+    #[serde(default)]
+    waited: Option<f64>,
 }
 
 impl ConnectAnswer {
@@ -233,7 +237,8 @@ impl ConnectAnswer {
             beat_interval: seconds(self.beat_interval.unwrap_or(lease / 3.0)),
             gateway_url: self.gateway_url,
             fence: self.fence,
-            requested_at,
+            // A claim that waited: its lease began no earlier than `waited` after the request.
+            requested_at: requested_at + seconds(self.waited.unwrap_or(0.0)),
             received_at,
         }
     }

@@ -9,8 +9,11 @@ pub const JITTER: f64 = 0.2;
 pub const BACKOFF_BASE: Duration = Duration::from_millis(500);
 /// ... up to this (unless the server's `Retry-After` asks for more).
 pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
-/// `/connect` answered 401 "No Shards Available": ask again after about this long.
+/// `/connect` answered 401 "No Shards Available" without having waited: ask again after about
+/// this long.
 pub const NO_SHARDS_AVAILABLE_RETRY: Duration = Duration::from_secs(1);
+/// Claiming asks `/connect` to wait this long for a shard to become free (`?wait=`).
+pub const CONNECT_WAIT: Duration = Duration::from_secs(30);
 
 /// Waits that double from `base` up to `cap`, each jittered, and never shorter than a
 /// `Retry-After` the server asked for. Counts its attempts; [`Backoff::reset`] after a success.

@@ -3,7 +3,7 @@
 use crate::answers::{
     Answer, BeatAck, Claim, Resume, decode_beat, decode_connect, decode_disconnect, decode_identify,
 };
-use crate::backoff::{Backoff, no_shards_available_delay};
+use crate::backoff::{Backoff, CONNECT_WAIT, no_shards_available_delay};
 use crate::usage::{ProcessUsage, default_process_label};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde::Serialize;
@@ -72,6 +72,8 @@ pub struct Client {
     base: String,
     /// The label `/connect` files this process's sessions under in shardman's `/status`.
     process: String,
+    /// How long [`Client::claim`] asks `/connect` to wait for a shard to become free.
+    connect_wait: Duration,
 }
 
 impl Client {
@@ -92,6 +94,7 @@ impl Client {
             http,
             base: base_url.trim_end_matches('/').to_owned(),
             process: default_process_label(),
+            connect_wait: CONNECT_WAIT,
         })
     }
 
@@ -102,6 +105,13 @@ impl Client {
         self
     }
 
+    /// How long [`Client::claim`] asks `/connect` to wait for a shard to become free (30 s by
+    /// default; zero: ask without waiting).
+    pub fn with_connect_wait(mut self, wait: Duration) -> Self {
+        self.connect_wait = wait;
+        self
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -109,25 +119,55 @@ impl Client {
     /// One `GET /connect`.
     pub async fn connect(&self) -> Result<Claim, Error> {
         let requested_at = Instant::now();
-        let mut url = reqwest::Url::parse(&self.url("/connect"))
-            .map_err(|e| Error::Config(format!("url: {e}")))?;
-        url.query_pairs_mut().append_pair("process", &self.process);
-        let answer = read(self.http.get(url)).await?;
+        let answer = read(self.http.get(self.connect_url(None)?)).await?;
         decode_connect(&answer, requested_at, Instant::now())
     }
 
-    /// `GET /connect` until it grants a claim: after a 401 (every shard held) about a second later,
-    /// after 429/5xx/network errors with exponential backoff (capped at 30 s) but never before the
-    /// server's `Retry-After`. Returns the errors retrying cannot fix (403, other answers).
+    /// `/connect` with this process's label, and `wait` when the claim may wait.
+    fn connect_url(&self, wait: Option<Duration>) -> Result<reqwest::Url, Error> {
+        let mut url = reqwest::Url::parse(&self.url("/connect"))
+            .map_err(|e| Error::Config(format!("url: {e}")))?;
+        url.query_pairs_mut().append_pair("process", &self.process);
+        if let Some(wait) = wait {
+            url.query_pairs_mut()
+                .append_pair("wait", &wait.as_secs_f64().to_string());
+        }
+        Ok(url)
+    }
+
+    /// One `GET /connect?wait=<wait>`: while every shard is held, shardman answers as soon as one
+    /// is free (first come first served), or 401 once `wait` (up to 60 s) has passed.
+    pub async fn connect_waiting(&self, wait: Duration) -> Result<Claim, Error> {
+        let requested_at = Instant::now();
+        let url = self.connect_url(Some(wait))?;
+        let answer = read(self.http.get(url).timeout(wait + REQUEST_TIMEOUT)).await?;
+        decode_connect(&answer, requested_at, Instant::now())
+    }
+
+    /// `GET /connect?wait=30` until it grants a claim: after a 401 that came after the whole wait
+    /// at once, after one that came back sooner (a shardman without `wait`, a replica shutting
+    /// down) about a second later, after 429/5xx/network errors with exponential backoff (capped
+    /// at 30 s) but never before the server's `Retry-After`. Returns the errors retrying cannot
+    /// fix (403, other answers).
     pub async fn claim(&self) -> Result<Claim, Error> {
         let mut backoff = Backoff::default();
         loop {
-            match self.connect().await {
+            let asked_at = Instant::now();
+            let attempt = if self.connect_wait.is_zero() {
+                self.connect().await
+            } else {
+                self.connect_waiting(self.connect_wait).await
+            };
+            match attempt {
                 Ok(claim) => return Ok(claim),
                 Err(Error::NoShardsAvailable) => {
                     backoff.reset();
-                    tracing::debug!("no shards available; asking again in about a second");
-                    tokio::time::sleep(no_shards_available_delay()).await;
+                    let waited_out =
+                        !self.connect_wait.is_zero() && asked_at.elapsed() >= self.connect_wait / 2;
+                    if !waited_out {
+                        tracing::debug!("no shards available; asking again in about a second");
+                        tokio::time::sleep(no_shards_available_delay()).await;
+                    }
                 }
                 Err(e) if e.is_retryable() => {
                     let wait = backoff.next(e.retry_after());

@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 use shardman_client::answers::{decode_beat, decode_connect, decode_disconnect, decode_identify};
 use shardman_client::backoff::{
-    BACKOFF_BASE, BACKOFF_CAP, Backoff, JITTER, NO_SHARDS_AVAILABLE_RETRY, beat_retry_delay,
-    jittered_with,
+    BACKOFF_BASE, BACKOFF_CAP, Backoff, CONNECT_WAIT, JITTER, NO_SHARDS_AVAILABLE_RETRY,
+    beat_retry_delay, jittered_with,
 };
 use shardman_client::{
     Answer, Claim, ClaimEvent, Error, LAPSE_CHECK_EVERY, LeaseView, Release, Route,
@@ -63,7 +63,8 @@ fn kind(error: &Error) -> (&'static str, Option<u16>) {
     }
 }
 
-fn claim_fields(claim: &Claim) -> Value {
+/// The contract's view of a claim whose `/connect` was sent at `sent_at`.
+fn claim_fields(claim: &Claim, sent_at: Instant) -> Value {
     json!({
         "session_id": claim.session_id,
         "shard_ids": claim.shard_ids,
@@ -76,6 +77,7 @@ fn claim_fields(claim: &Claim) -> Value {
         "lease_seconds": claim.lease.as_secs_f64(),
         "beat_interval": claim.beat_interval.as_secs_f64(),
         "gateway_url": claim.gateway_url,
+        "lease_counts_from": claim.requested_at.duration_since(sent_at).as_secs_f64(),
     })
 }
 
@@ -103,7 +105,9 @@ fn answers_decode_as_the_contract_says() {
         let answer = answer(&case["status"], &case["body"], case.get("retry_after"));
         let expect = &case["expect"];
         let decoded: Result<Value, Error> = match route(case["route"].as_str().expect("route")) {
-            Route::Connect => decode_connect(&answer, now, now).map(|claim| claim_fields(&claim)),
+            Route::Connect => {
+                decode_connect(&answer, now, now).map(|claim| claim_fields(&claim, now))
+            }
             Route::Beat => decode_beat(&answer, now, now).map(|ack| match ack.answer {
                 Some(beat) => json!({"shard_id": beat.shard_id, "shard_count": beat.shard_count,
                     "generation": beat.generation, "state": beat.state, "fence": beat.fence}),
@@ -196,6 +200,7 @@ fn backoff_waits_as_the_contract_says() {
         );
     }
     let no_shards = &contract["no_shards_available"];
+    assert_eq!(CONNECT_WAIT, seconds(&no_shards["connect_wait_seconds"]));
     assert_eq!(
         NO_SHARDS_AVAILABLE_RETRY,
         seconds(&no_shards["nominal_seconds"])

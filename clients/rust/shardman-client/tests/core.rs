@@ -91,6 +91,64 @@ async fn connect_answering_401_is_no_shards_available_and_claim_asks_again_a_sec
 }
 
 #[tokio::test]
+async fn claim_asks_shardman_to_wait_for_a_free_shard() {
+    let server = FakeShardman::start().await;
+    server.on(
+        "/connect",
+        vec![Reply::json(200, claim_answer(&[0], &[0.0], 6.0, 2.0))],
+    );
+    client(&server).claim().await.expect("claim");
+    let query = server.requests("/connect")[0].query.clone();
+    assert!(query.split('&').any(|pair| pair == "wait=30"), "{query}");
+}
+
+#[tokio::test]
+async fn claim_asks_again_at_once_after_a_wait_that_ran_out() {
+    let server = FakeShardman::start().await;
+    server.on(
+        "/connect",
+        vec![
+            // shardman waited the whole wait for a shard
+            Reply::json(401, json!({"detail": "No Shards Available"}))
+                .after(Duration::from_millis(300)),
+            Reply::json(200, claim_answer(&[0], &[0.0], 6.0, 2.0)),
+        ],
+    );
+    let client = client(&server).with_connect_wait(Duration::from_millis(400));
+    client.claim().await.expect("claim");
+    let tries = server.requests("/connect");
+    assert_eq!(tries.len(), 2);
+    let gap = tries[1].at - tries[0].at;
+    assert!(
+        gap < Duration::from_millis(600),
+        "asked again after {gap:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_claim_that_waited_counts_its_lease_from_the_send_time_plus_its_wait() {
+    let server = FakeShardman::start().await;
+    let mut answer = claim_answer(&[0], &[0.0], 6.0, 2.0);
+    answer["waited"] = json!(0.5);
+    server.on(
+        "/connect",
+        vec![Reply::json(200, answer).after(Duration::from_millis(500))],
+    );
+    let sent_at = std::time::Instant::now();
+    let claim = client(&server)
+        .connect_waiting(Duration::from_secs(1))
+        .await
+        .expect("claim");
+    let query = server.requests("/connect")[0].query.clone();
+    assert!(query.split('&').any(|pair| pair == "wait=1"), "{query}");
+    let counts_from = claim.requested_at - sent_at;
+    assert!(
+        counts_from >= Duration::from_millis(500) && counts_from < Duration::from_millis(600),
+        "the lease counts from {counts_from:?} after the send"
+    );
+}
+
+#[tokio::test]
 async fn connect_answering_403_is_forbidden_and_claim_gives_up_at_once() {
     let server = FakeShardman::start().await;
     server.on(

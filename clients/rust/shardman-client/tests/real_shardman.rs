@@ -92,3 +92,38 @@ async fn against_the_real_shardman_a_lease_keeper_holds_the_shard_past_its_lease
     let again = client.connect().await.expect("the shard is free again");
     assert_eq!(again.shard_ids, [0]);
 }
+
+#[tokio::test]
+async fn against_the_real_shardman_a_waiting_claim_gets_the_shard_given_back_at_once() {
+    let shardman = start_shardman(1, 10).await;
+    let client = Client::new(&shardman.url, SECRET).expect("client");
+    let held = client.claim().await.expect("claim");
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        client.connect_waiting(Duration::from_millis(500)).await,
+        Err(Error::NoShardsAvailable)
+    ));
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "shardman waited before its 401"
+    );
+
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        async move { client.claim().await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let released_at = std::time::Instant::now();
+    client
+        .disconnect(&held.session_id)
+        .await
+        .expect("disconnect");
+    let claim = waiting.await.expect("joins").expect("claim");
+
+    assert!(
+        released_at.elapsed() < Duration::from_secs(1),
+        "answered {:?} after the release",
+        released_at.elapsed()
+    );
+    assert_eq!(claim.shard_ids, [0]);
+}
