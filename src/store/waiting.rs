@@ -66,10 +66,12 @@ impl Store {
         // Boxed: unboxed, the store's futures nest too deep for the compiler's layout queries.
         tokio::spawn(Box::pin(async move {
             let claim = match wait {
-                None => Box::pin(store.connect(process.as_deref())).await.map(|outcome| WaitedClaim {
-                    outcome,
-                    waited: Duration::ZERO,
-                }),
+                None => Box::pin(store.connect(process.as_deref()))
+                    .await
+                    .map(|outcome| WaitedClaim {
+                        outcome,
+                        waited: Duration::ZERO,
+                    }),
                 Some(wait) => {
                     let request_gone = answer.closed();
                     let stop = async move {
@@ -473,7 +475,7 @@ mod tests {
 
         // The request is dropped before its claim's task has run: the task grants, finds nobody
         // to answer, and gives the grant back.
-        drop(store.claim_delivered(None, pending()));
+        drop(store.claim_delivered(None, None, pending()));
         settle().await;
 
         let next = hold(&store).await;
@@ -495,7 +497,8 @@ mod tests {
     async fn a_waiting_request_that_is_dropped_leaves_the_queue_at_once() {
         let store = embedded_store(1).await;
         let holder = hold(&store).await;
-        let request = tokio::spawn(store.claim_delivered(Some(Duration::from_secs(30)), pending()));
+        let request =
+            tokio::spawn(store.claim_delivered(None, Some(Duration::from_secs(30)), pending()));
         settle().await;
 
         request.abort();

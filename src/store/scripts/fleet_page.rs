@@ -251,7 +251,7 @@ mod tests {
             "p" => Some("bot-1:4242"),
             _ => None,
         });
-        let shard = &figures.statuses(page).expect("the figures asked for")[0];
+        let shard = &figures.statuses(page).expect("the figures asked for").held[0];
         assert_eq!(shard.events_per_second, Some(42.5));
         assert_eq!(shard.cpu, Some(0.25));
         assert_eq!(shard.rss_bytes, Some(104_857_600));
