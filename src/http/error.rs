@@ -50,6 +50,10 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     Unavailable(String),
+    /// This replica's secret for the bot is not the deployment's (secret drift): it serves none of
+    /// the bot's writes; another replica will.
+    #[error("Secret Differs From Deployment")]
+    SecretDiffersFromDeployment,
     /// Redis lost its data; new grants wait until running bots have re-established their leases.
     #[error("Recovering From Store Data Loss")]
     Recovering { retry_after_secs: u64 },
@@ -100,7 +104,9 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::SecretDiffersFromDeployment => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Recovering { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -118,7 +124,7 @@ impl ResponseError for ApiError {
         };
         let mut response = HttpResponse::build(self.status_code());
         match self {
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::SecretDiffersFromDeployment => {
                 response.insert_header((
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECONDS),

@@ -1,6 +1,6 @@
 //! The replica's background tasks: the gateway poller (with `BOT_TOKEN`), the alert dispatcher and
-//! lease reaper (with `WEBHOOK_URL`), and autoscale (without `MAX_SHARDS`). They start when the
-//! replica is built and stop when its server stops.
+//! lease reaper (with `WEBHOOK_URL`), autoscale (without `MAX_SHARDS`) and the secret-drift check
+//! (on Redis). They start when the replica is built and stop when its server stops.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 pub mod alerts;
 pub mod autoscale;
 pub mod discord;
+pub mod secret_drift;
 mod stop;
 
 use crate::config::Settings;
@@ -18,6 +19,7 @@ use crate::store::Store;
 use alerts::{Dispatcher, Reaper, WebhookSettings};
 use autoscale::{AutoscaleSettings, Autoscaler};
 use discord::{GatewayPoller, GatewaySettings};
+use secret_drift::SecretDriftCheck;
 
 /// How long stopping waits for a task to notice before it is aborted.
 const STOP_WAIT: Duration = Duration::from_secs(5);
@@ -50,6 +52,10 @@ impl BackgroundTasks {
             handles.push(tokio::spawn(dispatcher.run(stopped.clone())));
             let reaper = Reaper::new(store.clone());
             handles.push(tokio::spawn(reaper.run(stopped.clone())));
+        }
+        if !store.is_embedded() {
+            let check = SecretDriftCheck::new(store.clone());
+            handles.push(tokio::spawn(check.run(stopped.clone())));
         }
         if let Some(autoscale) = AutoscaleSettings::from_settings(settings) {
             let autoscaler = Autoscaler::new(store, autoscale, owner, gateway_fetched);

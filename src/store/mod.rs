@@ -12,6 +12,7 @@ mod lanes;
 mod overview;
 mod redis;
 mod scripts;
+mod secrets;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,6 +38,8 @@ use crate::domain::{
     ReshardPlan,
 };
 use crate::session_token::{SessionClaims, SessionSigner, new_nonce};
+pub use scripts::secret_fingerprint::Verdict as SecretVerdict;
+pub use secrets::PreviousSecretUses;
 
 /// Version of the key schema this build reads and writes. Bump it when keys change meaning; a
 /// replica refuses to start against a newer one (see README, "Upgrades").
@@ -93,6 +96,7 @@ impl Scripts {
             LuaScript::of::<scripts::fleet_page::FleetPage>(),
             LuaScript::of::<scripts::claim_events::ClaimEvents>(),
             LuaScript::of::<scripts::settle_event::SettleEvent>(),
+            LuaScript::of::<scripts::secret_fingerprint::SecretFingerprint>(),
         ])
     }
 
@@ -163,6 +167,10 @@ pub struct Store {
     /// Queue events for the webhook only when one is configured, so the queue never grows unread.
     events: bool,
     signer: SessionSigner,
+    /// Uses of `SECRET_PREVIOUS`, and whether this replica's secret is the deployment's (see
+    /// `secrets.rs`).
+    previous_secret_uses: Arc<PreviousSecretUses>,
+    secret_drift: secrets::SecretDrift,
     /// `QUARANTINE_FRESH_REDIS`: see [`Store::fresh_redis_hold_ms`].
     quarantine_fresh_redis: bool,
     /// Sentinel master moves already answered with a new epoch (see [`Store::follow_failover`]).
@@ -223,14 +231,20 @@ impl Store {
             default_concurrency: settings.max_concurrency,
             identify_reserve: settings.identify_reserve.map_or(-1, i64::from),
             events: settings.webhook_url.is_some(),
-            signer: SessionSigner::new(
+            signer: SessionSigner::rotating(
                 settings
                     .secret
                     .as_ref()
                     .map(|secret| secret.expose())
                     .unwrap_or_default(),
+                settings
+                    .secret_previous
+                    .as_ref()
+                    .map(|secret| secret.expose()),
                 &settings.key_prefix,
             ),
+            previous_secret_uses: Arc::default(),
+            secret_drift: secrets::SecretDrift::new(settings),
             quarantine_fresh_redis: settings.quarantine_fresh_redis,
             master_moves_seen: AtomicU64::new(0),
             beats,
@@ -447,7 +461,7 @@ impl Store {
     /// (group commit, see `group_commit.rs`); the answer is this beat's own.
     pub async fn beat(self: &Arc<Self>, report: &BeatReport) -> Result<BeatOutcome, StoreError> {
         // A session id this deployment did not sign names no session: no need to ask the store.
-        let Some(claims) = self.signer.verify(&report.session_id) else {
+        let Some(claims) = self.verify_session(&report.session_id) else {
             return Ok(BeatOutcome::NotFound);
         };
         self.commit_beat(scripts::beat::OneBeat::from_claims(claims, report))
@@ -456,7 +470,7 @@ impl Store {
 
     /// Frees the session's shard at once; `false` when there was no such session.
     pub async fn disconnect(&self, session_id: &str) -> Result<bool, StoreError> {
-        let Some(claims) = self.signer.verify(session_id) else {
+        let Some(claims) = self.verify_session(session_id) else {
             return Ok(false);
         };
         let Released(released) = self
@@ -477,7 +491,7 @@ impl Store {
         session_id: &str,
         shard_id: Option<u32>,
     ) -> Result<IdentifyOutcome, StoreError> {
-        let Some(claims) = self.signer.verify(session_id) else {
+        let Some(claims) = self.verify_session(session_id) else {
             return Ok(IdentifyOutcome::NotFound);
         };
         self.run_planned(&scripts::identify::Identify {

@@ -2,6 +2,7 @@ use actix_web::HttpResponse;
 use actix_web::web;
 use serde_json::json;
 
+use crate::http::auth::Bots;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 
@@ -17,21 +18,35 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// Readiness: the store answers, so this replica can serve bots.
+/// Readiness: the store answers and this replica may serve every bot, so it can serve bots.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
-    description = "Readiness: 200 when the store answers and the scripts are loaded; 503 when it does not, or once the replica received SIGTERM and is draining. Needs no secret.",
+    description = "Readiness: 200 when the store answers and the scripts are loaded; 503 when it does not, once the replica received SIGTERM and is draining, or while its `SECRET` for a bot differs from the deployment's (secret drift: a load balancer cannot route per bot, and a misconfigured replica is better out than answering 403s). Needs no secret.",
     responses(
         (status = 200, description = "Ready", body = Object, example = json!({"status": "ready", "store": "redis"})),
-        (status = 503, description = "The store does not answer, or the replica is shutting down", body = crate::http::schemas::Detail, example = json!({"detail": "Shutting Down"})),
+        (status = 503, description = "The store does not answer, the replica is shutting down, or its secret for a bot is not the deployment's", body = crate::http::schemas::Detail, example = json!({"detail": "Shutting Down"})),
     ),
 )]
-pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn readyz(
+    state: web::Data<AppState>,
+    bots: Option<web::Data<Bots>>,
+) -> Result<HttpResponse, ApiError> {
     if state.is_draining() {
         return Err(ApiError::Unavailable("Shutting Down".into()));
     }
     state.store.ping().await?;
+    let refused = match &bots {
+        Some(bots) => bots
+            .current()
+            .bots
+            .iter()
+            .any(|entry| entry.state.store.secret_refused()),
+        None => state.store.secret_refused(),
+    };
+    if refused {
+        return Err(ApiError::SecretDiffersFromDeployment);
+    }
     Ok(HttpResponse::Ok().json(json!({ "status": "ready", "store": state.store.kind() })))
 }

@@ -18,6 +18,7 @@ pub mod init;
 pub mod lock;
 pub mod reap;
 pub mod reshard;
+pub mod secret_fingerprint;
 pub mod settle_event;
 
 use redis::Value;
@@ -416,6 +417,10 @@ mod tests {
         check(settle_event::SettleEvent {
             event: "e",
             redeliver_ms: 0,
+        });
+        check(secret_fingerprint::SecretFingerprint {
+            current: "c",
+            previous: None,
         });
         check(fleet_page::FleetPage {
             generation: 1,
