@@ -143,6 +143,10 @@ export class ShardmanClient {
     this.baseDelay = baseDelay;
     this.maxDelay = maxDelay;
     this.timeout = timeout;
+    // Session ids shardman re-signed during a secret rotation (README "Rotating the secret"), by
+    // the id the caller knows: sent instead of it from then on.
+    /** @type {Map<string, string>} */
+    this.resigned = new Map();
   }
 
   /**
@@ -210,12 +214,14 @@ export class ShardmanClient {
    */
   async beat(sessionId, reports = [], { signal, timeout } = {}) {
     const { response, body, sentAt, receivedAt } = await this.request('POST', '/beat', {
-      body: beatBody(sessionId, reports),
+      body: beatBody(this.resigned.get(sessionId) ?? sessionId, reports),
       headers: { Prefer: 'return=representation' },
       attempts: 1,
       signal,
       timeout,
     });
+    const resigned = response.headers.get('session-id');
+    if (resigned) this.resigned.set(sessionId, resigned);
     const view = body && typeof body === 'object' ? body : {};
     return {
       status: response.status,
@@ -237,9 +243,10 @@ export class ShardmanClient {
    * @returns {Promise<{ sleepDuration: number, sentAt: number, receivedAt: number }>}
    */
   async identify(sessionId, shardId, options = {}) {
+    const sent = this.resigned.get(sessionId) ?? sessionId;
     const { body, sentAt, receivedAt } = await this.request('POST', '/identify', {
       ...options,
-      body: shardId == null ? { session_id: sessionId } : { session_id: sessionId, shard_id: shardId },
+      body: shardId == null ? { session_id: sent } : { session_id: sent, shard_id: shardId },
     });
     return { sleepDuration: body?.sleep_duration ?? 0, sentAt, receivedAt };
   }
@@ -251,8 +258,10 @@ export class ShardmanClient {
    * @returns {Promise<boolean>} whether shardman still knew the session
    */
   async disconnect(sessionId, options = {}) {
+    const sent = this.resigned.get(sessionId) ?? sessionId;
+    this.resigned.delete(sessionId);
     try {
-      await this.request('POST', '/disconnect', { attempts: 3, ...options, body: { session_id: sessionId } });
+      await this.request('POST', '/disconnect', { attempts: 3, ...options, body: { session_id: sent } });
       return true;
     } catch (error) {
       if (error instanceof SessionNotFoundError) return false;

@@ -6,6 +6,8 @@ use reqwest::{
     header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER},
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long one request may take before it counts as a network error.
@@ -269,6 +271,9 @@ enum Route {
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    /// Session ids shardman re-signed during a secret rotation (README "Rotating the secret"), by
+    /// the id the caller knows: sent instead of it from then on.
+    resigned: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl Client {
@@ -288,11 +293,24 @@ impl Client {
         Ok(Self {
             http,
             base: base_url.trim_end_matches('/').to_owned(),
+            resigned: Arc::default(),
         })
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    fn resigned(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.resigned.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The id to send for the session the caller knows as `session_id`.
+    fn current_id(&self, session_id: &str) -> String {
+        self.resigned()
+            .get(session_id)
+            .cloned()
+            .unwrap_or_else(|| session_id.to_owned())
     }
 
     /// One `GET /connect`.
@@ -330,8 +348,9 @@ impl Client {
     /// the group, the first one also sent as flat fields.
     pub async fn beat(&self, session_id: &str, reports: &[ShardReport]) -> Result<BeatAck, Error> {
         let first = reports.first();
+        let sent = self.current_id(session_id);
         let body = BeatBody {
-            session_id,
+            session_id: &sent,
             guild_count: first.and_then(|r| r.guild_count),
             latency: first.and_then(|r| r.latency),
             resume: first.and_then(|r| r.resume.as_ref()),
@@ -346,15 +365,24 @@ impl Client {
             .json(&body)
             .send()
             .await?;
+        let resigned = response
+            .headers()
+            .get("session-id")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
         let answer = parse_optional(response, Route::Session).await?;
+        if let Some(resigned) = resigned {
+            self.resigned().insert(session_id.to_owned(), resigned);
+        }
         Ok(BeatAck { sent_at, answer })
     }
 
     /// One `POST /identify` for `shard_id` of the session's group: how long to wait before its
     /// next IDENTIFY.
     pub async fn identify(&self, session_id: &str, shard_id: u32) -> Result<Duration, Error> {
+        let sent = self.current_id(session_id);
         let body = SessionBody {
-            session_id,
+            session_id: &sent,
             shard_id: Some(shard_id),
         };
         let response = self
@@ -391,8 +419,12 @@ impl Client {
 
     /// One `POST /disconnect`: gives the session's shards back at once.
     pub async fn disconnect(&self, session_id: &str) -> Result<(), Error> {
+        let sent = self
+            .resigned()
+            .remove(session_id)
+            .unwrap_or_else(|| session_id.to_owned());
         let body = SessionBody {
-            session_id,
+            session_id: &sent,
             shard_id: None,
         };
         let response = self

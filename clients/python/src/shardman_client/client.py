@@ -72,6 +72,8 @@ class _Answer:
     status: int
     body: Any
     sent_at: float
+    #: the `Session-Id` header: the session re-signed during a secret rotation
+    resigned: str | None = None
 
 
 class ShardmanClient:
@@ -95,6 +97,9 @@ class ShardmanClient:
         self.full_retry = full_retry
         self._session = session
         self._own_session = session is None
+        # Session ids shardman re-signed during a secret rotation (README "Rotating the secret"),
+        # by the id the caller knows: sent instead of it from then on.
+        self._resigned: dict[str, str] = {}
 
     async def __aenter__(self) -> ShardmanClient:
         return self
@@ -140,7 +145,7 @@ class ShardmanClient:
         default: `request_timeout` from now), then Unavailable is raised; no attempt is sent after
         it. The answer's `sent_at` is the acknowledged request's send time.
         """
-        body: dict[str, Any] = {"session_id": session_id}
+        body: dict[str, Any] = {"session_id": self._resigned.get(session_id, session_id)}
         if reports:
             body.update(reports[0].fields())
             body["shards"] = [{"shard_id": r.shard_id, **r.fields()} for r in reports]
@@ -156,6 +161,8 @@ class ShardmanClient:
             headers={"Prefer": "return=representation"},
             retry_until=retry_until if retry_until is not None else time.monotonic() + self.request_timeout,
         )
+        if answer.resigned and answer.status in (200, 204):
+            self._resigned[session_id] = answer.resigned
         if answer.status == 204:
             return BeatAnswer(sent_at=answer.sent_at)
         if answer.status == 200:
@@ -172,7 +179,7 @@ class ShardmanClient:
 
     async def identify(self, session_id: str, shard_id: int | None = None) -> float:
         """Book a new IDENTIFY slot for a shard of the session; answers the seconds to wait."""
-        body: dict[str, Any] = {"session_id": session_id}
+        body: dict[str, Any] = {"session_id": self._resigned.get(session_id, session_id)}
         if shard_id is not None:
             body["shard_id"] = shard_id
         answer = await self._request("POST", "/identify", json=body, retry_until=None)
@@ -182,8 +189,9 @@ class ShardmanClient:
 
     async def disconnect(self, session_id: str, *, retry_for: float = 5.0) -> None:
         """Give the session's shards back. A session shardman no longer knows raises SessionLost."""
+        sent = self._resigned.pop(session_id, session_id)
         answer = await self._request(
-            "POST", "/disconnect", json={"session_id": session_id}, retry_until=time.monotonic() + retry_for
+            "POST", "/disconnect", json={"session_id": sent}, retry_until=time.monotonic() + retry_for
         )
         if answer.status in (200, 204):
             return
@@ -221,7 +229,7 @@ class ShardmanClient:
                 ) as response:
                     body = await _read_body(response)
                     if response.status not in (429, 503):
-                        return _Answer(response.status, body, sent_at)
+                        return _Answer(response.status, body, sent_at, response.headers.get("Session-Id"))
                     retry_after = _retry_after(response.headers.get("Retry-After"))
                     failure = Unavailable(response.status, _detail(body), retry_after)
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
