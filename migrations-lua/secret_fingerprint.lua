@@ -13,9 +13,11 @@ The record is kept at secrets (hash: current, previous = the deployment's finger
 only during a rotation). In this order:
   no record                              created: {current, previous} (the first writer wins, also
                                          after a data loss)
-  current = record's current             accepted; with no previous of its own while the record
-                                         has one, the rotation is over: the record's previous goes
-                                         (cleared)
+  no previous of its own, current = the  cleared: the record becomes {current}. The rotation is
+  record's current or previous, and the  over (its third phase), and a record a replica of its
+  record has a previous                  first phase created (after a data loss, or a deployment
+                                         started mid-rotation) ends in the right place too
+  current = record's current             accepted
   current = record's previous            accepted (a replica not yet rolled forward)
   previous = record's current, and the   advanced: the record becomes {current, previous} (the
   record has no previous                 first replica of a rotation's second phase; one rotation
@@ -42,14 +44,12 @@ if not record_current then
   end
   return {'created', current, previous}
 end
-if current == record_current then
-  if previous == '' and record_previous ~= '' then
-    redis.call('HDEL', record_key, 'previous')
-    return {'cleared', current, ''}
-  end
-  return {'accepted', record_current, record_previous}
+if previous == '' and record_previous ~= '' and (current == record_current or current == record_previous) then
+  redis.call('HSET', record_key, 'current', current)
+  redis.call('HDEL', record_key, 'previous')
+  return {'cleared', current, ''}
 end
-if record_previous ~= '' and current == record_previous then
+if current == record_current or (record_previous ~= '' and current == record_previous) then
   return {'accepted', record_current, record_previous}
 end
 if previous ~= '' and previous == record_current and record_previous == '' then

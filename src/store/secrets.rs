@@ -272,6 +272,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_record_created_in_the_middle_of_a_rotation_ends_where_the_rotation_does() {
+        let store = embedded_store().await;
+        // After a data loss in phase 1, or a deployment started there: old, and new accepted.
+        assert_eq!(
+            compare(&store, "old", Some("new")).await,
+            (Verdict::Created, "old".into(), Some("new".into()))
+        );
+        assert_eq!(
+            compare(&store, "new", Some("old")).await.0,
+            Verdict::Accepted
+        );
+        assert_eq!(
+            compare(&store, "new", None).await,
+            (Verdict::Cleared, "new".into(), None)
+        );
+        assert_eq!(compare(&store, "old", Some("x")).await.0, Verdict::Refused);
+        assert_eq!(
+            compare(&store, "newer", Some("new")).await.0,
+            Verdict::Advanced,
+            "and the next rotation may begin"
+        );
+    }
+
+    #[tokio::test]
     async fn a_session_signed_under_the_previous_secret_beats_is_counted_and_resigned() {
         let settings = Settings {
             secret: Some(Secret::new("new")),
