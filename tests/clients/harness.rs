@@ -225,6 +225,8 @@ pub struct Fleet {
     pub bots: Vec<Bot>,
     processes: Processes,
     pub started: Instant,
+    /// The replicas' settings, for a rolling restart with other ones.
+    deployment: Deployment,
 }
 
 impl Fleet {
@@ -232,6 +234,16 @@ impl Fleet {
     /// `shards_per_process`, and waits until shardman has read Discord's gateway info (so every
     /// `/connect` answers `gateway_url` and books slots in Discord's buckets).
     pub fn start(kind: BotKind, max_shards: u32, shards_per_process: u32) -> Self {
+        Self::start_with(kind, max_shards, shards_per_process, &[])
+    }
+
+    /// [`Fleet::start`] with these variables of the replicas set too.
+    pub fn start_with(
+        kind: BotKind,
+        max_shards: u32,
+        shards_per_process: u32,
+        variables: &[(&str, &str)],
+    ) -> Self {
         let processes = Processes::default();
         let discord = Discord::start(
             Config {
@@ -248,6 +260,11 @@ impl Fleet {
             // Redis faults are the fault suite's; here a Redis slowed by a busy machine must not
             // turn beats into 503s and cost a bot its shard.
             .set("REDIS_TIMEOUT_MS", "2000");
+        let deployment = variables
+            .iter()
+            .fold(deployment, |deployment, (name, value)| {
+                deployment.set(name, value)
+            });
         let replicas = deployment.start_many(REPLICAS);
         let proxies = replicas
             .iter()
@@ -261,6 +278,7 @@ impl Fleet {
             bots: Vec::new(),
             processes,
             started: Instant::now(),
+            deployment,
         };
         fleet.wait_for(
             "shardman to read /gateway/bot",
@@ -281,6 +299,35 @@ impl Fleet {
             },
         );
         fleet
+    }
+
+    /// The deployment's key prefix.
+    pub fn key_prefix(&self) -> String {
+        self.deployment
+            .env
+            .iter()
+            .find(|(name, _)| name == "KEY_PREFIX")
+            .map(|(_, value)| value.clone())
+            .expect("KEY_PREFIX")
+    }
+
+    /// A rolling restart with these variables set (an empty value unsets one): replica by replica,
+    /// a successor starts and is ready, its proxy sends it the requests from then on, and once
+    /// the requests under way have had time to finish the replica it replaces is stopped.
+    pub fn roll(&mut self, variables: &[(&str, &str)]) {
+        self.deployment = variables
+            .iter()
+            .fold(self.deployment.clone(), |deployment, (name, value)| {
+                deployment.set(name, value)
+            });
+        for index in 0..self.replicas.len() {
+            // `start` returns once the successor answers /readyz 200: it is the deployment's.
+            let successor = self.deployment.start();
+            self.proxies[index].retarget(successor.url());
+            std::thread::sleep(Duration::from_millis(500));
+            drop(std::mem::replace(&mut self.replicas[index], successor));
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// Starts `count` more bots, each on the next replica (round-robin).
