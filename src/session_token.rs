@@ -158,6 +158,8 @@ impl SessionSigner {
     /// The same session (same claims, same nonce, so the same lease) signed with the current key,
     /// when `session_id` verifies only under the previous one; `None` otherwise.
     pub fn resign(&self, session_id: &str) -> Option<String> {
+        // Outside a rotation, no HMAC at all: every beat asks.
+        self.previous.as_ref()?;
         match self.verify_with_key(session_id)? {
             (claims, SigningKey::Previous) => Some(self.sign(&claims)),
             (_, SigningKey::Current) => None,
