@@ -21,17 +21,19 @@ their lease has run out anyway.
 
 KEYS[1], ARGV[1..4]: the envelope (schema_key; base, known_schema, events_enabled, lease_ms), see
 includes/common.lua. A refreshed lease lasts lease_ms from now.
-KEYS[2]  plan_key        (hash: generation, max_shards, pending_generation, pending_max_shards, epoch)
+KEYS[2]  plan_key        (hash: PLAN_FIELDS below; see init.lua and reshard.lua)
 KEYS[3]  events_key      (list, see connect.lua)
 KEYS[4]  quarantine_key  (string, PX; see init.lua)
 KEYS[5]  fence_key       (string: the last fencing token granted)
 ARGV[5]  resume_window_ms    resume window in milliseconds (RESUME_WINDOW * 1000)
 ARGV[6..] the beats, BEAT_FIELDS arguments each, one beat after the other; a beat's fields, from
-          its first argument `at` on:
+          its first argument `at` on (src/store/scripts/beat.rs declares them in this order; a
+          figure the lease keeps names its lease field, which fleet_page.rs reads back for /status):
   beat[0]   nonce               the session's nonce (from its signed session id)
-  beat[1]   guild_count         guild count (integer >= 0), or "" when not reported
-  beat[2]   latency             latency in seconds (decimal text), or "" when not reported
-  beat[3]   extra               extra as JSON text, or "" when not reported
+  beat[1]   guild_count         guild count (integer >= 0), or "" when not reported; lease field g
+  beat[2]   latency             latency in seconds (decimal text), or "" when not reported; lease
+                                field l
+  beat[3]   extra               extra as JSON text, or "" when not reported; lease field x
   beat[4]   resume              resume data as JSON text ({session_id, sequence, resume_gateway_url}), or ""
   beat[5]   shard_id            from the signed session id: shard id
   beat[6]   generation          from the signed session id: generation
@@ -52,8 +54,8 @@ latency and resume report for that first shard, shard_reports and shard_resumes 
 the group (lines naming a shard outside the group are ignored). Per-shard figures live in the lease
 as g:<id> and l:<id> (g and l for the first shard).
 
-The lease is the hash g:<gen>:lease:<id> (see connect.lua for its fields; `r` = 1 once this
-session stored resume data, so beats without any need not touch the resume keys).
+The lease is the hash g:<gen>:lease:<id> (see includes/common.lua for its fields; `r` = 1 once
+this session stored resume data, so beats without any need not touch the resume keys).
 
 Returns  one text: the beats' answers in order, one line each, joined by "\n"; a line is
          "<status> <shard_id> <max_shards> <generation> <fence> <state>" (one string, which Redis
@@ -91,12 +93,16 @@ end
 -- Fields per HSET at most: unpack() is bounded by Lua's C stack.
 local HSET_CHUNK = 1000
 
--- Read once for the batch; every write to the plan below updates this copy too, so each beat sees
--- the plan as the beats before it left it.
-local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'pending_generation',
-  'pending_max_shards', 'epoch', 'last_generation', 'shards_per_process',
-  'pending_shards_per_process')
-if not plan[1] then
+-- The plan, read once for the batch: its fields' texts by name (false when unset). Every write to
+-- the plan below updates this copy too, so each beat sees the plan as the beats before it left it.
+local PLAN_FIELDS = {'generation', 'max_shards', 'pending_generation', 'pending_max_shards', 'epoch',
+  'last_generation', 'shards_per_process', 'pending_shards_per_process'}
+local plan = {}
+local plan_values = redis.call('HMGET', plan_key, unpack(PLAN_FIELDS))
+for index, name in ipairs(PLAN_FIELDS) do
+  plan[name] = plan_values[index]
+end
+if not plan.generation then
   return redis.error_reply('NOPLAN')
 end
 local now = now_ms()
@@ -133,6 +139,144 @@ local function shard_field(name, id, first_id)
   return name .. ':' .. id
 end
 
+-- A group's per-shard figures (shard_reports' lines, see above), to its lease's g:<id> and l:<id>;
+-- lines naming a shard outside first_id .. group_end - 1 are ignored.
+local function set_shard_reports(lease_key, shard_reports, first_id, group_end)
+  for line in string.gmatch(shard_reports, '[^\n]+') do
+    local id, guilds, seconds = string.match(line, '^(%d+)\t([^\t]*)\t([^\t]*)$')
+    id = tonumber(id)
+    if id and id >= first_id and id < group_end then
+      if guilds ~= '' then set_field(lease_key, shard_field('g', id, first_id), guilds) end
+      if seconds ~= '' then set_field(lease_key, shard_field('l', id, first_id), seconds) end
+    end
+  end
+end
+
+-- The resume data a beat sends, by shard id: `resume` for its first shard, then shard_resumes'
+-- lines for the shards of its group (first_id .. group_end - 1; others are ignored). Nil when
+-- there is none.
+local function reported_resumes(resume, shard_resumes, first_id, group_end)
+  local resumes = nil
+  if resume ~= '' then
+    resumes = {[first_id] = resume}
+  end
+  for line in string.gmatch(shard_resumes, '[^\n]+') do
+    local id, json = string.match(line, '^(%d+)\t(.+)$')
+    id = tonumber(id)
+    if id and id >= first_id and id < group_end then
+      resumes = resumes or {}
+      resumes[id] = json
+    end
+  end
+  return resumes
+end
+
+-- Resume data outlives the lease by the resume window, so a successor can pick it up: stores the
+-- group's new resume data (new_resumes, may be nil) and keeps the rest of it as long.
+local function keep_resumes(generation, first_id, group_end, new_resumes)
+  for id = first_id, group_end - 1 do
+    local resume_key = gen_key(generation, 'resume', id)
+    if new_resumes and new_resumes[id] then
+      redis.call('SET', resume_key, new_resumes[id], 'PX', lease_ms + resume_window_ms)
+    else
+      redis.call('PEXPIRE', resume_key, lease_ms + resume_window_ms)
+    end
+  end
+end
+
+-- After a loss of Redis's data (see above): re-creates the lease of a beat that found none, when
+-- its signed claims (texts, as the beat got them) show it was granted under the lost plan, and
+-- restores that plan's generation and shard count unless another generation came back first.
+-- `beaten` is the new lease's b. Returns the new lease's fence (text), or nil and the beat's
+-- answer when the session cannot come back.
+local function reestablish_lease(lease_key, nonce, shard_id, generation, beaten, claimed_max_shards,
+    claimed_fence, claimed_epoch, claimed_shards_per_process)
+  claimed_max_shards, claimed_fence = tonumber(claimed_max_shards), tonumber(claimed_fence)
+  claimed_epoch = tonumber(claimed_epoch)
+  claimed_shards_per_process = tonumber(claimed_shards_per_process)
+  local epoch = tonumber(plan.epoch) or 0
+  -- Same plan: the session really ended. Older plan, but more than a lease ago: the bot's own
+  -- view of its lease has run out, so it must connect again like anyone else.
+  if epoch == claimed_epoch or epoch + lease_ms <= now then
+    return nil, UNKNOWN
+  end
+  redis.call('SET', quarantine_key, 1, 'PX', epoch + lease_ms - now, 'NX')
+  if tonumber(plan.generation) ~= generation or tonumber(plan.max_shards) ~= claimed_max_shards
+    or (tonumber(plan.shards_per_process) or 1) ~= claimed_shards_per_process then
+    if redis.call('EXISTS', gen_key(plan.generation, 'next'), gen_key(plan.generation, 'deadlines')) > 0 then
+      -- Another generation was already restored or started: this session's is not coming back.
+      return nil, answer(-1, shard_id, tonumber(plan.max_shards), generation, claimed_fence, 'retired')
+    end
+    local last_generation = math.max(tonumber(plan.last_generation) or 0, generation)
+    redis.call('HSET', plan_key, 'generation', generation, 'max_shards', claimed_max_shards,
+      'shards_per_process', claimed_shards_per_process, 'last_generation', last_generation)
+    plan.generation, plan.max_shards = tostring(generation), tostring(claimed_max_shards)
+    plan.last_generation = tostring(last_generation)
+    plan.shards_per_process = tostring(claimed_shards_per_process)
+  end
+  if shard_id >= claimed_max_shards then
+    return nil, UNKNOWN
+  end
+  local restored_group_size = claimed_shards_per_process
+  -- Take the id out of the free-id index (see connect.lua).
+  local next_key = gen_key(generation, 'next')
+  local next_id = tonumber(redis.call('GET', next_key) or '0')
+  if shard_id >= next_id then
+    for id = next_id, shard_id - 1, restored_group_size do
+      if redis.call('EXISTS', gen_key(generation, 'lease', id)) == 0 then
+        redis.call('ZADD', gen_key(generation, 'free'), id, id)
+      end
+    end
+    redis.call('SET', next_key, shard_id + restored_group_size)
+  else
+    redis.call('ZREM', gen_key(generation, 'free'), shard_id)
+  end
+  if (tonumber(redis.call('GET', fence_key)) or 0) < claimed_fence then
+    redis.call('SET', fence_key, claimed_fence)
+  end
+  redis.call('HSET', lease_key, 'n', nonce, 'f', claimed_fence, 't', now, 'b', beaten)
+  redis.call('PEXPIRE', lease_key, lease_ms)
+  return tostring(claimed_fence)
+end
+
+-- A holder of the pending generation is ready for the first time: counts it (one ready member per
+-- group, its first shard id) and returns whether every group of the generation now has a holder
+-- that is ready still (a member whose holder is gone, or no longer ready, is dropped).
+local function mark_ready(generation, shard_id, max_shards, group_size)
+  local ready_key = gen_key(generation, 'ready')
+  redis.call('SADD', ready_key, shard_id)
+  if redis.call('SCARD', ready_key) < math.ceil(max_shards / group_size) then
+    return false
+  end
+  local complete = true
+  for _, id in ipairs(redis.call('SMEMBERS', ready_key)) do
+    if redis.call('HGET', gen_key(generation, 'lease', id), 'b') ~= '1' then
+      redis.call('SREM', ready_key, id)
+      complete = false
+    end
+  end
+  return complete
+end
+
+-- Makes the pending generation the active one, in this one step: the old generation's sessions
+-- are retired from their next beat on (beats later in this batch included).
+local function complete_reshard(generation, max_shards, group_size)
+  local old_generation = plan.generation
+  redis.call('HSET', plan_key, 'generation', generation, 'max_shards', max_shards,
+    'shards_per_process', group_size)
+  redis.call('HDEL', plan_key, 'pending_generation', 'pending_max_shards',
+    'pending_shards_per_process')
+  plan.generation, plan.max_shards = tostring(generation), tostring(max_shards)
+  plan.shards_per_process = tostring(group_size)
+  plan.pending_generation, plan.pending_max_shards, plan.pending_shards_per_process = false, false, false
+  redis.call('DEL', gen_key(generation, 'ready'))
+  -- The old generation's sessions now get 401 and stop beating; its index can go with them.
+  for _, suffix in ipairs({'next', 'free', 'deadlines'}) do
+    redis.call('PEXPIRE', gen_key(old_generation, suffix), lease_ms)
+  end
+  queue_event(events_key, 'reshard_completed', -1, generation, max_shards, now)
+end
+
 -- One beat, the fields of which start at ARGV[at]; returns its answer.
 local function beat(at)
   local nonce = ARGV[at]
@@ -153,74 +297,39 @@ local function beat(at)
 
   -- The ids' own decimal texts name the keys, so Redis formats no number for them.
   local lease_key = gen_key(ARGV[at + 6], 'lease', ARGV[at + 5])
-  local lease = redis.call('HMGET', lease_key, 'n', 'f', 'b', 'w', 'r', 't')
-  if lease[1] and lease[1] ~= nonce then
+  -- The lease's holder (n), fence (f), beaten while ready (b), IDENTIFY slot (w), stored resume
+  -- data (r) and last beat (t); false where unset.
+  local holder, fence, beaten, slot_ms, stored_resume, last_beat_ms =
+    unpack(redis.call('HMGET', lease_key, 'n', 'f', 'b', 'w', 'r', 't'))
+  if holder and holder ~= nonce then
     return UNKNOWN -- the id is held by another session
   end
-  if not lease[1] then
-    claimed_max_shards, claimed_fence = tonumber(claimed_max_shards), tonumber(claimed_fence)
-    claimed_epoch = tonumber(claimed_epoch)
-    claimed_shards_per_process = tonumber(claimed_shards_per_process)
-    local epoch = tonumber(plan[5]) or 0
-    -- Same plan: the session really ended. Older plan, but more than a lease ago: the bot's own
-    -- view of its lease has run out, so it must connect again like anyone else.
-    if epoch == claimed_epoch or epoch + lease_ms <= now then
-      return UNKNOWN
+  if not holder then
+    beaten = ready and '1' or '0'
+    local refusal
+    fence, refusal = reestablish_lease(lease_key, nonce, shard_id, generation, beaten,
+      claimed_max_shards, claimed_fence, claimed_epoch, claimed_shards_per_process)
+    if not fence then
+      return refusal
     end
-    redis.call('SET', quarantine_key, 1, 'PX', epoch + lease_ms - now, 'NX')
-    if tonumber(plan[1]) ~= generation or tonumber(plan[2]) ~= claimed_max_shards
-      or (tonumber(plan[7]) or 1) ~= claimed_shards_per_process then
-      if redis.call('EXISTS', gen_key(plan[1], 'next'), gen_key(plan[1], 'deadlines')) > 0 then
-        -- Another generation was already restored or started: this session's is not coming back.
-        return answer(-1, shard_id, tonumber(plan[2]), generation, claimed_fence, 'retired')
-      end
-      local last_generation = math.max(tonumber(plan[6]) or 0, generation)
-      redis.call('HSET', plan_key, 'generation', generation, 'max_shards', claimed_max_shards,
-        'shards_per_process', claimed_shards_per_process, 'last_generation', last_generation)
-      plan[1], plan[2] = tostring(generation), tostring(claimed_max_shards)
-      plan[6], plan[7] = tostring(last_generation), tostring(claimed_shards_per_process)
-    end
-    if shard_id >= claimed_max_shards then
-      return UNKNOWN
-    end
-    local restored_group_size = claimed_shards_per_process
-    -- Take the id out of the free-id index (see connect.lua).
-    local next_key = gen_key(generation, 'next')
-    local next_id = tonumber(redis.call('GET', next_key) or '0')
-    if shard_id >= next_id then
-      for id = next_id, shard_id - 1, restored_group_size do
-        if redis.call('EXISTS', gen_key(generation, 'lease', id)) == 0 then
-          redis.call('ZADD', gen_key(generation, 'free'), id, id)
-        end
-      end
-      redis.call('SET', next_key, shard_id + restored_group_size)
-    else
-      redis.call('ZREM', gen_key(generation, 'free'), shard_id)
-    end
-    if (tonumber(redis.call('GET', fence_key)) or 0) < claimed_fence then
-      redis.call('SET', fence_key, claimed_fence)
-    end
-    local beaten = ready and '1' or '0'
-    redis.call('HSET', lease_key, 'n', nonce, 'f', claimed_fence, 't', now, 'b', beaten)
-    redis.call('PEXPIRE', lease_key, lease_ms)
-    -- No 't': the deadline below is set whatever the window.
-    lease = {nonce, tostring(claimed_fence), beaten}
+    -- A new lease: no slot, no resume data, and no last beat, so the deadline below is set
+    -- whatever the window.
+    slot_ms, stored_resume, last_beat_ms = false, false, false
   end
-  local fence = lease[2]
 
   local state, max_shards, group_size, max_shards_text
-  if tonumber(plan[1]) == generation and shard_id < tonumber(plan[2]) then
-    state, max_shards, group_size = 'active', tonumber(plan[2]), tonumber(plan[7]) or 1
-    max_shards_text = plan[2]
-  elseif plan[3] and tonumber(plan[3]) == generation then
-    state, max_shards, group_size = 'standby', tonumber(plan[4]), tonumber(plan[8]) or 1
-    max_shards_text = plan[4]
+  if tonumber(plan.generation) == generation and shard_id < tonumber(plan.max_shards) then
+    state, max_shards = 'active', tonumber(plan.max_shards)
+    group_size, max_shards_text = tonumber(plan.shards_per_process) or 1, plan.max_shards
+  elseif plan.pending_generation and tonumber(plan.pending_generation) == generation then
+    state, max_shards = 'standby', tonumber(plan.pending_max_shards)
+    group_size, max_shards_text = tonumber(plan.pending_shards_per_process) or 1, plan.pending_max_shards
   else
-    return answer(-1, shard_id, tonumber(plan[2]) or 0, generation, fence, 'retired')
+    return answer(-1, shard_id, tonumber(plan.max_shards) or 0, generation, fence, 'retired')
   end
 
   -- Never shorter than the IDENTIFY slot the lease was booked for plus a lease (see connect.lua).
-  local slot_ms = tonumber(lease[4])
+  slot_ms = tonumber(slot_ms)
   if slot_ms and slot_ms > now then
     -- Its deadline, slot_ms + lease_ms, is in `deadlines` already: whoever books a slot
     -- (connect.lua, identify.lua) writes both.
@@ -230,91 +339,38 @@ local function beat(at)
     -- `deadlines` only has to be a lower bound of each lease's expiry (reclaim_expired checks the
     -- lease's own TTL before it frees an id), so only the first beat of each half lease moves it,
     -- to this beat's deadline: it then stays more than half a lease ahead of every beat.
-    local last_beat_ms = tonumber(lease[6])
+    last_beat_ms = tonumber(last_beat_ms)
     if not last_beat_ms or math.floor(last_beat_ms / half_lease_ms) ~= beat_window then
       redis.call('ZADD', gen_key(ARGV[at + 6], 'deadlines'), deadline_text, ARGV[at + 5])
     end
   end
   set_field(lease_key, 't', now_text)
-  if ready and lease[3] ~= '1' then set_field(lease_key, 'b', 1) end
+  if ready and beaten ~= '1' then set_field(lease_key, 'b', 1) end
   if guild_count ~= '' then set_field(lease_key, 'g', guild_count) end
   if latency ~= '' then set_field(lease_key, 'l', latency) end
   if extra ~= '' then set_field(lease_key, 'x', extra) end
 
   local group_end = math.min(shard_id + group_size, max_shards)
   if shard_reports ~= '' then
-    for line in string.gmatch(shard_reports, '[^\n]+') do
-      local id, guilds, seconds = string.match(line, '^(%d+)\t([^\t]*)\t([^\t]*)$')
-      id = tonumber(id)
-      if id and id >= shard_id and id < group_end then
-        if guilds ~= '' then set_field(lease_key, shard_field('g', id, shard_id), guilds) end
-        if seconds ~= '' then set_field(lease_key, shard_field('l', id, shard_id), seconds) end
-      end
-    end
+    set_shard_reports(lease_key, shard_reports, shard_id, group_end)
   end
-
-  -- Resume data outlives the lease by the resume window, so a successor can pick it up.
-  local new_resumes, any_new = nil, resume ~= ''
-  if any_new then
-    new_resumes = {[shard_id] = resume}
+  local new_resumes
+  if resume ~= '' or shard_resumes ~= '' then
+    new_resumes = reported_resumes(resume, shard_resumes, shard_id, group_end)
   end
-  if shard_resumes ~= '' then
-    for line in string.gmatch(shard_resumes, '[^\n]+') do
-      local id, json = string.match(line, '^(%d+)\t(.+)$')
-      id = tonumber(id)
-      if id and id >= shard_id and id < group_end then
-        new_resumes = new_resumes or {}
-        new_resumes[id] = json
-        any_new = true
-      end
-    end
-  end
-  if any_new and lease[5] ~= '1' then
+  if new_resumes and stored_resume ~= '1' then
     set_field(lease_key, 'r', 1)
   end
   flush_fields(lease_key)
   -- Resume keys exist only once this session stored some (a grant takes its predecessor's).
-  if any_new or lease[5] == '1' then
-    for id = shard_id, group_end - 1 do
-      local resume_key = gen_key(generation, 'resume', id)
-      if new_resumes and new_resumes[id] then
-        redis.call('SET', resume_key, new_resumes[id], 'PX', lease_ms + resume_window_ms)
-      else
-        redis.call('PEXPIRE', resume_key, lease_ms + resume_window_ms)
-      end
-    end
+  if new_resumes or stored_resume == '1' then
+    keep_resumes(generation, shard_id, group_end, new_resumes)
   end
 
-  if state == 'standby' and ready and lease[3] ~= '1' then
-    local ready_key = gen_key(generation, 'ready')
-    redis.call('SADD', ready_key, shard_id)
-    -- One ready member per group (its first shard id).
-    if redis.call('SCARD', ready_key) >= math.ceil(max_shards / group_size) then
-      -- Every id has had a beating holder; make sure each still has one before switching.
-      local complete = true
-      for _, id in ipairs(redis.call('SMEMBERS', ready_key)) do
-        if redis.call('HGET', gen_key(generation, 'lease', id), 'b') ~= '1' then
-          redis.call('SREM', ready_key, id)
-          complete = false
-        end
-      end
-      if complete then
-        local old_generation = plan[1]
-        redis.call('HSET', plan_key, 'generation', generation, 'max_shards', max_shards,
-          'shards_per_process', group_size)
-        redis.call('HDEL', plan_key, 'pending_generation', 'pending_max_shards',
-          'pending_shards_per_process')
-        plan[1], plan[2], plan[7] = tostring(generation), tostring(max_shards), tostring(group_size)
-        plan[3], plan[4], plan[8] = false, false, false
-        redis.call('DEL', ready_key)
-        -- The old generation's sessions now get 401 and stop beating; its index can go with them.
-        for _, suffix in ipairs({'next', 'free', 'deadlines'}) do
-          redis.call('PEXPIRE', gen_key(old_generation, suffix), lease_ms)
-        end
-        state = 'active'
-        queue_event(events_key, 'reshard_completed', -1, generation, max_shards, now)
-      end
-    end
+  if state == 'standby' and ready and beaten ~= '1'
+    and mark_ready(generation, shard_id, max_shards, group_size) then
+    complete_reshard(generation, max_shards, group_size)
+    state = 'active'
   end
   -- All text: one concatenation, no table.
   return '1 ' .. ARGV[at + 5] .. ' ' .. max_shards_text .. ' ' .. ARGV[at + 6] .. ' ' .. fence .. ' '

@@ -3,7 +3,8 @@
 # missing: redis-server (every integration test starts its own) and docker-compose (to validate
 # docker-compose.yml) and chromium (to test the status page). Then installs the client packages
 # of clients/ (each only if it is there): a Python venv with the package and discord.py, the JS
-# package's node_modules, the Rust example bot; runs each package's own tests; and runs
+# package's node_modules, the Rust example bot; runs each package's linters (ruff and mypy, eslint,
+# rustfmt and clippy) and its own tests; and runs
 # `cargo test --all-targets`, whose tests/clients runs the three example bots. Reruns skip what
 # is already installed. Caches stay inside the clone (target/). Extra arguments go to `cargo test`.
 set -euo pipefail
@@ -60,6 +61,8 @@ if [ -d clients/python ]; then
     "$venv/bin/pip" install -q --cache-dir "$PWD/target/pip-cache" "${constraints[@]}" -e 'clients/python[discord,dev]'
     touch "$stamp"
   fi
+  # ruff and mypy as pyproject.toml configures them (mypy reads its file list from the package dir).
+  (cd clients/python && .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy)
   "$venv/bin/pytest" -q clients/python
 fi
 
@@ -68,10 +71,14 @@ if [ -d clients/js ]; then
   if changed clients/js/package-lock.json clients/js/node_modules/.package-lock.json; then
     npm ci --prefix clients/js --cache "$PWD/target/npm-cache" --no-audit --no-fund
   fi
+  npm run lint --prefix clients/js
   npm test --prefix clients/js
 fi
 
 if [ -d clients/rust ]; then
+  # One workspace (shardman-client, shardman-twilight); the example bot lands in clients/rust/target.
+  cargo fmt --manifest-path clients/rust/Cargo.toml --all -- --check
+  cargo clippy --manifest-path clients/rust/Cargo.toml --all-targets -- -D warnings
   cargo build --manifest-path clients/rust/Cargo.toml --example bot
   cargo test --manifest-path clients/rust/Cargo.toml
 fi

@@ -137,7 +137,7 @@ pub enum BeatOutcome {
 }
 
 /// One held shard as `/status` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ShardStatus {
     pub shard_id: u32,
     pub last_beat: DateTime<Utc>,

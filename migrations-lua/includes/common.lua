@@ -22,9 +22,10 @@ passes the fixed ones); per-generation keys are built by gen_key below and nowhe
   g:<gen>:deadlines  sorted set  held ids (score = a lower bound of the lease deadline, ms of Redis
                                  time; reclaim_expired checks the lease's TTL)
   g:<gen>:ready      set         ids of the pending generation whose holder has beaten
-  g:<gen>:lease:<id> hash, PX    the lease: n = session nonce, f = fencing token, t = last beat
-                                 (ms), b = 1 once beaten while ready, g = guild count, l = latency (s),
-                                 x = extra (JSON), r = 1 once the holder stored resume data
+  g:<gen>:lease:<id> hash, PX    the lease: n = session nonce, f = fencing token, w = its IDENTIFY
+                                 slot (ms), t = last beat (ms), b = 1 once beaten while ready, r = 1
+                                 once the holder stored resume data; and the figures the holder
+                                 reports, under the fields beat.lua's header names
   g:<gen>:resume:<id> string, PX the last holder's resume JSON
   lock:<name>        string, PX  a job lock (lock.lua)
   events             list        alert events, newest first (queue_event below)

@@ -30,7 +30,7 @@ pub(super) async fn open_store(settings: &Settings) -> Result<Store, StoreError>
 /// `MAX_SHARDS` plans the count Discord recommends (as autoscale would round it), so the fleet
 /// does not start at one shard and reshard at once.
 async fn open_store_once(settings: &Settings) -> Result<Store, StoreError> {
-    let store = Store::load(settings).await?;
+    let store = Store::open_without_plan(settings).await?;
     let mut first_shards = settings.max_shards;
     if settings.autoscale
         && let Some(token) = &settings.bot_token

@@ -18,19 +18,24 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{
-    FromRequest, HttpMessage, HttpRequest, dev::Payload, http::Method, http::header, web,
+    FromRequest, HttpMessage, HttpRequest, ResponseError, dev::Payload, http::Method, http::header,
+    web,
 };
 use futures_util::StreamExt;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::future::{Ready, ready};
+use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 use crate::http::body::MAX_BODY_BYTES;
-use crate::http::error::{ApiError, ValidationIssue};
+use crate::http::error::{
+    InvalidToken, SecretDiffersFromDeployment, TooManyFailedAuthentications, ValidationFailed,
+    ValidationIssue, error_set,
+};
 use crate::http::rate_limit::{Admission, FailedAuthLimiter};
 use crate::http::state::AppState;
 use crate::store::PreviousSecretUses;
@@ -376,55 +381,84 @@ fn credentials(req: &HttpRequest) -> Credentials {
     }
 }
 
-fn too_many_failures(wait: std::time::Duration) -> ApiError {
-    ApiError::TooManyRequests {
-        detail: "Too Many Failed Authentications".into(),
+fn too_many_failures(wait: std::time::Duration) -> TooManyFailedAuthentications {
+    TooManyFailedAuthentications {
         retry_after_secs: crate::http::rate_limit::retry_after_secs(wait),
     }
 }
 
-/// Extractor for routes that need the secret: 422 without the header (as FastAPI did), 403 when wrong.
-pub struct Authorized;
+error_set! {
+    /// A presented secret that is refused.
+    pub RefusedCredentials {
+        InvalidToken,
+        TooManyFailedAuthentications,
+        SecretDiffersFromDeployment,
+    }
+}
 
-impl FromRequest for Authorized {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+error_set! {
+    /// What a route that needs the secret refuses before it runs.
+    pub AuthenticationFailure {
+        RefusedCredentials,
+        ValidationFailed = "No `Authorization` header",
+    }
+}
+
+/// Extractor for routes that need the secret: 422 without the header (as FastAPI did), 403 when
+/// wrong. It answers with the route's error set `E`, which must hold [`AuthenticationFailure`].
+pub struct Authorized<E>(PhantomData<fn() -> E>);
+
+impl<E: From<AuthenticationFailure> + ResponseError + 'static> FromRequest for Authorized<E> {
+    type Error = E;
+    type Future = Ready<Result<Self, E>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(match credentials(req) {
-            Credentials::Valid => Ok(Authorized),
-            Credentials::Wrong => Err(ApiError::InvalidToken),
-            Credentials::Limited(wait) => Err(too_many_failures(wait)),
-            Credentials::SecretDiffers => Err(ApiError::SecretDiffersFromDeployment),
-            Credentials::Missing => Err(missing_header()),
-        })
+        let refusal: AuthenticationFailure = match credentials(req) {
+            Credentials::Valid => return ready(Ok(Authorized(PhantomData))),
+            Credentials::Wrong => RefusedCredentials::from(InvalidToken).into(),
+            Credentials::Limited(wait) => RefusedCredentials::from(too_many_failures(wait)).into(),
+            Credentials::SecretDiffers => {
+                RefusedCredentials::from(SecretDiffersFromDeployment).into()
+            }
+            Credentials::Missing => missing_header().into(),
+        };
+        ready(Err(refusal.into()))
     }
 }
 
 /// Extractor for routes that anonymous callers may see in part (`PUBLIC_STATUS`): tells whether
-/// the caller presented the secret, and refuses a wrong one.
-pub struct MaybeAuthorized {
+/// the caller presented the secret, and refuses a wrong one with the route's error set `E`.
+pub struct MaybeAuthorized<E> {
     pub authorized: bool,
+    errors: PhantomData<fn() -> E>,
 }
 
-impl FromRequest for MaybeAuthorized {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+impl<E: From<RefusedCredentials> + ResponseError + 'static> FromRequest for MaybeAuthorized<E> {
+    type Error = E;
+    type Future = Ready<Result<Self, E>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let caller = |authorized| MaybeAuthorized {
+            authorized,
+            errors: PhantomData,
+        };
         ready(match credentials(req) {
-            Credentials::Valid => Ok(MaybeAuthorized { authorized: true }),
-            Credentials::Missing => Ok(MaybeAuthorized { authorized: false }),
-            Credentials::Wrong => Err(ApiError::InvalidToken),
-            Credentials::Limited(wait) => Err(too_many_failures(wait)),
-            Credentials::SecretDiffers => Err(ApiError::SecretDiffersFromDeployment),
+            Credentials::Valid => Ok(caller(true)),
+            Credentials::Missing => Ok(caller(false)),
+            Credentials::Wrong => Err(RefusedCredentials::from(InvalidToken).into()),
+            Credentials::Limited(wait) => {
+                Err(RefusedCredentials::from(too_many_failures(wait)).into())
+            }
+            Credentials::SecretDiffers => {
+                Err(RefusedCredentials::from(SecretDiffersFromDeployment).into())
+            }
         })
     }
 }
 
 /// FastAPI's 422 for a request without `Authorization`.
-pub fn missing_header() -> ApiError {
-    ApiError::invalid(ValidationIssue::missing(&["header", "authorization"]))
+pub fn missing_header() -> ValidationFailed {
+    ValidationIssue::missing(&["header", "authorization"]).into()
 }
 
 /// One bot as requests see it.

@@ -3,25 +3,36 @@
 
 use actix_web::http::header;
 use actix_web::web::BytesMut;
-use actix_web::{FromRequest, HttpRequest, dev::Payload};
+use actix_web::{FromRequest, HttpRequest, ResponseError, dev::Payload};
 use futures_util::StreamExt;
 use futures_util::future::LocalBoxFuture;
 use serde_json::{Map, Value, json};
+use std::marker::PhantomData;
 
 use crate::domain::ShardReport;
-use crate::http::error::{ApiError, ValidationIssue};
+use crate::http::error::{BodyTooLarge, ValidationFailed, ValidationIssue, error_set};
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The fields of a form or JSON body.
-pub struct BodyFields {
+/// The fields of a form or JSON body. Reading it answers with the route's error set `E`, which
+/// must hold [`UnreadableBody`].
+pub struct BodyFields<E> {
     fields: Map<String, Value>,
+    errors: PhantomData<fn() -> E>,
 }
 
-impl FromRequest for BodyFields {
-    type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+error_set! {
+    /// What reading a body refuses before the route looks at its fields.
+    pub UnreadableBody {
+        BodyTooLarge,
+        ValidationFailed = "A body that cannot be read or parsed",
+    }
+}
+
+impl<E: From<UnreadableBody> + ResponseError + 'static> FromRequest for BodyFields<E> {
+    type Error = E;
+    type Future = LocalBoxFuture<'static, Result<Self, E>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let declared_length = req
@@ -41,32 +52,46 @@ impl FromRequest for BodyFields {
         } else {
             Encoding::Unstated
         };
-        let mut payload = payload.take();
+        let payload = payload.take();
         Box::pin(async move {
-            if declared_length.is_some_and(|length| length > MAX_BODY_BYTES) {
-                return Err(too_large());
-            }
-            let mut body = BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|_| {
-                    ApiError::invalid(ValidationIssue::new(
-                        &["body"],
-                        "could not read the request body",
-                        "value_error.body",
-                    ))
-                })?;
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(too_large());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            parse(&body, encoding)
+            let fields = read(declared_length, payload, encoding).await?;
+            Ok(BodyFields {
+                fields,
+                errors: PhantomData,
+            })
         })
     }
 }
 
-fn too_large() -> ApiError {
-    ApiError::PayloadTooLarge(format!("Request body exceeds {MAX_BODY_BYTES} bytes"))
+async fn read(
+    declared_length: Option<usize>,
+    mut payload: Payload,
+    encoding: Encoding,
+) -> Result<Map<String, Value>, UnreadableBody> {
+    if declared_length.is_some_and(|length| length > MAX_BODY_BYTES) {
+        return Err(too_large().into());
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| {
+            ValidationFailed::from(ValidationIssue::new(
+                &["body"],
+                "could not read the request body",
+                "value_error.body",
+            ))
+        })?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large().into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(parse(&body, encoding)?)
+}
+
+fn too_large() -> BodyTooLarge {
+    BodyTooLarge {
+        limit_bytes: MAX_BODY_BYTES,
+    }
 }
 
 /// How a body says it is encoded (its `Content-Type`).
@@ -78,13 +103,13 @@ enum Encoding {
     Unstated,
 }
 
-fn parse(body: &[u8], encoding: Encoding) -> Result<BodyFields, ApiError> {
+fn parse(body: &[u8], encoding: Encoding) -> Result<Map<String, Value>, ValidationFailed> {
     let looks_like_json = body
         .iter()
         .find(|byte| !byte.is_ascii_whitespace())
         .is_some_and(|byte| *byte == b'{' || *byte == b'[');
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(BodyFields { fields: Map::new() });
+        return Ok(Map::new());
     }
     let is_form = match encoding {
         Encoding::Form => true,
@@ -93,30 +118,31 @@ fn parse(body: &[u8], encoding: Encoding) -> Result<BodyFields, ApiError> {
     };
     if is_form {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|_| {
-            ApiError::invalid(ValidationIssue::new(
+            ValidationIssue::new(
                 &["body"],
                 "could not parse the form body",
                 "value_error.form",
-            ))
+            )
         })?;
-        let fields = pairs
+        return Ok(pairs
             .into_iter()
             .map(|(name, value)| (name, Value::String(value)))
-            .collect();
-        return Ok(BodyFields { fields });
+            .collect());
     }
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(fields)) => Ok(BodyFields { fields }),
-        Ok(_) => Err(ApiError::invalid(ValidationIssue::new(
-            &["body"],
-            "value is not a valid dict",
-            "type_error.dict",
-        ))),
-        Err(error) => Err(ApiError::Validation(vec![ValidationIssue {
+        Ok(Value::Object(fields)) => Ok(fields),
+        Ok(_) => {
+            Err(
+                ValidationIssue::new(&["body"], "value is not a valid dict", "type_error.dict")
+                    .into(),
+            )
+        }
+        Err(error) => Err(ValidationIssue {
             loc: vec![json!("body"), json!(error.column().saturating_sub(1))],
             msg: format!("Expecting value: {error}"),
             kind: "value_error.jsondecode".into(),
-        }])),
+        }
+        .into()),
     }
 }
 
@@ -127,9 +153,13 @@ pub struct FieldReader<'a> {
 }
 
 impl<'a> FieldReader<'a> {
-    pub fn new(body: &'a BodyFields) -> Self {
+    pub fn new<E>(body: &'a BodyFields<E>) -> Self {
+        Self::over(&body.fields)
+    }
+
+    fn over(fields: &'a Map<String, Value>) -> Self {
         Self {
-            fields: &body.fields,
+            fields,
             issues: Vec::new(),
         }
     }
@@ -343,8 +373,7 @@ impl<'a> FieldReader<'a> {
                 });
                 continue;
             };
-            let body = BodyFields { fields };
-            let mut entry = FieldReader::new(&body);
+            let mut entry = FieldReader::over(&fields);
             let shard_id = entry.required_count("shard_id");
             let report = ShardReport {
                 shard_id: u32::try_from(shard_id).unwrap_or(u32::MAX),
@@ -367,11 +396,13 @@ impl<'a> FieldReader<'a> {
         reports
     }
 
-    pub fn finish(self) -> Result<(), ApiError> {
+    pub fn finish(self) -> Result<(), ValidationFailed> {
         if self.issues.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::Validation(self.issues))
+            Err(ValidationFailed {
+                issues: self.issues,
+            })
         }
     }
 }

@@ -5,6 +5,12 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
+/// The session id of the documents' examples: what `/connect` hands out (shard 0 of generation 1
+/// of 16, fence 7), signed as a deployment with `SECRET=change-me` and the default `KEY_PREFIX`
+/// would sign it, so it has the form `verify()` accepts.
+pub const EXAMPLE_SESSION_ID: &str =
+    "0.1.16.7.1764000000000.4f2a9c0e8b7d4a35a1f0c2d3e4b5a697.a0791d1992debe064111482914b2f9c8";
+
 /// Every error except validation: `{"detail": "<message>"}`.
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"detail": "Session Not Found"}))]
@@ -36,7 +42,7 @@ pub struct ValidationIssue {
 
 /// `POST /beat`, as JSON or as a form (`requests.post(url, data={...})` sends a form).
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"session_id": "4f2a9c0e8b7d4a35a1f0c2d3e4b5a697", "guild_count": 2431,
+#[schema(example = json!({"session_id": EXAMPLE_SESSION_ID, "guild_count": 2431,
     "latency": 0.084, "extra": {"version": "1.4.2"}}))]
 pub struct BeatBody {
     /// From `/connect`.
@@ -73,7 +79,7 @@ pub struct ShardReportBody {
 
 /// `POST /identify`, as JSON or as a form.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"session_id": "4f2a9c0e8b7d4a35a1f0c2d3e4b5a697", "shard_id": 5}))]
+#[schema(example = json!({"session_id": EXAMPLE_SESSION_ID, "shard_id": 0}))]
 pub struct IdentifyBody {
     pub session_id: String,
     /// The shard of the session's group that must identify again; its first when left out.
@@ -101,7 +107,30 @@ pub struct ReshardBody {
 
 /// `POST /disconnect`, as JSON or as a form.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"session_id": "4f2a9c0e8b7d4a35a1f0c2d3e4b5a697"}))]
+#[schema(example = json!({"session_id": EXAMPLE_SESSION_ID}))]
 pub struct SessionBody {
     pub session_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session_token::SessionSigner;
+
+    #[test]
+    fn the_example_session_id_is_one_the_server_would_accept() {
+        let claims = SessionSigner::new("change-me", "shardman")
+            .verify(EXAMPLE_SESSION_ID)
+            .expect("the example verifies");
+        assert_eq!(
+            (
+                claims.shard_id,
+                claims.generation,
+                claims.max_shards,
+                claims.fence
+            ),
+            (0, 1, 16, 7),
+            "the claims of the /connect example"
+        );
+    }
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use super::scripts::beat::{Beat, BeatAnswers, OneBeat};
+use super::scripts::beat::{Beat, BeatAnswers, BeatBatch};
 use super::{Store, StoreError, lanes};
 use crate::domain::BeatOutcome;
 
@@ -36,7 +36,7 @@ pub(super) const MAX_BATCH: usize = 256;
 type Answer = Result<BeatOutcome, StoreError>;
 
 struct Waiting {
-    beat: OneBeat,
+    beat: Beat,
     answer: oneshot::Sender<Answer>,
 }
 
@@ -99,7 +99,7 @@ impl Lane {
 
 impl Store {
     /// Applies one beat through the group commit and waits for its own answer.
-    pub(super) async fn commit_beat(self: &Arc<Self>, beat: OneBeat) -> Answer {
+    pub(super) async fn commit_beat(self: &Arc<Self>, beat: Beat) -> Answer {
         let (answer, answered) = oneshot::channel();
         let lane = lanes::of_this_thread(self.beats.lanes.len());
         let queue = &self.beats.lanes[lane];
@@ -152,13 +152,13 @@ impl Store {
     }
 
     async fn commit(&self, batch: Vec<Waiting>) {
-        let (beats, answers): (Vec<OneBeat>, Vec<oneshot::Sender<Answer>>) = batch
+        let (beats, answers): (Vec<Beat>, Vec<oneshot::Sender<Answer>>) = batch
             .into_iter()
             .map(|waiting| (waiting.beat, waiting.answer))
             .unzip();
         let count = beats.len();
         let outcome = self
-            .run_planned(&Beat {
+            .run_planned(&BeatBatch {
                 resume_window_ms: self.resume_window_ms,
                 beats,
             })
@@ -214,12 +214,12 @@ mod tests {
         }
     }
 
-    fn beat_of(store: &Store, session_id: &str) -> OneBeat {
+    fn beat_of(store: &Store, session_id: &str) -> Beat {
         let claims = store
             .signer
             .verify(session_id)
             .expect("a signed session id");
-        OneBeat::from_claims(
+        Beat::from_claims(
             claims,
             &crate::domain::BeatReport {
                 ready: true,
@@ -256,7 +256,7 @@ mod tests {
         let first_new = session(&store).await;
         let second_new = session(&store).await;
         let BeatAnswers(answers) = store
-            .run_planned(&Beat {
+            .run_planned(&BeatBatch {
                 resume_window_ms: 0,
                 beats: vec![beat_of(&store, &second_new)],
             })
@@ -265,14 +265,14 @@ mod tests {
         assert_eq!(states(&answers), [("standby", 2)]);
 
         let BeatAnswers(answers) = store
-            .run_planned(&Beat {
+            .run_planned(&BeatBatch {
                 resume_window_ms: 0,
                 beats: vec![
                     beat_of(&store, &old),
                     beat_of(&store, &first_new),
                     beat_of(&store, &old),
                     beat_of(&store, &second_new),
-                    OneBeat {
+                    Beat {
                         nonce: "another session".into(),
                         ..beat_of(&store, &first_new)
                     },
@@ -308,11 +308,8 @@ mod tests {
             let report = crate::domain::BeatReport {
                 session_id: session_id.clone(),
                 guild_count: Some(1),
-                latency: None,
-                extra: None,
-                resume: None,
-                shards: Vec::new(),
                 ready: true,
+                ..Default::default()
             };
             async move { store.beat(&report).await }
         });

@@ -6,7 +6,8 @@
 //! milliseconds. The pages are not one atomic snapshot; each shard's figures are consistent, which
 //! is all a status read needs.
 
-use super::scripts::fleet_page::{FleetPage, Page};
+use super::recovery::InitReason;
+use super::scripts::fleet_page::{Figures, FleetPage};
 use super::{Store, StoreError, array, text, unexpected};
 use crate::domain::{FleetStatus, GenerationStatus, ShardStatus};
 
@@ -14,21 +15,21 @@ use crate::domain::{FleetStatus, GenerationStatus, ShardStatus};
 pub const PAGE: u32 = 512;
 
 impl Store {
-    /// The fleet with every shard's `extra`, for `/status`, read in pages of [`PAGE`] shard ids.
+    /// The fleet with every figure (`extra` too), for `/status`, read in pages of [`PAGE`] ids.
     pub async fn status(&self) -> Result<FleetStatus, StoreError> {
-        self.fleet(Extra::Include).await
+        self.fleet(Figures::for_status()).await
     }
 
-    /// The fleet without `extra`, for scrapes, read in pages of [`PAGE`] shard ids.
+    /// The fleet without the status-only figures (`extra`), for scrapes, in pages of [`PAGE`] ids.
     pub async fn overview(&self) -> Result<FleetStatus, StoreError> {
-        self.fleet(Extra::Skip).await
+        self.fleet(Figures::for_scrapes()).await
     }
 
-    async fn fleet(&self, extra: Extra) -> Result<FleetStatus, StoreError> {
+    async fn fleet(&self, figures: Figures) -> Result<FleetStatus, StoreError> {
         let mut plan = self.read_plan().await?;
         if plan.is_none() {
             // Redis lost its data while this replica ran: re-create the plan (see init.lua).
-            self.init(super::Init::AfterLoss).await?;
+            self.init(InitReason::AfterLoss).await?;
             plan = self.read_plan().await?;
         }
         let [
@@ -40,7 +41,7 @@ impl Store {
             pending_group_size,
         ] = plan.ok_or_else(|| unexpected("overview", &"no plan after init"))?;
         let shards = self
-            .generation_page_walk(generation, max_shards, group_size, extra)
+            .generation_page_walk(generation, max_shards, group_size, &figures)
             .await?;
         let pending = if pending_generation > 0 {
             Some(GenerationStatus {
@@ -51,7 +52,7 @@ impl Store {
                         pending_generation,
                         pending_max_shards,
                         pending_group_size,
-                        extra,
+                        &figures,
                     )
                     .await?,
                 shards_per_process: pending_group_size as u32,
@@ -113,7 +114,7 @@ impl Store {
         generation: i64,
         max_shards: i64,
         group_size: i64,
-        extra: Extra,
+        figures: &Figures,
     ) -> Result<Vec<ShardStatus>, StoreError> {
         let mut shards = Vec::new();
         if generation <= 0 {
@@ -124,25 +125,22 @@ impl Store {
         let mut first = 0;
         while first < max_shards {
             let count = PAGE.min(max_shards - first);
-            let Page(page) = self
+            let page = self
                 .run(&FleetPage {
                     generation,
                     first,
                     count,
-                    with_extra: extra == Extra::Include,
                     group_size: group_size as u32,
+                    shard_figures: &figures.shard_figures,
+                    lease_figures: &figures.lease_figures,
                 })
                 .await?;
-            shards.extend(page);
+            let statuses = figures
+                .statuses(page)
+                .ok_or_else(|| unexpected("fleet_page.lua", &"a row without the figures asked"))?;
+            shards.extend(statuses);
             first += count;
         }
         Ok(shards)
     }
-}
-
-/// Whether a fleet read carries each shard's `extra` (bots may put large or private data there).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Extra {
-    Include,
-    Skip,
 }

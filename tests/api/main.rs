@@ -15,6 +15,7 @@ mod data_loss;
 mod deployment;
 mod disconnect;
 mod discord;
+mod documented_errors;
 mod expiry;
 mod fleets;
 mod fuzz;

@@ -112,6 +112,10 @@ fn recovery_ms(report: &Value, fault_end_unix_ms: u64, whole: u64) -> Option<u64
             last_unhealthy = Some(index);
         }
     }
-    let end = started + (last_unhealthy? as u64 + 1) * bucket;
+    // A fleet whole in every sampled moment recovered at once.
+    let Some(last_unhealthy) = last_unhealthy else {
+        return Some(0);
+    };
+    let end = started + (last_unhealthy as u64 + 1) * bucket;
     Some(end.saturating_sub(fault_end_unix_ms))
 }

@@ -1,10 +1,10 @@
 // A shardman-managed bot on @discordjs/ws 2: configured only by the environment, one JSON line on
-// stdout per claim change, logs on stderr. Runs until SIGTERM/SIGINT (exit 0) or until shardman
-// retires its generation (exit 0).
+// stdout per claim change, logs on stderr. Runs until SIGTERM/SIGINT (exit 0), until shardman
+// retires its generation (exit 0), or until Discord refuses its shards (exit 1).
 import process from 'node:process';
 import { REST } from '@discordjs/rest';
 import { GatewayIntentBits } from 'discord-api-types/v10';
-import { ShardmanClient, restOptionsFor, runShards, shutdownSignal } from 'shardman-client';
+import { RELEASE_REASONS, ShardmanClient, restOptionsFor, runShards, shutdownSignal } from 'shardman-client';
 import { startWebSocketShards } from 'shardman-client/ws';
 
 function env(name, fallback) {
@@ -21,7 +21,7 @@ const shardman = new ShardmanClient({ url: env('SHARDMAN_URL'), secret: env('SHA
 // REST (here only for /gateway/bot, when shardman has no gateway_url to share) goes to DISCORD_API_BASE.
 const rest = new REST(restOptionsFor(env('DISCORD_API_BASE', 'https://discord.com/api/v10'))).setToken(token);
 
-await runShards({
+const reason = await runShards({
   client: shardman,
   signal: shutdownSignal(['SIGTERM', 'SIGINT']),
   start: (context) =>
@@ -34,4 +34,4 @@ await runShards({
     }),
   onClaimChange: (change) => process.stdout.write(`${JSON.stringify(change)}\n`),
 });
-process.exit(0);
+process.exit(RELEASE_REASONS[reason].exitCode);

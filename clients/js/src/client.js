@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { BACKOFF, retryDelay } from './backoff.js';
 import {
   InvalidSecretError,
   NoShardsAvailableError,
@@ -8,8 +9,13 @@ import {
   ShardmanUnavailableError,
 } from './errors.js';
 
-/** Statuses worth asking again: shardman's store is away (503) or a budget/rate limit holds (429). */
-const RETRYABLE = new Set([429, 503]);
+/** The method and path of each route of the API. */
+const ROUTES = Object.freeze({
+  connect: ['GET', '/connect'],
+  beat: ['POST', '/beat'],
+  identify: ['POST', '/identify'],
+  disconnect: ['POST', '/disconnect'],
+});
 
 /**
  * Seconds from a `Retry-After` header (delta-seconds, fractional allowed, or an HTTP date), else null.
@@ -23,20 +29,6 @@ export function parseRetryAfter(value, now = Date.now()) {
   if (Number.isFinite(seconds)) return Math.max(0, seconds);
   const date = Date.parse(value);
   return Number.isNaN(date) ? null : Math.max(0, (date - now) / 1000);
-}
-
-/**
- * Delay before retry number `attempt` (0-based): at least what `Retry-After` asked, else exponential
- * backoff from `baseDelay` capped at `maxDelay`, with jitter so a fleet does not retry in step.
- * @param {number} attempt
- * @param {number | null} retryAfter seconds
- * @param {{ baseDelay: number, maxDelay: number }} options seconds
- * @param {() => number} [random]
- * @returns {number} seconds
- */
-export function retryDelay(attempt, retryAfter, { baseDelay, maxDelay }, random = Math.random) {
-  const backoff = Math.min(maxDelay, baseDelay * 2 ** attempt) * (0.75 + random() * 0.5);
-  return retryAfter == null ? Math.min(maxDelay, backoff) : Math.max(retryAfter, Math.min(backoff, maxDelay));
 }
 
 /**
@@ -125,6 +117,51 @@ export function beatBody(sessionId, reports) {
 }
 
 /**
+ * The answer of an acknowledged beat: the representation (`Prefer: return=representation`), or nulls
+ * from a server that answered 204.
+ * @param {number} status
+ * @param {any} body
+ * @param {number} sentAt
+ * @param {number} receivedAt
+ * @returns {import('./index.js').BeatAnswer}
+ */
+function beatAnswerFromWire(status, body, sentAt, receivedAt) {
+  const view = body && typeof body === 'object' ? body : {};
+  return {
+    status,
+    shardId: view.shard_id ?? null,
+    shardCount: view.max_shards ?? null,
+    generation: view.generation ?? null,
+    state: view.state ?? null,
+    fence: view.fence ?? null,
+    sentAt,
+    receivedAt,
+  };
+}
+
+/**
+ * Decode an answer of `route`, as clients/contract/answers.json pins it: the typed value, or a thrown
+ * error whose class says what to do.
+ * @param {import('./index.js').Route} route
+ * @param {{ status: number, body: any, retryAfter?: string | null, sentAt?: number, receivedAt?: number }} answer
+ */
+export function decodeAnswer(route, { status, body, retryAfter = null, sentAt = 0, receivedAt = 0 }) {
+  if (status < 200 || status >= 300) throw answerError(route, status, body, parseRetryAfter(retryAfter));
+  switch (route) {
+    case 'connect':
+      return claimFromWire(body, sentAt, receivedAt);
+    case 'beat':
+      return beatAnswerFromWire(status, body, sentAt, receivedAt);
+    case 'identify':
+      return { sleepDuration: body?.sleep_duration ?? 0, sentAt, receivedAt };
+    case 'disconnect':
+      return true;
+    default:
+      throw new TypeError(`unknown route ${route}`);
+  }
+}
+
+/**
  * A small client for shardman's HTTP API. Every timestamp it hands out (`sentAt`, `receivedAt`) is
  * `performance.now()` milliseconds: a monotonic clock, so lease arithmetic survives wall-clock jumps.
  */
@@ -132,7 +169,7 @@ export class ShardmanClient {
   /**
    * @param {import('./index.js').ShardmanClientOptions} options
    */
-  constructor({ url, secret, fetch = globalThis.fetch, maxAttempts = 8, baseDelay = 0.5, maxDelay = 30, timeout = 10 }) {
+  constructor({ url, secret, fetch = globalThis.fetch, maxAttempts = 8, baseDelay = BACKOFF.baseDelay, maxDelay = BACKOFF.maxDelay, timeout = 10 }) {
     if (!url) throw new TypeError('ShardmanClient needs the shardman url');
     if (!secret) throw new TypeError('ShardmanClient needs the shardman secret');
     this.url = url.replace(/\/+$/, '');
@@ -150,45 +187,62 @@ export class ShardmanClient {
   }
 
   /**
-   * One request, retried on 503/429 and network errors up to `attempts` times.
+   * One request, sent once, whatever it answers (for routes outside the API, such as `/healthz`).
    * @param {string} method
    * @param {string} path
-   * @param {{ body?: unknown, headers?: Record<string, string>, attempts?: number, signal?: AbortSignal,
-   *   timeout?: number, onRetry?: (info: { attempt: number, delay: number, error: ShardmanError }) => void }} [options]
-   * @returns {Promise<{ response: Response, body: any, sentAt: number, receivedAt: number }>}
+   * @param {{ body?: unknown, headers?: Record<string, string>, signal?: AbortSignal, timeout?: number }} [options]
+   * @returns {Promise<{ status: number, body: any, retryAfter: string | null, sessionId: string | null, sentAt: number, receivedAt: number }>}
    */
-  async request(method, path, { body, headers = {}, attempts = this.maxAttempts, signal, timeout = this.timeout, onRetry } = {}) {
+  async request(method, path, { body, headers = {}, signal, timeout = this.timeout } = {}) {
+    const sentAt = performance.now();
+    const timeoutSignal = AbortSignal.timeout(Math.ceil(timeout * 1000));
+    const response = await this.fetch(`${this.url}${path}`, {
+      method,
+      headers: {
+        Authorization: this.secret,
+        Accept: 'application/json',
+        ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
+        ...headers,
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: signal ? AbortSignal.any([signal, timeoutSignal]) : timeoutSignal,
+    });
+    const receivedAt = performance.now();
+    const text = await response.text();
+    return {
+      status: response.status,
+      body: parseBody(text),
+      retryAfter: response.headers.get('retry-after'),
+      sessionId: response.headers.get('session-id'),
+      sentAt,
+      receivedAt,
+    };
+  }
+
+  /**
+   * A call of the API, decoded (`decodeAnswer`); 429, 5xx and network errors retried up to `attempts` times.
+   * @param {import('./index.js').Route} route
+   * @param {{ body?: unknown, headers?: Record<string, string>, attempts?: number, signal?: AbortSignal,
+   *   timeout?: number, onRetry?: (info: { attempt: number, delay: number, error: ShardmanError }) => void,
+   *   onAnswer?: (answer: { sessionId: string | null }) => void }} [options] `onAnswer` sees the raw
+   *   answer of a successful call (its headers' fields)
+   * @returns {Promise<any>}
+   */
+  async call(route, { body, headers, attempts = this.maxAttempts, signal, timeout, onRetry, onAnswer } = {}) {
+    const [method, path] = ROUTES[route];
     for (let attempt = 0; ; attempt++) {
       signal?.throwIfAborted();
-      const sentAt = performance.now();
-      let response;
       let error;
       try {
-        const timeoutSignal = AbortSignal.timeout(Math.ceil(timeout * 1000));
-        response = await this.fetch(`${this.url}${path}`, {
-          method,
-          headers: {
-            Authorization: this.secret,
-            Accept: 'application/json',
-            ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
-            ...headers,
-          },
-          body: body === undefined ? undefined : JSON.stringify(body),
-          signal: signal ? AbortSignal.any([signal, timeoutSignal]) : timeoutSignal,
-        });
+        const answer = await this.request(method, path, { body, headers, signal, timeout });
+        const decoded = decodeAnswer(route, answer);
+        onAnswer?.(answer);
+        return decoded;
       } catch (cause) {
         if (signal?.aborted) throw signal.reason;
-        error = new ShardmanUnavailableError(`${method} ${path}: ${cause instanceof Error ? cause.message : cause}`, { cause });
+        error = cause instanceof ShardmanError ? cause : new ShardmanUnavailableError(`${method} ${path}: ${cause instanceof Error ? cause.message : cause}`, { cause });
       }
-      if (response) {
-        const receivedAt = performance.now();
-        const text = await response.text();
-        const parsed = parseBody(text);
-        if (response.ok) return { response, body: parsed, sentAt, receivedAt };
-        error = errorFor(method, path, response, parsed);
-        if (!RETRYABLE.has(response.status)) throw error;
-      }
-      if (attempt + 1 >= attempts) throw error;
+      if (!(error instanceof ShardmanUnavailableError) || attempt + 1 >= attempts) throw error;
       const delay = retryDelay(attempt, error.retryAfter, this);
       onRetry?.({ attempt, delay, error });
       await sleep(delay * 1000, undefined, { signal });
@@ -201,8 +255,7 @@ export class ShardmanClient {
    * @returns {Promise<import('./index.js').Claim>}
    */
   async connect(options = {}) {
-    const { body, sentAt, receivedAt } = await this.request('GET', '/connect', options);
-    return claimFromWire(body, sentAt, receivedAt);
+    return this.call('connect', options);
   }
 
   /**
@@ -213,26 +266,17 @@ export class ShardmanClient {
    * @returns {Promise<import('./index.js').BeatAnswer>}
    */
   async beat(sessionId, reports = [], { signal, timeout } = {}) {
-    const { response, body, sentAt, receivedAt } = await this.request('POST', '/beat', {
+    return this.call('beat', {
       body: beatBody(this.resigned.get(sessionId) ?? sessionId, reports),
       headers: { Prefer: 'return=representation' },
       attempts: 1,
       signal,
       timeout,
+      // A session re-signed during a secret rotation: its new id is sent from now on.
+      onAnswer: ({ sessionId: resigned }) => {
+        if (resigned) this.resigned.set(sessionId, resigned);
+      },
     });
-    const resigned = response.headers.get('session-id');
-    if (resigned) this.resigned.set(sessionId, resigned);
-    const view = body && typeof body === 'object' ? body : {};
-    return {
-      status: response.status,
-      shardId: view.shard_id ?? null,
-      shardCount: view.max_shards ?? null,
-      generation: view.generation ?? null,
-      state: view.state ?? null,
-      fence: view.fence ?? null,
-      sentAt,
-      receivedAt,
-    };
   }
 
   /**
@@ -244,25 +288,23 @@ export class ShardmanClient {
    */
   async identify(sessionId, shardId, options = {}) {
     const sent = this.resigned.get(sessionId) ?? sessionId;
-    const { body, sentAt, receivedAt } = await this.request('POST', '/identify', {
+    return this.call('identify', {
       ...options,
       body: shardId == null ? { session_id: sent } : { session_id: sent, shard_id: shardId },
     });
-    return { sleepDuration: body?.sleep_duration ?? 0, sentAt, receivedAt };
   }
 
   /**
    * `POST /disconnect`: give the shard (group) back. A 404 (already gone) is not an error here.
    * @param {string} sessionId
-   * @param {{ signal?: AbortSignal, attempts?: number }} [options]
+   * @param {{ signal?: AbortSignal, attempts?: number, timeout?: number }} [options]
    * @returns {Promise<boolean>} whether shardman still knew the session
    */
   async disconnect(sessionId, options = {}) {
     const sent = this.resigned.get(sessionId) ?? sessionId;
     this.resigned.delete(sessionId);
     try {
-      await this.request('POST', '/disconnect', { attempts: 3, ...options, body: { session_id: sent } });
-      return true;
+      return await this.call('disconnect', { attempts: 3, ...options, body: { session_id: sent } });
     } catch (error) {
       if (error instanceof SessionNotFoundError) return false;
       throw error;
@@ -284,28 +326,24 @@ function parseBody(text) {
 }
 
 /**
- * @param {string} method
- * @param {string} path
- * @param {Response} response
+ * The error a failed answer means on `route`.
+ * @param {import('./index.js').Route} route
+ * @param {number} status
  * @param {any} body
+ * @param {number | null} retryAfter seconds
  */
-function errorFor(method, path, response, body) {
+function answerError(route, status, body, retryAfter) {
   const detail = body && typeof body === 'object' ? body.detail : body;
-  const info = { status: response.status, detail, retryAfter: parseRetryAfter(response.headers.get('retry-after')) };
-  const what = `${method} ${path} answered ${response.status}${typeof detail === 'string' ? ` ${detail}` : ''}`;
-  switch (response.status) {
-    case 401:
-      return path === '/connect'
-        ? new NoShardsAvailableError(`${what}: every shard is held`, info)
-        : new SessionRetiredError(`${what}: the session's generation was retired, stop this process`, info);
-    case 403:
-      return new InvalidSecretError(`${what}: shardman refused the secret`, info);
-    case 404:
-      return new SessionNotFoundError(`${what}: shardman no longer knows this session`, info);
-    case 429:
-    case 503:
-      return new ShardmanUnavailableError(what, info);
-    default:
-      return new ShardmanError(what, info);
+  const info = { status, detail, retryAfter };
+  const what = `${ROUTES[route].join(' ')} answered ${status}${typeof detail === 'string' ? ` ${detail}` : ''}`;
+  if (status === 401) {
+    return route === 'connect'
+      ? new NoShardsAvailableError(`${what}: every shard is held`, info)
+      : new SessionRetiredError(`${what}: the session's generation was retired, stop this process`, info);
   }
+  if (status === 403) return new InvalidSecretError(`${what}: shardman refused the secret`, info);
+  // On /connect a 404 is a wrong URL, not a lost session.
+  if (status === 404 && route !== 'connect') return new SessionNotFoundError(`${what}: shardman no longer knows this session`, info);
+  if (status === 429 || status >= 500) return new ShardmanUnavailableError(what, info);
+  return new ShardmanError(what, info);
 }

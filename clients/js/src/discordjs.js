@@ -1,11 +1,12 @@
 import { createRequire } from 'node:module';
 import { Client, Status } from 'discord.js';
+import { RELEASE_REASONS } from './events.js';
 import { gatewayInformationFor, restOptionsFor, SessionBook } from './sessions.js';
 
 // discord.js 14 runs on its own copy of @discordjs/ws 1; the sharding strategy must come from that copy,
 // not from the @discordjs/ws 2 this package may sit next to.
 const requireFromDiscordjs = createRequire(createRequire(import.meta.url).resolve('discord.js'));
-const { SimpleShardingStrategy, CloseCodes } = requireFromDiscordjs('@discordjs/ws');
+const { SimpleShardingStrategy } = requireFromDiscordjs('@discordjs/ws');
 
 /**
  * discord.js 14 `ClientOptions` for a claim, merged over `options`:
@@ -74,9 +75,17 @@ export async function startDiscordjsShards(context, { token, options, discordApi
   client.on('shardReady', (shardId) => log(`shard ${shardId}: READY`));
   client.on('shardResume', (shardId) => log(`shard ${shardId}: RESUMED`));
   client.on('shardError', (error, shardId) => log(`shard ${shardId}: ${error}`));
+  // Emitted only for close codes after which the shard gives up (a bad token, invalid intents...).
+  client.on('shardDisconnect', ({ code }, shardId) => {
+    if (context.signal.aborted) return;
+    log(`shard ${shardId}: closed for good (${code})`);
+    context.release('failed');
+  });
   onClient?.(client);
   client.login(token).catch((error) => {
-    if (!context.signal.aborted) log(`discord.js login: ${error}`);
+    if (context.signal.aborted) return;
+    log(`discord.js login: ${error}`);
+    context.release('failed'); // a bad token, say: these shards cannot run
   });
   return {
     client,
@@ -92,8 +101,8 @@ export async function startDiscordjsShards(context, { token, options, discordApi
       }),
     async stop(reason) {
       sessions.stop();
-      // Close with 4200 unless retired, so Discord keeps the session resumable for the next holder.
-      await manager?.destroy({ code: reason === 'retired' ? CloseCodes.Normal : CloseCodes.Resuming, reason: `shardman: ${reason}` });
+      // Close with 4000 unless retired, so Discord keeps the session resumable for the next holder.
+      await manager?.destroy({ code: RELEASE_REASONS[reason].closeCode, reason: `shardman: ${reason}` });
       await client.destroy();
     },
   };

@@ -78,6 +78,20 @@ export interface RetryInfo {
   error: ShardmanError;
 }
 
+/** The routes of shardman's API. */
+export type Route = 'connect' | 'beat' | 'identify' | 'disconnect';
+
+/** An answer as it arrived; `retryAfter` is the header's text. */
+export interface RawAnswer {
+  status: number;
+  body: any;
+  retryAfter?: string | null;
+  /** The `Session-Id` header: the session re-signed during a secret rotation. */
+  sessionId?: string | null;
+  sentAt?: number;
+  receivedAt?: number;
+}
+
 export interface CallOptions {
   signal?: AbortSignal;
   attempts?: number;
@@ -88,6 +102,10 @@ export interface CallOptions {
 export class ShardmanClient {
   constructor(options: ShardmanClientOptions);
   readonly url: string;
+  /** One request sent once, whatever it answers. */
+  request(method: string, path: string, options?: { body?: unknown; headers?: Record<string, string>; signal?: AbortSignal; timeout?: number }): Promise<Required<RawAnswer>>;
+  /** A call of the API, decoded by `decodeAnswer`; 429, 5xx and network errors retried. */
+  call(route: Route, options?: CallOptions & { body?: unknown; headers?: Record<string, string>; onAnswer?: (answer: Required<RawAnswer>) => void }): Promise<unknown>;
   connect(options?: CallOptions): Promise<Claim>;
   beat(sessionId: string, reports?: ShardReport[], options?: { signal?: AbortSignal; timeout?: number }): Promise<BeatAnswer>;
   identify(sessionId: string, shardId?: number, options?: CallOptions): Promise<{ sleepDuration: number; sentAt: number; receivedAt: number }>;
@@ -96,7 +114,17 @@ export class ShardmanClient {
 }
 
 export function parseRetryAfter(value: string | null, now?: number): number | null;
+/** The decoded answer of `route` (a Claim, a BeatAnswer, an identify slot, true), or the thrown error it means. */
+export function decodeAnswer(route: Route, answer: RawAnswer): unknown;
+
+/** Backoff, as clients/contract/backoff.json pins it (seconds). */
+export const JITTER: number;
+export const NO_SHARDS_AVAILABLE_RETRY: number;
+export const BACKOFF: Readonly<{ baseDelay: number; maxDelay: number }>;
+export function jittered(seconds: number, random?: () => number): number;
 export function retryDelay(attempt: number, retryAfter: number | null, options: { baseDelay: number; maxDelay: number }, random?: () => number): number;
+export function beatRetryDelay(failures: number, retryAfter: number | null, beatInterval: number, random?: () => number): number;
+export function noShardsAvailableDelay(random?: () => number): number;
 export function claimFromWire(body: Record<string, unknown>, sentAt: number, receivedAt: number): Claim;
 export function beatBody(sessionId: string, reports: ShardReport[]): Record<string, unknown>;
 
@@ -110,6 +138,9 @@ export class SessionRetiredError extends ShardmanError {}
 export class SessionNotFoundError extends ShardmanError {}
 export class InvalidSecretError extends ShardmanError {}
 export class ShardmanUnavailableError extends ShardmanError {}
+
+/** The lapse is checked at least this often (ms). */
+export const LAPSE_CHECK_EVERY_MS: number;
 
 export class LeaseView {
   constructor(claim: Pick<Claim, 'sentAt' | 'sleepDurations' | 'leaseSeconds'>, options?: { now?: () => number; checkEvery?: number });
@@ -127,7 +158,14 @@ export class IdentifyPacer {
   waitForIdentify(shardId: number, signal?: AbortSignal): Promise<void>;
 }
 
-export type ReleaseReason = 'lapsed' | 'lost' | 'retired' | 'shutdown';
+/** Why a claim ended; the same list in every client package (clients/contract/claim_events.json). */
+export type ReleaseReason = 'lapsed' | 'lost' | 'retired' | 'shutdown' | 'failed';
+
+/** What each release reason does. */
+export const RELEASE_REASONS: Readonly<Record<ReleaseReason, { claimsAgain: boolean; givesBack: boolean; closeCode: number; exitCode: number | null }>>;
+/** The close code that keeps a Discord session resumable (4000), and the one that ends it (1000). */
+export const RESUMABLE_CLOSE: number;
+export const FINAL_CLOSE: number;
 
 /** What a library adapter gets for one claim. */
 export interface ClaimContext {
@@ -167,7 +205,9 @@ export interface RunShardsOptions {
   identifyMargin?: number;
 }
 
-export function runShards(options: RunShardsOptions): Promise<'retired' | 'shutdown'>;
+export function runShards(options: RunShardsOptions): Promise<'retired' | 'shutdown' | 'failed'>;
+export function claimedEvent(claim: Claim): ClaimChange;
+export function releasedEvent(claim: Claim, reason: ReleaseReason): ClaimChange;
 export function shutdownSignal(signals?: NodeJS.Signals[]): AbortSignal;
 
 export class SessionBook {

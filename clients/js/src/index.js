@@ -1,4 +1,5 @@
-export { ShardmanClient, beatBody, claimFromWire, parseRetryAfter, retryDelay } from './client.js';
+export { BACKOFF, JITTER, NO_SHARDS_AVAILABLE_RETRY, beatRetryDelay, jittered, noShardsAvailableDelay, retryDelay } from './backoff.js';
+export { ShardmanClient, beatBody, claimFromWire, decodeAnswer, parseRetryAfter } from './client.js';
 export {
   InvalidSecretError,
   NoShardsAvailableError,
@@ -7,8 +8,9 @@ export {
   ShardmanError,
   ShardmanUnavailableError,
 } from './errors.js';
+export { FINAL_CLOSE, RELEASE_REASONS, RESUMABLE_CLOSE, claimedEvent, releasedEvent } from './events.js';
 export { GuildTracker } from './guilds.js';
-export { LeaseView } from './lease.js';
+export { LAPSE_CHECK_EVERY_MS, LeaseView } from './lease.js';
 export { IdentifyPacer } from './pacer.js';
 export { runShards, shutdownSignal } from './runner.js';
 export { SessionBook, gatewayInformationFor, restOptionsFor } from './sessions.js';

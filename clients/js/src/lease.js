@@ -1,8 +1,15 @@
 /**
+ * Besides a timer at the deadline, the lapse is checked at least this often (ms), so a process woken from
+ * SIGSTOP past its deadline notices within it (clients/contract/lease.json).
+ */
+export const LAPSE_CHECK_EVERY_MS = 200;
+
+/**
  * The bot's own view of its lease, exactly as shardman's contract defines it:
  * - before the first acknowledged beat: the `/connect` request's send time + max(sleep_durations) + lease_seconds
  *   (the first lease covers the wait for the IDENTIFY slot);
  * - after it: the send time of the last beat that got 200/204 + lease_seconds.
+ * Once lapsed, always lapsed: an answer arriving after the deadline cannot revive it.
  * Times are `performance.now()` milliseconds (monotonic).
  */
 export class LeaseView {
@@ -10,7 +17,7 @@ export class LeaseView {
    * @param {{ sentAt: number, sleepDurations: number[], leaseSeconds: number }} claim
    * @param {{ now?: () => number, checkEvery?: number }} [options]
    */
-  constructor(claim, { now = () => performance.now(), checkEvery = 200 } = {}) {
+  constructor(claim, { now = () => performance.now(), checkEvery = LAPSE_CHECK_EVERY_MS } = {}) {
     this.leaseMs = claim.leaseSeconds * 1000;
     this.deadline = claim.sentAt + Math.max(0, ...claim.sleepDurations) * 1000 + this.leaseMs;
     this.now = now;
@@ -33,11 +40,11 @@ export class LeaseView {
   }
 
   /**
-   * A beat sent at `sentAt` was acknowledged (200/204).
+   * A beat sent at `sentAt` was acknowledged (200/204), and the answer arrived just now.
    * @param {number} sentAt
    */
   acknowledge(sentAt) {
-    if (this.lapsed) return;
+    if (this.expired()) return; // never trust that session id again
     this.deadline = sentAt + this.leaseMs;
     this.#arm();
   }

@@ -1,16 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { retryDelay } from './client.js';
-import {
-  InvalidSecretError,
-  NoShardsAvailableError,
-  SessionNotFoundError,
-  SessionRetiredError,
-} from './errors.js';
+import { NO_SHARDS_AVAILABLE_RETRY, beatRetryDelay, jittered } from './backoff.js';
+import { NoShardsAvailableError, SessionNotFoundError, SessionRetiredError } from './errors.js';
+import { RELEASE_REASONS, claimedEvent, releasedEvent } from './events.js';
 import { LeaseView } from './lease.js';
 import { IdentifyPacer } from './pacer.js';
 
 /** How long stopping the shards may take before the runner goes on regardless (a gateway that never answers the close). */
 const STOP_TIMEOUT_MS = 3000;
+/** The last beat and the `/disconnect` of a claim given back each get this long (seconds). */
+const GIVE_BACK_TIMEOUT = 2;
 
 /**
  * @param {AbortSignal} signal
@@ -37,27 +35,31 @@ function atMost(promise, ms) {
 }
 
 /**
- * Claim, run and release shards until `signal` aborts (shutdown) or a beat answers 401 (retired).
+ * Claim, run and release shards, again and again, until a release reason ends the run.
  *
- * For each claim: print "claimed", start the shards through `start(context)`, beat every `beat_interval`
- * from the claim on, and release when the lease view lapses ("lapsed"), a beat answers 404 ("lost") or
- * 401 ("retired"), or on shutdown ("shutdown": close the gateway, a last beat with resume data, then
- * `/disconnect`). A released claim's session id is never beaten again; the next claim is a new `/connect`.
+ * For each claim: report "claimed", start the shards through `start(context)`, beat every `beat_interval`
+ * from the claim on, and release when the lease view lapses ("lapsed"), a beat or `/identify` answers 404
+ * ("lost") or 401 ("retired"), on shutdown ("shutdown"), or when the library cannot run the shards
+ * ("failed"). Then: stop the shards (close code per reason), give the claim back where the reason says so
+ * (a last beat with the shards' resume data, then `/disconnect`), report "released", and claim anew after
+ * "lapsed" and "lost". A released claim's session id is never beaten again. When `start` throws, the claim
+ * is released as "failed" and the error is thrown after.
  *
  * @param {import('./index.js').RunShardsOptions} options
- * @returns {Promise<'retired' | 'shutdown'>}
+ * @returns {Promise<'retired' | 'shutdown' | 'failed'>}
  */
-export async function runShards({ client, start, signal = new AbortController().signal, onClaimChange = () => {}, log = defaultLog, noShardsDelay = 1, identifyMargin = 1 }) {
+export async function runShards({ client, start, signal = new AbortController().signal, onClaimChange = () => {}, log = defaultLog, noShardsDelay = NO_SHARDS_AVAILABLE_RETRY, identifyMargin = 1 }) {
   // The first request of a process pays for loading and compiling fetch. Paid here, it does not delay
   // the /connect answer, whose arrival times the first IDENTIFY slot.
-  await client.request('GET', '/healthz', { attempts: 1, signal, timeout: 2 }).catch(() => {});
+  await client.request('GET', '/healthz', { signal, timeout: 2 }).catch(() => {});
   for (;;) {
     const claim = await claimShards(client, { signal, log, noShardsDelay });
     if (!claim) return 'shutdown';
-    onClaimChange({ event: 'claimed', shard_ids: claim.shardIds, shard_count: claim.shardCount, generation: claim.generation, state: claim.state });
-    const reason = await holdClaim(client, claim, { start, signal, log, identifyMargin });
-    onClaimChange({ event: 'released', shard_ids: claim.shardIds, shard_count: claim.shardCount, generation: claim.generation, reason });
-    if (reason === 'retired' || reason === 'shutdown') return reason;
+    onClaimChange(claimedEvent(claim));
+    const { reason, error } = await holdClaim(client, claim, { start, signal, log, identifyMargin });
+    onClaimChange(releasedEvent(claim, reason));
+    if (error !== undefined) throw error;
+    if (!RELEASE_REASONS[reason].claimsAgain) return /** @type {'retired' | 'shutdown' | 'failed'} */ (reason);
   }
 }
 
@@ -67,14 +69,14 @@ function defaultLog(message) {
 }
 
 /**
- * `/connect` until it grants a claim: 401 "No Shards Available" -> again after ~`noShardsDelay` s (with
- * jitter); 503/429 and network errors -> exponential backoff honouring Retry-After (in the client).
+ * `/connect` until it grants a claim: 401 "No Shards Available" -> again after about `noShardsDelay` s (jittered);
+ * 429, 5xx and network errors -> exponential backoff honouring Retry-After (in the client); anything else
+ * (a wrong secret, an unexpected answer) is thrown: asking again cannot help.
  * @param {import('./client.js').ShardmanClient} client
  * @param {{ signal: AbortSignal, log: (message: string) => void, noShardsDelay: number }} options
  * @returns {Promise<import('./index.js').Claim | null>} null when shut down first
  */
 async function claimShards(client, { signal, log, noShardsDelay }) {
-  let failures = 0;
   let waiting = false;
   while (!signal.aborted) {
     try {
@@ -85,27 +87,21 @@ async function claimShards(client, { signal, log, noShardsDelay }) {
       });
     } catch (error) {
       if (signal.aborted) return null;
-      if (error instanceof InvalidSecretError) throw error;
-      let delay;
-      if (error instanceof NoShardsAvailableError) {
-        if (!waiting) log('connect: every shard is held; asking again every second');
-        waiting = true;
-        delay = noShardsDelay * (0.8 + Math.random() * 0.4);
-      } else {
-        log(`connect: ${error instanceof Error ? error.message : error}`);
-        delay = retryDelay(failures++, null, { baseDelay: 0.5, maxDelay: 30 });
-      }
-      if (!(await pause(delay * 1000, signal))) return null;
+      if (!(error instanceof NoShardsAvailableError)) throw error;
+      if (!waiting) log('connect: every shard is held; asking again every second');
+      waiting = true;
+      if (!(await pause(jittered(noShardsDelay) * 1000, signal))) return null;
     }
   }
   return null;
 }
 
 /**
+ * One claim's life: beats from the claim on, the shards run, and the first release wins.
  * @param {import('./client.js').ShardmanClient} client
  * @param {import('./index.js').Claim} claim
  * @param {{ start: import('./index.js').StartShards, signal: AbortSignal, log: (message: string) => void, identifyMargin: number }} options
- * @returns {Promise<import('./index.js').ReleaseReason>}
+ * @returns {Promise<{ reason: import('./index.js').ReleaseReason, error?: unknown }>} `error`: what `start` threw
  */
 async function holdClaim(client, claim, { start, signal, log, identifyMargin }) {
   const controller = new AbortController();
@@ -145,34 +141,31 @@ async function holdClaim(client, claim, { start, signal, log, identifyMargin }) 
   const reports = () => running?.report() ?? claim.shardIds.map((shardId) => ({ shardId }));
   const beating = beatLoop(client, claim, { lease, release, signal: controller.signal, reports, log });
 
+  let error;
   try {
     running = await start(context);
-  } catch (error) {
-    signal.removeEventListener('abort', onShutdown);
-    release('shutdown');
-    lease.stop();
-    await beating;
-    await client.disconnect(claim.sessionId).catch(() => {});
-    throw error;
+  } catch (thrown) {
+    error = thrown;
+    release('failed');
   }
-
   const reason = await released;
   signal.removeEventListener('abort', onShutdown);
   lease.stop();
-  const lastReports = reason === 'shutdown' ? reports() : null;
   log(`releasing shards [${claim.shardIds.join(', ')}]: ${reason}`);
-  await atMost(Promise.resolve(running.stop(reason)).catch((error) => log(`stopping shards: ${error}`)), STOP_TIMEOUT_MS);
+  // Stop the shards at once: whatever ended the claim, nobody may rely on them now.
+  if (running) await atMost(Promise.resolve(running.stop(reason)).catch((stopError) => log(`stopping shards: ${stopError}`)), STOP_TIMEOUT_MS);
   await beating;
-  if (lastReports && !lease.expired()) {
-    // Hand the freshest resume data over before giving the shards back (shardman keeps it for the next holder).
-    await client.beat(claim.sessionId, lastReports, { timeout: 2 }).catch(() => {});
-    await client.disconnect(claim.sessionId, { timeout: 2 }).catch((error) => log(`disconnect: ${error.message}`));
+  if (RELEASE_REASONS[reason].givesBack && !lease.expired()) {
+    // Hand the freshest resume data over (shardman keeps it for the next holder), then give the shards back.
+    await client.beat(claim.sessionId, reports(), { timeout: GIVE_BACK_TIMEOUT }).catch((beatError) => log(`last beat: ${beatError.message}`));
+    await client.disconnect(claim.sessionId, { timeout: GIVE_BACK_TIMEOUT }).catch((disconnectError) => log(`disconnect: ${disconnectError.message}`));
   }
-  return reason;
+  return error === undefined ? { reason } : { reason, error };
 }
 
 /**
- * Beat every `beat_interval` until the claim is released; never beat once the lease view has lapsed.
+ * Beat every `beat_interval` from the claim on; after a failed beat the next follows sooner (backoff capped
+ * at the interval); never beat once the lease view has lapsed, which decides when the claim is gone.
  * @param {import('./client.js').ShardmanClient} client
  * @param {import('./index.js').Claim} claim
  * @param {{ lease: LeaseView, release: (reason: import('./index.js').ReleaseReason) => void, signal: AbortSignal,
@@ -186,7 +179,7 @@ async function beatLoop(client, claim, { lease, release, signal, reports, log })
       release('lapsed');
       return;
     }
-    let delay = claim.beatInterval;
+    let wait;
     try {
       const answer = await client.beat(claim.sessionId, reports(), {
         signal,
@@ -199,15 +192,16 @@ async function beatLoop(client, claim, { lease, release, signal, reports, log })
         log(`generation ${answer.generation ?? claim.generation} is now ${answer.state} (was ${state})`);
         state = answer.state;
       }
+      wait = answer.sentAt + claim.beatInterval * 1000 - performance.now();
     } catch (error) {
       if (signal.aborted) return;
       if (error instanceof SessionNotFoundError) return release('lost');
       if (error instanceof SessionRetiredError) return release('retired');
-      log(`beat: ${error instanceof Error ? error.message : error}`);
       const retryAfter = /** @type {any} */ (error).retryAfter ?? null;
-      delay = Math.min(claim.beatInterval, retryDelay(failures++, retryAfter, { baseDelay: 0.25, maxDelay: claim.beatInterval }));
+      wait = beatRetryDelay(failures++, retryAfter, claim.beatInterval) * 1000;
+      log(`beat: ${error instanceof Error ? error.message : error}; next in ${(wait / 1000).toFixed(2)} s`);
     }
-    if (!(await pause(delay * 1000, signal))) return;
+    if (!(await pause(Math.max(0, wait), signal))) return;
   }
 }
 

@@ -1,6 +1,14 @@
-import { CloseCodes, WebSocketManager, WebSocketShardEvents } from '@discordjs/ws';
+import { WebSocketManager, WebSocketShardEvents } from '@discordjs/ws';
+import { RELEASE_REASONS } from './events.js';
 import { GuildTracker } from './guilds.js';
 import { gatewayInformationFor, SessionBook } from './sessions.js';
+
+/**
+ * Discord's close codes after which @discordjs/ws gives a shard up instead of reconnecting (a bad token,
+ * an invalid shard, sharding required, a bad API version, invalid or disallowed intents: WebSocketShard
+ * `onClose`). The claim cannot run, so it is released as "failed".
+ */
+const FATAL_CLOSE_CODES = new Set([4004, 4010, 4011, 4012, 4013, 4014]);
 
 /**
  * A @discordjs/ws 2 WebSocketManager that connects to the claim's `gateway_url` (shardman shares
@@ -58,7 +66,10 @@ export async function startWebSocketShards(context, { token, intents, rest, mana
   manager.on(WebSocketShardEvents.Dispatch, (payload, shardId) => guilds.dispatch(shardId, payload));
   manager.on(WebSocketShardEvents.Ready, (data, shardId) => log(`shard ${shardId}: READY (session ${data.session_id})`));
   manager.on(WebSocketShardEvents.Resumed, (shardId) => log(`shard ${shardId}: RESUMED`));
-  manager.on(WebSocketShardEvents.Closed, (code, shardId) => log(`shard ${shardId}: gateway closed ${code}`));
+  manager.on(WebSocketShardEvents.Closed, (code, shardId) => {
+    log(`shard ${shardId}: gateway closed ${code}`);
+    if (FATAL_CLOSE_CODES.has(code)) context.release('failed');
+  });
   manager.on(WebSocketShardEvents.Error, (error, shardId) => log(`shard ${shardId}: ${error}`));
   onManager?.(manager);
   // Fail the start (and so the claim) at once if there is no gateway to go to.
@@ -81,8 +92,8 @@ export async function startWebSocketShards(context, { token, intents, rest, mana
     async stop(reason) {
       sessions.stop();
       // A retired generation's sessions are done with (1000 ends them at Discord); otherwise keep them
-      // resumable (4200), for the next holder of the shard to RESUME.
-      await manager.destroy({ code: reason === 'retired' ? CloseCodes.Normal : CloseCodes.Resuming, reason: `shardman: ${reason}` });
+      // resumable (4000), for the next holder of the shard to RESUME.
+      await manager.destroy({ code: RELEASE_REASONS[reason].closeCode, reason: `shardman: ${reason}` });
     },
   };
 }

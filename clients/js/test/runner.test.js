@@ -199,11 +199,27 @@ test('a shard on time for its first slot does not book another', async () => {
   assert.equal(server.requests.length, 0);
 });
 
-test('shards that fail to start give the claim back and the error reaches the caller', async () => {
+test('shards that fail to start release the claim as failed, give it back and the error reaches the caller', async () => {
   const { client, server } = await fake(({ path }) => (path === '/connect' ? { status: 200, body: connectAnswer({ leaseSeconds: 3 }) } : { status: 204 }));
   const start = async () => {
     throw new Error('no gateway');
   };
-  await assert.rejects(runShards({ client, start, log: silent }), /no gateway/);
-  assert.deepEqual(server.requests.at(-1).path, '/disconnect');
+  const changes = [];
+  await assert.rejects(runShards({ client, start, log: silent, onClaimChange: (change) => changes.push(change) }), /no gateway/);
+  assert.deepEqual(changes.map((change) => change.reason ?? change.event), ['claimed', 'failed']);
+  assert.deepEqual(server.requests.slice(-2).map((request) => request.path), ['/beat', '/disconnect']);
+});
+
+test('an adapter releasing as failed ends the run with "failed" after giving the claim back', async () => {
+  const { client, server } = await fake(({ path }) => (path === '/connect' ? { status: 200, body: connectAnswer({ leaseSeconds: 3 }) } : { status: 204 }));
+  const stops = [];
+  const start = async (context) => {
+    setTimeout(() => context.release('failed'), 100); // the library gave up, as on close code 4004
+    return recordingShards(stops)(context);
+  };
+  assert.equal(await runShards({ client, start, log: silent }), 'failed');
+  assert.deepEqual(stops.map((stop) => stop.reason), ['failed']);
+  const last = server.requests.slice(-2);
+  assert.deepEqual(last.map((request) => request.path), ['/beat', '/disconnect']);
+  assert.deepEqual(last[0].body.shards[0].resume, { session_id: 'd-s1', sequence: 3, resume_gateway_url: 'wss://r' });
 });

@@ -72,3 +72,23 @@ test('shards released while waiting for READY do not come back to the gateway', 
   await new Promise((resolve) => setTimeout(resolve, 1500));
   assert.deepEqual(discord.events.map((event) => event.type), ['open', 'identify', 'close']);
 });
+
+test('a shard Discord refuses for good (4004, a bad token) releases the claim as failed and gives it back', async () => {
+  const discord = await startDiscord();
+  cleanup.push(() => discord.stop());
+  const shardman = await startFakeShardman(({ path }) =>
+    path === '/connect' ? { status: 200, body: connectAnswer({ shardIds: [0], shardCount: 1, leaseSeconds: 6, gatewayUrl: discord.gatewayUrl }) } : { status: 204 },
+  );
+  cleanup.push(() => shardman.stop());
+  const changes = [];
+  const reason = await runShards({
+    client: new ShardmanClient({ url: shardman.url, secret: 's' }),
+    log: () => {},
+    identifyMargin: 0,
+    onClaimChange: (change) => changes.push(change),
+    start: (context) => startWebSocketShards(context, { token: 'wrong', intents: 1, rest: new REST() }),
+  });
+  assert.equal(reason, 'failed');
+  assert.deepEqual(changes.map((change) => change.reason ?? change.event), ['claimed', 'failed']);
+  assert.deepEqual(shardman.requests.slice(-2).map((request) => request.path), ['/beat', '/disconnect']);
+});

@@ -62,7 +62,7 @@ class FakeShardman:
     url: str = ""
 
     def script(self, path: str, *replies: tuple[int, Any] | tuple[int, Any, dict[str, str]]) -> None:
-        self.replies[path] = [(r[0], r[1], r[2] if len(r) > 2 else {}) for r in replies]  # type: ignore[misc]
+        self.replies[path] = [(r[0], r[1], r[2] if len(r) > 2 else {}) for r in replies]
 
     def requests(self, path: str) -> list[Seen]:
         return [s for s in self.seen if s.path == path]

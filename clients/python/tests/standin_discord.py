@@ -52,6 +52,8 @@ class GatewayEvent:
     at: float
     shard: tuple[int, int] | None
     connection: int
+    #: For `close`: the code the client closed with (None when the connection just dropped).
+    code: int | None = None
 
 
 @dataclass
@@ -62,9 +64,11 @@ class StandinDiscord:
     events: list[GatewayEvent] = field(default_factory=list)
     sessions: dict[str, tuple[int, int]] = field(default_factory=dict)
     _last_identify: dict[int, float] = field(default_factory=dict)
-    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     port: int = 0
     live: dict[tuple[int, int], web.WebSocketResponse] = field(default_factory=dict)
+    #: The last sequence number sent on each connection (by id of its socket).
+    _sequences: dict[int, int] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
 
     @property
@@ -78,6 +82,12 @@ class StandinDiscord:
     async def invalidate(self, shard: tuple[int, int]) -> None:
         """Invalidate the live session of a shard (op 9, not resumable), as Discord may at any time."""
         await self.live[shard].send_str(json.dumps({"op": 9, "d": False}))
+
+    async def dispatch(self, shard: tuple[int, int], event: str, data: dict[str, Any]) -> None:
+        """Send a dispatch to the live connection of a shard, moving its sequence on by one."""
+        ws = self.live[shard]
+        self._sequences[id(ws)] += 1
+        await ws.send_str(json.dumps({"op": 0, "t": event, "s": self._sequences[id(ws)], "d": data}))
 
     def of(self, kind: str) -> list[GatewayEvent]:
         return [e for e in self.events if e.kind == kind]
@@ -141,7 +151,7 @@ class StandinDiscord:
         await ws.prepare(request)
         conn = next(self._ids)
         shard: tuple[int, int] | None = None
-        seq = 0
+        self._sequences[id(ws)] = 0
         await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}}))
         try:
             async for msg in ws:
@@ -155,7 +165,8 @@ class StandinDiscord:
                     if d.get("token") != self.token:
                         await ws.close(code=4004)
                         break
-                    shard = tuple(d.get("shard") or (0, 1))  # type: ignore[assignment]
+                    number, count = d.get("shard") or (0, 1)
+                    shard = (int(number), int(count))
                     bucket = shard[0] % self.max_concurrency
                     now = time.monotonic()
                     last = self._last_identify.get(bucket)
@@ -167,9 +178,9 @@ class StandinDiscord:
                     self.events.append(GatewayEvent("identify", now, shard, conn))
                     session_id = f"s{conn}"
                     self.sessions[session_id] = shard
-                    seq += 1
+                    self._sequences[id(ws)] += 1
                     self.live[shard] = ws
-                    await ws.send_str(json.dumps(self._ready(session_id, shard, seq)))
+                    await ws.send_str(json.dumps(self._ready(session_id, shard, self._sequences[id(ws)])))
                     self.events.append(GatewayEvent("ready", time.monotonic(), shard, conn))
                 elif op == 6:
                     known = self.sessions.get(d.get("session_id"))
@@ -178,13 +189,16 @@ class StandinDiscord:
                         await ws.send_str(json.dumps({"op": 9, "d": False}))
                         continue
                     shard = known
-                    seq += 1
+                    self._sequences[id(ws)] += 1
+                    seq = self._sequences[id(ws)]
                     await ws.send_str(json.dumps({"op": 0, "t": "RESUMED", "s": seq, "d": {}}))
                     self.events.append(GatewayEvent("resumed", time.monotonic(), shard, conn))
         finally:
-            self.events.append(GatewayEvent("close", time.monotonic(), shard, conn))
+            code = ws.close_code if ws.closed else None
+            self.events.append(GatewayEvent("close", time.monotonic(), shard, conn, code))
             if shard is not None and self.live.get(shard) is ws:
                 del self.live[shard]
+            del self._sequences[id(ws)]
         return ws
 
     def _ready(self, session_id: str, shard: tuple[int, int], seq: int) -> dict[str, Any]:

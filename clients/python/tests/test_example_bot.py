@@ -98,6 +98,7 @@ async def test_a_group_bot_identifies_each_shard_in_its_own_slot_beats_and_shuts
         "shard_ids": [0, 1],
         "shard_count": 2,
         "generation": 1,
+        "state": "active",
     }
     await until(lambda: len(standin.of("ready")) == 2, 20, "both shards READY")
     first, second = standin.of("identify")
@@ -122,7 +123,7 @@ async def test_a_group_bot_identifies_each_shard_in_its_own_slot_beats_and_shuts
         "reason": "shutdown",
     }
     assert await bot.exit_code() == 0
-    assert {e.shard for e in standin.of("close")} == {(0, 2), (1, 2)}
+    assert {(e.shard, e.code) for e in standin.of("close")} == {((0, 2), 4000), ((1, 2), 4000)}  # resumable
     assert (await shardman.status())["shards"] == []  # given back, not left to expire
 
 
@@ -180,7 +181,7 @@ async def test_a_bot_of_a_retired_generation_releases_and_exits_zero(
         "reason": "retired",
     }
     assert await bot.exit_code() == 0
-    assert standin.of("close")[0].shard == (0, 1)
+    assert (standin.of("close")[0].shard, standin.of("close")[0].code) == ((0, 1), 1000)  # the session ends
 
 
 async def test_an_invalidated_session_identifies_again_only_after_asking_shardman_for_a_slot(
@@ -342,7 +343,54 @@ async def test_a_bot_with_a_bad_token_gives_its_claim_back_and_exits_non_zero(
     fake_shardman.script("/disconnect", (204, None))
     bot = await start_bot(fake_shardman.url, standin.api_base, token="wrong")
     assert (await bot.next_event())["event"] == "claimed"
-    assert (await bot.next_event())["reason"] == "error"
+    assert (await bot.next_event())["reason"] == "failed"
     assert await bot.exit_code() != 0
     assert "LoginFailure" in bot.log.read_text()
     assert [s.body for s in fake_shardman.requests("/disconnect")] == [{"session_id": "sess-1"}]
+    assert fake_shardman.requests("/beat")[-1].at <= fake_shardman.requests("/disconnect")[0].at
+
+
+async def test_sigterm_closes_the_shards_resumably_and_beats_their_last_resume_data_before_disconnecting(
+    fake_shardman: FakeShardman, standin: StandinDiscord, start_bot: StartBot
+) -> None:
+    # One beat at the claim, the next only after 20 s: any beat with resume data is the last one.
+    fake_shardman.script(
+        "/connect",
+        (
+            200,
+            claim_json(
+                shard_ids=[0, 1],
+                max_shards=2,
+                sleep_durations=[0, 0],
+                resumes=[None, None],
+                gateway_url=standin.gateway_url,
+                lease_seconds=60,
+                beat_interval=20,
+            ),
+        ),
+    )
+    fake_shardman.script("/beat", (204, None))
+    fake_shardman.script("/disconnect", (204, None))
+    standin.max_concurrency = 2
+    bot = await start_bot(fake_shardman.url, standin.api_base)
+    assert (await bot.next_event())["event"] == "claimed"
+    await until(lambda: len(standin.of("ready")) == 2, 15, "both shards READY")
+    await standin.dispatch((1, 2), "GUILD_UPDATE", {"id": "1"})  # shard 1 is at sequence 2 now
+    await asyncio.sleep(0.5)
+    bot.signal(signal.SIGTERM)
+    assert (await bot.next_event())["reason"] == "shutdown"
+    assert await bot.exit_code() == 0
+
+    assert sorted((e.shard, e.code) for e in standin.of("close")) == [((0, 2), 4000), ((1, 2), 4000)]
+    beats = fake_shardman.requests("/beat")
+    assert len(beats) == 2, [b.body for b in beats]
+    last = beats[-1]
+    sessions = {shard: f"s{e.connection}" for e in standin.of("identify") if (shard := e.shard) is not None}
+    resume_url = f"{standin.gateway_url}/resume"
+    assert [s.get("resume") for s in last.body["shards"]] == [
+        {"session_id": sessions[(0, 2)], "sequence": 1, "resume_gateway_url": resume_url},
+        {"session_id": sessions[(1, 2)], "sequence": 2, "resume_gateway_url": resume_url},
+    ]
+    (disconnect,) = fake_shardman.requests("/disconnect")
+    assert last.at < disconnect.at
+    assert max(e.at for e in standin.of("close")) < last.at  # closed first, so the sequence is the last

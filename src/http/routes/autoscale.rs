@@ -6,9 +6,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::{FleetStatus, process_counts};
-use crate::http::auth::MaybeAuthorized;
-use crate::http::error::ApiError;
+use crate::http::auth::{MaybeAuthorized, RefusedCredentials};
+use crate::http::error::{ValidationFailed, error_set};
 use crate::http::state::AppState;
+use crate::store::StoreError;
 
 /// What an orchestrator needs to size the bot fleet. Every bot process holds one shard.
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
@@ -64,14 +65,23 @@ impl AutoscaleReport {
 }
 
 /// Needs the secret unless `PUBLIC_METRICS=true`; a wrong secret is refused either way.
-pub(crate) fn require_metrics_access(
-    caller: &MaybeAuthorized,
+pub(crate) fn require_metrics_access<E>(
+    caller: &MaybeAuthorized<E>,
     state: &AppState,
-) -> Result<(), ApiError> {
+) -> Result<(), ValidationFailed> {
     if caller.authorized || state.settings.public_metrics {
         Ok(())
     } else {
         Err(crate::http::auth::missing_header())
+    }
+}
+
+error_set! {
+    /// What `GET /autoscale` answers instead of the fleet's size.
+    pub AutoscaleError {
+        RefusedCredentials,
+        ValidationFailed = "No `Authorization` header (and `PUBLIC_METRICS` is false)",
+        StoreError,
     }
 }
 
@@ -86,18 +96,13 @@ pub(crate) fn require_metrics_access(
     security((), ("secret" = [])),
     responses(
         (status = 200, description = "The fleet's size", body = AutoscaleReport),
-        (status = 403, description = "Wrong secret", body = crate::http::schemas::Detail,
-            example = json!({"detail": "Invalid Token"})),
-        (status = 422, description = "No `Authorization` header (and `PUBLIC_METRICS` is false)",
-            body = crate::http::schemas::ValidationError),
-        (status = 503, description = "The store does not answer", body = crate::http::schemas::Detail,
-            example = json!({"detail": "Store Unavailable"})),
+        AutoscaleError,
     )
 )]
 pub async fn autoscale(
-    caller: MaybeAuthorized,
+    caller: MaybeAuthorized<AutoscaleError>,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, AutoscaleError> {
     require_metrics_access(&caller, &state)?;
     let fleet = state.store.overview().await?;
     Ok(HttpResponse::Ok().json(AutoscaleReport::from_fleet(&fleet)))

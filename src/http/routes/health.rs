@@ -3,8 +3,9 @@ use actix_web::web;
 use serde_json::json;
 
 use crate::http::auth::Bots;
-use crate::http::error::ApiError;
+use crate::http::error::{SecretDiffersFromDeployment, ShuttingDown, error_set};
 use crate::http::state::AppState;
+use crate::store::StoreError;
 
 /// Liveness: the process runs and serves HTTP.
 #[utoipa::path(
@@ -18,6 +19,15 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+error_set! {
+    /// Why a replica is not ready.
+    pub NotReady {
+        ShuttingDown,
+        StoreError,
+        SecretDiffersFromDeployment = "This replica's `SECRET` for a bot is not the deployment's (secret drift)",
+    }
+}
+
 /// Readiness: the store answers and this replica may serve every bot, so it can serve bots.
 #[utoipa::path(
     get,
@@ -26,15 +36,15 @@ pub async fn healthz() -> HttpResponse {
     description = "Readiness: 200 when the store answers and the scripts are loaded; 503 when it does not, once the replica received SIGTERM and is draining, or while its `SECRET` for a bot differs from the deployment's (secret drift: a load balancer cannot route per bot, and a misconfigured replica is better out than answering 403s). Needs no secret.",
     responses(
         (status = 200, description = "Ready", body = Object, example = json!({"status": "ready", "store": "redis"})),
-        (status = 503, description = "The store does not answer, the replica is shutting down, or its secret for a bot is not the deployment's", body = crate::http::schemas::Detail, example = json!({"detail": "Shutting Down"})),
+        NotReady,
     ),
 )]
 pub async fn readyz(
     state: web::Data<AppState>,
     bots: Option<web::Data<Bots>>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, NotReady> {
     if state.is_draining() {
-        return Err(ApiError::Unavailable("Shutting Down".into()));
+        return Err(ShuttingDown.into());
     }
     state.store.ping().await?;
     let refused = match &bots {
@@ -46,7 +56,7 @@ pub async fn readyz(
         None => state.store.secret_refused(),
     };
     if refused {
-        return Err(ApiError::SecretDiffersFromDeployment);
+        return Err(SecretDiffersFromDeployment.into());
     }
     Ok(HttpResponse::Ok().json(json!({ "status": "ready", "store": state.store.kind() })))
 }

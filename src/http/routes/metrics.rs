@@ -13,8 +13,8 @@ use prometheus::{
 };
 
 use crate::domain::{FleetStatus, GatewayInfo};
-use crate::http::auth::{AdminAccess, Bots, MaybeAuthorized};
-use crate::http::error::ApiError;
+use crate::http::auth::{AdminAccess, Bots, MaybeAuthorized, RefusedCredentials};
+use crate::http::error::{Internal, ValidationFailed, error_set};
 use crate::http::routes::autoscale::{AutoscaleReport, require_metrics_access};
 use crate::http::state::AppState;
 use crate::telemetry::Telemetry;
@@ -23,6 +23,16 @@ use crate::telemetry::Telemetry;
 const LATENCY_BUCKETS: &[f64] = &[0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0];
 /// Buckets for the time since each held shard's last beat (seconds).
 const BEAT_AGE_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0];
+
+error_set! {
+    /// What `GET /metrics` answers instead of the metrics (the store's failures only leave the
+    /// cluster figures out).
+    pub MetricsError {
+        RefusedCredentials,
+        ValidationFailed = "No `Authorization` header (and `PUBLIC_METRICS` is false)",
+        Internal = "The metrics could not be encoded",
+    }
+}
 
 /// Metrics in the Prometheus text format.
 #[utoipa::path(
@@ -41,19 +51,16 @@ const BEAT_AGE_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
         (status = 200, description = "Metrics", content_type = "text/plain; version=0.0.4",
             body = String,
             example = "# TYPE shardman_shards_total gauge\nshardman_shards_total 16\n"),
-        (status = 403, description = "Wrong secret", body = crate::http::schemas::Detail,
-            example = json!({"detail": "Invalid Token"})),
-        (status = 422, description = "No `Authorization` header (and `PUBLIC_METRICS` is false)",
-            body = crate::http::schemas::ValidationError),
+        MetricsError,
     )
 )]
 pub async fn metrics(
-    caller: MaybeAuthorized,
+    caller: MaybeAuthorized<MetricsError>,
     state: web::Data<AppState>,
     telemetry: web::Data<Telemetry>,
     bots: Option<web::Data<Bots>>,
     request: actix_web::HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, MetricsError> {
     require_metrics_access(&caller, &state)?;
     // The admin secret reads every bot; a bot's secret (or a public scrape) its own bot only.
     let every_bot = request.app_data::<web::Data<AdminAccess>>().is_some();
@@ -82,7 +89,7 @@ pub async fn metrics(
 }
 
 /// One bot's fleet figures, labelled `bot="<name>"`.
-async fn bot_families(state: &AppState) -> Result<Vec<MetricFamily>, ApiError> {
+async fn bot_families(state: &AppState) -> Result<Vec<MetricFamily>, Internal> {
     let started = Instant::now();
     // Paged, so a scrape never holds Redis for long (see store::overview).
     let fleet = state.store.overview().await;
@@ -158,8 +165,10 @@ fn merge(families: Vec<MetricFamily>) -> Vec<MetricFamily> {
     merged
 }
 
-fn internal(error: prometheus::Error) -> ApiError {
-    ApiError::Internal(format!("metrics: {error}"))
+fn internal(error: prometheus::Error) -> Internal {
+    Internal {
+        reason: format!("metrics: {error}"),
+    }
 }
 
 /// The fleet as gauges and histograms, built fresh for each scrape. Add a figure here (the

@@ -11,7 +11,7 @@ pub(crate) mod status;
 
 use actix_web::web;
 
-use crate::http::error::ApiError;
+use crate::http::error::{MethodNotAllowed, RouteNotFound, error_set};
 
 /// Declares every route once: `configure` registers them and `ROUTES` lists them, so the OpenAPI
 /// test (every served route is documented) cannot drift from what the app serves.
@@ -47,14 +47,19 @@ route_table! {
     get "/docs" => openapi::docs_redirect,
 }
 
+error_set! {
+    /// A request no route serves.
+    pub UnknownRoute { RouteNotFound, MethodNotAllowed }
+}
+
 /// FastAPI's answer to an unknown route: 405 when the path exists with another method, else 404.
 pub async fn not_found(
     request: actix_web::HttpRequest,
-) -> Result<actix_web::HttpResponse, ApiError> {
+) -> Result<actix_web::HttpResponse, UnknownRoute> {
     let path_exists = ROUTES.iter().any(|(_, path)| *path == request.path());
     Err(if path_exists {
-        ApiError::MethodNotAllowed
+        MethodNotAllowed.into()
     } else {
-        ApiError::RouteNotFound
+        RouteNotFound.into()
     })
 }

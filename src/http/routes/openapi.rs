@@ -24,7 +24,9 @@ use crate::http::schemas::{
         description = "Hands out Discord shard ids to bot processes: one live session per shard id, \
             leases in Redis, any number of stateless replicas.\n\nAuthenticate with \
             `Authorization: <SECRET>` (or `Bearer <SECRET>`). A missing header is a 422 in FastAPI's \
-            shape, a wrong secret a 403."
+            shape, a wrong secret a 403, and an address that sent too many wrong secrets gets 429 \
+            (with `Retry-After`) on every authenticated route, even with the right one. Each \
+            route lists the errors its handler can return: they are generated from its type."
     ),
     paths(
         shards::connect,

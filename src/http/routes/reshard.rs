@@ -5,10 +5,11 @@ use serde::Serialize;
 
 use crate::config::MAX_SHARD_COUNT;
 use crate::domain::ReshardPlan;
-use crate::http::auth::Authorized;
-use crate::http::body::{BodyFields, FieldReader};
-use crate::http::error::{ApiError, ValidationIssue};
+use crate::http::auth::{AuthenticationFailure, Authorized};
+use crate::http::body::{BodyFields, FieldReader, UnreadableBody};
+use crate::http::error::{ValidationFailed, ValidationIssue, error_set};
 use crate::http::state::AppState;
+use crate::store::StoreError;
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(example = json!({"started": true, "from_generation": 1, "from_max_shards": 4, "generation": 2, "max_shards": 6}))]
@@ -35,6 +36,16 @@ impl From<ReshardPlan> for ReshardAccepted {
     }
 }
 
+error_set! {
+    /// What `POST /reshard` answers when it plans nothing.
+    pub ReshardError {
+        AuthenticationFailure,
+        UnreadableBody,
+        ValidationFailed = "`max_shards` missing, or it or `shards_per_process` not in 1..=65536",
+        StoreError,
+    }
+}
+
 #[utoipa::path(
     post,
     path = "/reshard",
@@ -47,16 +58,14 @@ impl From<ReshardPlan> for ReshardAccepted {
     )),
     responses(
         (status = 202, description = "The reshard is under way (or the count was already planned: `started` is false)", body = ReshardAccepted),
-        (status = 403, description = "Wrong secret", body = crate::http::schemas::Detail, example = json!({"detail": "Invalid Token"})),
-        (status = 422, description = "No `Authorization` header, or `max_shards` missing or not in 1..=65536", body = crate::http::schemas::ValidationError),
-        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::http::schemas::Detail, example = json!({"detail": "Store Unavailable"})),
+        ReshardError,
     )
 )]
 pub async fn reshard(
-    _: Authorized,
+    _: Authorized<ReshardError>,
     state: web::Data<AppState>,
-    body: BodyFields,
-) -> Result<HttpResponse, ApiError> {
+    body: BodyFields<ReshardError>,
+) -> Result<HttpResponse, ReshardError> {
     let mut fields = FieldReader::new(&body);
     let max_shards = fields.required_count("max_shards");
     let shards_per_process = fields.optional_count("shards_per_process");
@@ -80,15 +89,16 @@ pub async fn reshard(
 }
 
 /// A count of shards, 1 to 65536, named by its body field when it is out of range.
-fn shard_count(value: u64, field: &str) -> Result<u32, ApiError> {
+fn shard_count(value: u64, field: &str) -> Result<u32, ValidationFailed> {
     u32::try_from(value)
         .ok()
         .filter(|count| (1..=MAX_SHARD_COUNT).contains(count))
         .ok_or_else(|| {
-            ApiError::invalid(ValidationIssue::new(
+            ValidationIssue::new(
                 &["body", field],
                 "ensure this value is between 1 and 65536",
                 "value_error.number.not_in_range",
-            ))
+            )
+            .into()
         })
 }

@@ -6,13 +6,18 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{
     BeatOutcome, BeatReport, ConnectOutcome, IdentifyOutcome, Lease, SessionState,
 };
-use crate::http::auth::Authorized;
-use crate::http::body::{BodyFields, FieldReader};
-use crate::http::error::{ApiError, ValidationIssue};
+use crate::http::auth::{AuthenticationFailure, Authorized};
+use crate::http::body::{BodyFields, FieldReader, UnreadableBody};
+use crate::http::error::{
+    ExtraTooLarge, IdentifyBudgetExhausted, NoShardsAvailable, RecoveringFromDataLoss,
+    SessionNotFound, ValidationFailed, ValidationIssue, error_set,
+};
+use crate::http::schemas::EXAMPLE_SESSION_ID;
 use crate::http::state::AppState;
+use crate::store::StoreError;
 
 #[derive(Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"shard_id": 0, "max_shards": 16, "session_id": "4f2a9c0e8b7d4a35a1f0c2d3e4b5a697", "fence": 7, "generation": 1, "state": "active", "sleep_duration": 5.0, "resume": null, "shard_ids": [0], "sleep_durations": [5.0], "resumes": [null], "lease_seconds": 60, "beat_interval": 20.0, "gateway_url": "wss://gateway.discord.gg"}))]
+#[schema(example = json!({"shard_id": 0, "max_shards": 16, "session_id": EXAMPLE_SESSION_ID, "fence": 7, "generation": 1, "state": "active", "sleep_duration": 5.0, "resume": null, "shard_ids": [0], "sleep_durations": [5.0], "resumes": [null], "lease_seconds": 60, "beat_interval": 20.0, "gateway_url": "wss://gateway.discord.gg"}))]
 struct ConnectConfirmed {
     shard_id: u32,
     max_shards: u32,
@@ -80,10 +85,26 @@ fn retry_after(milliseconds: u64) -> u64 {
     milliseconds.div_ceil(1000).max(1)
 }
 
-fn budget_exhausted(retry_after_ms: u64) -> ApiError {
-    ApiError::TooManyRequests {
-        detail: "Identify Budget Exhausted".into(),
+fn budget_exhausted(retry_after_ms: u64) -> IdentifyBudgetExhausted {
+    IdentifyBudgetExhausted {
         retry_after_secs: retry_after(retry_after_ms),
+    }
+}
+
+fn recovering(retry_after_ms: u64) -> RecoveringFromDataLoss {
+    RecoveringFromDataLoss {
+        retry_after_secs: retry_after(retry_after_ms),
+    }
+}
+
+error_set! {
+    /// What `GET /connect` answers when it grants nothing.
+    pub ConnectError {
+        AuthenticationFailure,
+        NoShardsAvailable = "Every shard id is held",
+        IdentifyBudgetExhausted,
+        RecoveringFromDataLoss,
+        StoreError,
     }
 }
 
@@ -95,23 +116,21 @@ fn budget_exhausted(retry_after_ms: u64) -> ApiError {
     security(("secret" = [])),
     responses(
         (status = 200, description = "A shard was granted", body = ConnectConfirmed),
-        (status = 401, description = "Every shard is held", body = crate::http::schemas::Detail, example = json!({"detail": "No Shards Available"})),
-        (status = 403, description = "Wrong secret", body = crate::http::schemas::Detail, example = json!({"detail": "Invalid Token"})),
-        (status = 422, description = "No `Authorization` header, or a missing or ill-typed field", body = crate::http::schemas::ValidationError),
-        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::http::schemas::Detail, example = json!({"detail": "Store Unavailable"})),
+        ConnectError,
     )
 )]
-pub async fn connect(_: Authorized, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn connect(
+    _: Authorized<ConnectError>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ConnectError> {
     let grant = match state.store.connect().await? {
         ConnectOutcome::Granted(grant) => grant,
-        ConnectOutcome::Full => return Err(ApiError::NoShardsAvailable),
+        ConnectOutcome::Full => return Err(NoShardsAvailable.into()),
         ConnectOutcome::BudgetExhausted { retry_after_ms } => {
-            return Err(budget_exhausted(retry_after_ms));
+            return Err(budget_exhausted(retry_after_ms).into());
         }
         ConnectOutcome::Recovering { retry_after_ms } => {
-            return Err(ApiError::Recovering {
-                retry_after_secs: retry_after(retry_after_ms),
-            });
+            return Err(recovering(retry_after_ms).into());
         }
     };
     log::info!(
@@ -152,6 +171,19 @@ pub async fn connect(_: Authorized, state: web::Data<AppState>) -> Result<HttpRe
     }))
 }
 
+error_set! {
+    /// What `POST /beat` answers when it keeps no lease.
+    pub BeatError {
+        AuthenticationFailure,
+        UnreadableBody,
+        ValidationFailed = "A missing or ill-typed field",
+        ExtraTooLarge,
+        NoShardsAvailable = "The session's shard is no longer planned: stop this shard",
+        SessionNotFound,
+        StoreError,
+    }
+}
+
 #[utoipa::path(
     post,
     path = "/beat",
@@ -164,26 +196,21 @@ pub async fn connect(_: Authorized, state: web::Data<AppState>) -> Result<HttpRe
     )),
     responses(
         (status = 204, description = "The lease was refreshed. During a secret rotation, a session signed under `SECRET_PREVIOUS` is answered with the same session signed under `SECRET` in the `Session-Id` header: send that id from then on", headers(("Session-Id" = String, description = "The session id to send from now on (only when the session was re-signed)"))),
-        (status = 200, description = "With `Prefer: return=representation`: where the session stands (and `Session-Id` as for 204)", body = BeatRepresentation, headers(("Session-Id" = String, description = "The session id to send from now on (only when the session was re-signed)"))),
-        (status = 401, description = "The session's shard is no longer planned: stop this shard", body = crate::http::schemas::Detail, example = json!({"detail": "No Shards Available"})),
-        (status = 403, description = "Wrong secret", body = crate::http::schemas::Detail, example = json!({"detail": "Invalid Token"})),
-        (status = 404, description = "Unknown or expired session", body = crate::http::schemas::Detail, example = json!({"detail": "Session Not Found"})),
-        (status = 413, description = "Body over 64 KiB, or `extra` over `MAX_EXTRA_BYTES`", body = crate::http::schemas::Detail),
-        (status = 422, description = "No `Authorization` header, or a missing or ill-typed field", body = crate::http::schemas::ValidationError),
-        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::http::schemas::Detail, example = json!({"detail": "Store Unavailable"})),
+        (status = 200, description = "With `Prefer: return=representation`: the lease was refreshed, and where the session stands (and `Session-Id` as for 204)", body = BeatRepresentation, headers(("Session-Id" = String, description = "The session id to send from now on (only when the session was re-signed)"))),
+        BeatError,
     )
 )]
 pub async fn beat(
-    _: Authorized,
+    _: Authorized<BeatError>,
     request: HttpRequest,
     state: web::Data<AppState>,
-    body: BodyFields,
-) -> Result<HttpResponse, ApiError> {
+    body: BodyFields<BeatError>,
+) -> Result<HttpResponse, BeatError> {
     let report = read_beat(&body, state.settings.max_extra_bytes)?;
     let lease = match state.store.beat(&report).await? {
         BeatOutcome::Alive(lease) => lease,
-        BeatOutcome::Retired(_) => return Err(ApiError::NoShardsAvailable),
-        BeatOutcome::NotFound => return Err(ApiError::SessionNotFound),
+        BeatOutcome::Retired(_) => return Err(NoShardsAvailable.into()),
+        BeatOutcome::NotFound => return Err(SessionNotFound.into()),
     };
     let representation = wants_representation(&request);
     let mut answer = match representation {
@@ -218,7 +245,10 @@ fn wants_representation(request: &HttpRequest) -> bool {
         })
 }
 
-fn read_beat(body: &BodyFields, max_extra_bytes: usize) -> Result<BeatReport, ApiError> {
+fn read_beat(
+    body: &BodyFields<BeatError>,
+    max_extra_bytes: usize,
+) -> Result<BeatReport, BeatError> {
     let mut fields = FieldReader::new(body);
     let session_id = fields.required_string("session_id");
     let guild_count = fields.optional_count("guild_count");
@@ -233,9 +263,10 @@ fn read_beat(body: &BodyFields, max_extra_bytes: usize) -> Result<BeatReport, Ap
         .as_ref()
         .is_some_and(|text| text.len() > max_extra_bytes)
     {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "extra exceeds MAX_EXTRA_BYTES ({max_extra_bytes} bytes)"
-        )));
+        return Err(ExtraTooLarge {
+            limit_bytes: max_extra_bytes,
+        }
+        .into());
     }
     Ok(BeatReport {
         session_id,
@@ -254,31 +285,48 @@ pub struct SessionQuery {
     session_id: Option<String>,
 }
 
+error_set! {
+    /// What `GET /disconnect` answers when it frees nothing.
+    pub DisconnectByQueryError {
+        AuthenticationFailure,
+        ValidationFailed = "No `session_id` in the query",
+        SessionNotFound,
+        StoreError,
+    }
+}
+
 #[utoipa::path(
     get,
     path = "/disconnect",
     tag = "bots",
     description = "Frees the session's shard at once.",
     security(("secret" = [])),
-    params(("session_id" = String, Query, description = "From `/connect`", example = "4f2a9c0e8b7d4a35a1f0c2d3e4b5a697")),
+    params(("session_id" = String, Query, description = "From `/connect`", example = json!(EXAMPLE_SESSION_ID))),
     responses(
         (status = 204, description = "The shard is free"),
-        (status = 403, description = "Wrong secret", body = crate::http::schemas::Detail, example = json!({"detail": "Invalid Token"})),
-        (status = 404, description = "Unknown or expired session", body = crate::http::schemas::Detail, example = json!({"detail": "Session Not Found"})),
-        (status = 422, description = "No `Authorization` header, or a missing or ill-typed field", body = crate::http::schemas::ValidationError),
-        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::http::schemas::Detail, example = json!({"detail": "Store Unavailable"})),
+        DisconnectByQueryError,
     )
 )]
 pub async fn disconnect_by_query(
-    _: Authorized,
+    _: Authorized<DisconnectByQueryError>,
     state: web::Data<AppState>,
     query: web::Query<SessionQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let session_id = query
-        .into_inner()
-        .session_id
-        .ok_or_else(|| ApiError::invalid(ValidationIssue::missing(&["query", "session_id"])))?;
+) -> Result<HttpResponse, DisconnectByQueryError> {
+    let session_id = query.into_inner().session_id.ok_or_else(|| {
+        ValidationFailed::from(ValidationIssue::missing(&["query", "session_id"]))
+    })?;
     release(&state, &session_id).await
+}
+
+error_set! {
+    /// What `POST /disconnect` answers when it frees nothing.
+    pub DisconnectByBodyError {
+        AuthenticationFailure,
+        UnreadableBody,
+        ValidationFailed = "No `session_id` in the body",
+        SessionNotFound,
+        StoreError,
+    }
 }
 
 #[utoipa::path(
@@ -293,29 +341,42 @@ pub async fn disconnect_by_query(
     )),
     responses(
         (status = 204, description = "The shard is free"),
-        (status = 403, description = "Wrong secret", body = crate::http::schemas::Detail, example = json!({"detail": "Invalid Token"})),
-        (status = 404, description = "Unknown or expired session", body = crate::http::schemas::Detail, example = json!({"detail": "Session Not Found"})),
-        (status = 413, description = "Body over 64 KiB", body = crate::http::schemas::Detail),
-        (status = 422, description = "No `Authorization` header, or a missing or ill-typed field", body = crate::http::schemas::ValidationError),
-        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::http::schemas::Detail, example = json!({"detail": "Store Unavailable"})),
+        DisconnectByBodyError,
     )
 )]
 pub async fn disconnect_by_body(
-    _: Authorized,
+    _: Authorized<DisconnectByBodyError>,
     state: web::Data<AppState>,
-    body: BodyFields,
-) -> Result<HttpResponse, ApiError> {
+    body: BodyFields<DisconnectByBodyError>,
+) -> Result<HttpResponse, DisconnectByBodyError> {
     let mut fields = FieldReader::new(&body);
     let session_id = fields.required_string("session_id");
     fields.finish()?;
     release(&state, &session_id).await
 }
 
-async fn release(state: &AppState, session_id: &str) -> Result<HttpResponse, ApiError> {
+async fn release<E: From<StoreError> + From<SessionNotFound>>(
+    state: &AppState,
+    session_id: &str,
+) -> Result<HttpResponse, E> {
     if state.store.disconnect(session_id).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
-        Err(ApiError::SessionNotFound)
+        Err(SessionNotFound.into())
+    }
+}
+
+error_set! {
+    /// What `POST /identify` answers when it books no slot.
+    pub IdentifyError {
+        AuthenticationFailure,
+        UnreadableBody,
+        ValidationFailed = "A missing or ill-typed field, or a `shard_id` outside the session's group",
+        NoShardsAvailable = "The session's generation was replaced: stop this shard",
+        SessionNotFound,
+        IdentifyBudgetExhausted,
+        RecoveringFromDataLoss,
+        StoreError,
     }
 }
 
@@ -331,19 +392,14 @@ async fn release(state: &AppState, session_id: &str) -> Result<HttpResponse, Api
     )),
     responses(
         (status = 200, description = "Wait `sleep_duration` seconds, then IDENTIFY", body = IdentifySlot),
-        (status = 401, description = "The session's generation was replaced: stop this shard", body = crate::http::schemas::Detail, example = json!({"detail": "No Shards Available"})),
-        (status = 403, description = "Wrong secret", body = crate::http::schemas::Detail, example = json!({"detail": "Invalid Token"})),
-        (status = 404, description = "Unknown or expired session", body = crate::http::schemas::Detail, example = json!({"detail": "Session Not Found"})),
-        (status = 422, description = "No `Authorization` header, or a missing field", body = crate::http::schemas::ValidationError),
-        (status = 429, description = "Discord's daily identify budget is down to its reserve (`Retry-After` until it resets)", body = crate::http::schemas::Detail, example = json!({"detail": "Identify Budget Exhausted"})),
-        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::http::schemas::Detail, example = json!({"detail": "Store Unavailable"})),
+        IdentifyError,
     )
 )]
 pub async fn identify(
-    _: Authorized,
+    _: Authorized<IdentifyError>,
     state: web::Data<AppState>,
-    body: BodyFields,
-) -> Result<HttpResponse, ApiError> {
+    body: BodyFields<IdentifyError>,
+) -> Result<HttpResponse, IdentifyError> {
     let mut fields = FieldReader::new(&body);
     let session_id = fields.required_string("session_id");
     let shard_id = fields.optional_count("shard_id");
@@ -353,18 +409,17 @@ pub async fn identify(
         IdentifyOutcome::Slot { sleep_ms } => Ok(HttpResponse::Ok().json(IdentifySlot {
             sleep_duration: seconds(sleep_ms),
         })),
-        IdentifyOutcome::NotFound => Err(ApiError::SessionNotFound),
-        IdentifyOutcome::Retired => Err(ApiError::NoShardsAvailable),
-        IdentifyOutcome::NotInGroup => Err(ApiError::invalid(ValidationIssue::new(
+        IdentifyOutcome::NotFound => Err(SessionNotFound.into()),
+        IdentifyOutcome::Retired => Err(NoShardsAvailable.into()),
+        IdentifyOutcome::NotInGroup => Err(ValidationFailed::from(ValidationIssue::new(
             &["body", "shard_id"],
             "not a shard of this session's group",
             "value_error.shard_id.not_in_group",
-        ))),
-        IdentifyOutcome::Recovering { retry_after_ms } => Err(ApiError::Recovering {
-            retry_after_secs: retry_after(retry_after_ms),
-        }),
+        ))
+        .into()),
+        IdentifyOutcome::Recovering { retry_after_ms } => Err(recovering(retry_after_ms).into()),
         IdentifyOutcome::BudgetExhausted { retry_after_ms } => {
-            Err(budget_exhausted(retry_after_ms))
+            Err(budget_exhausted(retry_after_ms).into())
         }
     }
 }

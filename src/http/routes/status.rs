@@ -3,9 +3,10 @@ use actix_web::{HttpResponse, web};
 use serde::Serialize;
 
 use crate::domain::{FleetStatus, ShardStatus, ready_count};
-use crate::http::auth::MaybeAuthorized;
-use crate::http::error::ApiError;
+use crate::http::auth::{MaybeAuthorized, RefusedCredentials};
+use crate::http::error::{ValidationFailed, error_set};
 use crate::http::state::AppState;
+use crate::store::StoreError;
 
 /// `/status`: the original API's fields, plus where each generation of the shard plan stands.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -51,6 +52,15 @@ impl GenerationSummary {
     }
 }
 
+error_set! {
+    /// What `GET /status` answers instead of the fleet.
+    pub StatusError {
+        RefusedCredentials,
+        ValidationFailed = "No `Authorization` header (and `PUBLIC_STATUS` is false)",
+        StoreError,
+    }
+}
+
 /// The fleet. Anonymous callers get it only with `PUBLIC_STATUS=true`, and then without `extra`,
 /// which bots may fill with private data.
 #[utoipa::path(
@@ -61,17 +71,15 @@ impl GenerationSummary {
     security((), ("secret" = [])),
     responses(
         (status = 200, description = "The fleet", body = StatusBody, example = json!({"total_shards": 2, "generation": 1, "shards": [{"shard_id": 0, "last_beat": "2026-11-28T13:05:00.123Z", "guild_count": 2431, "latency": 0.084, "extra": {"version": "1.4.2"}}], "pending": null, "generations": {"active": {"generation": 1, "max_shards": 2, "held": 1, "ready": 1, "progress": 0.5}, "pending": null}})),
-        (status = 403, description = "Wrong secret", body = crate::http::schemas::Detail, example = json!({"detail": "Invalid Token"})),
-        (status = 422, description = "No `Authorization` header (and `PUBLIC_STATUS` is false)", body = crate::http::schemas::ValidationError),
-        (status = 503, description = "The store does not answer (with `Retry-After`)", body = crate::http::schemas::Detail, example = json!({"detail": "Store Unavailable"})),
+        StatusError,
     )
 )]
 pub async fn status(
-    caller: MaybeAuthorized,
+    caller: MaybeAuthorized<StatusError>,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, StatusError> {
     if !caller.authorized && !state.settings.public_status {
-        return Err(crate::http::auth::missing_header());
+        return Err(crate::http::auth::missing_header().into());
     }
     let mut fleet = state.store.status().await?;
     if !caller.authorized {

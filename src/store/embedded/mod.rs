@@ -28,7 +28,8 @@ use redis::Value;
 
 use self::keyspace::Keyspace;
 use self::lua::{CommandReply, CommandWords, lua_to_reply};
-use super::{LuaScript, StoreError};
+use super::StoreError;
+use super::scripts::LuaScript;
 
 pub(super) struct EmbeddedEngine {
     inner: Mutex<Inner>,

@@ -26,7 +26,8 @@ use redis::{Cmd, Value};
 use tokio::sync::OnceCell;
 
 use super::errors::classify;
-use crate::store::{LuaScript, StoreError};
+use crate::store::StoreError;
+use crate::store::scripts::LuaScript;
 
 /// The cluster connection of one replica: made on first use, shared by every bot it serves
 /// (cloning a cluster connection shares its node connections).
@@ -481,8 +482,7 @@ mod tests {
     /// there (Redis refuses non-local keys in a cluster), so every key must be the bot's.
     #[test]
     fn every_key_a_script_touches_is_declared_in_keys_or_derived_from_the_bots_base() {
-        let scripts = crate::store::Scripts::new();
-        for script in &scripts.0 {
+        for script in &crate::store::scripts::every_script() {
             assert!(
                 script.source.contains("local base = ARGV[1]")
                     && script.source.contains("return base .. name")

@@ -3,41 +3,47 @@
 
 use redis::Value;
 
-use super::{ArgText, ScriptCall, ScriptReply};
+use super::{ScriptReply, script_call};
 use crate::domain::{BeatOutcome, BeatReport, Lease, SessionState};
 use crate::session_token::SessionClaims;
-use crate::store::keys::Keys;
 
-/// One batch of beats, applied in order in one script call.
-pub struct Beat {
-    pub resume_window_ms: u64,
-    /// From `ARGV[6]` on, [`OneBeat::FIELDS`] arguments each.
-    pub beats: Vec<OneBeat>,
+script_call! {
+    /// One batch of beats, applied in order in one script call.
+    BeatBatch = "beat.lua";
+    keys {
+        plan_key => plan,
+        events_key => events,
+        quarantine_key => quarantine,
+        fence_key => fence,
+    }
+    argv { resume_window_ms: u64 }
+    each beats:
+        /// One beat of a session whose signed id named these claims (owned: it waits in the batch
+        /// queue). Its fields are its arguments, in beat.lua's order (`beat[0]`, ...): the header
+        /// there says what each holds and where the lease keeps it.
+        Beat {
+            nonce: String,
+            guild_count: Option<u64>,
+            latency: Option<f64>,
+            extra: Option<String>,
+            resume: Option<String>,
+            shard_id: u32,
+            generation: u64,
+            claimed_max_shards: u32,
+            claimed_fence: u64,
+            claimed_epoch: u64,
+            claimed_shards_per_process: u32,
+            shard_reports: String,
+            shard_resumes: String,
+            ready: bool,
+        }
+    reply BeatAnswers;
 }
 
-/// One beat of a session whose signed id named these claims (owned: it waits in the batch queue).
-#[derive(Clone, Debug)]
-pub struct OneBeat {
-    pub nonce: String,
-    pub guild_count: Option<u64>,
-    pub latency: Option<f64>,
-    pub extra: Option<String>,
-    pub resume: Option<String>,
-    pub shard_id: u32,
-    pub generation: u64,
-    pub claimed_max_shards: u32,
-    pub claimed_fence: u64,
-    pub claimed_epoch: u64,
-    pub claimed_shards_per_process: u32,
-    pub shard_reports: String,
-    pub shard_resumes: String,
-    pub ready: bool,
-}
-
-impl OneBeat {
+impl Beat {
     /// The beat of the session these claims (its verified session id) name, reporting `report`.
     pub fn from_claims(claims: SessionClaims, report: &BeatReport) -> Self {
-        OneBeat {
+        Beat {
             nonce: claims.nonce,
             guild_count: report.guild_count,
             latency: report.latency,
@@ -71,72 +77,6 @@ impl OneBeat {
                 .collect(),
             ready: report.ready,
         }
-    }
-
-    /// The names of a beat's arguments, in the order beat.lua reads them (`beat[0]`, ...).
-    pub const FIELDS: &'static [&'static str] = &[
-        "nonce",
-        "guild_count",
-        "latency",
-        "extra",
-        "resume",
-        "shard_id",
-        "generation",
-        "claimed_max_shards",
-        "claimed_fence",
-        "claimed_epoch",
-        "claimed_shards_per_process",
-        "shard_reports",
-        "shard_resumes",
-        "ready",
-    ];
-
-    fn push_argv(&self, argv: &mut Vec<String>) {
-        argv.extend([
-            self.nonce.arg_text(),
-            self.guild_count.arg_text(),
-            self.latency.arg_text(),
-            self.extra.arg_text(),
-            self.resume.arg_text(),
-            self.shard_id.arg_text(),
-            self.generation.arg_text(),
-            self.claimed_max_shards.arg_text(),
-            self.claimed_fence.arg_text(),
-            self.claimed_epoch.arg_text(),
-            self.claimed_shards_per_process.arg_text(),
-            self.shard_reports.arg_text(),
-            self.shard_resumes.arg_text(),
-            if self.ready { "1" } else { "0" }.to_owned(),
-        ]);
-    }
-}
-
-impl ScriptCall for Beat {
-    const FILE: &'static str = "beat.lua";
-    const SOURCE: &'static str = super::lua_source!("beat.lua");
-    const KEYS: &'static [&'static str] =
-        &["plan_key", "events_key", "quarantine_key", "fence_key"];
-    const ARGV: &'static [&'static str] = &["resume_window_ms"];
-    const EACH: &'static [&'static str] = OneBeat::FIELDS;
-    const SCHEMA_GUARD: bool = true;
-    type Reply = BeatAnswers;
-
-    fn keys<'k>(&self, keys: &'k Keys) -> Vec<&'k str> {
-        vec![
-            keys.plan.as_str(),
-            keys.events.as_str(),
-            keys.quarantine.as_str(),
-            keys.fence.as_str(),
-        ]
-    }
-
-    fn argv(&self) -> Vec<String> {
-        let mut argv = Vec::with_capacity(1 + self.beats.len() * OneBeat::FIELDS.len());
-        argv.push(self.resume_window_ms.arg_text());
-        for beat in &self.beats {
-            beat.push_argv(&mut argv);
-        }
-        argv
     }
 }
 
@@ -192,6 +132,32 @@ fn decode_answer(line: &str) -> Option<BeatOutcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::scripts::ScriptCall;
+
+    #[test]
+    fn a_batch_writes_its_argument_then_each_beat_s_fields_in_the_declared_order() {
+        let beat = |nonce: &str, shard_id| Beat {
+            nonce: nonce.into(),
+            shard_id,
+            ready: true,
+            ..Beat::default()
+        };
+        let batch = BeatBatch {
+            resume_window_ms: 7,
+            beats: vec![beat("a", 3), beat("b", 5)],
+        };
+        let argv = batch.argv();
+        let fields = BeatBatch::EACH;
+        assert_eq!(argv.len(), 1 + 2 * fields.len());
+        assert_eq!(argv[0], "7");
+        let field = |item: usize, name: &str| {
+            let offset = fields.iter().position(|field| *field == name).expect(name);
+            argv[1 + item * fields.len() + offset].as_str()
+        };
+        assert_eq!((field(0, "nonce"), field(0, "shard_id")), ("a", "3"));
+        assert_eq!((field(1, "nonce"), field(1, "shard_id")), ("b", "5"));
+        assert_eq!((field(1, "ready"), field(1, "guild_count")), ("1", ""));
+    }
 
     #[test]
     fn a_batch_answer_decodes_to_one_outcome_per_line_in_order() {

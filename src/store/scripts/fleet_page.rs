@@ -7,45 +7,199 @@ use super::{ScriptReply, script_call};
 use crate::domain::{ShardStatus, timestamp_from_millis};
 
 script_call! {
-    /// Reads the live leases of ids `first .. first + count` of `generation`.
-    FleetPage = "fleet_page.lua";
+    /// Reads the live leases of ids `first .. first + count` of `generation`, with the figures
+    /// of [`Figures`].
+    FleetPage<'a> = "fleet_page.lua";
     keys { plan_key => plan }
-    argv { generation: u64, first: u32, count: u32, with_extra: bool, group_size: u32 }
+    argv {
+        generation: u64,
+        first: u32,
+        count: u32,
+        group_size: u32,
+        shard_figures: &'a str,
+        lease_figures: &'a str,
+    }
     reply Page;
     schema_guard false;
 }
 
-/// The page's held shards, by shard id.
-pub struct Page(pub Vec<ShardStatus>);
+/// A figure `/status` shows of each held shard, as a beat reports it: the lease field beat.lua
+/// keeps it in (its header names them), and how the field's text is shown.
+struct Figure {
+    field: &'static str,
+    /// Each shard of a group has its own (`g`, `g:<id>`, ...); otherwise the group shares one.
+    per_shard: bool,
+    /// Only `/status` shows it (`extra`: bots may put large or private data there), not scrapes.
+    status_only: bool,
+    show: fn(&mut ShardStatus, &str),
+}
+
+/// Every figure a fleet read may show. A figure that beats report and `/status` shows is one row
+/// here (and its field in beat.lua and `beat.rs`).
+const FIGURES: &[Figure] = &[
+    Figure {
+        field: "g",
+        per_shard: true,
+        status_only: false,
+        show: |shard, text| shard.guild_count = text.parse().ok(),
+    },
+    Figure {
+        field: "l",
+        per_shard: true,
+        status_only: false,
+        show: |shard, text| shard.latency = text.parse().ok(),
+    },
+    Figure {
+        field: "x",
+        per_shard: false,
+        status_only: true,
+        show: |shard, text| shard.extra = serde_json::from_str(text).ok(),
+    },
+];
+
+/// The figures one fleet read asks for: [`FleetPage`]'s `shard_figures` and `lease_figures`, and
+/// the order in which the rows of a [`Page`] hold them.
+pub struct Figures {
+    in_row_order: Vec<&'static Figure>,
+    pub shard_figures: String,
+    pub lease_figures: String,
+}
+
+impl Figures {
+    /// Every figure, for `/status`.
+    pub fn for_status() -> Self {
+        Self::new(true)
+    }
+
+    /// The figures scrapes show: all but the status-only ones.
+    pub fn for_scrapes() -> Self {
+        Self::new(false)
+    }
+
+    fn new(for_status: bool) -> Self {
+        let wanted = |per_shard: bool| {
+            FIGURES.iter().filter(move |figure| {
+                figure.per_shard == per_shard && (for_status || !figure.status_only)
+            })
+        };
+        let names = |per_shard| {
+            wanted(per_shard)
+                .map(|figure| figure.field)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        Self {
+            // fleet_page.lua answers the per-shard figures first.
+            in_row_order: wanted(true).chain(wanted(false)).collect(),
+            shard_figures: names(true),
+            lease_figures: names(false),
+        }
+    }
+
+    /// A page's rows as `/status` shows them.
+    pub fn statuses(&self, Page(rows): Page) -> Option<Vec<ShardStatus>> {
+        rows.into_iter()
+            .map(|row| {
+                if row.figures.len() != self.in_row_order.len() {
+                    return None;
+                }
+                let mut status = ShardStatus {
+                    shard_id: row.shard_id,
+                    last_beat: timestamp_from_millis(row.last_beat_ms),
+                    fence: row.fence,
+                    beaten: row.beaten,
+                    ..ShardStatus::default()
+                };
+                for (figure, value) in self.in_row_order.iter().zip(&row.figures) {
+                    if let Some(text) = value {
+                        (figure.show)(&mut status, text);
+                    }
+                }
+                Some(status)
+            })
+            .collect()
+    }
+}
+
+/// The page's held shards, by shard id, with the figures asked for (see [`Figures::statuses`]).
+pub struct Page(Vec<Row>);
+
+struct Row {
+    shard_id: u32,
+    last_beat_ms: i64,
+    beaten: bool,
+    fence: u64,
+    figures: Vec<Option<String>>,
+}
 
 impl ScriptReply for Page {
     fn decode(reply: &Value) -> Option<Self> {
         array(reply)?
             .iter()
             .map(|row| {
-                let [
-                    shard_id,
-                    last_beat,
-                    beaten,
-                    fence,
-                    guild_count,
-                    latency,
-                    extra,
-                ] = array(row)?
-                else {
+                let [shard_id, last_beat, beaten, fence, figures @ ..] = array(row)? else {
                     return None;
                 };
-                Some(ShardStatus {
+                Some(Row {
                     shard_id: natural(shard_id)? as u32,
-                    last_beat: timestamp_from_millis(integer(last_beat)?),
-                    guild_count: text(guild_count).and_then(|text| text.parse().ok()),
-                    latency: text(latency).and_then(|text| text.parse().ok()),
-                    extra: text(extra).and_then(|text| serde_json::from_str(&text).ok()),
-                    fence: natural(fence)?,
+                    last_beat_ms: integer(last_beat)?,
                     beaten: integer(beaten)? == 1,
+                    fence: natural(fence)?,
+                    figures: figures.iter().map(text).collect(),
                 })
             })
             .collect::<Option<Vec<_>>>()
             .map(Page)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A page of one row holding, for each figure asked, `value(field)` (`Nil` for `None`).
+    fn page_of_one_row(figures: &Figures, value: impl Fn(&str) -> Option<&str>) -> Page {
+        let mut row = vec![
+            Value::Int(3),
+            Value::Int(1_700_000_000_000),
+            Value::Int(1),
+            Value::Int(9),
+        ];
+        row.extend(figures.in_row_order.iter().map(|figure| {
+            value(figure.field).map_or(Value::Nil, |text| {
+                Value::BulkString(text.as_bytes().to_vec())
+            })
+        }));
+        Page::decode(&Value::Array(vec![Value::Array(row)])).expect("a well-formed page")
+    }
+
+    #[test]
+    fn a_row_s_figures_are_shown_in_the_order_they_were_asked() {
+        let figures = Figures::for_status();
+        assert!(figures.shard_figures.starts_with("g l"));
+        assert!(figures.lease_figures.split(' ').any(|field| field == "x"));
+        let page = page_of_one_row(&figures, |field| match field {
+            "g" => Some("1200"),
+            "x" => Some(r#"{"v":1}"#),
+            _ => None,
+        });
+        let shards = figures.statuses(page).expect("the figures asked for");
+        let shard = &shards[0];
+        assert_eq!((shard.shard_id, shard.fence, shard.beaten), (3, 9, true));
+        assert_eq!((shard.guild_count, shard.latency), (Some(1200), None));
+        assert_eq!(shard.extra, Some(serde_json::json!({"v": 1})));
+    }
+
+    #[test]
+    fn scrapes_leave_the_status_only_figures_out() {
+        let figures = Figures::for_scrapes();
+        assert!(figures.in_row_order.iter().all(|figure| !figure.status_only));
+        assert!(!figures.lease_figures.split(' ').any(|field| field == "x"));
+        let page = page_of_one_row(&figures, |_| Some("1"));
+        let shards = figures.statuses(page).expect("the figures asked for");
+        assert_eq!(shards[0].extra, None);
+        let short = Value::Array(vec![Value::Array(vec![Value::Int(0); 4])]);
+        let page = Page::decode(&short).expect("a page");
+        assert!(figures.statuses(page).is_none(), "a row without g and l");
     }
 }

@@ -5,25 +5,68 @@
 //! `ARGV[1]` the key base, `ARGV[2]` the schema version this build knows, `ARGV[3]` the events
 //! flag, `ARGV[4]` the lease length. [`Envelope`] builds it once; each script module declares, with
 //! [`script_call!`], the script's own `KEYS` and `ARGV` after it, in header order and under the
-//! names of the script's locals, and a typed reply that decodes what the script returns. A unit
-//! test below reads every script and checks that its header, its locals and its module agree.
-
-pub mod beat;
-pub mod claim_events;
-pub mod connect;
-pub mod disconnect;
-pub mod fleet_page;
-pub mod identify;
-pub mod init;
-pub mod lock;
-pub mod reap;
-pub mod reshard;
-pub mod secret_fingerprint;
-pub mod settle_event;
+//! names of the script's locals (and, for a script that takes a list, one item's arguments), and a
+//! typed reply that decodes what the script returns. `declare_scripts!` lists the scripts once: the
+//! engines load that list, and a unit test below reads each script and checks that its header, its
+//! locals and its module agree.
 
 use redis::Value;
 
 use super::keys::Keys;
+
+/// Declares the script modules and, from the same list, [`every_script`] (what the engines load)
+/// and the contracts the header test checks: a new script is one line here.
+macro_rules! declare_scripts {
+    ($($module:ident::$call:ident),* $(,)?) => {
+        $(pub mod $module;)*
+
+        /// Every script, compiled into the binary and loaded into the engine at startup.
+        pub fn every_script() -> Vec<LuaScript> {
+            vec![$(LuaScript::of::<$module::$call>()),*]
+        }
+
+        #[cfg(test)]
+        fn every_contract() -> Vec<tests::Contract> {
+            vec![$(tests::Contract::of::<$module::$call>()),*]
+        }
+    };
+}
+
+declare_scripts! {
+    init::Init,
+    connect::Connect,
+    beat::BeatBatch,
+    disconnect::Disconnect,
+    identify::Identify,
+    reshard::Reshard,
+    reap::Reap,
+    lock::Lock,
+    fleet_page::FleetPage,
+    claim_events::ClaimEvents,
+    settle_event::SettleEvent,
+    secret_fingerprint::SecretFingerprint,
+}
+
+/// One Lua script as the engines load it: its file name (for errors), its source and its SHA1.
+pub struct LuaScript {
+    pub name: &'static str,
+    pub source: &'static str,
+    pub(in crate::store) sha: redis::Script,
+}
+
+impl LuaScript {
+    pub(in crate::store) fn new(name: &'static str, source: &'static str) -> Self {
+        Self {
+            name,
+            source,
+            sha: redis::Script::new(source),
+        }
+    }
+
+    fn of<C: ScriptCall>() -> Self {
+        Self::new(C::FILE, C::SOURCE)
+    }
+}
 
 /// A script's source with the shared includes in front (each script is still one `EVALSHA`).
 macro_rules! lua_source {
@@ -37,24 +80,45 @@ macro_rules! lua_source {
 pub(crate) use lua_source;
 
 /// Declares a script's typed call: its file, its own `KEYS` (local name => field of [`Keys`]) and
-/// `ARGV` (local name: type), in header order, and its reply type.
+/// `ARGV` (local name: type), in header order, and its reply type. A script that takes a list of
+/// items after its `ARGV` (beat.lua's batch) declares them with `each <field>: <Item> { ... }`:
+/// the item's struct, its arguments' names ([`ScriptCall::EACH`]) and the order `argv` writes
+/// them in all come from that one list, in the script's header order.
 macro_rules! script_call {
     (
         $(#[$doc:meta])*
         $name:ident $(<$lifetime:lifetime>)? = $file:literal;
         keys { $($key:ident => $key_field:ident),* $(,)? }
-        argv { $($arg:ident : $arg_type:ty),* $(,)? }
+        argv { $($(#[$arg_doc:meta])* $arg:ident : $arg_type:ty),* $(,)? }
+        $(
+            each $items:ident : $(#[$item_doc:meta])* $item:ident {
+                $($(#[$field_doc:meta])* $field:ident : $field_type:ty),* $(,)?
+            }
+        )?
         reply $reply:ty;
         $(schema_guard $guarded:literal;)?
     ) => {
         $(#[$doc])*
-        pub struct $name $(<$lifetime>)? { $(pub $arg: $arg_type,)* }
+        pub struct $name $(<$lifetime>)? {
+            $($(#[$arg_doc])* pub $arg: $arg_type,)*
+            $(
+                #[doc = concat!("After the `ARGV` above, each one's arguments in turn (see [`", stringify!($item), "`]).")]
+                pub $items: Vec<$item>,
+            )?
+        }
+
+        $(
+            $(#[$item_doc])*
+            #[derive(Clone, Debug, Default)]
+            pub struct $item { $($(#[$field_doc])* pub $field: $field_type,)* }
+        )?
 
         impl $(<$lifetime>)? $crate::store::scripts::ScriptCall for $name $(<$lifetime>)? {
             const FILE: &'static str = $file;
             const SOURCE: &'static str = $crate::store::scripts::lua_source!($file);
             const KEYS: &'static [&'static str] = &[$(stringify!($key)),*];
             const ARGV: &'static [&'static str] = &[$(stringify!($arg)),*];
+            const EACH: &'static [&'static str] = &[$($(stringify!($field)),*)?];
             const SCHEMA_GUARD: bool = true $(&& $guarded)?;
             type Reply = $reply;
 
@@ -64,7 +128,15 @@ macro_rules! script_call {
             }
 
             fn argv(&self) -> Vec<String> {
-                vec![$($crate::store::scripts::ArgText::arg_text(&self.$arg)),*]
+                #[allow(unused_mut)]
+                let mut argv = vec![$($crate::store::scripts::ArgText::arg_text(&self.$arg)),*];
+                $(
+                    argv.reserve(self.$items.len() * Self::EACH.len());
+                    for item in &self.$items {
+                        $(argv.push($crate::store::scripts::ArgText::arg_text(&item.$field));)*
+                    }
+                )?
+                argv
             }
         }
     };
@@ -83,13 +155,13 @@ pub trait ScriptCall {
     const ARGV: &'static [&'static str];
     /// A script that takes a list of items after its `ARGV` (beat.lua's batch): the names of one
     /// item's arguments, in order; empty for the others.
-    const EACH: &'static [&'static str] = &[];
+    const EACH: &'static [&'static str];
     /// False for a read-only script, which may read under a newer schema (see `Envelope`).
     const SCHEMA_GUARD: bool;
     type Reply: ScriptReply;
     /// The script's own `KEYS`, in header order.
     fn keys<'k>(&self, keys: &'k Keys) -> Vec<&'k str>;
-    /// The script's own `ARGV`, in header order.
+    /// The script's own `ARGV`, in header order, then each item's.
     fn argv(&self) -> Vec<String>;
 }
 
@@ -292,142 +364,80 @@ mod tests {
             .collect()
     }
 
-    fn check<C: ScriptCall>(call: C) {
-        let own = C::SOURCE
+    /// What a script's module declares of it, for the checks below.
+    pub(super) struct Contract {
+        file: &'static str,
+        source: &'static str,
+        keys: &'static [&'static str],
+        argv: &'static [&'static str],
+        each: &'static [&'static str],
+    }
+
+    impl Contract {
+        pub(super) fn of<C: ScriptCall>() -> Self {
+            Self {
+                file: C::FILE,
+                source: C::SOURCE,
+                keys: C::KEYS,
+                argv: C::ARGV,
+                each: C::EACH,
+            }
+        }
+    }
+
+    fn check(contract: &Contract) {
+        let file = contract.file;
+        let own = contract
+            .source
             .strip_prefix(COMMON)
             .expect("the includes go first");
-        let keys = Keys::new("p");
-        assert_eq!(call.keys(&keys).len(), C::KEYS.len(), "{}", C::FILE);
-        let items_argv = call.argv().len() - C::ARGV.len();
-        if C::EACH.is_empty() {
-            assert_eq!(items_argv, 0, "{}", C::FILE);
-        } else {
-            assert!(
-                items_argv > 0,
-                "{}: check it with at least one item",
-                C::FILE
-            );
-            assert_eq!(items_argv % C::EACH.len(), 0, "{}", C::FILE);
-        }
-        let each = numbered(0, C::EACH);
-        assert_eq!(
-            each_header_entries(own),
-            each,
-            "{} header of one item",
-            C::FILE
-        );
-        assert_eq!(
-            each_local_entries(own),
-            each,
-            "{} locals of one item",
-            C::FILE
-        );
-        if !C::EACH.is_empty() {
-            let first = 5 + C::ARGV.len();
+        let each = numbered(0, contract.each);
+        assert_eq!(each_header_entries(own), each, "{file} header of one item");
+        assert_eq!(each_local_entries(own), each, "{file} locals of one item");
+        if !contract.each.is_empty() {
+            let first = 5 + contract.argv.len();
             assert!(
                 own.contains(&format!("ARGV[{first}..]"))
                     && own.contains(&format!(
                         "FIRST_BEAT, BEAT_FIELDS = {first}, {}",
-                        C::EACH.len()
+                        contract.each.len()
                     )),
-                "{}: the items start at ARGV[{first}], {} arguments each",
-                C::FILE,
-                C::EACH.len()
+                "{file}: the items start at ARGV[{first}], {} arguments each",
+                contract.each.len()
             );
         }
-        for (array, first, names) in [("KEYS", 2, C::KEYS), ("ARGV", 5, C::ARGV)] {
+        for (array, first, names) in [("KEYS", 2, contract.keys), ("ARGV", 5, contract.argv)] {
             let expected = numbered(first, names);
             assert_eq!(
                 header_entries(own, array),
                 expected,
-                "{} header {array}",
-                C::FILE
+                "{file} header {array}"
             );
-            assert_eq!(
-                local_entries(own, array),
-                expected,
-                "{} locals {array}",
-                C::FILE
-            );
+            assert_eq!(local_entries(own, array), expected, "{file} locals {array}");
         }
     }
 
     #[test]
     fn every_script_header_its_locals_and_its_rust_module_agree() {
-        check(init::Init {
-            initial_shards: 1,
-            quarantine_ms: 0,
-            quarantine_if_created_ms: 0,
-            new_epoch: false,
-            initial_shards_per_process: 1,
-        });
-        check(connect::Connect {
-            nonce: "n",
-            default_concurrency: 1,
-            identify_reserve: -1,
-        });
-        let one_beat = beat::OneBeat {
-            nonce: "n".into(),
-            guild_count: None,
-            latency: None,
-            extra: None,
-            resume: None,
-            shard_id: 0,
-            generation: 1,
-            claimed_max_shards: 1,
-            claimed_fence: 1,
-            claimed_epoch: 1,
-            claimed_shards_per_process: 1,
-            shard_reports: String::new(),
-            shard_resumes: String::new(),
-            ready: true,
-        };
-        check(beat::Beat {
-            resume_window_ms: 0,
-            beats: vec![one_beat.clone(), one_beat],
-        });
-        check(disconnect::Disconnect {
-            nonce: "n",
-            resume_window_ms: 0,
-            shard_id: 0,
-            generation: 1,
-        });
-        check(identify::Identify {
-            nonce: "n",
-            default_concurrency: 1,
-            identify_reserve: -1,
-            shard_id: 0,
-            generation: 1,
-            identify_shard_id: None,
-        });
-        check(reshard::Reshard {
-            new_max_shards: 2,
-            new_shards_per_process: None,
-        });
-        check(reap::Reap {});
-        check(lock::Lock {
-            lock_name: "gateway",
-            owner: "me",
-            ttl_ms: 1,
-        });
-        check(claim_events::ClaimEvents {
-            max_events: 1,
-            redeliver_ms: 1,
-        });
-        check(settle_event::SettleEvent {
-            event: "e",
-            redeliver_ms: 0,
-        });
-        check(secret_fingerprint::SecretFingerprint {
-            current: "c",
-            previous: None,
-        });
-        check(fleet_page::FleetPage {
-            generation: 1,
-            first: 0,
-            count: 1,
-            with_extra: false,
-            group_size: 1,
-        });
+        for contract in &every_contract() {
+            check(contract);
+        }
+    }
+
+    #[test]
+    fn every_script_in_migrations_lua_is_declared_once() {
+        let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations-lua");
+        let mut on_disk: Vec<String> = std::fs::read_dir(folder)
+            .expect("migrations-lua is readable")
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| name.ends_with(".lua"))
+            .collect();
+        on_disk.sort();
+        let mut declared: Vec<String> = every_contract()
+            .iter()
+            .map(|contract| contract.file.to_owned())
+            .collect();
+        declared.sort();
+        assert_eq!(declared, on_disk);
     }
 }

@@ -1,79 +1,28 @@
-"""The core client for shardman's HTTP API: connect, beat, identify, disconnect."""
+"""The HTTP client for shardman's API: connect, beat, identify, disconnect, with retries."""
 
 from __future__ import annotations
 
 import asyncio
 import json as jsonlib
 import logging
-import random
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
+from .answers import Answer, decode_beat, decode_connect, decode_disconnect, decode_identify
+from .backoff import NO_SHARDS_AVAILABLE_RETRY, Backoff, jittered
+from .errors import NoShardsAvailable, Unavailable
 from .models import BeatAnswer, Claim, ShardReport
 
 log = logging.getLogger("shardman_client")
 
+T = TypeVar("T")
 
-class ShardmanError(Exception):
-    """An answer of shardman that the caller has to act on."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(f"{status}: {detail}")
-        self.status = status
-        self.detail = detail
-
-
-class NoShardsAvailable(ShardmanError):
-    """401 on /connect: every shard (group) is held; ask again later."""
-
-
-class Retired(ShardmanError):
-    """401 on /beat or /identify: the session's generation was retired (resharded away); stop and exit."""
-
-
-class SessionLost(ShardmanError):
-    """404: shardman no longer knows the session (lease expired or released); stop its shards, claim anew."""
-
-
-class BadSecret(ShardmanError):
-    """403: shardman refused the secret. Retrying cannot help."""
-
-
-class Unavailable(ShardmanError):
-    """503/429 or a network error that outlasted the retries."""
-
-    def __init__(self, status: int, detail: str, retry_after: float | None = None) -> None:
-        super().__init__(status, detail)
-        self.retry_after = retry_after
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential backoff for 503/429/network errors; a longer Retry-After is always honoured."""
-
-    initial: float = 0.5
-    factor: float = 2.0
-    cap: float = 30.0
-    jitter: float = 0.1
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        base = min(self.cap, self.initial * self.factor**attempt)
-        base *= 1 + random.uniform(-self.jitter, self.jitter)
-        return max(base, retry_after or 0.0)
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    body: Any
-    sent_at: float
-    #: the `Session-Id` header: the session re-signed during a secret rotation
-    resigned: str | None = None
+#: No attempt of a request with a deadline is given less than this, however close the deadline.
+SHORTEST_ATTEMPT = 0.5
 
 
 class ShardmanClient:
@@ -86,14 +35,14 @@ class ShardmanClient:
         *,
         backoff: Backoff | None = None,
         request_timeout: float = 10.0,
-        full_retry: float = 1.0,
+        full_retry: float = NO_SHARDS_AVAILABLE_RETRY,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self._secret = secret
         self.backoff = backoff or Backoff()
         self.request_timeout = request_timeout
-        #: seconds between /connect attempts while every shard is held (with 20% jitter)
+        #: seconds between /connect attempts while every shard is held (jittered like every wait)
         self.full_retry = full_retry
         self._session = session
         self._own_session = session is None
@@ -117,11 +66,8 @@ class ShardmanClient:
     # -- the API ---------------------------------------------------------------------------------
 
     async def connect(self) -> Claim:
-        """One claim attempt (503/429 retried). Raises NoShardsAvailable when every shard is held."""
-        answer = await self._request("GET", "/connect", retry_until=None)
-        if answer.status == 200:
-            return Claim.from_json(answer.body, requested_at=answer.sent_at, answered_at=time.monotonic())
-        raise self._error(answer, on_401=NoShardsAvailable)
+        """One claim attempt (429/5xx retried). Raises NoShardsAvailable when every shard is held."""
+        return await self._call("GET", "/connect", decode_connect, retry_until=None)
 
     async def claim(self) -> Claim:
         """Claim a shard group, asking again about every second while every shard is held."""
@@ -129,7 +75,7 @@ class ShardmanClient:
             try:
                 return await self.connect()
             except NoShardsAvailable:
-                await asyncio.sleep(self.full_retry * random.uniform(0.8, 1.2))
+                await asyncio.sleep(jittered(self.full_retry))
 
     async def beat(
         self,
@@ -137,65 +83,59 @@ class ShardmanClient:
         reports: Sequence[ShardReport] = (),
         *,
         extra: Any = None,
+        timeout: float | None = None,
         retry_until: float | None = None,
     ) -> BeatAnswer:
         """Beat for the session, with per-shard reports (the first one also in the flat fields).
 
-        503/429/network errors are retried until `retry_until` (monotonic; give the lease deadline;
-        default: `request_timeout` from now), then Unavailable is raised; no attempt is sent after
-        it. The answer's `sent_at` is the acknowledged request's send time.
+        Sent once (within `timeout`, default `request_timeout`) unless `retry_until` (monotonic) is
+        given: then 429/5xx/network errors are retried until it, and no attempt is sent after it.
+        Failures raise Unavailable. The answer's `sent_at` is the acknowledged request's send time.
         """
         body: dict[str, Any] = {"session_id": self._resigned.get(session_id, session_id)}
         if reports:
             body.update(reports[0].fields())
             body["shards"] = [{"shard_id": r.shard_id, **r.fields()} for r in reports]
-            # Connected to Discord once every shard has a session: only then may this holder
-            # complete a reshard (shardman retires the old generation on it).
+            # Connected to Discord once every shard has a session: only then may this holder complete a
+            # reshard (shardman retires the old generation on it).
             body["ready"] = all(r.resume is not None for r in reports)
         if extra is not None:
             body["extra"] = extra
-        answer = await self._request(
+
+        def decode(answer: Answer) -> BeatAnswer:
+            acknowledged = decode_beat(answer)
+            if answer.session_id:  # re-signed during a secret rotation: sent from now on
+                self._resigned[session_id] = answer.session_id
+            return acknowledged
+
+        return await self._call(
             "POST",
             "/beat",
+            decode,
             json=body,
             headers={"Prefer": "return=representation"},
-            retry_until=retry_until if retry_until is not None else time.monotonic() + self.request_timeout,
+            retry_until=retry_until,
+            send_once=retry_until is None,
+            timeout=timeout,
         )
-        if answer.resigned and answer.status in (200, 204):
-            self._resigned[session_id] = answer.resigned
-        if answer.status == 204:
-            return BeatAnswer(sent_at=answer.sent_at)
-        if answer.status == 200:
-            data = answer.body if isinstance(answer.body, dict) else {}
-            return BeatAnswer(
-                sent_at=answer.sent_at,
-                shard_id=data.get("shard_id"),
-                shard_count=data.get("max_shards"),
-                generation=data.get("generation"),
-                state=data.get("state"),
-                fence=data.get("fence"),
-            )
-        raise self._error(answer, on_401=Retired)
 
     async def identify(self, session_id: str, shard_id: int | None = None) -> float:
         """Book a new IDENTIFY slot for a shard of the session; answers the seconds to wait."""
         body: dict[str, Any] = {"session_id": self._resigned.get(session_id, session_id)}
         if shard_id is not None:
             body["shard_id"] = shard_id
-        answer = await self._request("POST", "/identify", json=body, retry_until=None)
-        if answer.status == 200:
-            return float(answer.body["sleep_duration"])
-        raise self._error(answer, on_401=Retired)
+        return await self._call("POST", "/identify", decode_identify, json=body, retry_until=None)
 
     async def disconnect(self, session_id: str, *, retry_for: float = 5.0) -> None:
         """Give the session's shards back. A session shardman no longer knows raises SessionLost."""
         sent = self._resigned.pop(session_id, session_id)
-        answer = await self._request(
-            "POST", "/disconnect", json={"session_id": sent}, retry_until=time.monotonic() + retry_for
+        await self._call(
+            "POST",
+            "/disconnect",
+            decode_disconnect,
+            json={"session_id": sent},
+            retry_until=time.monotonic() + retry_for,
         )
-        if answer.status in (200, 204):
-            return
-        raise self._error(answer, on_401=Retired)
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -204,37 +144,51 @@ class ShardmanClient:
             self._session = aiohttp.ClientSession()
         return self._session
 
-    async def _request(
+    async def _call(
         self,
         method: str,
         path: str,
+        decode: Callable[[Answer], T],
         *,
         json: Any = None,
         headers: dict[str, str] | None = None,
         retry_until: float | None,
-    ) -> _Answer:
-        """Send, retrying 503/429/network errors with backoff; `retry_until` None retries forever."""
+        send_once: bool = False,
+        timeout: float | None = None,
+    ) -> T:
+        """Send and decode, retrying Unavailable with backoff; `retry_until` None retries forever."""
         all_headers = {"Authorization": self._secret, "Accept": "application/json", **(headers or {})}
         attempt = 0
         while True:
             sent_at = time.monotonic()
-            retry_after: float | None = None
-            limit = self.request_timeout
+            limit = timeout or self.request_timeout
             if retry_until is not None:  # an attempt does not outlive the caller's deadline by much
-                limit = min(limit, max(0.5, retry_until - sent_at))
-            timeout = aiohttp.ClientTimeout(total=limit)
+                limit = min(limit, max(SHORTEST_ATTEMPT, retry_until - sent_at))
             try:
                 async with self._http().request(
-                    method, self.url + path, json=json, headers=all_headers, timeout=timeout
+                    method,
+                    self.url + path,
+                    json=json,
+                    headers=all_headers,
+                    timeout=aiohttp.ClientTimeout(total=limit),
                 ) as response:
-                    body = await _read_body(response)
-                    if response.status not in (429, 503):
-                        return _Answer(response.status, body, sent_at, response.headers.get("Session-Id"))
-                    retry_after = _retry_after(response.headers.get("Retry-After"))
-                    failure = Unavailable(response.status, _detail(body), retry_after)
+                    body = _parse_body(await response.text())
+                    answer = Answer(
+                        response.status,
+                        body,
+                        response.headers.get("Retry-After"),
+                        sent_at,
+                        time.monotonic(),
+                        session_id=response.headers.get("Session-Id"),
+                    )
+                return decode(answer)
+            except Unavailable as unavailable:
+                failure = unavailable
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 failure = Unavailable(0, f"{type(exc).__name__}: {exc}")
-            delay = self.backoff.delay(attempt, retry_after)
+            if send_once:
+                raise failure
+            delay = self.backoff.delay(attempt, failure.retry_after)
             if retry_until is not None and time.monotonic() + delay > retry_until:
                 raise failure
             log.warning("shardman %s %s: %s; retrying in %.2fs", method, path, failure, delay)
@@ -243,39 +197,11 @@ class ShardmanClient:
                 raise failure  # woken late (SIGSTOP, say): sending now would be past the caller's deadline
             attempt += 1
 
-    @staticmethod
-    def _error(answer: _Answer, *, on_401: type[ShardmanError]) -> ShardmanError:
-        detail = _detail(answer.body)
-        if answer.status == 401:
-            return on_401(401, detail)
-        if answer.status == 403:
-            return BadSecret(403, detail)
-        if answer.status == 404:
-            return SessionLost(404, detail)
-        return ShardmanError(answer.status, detail)
 
-
-async def _read_body(response: aiohttp.ClientResponse) -> Any:
-    text = await response.text()
+def _parse_body(text: str) -> Any:
     if not text:
         return None
     try:
         return jsonlib.loads(text)
     except ValueError:
         return text
-
-
-def _detail(body: Any) -> str:
-    if isinstance(body, dict) and "detail" in body:
-        return str(body["detail"])
-    return str(body)
-
-
-def _retry_after(value: str | None) -> float | None:
-    # shardman sends seconds; an HTTP date (the other RFC 9110 form) is not worth parsing here
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None

@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 from .models import Claim
 
-#: The lapse timer never sleeps longer than this, so a process woken from SIGSTOP notices within it.
-CHECK_EVERY = 0.5
+#: Besides sleeping toward the deadline, the lapse timer looks at the clock at least this often, so a
+#: process woken from SIGSTOP past its deadline notices within it (`clients/contract/lease.json`).
+LAPSE_CHECK_EVERY = 0.2
 
 
 class LeaseView:
@@ -18,7 +19,8 @@ class LeaseView:
     Before the first acknowledged beat: the /connect request's send time + max(sleep_durations) +
     lease_seconds (shardman's first lease covers the IDENTIFY wait). After it: the send time of the
     last beat that got 200/204 + lease_seconds. Send times, not answer times, because shardman
-    counts from when it received the request, which is no earlier than when it was sent.
+    counts from when it received the request, which is no earlier than when it was sent. Once
+    lapsed, always lapsed: an answer arriving after the deadline cannot revive it.
     """
 
     def __init__(self, claim: Claim, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -28,9 +30,9 @@ class LeaseView:
         self._lapsed = False
 
     def acknowledged(self, sent_at: float) -> None:
-        """A beat sent at `sent_at` was acknowledged (200/204)."""
+        """A beat sent at `sent_at` was acknowledged (200/204), and the answer arrived just now."""
         if self.lapsed():
-            return  # once lapsed, always lapsed: never trust that session id again
+            return  # never trust that session id again
         self.deadline = sent_at + self.lease_seconds
 
     def remaining(self) -> float:
@@ -42,6 +44,6 @@ class LeaseView:
         return self._lapsed
 
     async def wait_lapsed(self) -> None:
-        """Return once the deadline has passed; wakes at least every CHECK_EVERY seconds."""
+        """Return once the deadline has passed; wakes at least every LAPSE_CHECK_EVERY seconds."""
         while not self.lapsed():
-            await asyncio.sleep(min(CHECK_EVERY, max(self.remaining(), 0.0)))
+            await asyncio.sleep(min(LAPSE_CHECK_EVERY, max(self.remaining(), 0.0)))

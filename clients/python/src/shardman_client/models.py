@@ -121,6 +121,20 @@ class BeatAnswer:
     state: str | None = None
     fence: int | None = None
 
+    @classmethod
+    def from_json(cls, data: Any, *, sent_at: float) -> BeatAnswer:
+        """From the answer's body: the representation, or nothing (204, an old server)."""
+        if not isinstance(data, dict):
+            return cls(sent_at=sent_at)
+        return cls(
+            sent_at=sent_at,
+            shard_id=_opt_int(data.get("shard_id")),
+            shard_count=_opt_int(data.get("max_shards")),
+            generation=_opt_int(data.get("generation")),
+            state=data.get("state"),
+            fence=_opt_int(data.get("fence")),
+        )
+
 
 def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)

@@ -1,19 +1,22 @@
 //! The twilight-gateway adapter: one `Shard` per claimed shard id, IDENTIFY paced by shardman,
 //! resume data handed over in both directions, shards stopped the moment the claim ends.
 
-use crate::api::{Claim, Client, Error, ShardReport, State};
-use crate::lease::{LeaseKeeper, LeaseView, Release, Reports, finish, lock, until_end};
-use std::collections::{HashMap, HashSet};
+use crate::queue::ShardmanQueue;
+use shardman_client::{
+    Claim, ClaimEnd, Client, Error, LeaseKeeper, LeaseView, Release, Reports, Resume, ShardReport,
+    SharedLease, State, lock,
+};
+use std::collections::HashSet;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use twilight_gateway::{
     CloseFrame, ConfigBuilder, Event, EventTypeFlags, Intents, Message, Session, Shard, ShardId,
-    ShardState, queue::Queue,
+    ShardState,
 };
 
 /// How long a stopping shard waits for Discord to answer its close frame before it just drops
@@ -106,7 +109,7 @@ impl Fleet {
             Some(url) => Some(url.clone()),
             None => self.gateway_from_rest().await,
         };
-        let queue = ShardmanQueue::new(self.client.clone(), &claim, keeper.end_sender());
+        let queue = ShardmanQueue::for_claim(self.client.clone(), &claim, &keeper);
         let (events_tx, events) = mpsc::unbounded_channel();
         let wanted = self.event_types
             | EventTypeFlags::READY
@@ -120,7 +123,7 @@ impl Fleet {
                     claim.shard_count,
                     "shardman handed out an invalid shard"
                 );
-                keeper.release(Release::GatewayClosed { shard_id: number });
+                keeper.release(Release::Failed);
                 continue;
             };
             let mut config =
@@ -147,9 +150,8 @@ impl Fleet {
                 wanted,
                 forward: self.event_types,
                 events: events_tx.clone(),
-                end_tx: keeper.end_sender(),
-                end: keeper.end_receiver(),
-                lease: keeper.shared_view(),
+                end: keeper.end(),
+                lease: keeper.lease(),
             })));
         }
         tracing::info!(
@@ -184,7 +186,7 @@ impl Fleet {
         } else {
             format!("Bot {}", self.token)
         };
-        crate::install_crypto_provider();
+        shardman_client::install_crypto_provider();
         let answer = reqwest::Client::new()
             .get(format!("{}/gateway", self.api_base))
             .header("authorization", token)
@@ -273,12 +275,10 @@ impl Claimed {
                 // Every shard task has ended, which they do only once the claim has.
             }
         }
-        let mut release = self.keeper.ended().await;
+        self.keeper.ended().await;
         self.join_shards().await;
-        if let Release::GatewayClosed { .. } = release {
-            // The shard cannot run: give the group back for another process.
-            release = self.keeper.shutdown(self.reports()).await;
-        }
+        // Gives the group back where the reason says so (`Failed`: another process may run it).
+        let release = self.keeper.close(self.reports()).await;
         self.released = Some(release);
         Step::Released(release)
     }
@@ -323,9 +323,8 @@ struct ShardTask {
     wanted: EventTypeFlags,
     forward: EventTypeFlags,
     events: mpsc::UnboundedSender<(ShardId, Event)>,
-    end_tx: Arc<watch::Sender<Option<Release>>>,
-    end: watch::Receiver<Option<Release>>,
-    lease: Arc<Mutex<LeaseView>>,
+    end: ClaimEnd,
+    lease: SharedLease,
 }
 
 async fn run_shard(mut task: ShardTask) {
@@ -334,25 +333,20 @@ async fn run_shard(mut task: ShardTask) {
     loop {
         let message = tokio::select! {
             biased;
-            _ = task.end.wait_for(Option::is_some) => break,
+            _ = task.end.wait() => break,
             message = next_message_within(&mut task.shard, &task.lease) => message,
         };
         let message = match message {
             Within::Message(message) => message,
             Within::Lapsed => {
                 // The lapse timer says so too in a moment; the shard is not polled again either way.
-                finish(&task.end_tx, Release::Lapsed);
+                task.end.release(Release::Lapsed);
                 break;
             }
             Within::Ended => {
                 // twilight gives up only on close codes that forbid reconnecting.
                 tracing::error!(shard = id.number(), "Discord closed the shard for good");
-                finish(
-                    &task.end_tx,
-                    Release::GatewayClosed {
-                        shard_id: id.number(),
-                    },
-                );
+                task.end.release(Release::Failed);
                 return;
             }
         };
@@ -384,7 +378,7 @@ async fn run_shard(mut task: ShardTask) {
             let _ = task.events.send((id, event));
         }
     }
-    let release = *task.end.borrow();
+    let release = task.end.released();
     stop_shard(&mut task.shard, release).await;
     update_report(&task.shard, &task.report, &guilds);
 }
@@ -400,9 +394,9 @@ enum Within {
 
 /// The shard's next message, but only while the lease view holds: checked at every poll, so a
 /// process woken past its deadline never lets the shard act before the lapse timer runs.
-async fn next_message_within(shard: &mut Shard<ShardmanQueue>, lease: &Mutex<LeaseView>) -> Within {
+async fn next_message_within(shard: &mut Shard<ShardmanQueue>, lease: &SharedLease) -> Within {
     poll_fn(|cx| {
-        if lock(lease).is_lapsed(Instant::now()) {
+        if lease.is_lapsed(Instant::now()) {
             return Poll::Ready(Within::Lapsed);
         }
         futures_core::Stream::poll_next(Pin::new(&mut *shard), cx)
@@ -426,12 +420,8 @@ async fn stop_shard(shard: &mut Shard<ShardmanQueue>, release: Option<Release>) 
     ) {
         return;
     }
-    let frame = if release == Some(Release::Retired) {
-        CloseFrame::NORMAL
-    } else {
-        CloseFrame::RESUME
-    };
-    shard.close(frame);
+    let code = release.unwrap_or(Release::Shutdown).close_code();
+    shard.close(CloseFrame::new(code, "shardman: released"));
     let drained = tokio::time::timeout(CLOSE_TIMEOUT, async {
         while let Some(message) = next_message(shard).await {
             if matches!(message, Ok(Message::Close(_))) {
@@ -467,7 +457,7 @@ fn count_guilds(guilds: &mut HashSet<u64>, event: &Event) {
 
 fn update_report(shard: &Shard<ShardmanQueue>, report: &Mutex<ShardReport>, guilds: &HashSet<u64>) {
     let resume = match (shard.session(), shard.resume_url()) {
-        (Some(session), Some(url)) => Some(crate::api::Resume {
+        (Some(session), Some(url)) => Some(Resume {
             session_id: session.id().to_owned(),
             sequence: session.sequence(),
             resume_gateway_url: url.to_owned(),
@@ -485,108 +475,5 @@ fn update_report(shard: &Shard<ShardmanQueue>, report: &Mutex<ShardReport>, guil
     // needs if this process dies now.
     if resume.is_some() {
         report.resume = resume;
-    }
-}
-
-/// A twilight [`Queue`] backed by shardman: a shard's first IDENTIFY waits its slot from the
-/// `/connect` answer (`sleep_durations[i]`); any later one (invalid session, failed RESUME,
-/// reconnect without a session) asks `POST /identify` and waits its `sleep_duration`. A 404 or
-/// 401 from `/identify` ends the claim (`Lost`/`Retired`).
-#[derive(Clone, Debug)]
-pub struct ShardmanQueue {
-    inner: Arc<QueueInner>,
-}
-
-#[derive(Debug)]
-struct QueueInner {
-    client: Client,
-    session_id: String,
-    /// Unused first slots (shards that RESUME have none).
-    first_slots: Mutex<HashMap<u32, Instant>>,
-    end_tx: Arc<watch::Sender<Option<Release>>>,
-    /// Senders of IDENTIFY permits that will never be granted (the claim ended): kept, because a
-    /// dropped sender makes twilight ask the queue again at once.
-    parked: Mutex<Vec<oneshot::Sender<()>>>,
-}
-
-impl ShardmanQueue {
-    /// The queue of one claim; `end_tx` is the claim's end signal.
-    pub(crate) fn new(
-        client: Client,
-        claim: &Claim,
-        end_tx: Arc<watch::Sender<Option<Release>>>,
-    ) -> Self {
-        let first_slots = claim
-            .shard_ids
-            .iter()
-            .zip(&claim.sleep_durations)
-            .zip(&claim.resumes)
-            .filter(|(_, resume)| resume.is_none())
-            .map(|((&id, &sleep), _)| (id, claim.received_at + sleep))
-            .collect();
-        Self {
-            inner: Arc::new(QueueInner {
-                client,
-                session_id: claim.session_id.clone(),
-                first_slots: Mutex::new(first_slots),
-                end_tx,
-                parked: Mutex::default(),
-            }),
-        }
-    }
-
-    /// The queue of a claim, for driving it without twilight (tests, other gateway libraries);
-    /// a 404/401 from `/identify` ends `keeper`'s claim.
-    pub fn for_claim(client: Client, claim: &Claim, keeper: &LeaseKeeper) -> Self {
-        Self::new(client, claim, keeper.end_sender())
-    }
-}
-
-impl Queue for ShardmanQueue {
-    fn enqueue(&self, shard: u32) -> oneshot::Receiver<()> {
-        let (tx, rx) = oneshot::channel();
-        let inner = self.inner.clone();
-        tokio::spawn(async move { inner.grant(shard, tx).await });
-        rx
-    }
-}
-
-impl QueueInner {
-    async fn grant(self: Arc<Self>, shard: u32, tx: oneshot::Sender<()>) {
-        let end = self.end_tx.subscribe();
-        let mut permit = Some(tx);
-        until_end(end, self.wait_and_grant(shard, &mut permit)).await;
-        if let Some(tx) = permit {
-            lock(&self.parked).push(tx);
-        }
-    }
-
-    async fn wait_and_grant(&self, shard: u32, permit: &mut Option<oneshot::Sender<()>>) {
-        let first = lock(&self.first_slots).remove(&shard);
-        let slot = match first {
-            Some(slot) => slot,
-            None => match self.client.identify_retrying(&self.session_id, shard).await {
-                Ok(sleep) => Instant::now() + sleep,
-                Err(e) => {
-                    let release = if matches!(e, Error::Retired) {
-                        Release::Retired
-                    } else {
-                        Release::Lost
-                    };
-                    tracing::warn!(shard, error = %e, "identify refused; the claim ends");
-                    finish(&self.end_tx, release);
-                    return;
-                }
-            },
-        };
-        tracing::debug!(shard, wait = ?slot.saturating_duration_since(Instant::now()), "waiting for the IDENTIFY slot");
-        tokio::time::sleep_until(slot.into()).await;
-        if let Some(tx) = permit.take()
-            && tx.send(()).is_err()
-            && let Some(slot) = first
-        {
-            // The shard lost its connection before the slot: the slot is still unused.
-            lock(&self.first_slots).insert(shard, slot);
-        }
     }
 }

@@ -1,13 +1,15 @@
 //! The twilight adapter: real twilight-gateway shards against a small fake gateway, with a
 //! scripted shardman.
 
+mod fake_gateway;
+#[path = "../../test-support/mod.rs"]
 mod support;
 
+use fake_gateway::{FakeGateway, Seen};
 use serde_json::{Value, json};
 use shardman_twilight::twilight_gateway::{Event, Intents};
 use shardman_twilight::{Claimed, Client, Fleet, Release, Step};
 use std::time::{Duration, Instant};
-use support::gateway::{FakeGateway, Seen};
 use support::{FakeShardman, Reply, beat_answer, claim_answer};
 
 struct Setup {
@@ -285,7 +287,7 @@ async fn shutdown_closes_the_shards_then_beats_their_resume_data_then_disconnect
 }
 
 #[tokio::test]
-async fn a_shard_closed_for_good_gives_the_group_back_and_releases_it_as_gateway_closed() {
+async fn a_shard_closed_for_good_gives_the_group_back_and_releases_it_as_failed() {
     let setup = setup_with_token(claim_answer(&[0, 1], &[0.0, 0.0], 6.0, 2.0), "wrong").await;
     let mut claimed = setup.fleet.claim().await.expect("claim");
     let release = tokio::time::timeout(Duration::from_secs(5), async {
@@ -297,10 +299,7 @@ async fn a_shard_closed_for_good_gives_the_group_back_and_releases_it_as_gateway
     })
     .await
     .expect("released");
-    assert!(
-        matches!(release, Release::GatewayClosed { shard_id: 0 | 1 }),
-        "{release:?}"
-    );
+    assert_eq!(release, Release::Failed);
     assert!(setup.gateway.seen().contains(&Seen::Rejected));
     assert_eq!(setup.shardman.requests("/disconnect").len(), 1);
 }

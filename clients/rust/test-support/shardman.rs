@@ -29,7 +29,7 @@ fn binary() -> &'static PathBuf {
         if let Some(path) = std::env::var_os("SHARDMAN_BIN") {
             return PathBuf::from(path);
         }
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../..");
         let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
             .args(["build", "--bin", "shardman", "--manifest-path"])
             .arg(root.join("Cargo.toml"))
@@ -68,7 +68,7 @@ pub async fn start(max_shards: u32, max_seconds: u32) -> RealShardman {
         child,
         url: format!("http://127.0.0.1:{port}"),
     };
-    shardman_twilight::install_crypto_provider();
+    shardman_client::install_crypto_provider();
     let http = reqwest::Client::new();
     let started = Instant::now();
     while !http

@@ -1,21 +1,19 @@
-//! The core client, the lease keeper and the IDENTIFY queue against a scripted shardman.
+//! The core client and the lease keeper against a scripted shardman.
 
+#[path = "../../test-support/mod.rs"]
 mod support;
 
 use serde_json::json;
-use shardman_twilight::twilight_gateway::queue::Queue;
-use shardman_twilight::{
-    Client, Error, LeaseKeeper, Release, Resume, ShardReport, ShardmanQueue, State,
-};
+use shardman_client::{Client, Error, LeaseKeeper, Release, Resume, ShardReport, State};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::{FakeShardman, Reply, beat_answer, claim_answer};
 
 fn client(server: &FakeShardman) -> Client {
     Client::new(&server.url, "the-secret").expect("client")
 }
 
-fn no_reports() -> shardman_twilight::Reports {
+fn no_reports() -> shardman_client::Reports {
     Arc::new(Vec::new)
 }
 
@@ -60,9 +58,9 @@ async fn claim_backs_off_exponentially_on_429_without_retry_after() {
     assert_eq!(tries.len(), 3);
     let first = tries[1].at - tries[0].at;
     let second = tries[2].at - tries[1].at;
-    // 0.5 s, then 1 s (each with up to 10 % jitter).
-    assert!(first >= Duration::from_millis(500), "{first:?}");
-    assert!(second >= Duration::from_millis(1000), "{second:?}");
+    // 0.5 s, then 1 s (each within 20 % jitter: clients/contract/backoff.json).
+    assert!(first >= Duration::from_millis(400), "{first:?}");
+    assert!(second >= Duration::from_millis(800), "{second:?}");
     assert!(second > first, "{first:?} then {second:?}");
 }
 
@@ -87,7 +85,7 @@ async fn connect_answering_401_is_no_shards_available_and_claim_asks_again_a_sec
     assert_eq!(tries.len(), 3);
     let gap = tries[2].at - tries[1].at;
     assert!(
-        gap >= Duration::from_secs(1) && gap < Duration::from_secs(2),
+        gap >= Duration::from_millis(800) && gap < Duration::from_secs(2),
         "asked again after {gap:?}"
     );
 }
@@ -251,7 +249,7 @@ async fn a_keeper_whose_beats_fail_lapses_at_connect_time_plus_the_longest_wait_
     );
     let client = client(&server);
     let claim = client.connect().await.expect("claim");
-    let mut keeper = LeaseKeeper::start(client, &claim, no_reports());
+    let keeper = LeaseKeeper::start(client, &claim, no_reports());
     assert_eq!(
         keeper.view().deadline(),
         claim.requested_at + Duration::from_secs(2)
@@ -289,7 +287,7 @@ async fn acknowledged_beats_carry_the_lease_past_its_first_deadline_until_a_404_
     server.on("/beat", beats);
     let client = client(&server);
     let claim = client.connect().await.expect("claim");
-    let mut keeper = LeaseKeeper::start(client, &claim, no_reports());
+    let keeper = LeaseKeeper::start(client, &claim, no_reports());
     assert_eq!(keeper.ended().await, Release::Lost);
     let lost_after = claim.requested_at.elapsed();
     assert!(lost_after > Duration::from_secs(2), "{lost_after:?}");
@@ -351,91 +349,4 @@ async fn shutdown_beats_the_last_reports_then_disconnects() {
     let disconnect = &server.requests("/disconnect")[0];
     assert_eq!(disconnect.json(), json!({"session_id": "session-1"}));
     assert!(disconnect.at >= beats.last().expect("beats").at);
-}
-
-#[tokio::test]
-async fn the_queue_grants_a_first_identify_at_its_slot_and_asks_identify_for_later_ones() {
-    let server = FakeShardman::start().await;
-    server.on(
-        "/connect",
-        vec![Reply::json(
-            200,
-            claim_answer(&[0, 1], &[0.0, 0.6], 6.0, 2.0),
-        )],
-    );
-    server.on("/beat", vec![Reply::json(200, beat_answer("active"))]);
-    server.on(
-        "/identify",
-        vec![Reply::json(200, json!({"sleep_duration": 0.4}))],
-    );
-    let client = client(&server);
-    let claim = client.connect().await.expect("claim");
-    let keeper = LeaseKeeper::start(client.clone(), &claim, no_reports());
-    let queue = ShardmanQueue::for_claim(client, &claim, &keeper);
-
-    queue.enqueue(1).await.expect("first identify of shard 1");
-    let waited = claim.received_at.elapsed();
-    assert!((0.6..1.0).contains(&secs(waited)), "waited {waited:?}");
-    assert!(server.requests("/identify").is_empty());
-
-    let asked = Instant::now();
-    queue.enqueue(1).await.expect("second identify of shard 1");
-    let waited = asked.elapsed();
-    assert!((0.4..0.8).contains(&secs(waited)), "waited {waited:?}");
-    let identify = server.requests("/identify");
-    assert_eq!(identify.len(), 1);
-    assert_eq!(
-        identify[0].json(),
-        json!({"session_id": "session-1", "shard_id": 1})
-    );
-}
-
-#[tokio::test]
-async fn a_shard_that_inherits_resume_data_has_no_first_slot_and_asks_identify() {
-    let server = FakeShardman::start().await;
-    let mut answer = claim_answer(&[0], &[0.0], 6.0, 2.0);
-    answer["resumes"] =
-        json!([{"session_id": "abc", "sequence": 1, "resume_gateway_url": "wss://resume"}]);
-    server.on("/connect", vec![Reply::json(200, answer)]);
-    server.on("/beat", vec![Reply::json(200, beat_answer("active"))]);
-    server.on(
-        "/identify",
-        vec![Reply::json(200, json!({"sleep_duration": 0.0}))],
-    );
-    let client = client(&server);
-    let claim = client.connect().await.expect("claim");
-    let keeper = LeaseKeeper::start(client.clone(), &claim, no_reports());
-    let queue = ShardmanQueue::for_claim(client, &claim, &keeper);
-    queue
-        .enqueue(0)
-        .await
-        .expect("identify after a failed resume");
-    assert_eq!(server.requests("/identify").len(), 1);
-}
-
-#[tokio::test]
-async fn identify_answering_404_ends_the_claim_as_lost_and_never_grants_the_identify() {
-    let server = FakeShardman::start().await;
-    server.on(
-        "/connect",
-        vec![Reply::json(200, claim_answer(&[0], &[0.0], 6.0, 2.0))],
-    );
-    server.on("/beat", vec![Reply::json(200, beat_answer("active"))]);
-    server.on(
-        "/identify",
-        vec![Reply::json(404, json!({"detail": "Session Not Found"}))],
-    );
-    let client = client(&server);
-    let claim = client.connect().await.expect("claim");
-    let mut keeper = LeaseKeeper::start(client.clone(), &claim, no_reports());
-    let queue = ShardmanQueue::for_claim(client, &claim, &keeper);
-    queue.enqueue(0).await.expect("the first identify");
-    let permit = queue.enqueue(0);
-    assert_eq!(keeper.ended().await, Release::Lost);
-    // Neither granted nor cancelled (a cancelled permit makes twilight ask again at once).
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), permit)
-            .await
-            .is_err()
-    );
 }

@@ -2,14 +2,16 @@
 //! The holder is frozen (SIGSTOP) past its lease, the spare takes the shard over by RESUMEing the
 //! holder's Discord session, and the woken holder releases (`lapsed`) and leaves the gateway.
 
+mod fake_gateway;
+#[path = "../../test-support/mod.rs"]
 mod support;
 
+use fake_gateway::{FakeGateway, Seen};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::gateway::{FakeGateway, Seen};
 use support::shardman::{SECRET, start as start_shardman};
 use support::{FakeShardman, Reply};
 use tokio::io::{AsyncBufReadExt, BufReader};

@@ -1,6 +1,7 @@
 //! A minimal Discord gateway for the adapter's own tests: HELLO, heartbeat ACK, IDENTIFY ->
 //! READY (close 4004 unless the token is `Bot token`), RESUME of a known session -> RESUMED (else op 9), and a record of what each connection
 //! did. (The repository's stand-in Discord in tests/clients is the full one.)
+#![allow(dead_code)] // each test file uses a part of it
 
 use futures_core::Stream;
 use futures_sink::Sink;

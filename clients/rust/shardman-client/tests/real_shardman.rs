@@ -1,9 +1,10 @@
 //! The core client and the lease keeper against the real shardman binary (embedded store), see
 //! tests/support/shardman.rs for which binary.
 
+#[path = "../../test-support/mod.rs"]
 mod support;
 
-use shardman_twilight::{Client, Error, LeaseKeeper, Resume, ShardReport, State};
+use shardman_client::{Client, Error, LeaseKeeper, Resume, ShardReport, State};
 use std::sync::Arc;
 use std::time::Duration;
 use support::shardman::{SECRET, start as start_shardman};

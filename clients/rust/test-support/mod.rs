@@ -2,7 +2,6 @@
 //! (503, 429, 401 on a beat...). Plain HTTP/1.1 on tokio, one request per connection.
 #![allow(dead_code)] // each test file uses a part of it
 
-pub mod gateway;
 pub mod shardman;
 
 use serde_json::{Value, json};

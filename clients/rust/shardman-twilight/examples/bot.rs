@@ -1,9 +1,8 @@
 //! A twilight bot whose shards shardman hands out. Configured by the environment only:
 //! SHARDMAN_URL, SHARDMAN_SECRET, DISCORD_TOKEN, optional DISCORD_API_BASE. Logs go to stderr;
 //! stdout carries one JSON line per claim change.
-use serde_json::json;
 use shardman_twilight::twilight_gateway::{Event, Intents};
-use shardman_twilight::{Claimed, Client, Fleet, Release, Step, shutdown_signal};
+use shardman_twilight::{ClaimEvent, Client, Fleet, Step, shutdown_signal};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -12,22 +11,12 @@ fn env(name: &str) -> String {
 }
 
 /// One JSON line on stdout, flushed at once.
-fn print_line(line: serde_json::Value) {
+fn print_event(event: &ClaimEvent) {
     let mut out = std::io::stdout().lock();
+    let line = serde_json::to_string(event).expect("an event is JSON");
     writeln!(out, "{line}")
         .and_then(|()| out.flush())
         .expect("stdout");
-}
-
-fn print_release(claimed: &Claimed, release: Release) {
-    let claim = claimed.claim();
-    print_line(json!({
-        "event": "released",
-        "shard_ids": claim.shard_ids,
-        "shard_count": claim.shard_count,
-        "generation": claim.generation,
-        "reason": release.reason(),
-    }));
 }
 
 #[tokio::main]
@@ -46,14 +35,7 @@ async fn main() -> ExitCode {
             claimed = fleet.claim() => claimed.expect("shardman refused the claim"),
             () = &mut shutdown => return ExitCode::SUCCESS,
         };
-        let claim = claimed.claim();
-        print_line(json!({
-            "event": "claimed",
-            "shard_ids": claim.shard_ids,
-            "shard_count": claim.shard_count,
-            "generation": claim.generation,
-            "state": claim.state,
-        }));
+        print_event(&ClaimEvent::claimed(claimed.claim()));
         let release = loop {
             tokio::select! {
                 step = claimed.next() => match step {
@@ -66,11 +48,10 @@ async fn main() -> ExitCode {
                 () = &mut shutdown => break claimed.shutdown().await,
             }
         };
-        print_release(&claimed, release);
-        match release {
-            Release::Retired | Release::Shutdown => return ExitCode::SUCCESS,
-            Release::GatewayClosed { .. } => return ExitCode::FAILURE,
-            Release::Lapsed | Release::Lost => {}
+        print_event(&ClaimEvent::released(claimed.claim(), release));
+        // Lapsed and lost claim anew; retired, shutdown and failed end the process.
+        if let Some(code) = release.exit_code() {
+            return ExitCode::from(code);
         }
     }
 }

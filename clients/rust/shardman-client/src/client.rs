@@ -1,0 +1,241 @@
+//! The HTTP client for shardman's API: connect, beat, identify, disconnect, with retries.
+
+use crate::answers::{
+    Answer, BeatAck, Claim, Resume, decode_beat, decode_connect, decode_disconnect, decode_identify,
+};
+use crate::backoff::{Backoff, no_shards_available_delay};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub use crate::error::Error;
+
+/// How long one request may take before it counts as a network error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a beat reports for one shard.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ShardReport {
+    /// The reporting shard.
+    pub shard_id: u32,
+    /// Guilds the shard sees (left out until known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guild_count: Option<u64>,
+    /// Gateway latency in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<f64>,
+    /// The shard's Discord session, once it has one: the next holder RESUMEs it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Resume>,
+}
+
+/// The JSON body of `POST /beat`: per-shard reports, and the first shard's as flat fields (for
+/// servers without shard groups).
+#[derive(Serialize)]
+struct BeatBody<'a> {
+    session_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    guild_count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resume: Option<&'a Resume>,
+    shards: &'a [ShardReport],
+    /// Connected to Discord once every shard has a session: only then may this holder complete a
+    /// reshard (shardman retires the old generation on it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ready: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct SessionBody<'a> {
+    session_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard_id: Option<u32>,
+}
+
+/// A client for one shardman service.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    /// Session ids shardman re-signed during a secret rotation (README "Rotating the secret"), by
+    /// the id the caller knows: sent instead of it from then on. Shared by the client's clones.
+    resigned: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl Client {
+    /// A client for the shardman at `base_url` (e.g. `http://shardman:8000`) with its `SECRET`.
+    pub fn new(base_url: &str, secret: &str) -> Result<Self, Error> {
+        crate::install_crypto_provider();
+        let mut auth =
+            HeaderValue::from_str(secret).map_err(|e| Error::Config(format!("secret: {e}")))?;
+        auth.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, auth);
+        headers.insert("accept", HeaderValue::from_static("application/json"));
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(REQUEST_TIMEOUT)
+            .build()?;
+        Ok(Self {
+            http,
+            base: base_url.trim_end_matches('/').to_owned(),
+            resigned: Arc::default(),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn resigned(&self) -> MutexGuard<'_, HashMap<String, String>> {
+        self.resigned.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The id to send for the session the caller knows as `session_id`.
+    fn current_id(&self, session_id: &str) -> String {
+        self.resigned()
+            .get(session_id)
+            .cloned()
+            .unwrap_or_else(|| session_id.to_owned())
+    }
+
+    /// One `GET /connect`.
+    pub async fn connect(&self) -> Result<Claim, Error> {
+        let requested_at = Instant::now();
+        let answer = read(self.http.get(self.url("/connect"))).await?;
+        decode_connect(&answer, requested_at, Instant::now())
+    }
+
+    /// `GET /connect` until it grants a claim: after a 401 (every shard held) about a second later,
+    /// after 429/5xx/network errors with exponential backoff (capped at 30 s) but never before the
+    /// server's `Retry-After`. Returns the errors retrying cannot fix (403, other answers).
+    pub async fn claim(&self) -> Result<Claim, Error> {
+        let mut backoff = Backoff::default();
+        loop {
+            match self.connect().await {
+                Ok(claim) => return Ok(claim),
+                Err(Error::NoShardsAvailable) => {
+                    backoff.reset();
+                    tracing::debug!("no shards available; asking again in about a second");
+                    tokio::time::sleep(no_shards_available_delay()).await;
+                }
+                Err(e) if e.is_retryable() => {
+                    let wait = backoff.next(e.retry_after());
+                    tracing::warn!(error = %e, ?wait, "connect failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One `POST /beat` with `Prefer: return=representation`; `reports` has one entry per shard of
+    /// the group, the first one also sent as flat fields.
+    pub async fn beat(&self, session_id: &str, reports: &[ShardReport]) -> Result<BeatAck, Error> {
+        let first = reports.first();
+        let sent = self.current_id(session_id);
+        let body = BeatBody {
+            session_id: &sent,
+            guild_count: first.and_then(|r| r.guild_count),
+            latency: first.and_then(|r| r.latency),
+            resume: first.and_then(|r| r.resume.as_ref()),
+            shards: reports,
+            ready: (!reports.is_empty()).then(|| reports.iter().all(|r| r.resume.is_some())),
+        };
+        let sent_at = Instant::now();
+        let request = self
+            .http
+            .post(self.url("/beat"))
+            .header("prefer", "return=representation")
+            .json(&body);
+        let (answer, resigned) = read_with_session_id(request).await?;
+        let ack = decode_beat(&answer, sent_at, Instant::now())?;
+        // Re-signed during a secret rotation: the new id is sent from now on.
+        if let Some(resigned) = resigned {
+            self.resigned().insert(session_id.to_owned(), resigned);
+        }
+        Ok(ack)
+    }
+
+    /// One `POST /identify` for `shard_id` of the session's group: how long to wait before its
+    /// next IDENTIFY.
+    pub async fn identify(&self, session_id: &str, shard_id: u32) -> Result<Duration, Error> {
+        let sent = self.current_id(session_id);
+        let body = SessionBody {
+            session_id: &sent,
+            shard_id: Some(shard_id),
+        };
+        let answer = read(self.http.post(self.url("/identify")).json(&body)).await?;
+        decode_identify(&answer)
+    }
+
+    /// `POST /identify` until it answers, retrying 429/5xx/network errors (and 403/other answers,
+    /// which a misconfigured proxy can give for a while) with backoff; the lease view decides when
+    /// to give up. 404 and 401 are returned.
+    pub async fn identify_retrying(
+        &self,
+        session_id: &str,
+        shard_id: u32,
+    ) -> Result<Duration, Error> {
+        let mut backoff = Backoff::default();
+        loop {
+            match self.identify(session_id, shard_id).await {
+                Ok(sleep) => return Ok(sleep),
+                Err(e @ (Error::SessionLost | Error::Retired)) => return Err(e),
+                Err(e) => {
+                    let wait = backoff.next(e.retry_after());
+                    tracing::warn!(error = %e, shard_id, ?wait, "identify failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// One `POST /disconnect`: gives the session's shards back at once.
+    pub async fn disconnect(&self, session_id: &str) -> Result<(), Error> {
+        let sent = self
+            .resigned()
+            .remove(session_id)
+            .unwrap_or_else(|| session_id.to_owned());
+        let body = SessionBody {
+            session_id: &sent,
+            shard_id: None,
+        };
+        let answer = read(self.http.post(self.url("/disconnect")).json(&body)).await?;
+        decode_disconnect(&answer)
+    }
+}
+
+/// Sends the request and reads its answer, whatever the status.
+async fn read(request: reqwest::RequestBuilder) -> Result<Answer, Error> {
+    Ok(read_with_session_id(request).await?.0)
+}
+
+/// [`read`], and the `Session-Id` header: the session re-signed during a secret rotation.
+async fn read_with_session_id(
+    request: reqwest::RequestBuilder,
+) -> Result<(Answer, Option<String>), Error> {
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    let session_id = response
+        .headers()
+        .get("session-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let body = response.text().await?;
+    let answer = Answer {
+        status,
+        retry_after,
+        body,
+    };
+    Ok((answer, session_id))
+}

@@ -1,0 +1,42 @@
+//! The core of shardman's Rust client, without any bot library: the HTTP client ([`Client`]),
+//! answer decoding ([`answers`]), the waits between retries ([`backoff`]), the lease view and the
+//! beat/lapse loop ([`LeaseKeeper`]), IDENTIFY pacing ([`IdentifyPacer`]) and why a claim ends
+//! ([`Release`]). An adapter for a gateway library (`shardman-twilight`) builds on these. What
+//! the three client packages must do alike is pinned in `clients/contract`, which this crate's
+//! tests load.
+
+pub mod answers;
+pub mod backoff;
+mod client;
+mod error;
+mod events;
+mod lease;
+mod pacer;
+
+pub use answers::{Answer, BeatAck, BeatAnswer, Claim, Resume, Route, State};
+pub use backoff::Backoff;
+pub use client::{Client, ShardReport};
+pub use error::Error;
+pub use events::{ClaimEvent, FINAL_CLOSE, RESUMABLE_CLOSE, Release};
+pub use lease::{ClaimEnd, LAPSE_CHECK_EVERY, LeaseKeeper, LeaseView, Reports, SharedLease, lock};
+pub use pacer::{IdentifyPacer, Slot};
+
+/// Installs rustls's ring crypto provider for the process (reqwest's TLS uses it), unless one is
+/// installed already.
+pub fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race with another installer leaves that one in place, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C): the moment to shut down.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
