@@ -153,10 +153,15 @@ impl Reloader {
                 settings.key_prefix
             ),
         }
+        // Before the bot is served: a replica whose secret is not the deployment's must refuse
+        // its writes from the first request on.
+        store.check_secret().await?;
         let secret = settings.secret.clone().unwrap_or_else(generated_secret);
         Ok(BotEntry {
             authenticator: web::Data::new(Authenticator::new(
                 secret.expose(),
+                settings.secret_previous.as_ref().map(Secret::expose),
+                store.previous_secret_uses().clone(),
                 self.failed_auth.clone(),
             )),
             state: web::Data::new(AppState {

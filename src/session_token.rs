@@ -6,6 +6,15 @@
 //! (128 random bits) is the session's key in the store; the rest lets a beat re-establish its lease
 //! after Redis lost its data, and the MAC (HMAC-SHA256 under a key derived from SECRET, 128 bits
 //! kept) proves shardman issued it, so nobody can mint a session for a shard they never held.
+//!
+//! During a secret rotation (`SECRET_PREVIOUS`) a session id signed under the previous secret
+//! still verifies, and [`SessionSigner::resign`] gives the same session signed under the current
+//! one: a beat hands it back, so finishing the rotation ends no session. The signing key is
+//! derived from the secret rather than kept in Redis, because a session id must stay verifiable
+//! after Redis lost its data (that is how a lease comes back).
+//!
+//! [`secret_fingerprint`] derives a third value from the secret: what replicas compare in the
+//! store to notice that one of them runs another `SECRET` (never the secret itself).
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -28,28 +37,56 @@ pub struct SessionClaims {
     pub shards_per_process: u32,
 }
 
+/// Which key a session id verified under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SigningKey {
+    /// The key of `SECRET`: the one new session ids are signed with.
+    Current,
+    /// The key of `SECRET_PREVIOUS`: accepted during a rotation, never used to sign.
+    Previous,
+}
+
 /// Signs and checks session ids.
 pub struct SessionSigner {
     key: [u8; 32],
+    previous: Option<[u8; 32]>,
 }
 
 const MAC_BYTES: usize = 16;
 
+/// Labels of the keys derived from a secret: a session id's MAC and a fingerprint are made under
+/// keys of their own, so neither reveals anything usable about the API secret or about the other.
+const SESSION_KEY_LABEL: &[u8] = b"shardman session id v1\0";
+const FINGERPRINT_KEY_LABEL: &[u8] = b"shardman secret fingerprint v1\0";
+/// What a fingerprint is the MAC of.
+const FINGERPRINT_MESSAGE: &[u8] = b"the deployment's secret";
+
+/// A key for one deployment, derived from `secret` for one use: deployments sharing a Redis (and
+/// even a secret) under different key prefixes get different keys.
+fn derive_key(secret: &str, label: &[u8], key_prefix: &str) -> [u8; 32] {
+    let mut derive = HmacSha256::new_from_slice(secret.as_bytes()).expect("any key length");
+    derive.update(label);
+    derive.update(key_prefix.as_bytes());
+    derive.finalize().into_bytes().into()
+}
+
 impl SessionSigner {
-    /// A key for one deployment: deployments sharing a Redis (and even a secret) under different
-    /// key prefixes never accept each other's session ids.
+    /// Signs and verifies with the key of `secret`, for one deployment (`key_prefix`).
     pub fn new(secret: &str, key_prefix: &str) -> Self {
-        // A key of its own, so a session id's MAC reveals nothing usable about the API secret.
-        let mut derive = HmacSha256::new_from_slice(secret.as_bytes()).expect("any key length");
-        derive.update(b"shardman session id v1\0");
-        derive.update(key_prefix.as_bytes());
+        Self::rotating(secret, None, key_prefix)
+    }
+
+    /// Signs with the key of `secret`; verifies with it or with the key of `previous` (the secret
+    /// being rotated away from, or towards: see README, "Rotating the secret").
+    pub fn rotating(secret: &str, previous: Option<&str>, key_prefix: &str) -> Self {
         Self {
-            key: derive.finalize().into_bytes().into(),
+            key: derive_key(secret, SESSION_KEY_LABEL, key_prefix),
+            previous: previous.map(|previous| derive_key(previous, SESSION_KEY_LABEL, key_prefix)),
         }
     }
 
-    fn mac(&self, payload: &str) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("any key length");
+    fn mac(key: &[u8; 32], payload: &str) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(key).expect("any key length");
         mac.update(payload.as_bytes());
         mac
     }
@@ -67,13 +104,18 @@ impl SessionSigner {
         if claims.shards_per_process > 1 {
             payload.push_str(&format!(".{}", claims.shards_per_process));
         }
-        let tag = self.mac(&payload).finalize().into_bytes();
+        let tag = Self::mac(&self.key, &payload).finalize().into_bytes();
         format!("{payload}.{}", hex::encode(&tag[..MAC_BYTES]))
     }
 
     /// The claims of a session id this deployment issued; `None` for anything else (compared in
     /// constant time, never panics).
     pub fn verify(&self, session_id: &str) -> Option<SessionClaims> {
+        self.verify_with_key(session_id).map(|(claims, _)| claims)
+    }
+
+    /// [`SessionSigner::verify`], saying which key the id verified under.
+    pub fn verify_with_key(&self, session_id: &str) -> Option<(SessionClaims, SigningKey)> {
         if session_id.len() > 200 {
             return None;
         }
@@ -82,7 +124,18 @@ impl SessionSigner {
         if tag.len() != MAC_BYTES {
             return None;
         }
-        self.mac(payload).verify_truncated_left(&tag).ok()?;
+        let key = if Self::mac(&self.key, payload)
+            .verify_truncated_left(&tag)
+            .is_ok()
+        {
+            SigningKey::Current
+        } else {
+            let previous = self.previous.as_ref()?;
+            Self::mac(previous, payload)
+                .verify_truncated_left(&tag)
+                .ok()?;
+            SigningKey::Previous
+        };
         let mut parts = payload.split('.');
         let claims = SessionClaims {
             shard_id: parts.next()?.parse().ok()?,
@@ -99,8 +152,30 @@ impl SessionSigner {
         let well_formed = parts.next().is_none()
             && claims.nonce.len() == 32
             && claims.nonce.bytes().all(|byte| byte.is_ascii_hexdigit());
-        well_formed.then_some(claims)
+        well_formed.then_some((claims, key))
     }
+
+    /// The same session (same claims, same nonce, so the same lease) signed with the current key,
+    /// when `session_id` verifies only under the previous one; `None` otherwise.
+    pub fn resign(&self, session_id: &str) -> Option<String> {
+        // Outside a rotation, no HMAC at all: every beat asks.
+        self.previous.as_ref()?;
+        match self.verify_with_key(session_id)? {
+            (claims, SigningKey::Previous) => Some(self.sign(&claims)),
+            (_, SigningKey::Current) => None,
+        }
+    }
+}
+
+/// What replicas record in the store to compare their secrets (see `store::secret_drift`): the
+/// MAC of a fixed message under a key derived from `secret` for this deployment, 128 bits in hex.
+/// It tells whether two replicas run the same secret and nothing more; like any MAC of a known
+/// message, it lets whoever reads it test guesses of a weak secret offline, as a session id does.
+pub fn secret_fingerprint(secret: &str, key_prefix: &str) -> String {
+    let key = derive_key(secret, FINGERPRINT_KEY_LABEL, key_prefix);
+    let mut mac = HmacSha256::new_from_slice(&key).expect("any key length");
+    mac.update(FINGERPRINT_MESSAGE);
+    hex::encode(&mac.finalize().into_bytes()[..MAC_BYTES])
 }
 
 /// 128 bits from the operating system's CSPRNG (UUID v4): the part of a session id nobody can guess.
@@ -166,5 +241,68 @@ mod tests {
         ] {
             assert_eq!(signer.verify(junk), None);
         }
+    }
+
+    #[test]
+    fn a_rotating_signer_accepts_the_previous_key_but_signs_with_the_current_one() {
+        let old = SessionSigner::new("old", "shardman");
+        let rotating = SessionSigner::rotating("new", Some("old"), "shardman");
+        let new = SessionSigner::new("new", "shardman");
+        let claims = claims();
+        let signed_before = old.sign(&claims);
+        assert_eq!(
+            rotating.verify_with_key(&signed_before),
+            Some((claims.clone(), SigningKey::Previous))
+        );
+        let signed_now = rotating.sign(&claims);
+        assert_eq!(
+            signed_now,
+            new.sign(&claims),
+            "never signed with the previous key"
+        );
+        assert_eq!(
+            rotating.verify_with_key(&signed_now),
+            Some((claims.clone(), SigningKey::Current))
+        );
+        assert_eq!(old.verify(&signed_now), None);
+        assert_eq!(
+            SessionSigner::rotating("new", Some("old"), "other-deployment").verify(&signed_before),
+            None,
+            "the previous key is the deployment's too"
+        );
+    }
+
+    #[test]
+    fn a_session_signed_with_the_previous_key_is_resigned_with_its_claims_and_nonce() {
+        let rotating = SessionSigner::rotating("new", Some("old"), "shardman");
+        let claims = claims();
+        let before = SessionSigner::new("old", "shardman").sign(&claims);
+        let resigned = rotating.resign(&before).expect("re-signed");
+        assert_ne!(resigned, before);
+        assert_eq!(
+            SessionSigner::new("new", "shardman").verify(&resigned),
+            Some(claims),
+            "the same session, verifiable once the old secret is dropped"
+        );
+        assert_eq!(
+            rotating.resign(&resigned),
+            None,
+            "current ids stay as they are"
+        );
+        assert_eq!(rotating.resign("1.2.3.4.5.6.zz"), None);
+        assert_eq!(SessionSigner::new("new", "shardman").resign(&before), None);
+    }
+
+    #[test]
+    fn a_secret_fingerprint_tells_secrets_and_deployments_apart_and_shows_neither() {
+        let fingerprint = secret_fingerprint("alpha", "shardman");
+        assert_eq!(fingerprint, secret_fingerprint("alpha", "shardman"));
+        assert_eq!(fingerprint.len(), 32);
+        assert_ne!(fingerprint, secret_fingerprint("beta", "shardman"));
+        assert_ne!(fingerprint, secret_fingerprint("alpha", "other-deployment"));
+        assert!(!fingerprint.contains("alpha"));
+        // Not a session id's MAC either: its key is derived under another label.
+        let signer = SessionSigner::new("alpha", "shardman");
+        assert!(!signer.sign(&claims()).ends_with(&fingerprint));
     }
 }

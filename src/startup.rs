@@ -101,6 +101,12 @@ impl Application {
         self.port
     }
 
+    /// Stops the server from outside (then [`Application::run_until_stopped`] stops the bots'
+    /// jobs and returns): tests restart replicas with other settings this way.
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         self.reloader.stop_all().await;

@@ -129,15 +129,8 @@ impl Settings {
                     error.reason
                 )
             })?;
-            let Some(secret) = &settings.secret else {
+            if settings.secret.is_none() {
                 return Err(format!("bot {name:?}: needs a secret"));
-            };
-            if self
-                .admin_secret
-                .as_ref()
-                .is_some_and(|admin| admin.expose() == secret.expose())
-            {
-                return Err(format!("bot {name:?}: its secret is ADMIN_SECRET"));
             }
             for other in &bots {
                 if other.name == name {
@@ -149,9 +142,10 @@ impl Settings {
                         other.name, settings.key_prefix
                     ));
                 }
-                if other.settings.secret.as_ref().map(Secret::expose) == Some(secret.expose()) {
+                if shares_a_secret(&other.settings, &settings) {
                     return Err(format!(
-                        "bots {:?} and {name:?} share a secret: a secret selects one bot",
+                        "bots {:?} and {name:?} share a secret (secret or secret_previous): a \
+                         secret selects one bot",
                         other.name
                     ));
                 }
@@ -160,6 +154,18 @@ impl Settings {
         }
         Ok(bots)
     }
+}
+
+/// Whether a secret one bot accepts (its `secret` or `secret_previous`) is one the other accepts.
+fn shares_a_secret(one: &Settings, other: &Settings) -> bool {
+    accepted_secrets(one).any(|secret| accepted_secrets(other).any(|theirs| theirs == secret))
+}
+
+fn accepted_secrets(settings: &Settings) -> impl Iterator<Item = &str> {
+    [&settings.secret, &settings.secret_previous]
+        .into_iter()
+        .flatten()
+        .map(Secret::expose)
 }
 
 #[cfg(test)]
@@ -229,6 +235,26 @@ mod tests {
         );
         assert_eq!(moderation.settings.shards_per_process, 2);
         assert!(moderation.settings.webhook_url.is_some(), "inherited");
+    }
+
+    #[test]
+    fn a_bots_previous_secret_is_its_own_never_the_environments() {
+        let rotating = Settings {
+            secret_previous: Some(Secret::new("env-previous")),
+            ..base()
+        };
+        let bots = rotating
+            .bots_from_toml("[[bot]]\nname = \"a\"\nsecret = \"x\"\n[[bot]]\nname = \"b\"\nsecret = \"y\"\nsecret_previous = \"z\"\nkey_prefix = \"b\"\n")
+            .expect("valid");
+        assert!(bots[0].settings.secret_previous.is_none());
+        assert_eq!(
+            bots[1]
+                .settings
+                .secret_previous
+                .as_ref()
+                .map(Secret::expose),
+            Some("z")
+        );
     }
 
     #[test]
@@ -313,7 +339,23 @@ mod tests {
             ),
             (
                 "[[bot]]\nname = \"a\"\nsecret = \"admin\"\n",
-                "its secret is ADMIN_SECRET",
+                "bot \"a\": invalid secret: must differ from ADMIN_SECRET",
+            ),
+            (
+                "[[bot]]\nname = \"a\"\nsecret = \"x\"\nsecret_previous = \"admin\"\n",
+                "bot \"a\": invalid secret_previous: must differ from ADMIN_SECRET",
+            ),
+            (
+                "[[bot]]\nname = \"a\"\nsecret = \"same\"\nsecret_previous = \"same\"\n",
+                "bot \"a\": invalid secret_previous: must differ from SECRET",
+            ),
+            (
+                "[[bot]]\nname = \"a\"\nsecret = \"x\"\nsecret_previous = \"same\"\n[[bot]]\nname = \"b\"\nsecret = \"same\"\nkey_prefix = \"b\"\n",
+                "share a secret",
+            ),
+            (
+                "[[bot]]\nname = \"a\"\nsecret = \"x\"\nsecret_previous = \"same\"\n[[bot]]\nname = \"b\"\nsecret = \"y\"\nsecret_previous = \"same\"\nkey_prefix = \"b\"\n",
+                "share a secret",
             ),
             (
                 "[[bot]]\nname = \"a\"\nsecret = \"x\"\nwebhook_url = \"ftp://hidden-token\"\n",

@@ -171,6 +171,10 @@ settings! {
     pub struct Settings {
         /// the shared secret bots send in `Authorization`. `None` means "generate one".
         per_bot_not_inherited "SECRET" => secret: Option<Secret> = None, some(secret);
+        /// the secret a rotation moves away from (or towards): accepted in `Authorization` and
+        /// for session ids, never used to sign one (README, "Rotating the secret").
+        per_bot_not_inherited "SECRET_PREVIOUS" => secret_previous: Option<Secret> = None,
+            some(secret);
         /// lease length; a shard that does not beat within it is freed.
         per_bot "MAX_SECONDS" => max_seconds: u64 = 60, parsed;
         /// the shard count a fresh deployment starts with.
@@ -631,6 +635,39 @@ mod tests {
         listed.sort_unstable();
         per_bot.sort_unstable();
         assert_eq!(listed, per_bot);
+    }
+
+    #[test]
+    fn secret_previous_needs_its_own_secret_and_admin_secret_differs_from_both() {
+        let rotating = load(&[("SECRET", "new"), ("SECRET_PREVIOUS", "old")]).expect("valid");
+        assert_eq!(
+            rotating.secret_previous.as_ref().map(Secret::expose),
+            Some("old")
+        );
+        for (variables, message) in [
+            (
+                &[("SECRET_PREVIOUS", "old")][..],
+                r#"invalid SECRET_PREVIOUS="***": needs SECRET (the secret being rotated to or from)"#,
+            ),
+            (
+                &[("SECRET", "same"), ("SECRET_PREVIOUS", "same")][..],
+                r#"invalid SECRET_PREVIOUS="***": must differ from SECRET"#,
+            ),
+            (
+                &[("SECRET", "admin"), ("ADMIN_SECRET", "admin")][..],
+                r#"invalid SECRET="***": must differ from ADMIN_SECRET (a secret selects one bot)"#,
+            ),
+            (
+                &[
+                    ("SECRET", "new"),
+                    ("SECRET_PREVIOUS", "admin"),
+                    ("ADMIN_SECRET", "admin"),
+                ][..],
+                r#"invalid SECRET_PREVIOUS="***": must differ from ADMIN_SECRET (a secret selects one bot)"#,
+            ),
+        ] {
+            assert_eq!(error(variables), message);
+        }
     }
 
     #[test]

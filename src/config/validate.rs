@@ -1,6 +1,7 @@
 //! The checks of relations between values that parsing alone cannot make, for the environment's
 //! settings and for `Settings` built in code.
 
+use super::parse::Secret;
 use super::settings::{ConfigError, Settings};
 
 /// Discord's largest shard count that shardman plans for.
@@ -14,6 +15,7 @@ impl Settings {
             value,
             reason: reason.into(),
         };
+        self.validate_secrets()?;
         if self.max_seconds == 0 {
             return Err(invalid("MAX_SECONDS", "0".into(), "must be at least 1"));
         }
@@ -85,6 +87,41 @@ impl Settings {
                 "***".into(),
                 "must be an http:// or https:// URL",
             ));
+        }
+        Ok(())
+    }
+
+    /// `SECRET_PREVIOUS` goes with a `SECRET` of its own, and `ADMIN_SECRET` selects no bot. The
+    /// values are never echoed.
+    fn validate_secrets(&self) -> Result<(), ConfigError> {
+        let invalid = |variable: &'static str, reason: &str| ConfigError {
+            variable,
+            value: "***".into(),
+            reason: reason.into(),
+        };
+        let same = |one: &Option<Secret>, other: &Option<Secret>| match (one, other) {
+            (Some(one), Some(other)) => one.expose() == other.expose(),
+            _ => false,
+        };
+        if self.secret_previous.is_some() && self.secret.is_none() {
+            return Err(invalid(
+                "SECRET_PREVIOUS",
+                "needs SECRET (the secret being rotated to or from)",
+            ));
+        }
+        if same(&self.secret_previous, &self.secret) {
+            return Err(invalid("SECRET_PREVIOUS", "must differ from SECRET"));
+        }
+        for (variable, secret) in [
+            ("SECRET", &self.secret),
+            ("SECRET_PREVIOUS", &self.secret_previous),
+        ] {
+            if same(secret, &self.admin_secret) {
+                return Err(invalid(
+                    variable,
+                    "must differ from ADMIN_SECRET (a secret selects one bot)",
+                ));
+            }
         }
         Ok(())
     }

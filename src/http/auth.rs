@@ -8,6 +8,10 @@
 //! Brute-force protection (`rate_limit`) is decided here too, once per request: a request from a
 //! blocked address is refused before its secret is compared, unless it carries a session id
 //! signed for its bot (see [`select_bot`]).
+//!
+//! During a secret rotation a bot's `SECRET_PREVIOUS` is accepted as well as its `SECRET` (and
+//! each use counted). A bot whose secret on this replica is not the deployment's (secret drift,
+//! see `store::secrets`) gets 503 on its writes here instead of being served.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -23,27 +27,42 @@ use sha2::{Digest, Sha256};
 use std::future::{Ready, ready};
 use std::marker::PhantomData;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 use crate::http::body::MAX_BODY_BYTES;
 use crate::http::error::{
-    InvalidToken, TooManyFailedAuthentications, ValidationFailed, ValidationIssue, error_set,
+    InvalidToken, SecretDiffersFromDeployment, TooManyFailedAuthentications, ValidationFailed,
+    ValidationIssue, error_set,
 };
 use crate::http::rate_limit::{Admission, FailedAuthLimiter};
 use crate::http::state::AppState;
+use crate::store::PreviousSecretUses;
 
-/// What checking a caller takes: the secret and the failed authentications per client address
-/// (brute-force protection, shared by every bot of the replica). App data of its own.
+/// What checking a caller takes: the secret (and during a rotation the previous one, whose uses
+/// it counts) and the failed authentications per client address (brute-force protection, shared
+/// by every bot of the replica). App data of its own.
 pub struct Authenticator {
     secret: SecretDigest,
+    previous: Option<SecretDigest>,
+    previous_uses: Arc<PreviousSecretUses>,
     failed_auth: Arc<FailedAuthLimiter>,
 }
 
 impl Authenticator {
-    pub fn new(secret: &str, failed_auth: Arc<FailedAuthLimiter>) -> Self {
+    /// Accepts `secret`, and `previous` too (`SECRET_PREVIOUS`), counting its uses in
+    /// `previous_uses`.
+    pub fn new(
+        secret: &str,
+        previous: Option<&str>,
+        previous_uses: Arc<PreviousSecretUses>,
+        failed_auth: Arc<FailedAuthLimiter>,
+    ) -> Self {
         Self {
             secret: SecretDigest::new(secret),
+            previous: previous.map(SecretDigest::new),
+            previous_uses,
             failed_auth,
         }
     }
@@ -51,10 +70,43 @@ impl Authenticator {
     fn from_digest(secret: SecretDigest, failed_auth: Arc<FailedAuthLimiter>) -> Self {
         Self {
             secret,
+            previous: None,
+            previous_uses: Arc::default(),
             failed_auth,
         }
     }
+
+    /// Whether `presented` (a digest) is the secret or the previous one: both compared in
+    /// constant time, always.
+    fn accepts(&self, presented: &SecretDigest) -> Choice {
+        self.secret.0.ct_eq(&presented.0) | self.accepts_as_previous(presented)
+    }
+
+    fn accepts_as_previous(&self, presented: &SecretDigest) -> Choice {
+        // Without a previous secret, a comparison that cannot match: the time taken is the same.
+        let (previous, configured) = match &self.previous {
+            Some(previous) => (&previous.0, Choice::from(1)),
+            None => (&NO_SECRET, Choice::from(0)),
+        };
+        previous.ct_eq(&presented.0) & configured
+    }
 }
+
+/// Stands in for a previous secret that is not configured.
+const NO_SECRET: [u8; 32] = [0; 32];
+
+/// Set by [`select_bot`] when the request's bot is refused on this replica (its secret here is not
+/// the deployment's): its writes answer 503.
+#[derive(Clone, Copy)]
+struct SecretDiffers {
+    /// The request's secret is the deployment's, told by its fingerprint, not this replica's:
+    /// nothing here can be served with it.
+    deployment_secret: bool,
+}
+
+/// Routes that write a bot's state: a replica whose secret differs from the deployment's refuses
+/// them for that bot.
+const WRITE_ROUTES: &[&str] = &["/connect", "/beat", "/identify", "/disconnect", "/reshard"];
 
 /// The admin secret was presented: app data of the request, for the routes that read all bots.
 pub struct AdminAccess;
@@ -90,9 +142,20 @@ pub async fn select_bot(
     let mut index = 0u32;
     let mut found = Choice::from(0);
     for (position, entry) in bots.bots.iter().enumerate() {
-        let hit = entry.authenticator.secret.0.ct_eq(&presented.0);
+        let hit = entry.authenticator.accepts(&presented);
         index.conditional_assign(&(position as u32), hit);
         found |= hit;
+    }
+    // A bot refused on this replica knows the deployment's secret by its fingerprint: a request
+    // carrying it is that bot's, answered 503 here rather than 403 (which would count towards
+    // the brute-force block). Only refused bots compute a fingerprint, all of them every time.
+    let mut deployment_secret_of = None;
+    if let Some(token) = &token {
+        for (position, entry) in bots.bots.iter().enumerate() {
+            if entry.state.store.is_deployment_secret(token) {
+                deployment_secret_of = Some(position);
+            }
+        }
     }
     let admin = match (&bots.admin, &token) {
         (Some(admin), Some(_)) => admin.0.ct_eq(&presented.0),
@@ -124,10 +187,10 @@ pub async fn select_bot(
             container.insert(web::Data::new(AdminAccess));
         }
     } else {
-        let mut entry = if bool::from(found) {
-            bots.bots.get(index as usize)
-        } else {
-            bots.bots.first()
+        let mut entry = match (bool::from(found), deployment_secret_of) {
+            (true, _) => bots.bots.get(index as usize),
+            (false, Some(position)) => bots.bots.get(position),
+            (false, None) => bots.bots.first(),
         };
         if let (Some(wait), Some(selected), Some(first)) = (blocked, entry, bots.bots.first())
             && SESSION_ROUTES.contains(&req.path())
@@ -147,6 +210,13 @@ pub async fn select_bot(
             };
         }
         if let Some(entry) = entry {
+            if entry.state.store.secret_refused()
+                && (bool::from(found) || deployment_secret_of.is_some())
+            {
+                container.insert(SecretDiffers {
+                    deployment_secret: !bool::from(found),
+                });
+            }
             container.insert(entry.state.clone());
             container.insert(entry.authenticator.clone());
         }
@@ -251,11 +321,6 @@ impl SecretDigest {
     pub fn new(secret: &str) -> Self {
         Self(Sha256::digest(secret.as_bytes()).into())
     }
-
-    fn matches(&self, presented: &str) -> bool {
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        self.0.ct_eq(&digest).into()
-    }
 }
 
 /// What the `Authorization` header says about the caller.
@@ -265,6 +330,8 @@ enum Credentials {
     Valid,
     /// The caller's address failed too often: answered 429 without looking at the secret.
     Limited(std::time::Duration),
+    /// The request's bot is refused on this replica (secret drift): answered 503.
+    SecretDiffers,
 }
 
 fn credentials(req: &HttpRequest) -> Credentials {
@@ -285,7 +352,21 @@ fn credentials(req: &HttpRequest) -> Credentials {
     if let Admission::Blocked(wait) = admission {
         return Credentials::Limited(wait);
     }
-    if state.secret.matches(token) {
+    // Before the secret is compared: the deployment's secret is no wrong secret, whatever this
+    // replica runs, and must not count towards the brute-force block.
+    if let Some(differs) = req.app_data::<SecretDiffers>()
+        && (differs.deployment_secret || WRITE_ROUTES.contains(&req.path()))
+    {
+        return Credentials::SecretDiffers;
+    }
+    let presented = SecretDigest::new(token);
+    if bool::from(state.accepts(&presented)) {
+        if bool::from(state.accepts_as_previous(&presented)) {
+            state
+                .previous_uses
+                .authorization
+                .fetch_add(1, Ordering::Relaxed);
+        }
         return Credentials::Valid;
     }
     let address = state.failed_auth.client_address(req);
@@ -308,7 +389,11 @@ fn too_many_failures(wait: std::time::Duration) -> TooManyFailedAuthentications 
 
 error_set! {
     /// A presented secret that is refused.
-    pub RefusedCredentials { InvalidToken, TooManyFailedAuthentications }
+    pub RefusedCredentials {
+        InvalidToken,
+        TooManyFailedAuthentications,
+        SecretDiffersFromDeployment,
+    }
 }
 
 error_set! {
@@ -332,6 +417,9 @@ impl<E: From<AuthenticationFailure> + ResponseError + 'static> FromRequest for A
             Credentials::Valid => return ready(Ok(Authorized(PhantomData))),
             Credentials::Wrong => RefusedCredentials::from(InvalidToken).into(),
             Credentials::Limited(wait) => RefusedCredentials::from(too_many_failures(wait)).into(),
+            Credentials::SecretDiffers => {
+                RefusedCredentials::from(SecretDiffersFromDeployment).into()
+            }
             Credentials::Missing => missing_header().into(),
         };
         ready(Err(refusal.into()))
@@ -360,6 +448,9 @@ impl<E: From<RefusedCredentials> + ResponseError + 'static> FromRequest for Mayb
             Credentials::Wrong => Err(RefusedCredentials::from(InvalidToken).into()),
             Credentials::Limited(wait) => {
                 Err(RefusedCredentials::from(too_many_failures(wait)).into())
+            }
+            Credentials::SecretDiffers => {
+                Err(RefusedCredentials::from(SecretDiffersFromDeployment).into())
             }
         })
     }

@@ -9,7 +9,7 @@ pub fn middleware(origins: &[String]) -> Condition<Cors> {
     let mut cors = Cors::default()
         .allow_any_method()
         .allow_any_header()
-        .expose_headers(["retry-after"])
+        .expose_headers(["retry-after", "session-id"])
         .max_age(3600);
     if origins.iter().any(|origin| origin == "*") {
         cors = cors.allow_any_origin().send_wildcard();

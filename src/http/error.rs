@@ -160,6 +160,10 @@ error_table! {
     ReplicaOutdated => SERVICE_UNAVAILABLE, "Replica Outdated", retry_after = 1;
     /// The replica received SIGTERM and is draining (`Retry-After`).
     ShuttingDown => SERVICE_UNAVAILABLE, "Shutting Down", retry_after = 1;
+    /// This replica's secret for the bot is not the deployment's (secret drift): it serves none of
+    /// the bot's writes, and nothing asked with the deployment's secret; another replica will
+    /// (`Retry-After`).
+    SecretDiffersFromDeployment => SERVICE_UNAVAILABLE, "Secret Differs From Deployment", retry_after = 1;
     /// The store lost its data; new grants wait until running bots have re-established their
     /// leases (`Retry-After`).
     RecoveringFromDataLoss { retry_after_secs: u64 = 60 }

@@ -1,6 +1,7 @@
 //! The replica's background tasks: the gateway poller (with `BOT_TOKEN`), the alert dispatcher and
-//! lease reaper (with `WEBHOOK_URL`), autoscale (without `MAX_SHARDS`), and the load history. They start when the
-//! replica is built and stop when its server stops.
+//! lease reaper (with `WEBHOOK_URL`), autoscale (without `MAX_SHARDS`), the load history and the
+//! secret-drift check (on Redis). They start when the replica is built and stop when its server
+//! stops.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ pub mod alerts;
 pub mod autoscale;
 pub mod discord;
 pub mod load_history;
+pub mod secret_drift;
 mod stop;
 
 use crate::config::Settings;
@@ -20,6 +22,7 @@ use alerts::{Dispatcher, Reaper, WebhookSettings};
 use autoscale::{AutoscaleSettings, Autoscaler};
 use discord::{GatewayPoller, GatewaySettings};
 use load_history::LoadHistory;
+use secret_drift::SecretDriftCheck;
 
 /// How long stopping waits for a task to notice before it is aborted.
 const STOP_WAIT: Duration = Duration::from_secs(5);
@@ -55,6 +58,10 @@ impl BackgroundTasks {
         }
         let history = LoadHistory::new(store.clone(), owner.clone());
         handles.push(tokio::spawn(history.run(stopped.clone())));
+        if !store.is_embedded() {
+            let check = SecretDriftCheck::new(store.clone());
+            handles.push(tokio::spawn(check.run(stopped.clone())));
+        }
         if let Some(autoscale) = AutoscaleSettings::from_settings(settings) {
             let autoscaler = Autoscaler::new(store, autoscale, owner, gateway_fetched);
             handles.push(tokio::spawn(autoscaler.run(stopped)));

@@ -9,7 +9,8 @@
 //! and the scripts they load), `recovery.rs` (after Redis lost its data or its master moved),
 //! `operations.rs` (what the service asks of the store), `overview.rs` (paged fleet reads),
 //! `group_commit.rs` (beats batched into one call), `waiting.rs` (claims that wait for a free
-//! shard), and `scripts/`, one typed call per script.
+//! shard), `secrets.rs` (session ids under a rotating secret, and the secret-drift check), and
+//! `scripts/`, one typed call per script.
 
 mod embedded;
 mod engine;
@@ -22,7 +23,9 @@ mod recovery;
 mod redis;
 mod scripts;
 mod waiting;
+mod secrets;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -38,6 +41,8 @@ use self::redis::{ClusterEngine, ClusterLink, RedisEngine};
 use self::scripts::{Envelope, ScriptCall, ScriptReply};
 use crate::config::{Settings, StoreBackend};
 use crate::session_token::SessionSigner;
+pub use scripts::secret_fingerprint::Verdict as SecretVerdict;
+pub use secrets::PreviousSecretUses;
 
 pub use self::waiting::{WAITER_POLL, WaitedClaim};
 
@@ -74,6 +79,10 @@ pub struct Store {
     /// Queue events for the webhook only when one is configured, so the queue never grows unread.
     events: bool,
     signer: SessionSigner,
+    /// Uses of `SECRET_PREVIOUS`, and whether this replica's secret is the deployment's (see
+    /// `secrets.rs`).
+    previous_secret_uses: Arc<PreviousSecretUses>,
+    secret_drift: secrets::SecretDrift,
     /// `QUARANTINE_FRESH_REDIS`: see [`Store::fresh_redis_hold_ms`].
     quarantine_fresh_redis: bool,
     /// Sentinel master moves already answered with a new epoch (see [`Store::follow_failover`]).
@@ -137,14 +146,20 @@ impl Store {
             default_concurrency: settings.max_concurrency,
             identify_reserve: settings.identify_reserve.map_or(-1, i64::from),
             events: settings.webhook_url.is_some(),
-            signer: SessionSigner::new(
+            signer: SessionSigner::rotating(
                 settings
                     .secret
                     .as_ref()
                     .map(|secret| secret.expose())
                     .unwrap_or_default(),
+                settings
+                    .secret_previous
+                    .as_ref()
+                    .map(|secret| secret.expose()),
                 &settings.key_prefix,
             ),
+            previous_secret_uses: Arc::default(),
+            secret_drift: secrets::SecretDrift::new(settings),
             quarantine_fresh_redis: settings.quarantine_fresh_redis,
             master_moves_seen: AtomicU64::new(0),
             beats,

@@ -92,7 +92,7 @@ impl Store {
     /// (group commit, see `group_commit.rs`); the answer is this beat's own.
     pub async fn beat(self: &Arc<Self>, report: &BeatReport) -> Result<BeatOutcome, StoreError> {
         // A session id this deployment did not sign names no session: no need to ask the store.
-        let Some(claims) = self.signer.verify(&report.session_id) else {
+        let Some(claims) = self.verify_session(&report.session_id) else {
             return Ok(BeatOutcome::NotFound);
         };
         self.commit_beat(scripts::beat::Beat::from_claims(claims, report))
@@ -101,7 +101,7 @@ impl Store {
 
     /// Frees the session's shard at once; `false` when there was no such session.
     pub async fn disconnect(&self, session_id: &str) -> Result<bool, StoreError> {
-        let Some(claims) = self.signer.verify(session_id) else {
+        let Some(claims) = self.verify_session(session_id) else {
             return Ok(false);
         };
         let Released(released) = self
@@ -125,7 +125,7 @@ impl Store {
         session_id: &str,
         shard_id: Option<u32>,
     ) -> Result<IdentifyOutcome, StoreError> {
-        let Some(claims) = self.signer.verify(session_id) else {
+        let Some(claims) = self.verify_session(session_id) else {
             return Ok(IdentifyOutcome::NotFound);
         };
         self.run_planned(&scripts::identify::Identify {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
-use shardman::config::Settings;
+use shardman::config::{Secret, Settings};
 use shardman::domain::GatewayInfo;
 use shardman::session_token::{SessionClaims, SessionSigner, new_nonce};
 use shardman::store::Store;
@@ -260,6 +260,60 @@ async fn a_store_in_trouble(answers: &mut Answers) {
         .await;
 }
 
+/// Secret drift: a replica whose `SECRET` is not the deployment's refuses the bot's writes (with
+/// its own secret or the deployment's), anything asked with the deployment's secret, and
+/// readiness. Two replicas of one deployment on one Redis.
+async fn a_replica_whose_secret_differs(answers: &mut Answers) {
+    let deployment = settings(Backend::Redis);
+    let first = spawn_app(deployment.clone()).await;
+    let session = first.claim().await;
+    let refused = spawn_app(Settings {
+        secret: Some(Secret::new("another-secret")),
+        ..deployment
+    })
+    .await;
+    let requests = |secret: &str, route: Route| match route {
+        DISCONNECT_BY_QUERY => refused.request_as(
+            Method::GET,
+            &format!("/disconnect?session_id={}", session.session_id),
+            secret,
+        ),
+        _ => refused.request_as(method(route), route.1, secret).form(&[
+            ("session_id", session.session_id.as_str()),
+            ("max_shards", "2"),
+        ]),
+    };
+    for route in AUTHENTICATED {
+        let status = answers.record(route, requests(SECRET, route)).await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{route:?} with the deployment's secret"
+        );
+    }
+    for route in [
+        CONNECT,
+        BEAT,
+        DISCONNECT_BY_QUERY,
+        DISCONNECT_BY_BODY,
+        IDENTIFY,
+        RESHARD,
+    ] {
+        let status = answers
+            .record(route, requests("another-secret", route))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{route:?} with the replica's own secret"
+        );
+    }
+    let status = answers
+        .record(READYZ, refused.anonymous(Method::GET, "/readyz"))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "not ready");
+}
+
 /// The documented responses of a route, by status.
 fn documented(document: &Value, (method, path): Route) -> &serde_json::Map<String, Value> {
     document["paths"][path][method]["responses"]
@@ -312,6 +366,7 @@ async fn every_error_a_route_answers_is_documented_and_every_documented_error_is
     a_blocked_address(&mut answers).await;
     an_exhausted_identify_budget(&mut answers).await;
     a_store_in_trouble(&mut answers).await;
+    a_replica_whose_secret_differs(&mut answers).await;
     let app = spawn_app(settings(Backend::Memory)).await;
     let document: Value =
         expect_json(app.get_anonymous("/openapi.json").await, StatusCode::OK).await;

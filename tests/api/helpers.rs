@@ -76,6 +76,37 @@ pub async fn spawn_app(settings: Settings) -> TestApp {
     TestApp::at(address)
 }
 
+/// A replica a test stops again (to restart it with other settings, as a rolling deploy does).
+pub struct RunningApp {
+    pub app: TestApp,
+    server: actix_web::dev::ServerHandle,
+    running: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningApp {
+    /// Starts a replica on a free port and returns once it serves.
+    pub async fn start(settings: Settings) -> RunningApp {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let application = Application::build_with_listener(settings, listener)
+            .await
+            .expect("build app");
+        let app = TestApp::at(format!("http://127.0.0.1:{}", application.port()));
+        let server = application.server_handle();
+        let running = tokio::spawn(application.run_until_stopped());
+        RunningApp {
+            app,
+            server,
+            running,
+        }
+    }
+
+    /// Lets requests under way finish, stops the server, then its jobs.
+    pub async fn stop(self) {
+        self.server.stop(true).await;
+        let _ = self.running.await;
+    }
+}
+
 /// `count` replicas sharing one Redis and one key prefix, as behind a load balancer.
 pub async fn spawn_replicas(count: usize, settings: Settings) -> Vec<TestApp> {
     let mut replicas = Vec::new();

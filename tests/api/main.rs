@@ -30,6 +30,7 @@ mod operations;
 mod rate_limit;
 mod redis_faults;
 mod resume;
+mod secrets;
 mod standin;
 mod status;
 #[path = "../support/mod.rs"]

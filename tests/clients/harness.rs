@@ -233,6 +233,8 @@ pub struct Setup {
     pub own_redis: bool,
     /// `MAX_SECONDS`, the lease.
     pub max_seconds: u64,
+    /// Further variables of the replicas (e.g. `SECRET_PREVIOUS`).
+    pub variables: Vec<(String, String)>,
 }
 
 impl Setup {
@@ -243,6 +245,7 @@ impl Setup {
             max_concurrency: MAX_CONCURRENCY,
             own_redis: false,
             max_seconds: MAX_SECONDS,
+            variables: Vec::new(),
         }
     }
 }
@@ -257,6 +260,8 @@ pub struct Fleet {
     pub bots: Vec<Bot>,
     processes: Processes,
     pub started: Instant,
+    /// The replicas' settings, for a rolling restart with other ones.
+    deployment: Deployment,
     /// The fleet's own Redis, when its setup asked for one (declared last: dropped after the
     /// processes that use it).
     pub redis: Option<RedisServer>,
@@ -287,6 +292,12 @@ impl Fleet {
             // Redis faults are the fault suite's; here a Redis slowed by a busy machine must not
             // turn beats into 503s and cost a bot its shard.
             .set("REDIS_TIMEOUT_MS", "2000");
+        let deployment = setup
+            .variables
+            .iter()
+            .fold(deployment, |deployment, (name, value)| {
+                deployment.set(name, value)
+            });
         let replicas = deployment.start_many(REPLICAS);
         let proxies = replicas
             .iter()
@@ -302,6 +313,7 @@ impl Fleet {
             bots: Vec::new(),
             processes,
             started: Instant::now(),
+            deployment,
         };
         fleet.wait_for(
             "shardman to read /gateway/bot",
@@ -322,6 +334,35 @@ impl Fleet {
             },
         );
         fleet
+    }
+
+    /// The deployment's key prefix.
+    pub fn key_prefix(&self) -> String {
+        self.deployment
+            .env
+            .iter()
+            .find(|(name, _)| name == "KEY_PREFIX")
+            .map(|(_, value)| value.clone())
+            .expect("KEY_PREFIX")
+    }
+
+    /// A rolling restart with these variables set (an empty value unsets one): replica by replica,
+    /// a successor starts and is ready, its proxy sends it the requests from then on, and once
+    /// the requests under way have had time to finish the replica it replaces is stopped.
+    pub fn roll(&mut self, variables: &[(&str, &str)]) {
+        self.deployment = variables
+            .iter()
+            .fold(self.deployment.clone(), |deployment, (name, value)| {
+                deployment.set(name, value)
+            });
+        for index in 0..self.replicas.len() {
+            // `start` returns once the successor answers /readyz 200: it is the deployment's.
+            let successor = self.deployment.start();
+            self.proxies[index].retarget(successor.url());
+            std::thread::sleep(Duration::from_millis(500));
+            drop(std::mem::replace(&mut self.replicas[index], successor));
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// Starts `count` more bots, each on the next replica (round-robin).

@@ -26,10 +26,13 @@ pub struct Exchange {
     /// The IDENTIFY slots a `/connect` or `/identify` answer gave: shard id (`None`: the group's
     /// first) and the moment its `sleep_duration` ends, counted from when the proxy got the answer.
     pub slots: Vec<(Option<u32>, Instant)>,
+    /// The `Session-Id` a beat answer carried: the session re-signed during a secret rotation.
+    pub resigned: Option<String>,
 }
 
 struct Shared {
-    target: String,
+    /// The replica requests go to; a rolling restart points it at the replica's successor.
+    target: Mutex<String>,
     port: u16,
     client: reqwest::Client,
     processes: Processes,
@@ -44,7 +47,7 @@ pub struct Proxy {
 
 /// Headers passed through each way (everything shardman and the clients read).
 const REQUEST_HEADERS: [&str; 4] = ["authorization", "content-type", "prefer", "accept"];
-const RESPONSE_HEADERS: [&str; 2] = ["content-type", "retry-after"];
+const RESPONSE_HEADERS: [&str; 3] = ["content-type", "retry-after", "session-id"];
 
 impl Proxy {
     pub fn start(target: String, processes: Processes) -> Self {
@@ -53,7 +56,7 @@ impl Proxy {
         // reqwest is built without a default TLS provider (shardman picks ring); plain HTTP here.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let shared = Arc::new(Shared {
-            target,
+            target: Mutex::new(target),
             port,
             client: reqwest::Client::new(),
             processes,
@@ -90,6 +93,12 @@ impl Proxy {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Sends the requests that arrive from now on to `target` (a load balancer taking a replica
+    /// out of its rotation and its successor in).
+    pub fn retarget(&self, target: String) {
+        *self.shared.target.lock().expect("target") = target;
     }
 
     pub fn exchanges(&self) -> Vec<Exchange> {
@@ -134,9 +143,10 @@ async fn forward(
         .to_owned();
     let method = reqwest::Method::from_bytes(request.method().as_str().as_bytes())
         .unwrap_or(reqwest::Method::GET);
+    let target = shared.target.lock().expect("target").clone();
     let mut outgoing = shared
         .client
-        .request(method, format!("{}{path_and_query}", shared.target))
+        .request(method, format!("{target}{path_and_query}"))
         .body(body.to_vec());
     for name in REQUEST_HEADERS {
         if let Some(value) = request.headers().get(name) {
@@ -151,6 +161,7 @@ async fn forward(
         status: 502,
         granted: None,
         slots: Vec::new(),
+        resigned: None,
     };
     let named_shard = serde_json::from_slice::<Value>(&body)
         .ok()
@@ -170,6 +181,10 @@ async fn forward(
                 .collect();
             let bytes = answer.bytes().await.unwrap_or_default();
             exchange.status = status;
+            exchange.resigned = headers
+                .iter()
+                .find(|(name, _)| name == "session-id")
+                .and_then(|(_, value)| String::from_utf8(value.clone()).ok());
             let answered = Instant::now();
             let answer = serde_json::from_slice::<Value>(&bytes).unwrap_or_default();
             let after = |seconds: &Value| {

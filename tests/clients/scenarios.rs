@@ -10,6 +10,8 @@ use serde_json::json;
 
 use crate::discord::{Event, Record, Shard};
 use crate::harness::{BotKind, Fleet, MAX_SECONDS, Setup, http};
+use crate::support::replicas::SECRET;
+use shardman::session_token::SessionSigner;
 
 /// From the first bot's start until every shard is up: the last group's IDENTIFY slot is 6 s
 /// after the first, plus library start-up on a loaded machine.
@@ -1015,6 +1017,137 @@ fn ride_a_redis_restart(kind: BotKind) {
     }
     assert!(fleet.discord.overlaps().is_empty());
     assert_clean(&fleet);
+}
+
+/// The secret the bots' sessions are first signed under; the bots send the new one, `SECRET`.
+const ROTATED_AWAY: &str = "rotated-away-secret";
+
+/// The README's secret rotation under running bots: three replicas that completed its first phase
+/// (SECRET=old, SECRET_PREVIOUS=new, which the bots send) are rolled one by one to its second
+/// (SECRET=new, SECRET_PREVIOUS=old), then to its third (SECRET=new). No shard may change hands:
+/// every beat is answered 2xx, no bot claims again or releases, every shard is READY once. The
+/// sessions, signed under the old secret, survive the third phase only if the bots sent the ids
+/// the second phase re-signed.
+fn a_secret_rotation_rolled_replica_by_replica_hands_no_shard_over(kind: BotKind) {
+    let _slot = scenario_slot();
+    let name = kind.name();
+    let mut fleet = Fleet::start_with(
+        kind,
+        Setup {
+            variables: vec![
+                ("SECRET".into(), ROTATED_AWAY.into()),
+                ("SECRET_PREVIOUS".into(), SECRET.into()),
+            ],
+            ..Setup::new(4, 1)
+        },
+    );
+    let expected = shards(0..4, 4);
+    fleet.spawn_bots(4);
+    wait_live_exactly(&fleet, &expected, "all 4 shards live", COME_UP);
+    let key_prefix = fleet.key_prefix();
+    let signed_under = |secret: &str, session_id: &str| {
+        SessionSigner::new(secret, &key_prefix)
+            .verify(session_id)
+            .is_some()
+    };
+    let granted: Vec<String> = fleet
+        .exchanges()
+        .into_iter()
+        .filter_map(|exchange| exchange.granted)
+        .collect();
+    assert_eq!(granted.len(), 4, "{name}: one grant per shard");
+    assert!(granted.iter().all(|id| signed_under(ROTATED_AWAY, id)));
+
+    let rolled_at = Instant::now();
+    fleet.roll(&[("SECRET", SECRET), ("SECRET_PREVIOUS", ROTATED_AWAY)]);
+    // Every session beats within a lease: re-signed by then.
+    std::thread::sleep(Duration::from_secs(MAX_SECONDS));
+    fleet.roll(&[("SECRET", SECRET), ("SECRET_PREVIOUS", "")]);
+    // A session still signed under the old secret would be answered 404 within a beat interval.
+    std::thread::sleep(Duration::from_secs(MAX_SECONDS));
+    eprintln!(
+        "clients measurement: rotation {name}: both rolls and a lease after each: {} ms",
+        rolled_at.elapsed().as_millis()
+    );
+
+    let exchanges = fleet.exchanges();
+    let failed: Vec<String> = exchanges
+        .iter()
+        .filter(|exchange| exchange.path == "/beat" && !(200..300).contains(&exchange.status))
+        .map(|exchange| format!("{} from pid {:?}", exchange.status, exchange.pid))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{name}: beats not answered 2xx: {failed:?}
+{}",
+        fleet.report()
+    );
+    let connects = exchanges.iter().filter(|e| e.path == "/connect").count();
+    assert_eq!(
+        connects,
+        4,
+        "{name}: a bot connected again
+{}",
+        fleet.report()
+    );
+    for bot in &fleet.bots {
+        assert_eq!(
+            (
+                bot.events_named("claimed").len(),
+                bot.events_named("released").len()
+            ),
+            (1, 0),
+            "{name}: bot {} claimed again or released
+{}",
+            bot.pid,
+            fleet.report()
+        );
+        let beats: Vec<_> = exchanges
+            .iter()
+            .filter(|exchange| exchange.pid == Some(bot.pid) && exchange.path == "/beat")
+            .collect();
+        assert!(
+            beats.iter().any(|exchange| exchange.resigned.is_some()),
+            "{name}: bot {} was never re-signed",
+            bot.pid
+        );
+        let last = beats
+            .last()
+            .and_then(|exchange| exchange.session_id.clone())
+            .expect("a beat");
+        assert!(
+            signed_under(SECRET, &last) && !signed_under(ROTATED_AWAY, &last),
+            "{name}: bot {} still beats a session signed under the old secret",
+            bot.pid
+        );
+    }
+    wait_live_exactly(&fleet, &expected, "the same 4 shards live", Duration::ZERO);
+    let readies = fleet.discord.ready_counts();
+    for shard in &expected {
+        assert_eq!(
+            readies.get(shard),
+            Some(&1),
+            "{name}: shard {shard} was not READY exactly once
+{}",
+            fleet.report()
+        );
+    }
+    assert_clean(&fleet);
+}
+
+#[test]
+fn python_bots_keep_their_shards_through_a_secret_rotation_rolled_over_the_replicas() {
+    a_secret_rotation_rolled_replica_by_replica_hands_no_shard_over(BotKind::Python);
+}
+
+#[test]
+fn js_bots_keep_their_shards_through_a_secret_rotation_rolled_over_the_replicas() {
+    a_secret_rotation_rolled_replica_by_replica_hands_no_shard_over(BotKind::Js);
+}
+
+#[test]
+fn rust_bots_keep_their_shards_through_a_secret_rotation_rolled_over_the_replicas() {
+    a_secret_rotation_rolled_replica_by_replica_hands_no_shard_over(BotKind::Rust);
 }
 
 #[test]

@@ -191,6 +191,10 @@ export class ShardmanClient {
     this.timeout = timeout;
     // The label `/connect` files this process's sessions under in shardman's `/status`.
     this.process = process;
+    // Session ids shardman re-signed during a secret rotation (README "Rotating the secret"), by
+    // the id the caller knows: sent instead of it from then on.
+    /** @type {Map<string, string>} */
+    this.resigned = new Map();
   }
 
   /**
@@ -198,7 +202,7 @@ export class ShardmanClient {
    * @param {string} method
    * @param {string} path
    * @param {{ body?: unknown, headers?: Record<string, string>, signal?: AbortSignal, timeout?: number }} [options]
-   * @returns {Promise<{ status: number, body: any, retryAfter: string | null, sentAt: number, receivedAt: number }>}
+   * @returns {Promise<{ status: number, body: any, retryAfter: string | null, sessionId: string | null, sentAt: number, receivedAt: number }>}
    */
   async request(method, path, { body, headers = {}, signal, timeout = this.timeout } = {}) {
     const sentAt = performance.now();
@@ -216,24 +220,36 @@ export class ShardmanClient {
     });
     const receivedAt = performance.now();
     const text = await response.text();
-    return { status: response.status, body: parseBody(text), retryAfter: response.headers.get('retry-after'), sentAt, receivedAt };
+    return {
+      status: response.status,
+      body: parseBody(text),
+      retryAfter: response.headers.get('retry-after'),
+      sessionId: response.headers.get('session-id'),
+      sentAt,
+      receivedAt,
+    };
   }
 
   /**
    * A call of the API, decoded (`decodeAnswer`); 429, 5xx and network errors retried up to `attempts` times.
    * @param {import('./index.js').Route} route
    * @param {{ body?: unknown, query?: Record<string, string>, headers?: Record<string, string>, attempts?: number,
-   *   signal?: AbortSignal, timeout?: number, onRetry?: (info: { attempt: number, delay: number, error: ShardmanError }) => void }} [options]
+   *   signal?: AbortSignal, timeout?: number, onRetry?: (info: { attempt: number, delay: number, error: ShardmanError }) => void,
+   *   onAnswer?: (answer: { sessionId: string | null }) => void }} [options] `onAnswer` sees the raw
+   *   answer of a successful call (its headers' fields)
    * @returns {Promise<any>}
    */
-  async call(route, { body, query, headers, attempts = this.maxAttempts, signal, timeout, onRetry } = {}) {
+  async call(route, { body, query, headers, attempts = this.maxAttempts, signal, timeout, onRetry, onAnswer } = {}) {
     const [method, routePath] = ROUTES[route];
     const path = query ? `${routePath}?${new URLSearchParams(query)}` : routePath;
     for (let attempt = 0; ; attempt++) {
       signal?.throwIfAborted();
       let error;
       try {
-        return decodeAnswer(route, await this.request(method, path, { body, headers, signal, timeout }));
+        const answer = await this.request(method, path, { body, headers, signal, timeout });
+        const decoded = decodeAnswer(route, answer);
+        onAnswer?.(answer);
+        return decoded;
       } catch (cause) {
         if (signal?.aborted) throw signal.reason;
         error = cause instanceof ShardmanError ? cause : new ShardmanUnavailableError(`${method} ${path}: ${cause instanceof Error ? cause.message : cause}`, { cause });
@@ -267,11 +283,15 @@ export class ShardmanClient {
    */
   async beat(sessionId, reports = [], { signal, timeout } = {}) {
     return this.call('beat', {
-      body: beatBody(sessionId, reports, processUsage()),
+      body: beatBody(this.resigned.get(sessionId) ?? sessionId, reports, processUsage()),
       headers: { Prefer: 'return=representation' },
       attempts: 1,
       signal,
       timeout,
+      // A session re-signed during a secret rotation: its new id is sent from now on.
+      onAnswer: ({ sessionId: resigned }) => {
+        if (resigned) this.resigned.set(sessionId, resigned);
+      },
     });
   }
 
@@ -283,9 +303,10 @@ export class ShardmanClient {
    * @returns {Promise<{ sleepDuration: number, sentAt: number, receivedAt: number }>}
    */
   async identify(sessionId, shardId, options = {}) {
+    const sent = this.resigned.get(sessionId) ?? sessionId;
     return this.call('identify', {
       ...options,
-      body: shardId == null ? { session_id: sessionId } : { session_id: sessionId, shard_id: shardId },
+      body: shardId == null ? { session_id: sent } : { session_id: sent, shard_id: shardId },
     });
   }
 
@@ -296,8 +317,10 @@ export class ShardmanClient {
    * @returns {Promise<boolean>} whether shardman still knew the session
    */
   async disconnect(sessionId, options = {}) {
+    const sent = this.resigned.get(sessionId) ?? sessionId;
+    this.resigned.delete(sessionId);
     try {
-      return await this.call('disconnect', { attempts: 3, ...options, body: { session_id: sessionId } });
+      return await this.call('disconnect', { attempts: 3, ...options, body: { session_id: sent } });
     } catch (error) {
       if (error instanceof SessionNotFoundError) return false;
       throw error;

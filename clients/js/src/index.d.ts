@@ -99,6 +99,8 @@ export interface RawAnswer {
   status: number;
   body: any;
   retryAfter?: string | null;
+  /** The `Session-Id` header: the session re-signed during a secret rotation. */
+  sessionId?: string | null;
   sentAt?: number;
   receivedAt?: number;
 }
@@ -118,7 +120,7 @@ export class ShardmanClient {
   /** One request sent once, whatever it answers. */
   request(method: string, path: string, options?: { body?: unknown; headers?: Record<string, string>; signal?: AbortSignal; timeout?: number }): Promise<Required<RawAnswer>>;
   /** A call of the API, decoded by `decodeAnswer`; 429, 5xx and network errors retried. */
-  call(route: Route, options?: CallOptions & { body?: unknown; query?: Record<string, string>; headers?: Record<string, string> }): Promise<unknown>;
+  call(route: Route, options?: CallOptions & { body?: unknown; query?: Record<string, string>; headers?: Record<string, string>; onAnswer?: (answer: Required<RawAnswer>) => void }): Promise<unknown>;
   /** `wait`: seconds (up to 60) shardman may wait for a shard to become free before answering 401. */
   connect(options?: CallOptions & { wait?: number }): Promise<Claim>;
   beat(sessionId: string, reports?: ShardReport[], options?: { signal?: AbortSignal; timeout?: number }): Promise<BeatAnswer>;

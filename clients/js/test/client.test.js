@@ -117,6 +117,22 @@ test('beat 401 means retired, 404 means lost, and a 503 is not retried by the be
   assert.equal(server.requests.length, 3);
 });
 
+test('a session id shardman re-signed is sent from the next request on', async () => {
+  const { client, server } = await fake(({ path, count }) => {
+    if (path === '/identify') return { status: 200, body: { sleep_duration: 0 } };
+    if (path === '/beat' && count === 1) return { status: 204, headers: { 'Session-Id': 's1-resigned' } };
+    return { status: 204 };
+  });
+  await client.beat('s1');
+  await client.beat('s1');
+  await client.identify('s1');
+  await client.disconnect('s1');
+  assert.deepEqual(
+    server.requests.map((request) => [request.path, request.body.session_id]),
+    [['/beat', 's1'], ['/beat', 's1-resigned'], ['/identify', 's1-resigned'], ['/disconnect', 's1-resigned']],
+  );
+});
+
 test('identify books a slot for one shard of the group', async () => {
   const { client, server } = await fake(() => ({ status: 200, body: { sleep_duration: 5.25 } }));
   const slot = await client.identify('s1', 3);

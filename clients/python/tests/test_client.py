@@ -198,6 +198,21 @@ async def test_beat_accepts_204_from_servers_without_representation(fake_shardma
     }
 
 
+async def test_a_resigned_session_id_is_sent_from_the_next_request_on(fake_shardman: FakeShardman) -> None:
+    fake_shardman.script("/beat", (204, None, {"Session-Id": "sess-1-resigned"}), (204, None))
+    fake_shardman.script("/identify", (200, {"sleep_duration": 0.0}))
+    fake_shardman.script("/disconnect", (204, None))
+    async with client(fake_shardman) as c:
+        await c.beat("sess-1")
+        await c.beat("sess-1")
+        await c.identify("sess-1")
+        await c.disconnect("sess-1")
+    sent = [s.body["session_id"] for s in fake_shardman.requests("/beat")]
+    assert sent == ["sess-1", "sess-1-resigned"]
+    assert fake_shardman.requests("/identify")[0].body["session_id"] == "sess-1-resigned"
+    assert fake_shardman.requests("/disconnect")[0].body["session_id"] == "sess-1-resigned"
+
+
 async def test_beat_raises_retired_on_401_and_session_lost_on_404(fake_shardman: FakeShardman) -> None:
     async with client(fake_shardman) as c:
         fake_shardman.script("/beat", (401, {"detail": "No Shards Available"}))

@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use actix_web::{HttpResponse, web};
 use prometheus::proto::MetricFamily;
-use prometheus::{Encoder, Gauge, Histogram, HistogramOpts, IntGauge, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 use crate::domain::{FleetStatus, GatewayInfo, events_per_second_total, process_loads};
 use crate::http::auth::{AdminAccess, Bots, MaybeAuthorized, RefusedCredentials};
@@ -94,6 +96,7 @@ pub async fn metrics(
     let mut families = Vec::new();
     for state in &states {
         families.extend(bot_families(state).await?);
+        families.extend(previous_secret_families(state, &telemetry.replica_id).map_err(internal)?);
     }
     let mut families = merge(families);
     families.extend(telemetry.registry.gather());
@@ -132,6 +135,39 @@ async fn bot_families(state: &AppState) -> Result<Vec<MetricFamily>, Internal> {
         }
     }
     .map_err(internal)
+}
+
+/// This replica's uses of the bot's `SECRET_PREVIOUS` (per replica, unlike the fleet figures):
+/// a rotation's second phase is complete once they stay flat on every replica.
+fn previous_secret_families(
+    state: &AppState,
+    replica_id: &str,
+) -> Result<Vec<MetricFamily>, prometheus::Error> {
+    let registry = Registry::new_custom(
+        None,
+        Some(std::collections::HashMap::from([
+            ("bot".to_owned(), state.bot.clone()),
+            ("replica".to_owned(), replica_id.to_owned()),
+        ])),
+    )?;
+    let uses = IntCounterVec::new(
+        Opts::new(
+            "shardman_previous_secret_uses_total",
+            "Uses of the bot's SECRET_PREVIOUS on this replica: requests that sent it in \
+             Authorization (use=\"authorization\") and session ids signed under it (use=\"session\").",
+        ),
+        &["use"],
+    )?;
+    let counts = state.store.previous_secret_uses();
+    for (name, count) in [
+        ("authorization", &counts.authorization),
+        ("session", &counts.session),
+    ] {
+        uses.with_label_values(&[name])
+            .inc_by(count.load(std::sync::atomic::Ordering::Relaxed));
+    }
+    registry.register(Box::new(uses))?;
+    Ok(registry.gather())
 }
 
 /// Families of several bots joined by name, so each metric is written once with all its series.

@@ -310,8 +310,8 @@ error_set! {
         (crate::http::schemas::BeatBody = "application/x-www-form-urlencoded"),
     )),
     responses(
-        (status = 204, description = "The lease was refreshed"),
-        (status = 200, description = "With `Prefer: return=representation`: the lease was refreshed, and where the session stands", body = BeatRepresentation),
+        (status = 204, description = "The lease was refreshed. During a secret rotation, a session signed under `SECRET_PREVIOUS` is answered with the same session signed under `SECRET` in the `Session-Id` header: send that id from then on", headers(("Session-Id" = String, description = "The session id to send from now on (only when the session was re-signed)"))),
+        (status = 200, description = "With `Prefer: return=representation`: the lease was refreshed, and where the session stands (and `Session-Id` as for 204)", body = BeatRepresentation, headers(("Session-Id" = String, description = "The session id to send from now on (only when the session was re-signed)"))),
         BeatError,
     )
 )]
@@ -322,15 +322,29 @@ pub async fn beat(
     body: BodyFields<BeatError>,
 ) -> Result<HttpResponse, BeatError> {
     let report = read_beat(&body, state.settings.max_extra_bytes)?;
-    match state.store.beat(&report).await? {
-        BeatOutcome::Alive(lease) if wants_representation(&request) => {
-            Ok(HttpResponse::Ok().json(BeatRepresentation::from(lease)))
-        }
-        BeatOutcome::Alive(_) => Ok(HttpResponse::NoContent().finish()),
-        BeatOutcome::Retired(_) => Err(NoShardsAvailable.into()),
-        BeatOutcome::NotFound => Err(SessionNotFound.into()),
+    let lease = match state.store.beat(&report).await? {
+        BeatOutcome::Alive(lease) => lease,
+        BeatOutcome::Retired(_) => return Err(NoShardsAvailable.into()),
+        BeatOutcome::NotFound => return Err(SessionNotFound.into()),
+    };
+    let representation = wants_representation(&request);
+    let mut answer = match representation {
+        true => HttpResponse::Ok(),
+        false => HttpResponse::NoContent(),
+    };
+    // A session signed under SECRET_PREVIOUS, re-signed under SECRET: the client sends this id
+    // from now on, so the session outlives the end of the rotation.
+    if let Some(resigned) = state.store.resigned(&report.session_id) {
+        answer.insert_header((SESSION_ID_HEADER, resigned));
     }
+    Ok(match representation {
+        true => answer.json(BeatRepresentation::from(lease)),
+        false => answer.finish(),
+    })
 }
+
+/// The answer header of a beat whose session was re-signed during a secret rotation.
+pub const SESSION_ID_HEADER: &str = "Session-Id";
 
 /// RFC 7240 `Prefer: return=representation`; clients that do not send it get the original 204.
 fn wants_representation(request: &HttpRequest) -> bool {

@@ -47,6 +47,7 @@ declare_scripts! {
     settle_event::SettleEvent,
     stop_waiting::StopWaiting,
     give_back::GiveBack,
+    secret_fingerprint::SecretFingerprint,
 }
 
 /// One Lua script as the engines load it: its file name (for errors), its source and its SHA1.

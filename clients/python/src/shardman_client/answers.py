@@ -31,6 +31,9 @@ class Answer:
     #: `time.monotonic()` when the request was sent and when its answer arrived.
     sent_at: float = 0.0
     answered_at: float = 0.0
+    #: The Session-Id header: the session re-signed during a secret rotation (README "Rotating the
+    #: secret"), to be sent instead of the one the request carried.
+    session_id: str | None = None
 
     @property
     def ok(self) -> bool:

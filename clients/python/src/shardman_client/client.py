@@ -55,6 +55,9 @@ class ShardmanClient:
         self.connect_wait = connect_wait
         self._session = session
         self._own_session = session is None
+        # Session ids shardman re-signed during a secret rotation (README "Rotating the secret"),
+        # by the id the caller knows: sent instead of it from then on.
+        self._resigned: dict[str, str] = {}
 
     async def __aenter__(self) -> ShardmanClient:
         return self
@@ -115,7 +118,7 @@ class ShardmanClient:
         given: then 429/5xx/network errors are retried until it, and no attempt is sent after it.
         Failures raise Unavailable. The answer's `sent_at` is the acknowledged request's send time.
         """
-        body: dict[str, Any] = {"session_id": session_id}
+        body: dict[str, Any] = {"session_id": self._resigned.get(session_id, session_id)}
         if reports:
             body.update(reports[0].fields())
             body["shards"] = [{"shard_id": r.shard_id, **r.fields()} for r in reports]
@@ -128,10 +131,17 @@ class ShardmanClient:
             body["rss_bytes"] = resident
         if extra is not None:
             body["extra"] = extra
+
+        def decode(answer: Answer) -> BeatAnswer:
+            acknowledged = decode_beat(answer)
+            if answer.session_id:  # re-signed during a secret rotation: sent from now on
+                self._resigned[session_id] = answer.session_id
+            return acknowledged
+
         return await self._call(
             "POST",
             "/beat",
-            decode_beat,
+            decode,
             json=body,
             headers={"Prefer": "return=representation"},
             retry_until=retry_until,
@@ -141,18 +151,19 @@ class ShardmanClient:
 
     async def identify(self, session_id: str, shard_id: int | None = None) -> float:
         """Book a new IDENTIFY slot for a shard of the session; answers the seconds to wait."""
-        body: dict[str, Any] = {"session_id": session_id}
+        body: dict[str, Any] = {"session_id": self._resigned.get(session_id, session_id)}
         if shard_id is not None:
             body["shard_id"] = shard_id
         return await self._call("POST", "/identify", decode_identify, json=body, retry_until=None)
 
     async def disconnect(self, session_id: str, *, retry_for: float = 5.0) -> None:
         """Give the session's shards back. A session shardman no longer knows raises SessionLost."""
+        sent = self._resigned.pop(session_id, session_id)
         await self._call(
             "POST",
             "/disconnect",
             decode_disconnect,
-            json={"session_id": session_id},
+            json={"session_id": sent},
             retry_until=time.monotonic() + retry_for,
         )
 
@@ -195,7 +206,12 @@ class ShardmanClient:
                 ) as response:
                     body = _parse_body(await response.text())
                     answer = Answer(
-                        response.status, body, response.headers.get("Retry-After"), sent_at, time.monotonic()
+                        response.status,
+                        body,
+                        response.headers.get("Retry-After"),
+                        sent_at,
+                        time.monotonic(),
+                        session_id=response.headers.get("Session-Id"),
                     )
                 return decode(answer)
             except Unavailable as unavailable:

@@ -7,6 +7,8 @@ use crate::backoff::{Backoff, CONNECT_WAIT, no_shards_available_delay};
 use crate::usage::{ProcessUsage, default_process_label};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub use crate::error::Error;
@@ -74,6 +76,9 @@ pub struct Client {
     process: String,
     /// How long [`Client::claim`] asks `/connect` to wait for a shard to become free.
     connect_wait: Duration,
+    /// Session ids shardman re-signed during a secret rotation (README "Rotating the secret"), by
+    /// the id the caller knows: sent instead of it from then on. Shared by the client's clones.
+    resigned: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl Client {
@@ -95,6 +100,7 @@ impl Client {
             base: base_url.trim_end_matches('/').to_owned(),
             process: default_process_label(),
             connect_wait: CONNECT_WAIT,
+            resigned: Arc::default(),
         })
     }
 
@@ -114,6 +120,18 @@ impl Client {
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    fn resigned(&self) -> MutexGuard<'_, HashMap<String, String>> {
+        self.resigned.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The id to send for the session the caller knows as `session_id`.
+    fn current_id(&self, session_id: &str) -> String {
+        self.resigned()
+            .get(session_id)
+            .cloned()
+            .unwrap_or_else(|| session_id.to_owned())
     }
 
     /// One `GET /connect`.
@@ -185,8 +203,9 @@ impl Client {
     pub async fn beat(&self, session_id: &str, reports: &[ShardReport]) -> Result<BeatAck, Error> {
         let first = reports.first();
         let usage = ProcessUsage::now();
+        let sent = self.current_id(session_id);
         let body = BeatBody {
-            session_id,
+            session_id: &sent,
             guild_count: first.and_then(|r| r.guild_count),
             latency: first.and_then(|r| r.latency),
             resume: first.and_then(|r| r.resume.as_ref()),
@@ -202,15 +221,21 @@ impl Client {
             .post(self.url("/beat"))
             .header("prefer", "return=representation")
             .json(&body);
-        let answer = read(request).await?;
-        decode_beat(&answer, sent_at, Instant::now())
+        let (answer, resigned) = read_with_session_id(request).await?;
+        let ack = decode_beat(&answer, sent_at, Instant::now())?;
+        // Re-signed during a secret rotation: the new id is sent from now on.
+        if let Some(resigned) = resigned {
+            self.resigned().insert(session_id.to_owned(), resigned);
+        }
+        Ok(ack)
     }
 
     /// One `POST /identify` for `shard_id` of the session's group: how long to wait before its
     /// next IDENTIFY.
     pub async fn identify(&self, session_id: &str, shard_id: u32) -> Result<Duration, Error> {
+        let sent = self.current_id(session_id);
         let body = SessionBody {
-            session_id,
+            session_id: &sent,
             shard_id: Some(shard_id),
         };
         let answer = read(self.http.post(self.url("/identify")).json(&body)).await?;
@@ -241,8 +266,12 @@ impl Client {
 
     /// One `POST /disconnect`: gives the session's shards back at once.
     pub async fn disconnect(&self, session_id: &str) -> Result<(), Error> {
+        let sent = self
+            .resigned()
+            .remove(session_id)
+            .unwrap_or_else(|| session_id.to_owned());
         let body = SessionBody {
-            session_id,
+            session_id: &sent,
             shard_id: None,
         };
         let answer = read(self.http.post(self.url("/disconnect")).json(&body)).await?;
@@ -252,17 +281,30 @@ impl Client {
 
 /// Sends the request and reads its answer, whatever the status.
 async fn read(request: reqwest::RequestBuilder) -> Result<Answer, Error> {
+    Ok(read_with_session_id(request).await?.0)
+}
+
+/// [`read`], and the `Session-Id` header: the session re-signed during a secret rotation.
+async fn read_with_session_id(
+    request: reqwest::RequestBuilder,
+) -> Result<(Answer, Option<String>), Error> {
     let response = request.send().await?;
     let status = response.status().as_u16();
+    let session_id = response
+        .headers()
+        .get("session-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
     let retry_after = response
         .headers()
         .get(RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
     let body = response.text().await?;
-    Ok(Answer {
+    let answer = Answer {
         status,
         retry_after,
         body,
-    })
+    };
+    Ok((answer, session_id))
 }

@@ -291,6 +291,38 @@ async fn connect_files_the_process_under_host_and_pid_unless_the_bot_names_it() 
 }
 
 #[tokio::test]
+async fn a_session_id_shardman_resigned_is_sent_from_the_next_request_on() {
+    let server = FakeShardman::start().await;
+    server.on(
+        "/beat",
+        vec![
+            Reply::empty(204).header("session-id", "s-resigned"),
+            Reply::empty(204),
+        ],
+    );
+    server.on(
+        "/identify",
+        vec![Reply::json(200, json!({"sleep_duration": 0.0}))],
+    );
+    server.on("/disconnect", vec![Reply::empty(204)]);
+    let client = client(&server);
+    client.beat("s", &[]).await.expect("ack");
+    client.beat("s", &[]).await.expect("ack");
+    client.identify("s", 0).await.expect("slot");
+    client.disconnect("s").await.expect("released");
+    let sent = |path: &str| -> Vec<serde_json::Value> {
+        server
+            .requests(path)
+            .iter()
+            .map(|request| request.json()["session_id"].clone())
+            .collect()
+    };
+    assert_eq!(sent("/beat"), [json!("s"), json!("s-resigned")]);
+    assert_eq!(sent("/identify"), [json!("s-resigned")]);
+    assert_eq!(sent("/disconnect"), [json!("s-resigned")]);
+}
+
+#[tokio::test]
 async fn a_beat_answering_401_is_retired_404_is_lost_and_204_is_an_ack_without_answer() {
     let server = FakeShardman::start().await;
     server.on(
