@@ -22,8 +22,8 @@ mod overview;
 mod recovery;
 mod redis;
 mod scripts;
-mod waiting;
 mod secrets;
+mod waiting;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};

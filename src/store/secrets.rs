@@ -303,7 +303,7 @@ mod tests {
             ..Settings::default()
         };
         let store = std::sync::Arc::new(Store::open(&settings).await.expect("opens"));
-        let signed_now = match store.connect().await.expect("connect") {
+        let signed_now = match store.connect(None).await.expect("connect") {
             crate::domain::ConnectOutcome::Granted(grant) => grant.session_id,
             other => panic!("no grant: {other:?}"),
         };

@@ -222,7 +222,7 @@ impl Drop for Bot {
 }
 
 /// What a fleet runs on.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Setup {
     /// `MAX_SHARDS` (and Discord's recommended count).
     pub max_shards: u32,
