@@ -928,9 +928,11 @@ fn ride_a_redis_restart(kind: BotKind) {
         .find(|&index| fleet.bots[index].holds().is_none())
         .expect("a ninth process without a shard");
     let spare_pid = fleet.bots[spare].pid;
+    // The proxy records an exchange once it is answered, and the spare's `/connect` waits up to
+    // 30 s for a shard (claims that wait) before its 401.
     fleet.wait_for(
         "the spare to ask for a shard",
-        Duration::from_secs(20),
+        Duration::from_secs(45),
         |fleet| {
             fleet
                 .exchanges()
