@@ -23,13 +23,12 @@ use actix_web::{
 };
 use futures_util::StreamExt;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::future::{Ready, ready};
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
-use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
+use subtle::{Choice, ConditionallySelectable};
 
 use crate::http::body::MAX_BODY_BYTES;
 use crate::http::error::{
@@ -37,6 +36,8 @@ use crate::http::error::{
     ValidationIssue, error_set,
 };
 use crate::http::rate_limit::{Admission, FailedAuthLimiter};
+pub use crate::http::secret::SecretDigest;
+use crate::http::secret::bearer_token;
 use crate::http::state::AppState;
 use crate::store::PreviousSecretUses;
 
@@ -79,21 +80,21 @@ impl Authenticator {
     /// Whether `presented` (a digest) is the secret or the previous one: both compared in
     /// constant time, always.
     fn accepts(&self, presented: &SecretDigest) -> Choice {
-        self.secret.0.ct_eq(&presented.0) | self.accepts_as_previous(presented)
+        self.secret.ct_eq(presented) | self.accepts_as_previous(presented)
     }
 
     fn accepts_as_previous(&self, presented: &SecretDigest) -> Choice {
         // Without a previous secret, a comparison that cannot match: the time taken is the same.
         let (previous, configured) = match &self.previous {
-            Some(previous) => (&previous.0, Choice::from(1)),
+            Some(previous) => (previous, Choice::from(1)),
             None => (&NO_SECRET, Choice::from(0)),
         };
-        previous.ct_eq(&presented.0) & configured
+        previous.ct_eq(presented) & configured
     }
 }
 
 /// Stands in for a previous secret that is not configured.
-const NO_SECRET: [u8; 32] = [0; 32];
+const NO_SECRET: SecretDigest = SecretDigest::from_bytes([0; 32]);
 
 /// Set by [`select_bot`] when the request's bot is refused on this replica (its secret here is not
 /// the deployment's): its writes answer 503.
@@ -158,7 +159,7 @@ pub async fn select_bot(
         }
     }
     let admin = match (&bots.admin, &token) {
-        (Some(admin), Some(_)) => admin.0.ct_eq(&presented.0),
+        (Some(admin), Some(_)) => admin.ct_eq(&presented),
         _ => Choice::from(0),
     };
     // Every bot of the replica shares one limiter. Nothing is blocked almost always: then this
@@ -300,27 +301,6 @@ fn session_id_in_body(body: &[u8]) -> Option<String> {
         serde_urlencoded::from_bytes(body).ok()?
     };
     field.session_id
-}
-
-/// The secret of an `Authorization` value: `<secret>` or `Bearer <secret>`.
-fn bearer_token(value: &str) -> &str {
-    let value = value.trim();
-    value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .unwrap_or(value)
-        .trim()
-}
-
-/// Holds only a digest of the secret: comparing digests takes the same time whatever the length
-/// or content of the guess.
-#[derive(Clone)]
-pub struct SecretDigest([u8; 32]);
-
-impl SecretDigest {
-    pub fn new(secret: &str) -> Self {
-        Self(Sha256::digest(secret.as_bytes()).into())
-    }
 }
 
 /// What the `Authorization` header says about the caller.

@@ -9,4 +9,5 @@ pub mod error;
 pub mod rate_limit;
 pub mod routes;
 pub mod schemas;
+pub mod secret;
 pub mod state;

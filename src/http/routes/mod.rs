@@ -1,6 +1,7 @@
 //! HTTP handlers: extract, call the store, map the outcome. No logic of their own.
 
 pub(crate) mod autoscale;
+pub(crate) mod connect;
 pub(crate) mod dashboard;
 pub(crate) mod health;
 pub(crate) mod metrics;
@@ -29,7 +30,7 @@ macro_rules! route_table {
 }
 
 route_table! {
-    get "/connect" => shards::connect,
+    get "/connect" => connect::connect,
     post "/beat" => shards::beat,
     get "/disconnect" => shards::disconnect_by_query,
     post "/disconnect" => shards::disconnect_by_body,

@@ -11,7 +11,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use crate::http::routes::{autoscale, dashboard, health, metrics, reshard, shards, status};
+use crate::http::routes::{
+    autoscale, connect, dashboard, health, metrics, reshard, shards, status,
+};
 use crate::http::schemas::{
     BeatBody, Detail, IdentifyBody, ReshardBody, ResumeData, SessionBody, ShardReportBody,
     ValidationError, ValidationIssue,
@@ -29,7 +31,7 @@ use crate::http::schemas::{
             route lists the errors its handler can return: they are generated from its type."
     ),
     paths(
-        shards::connect,
+        connect::connect,
         shards::beat,
         shards::disconnect_by_query,
         shards::disconnect_by_body,

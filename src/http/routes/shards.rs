@@ -1,15 +1,9 @@
-//! The bot-facing lifecycle: connect, beat, disconnect.
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+//! The bot-facing lifecycle after the claim (`connect.rs`): beat, disconnect, identify.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{
-    BeatOutcome, BeatReport, ConnectOutcome, IdentifyOutcome, Lease, SessionState,
-};
+use crate::domain::{BeatOutcome, BeatReport, IdentifyOutcome, Lease, SessionState};
 use crate::http::auth::{AuthenticationFailure, Authorized};
 use crate::http::body::{BodyFields, FieldReader, UnreadableBody};
 use crate::http::error::{
@@ -18,89 +12,7 @@ use crate::http::error::{
 };
 use crate::http::schemas::EXAMPLE_SESSION_ID;
 use crate::http::state::AppState;
-use crate::store::{StoreError, WAITER_POLL};
-
-#[derive(Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"shard_id": 0, "max_shards": 16, "session_id": EXAMPLE_SESSION_ID, "fence": 7, "generation": 1, "state": "active", "sleep_duration": 5.0, "resume": null, "shard_ids": [0], "sleep_durations": [5.0], "resumes": [null], "lease_seconds": 60, "beat_interval": 20.0, "gateway_url": "wss://gateway.discord.gg"}))]
-struct ConnectConfirmed {
-    shard_id: u32,
-    max_shards: u32,
-    session_id: String,
-    fence: u64,
-    generation: u64,
-    /// `active`, or `standby` while the session's generation waits to replace the active one.
-    #[schema(value_type = String)]
-    state: SessionState,
-    /// Seconds to wait before sending IDENTIFY (0 when `resume` is given).
-    sleep_duration: f64,
-    /// The previous holder's Discord resume data (`session_id`, `sequence`, `resume_gateway_url`):
-    /// RESUME with it instead of IDENTIFY.
-    #[schema(value_type = Option<Object>)]
-    resume: Option<serde_json::Value>,
-    /// Every shard id of the granted group (`SHARDS_PER_PROCESS` consecutive ids; the last group
-    /// may be shorter); `shard_id` is the first. One session, one lease, one beat for all.
-    shard_ids: Vec<u32>,
-    /// Per shard id of `shard_ids`: seconds to wait before its IDENTIFY (each booked in its own
-    /// bucket; 0 where `resumes` has data).
-    sleep_durations: Vec<f64>,
-    /// Per shard id of `shard_ids`: the previous holder's resume data, or null.
-    #[schema(value_type = Vec<Option<Object>>)]
-    resumes: Vec<Option<serde_json::Value>>,
-    /// `MAX_SECONDS`: the lease lasts this long after each beat (and the first one until the
-    /// last identify slot plus this).
-    lease_seconds: u64,
-    /// A beat rhythm that keeps the lease with room to spare (a third of `lease_seconds`).
-    beat_interval: f64,
-    /// Discord's gateway URL from shardman's shared `/gateway/bot` answer (null until one was
-    /// read): connect there without asking Discord yourself.
-    gateway_url: Option<String>,
-    /// Only with `?wait=`: seconds the request waited before the claim that granted it. The lease
-    /// began no earlier than this after the request was sent; count the lease from there.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    waited: Option<f64>,
-}
-
-/// `?wait=` of `GET /connect`: at most this many seconds.
-const MAX_CONNECT_WAIT_SECONDS: f64 = 60.0;
-
-/// `?wait=<seconds>` (0 to 60, fractions allowed): how long `/connect` may wait for a free shard.
-fn read_wait(query: &str) -> Result<Option<Duration>, ValidationFailed> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
-    // The last one counts, as FastAPI reads a repeated scalar parameter.
-    let Some((_, text)) = pairs.iter().rev().find(|(name, _)| name == "wait") else {
-        return Ok(None);
-    };
-    let issue = |msg: &str, kind: &str| {
-        Err(ValidationFailed::from(ValidationIssue::new(
-            &["query", "wait"],
-            msg,
-            kind,
-        )))
-    };
-    match text.trim().parse::<f64>() {
-        Ok(seconds) if !seconds.is_finite() => {
-            issue("value is not a valid float", "type_error.float")
-        }
-        Ok(seconds) if seconds < 0.0 => issue(
-            "ensure this value is greater than or equal to 0",
-            "value_error.number.not_ge",
-        ),
-        Ok(seconds) if seconds > MAX_CONNECT_WAIT_SECONDS => issue(
-            "ensure this value is less than or equal to 60",
-            "value_error.number.not_le",
-        ),
-        Ok(seconds) => Ok(Some(Duration::from_secs_f64(seconds))),
-        Err(_) => issue("value is not a valid float", "type_error.float"),
-    }
-}
-
-/// Resolves once the replica drains (SIGTERM): a waiting claim then answers at once, so that its
-/// client asks again where it is served, rather than holding up the shutdown.
-async fn drained(draining: Arc<AtomicBool>) {
-    while !draining.load(Ordering::Relaxed) {
-        tokio::time::sleep(WAITER_POLL).await;
-    }
-}
+use crate::store::StoreError;
 
 /// `Prefer: return=representation` on `/beat`: where the session stands.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -126,7 +38,7 @@ impl From<Lease> for BeatRepresentation {
     }
 }
 
-fn seconds(milliseconds: u64) -> f64 {
+pub(super) fn seconds(milliseconds: u64) -> f64 {
     milliseconds as f64 / 1000.0
 }
 
@@ -135,155 +47,16 @@ fn retry_after(milliseconds: u64) -> u64 {
     milliseconds.div_ceil(1000).max(1)
 }
 
-fn budget_exhausted(retry_after_ms: u64) -> IdentifyBudgetExhausted {
+pub(super) fn budget_exhausted(retry_after_ms: u64) -> IdentifyBudgetExhausted {
     IdentifyBudgetExhausted {
         retry_after_secs: retry_after(retry_after_ms),
     }
 }
 
-fn recovering(retry_after_ms: u64) -> RecoveringFromDataLoss {
+pub(super) fn recovering(retry_after_ms: u64) -> RecoveringFromDataLoss {
     RecoveringFromDataLoss {
         retry_after_secs: retry_after(retry_after_ms),
     }
-}
-
-/// `GET /connect`'s query.
-#[derive(Deserialize)]
-pub struct ConnectQuery {
-    /// A label for the bot process, kept with the session and shown by `/status`.
-    process: Option<String>,
-}
-
-/// The longest `process` label `/connect` takes, in characters.
-pub const PROCESS_LABEL_MAX_CHARS: usize = 128;
-
-/// A `process` label as `/connect` keeps it: 1 to [`PROCESS_LABEL_MAX_CHARS`] printable
-/// characters (no control characters: the label goes into logs and the status page as it is).
-fn process_label(label: Option<String>) -> Result<Option<String>, ValidationFailed> {
-    let Some(label) = label else {
-        return Ok(None);
-    };
-    let issue = |msg: &str, kind: &str| ValidationIssue::new(&["query", "process"], msg, kind);
-    let length = label.chars().count();
-    if length == 0 {
-        return Err(issue(
-            "ensure this value has at least 1 characters",
-            "value_error.any_str.min_length",
-        )
-        .into());
-    }
-    if length > PROCESS_LABEL_MAX_CHARS {
-        return Err(issue(
-            &format!("ensure this value has at most {PROCESS_LABEL_MAX_CHARS} characters"),
-            "value_error.any_str.max_length",
-        )
-        .into());
-    }
-    if label.chars().any(char::is_control) {
-        return Err(issue(
-            "string has characters that are not printable",
-            "value_error.str.printable",
-        )
-        .into());
-    }
-    Ok(Some(label))
-}
-
-error_set! {
-    /// What `GET /connect` answers when it grants nothing.
-    pub ConnectError {
-        AuthenticationFailure,
-        ValidationFailed = "A `process` label that is empty, longer than 128 characters or not printable, or a `wait` that is not a number from 0 to 60",
-        NoShardsAvailable = "Every shard id is held (after waiting up to `wait` seconds for one)",
-        IdentifyBudgetExhausted,
-        RecoveringFromDataLoss,
-        StoreError,
-    }
-}
-
-#[utoipa::path(
-    get,
-    path = "/connect",
-    tag = "bots",
-    description = "Claims the lowest free shard id of the active generation for a new session. `fence` grows with every grant of that shard id (a fencing token). With `wait`, a request that finds every shard held waits for one, in turn with the other waiting requests of every replica.",
-    security(("secret" = [])),
-    params(
-        ("process" = Option<String>, Query, description = "A label for the bot process (at most 128 printable characters), kept with the session: `/status` lists the shards and load of each process under it. The client packages send `<hostname>:<pid>`.", example = "bot-7f9c4-x2:1"),
-        ("wait" = Option<f64>, Query, description = "Seconds (0 to 60) to wait for a shard to become free instead of answering 401 at once; answered as soon as a shard is released or added, within 0.2 s of a lease expiring, first come first served", minimum = 0, maximum = 60, example = 30),
-    ),
-    responses(
-        (status = 200, description = "A shard was granted", body = ConnectConfirmed),
-        ConnectError,
-    )
-)]
-pub async fn connect(
-    _: Authorized<ConnectError>,
-    request: HttpRequest,
-    state: web::Data<AppState>,
-    query: web::Query<ConnectQuery>,
-) -> Result<HttpResponse, ConnectError> {
-    let process = process_label(query.into_inner().process)?;
-    let wait = read_wait(request.query_string())?;
-    // A wait of 0 is one attempt, like no wait; only its answer tells how long it waited.
-    let claim = state
-        .store
-        .claim_delivered(
-            process,
-            wait.filter(|wait| !wait.is_zero()),
-            drained(state.draining.clone()),
-        )
-        .await?;
-    let waited = wait.map(|_| claim.waited.as_secs_f64());
-    let grant = match claim.outcome {
-        ConnectOutcome::Granted(grant) => grant,
-        ConnectOutcome::Full => return Err(NoShardsAvailable.into()),
-        ConnectOutcome::BudgetExhausted { retry_after_ms } => {
-            return Err(budget_exhausted(retry_after_ms).into());
-        }
-        ConnectOutcome::Recovering { retry_after_ms } => {
-            return Err(recovering(retry_after_ms).into());
-        }
-    };
-    log::info!(
-        "shard {} granted (generation {}, fence {}, {}{})",
-        grant.lease.shard_id,
-        grant.lease.generation,
-        grant.lease.fence,
-        waited.map_or_else(String::new, |seconds| format!(
-            "after waiting {seconds:.3} s, "
-        )),
-        if grant
-            .first_shard()
-            .is_some_and(|shard| shard.resume.is_some())
-        {
-            "resume"
-        } else {
-            "identify"
-        }
-    );
-    let sleep_duration = seconds(grant.first_shard().map_or(0, |shard| shard.sleep_ms));
-    let resume = grant.first_shard().and_then(|shard| shard.resume.clone());
-    Ok(HttpResponse::Ok().json(ConnectConfirmed {
-        shard_id: grant.lease.shard_id,
-        max_shards: grant.lease.max_shards,
-        session_id: grant.session_id,
-        fence: grant.lease.fence,
-        generation: grant.lease.generation,
-        state: grant.lease.state,
-        sleep_duration,
-        resume,
-        shard_ids: grant.shards.iter().map(|shard| shard.shard_id).collect(),
-        sleep_durations: grant
-            .shards
-            .iter()
-            .map(|shard| seconds(shard.sleep_ms))
-            .collect(),
-        resumes: grant.shards.into_iter().map(|shard| shard.resume).collect(),
-        lease_seconds: state.settings.max_seconds,
-        beat_interval: state.settings.max_seconds as f64 / 3.0,
-        gateway_url: grant.gateway_url,
-        waited,
-    }))
 }
 
 error_set! {
@@ -550,45 +323,4 @@ pub async fn identify(
 struct IdentifySlot {
     /// Seconds to wait before sending IDENTIFY.
     sleep_duration: f64,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn refusal(label: &str) -> String {
-        let error = process_label(Some(label.to_owned())).expect_err(label);
-        let body = serde_json::to_value(&error.issues).expect("issues serialise");
-        assert_eq!(body[0]["loc"], serde_json::json!(["query", "process"]));
-        body[0]["type"].as_str().expect("a type").to_owned()
-    }
-
-    #[test]
-    fn a_process_label_is_one_to_128_printable_characters() {
-        assert_eq!(process_label(None).unwrap(), None);
-        for label in [
-            "bot-7f9c4-x2:1",
-            "wörker 2",
-            &"p".repeat(PROCESS_LABEL_MAX_CHARS),
-        ] {
-            assert_eq!(
-                process_label(Some(label.to_owned())).unwrap().as_deref(),
-                Some(label)
-            );
-        }
-        // Characters, not bytes: 128 two-byte letters still fit.
-        assert!(process_label(Some("ö".repeat(PROCESS_LABEL_MAX_CHARS))).is_ok());
-    }
-
-    #[test]
-    fn an_empty_long_or_unprintable_process_label_is_refused_with_its_reason() {
-        assert_eq!(refusal(""), "value_error.any_str.min_length");
-        assert_eq!(
-            refusal(&"p".repeat(PROCESS_LABEL_MAX_CHARS + 1)),
-            "value_error.any_str.max_length"
-        );
-        for label in ["bot\n1", "bot\t1", "bot\u{1b}[31m", "bot\u{7f}"] {
-            assert_eq!(refusal(label), "value_error.str.printable", "{label:?}");
-        }
-    }
 }
