@@ -191,21 +191,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Secret, Settings};
     use crate::domain::{ConnectOutcome, SessionState};
-
-    async fn embedded_store(max_shards: u32) -> Arc<Store> {
-        let settings = Settings {
-            secret: Some(Secret::new("batch-test")),
-            max_shards,
-            ..Settings::default()
-        };
-        Arc::new(
-            Store::open(&settings)
-                .await
-                .expect("the embedded store opens"),
-        )
-    }
+    use crate::store::test_support::embedded_store;
 
     async fn session(store: &Store) -> String {
         match store.connect(None).await.expect("connect") {

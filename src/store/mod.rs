@@ -23,6 +23,8 @@ mod recovery;
 mod redis;
 mod scripts;
 mod secrets;
+#[cfg(test)]
+mod test_support;
 mod waiting;
 
 use std::sync::Arc;

@@ -222,19 +222,7 @@ mod tests {
     use super::*;
     use crate::config::{Secret, Settings};
     use crate::domain::BeatReport;
-
-    async fn embedded_store(max_shards: u32) -> Arc<Store> {
-        let settings = Settings {
-            secret: Some(Secret::new("waiting-test")),
-            max_shards,
-            ..Settings::default()
-        };
-        Arc::new(
-            Store::open(&settings)
-                .await
-                .expect("the embedded store opens"),
-        )
-    }
+    use crate::store::test_support::embedded_store;
 
     fn granted(outcome: ConnectOutcome) -> Grant {
         match outcome {
