@@ -30,6 +30,9 @@ ticket whose wait ended otherwise (stop_waiting.lua), and one whose replica died
 Identify slots: Discord allows one IDENTIFY per 5 s per bucket (bucket = shard_id % max_concurrency).
 `identify` holds, per bucket, the earliest time (ms) the next IDENTIFY may start; booking a slot moves
 it IDENTIFY_INTERVAL_MS (6000 ms, see includes/common.lua) on. The session sleeps until its slot. A claim that inherits resume data needs no slot.
+A claim that paces its IDENTIFYs by permits (GET /connect?identify=permit) books no slot and
+spends no identify here: each shard asks identify_permit.lua right before its IDENTIFY, and the
+permit spends it. Its sleeps are 0 and its lease starts as a plain lease.
 
 Daily budget: when Discord's session_start_limit is known (`gateway` hash), identifies granted since
 it was read are counted in `gateway.used`; once remaining - used falls to the reserve, no new slot is
@@ -52,6 +55,8 @@ ARGV[8]  process_label        the bot process's label (lease field p, see beat.l
 ARGV[9]  ticket               the waiting claim's ticket (random, one per request), or "" for a
                               claim that does not wait
 ARGV[10] waiter_renew_ms      how long a ticket keeps its place in the queue without another attempt
+ARGV[11] identify_permits     1 when the claimant asks a permit before each IDENTIFY (no slot is
+                              booked, no identify spent here), 0 for slots (the original protocol)
 
 Keys built with gen_key (includes/common.lua): g:<gen>:next, free, deadlines, resume:<id> (resume
 JSON left by the last holder), and the lease itself, g:<gen>:lease:<id> (hash). One key per held
@@ -90,6 +95,7 @@ local identify_reserve = tonumber(ARGV[7])
 local process_label = ARGV[8]
 local ticket = ARGV[9]
 local waiter_renew_ms = tonumber(ARGV[10])
+local identify_permits = ARGV[11] == '1'
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'pending_generation',
   'pending_max_shards', 'epoch', 'fence_base', 'shards_per_process', 'pending_shards_per_process')
 if not plan[1] then
@@ -149,10 +155,11 @@ for id = first_id, math.min(first_id + group_size, max_shards) - 1 do
 end
 
 -- Shards with resume data need no IDENTIFY; the others are counted against the budget together,
--- before anything is taken, so a refused claim changes nothing.
+-- before anything is taken, so a refused claim changes nothing. A claim by permits spends them
+-- with its permits.
 local identifies = 0
 for _, id in ipairs(shard_ids) do
-  if redis.call('EXISTS', gen_key(generation, 'resume', id)) == 0 then
+  if not identify_permits and redis.call('EXISTS', gen_key(generation, 'resume', id)) == 0 then
     identifies = identifies + 1
   end
 end
@@ -174,7 +181,7 @@ local sleeps, resumes, longest_sleep_ms = {}, {}, 0
 for index, id in ipairs(shard_ids) do
   local resume = redis.call('GETDEL', gen_key(generation, 'resume', id))
   local sleep_ms = 0
-  if not resume then
+  if not resume and not identify_permits then
     sleep_ms = book_identify_slot(gateway_key, identify_key, default_concurrency, id, now)
   end
   sleeps[index], resumes[index] = sleep_ms, resume

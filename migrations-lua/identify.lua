@@ -38,31 +38,12 @@ local default_concurrency = tonumber(ARGV[6])
 local identify_reserve = tonumber(ARGV[7])
 local shard_id = tonumber(ARGV[8])
 local generation = tonumber(ARGV[9])
-local identify_shard_id = tonumber(ARGV[10]) or shard_id
+local identify_shard_id = tonumber(ARGV[10])
 
-if redis.call('HGET', gen_key(generation, 'lease', shard_id), 'n') ~= nonce then
-  local quarantine_ms = redis.call('PTTL', quarantine_key)
-  if quarantine_ms > 0 then
-    return {'recovering', quarantine_ms}
-  end
-  return {'unknown'}
-end
-local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'pending_generation',
-  'pending_max_shards', 'shards_per_process', 'pending_shards_per_process')
-if not plan[1] then
-  return redis.error_reply('NOPLAN')
-end
-local active = tonumber(plan[1]) == generation and shard_id < tonumber(plan[2])
-local pending = plan[3] and tonumber(plan[3]) == generation
-if not active and not pending then
-  return {'retired'}
-end
-local max_shards, group_size = tonumber(plan[2]), tonumber(plan[5]) or 1
-if not active then
-  max_shards, group_size = tonumber(plan[4]), tonumber(plan[6]) or 1
-end
-if identify_shard_id < shard_id or identify_shard_id >= math.min(shard_id + group_size, max_shards) then
-  return {'not_in_group'}
+local refused, identifying = check_identify(plan_key, quarantine_key, nonce, shard_id, generation,
+  identify_shard_id)
+if refused then
+  return refused
 end
 
 local now = now_ms()
@@ -73,8 +54,7 @@ if exhausted then
   end
   return {'budget', exhausted[1]}
 end
-local sleep_ms = book_identify_slot(gateway_key, identify_key, default_concurrency, identify_shard_id,
-  now)
+local sleep_ms = book_identify_slot(gateway_key, identify_key, default_concurrency, identifying, now)
 local lease_key = gen_key(generation, 'lease', shard_id)
 -- `w` is the group's latest slot: a sooner slot for one shard must not shorten the lease.
 local slot_at = math.max(tonumber(redis.call('HGET', lease_key, 'w')) or 0, now + sleep_ms)

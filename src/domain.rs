@@ -98,6 +98,55 @@ pub enum IdentifyOutcome {
     NotInGroup,
 }
 
+/// How a new session's shards are paced to IDENTIFY (`GET /connect?identify=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IdentifyPacing {
+    /// The original protocol: `/connect` books each shard's slot, the bot sleeps until it.
+    #[default]
+    Slot,
+    /// Nothing booked at `/connect`: each shard asks `POST /identify/permit` right before its
+    /// IDENTIFY and confirms it with `POST /identify/confirm`.
+    Permit,
+}
+
+/// `POST /identify/permit`'s outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PermitOutcome {
+    /// IDENTIFY `shard_id` now, then confirm.
+    Granted {
+        shard_id: u32,
+    },
+    /// The wait ran out before the bucket opened: ask again, in about `retry_after_ms`.
+    NotYet {
+        shard_id: u32,
+        retry_after_ms: u64,
+    },
+    NotFound,
+    Retired,
+    BudgetExhausted {
+        retry_after_ms: u64,
+    },
+    /// Redis lost its data: the session should beat (re-establishing its lease), then ask again.
+    Recovering {
+        retry_after_ms: u64,
+    },
+    /// The shard id asked for is not one of the session's group.
+    NotInGroup,
+}
+
+/// `POST /identify/confirm`'s outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfirmOutcome {
+    /// Whether the confirm was the bucket's outstanding permit (false: late or repeated).
+    Confirmed(bool),
+    NotFound,
+    Retired,
+    Recovering {
+        retry_after_ms: u64,
+    },
+    NotInGroup,
+}
+
 /// What a bot process reports with each beat.
 #[derive(Clone, Debug, Default)]
 pub struct BeatReport {

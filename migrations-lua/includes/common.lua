@@ -39,6 +39,10 @@ passes the fixed ones); per-generation keys are built by gen_key below and nowhe
   waiters:renewed    sorted set  the same tickets, score = the ms by which each must be renewed
                                  (by its next attempt) or be dropped: its replica stopped asking
   waiters:seq        string      the last arrival number
+  identify           hash        bucket -> ms from which the bucket's next IDENTIFY may start
+                                 (slots and permits, see "IDENTIFY pacing" below)
+  identify:permits   hash        bucket -> its outstanding (granted, unconfirmed) permit,
+                                 "<session nonce>:<shard id>:<the identify value its grant wrote>"
 
 Errors   "SCHEMA_TOO_NEW <found>" from every script when a newer build raised the stored schema
          above known_schema: nothing is read or written, the replica must not touch the data.
@@ -113,12 +117,13 @@ end
 
 -- Discord's daily identify budget (`gateway` hash: total, remaining, used, reset_at). When it is
 -- known and `count` identifies would take it below the reserve (reserve_setting, or 5% of the
--- total when it is < 0), returns {ms until Discord's reset, true the first time it ran low}.
--- Otherwise counts them against it and returns nil.
-local function spend_identify(gateway_key, reserve_setting, at_ms, count)
+-- total when it is < 0), returns {ms until Discord's reset, true the first time it ran low};
+-- false when they fit; nil when the budget is unknown (or Discord has reset it since it was read).
+-- Counts nothing.
+local function identify_budget_short(gateway_key, reserve_setting, at_ms, count)
   local budget = redis.call('HMGET', gateway_key, 'total', 'remaining', 'used', 'reset_at')
   if not budget[1] or at_ms >= tonumber(budget[4]) then
-    return nil -- unknown, or Discord has reset it since it was read
+    return nil
   end
   local left = tonumber(budget[2]) - (tonumber(budget[3]) or 0)
   local reserve = reserve_setting
@@ -129,8 +134,19 @@ local function spend_identify(gateway_key, reserve_setting, at_ms, count)
     local first_time = redis.call('HSETNX', gateway_key, 'low_alerted', 1) == 1
     return {tonumber(budget[4]) - at_ms, first_time}
   end
-  redis.call('HINCRBY', gateway_key, 'used', count)
-  return nil
+  return false
+end
+
+-- Spends `count` identifies of the daily budget: returns identify_budget_short's {ms until the
+-- reset, first time} when they would take it below the reserve (nothing spent), else counts them
+-- against it (when it is known) and returns nil.
+local function spend_identify(gateway_key, reserve_setting, at_ms, count)
+  local short = identify_budget_short(gateway_key, reserve_setting, at_ms, count)
+  if short == false then
+    redis.call('HINCRBY', gateway_key, 'used', count)
+    return nil
+  end
+  return short
 end
 
 -- The shard group of `shard_id` under group_size K: its first id and its size (the last group of
@@ -140,21 +156,121 @@ local function group_of(shard_id, group_size, max_shards)
   return first, math.min(group_size, max_shards - first)
 end
 
--- Books the next IDENTIFY slot of the shard's bucket (shard_id % max_concurrency; Discord's
--- max_concurrency from `gateway` when known) and returns how long to wait for it, in ms.
--- Discord allows one IDENTIFY per 5 s per bucket; `identify` holds each bucket's next free slot.
--- Slots are IDENTIFY_INTERVAL_MS (6 s) apart: a bot's IDENTIFY reaches Discord some time after
--- its slot (its answer's network delay, then the library's start-up, socket and HELLO), and one
--- that comes late shortens the gap to the next bot's punctual one. Measured with discord.py,
--- discord.js and twilight on a loaded machine: up to about 0.5 s late (tests/clients); the margin
--- of a second keeps IDENTIFYs 5 s apart at Discord all the same.
-local IDENTIFY_INTERVAL_MS = 6000
-local function book_identify_slot(gateway_key, identify_key, default_concurrency, shard_id, at_ms)
+-- IDENTIFY pacing. Discord allows one IDENTIFY per 5 s per bucket (shard_id % max_concurrency;
+-- Discord's max_concurrency from `gateway` when known). `identify` holds, per bucket, the ms of
+-- Redis time from which the bucket's next IDENTIFY may start. Two kinds of clients move it, and
+-- may share a fleet (and a bucket), because both read and write this one value:
+--   * slots (connect.lua, identify.lua): booked before the process has even opened its socket,
+--     IDENTIFY_INTERVAL_MS apart (book_identify_slot);
+--   * permits (identify_permit.lua, identify_confirm.lua): asked for right before the IDENTIFY and
+--     granted only once the bucket is open, then confirmed once the IDENTIFY was sent
+--     (grant_identify_permit, confirm_identify_permit). `identify:permits` keeps each bucket's
+--     outstanding permit as "<session nonce>:<shard id>:<bucket value the grant wrote>".
+local function identify_bucket(gateway_key, default_concurrency, shard_id)
   local concurrency = tonumber(redis.call('HGET', gateway_key, 'max_concurrency')) or default_concurrency
-  local bucket = shard_id % concurrency
+  return shard_id % concurrency
+end
+
+-- A slot's spacing: a bot's IDENTIFY reaches Discord some time after its slot (its answer's
+-- network delay, then the library's start-up, socket and HELLO), and one that comes late shortens
+-- the gap to the next bot's punctual one. Measured with discord.py, discord.js and twilight on a
+-- loaded machine: up to about 0.5 s late (tests/clients); the margin of a second keeps IDENTIFYs
+-- 5 s apart at Discord all the same.
+local IDENTIFY_INTERVAL_MS = 6000
+-- A confirmed permit's spacing: the next IDENTIFY may start this long after the confirm of the
+-- previous one arrived. Discord's 5 s, plus 100 ms for the confirm's own travel (the IDENTIFY went
+-- out before the confirm was sent, so the gap at Discord is at least 5 s).
+local CONFIRMED_GAP_MS = 5100
+-- How long a granted permit holds its bucket until it is confirmed: a holder that never confirms
+-- (it crashed, or Discord answered op 9 and it must ask again) frees the bucket after at most
+-- this. A permit is used at once, so its IDENTIFY leaves well within the first 3.1 s of it.
+local UNCONFIRMED_HOLD_MS = 8100
+
+-- Books the next IDENTIFY slot of the shard's bucket and returns how long to wait for it, in ms.
+local function book_identify_slot(gateway_key, identify_key, default_concurrency, shard_id, at_ms)
+  local bucket = identify_bucket(gateway_key, default_concurrency, shard_id)
   local slot = math.max(at_ms, tonumber(redis.call('HGET', identify_key, bucket)) or 0)
   redis.call('HSET', identify_key, bucket, slot + IDENTIFY_INTERVAL_MS)
   return slot - at_ms
+end
+
+-- The bucket's outstanding permit: nonce, shard id (a number) and the bucket value its grant wrote
+-- (a number), or nil when there is none.
+local function outstanding_permit(permits_key, bucket)
+  local permit = redis.call('HGET', permits_key, bucket)
+  if not permit then
+    return nil
+  end
+  local holder, shard, written = string.match(permit, '^([^:]*):(%d+):(%d+)$')
+  return holder, tonumber(shard), tonumber(written)
+end
+
+-- Grants the permit of the shard's bucket to session `nonce` when the bucket is open (at_ms at or
+-- after its value): holds it UNCONFIRMED_HOLD_MS and remembers the permit; returns nil. Otherwise
+-- grants nothing and returns the ms until the bucket value and whether that opening is firm (true)
+-- or provisional (false: the bucket's outstanding permit may still be confirmed, which moves the
+-- opening to the confirm plus CONFIRMED_GAP_MS, usually sooner). A legacy slot booked after the
+-- permit moved the value past the one the grant wrote, and that value no confirm moves: firm.
+local function grant_identify_permit(identify_key, permits_key, bucket, nonce, shard_id, at_ms)
+  local opens_at = tonumber(redis.call('HGET', identify_key, bucket)) or 0
+  if at_ms < opens_at then
+    local _, _, written = outstanding_permit(permits_key, bucket)
+    return opens_at - at_ms, written ~= opens_at
+  end
+  local held_until = at_ms + UNCONFIRMED_HOLD_MS
+  redis.call('HSET', identify_key, bucket, held_until)
+  redis.call('HSET', permits_key, bucket, nonce .. ':' .. shard_id .. ':' .. held_until)
+  return nil
+end
+
+-- The confirm of the permit of `shard_id` of session `nonce`: true when it is the bucket's
+-- outstanding permit, which it clears; the bucket then opens CONFIRMED_GAP_MS after at_ms, unless
+-- a legacy slot was booked after the grant (the bucket value is no longer the grant's): that slot
+-- stays. False for any other permit (a late or repeated confirm): nothing changes.
+local function confirm_identify_permit(identify_key, permits_key, bucket, nonce, shard_id, at_ms)
+  local holder, shard, written = outstanding_permit(permits_key, bucket)
+  if holder ~= nonce or shard ~= shard_id then
+    return false
+  end
+  redis.call('HDEL', permits_key, bucket)
+  if tonumber(redis.call('HGET', identify_key, bucket)) == written then
+    redis.call('HSET', identify_key, bucket, at_ms + CONFIRMED_GAP_MS)
+  end
+  return true
+end
+
+-- The session that asks to identify one shard of its group (identify.lua, identify_permit.lua,
+-- identify_confirm.lua): returns nil and the shard id that identifies (asked_id, or the
+-- session's own when it is nil) when the session holds its lease and the shard is of its group;
+-- otherwise the script's answer: {"recovering", ms} (Redis lost its data: beat first),
+-- {"unknown"}, {"retired"}, {"not_in_group"}, or the NOPLAN error. Reads only.
+local function check_identify(plan_key, quarantine_key, nonce, shard_id, generation, asked_id)
+  local identify_shard_id = asked_id or shard_id
+  if redis.call('HGET', gen_key(generation, 'lease', shard_id), 'n') ~= nonce then
+    local quarantine_ms = redis.call('PTTL', quarantine_key)
+    if quarantine_ms > 0 then
+      return {'recovering', quarantine_ms}
+    end
+    return {'unknown'}
+  end
+  local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'pending_generation',
+    'pending_max_shards', 'shards_per_process', 'pending_shards_per_process')
+  if not plan[1] then
+    return redis.error_reply('NOPLAN')
+  end
+  local active = tonumber(plan[1]) == generation and shard_id < tonumber(plan[2])
+  local pending = plan[3] and tonumber(plan[3]) == generation
+  if not active and not pending then
+    return {'retired'}
+  end
+  local max_shards, group_size = tonumber(plan[2]), tonumber(plan[5]) or 1
+  if not active then
+    max_shards, group_size = tonumber(plan[4]), tonumber(plan[6]) or 1
+  end
+  if identify_shard_id < shard_id or identify_shard_id >= math.min(shard_id + group_size, max_shards) then
+    return {'not_in_group'}
+  end
+  return nil, identify_shard_id
 end
 
 -- The queue of claims that wait (connect.lua): how many claims are queued ahead of `ticket`, after

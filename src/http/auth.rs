@@ -107,7 +107,15 @@ struct SecretDiffers {
 
 /// Routes that write a bot's state: a replica whose secret differs from the deployment's refuses
 /// them for that bot.
-const WRITE_ROUTES: &[&str] = &["/connect", "/beat", "/identify", "/disconnect", "/reshard"];
+const WRITE_ROUTES: &[&str] = &[
+    "/connect",
+    "/beat",
+    "/identify",
+    "/identify/permit",
+    "/identify/confirm",
+    "/disconnect",
+    "/reshard",
+];
 
 /// The admin secret was presented: app data of the request, for the routes that read all bots.
 pub struct AdminAccess;
@@ -228,7 +236,13 @@ pub async fn select_bot(
 }
 
 /// Routes whose requests carry a session id: a blocked address may still use them with one.
-const SESSION_ROUTES: &[&str] = &["/beat", "/identify", "/disconnect"];
+const SESSION_ROUTES: &[&str] = &[
+    "/beat",
+    "/identify",
+    "/identify/permit",
+    "/identify/confirm",
+    "/disconnect",
+];
 
 /// Which bot signed a blocked request's session id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -266,6 +266,25 @@ impl<'a> FieldReader<'a> {
         Some(number)
     }
 
+    /// An optional finite float from `min` to `max` (a bounded wait in seconds); numeric text is
+    /// accepted.
+    pub fn optional_float_within(&mut self, name: &str, min: f64, max: f64) -> Option<f64> {
+        let number = self.optional_float(name)?;
+        let (relation, bound, kind) = if number < min {
+            ("greater", min, "value_error.number.not_ge")
+        } else if number > max {
+            ("less", max, "value_error.number.not_le")
+        } else {
+            return Some(number);
+        };
+        self.issues.push(ValidationIssue::new(
+            &["body", name],
+            &format!("ensure this value is {relation} than or equal to {bound}"),
+            kind,
+        ));
+        None
+    }
+
     /// An optional boolean; form text `true`/`false` (and pydantic's other spellings) is accepted.
     pub fn optional_bool(&mut self, name: &str) -> Option<bool> {
         let value = self.present(name)?;
@@ -472,6 +491,49 @@ mod tests {
                 ),
                 (vec![json!("body"), json!("text")], "type_error.float"),
                 (vec![json!("body"), json!("infinite")], "type_error.float"),
+            ]
+            .map(|(loc, kind)| (loc, kind.to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_bounded_float_takes_its_bounds_and_names_the_bound_it_crosses() {
+        let body = fields(json!({"low": 0, "high": "30", "under": -1, "over": 31, "text": "x"}));
+        let mut reader = reader_over(&body);
+        assert_eq!(reader.optional_float_within("low", 0.0, 30.0), Some(0.0));
+        assert_eq!(reader.optional_float_within("high", 0.0, 30.0), Some(30.0));
+        assert_eq!(reader.optional_float_within("absent", 0.0, 30.0), None);
+        for name in ["under", "over", "text"] {
+            assert_eq!(
+                reader.optional_float_within(name, 0.0, 30.0),
+                None,
+                "{name}"
+            );
+        }
+        let messages: Vec<_> = reader
+            .issues
+            .iter()
+            .map(|issue| issue.msg.clone())
+            .collect();
+        assert_eq!(
+            messages[..2],
+            [
+                "ensure this value is greater than or equal to 0",
+                "ensure this value is less than or equal to 30"
+            ]
+        );
+        assert_eq!(
+            kinds(reader),
+            [
+                (
+                    vec![json!("body"), json!("under")],
+                    "value_error.number.not_ge"
+                ),
+                (
+                    vec![json!("body"), json!("over")],
+                    "value_error.number.not_le"
+                ),
+                (vec![json!("body"), json!("text")], "type_error.float"),
             ]
             .map(|(loc, kind)| (loc, kind.to_owned()))
         );

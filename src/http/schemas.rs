@@ -98,6 +98,27 @@ pub struct IdentifyBody {
     pub shard_id: Option<u32>,
 }
 
+/// `POST /identify/permit`, as JSON or as a form.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"session_id": EXAMPLE_SESSION_ID, "shard_id": 0, "wait": 10}))]
+pub struct PermitBody {
+    pub session_id: String,
+    /// The shard of the session's group about to IDENTIFY; its first when left out.
+    pub shard_id: Option<u32>,
+    /// Seconds (0 to 30, default 10) to wait for the shard's bucket to open before answering
+    /// `"permit": false`.
+    pub wait: Option<f64>,
+}
+
+/// `POST /identify/confirm`, as JSON or as a form.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"session_id": EXAMPLE_SESSION_ID, "shard_id": 0}))]
+pub struct ConfirmBody {
+    pub session_id: String,
+    /// The shard of the session's group that sent its IDENTIFY; its first when left out.
+    pub shard_id: Option<u32>,
+}
+
 /// Discord's resume data: what a successor needs to RESUME instead of IDENTIFY.
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"session_id": "9f8e7d6c5b4a", "sequence": 1234, "resume_gateway_url": "wss://gateway-us-east1-b.discord.gg"}))]

@@ -12,6 +12,8 @@ pub(super) struct Keys {
     pub fence: String,
     pub gateway: String,
     pub identify: String,
+    /// Each bucket's outstanding IDENTIFY permit (identify_permit.lua).
+    pub identify_permits: String,
     pub events: String,
     pub events_inflight: String,
     pub meta: String,
@@ -30,6 +32,7 @@ impl Keys {
             fence: key("fence"),
             gateway: key("gateway"),
             identify: key("identify"),
+            identify_permits: key("identify:permits"),
             events: key("events"),
             events_inflight: key("events:inflight"),
             meta: key("meta"),

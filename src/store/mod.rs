@@ -9,7 +9,7 @@
 //! and the scripts they load), `recovery.rs` (after Redis lost its data or its master moved),
 //! `operations.rs` (what the service asks of the store), `overview.rs` (paged fleet reads),
 //! `group_commit.rs` (beats batched into one call), `waiting.rs` (claims that wait for a free
-//! shard), `secrets.rs` (session ids under a rotating secret, and the secret-drift check), and
+//! shard), `permits.rs` (IDENTIFY permits that wait for their bucket), `secrets.rs` (session ids under a rotating secret, and the secret-drift check), and
 //! `scripts/`, one typed call per script.
 
 mod embedded;
@@ -19,6 +19,7 @@ mod keys;
 mod lanes;
 mod operations;
 mod overview;
+mod permits;
 mod recovery;
 mod redis;
 mod scripts;
@@ -46,6 +47,7 @@ use crate::session_token::SessionSigner;
 pub use scripts::secret_fingerprint::Verdict as SecretVerdict;
 pub use secrets::PreviousSecretUses;
 
+pub use self::permits::PROVISIONAL_POLL;
 pub use self::waiting::{WAITER_POLL, WaitedClaim};
 
 /// Version of the key schema this build reads and writes. Bump it when keys change meaning; a
@@ -94,6 +96,9 @@ pub struct Store {
     /// Woken whenever this replica frees shards, so that its claims that wait try again at once
     /// rather than at their next poll (see `waiting.rs`).
     freed: Notify,
+    /// Woken whenever this replica confirms an IDENTIFY permit, so that its permits waiting for
+    /// that bucket learn its new opening at once (see `permits.rs`).
+    confirmed: Notify,
 }
 
 impl Store {
@@ -166,6 +171,7 @@ impl Store {
             master_moves_seen: AtomicU64::new(0),
             beats,
             freed: Notify::new(),
+            confirmed: Notify::new(),
         };
         for script in store.scripts.all() {
             store.engine.load_script(script).await?;

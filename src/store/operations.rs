@@ -12,7 +12,7 @@ use super::waiting::WAITER_RENEW_MS;
 use super::{SCHEMA_VERSION, Store, StoreError, integers, text, unexpected};
 use crate::domain::{
     BeatOutcome, BeatReport, ConnectOutcome, GatewayInfo, Grant, GrantedShard, IdentifyOutcome,
-    ReshardPlan,
+    IdentifyPacing, ReshardPlan,
 };
 use crate::session_token::{SessionClaims, new_nonce};
 
@@ -21,13 +21,15 @@ impl Store {
     /// free ones are spoken for by claims that wait (see `waiting.rs`). `process`: the label of
     /// the bot process, kept with the session.
     pub async fn connect(&self, process: Option<&str>) -> Result<ConnectOutcome, StoreError> {
-        self.claim(process, "").await
+        self.claim(process, IdentifyPacing::Slot, "").await
     }
 
-    /// One claim attempt: `ticket` is a waiting claim's place in the queue, "" for none.
+    /// One claim attempt: `ticket` is a waiting claim's place in the queue, "" for none. With
+    /// [`IdentifyPacing::Permit`] no slot is booked and no identify spent (the permits do).
     pub(super) async fn claim(
         &self,
         process: Option<&str>,
+        pacing: IdentifyPacing,
         ticket: &str,
     ) -> Result<ConnectOutcome, StoreError> {
         let nonce = new_nonce();
@@ -39,6 +41,7 @@ impl Store {
                 process_label: process,
                 ticket,
                 waiter_renew_ms: WAITER_RENEW_MS,
+                identify_permits: pacing == IdentifyPacing::Permit,
             })
             .await?;
         Ok(match claim {

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use super::scripts::give_back::{GiveBack, GivenBack, RESUME_SEPARATOR};
 use super::scripts::stop_waiting::StopWaiting;
 use super::{Store, StoreError};
-use crate::domain::{ConnectOutcome, Grant};
+use crate::domain::{ConnectOutcome, Grant, IdentifyPacing};
 use crate::session_token::new_nonce;
 
 /// How often a waiting claim tries again when nothing woke it: the longest a waiter takes to see a
@@ -58,6 +58,7 @@ impl Store {
     pub fn claim_delivered<GiveUp: Future<Output = ()> + Send + 'static>(
         self: &Arc<Self>,
         process: Option<String>,
+        pacing: IdentifyPacing,
         wait: Option<Duration>,
         give_up: GiveUp,
     ) -> impl Future<Output = Result<WaitedClaim, StoreError>> + use<GiveUp> {
@@ -66,7 +67,7 @@ impl Store {
         // Boxed: unboxed, the store's futures nest too deep for the compiler's layout queries.
         tokio::spawn(Box::pin(async move {
             let claim = match wait {
-                None => Box::pin(store.connect(process.as_deref()))
+                None => Box::pin(store.claim(process.as_deref(), pacing, ""))
                     .await
                     .map(|outcome| WaitedClaim {
                         outcome,
@@ -80,7 +81,8 @@ impl Store {
                             () = give_up => {}
                         }
                     };
-                    Box::pin(store.connect_waiting(process.as_deref(), wait, stop)).await
+                    let process = process.as_deref();
+                    Box::pin(store.wait_for_claim(process, pacing, wait, WAITER_POLL, stop)).await
                 }
             };
             if let Err(Ok(WaitedClaim {
@@ -109,13 +111,15 @@ impl Store {
         wait: Duration,
         stop: impl Future<Output = ()>,
     ) -> Result<WaitedClaim, StoreError> {
-        self.wait_for_claim(process, wait, WAITER_POLL, stop).await
+        self.wait_for_claim(process, IdentifyPacing::Slot, wait, WAITER_POLL, stop)
+            .await
     }
 
     /// [`Store::connect_waiting`] with another poll (the tests' way to tell a wake-up from a poll).
     async fn wait_for_claim(
         &self,
         process: Option<&str>,
+        pacing: IdentifyPacing,
         wait: Duration,
         poll: Duration,
         stop: impl Future<Output = ()>,
@@ -130,7 +134,7 @@ impl Store {
             tokio::pin!(freed);
             freed.as_mut().enable();
             let waited = started.elapsed();
-            let outcome = self.claim(process, &ticket).await;
+            let outcome = self.claim(process, pacing, &ticket).await;
             let ended = match &outcome {
                 Ok(ConnectOutcome::Full) => Instant::now() >= deadline,
                 // A grant took the ticket out of the queue.
@@ -246,7 +250,13 @@ mod tests {
         tokio::spawn(async move {
             let rarely = Duration::from_secs(600);
             store
-                .wait_for_claim(None, Duration::from_secs(30), rarely, pending())
+                .wait_for_claim(
+                    None,
+                    IdentifyPacing::Slot,
+                    Duration::from_secs(30),
+                    rarely,
+                    pending(),
+                )
                 .await
         })
     }
@@ -427,7 +437,9 @@ mod tests {
         let store = embedded_store(1).await;
         let holder = hold(&store).await;
         // Queued by a replica that then died: one attempt, and never another.
-        let attempt = store.claim(None, "ticket-of-a-dead-replica").await;
+        let attempt = store
+            .claim(None, IdentifyPacing::Slot, "ticket-of-a-dead-replica")
+            .await;
         assert!(is_full(&attempt.expect("claims")));
         store
             .disconnect(&holder.session_id)
@@ -463,7 +475,7 @@ mod tests {
 
         // The request is dropped before its claim's task has run: the task grants, finds nobody
         // to answer, and gives the grant back.
-        drop(store.claim_delivered(None, None, pending()));
+        drop(store.claim_delivered(None, IdentifyPacing::Slot, None, pending()));
         settle().await;
 
         let next = hold(&store).await;
@@ -485,8 +497,12 @@ mod tests {
     async fn a_waiting_request_that_is_dropped_leaves_the_queue_at_once() {
         let store = embedded_store(1).await;
         let holder = hold(&store).await;
-        let request =
-            tokio::spawn(store.claim_delivered(None, Some(Duration::from_secs(30)), pending()));
+        let request = tokio::spawn(store.claim_delivered(
+            None,
+            IdentifyPacing::Slot,
+            Some(Duration::from_secs(30)),
+            pending(),
+        ));
         settle().await;
 
         request.abort();

@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use super::shards::{budget_exhausted, recovering, seconds};
-use crate::domain::{ConnectOutcome, SessionState};
+use crate::domain::{ConnectOutcome, IdentifyPacing, SessionState};
 use crate::http::auth::{AuthenticationFailure, Authorized};
 use crate::http::error::{
     IdentifyBudgetExhausted, NoShardsAvailable, RecoveringFromDataLoss, ValidationFailed,
@@ -29,7 +29,8 @@ struct ConnectConfirmed {
     /// `active`, or `standby` while the session's generation waits to replace the active one.
     #[schema(value_type = String)]
     state: SessionState,
-    /// Seconds to wait before sending IDENTIFY (0 when `resume` is given).
+    /// Seconds to wait before sending IDENTIFY (0 when `resume` is given, and with
+    /// `?identify=permit`: ask `POST /identify/permit` instead).
     sleep_duration: f64,
     /// The previous holder's Discord resume data (`session_id`, `sequence`, `resume_gateway_url`):
     /// RESUME with it instead of IDENTIFY.
@@ -39,7 +40,7 @@ struct ConnectConfirmed {
     /// may be shorter); `shard_id` is the first. One session, one lease, one beat for all.
     shard_ids: Vec<u32>,
     /// Per shard id of `shard_ids`: seconds to wait before its IDENTIFY (each booked in its own
-    /// bucket; 0 where `resumes` has data).
+    /// bucket; 0 where `resumes` has data, and all 0 with `?identify=permit`).
     sleep_durations: Vec<f64>,
     /// Per shard id of `shard_ids`: the previous holder's resume data, or null.
     #[schema(value_type = Vec<Option<Object>>)]
@@ -61,11 +62,34 @@ struct ConnectConfirmed {
 /// `?wait=` of `GET /connect`: at most this many seconds.
 const MAX_CONNECT_WAIT_SECONDS: f64 = 60.0;
 
+/// The last value of the query parameter `name`, as FastAPI reads a repeated scalar parameter.
+fn query_value(query: &str, name: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+    pairs
+        .into_iter()
+        .rev()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value)
+}
+
+/// `?identify=slot` (the default: `sleep_duration` is the booked slot) or `?identify=permit` (no
+/// slot booked: each shard asks `POST /identify/permit` right before its IDENTIFY).
+fn read_pacing(query: &str) -> Result<IdentifyPacing, ValidationFailed> {
+    match query_value(query, "identify").as_deref() {
+        None | Some("slot") => Ok(IdentifyPacing::Slot),
+        Some("permit") => Ok(IdentifyPacing::Permit),
+        Some(_) => Err(ValidationIssue::new(
+            &["query", "identify"],
+            "value is not a valid enumeration member; permitted: 'slot', 'permit'",
+            "type_error.enum",
+        )
+        .into()),
+    }
+}
+
 /// `?wait=<seconds>` (0 to 60, fractions allowed): how long `/connect` may wait for a free shard.
 fn read_wait(query: &str) -> Result<Option<Duration>, ValidationFailed> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
-    // The last one counts, as FastAPI reads a repeated scalar parameter.
-    let Some((_, text)) = pairs.iter().rev().find(|(name, _)| name == "wait") else {
+    let Some(text) = query_value(query, "wait") else {
         return Ok(None);
     };
     let issue = |msg: &str, kind: &str| {
@@ -94,7 +118,7 @@ fn read_wait(query: &str) -> Result<Option<Duration>, ValidationFailed> {
 
 /// Resolves once the replica drains (SIGTERM): a waiting claim then answers at once, so that its
 /// client asks again where it is served, rather than holding up the shutdown.
-async fn drained(draining: Arc<AtomicBool>) {
+pub(super) async fn drained(draining: Arc<AtomicBool>) {
     while !draining.load(Ordering::Relaxed) {
         tokio::time::sleep(WAITER_POLL).await;
     }
@@ -146,7 +170,7 @@ error_set! {
     /// What `GET /connect` answers when it grants nothing.
     pub ConnectError {
         AuthenticationFailure,
-        ValidationFailed = "A `process` label that is empty, longer than 128 characters or not printable, or a `wait` that is not a number from 0 to 60",
+        ValidationFailed = "A `process` label that is empty, longer than 128 characters or not printable, a `wait` that is not a number from 0 to 60, or an `identify` other than `slot` or `permit`",
         NoShardsAvailable = "Every shard id is held (after waiting up to `wait` seconds for one)",
         IdentifyBudgetExhausted,
         RecoveringFromDataLoss,
@@ -163,6 +187,7 @@ error_set! {
     params(
         ("process" = Option<String>, Query, description = "A label for the bot process (at most 128 printable characters), kept with the session: `/status` lists the shards and load of each process under it. The client packages send `<hostname>:<pid>`.", example = "bot-7f9c4-x2:1"),
         ("wait" = Option<f64>, Query, description = "Seconds (0 to 60) to wait for a shard to become free instead of answering 401 at once; answered as soon as a shard is released or added, within 0.2 s of a lease expiring, first come first served", minimum = 0, maximum = 60, example = 30),
+        ("identify" = Option<String>, Query, description = "How the session's shards are paced to IDENTIFY. `slot` (the default, the original protocol): each shard's IDENTIFY slot is booked now and `sleep_durations` says how long to wait for it. `permit`: nothing is booked and no identify is spent now (`sleep_durations` are all 0); each shard asks `POST /identify/permit` right before its IDENTIFY and confirms it with `POST /identify/confirm`", example = "permit"),
     ),
     responses(
         (status = 200, description = "A shard was granted", body = ConnectConfirmed),
@@ -177,11 +202,13 @@ pub async fn connect(
 ) -> Result<HttpResponse, ConnectError> {
     let process = process_label(query.into_inner().process)?;
     let wait = read_wait(request.query_string())?;
+    let pacing = read_pacing(request.query_string())?;
     // A wait of 0 is one attempt, like no wait; only its answer tells how long it waited.
     let claim = state
         .store
         .claim_delivered(
             process,
+            pacing,
             wait.filter(|wait| !wait.is_zero()),
             drained(state.draining.clone()),
         )
@@ -248,6 +275,27 @@ mod tests {
         let body = serde_json::to_value(&error.issues).expect("issues serialise");
         assert_eq!(body[0]["loc"], serde_json::json!(["query", "process"]));
         body[0]["type"].as_str().expect("a type").to_owned()
+    }
+
+    #[test]
+    fn identify_pacing_is_a_slot_unless_the_query_asks_for_permits() {
+        assert_eq!(read_pacing("").unwrap(), IdentifyPacing::Slot);
+        assert_eq!(read_pacing("identify=slot").unwrap(), IdentifyPacing::Slot);
+        assert_eq!(
+            read_pacing("wait=3&identify=permit").unwrap(),
+            IdentifyPacing::Permit
+        );
+        // The last one counts.
+        assert_eq!(
+            read_pacing("identify=x&identify=permit").unwrap(),
+            IdentifyPacing::Permit
+        );
+        for query in ["identify=", "identify=Permit", "identify=permits"] {
+            let error = read_pacing(query).expect_err(query);
+            let body = serde_json::to_value(&error.issues).expect("issues serialise");
+            assert_eq!(body[0]["loc"], serde_json::json!(["query", "identify"]));
+            assert_eq!(body[0]["type"], "type_error.enum");
+        }
     }
 
     #[test]

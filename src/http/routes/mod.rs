@@ -6,6 +6,7 @@ pub(crate) mod dashboard;
 pub(crate) mod health;
 pub(crate) mod metrics;
 pub mod openapi;
+pub(crate) mod permits;
 pub(crate) mod reshard;
 pub(crate) mod shards;
 pub(crate) mod status;
@@ -35,6 +36,8 @@ route_table! {
     get "/disconnect" => shards::disconnect_by_query,
     post "/disconnect" => shards::disconnect_by_body,
     post "/identify" => shards::identify,
+    post "/identify/permit" => permits::identify_permit,
+    post "/identify/confirm" => permits::identify_confirm,
     post "/reshard" => reshard::reshard,
     get "/status" => status::status,
     get "/healthz" => health::healthz,

@@ -12,11 +12,11 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::http::routes::{
-    autoscale, connect, dashboard, health, metrics, reshard, shards, status,
+    autoscale, connect, dashboard, health, metrics, permits, reshard, shards, status,
 };
 use crate::http::schemas::{
-    BeatBody, Detail, IdentifyBody, ReshardBody, ResumeData, SessionBody, ShardReportBody,
-    ValidationError, ValidationIssue,
+    BeatBody, ConfirmBody, Detail, IdentifyBody, PermitBody, ReshardBody, ResumeData, SessionBody,
+    ShardReportBody, ValidationError, ValidationIssue,
 };
 
 #[derive(OpenApi)]
@@ -36,6 +36,8 @@ use crate::http::schemas::{
         shards::disconnect_by_query,
         shards::disconnect_by_body,
         shards::identify,
+        permits::identify_permit,
+        permits::identify_confirm,
         reshard::reshard,
         status::status,
         health::healthz,
@@ -48,10 +50,10 @@ use crate::http::schemas::{
         openapi_json,
         docs_redirect,
     ),
-    components(schemas(Detail, ValidationError, ValidationIssue, BeatBody, SessionBody, IdentifyBody, ReshardBody, ResumeData, ShardReportBody)),
+    components(schemas(Detail, ValidationError, ValidationIssue, BeatBody, SessionBody, IdentifyBody, PermitBody, ConfirmBody, ReshardBody, ResumeData, ShardReportBody)),
     modifiers(&SecretScheme),
     tags(
-        (name = "bots", description = "What each bot process calls: connect, beat, disconnect."),
+        (name = "bots", description = "What each bot process calls: connect, beat, identify (slots or permits), disconnect."),
         (name = "fleet", description = "The fleet's state."),
         (name = "operations", description = "Probes, metrics and autoscaling."),
         (name = "dashboard", description = "The status page."),

@@ -296,26 +296,38 @@ pub async fn identify(
 ) -> Result<HttpResponse, IdentifyError> {
     let mut fields = FieldReader::new(&body);
     let session_id = fields.required_string("session_id");
-    let shard_id = fields.optional_count("shard_id");
+    let shard_id = group_shard_id(&mut fields);
     fields.finish()?;
-    let shard_id = shard_id.map(|id| u32::try_from(id).unwrap_or(u32::MAX));
     match state.store.identify(&session_id, shard_id).await? {
         IdentifyOutcome::Slot { sleep_ms } => Ok(HttpResponse::Ok().json(IdentifySlot {
             sleep_duration: seconds(sleep_ms),
         })),
         IdentifyOutcome::NotFound => Err(SessionNotFound.into()),
         IdentifyOutcome::Retired => Err(NoShardsAvailable.into()),
-        IdentifyOutcome::NotInGroup => Err(ValidationFailed::from(ValidationIssue::new(
-            &["body", "shard_id"],
-            "not a shard of this session's group",
-            "value_error.shard_id.not_in_group",
-        ))
-        .into()),
+        IdentifyOutcome::NotInGroup => Err(not_in_group().into()),
         IdentifyOutcome::Recovering { retry_after_ms } => Err(recovering(retry_after_ms).into()),
         IdentifyOutcome::BudgetExhausted { retry_after_ms } => {
             Err(budget_exhausted(retry_after_ms).into())
         }
     }
+}
+
+/// The optional `shard_id` of `/identify` and the permit routes: a shard of the session's group
+/// (checked by the store; one beyond `u32` is not one).
+pub(super) fn group_shard_id(fields: &mut FieldReader<'_>) -> Option<u32> {
+    fields
+        .optional_count("shard_id")
+        .map(|id| u32::try_from(id).unwrap_or(u32::MAX))
+}
+
+/// The 422 of a `shard_id` outside the session's group.
+pub(super) fn not_in_group() -> ValidationFailed {
+    ValidationIssue::new(
+        &["body", "shard_id"],
+        "not a shard of this session's group",
+        "value_error.shard_id.not_in_group",
+    )
+    .into()
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -26,6 +26,8 @@ script_call! {
         /// The waiting claim's ticket, or "" for a claim that does not wait.
         ticket: &'a str,
         waiter_renew_ms: u64,
+        /// The claimant asks a permit before each IDENTIFY: no slot booked, no identify spent.
+        identify_permits: bool,
     }
     reply Claim;
 }

@@ -38,6 +38,8 @@ declare_scripts! {
     beat::BeatBatch,
     disconnect::Disconnect,
     identify::Identify,
+    identify_permit::IdentifyPermit,
+    identify_confirm::IdentifyConfirm,
     reshard::Reshard,
     reap::Reap,
     lock::Lock,
