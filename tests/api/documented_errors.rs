@@ -52,6 +52,8 @@ const BEAT: Route = ("post", "/beat");
 const DISCONNECT_BY_QUERY: Route = ("get", "/disconnect");
 const DISCONNECT_BY_BODY: Route = ("post", "/disconnect");
 const IDENTIFY: Route = ("post", "/identify");
+const PERMIT: Route = ("post", "/identify/permit");
+const CONFIRM: Route = ("post", "/identify/confirm");
 const RESHARD: Route = ("post", "/reshard");
 const STATUS: Route = ("get", "/status");
 const AUTOSCALE: Route = ("get", "/autoscale");
@@ -59,12 +61,14 @@ const METRICS: Route = ("get", "/metrics");
 const READYZ: Route = ("get", "/readyz");
 
 /// Every route that reads the secret.
-const AUTHENTICATED: [Route; 9] = [
+const AUTHENTICATED: [Route; 11] = [
     CONNECT,
     BEAT,
     DISCONNECT_BY_QUERY,
     DISCONNECT_BY_BODY,
     IDENTIFY,
+    PERMIT,
+    CONFIRM,
     RESHARD,
     STATUS,
     AUTOSCALE,
@@ -72,7 +76,7 @@ const AUTHENTICATED: [Route; 9] = [
 ];
 
 /// Routes that read a body.
-const WITH_BODY: [Route; 4] = [BEAT, DISCONNECT_BY_BODY, IDENTIFY, RESHARD];
+const WITH_BODY: [Route; 6] = [BEAT, DISCONNECT_BY_BODY, IDENTIFY, PERMIT, CONFIRM, RESHARD];
 
 fn method(route: Route) -> Method {
     route.0.to_uppercase().parse().expect("method")
@@ -142,7 +146,7 @@ async fn refusals(answers: &mut Answers) {
             StatusCode::NO_CONTENT
         );
     }
-    for route in [BEAT, IDENTIFY] {
+    for route in [BEAT, IDENTIFY, PERMIT, CONFIRM] {
         let status = answers
             .record(
                 route,
@@ -176,7 +180,8 @@ async fn a_blocked_address(answers: &mut Answers) {
     }
 }
 
-/// Discord's identify budget down to its reserve: connects and identifies wait for the reset.
+/// Discord's identify budget down to its reserve: connects, identifies and permits wait for the
+/// reset.
 async fn an_exhausted_identify_budget(answers: &mut Answers) {
     let settings = Settings {
         max_shards: 2,
@@ -201,6 +206,10 @@ async fn an_exhausted_identify_budget(answers: &mut Answers) {
         (
             IDENTIFY,
             form(&app, IDENTIFY, &[("session_id", &granted.session_id)]),
+        ),
+        (
+            PERMIT,
+            form(&app, PERMIT, &[("session_id", &granted.session_id)]),
         ),
     ] {
         let status = answers.record(route, request).await;
@@ -239,6 +248,8 @@ async fn a_store_in_trouble(answers: &mut Answers) {
         DISCONNECT_BY_QUERY,
         DISCONNECT_BY_BODY,
         IDENTIFY,
+        PERMIT,
+        CONFIRM,
         RESHARD,
         STATUS,
         AUTOSCALE,
@@ -297,6 +308,8 @@ async fn a_replica_whose_secret_differs(answers: &mut Answers) {
         DISCONNECT_BY_QUERY,
         DISCONNECT_BY_BODY,
         IDENTIFY,
+        PERMIT,
+        CONFIRM,
         RESHARD,
     ] {
         let status = answers

@@ -27,6 +27,7 @@ mod identify;
 mod load;
 mod openapi;
 mod operations;
+mod permits;
 mod rate_limit;
 mod redis_faults;
 mod resume;

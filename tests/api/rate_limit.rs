@@ -145,7 +145,7 @@ async fn a_session_holder_on_a_blocked_address_is_served_and_nothing_else_is(bac
     assert_eq!(block_this_address(&app).await, 3);
 
     // The holder goes on: a form beat, a JSON beat whose report is stored whole (the body read
-    // for the session id reaches the handler intact), /identify and /disconnect.
+    // for the session id reaches the handler intact), /identify, the permit routes and /disconnect.
     assert_eq!(
         app.beat(&claim.session_id).await.status(),
         StatusCode::NO_CONTENT
@@ -162,6 +162,12 @@ async fn a_session_holder_on_a_blocked_address_is_served_and_nothing_else_is(bac
         .post_form("/identify", &[("session_id", &claim.session_id)])
         .await;
     assert_eq!(slot.status(), StatusCode::OK);
+    for route in ["/identify/permit", "/identify/confirm"] {
+        let answer = app
+            .post_form(route, &[("session_id", &claim.session_id), ("wait", "0")])
+            .await;
+        assert_eq!(answer.status(), StatusCode::OK, "{route}");
+    }
 
     // Everything else is refused before the secret is compared, the right secret included.
     assert_eq!(app.connect().await.status(), StatusCode::TOO_MANY_REQUESTS);
