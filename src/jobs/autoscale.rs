@@ -169,7 +169,7 @@ impl AutoscaleSettings {
                 min_shards: settings.min_shards,
                 allow_shrink: settings.allow_shrink,
                 shrink_after: Duration::from_secs(settings.shrink_after_seconds),
-                shards_per_process: settings.shards_per_process,
+                shards_per_process: settings.shards_per_process.group_size(),
             },
             max_concurrency: settings.max_concurrency,
             gateway_polled: settings.bot_token.is_some(),
