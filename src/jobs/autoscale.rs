@@ -7,7 +7,10 @@
 //! first seen is kept in the store, so it survives replica restarts and any replica can finish
 //! the wait another one began.
 //!
-//! [`target_shards`] and [`decide`] are pure; [`Autoscaler`] runs them every
+//! With `LOAD_TARGET` or `CPU_TARGET`, the same evaluation also sizes the bot fleet by load
+//! ([`processes`]), whether or not `MAX_SHARDS` is set, and keeps the answer for `/autoscale`.
+//!
+//! [`target_shards`], [`decide`] and [`processes::decide`] are pure; [`Autoscaler`] runs them every
 //! `AUTOSCALE_INTERVAL` seconds on the one replica that holds the store's `autoscale` lock.
 
 use std::sync::Arc;
@@ -17,12 +20,22 @@ use tokio::sync::{Notify, watch};
 
 use super::stop::sleep_or_stop;
 use crate::config::{MAX_SHARD_COUNT, Settings};
+use crate::domain::{FleetStatus, process_counts};
 use crate::store::{Store, StoreError};
+
+pub mod processes;
+
+use processes::{FleetLoad, ProcessAnswer, ScaleInHold, Sizing};
 
 /// The store lock that elects the replica that evaluates.
 pub const LOCK: &str = "autoscale";
 /// The store's meta field holding the pending shrink: `"<since ms>:<target>"`.
 pub const SHRINK_HOLD_FIELD: &str = "autoscale_shrink_since";
+/// The store's meta field holding the process count sized by load and the load it was sized
+/// from: `"<desired>:<events per second>:<cpu>"` ([`ProcessAnswer`]).
+pub const PROCESSES_FIELD: &str = "autoscale_processes";
+/// The store's meta field holding the pending scale-in: `"<since ms>:<count>"` ([`ScaleInHold`]).
+pub const SCALE_IN_HOLD_FIELD: &str = "autoscale_scale_in_since";
 
 /// What the fleet looks like right now.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -148,21 +161,29 @@ pub fn decide(
 }
 
 /// What the autoscaler reads from `Settings`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AutoscaleSettings {
     /// `AUTOSCALE_INTERVAL`.
     pub interval: Duration,
+    /// `MAX_SHARDS` is unset: the shard count follows load.
+    pub shard_count: bool,
     pub policy: Policy,
     /// `MAX_CONCURRENCY`: used until Discord's own value is known.
     pub max_concurrency: u32,
     /// `BOT_TOKEN` is set: Discord's recommendation will come, so wait for it.
     pub gateway_polled: bool,
+    /// `LOAD_TARGET` / `CPU_TARGET`: the bot processes are sized by load.
+    pub sizing: Option<Sizing>,
 }
 
 impl AutoscaleSettings {
-    /// `None` when `MAX_SHARDS` is set: the operator fixed the count.
+    /// `None` when there is nothing to evaluate: `MAX_SHARDS` is set (the operator fixed the
+    /// count) and no load target sizes the fleet.
     pub fn from_settings(settings: &Settings) -> Option<Self> {
-        settings.autoscale.then(|| Self {
+        let sizing = Sizing::from_settings(settings);
+        (settings.autoscale || sizing.is_some()).then(|| Self {
+            shard_count: settings.autoscale,
+            sizing,
             interval: Duration::from_secs(settings.autoscale_interval_seconds),
             policy: Policy {
                 guilds_per_shard: settings.guilds_per_shard,
@@ -223,6 +244,68 @@ impl Autoscaler {
         if !store.try_lock(LOCK, &self.owner, ttl).await? {
             return Ok(());
         }
+        if let Some(sizing) = &settings.sizing {
+            // Rates and CPU only: the paged read without `extra`.
+            let status = store.overview().await?;
+            self.size_processes(&status, sizing).await?;
+        }
+        if settings.shard_count {
+            self.scale_shards().await?;
+        }
+        Ok(())
+    }
+
+    /// Sizes the bot fleet by load ([`processes::decide`]) and keeps the answer and the scale-in
+    /// hold in the store.
+    async fn size_processes(
+        &self,
+        status: &FleetStatus,
+        sizing: &Sizing,
+    ) -> Result<(), StoreError> {
+        let store = &self.store;
+        let kept = store
+            .get_meta(PROCESSES_FIELD)
+            .await?
+            .as_deref()
+            .and_then(ProcessAnswer::decode);
+        let hold = store
+            .get_meta(SCALE_IN_HOLD_FIELD)
+            .await?
+            .as_deref()
+            .and_then(ScaleInHold::decode);
+        let current = kept.map_or_else(|| group_count(status), |answer| answer.desired);
+        let load = FleetLoad::of(status);
+        let now_ms = i64::try_from(store.now_ms().await?).unwrap_or(i64::MAX);
+        let (desired, new_hold) =
+            processes::decide(current, status.total_shards, &load, sizing, hold, now_ms);
+        let answer = ProcessAnswer { desired, load };
+        if kept != Some(answer) {
+            store
+                .set_meta(PROCESSES_FIELD, Some(&answer.encode()))
+                .await?;
+        }
+        if new_hold != hold {
+            let encoded = new_hold.map(|hold| hold.encode());
+            store
+                .set_meta(SCALE_IN_HOLD_FIELD, encoded.as_deref())
+                .await?;
+        }
+        if desired != current {
+            log::info!(
+                "autoscale: {} events/s, {} cores: {current} -> {desired} bot processes",
+                load.events_per_second
+                    .map_or_else(|| "unknown".to_owned(), |rate| format!("{rate:.1}")),
+                load.cpu
+                    .map_or_else(|| "unknown".to_owned(), |cpu| format!("{cpu:.2}")),
+            );
+        }
+        Ok(())
+    }
+
+    /// Follows the guilds and Discord's recommendation with the shard count.
+    async fn scale_shards(&self) -> Result<(), StoreError> {
+        let settings = &self.settings;
+        let store = &self.store;
         let gateway = store.gateway().await?;
         if settings.gateway_polled && gateway.is_none() {
             // Discord's recommendation is on its way; scaling before it would reshard twice.
@@ -285,6 +368,12 @@ impl Autoscaler {
         }
         Ok(())
     }
+}
+
+/// The active generation's shard groups: the process count without load figures, and where a
+/// fleet sized by load starts.
+pub fn group_count(status: &FleetStatus) -> u32 {
+    process_counts(status.total_shards, status.shards_per_process, &[]).0
 }
 
 #[cfg(test)]
