@@ -8,9 +8,10 @@
 //! the wait another one began.
 //!
 //! With `LOAD_TARGET` or `CPU_TARGET`, the same evaluation also sizes the bot fleet by load
-//! ([`processes`]), whether or not `MAX_SHARDS` is set, and keeps the answer for `/autoscale`.
+//! ([`sizing`]), whether or not `MAX_SHARDS` is set, and keeps the answer in the store for
+//! `/autoscale`.
 //!
-//! [`target_shards`], [`decide`] and [`processes::decide`] are pure; [`Autoscaler`] runs them every
+//! [`target_shards`], [`decide`] and [`sizing::decide`] are pure; [`Autoscaler`] runs them every
 //! `AUTOSCALE_INTERVAL` seconds on the one replica that holds the store's `autoscale` lock.
 
 use std::sync::Arc;
@@ -20,22 +21,14 @@ use tokio::sync::{Notify, watch};
 
 use super::stop::sleep_or_stop;
 use crate::config::{MAX_SHARD_COUNT, Settings};
-use crate::domain::{FleetStatus, process_counts};
-use crate::store::{Store, StoreError};
-
-pub mod processes;
-
-use processes::{FleetLoad, ProcessAnswer, ScaleInHold, Sizing};
+use crate::domain::FleetStatus;
+use crate::domain::sizing::{self, FleetLoad, ProcessAnswer, Sizing, group_count};
+use crate::store::{ProcessSizing, Store, StoreError};
 
 /// The store lock that elects the replica that evaluates.
 pub const LOCK: &str = "autoscale";
 /// The store's meta field holding the pending shrink: `"<since ms>:<target>"`.
 pub const SHRINK_HOLD_FIELD: &str = "autoscale_shrink_since";
-/// The store's meta field holding the process count sized by load and the load it was sized
-/// from: `"<desired>:<events per second>:<cpu>"` ([`ProcessAnswer`]).
-pub const PROCESSES_FIELD: &str = "autoscale_processes";
-/// The store's meta field holding the pending scale-in: `"<since ms>:<count>"` ([`ScaleInHold`]).
-pub const SCALE_IN_HOLD_FIELD: &str = "autoscale_scale_in_since";
 
 /// What the fleet looks like right now.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -180,7 +173,11 @@ impl AutoscaleSettings {
     /// `None` when there is nothing to evaluate: `MAX_SHARDS` is set (the operator fixed the
     /// count) and no load target sizes the fleet.
     pub fn from_settings(settings: &Settings) -> Option<Self> {
-        let sizing = Sizing::from_settings(settings);
+        let sizing = Sizing::new(
+            settings.load_target,
+            settings.cpu_target,
+            Duration::from_secs(settings.scale_in_after_seconds),
+        );
         (settings.autoscale || sizing.is_some()).then(|| Self {
             shard_count: settings.autoscale,
             sizing,
@@ -255,7 +252,7 @@ impl Autoscaler {
         Ok(())
     }
 
-    /// Sizes the bot fleet by load ([`processes::decide`]) and keeps the answer and the scale-in
+    /// Sizes the bot fleet by load ([`sizing::decide`]) and keeps the answer and the scale-in
     /// hold in the store.
     async fn size_processes(
         &self,
@@ -263,33 +260,24 @@ impl Autoscaler {
         sizing: &Sizing,
     ) -> Result<(), StoreError> {
         let store = &self.store;
-        let kept = store
-            .get_meta(PROCESSES_FIELD)
-            .await?
-            .as_deref()
-            .and_then(ProcessAnswer::decode);
-        let hold = store
-            .get_meta(SCALE_IN_HOLD_FIELD)
-            .await?
-            .as_deref()
-            .and_then(ScaleInHold::decode);
-        let current = kept.map_or_else(|| group_count(status), |answer| answer.desired);
+        let kept = store.process_sizing().await?;
+        let current = kept
+            .answer
+            .map_or_else(|| group_count(status), |answer| answer.desired);
         let load = FleetLoad::of(status);
         let now_ms = i64::try_from(store.now_ms().await?).unwrap_or(i64::MAX);
-        let (desired, new_hold) =
-            processes::decide(current, status.total_shards, &load, sizing, hold, now_ms);
-        let answer = ProcessAnswer { desired, load };
-        if kept != Some(answer) {
-            store
-                .set_meta(PROCESSES_FIELD, Some(&answer.encode()))
-                .await?;
-        }
-        if new_hold != hold {
-            let encoded = new_hold.map(|hold| hold.encode());
-            store
-                .set_meta(SCALE_IN_HOLD_FIELD, encoded.as_deref())
-                .await?;
-        }
+        let (desired, hold) = sizing::decide(
+            current,
+            status.total_shards,
+            &load,
+            sizing,
+            kept.hold,
+            now_ms,
+        );
+        let answer = Some(ProcessAnswer { desired, load });
+        store
+            .save_process_sizing(ProcessSizing { answer, hold }, kept)
+            .await?;
         if desired != current {
             log::info!(
                 "autoscale: {} events/s, {} cores: {current} -> {desired} bot processes",
@@ -368,12 +356,6 @@ impl Autoscaler {
         }
         Ok(())
     }
-}
-
-/// The active generation's shard groups: the process count without load figures, and where a
-/// fleet sized by load starts.
-pub fn group_count(status: &FleetStatus) -> u32 {
-    process_counts(status.total_shards, status.shards_per_process, &[]).0
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ use self::redis::{ClusterEngine, ClusterLink, RedisEngine};
 use self::scripts::{Envelope, ScriptCall, ScriptReply};
 use crate::config::{Settings, StoreBackend};
 use crate::session_token::SessionSigner;
+pub use operations::{PROCESSES_FIELD, ProcessSizing, SCALE_IN_HOLD_FIELD};
 pub use scripts::secret_fingerprint::Verdict as SecretVerdict;
 pub use secrets::PreviousSecretUses;
 

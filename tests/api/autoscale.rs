@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shardman::config::{Secret, Settings, ShardsPerProcess};
-use shardman::jobs::autoscale::{PROCESSES_FIELD, SCALE_IN_HOLD_FIELD};
-use shardman::store::Store;
+use shardman::store::{PROCESSES_FIELD, SCALE_IN_HOLD_FIELD, Store};
 
 use crate::helpers::{
     Backend, Claim, TestApp, both_stores, eventually, expect_json, settings, spawn_app,

@@ -7,12 +7,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::domain::sizing::{FleetLoad, ProcessAnswer, ScaleInHold, Sizing, group_count};
 use crate::domain::{FleetStatus, process_counts, timestamp_from_millis};
 use crate::http::auth::{MaybeAuthorized, RefusedCredentials};
 use crate::http::error::{ValidationFailed, error_set};
 use crate::http::state::AppState;
-use crate::jobs::autoscale::processes::{FleetLoad, ProcessAnswer, ScaleInHold, Sizing};
-use crate::jobs::autoscale::{PROCESSES_FIELD, SCALE_IN_HOLD_FIELD, group_count};
 use crate::store::StoreError;
 
 /// What an orchestrator needs to size the bot fleet. Every bot process holds one shard group;
@@ -125,17 +124,16 @@ impl AutoscaleReport {
 
     /// What `/autoscale` answers for `fleet`, as read from the store: the same on every replica.
     pub async fn read(state: &AppState, fleet: &FleetStatus) -> Result<Self, StoreError> {
-        let Some(sizing) = Sizing::from_settings(&state.settings) else {
+        let settings = &state.settings;
+        let Some(sizing) = Sizing::new(
+            settings.load_target,
+            settings.cpu_target,
+            std::time::Duration::from_secs(settings.scale_in_after_seconds),
+        ) else {
             return Ok(Self::from_fleet(fleet));
         };
-        let answer = state.store.get_meta(PROCESSES_FIELD).await?;
-        let hold = state.store.get_meta(SCALE_IN_HOLD_FIELD).await?;
-        Ok(Self::sized_by_load(
-            fleet,
-            &sizing,
-            answer.as_deref().and_then(ProcessAnswer::decode),
-            hold.as_deref().and_then(ScaleInHold::decode),
-        ))
+        let kept = state.store.process_sizing().await?;
+        Ok(Self::sized_by_load(fleet, &sizing, kept.answer, kept.hold))
     }
 }
 
@@ -192,7 +190,6 @@ mod tests {
 
     use super::*;
     use crate::domain::{GenerationStatus, ShardStatus};
-    use crate::jobs::autoscale::processes::FleetLoad;
 
     fn fleet(total_shards: u32, rates: &[f64]) -> FleetStatus {
         FleetStatus {

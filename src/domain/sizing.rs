@@ -5,14 +5,13 @@
 //! has stayed below `(current - 1) * target * 0.9` (for every target set) for `SCALE_IN_AFTER`
 //! without a break: the 10 % band keeps a load that hovers around a boundary from flapping, and
 //! the wait keeps a dip from sending processes away that the next minute needs. The answer is
-//! always between 1 and the shard count. [`decide`] makes the decision; the autoscaler keeps its
-//! result and the scale-in hold in the store, so every replica answers the same and a restart
-//! resets nothing.
+//! always between 1 and the shard count. [`decide`] makes the decision; the autoscaler
+//! (`jobs::autoscale`) keeps its result and the scale-in hold in the store, so every replica
+//! answers the same and a restart resets nothing.
 
 use std::time::Duration;
 
-use crate::config::Settings;
-use crate::domain::{FleetStatus, events_per_second_total, process_loads};
+use super::{FleetStatus, events_per_second_total, process_counts, process_loads};
 
 /// The share of the next lower count's capacity the load must stay under before scaling in.
 pub const SCALE_IN_BAND: f64 = 0.9;
@@ -29,13 +28,17 @@ pub struct Sizing {
 }
 
 impl Sizing {
-    /// `None` when neither `LOAD_TARGET` nor `CPU_TARGET` is set: the process count is the
-    /// shard group count.
-    pub fn from_settings(settings: &Settings) -> Option<Self> {
-        (settings.load_target.is_some() || settings.cpu_target.is_some()).then(|| Self {
-            load_target: settings.load_target,
-            cpu_target: settings.cpu_target,
-            scale_in_after: Duration::from_secs(settings.scale_in_after_seconds),
+    /// `None` when neither target is set (`LOAD_TARGET`, `CPU_TARGET` unset): the process count
+    /// is the shard group count.
+    pub fn new(
+        load_target: Option<f64>,
+        cpu_target: Option<f64>,
+        scale_in_after: Duration,
+    ) -> Option<Self> {
+        (load_target.is_some() || cpu_target.is_some()).then_some(Self {
+            load_target,
+            cpu_target,
+            scale_in_after,
         })
     }
 
@@ -142,6 +145,12 @@ impl ScaleInHold {
             count: count.parse().ok()?,
         })
     }
+}
+
+/// The active generation's shard groups: the process count without load targets, and where a
+/// fleet sized by load starts.
+pub fn group_count(fleet: &FleetStatus) -> u32 {
+    process_counts(fleet.total_shards, fleet.shards_per_process, &[]).0
 }
 
 /// `ceil(load / target)`, the largest over the targets whose load is known; `None` when no load
