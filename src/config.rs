@@ -14,7 +14,7 @@ mod settings;
 mod store_backend;
 mod validate;
 
-pub use parse::{LogFormat, Secret, parse_trusted_proxies};
+pub use parse::{LogFormat, Secret, ShardsPerProcess, parse_trusted_proxies};
 pub use settings::{ConfigError, Scope, Settings};
 pub use store_backend::StoreBackend;
 pub use validate::MAX_SHARD_COUNT;

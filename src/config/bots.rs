@@ -233,7 +233,10 @@ mod tests {
             moderation.settings.max_shards, 4,
             "inherited from the environment"
         );
-        assert_eq!(moderation.settings.shards_per_process, 2);
+        assert_eq!(
+            moderation.settings.shards_per_process,
+            crate::config::ShardsPerProcess::Fixed(2)
+        );
         assert!(moderation.settings.webhook_url.is_some(), "inherited");
     }
 
@@ -360,6 +363,14 @@ mod tests {
             (
                 "[[bot]]\nname = \"a\"\nsecret = \"x\"\nwebhook_url = \"ftp://hidden-token\"\n",
                 "bot \"a\": invalid webhook_url",
+            ),
+            (
+                "[[bot]]\nname = \"a\"\nsecret = \"x\"\nload_target = 60\n",
+                "bot \"a\": invalid load_target: needs SHARDS_PER_PROCESS=auto",
+            ),
+            (
+                "[[bot]]\nname = \"a\"\nsecret = \"x\"\nshards_per_process = \"auto\"\ncpu_target = 0\n",
+                "bot \"a\": invalid cpu_target: must be a number above 0",
             ),
         ] {
             let settings = Settings {

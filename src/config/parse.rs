@@ -26,6 +26,64 @@ impl FromStr for LogFormat {
     }
 }
 
+/// `SHARDS_PER_PROCESS`: shard ids per bot process, a fixed number or `auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShardsPerProcess {
+    /// Groups of this many consecutive shard ids, one per process; the process count is the
+    /// group count.
+    Fixed(u32),
+    /// The fleet is sized by load (`LOAD_TARGET`, `CPU_TARGET`) and a process's shards are
+    /// chosen by load.
+    Auto,
+}
+
+impl ShardsPerProcess {
+    /// The group size the shard plan is written with (`shards_per_process` of the plan): the
+    /// fixed number, or 1 for `auto`.
+    ///
+    /// `auto` claims one shard per session until load placement lands (issue 20, "Shards placed
+    /// by load, moved by RESUME"), which replaces this mapping: it is the only place that turns
+    /// `auto` into a group size.
+    pub fn group_size(self) -> u32 {
+        match self {
+            ShardsPerProcess::Fixed(size) => size,
+            ShardsPerProcess::Auto => 1,
+        }
+    }
+
+    pub fn is_auto(self) -> bool {
+        self == ShardsPerProcess::Auto
+    }
+}
+
+impl Default for ShardsPerProcess {
+    fn default() -> Self {
+        ShardsPerProcess::Fixed(1)
+    }
+}
+
+impl FromStr for ShardsPerProcess {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, String> {
+        if value.eq_ignore_ascii_case("auto") {
+            return Ok(ShardsPerProcess::Auto);
+        }
+        value
+            .parse()
+            .map(ShardsPerProcess::Fixed)
+            .map_err(|error| format!("{error} (expected a number of shard ids or auto)"))
+    }
+}
+
+impl fmt::Display for ShardsPerProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShardsPerProcess::Fixed(size) => write!(f, "{size}"),
+            ShardsPerProcess::Auto => f.write_str("auto"),
+        }
+    }
+}
+
 /// A secret that never shows up in `Debug` output or logs.
 #[derive(Clone)]
 pub struct Secret(String);
@@ -52,6 +110,14 @@ where
     T::Err: fmt::Display,
 {
     value.parse().map_err(|error: T::Err| error.to_string())
+}
+
+/// A finite number above 0 (`LOAD_TARGET`, `CPU_TARGET`).
+pub(super) fn positive_number(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(number) if number.is_finite() && number > 0.0 => Ok(number),
+        _ => Err("must be a number above 0".into()),
+    }
 }
 
 /// `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off`, in any case.

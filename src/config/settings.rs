@@ -10,8 +10,9 @@
 use ipnet::IpNet;
 
 use super::parse::{
-    LogFormat, Secret, boolean, parse_cluster_seeds, parse_origins, parse_sentinels,
-    parse_trusted_proxies, parsed, secret, some, text, without_trailing_slash,
+    LogFormat, Secret, ShardsPerProcess, boolean, parse_cluster_seeds, parse_origins,
+    parse_sentinels, parse_trusted_proxies, parsed, positive_number, secret, some, text,
+    without_trailing_slash,
 };
 
 /// Who a setting belongs to: the first word of its row.
@@ -179,8 +180,10 @@ settings! {
         per_bot "MAX_SECONDS" => max_seconds: u64 = 60, parsed;
         /// the shard count a fresh deployment starts with.
         per_bot "MAX_SHARDS" => max_shards: u32 = 1, parsed;
-        /// shard ids per bot process (a group of consecutive ids under one session).
-        per_bot "SHARDS_PER_PROCESS" => shards_per_process: u32 = 1, parsed;
+        /// shard ids per bot process: a number (a group of consecutive ids under one session), or
+        /// `auto` (the fleet is sized by load: `LOAD_TARGET`, `CPU_TARGET`).
+        per_bot "SHARDS_PER_PROCESS" => shards_per_process: ShardsPerProcess =
+            ShardsPerProcess::Fixed(1), parsed;
         /// `None` (and no `REDIS_SENTINELS` or `REDIS_CLUSTER`) runs the in-process store (one
         /// replica only); see [`Settings::store_backend`].
         per_replica "REDIS_URL" => redis_url: Option<String> = None, some(text);
@@ -251,6 +254,14 @@ settings! {
         per_bot "SHRINK_AFTER" => shrink_after_seconds: u64 = 3600, parsed;
         /// seconds between autoscale evaluations.
         per_bot "AUTOSCALE_INTERVAL" => autoscale_interval_seconds: u64 = 30, parsed;
+        /// gateway events per second one bot process should carry: `/autoscale` sizes the fleet
+        /// by load (needs `SHARDS_PER_PROCESS=auto`). `None`: one process per shard group.
+        per_bot "LOAD_TARGET" => load_target: Option<f64> = None, some(positive_number);
+        /// CPU cores one bot process should use, like `LOAD_TARGET` (with both, the larger
+        /// answer).
+        per_bot "CPU_TARGET" => cpu_target: Option<f64> = None, some(positive_number);
+        /// seconds a lower load must hold before `/autoscale` asks for fewer processes.
+        per_bot "SCALE_IN_AFTER" => scale_in_after_seconds: u64 = 300, parsed;
         /// origins browsers may call the API from (`*` for any); empty: no CORS.
         per_replica "CORS_ORIGINS" => cors_origins: Vec<String> = Vec::new(), parse_origins;
         /// a TOML file with one `[[bot]]` per bot this fleet serves (see [`Settings::bots`]);
@@ -348,7 +359,7 @@ macro_rules! fingerprint_as_display {
         })*
     };
 }
-fingerprint_as_display!(bool, u32, u64);
+fingerprint_as_display!(bool, u32, u64, f64, ShardsPerProcess);
 
 impl FingerprintText for String {
     fn fingerprint_text(&self) -> String {
@@ -635,6 +646,78 @@ mod tests {
         listed.sort_unstable();
         per_bot.sort_unstable();
         assert_eq!(listed, per_bot);
+    }
+
+    #[test]
+    fn load_targets_size_the_fleet_with_shards_per_process_auto() {
+        let defaults = load(&[]).expect("valid");
+        assert_eq!(defaults.shards_per_process, ShardsPerProcess::Fixed(1));
+        assert_eq!((defaults.load_target, defaults.cpu_target), (None, None));
+        assert_eq!(defaults.scale_in_after_seconds, 300);
+
+        let sized = load(&[
+            ("SHARDS_PER_PROCESS", " AUTO "),
+            ("LOAD_TARGET", "60"),
+            ("CPU_TARGET", "0.75"),
+            ("SCALE_IN_AFTER", "0"),
+        ])
+        .expect("valid");
+        assert_eq!(sized.shards_per_process, ShardsPerProcess::Auto);
+        assert_eq!(sized.shards_per_process.group_size(), 1);
+        assert_eq!(
+            (sized.load_target, sized.cpu_target),
+            (Some(60.0), Some(0.75))
+        );
+        assert_eq!(sized.scale_in_after_seconds, 0);
+
+        let auto_alone = load(&[("SHARDS_PER_PROCESS", "auto")]).expect("auto needs no target");
+        assert_eq!(auto_alone.load_target, None);
+        let fixed = load(&[("SHARDS_PER_PROCESS", "4")]).expect("valid");
+        assert_eq!(fixed.shards_per_process.group_size(), 4);
+    }
+
+    #[test]
+    fn bad_load_settings_are_reported_with_their_variable() {
+        for (variables, message) in [
+            (
+                &[("SHARDS_PER_PROCESS", "auto"), ("LOAD_TARGET", "lots")][..],
+                r#"invalid LOAD_TARGET="lots": must be a number above 0"#,
+            ),
+            (
+                &[("SHARDS_PER_PROCESS", "auto"), ("LOAD_TARGET", "0")][..],
+                r#"invalid LOAD_TARGET="0": must be a number above 0"#,
+            ),
+            (
+                &[("SHARDS_PER_PROCESS", "auto"), ("CPU_TARGET", "-1.5")][..],
+                r#"invalid CPU_TARGET="-1.5": must be a number above 0"#,
+            ),
+            (
+                &[("SHARDS_PER_PROCESS", "auto"), ("CPU_TARGET", "inf")][..],
+                r#"invalid CPU_TARGET="inf": must be a number above 0"#,
+            ),
+            (
+                &[("SCALE_IN_AFTER", "soon")][..],
+                r#"invalid SCALE_IN_AFTER="soon": invalid digit found in string"#,
+            ),
+            (
+                &[("SHARDS_PER_PROCESS", "some")][..],
+                r#"invalid SHARDS_PER_PROCESS="some": invalid digit found in string (expected a number of shard ids or auto)"#,
+            ),
+            (
+                &[("SHARDS_PER_PROCESS", "0")][..],
+                r#"invalid SHARDS_PER_PROCESS="0": must be between 1 and 65536 (or auto)"#,
+            ),
+            (
+                &[("LOAD_TARGET", "60")][..],
+                r#"invalid LOAD_TARGET="60": needs SHARDS_PER_PROCESS=auto (with fixed shard groups the process count is the group count)"#,
+            ),
+            (
+                &[("SHARDS_PER_PROCESS", "2"), ("CPU_TARGET", "0.5")][..],
+                r#"invalid CPU_TARGET="0.5": needs SHARDS_PER_PROCESS=auto (with fixed shard groups the process count is the group count)"#,
+            ),
+        ] {
+            assert_eq!(error(variables), message);
+        }
     }
 
     #[test]

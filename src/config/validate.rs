@@ -1,7 +1,7 @@
 //! The checks of relations between values that parsing alone cannot make, for the environment's
 //! settings and for `Settings` built in code.
 
-use super::parse::Secret;
+use super::parse::{Secret, ShardsPerProcess};
 use super::settings::{ConfigError, Settings};
 
 /// Discord's largest shard count that shardman plans for.
@@ -26,13 +26,16 @@ impl Settings {
                 "must be between 1 and 65536",
             ));
         }
-        if self.shards_per_process == 0 || self.shards_per_process > MAX_SHARD_COUNT {
+        if let ShardsPerProcess::Fixed(size) = self.shards_per_process
+            && (size == 0 || size > MAX_SHARD_COUNT)
+        {
             return Err(invalid(
                 "SHARDS_PER_PROCESS",
-                self.shards_per_process.to_string(),
-                "must be between 1 and 65536",
+                size.to_string(),
+                "must be between 1 and 65536 (or auto)",
             ));
         }
+        self.validate_load_targets()?;
         if self.key_prefix.contains(['{', '}']) {
             return Err(invalid(
                 "KEY_PREFIX",
@@ -87,6 +90,31 @@ impl Settings {
                 "***".into(),
                 "must be an http:// or https:// URL",
             ));
+        }
+        Ok(())
+    }
+
+    /// `LOAD_TARGET` and `CPU_TARGET` are numbers above 0, and size a fleet whose processes take
+    /// shards by load: with fixed groups the process count is the group count.
+    fn validate_load_targets(&self) -> Result<(), ConfigError> {
+        for (variable, target) in [
+            ("LOAD_TARGET", self.load_target),
+            ("CPU_TARGET", self.cpu_target),
+        ] {
+            let Some(target) = target else { continue };
+            let reason = if !target.is_finite() || target <= 0.0 {
+                "must be a number above 0"
+            } else if !self.shards_per_process.is_auto() {
+                "needs SHARDS_PER_PROCESS=auto (with fixed shard groups the process count is the \
+                 group count)"
+            } else {
+                continue;
+            };
+            return Err(ConfigError {
+                variable,
+                value: target.to_string(),
+                reason: reason.into(),
+            });
         }
         Ok(())
     }

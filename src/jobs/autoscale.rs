@@ -7,7 +7,11 @@
 //! first seen is kept in the store, so it survives replica restarts and any replica can finish
 //! the wait another one began.
 //!
-//! [`target_shards`] and [`decide`] are pure; [`Autoscaler`] runs them every
+//! With `LOAD_TARGET` or `CPU_TARGET`, the same evaluation also sizes the bot fleet by load
+//! ([`sizing`]), whether or not `MAX_SHARDS` is set, and keeps the answer in the store for
+//! `/autoscale`.
+//!
+//! [`target_shards`], [`decide`] and [`sizing::decide`] are pure; [`Autoscaler`] runs them every
 //! `AUTOSCALE_INTERVAL` seconds on the one replica that holds the store's `autoscale` lock.
 
 use std::sync::Arc;
@@ -17,7 +21,9 @@ use tokio::sync::{Notify, watch};
 
 use super::stop::sleep_or_stop;
 use crate::config::{MAX_SHARD_COUNT, Settings};
-use crate::store::{Store, StoreError};
+use crate::domain::FleetStatus;
+use crate::domain::sizing::{self, FleetLoad, ProcessAnswer, Sizing, group_count};
+use crate::store::{ProcessSizing, Store, StoreError};
 
 /// The store lock that elects the replica that evaluates.
 pub const LOCK: &str = "autoscale";
@@ -148,28 +154,40 @@ pub fn decide(
 }
 
 /// What the autoscaler reads from `Settings`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AutoscaleSettings {
     /// `AUTOSCALE_INTERVAL`.
     pub interval: Duration,
+    /// `MAX_SHARDS` is unset: the shard count follows load.
+    pub shard_count: bool,
     pub policy: Policy,
     /// `MAX_CONCURRENCY`: used until Discord's own value is known.
     pub max_concurrency: u32,
     /// `BOT_TOKEN` is set: Discord's recommendation will come, so wait for it.
     pub gateway_polled: bool,
+    /// `LOAD_TARGET` / `CPU_TARGET`: the bot processes are sized by load.
+    pub sizing: Option<Sizing>,
 }
 
 impl AutoscaleSettings {
-    /// `None` when `MAX_SHARDS` is set: the operator fixed the count.
+    /// `None` when there is nothing to evaluate: `MAX_SHARDS` is set (the operator fixed the
+    /// count) and no load target sizes the fleet.
     pub fn from_settings(settings: &Settings) -> Option<Self> {
-        settings.autoscale.then(|| Self {
+        let sizing = Sizing::new(
+            settings.load_target,
+            settings.cpu_target,
+            Duration::from_secs(settings.scale_in_after_seconds),
+        );
+        (settings.autoscale || sizing.is_some()).then(|| Self {
+            shard_count: settings.autoscale,
+            sizing,
             interval: Duration::from_secs(settings.autoscale_interval_seconds),
             policy: Policy {
                 guilds_per_shard: settings.guilds_per_shard,
                 min_shards: settings.min_shards,
                 allow_shrink: settings.allow_shrink,
                 shrink_after: Duration::from_secs(settings.shrink_after_seconds),
-                shards_per_process: settings.shards_per_process,
+                shards_per_process: settings.shards_per_process.group_size(),
             },
             max_concurrency: settings.max_concurrency,
             gateway_polled: settings.bot_token.is_some(),
@@ -223,6 +241,59 @@ impl Autoscaler {
         if !store.try_lock(LOCK, &self.owner, ttl).await? {
             return Ok(());
         }
+        if let Some(sizing) = &settings.sizing {
+            // Rates and CPU only: the paged read without `extra`.
+            let status = store.overview().await?;
+            self.size_processes(&status, sizing).await?;
+        }
+        if settings.shard_count {
+            self.scale_shards().await?;
+        }
+        Ok(())
+    }
+
+    /// Sizes the bot fleet by load ([`sizing::decide`]) and keeps the answer and the scale-in
+    /// hold in the store.
+    async fn size_processes(
+        &self,
+        status: &FleetStatus,
+        sizing: &Sizing,
+    ) -> Result<(), StoreError> {
+        let store = &self.store;
+        let kept = store.process_sizing().await?;
+        let current = kept
+            .answer
+            .map_or_else(|| group_count(status), |answer| answer.desired);
+        let load = FleetLoad::of(status);
+        let now_ms = i64::try_from(store.now_ms().await?).unwrap_or(i64::MAX);
+        let (desired, hold) = sizing::decide(
+            current,
+            status.total_shards,
+            &load,
+            sizing,
+            kept.hold,
+            now_ms,
+        );
+        let answer = Some(ProcessAnswer { desired, load });
+        store
+            .save_process_sizing(ProcessSizing { answer, hold }, kept)
+            .await?;
+        if desired != current {
+            log::info!(
+                "autoscale: {} events/s, {} cores: {current} -> {desired} bot processes",
+                load.events_per_second
+                    .map_or_else(|| "unknown".to_owned(), |rate| format!("{rate:.1}")),
+                load.cpu
+                    .map_or_else(|| "unknown".to_owned(), |cpu| format!("{cpu:.2}")),
+            );
+        }
+        Ok(())
+    }
+
+    /// Follows the guilds and Discord's recommendation with the shard count.
+    async fn scale_shards(&self) -> Result<(), StoreError> {
+        let settings = &self.settings;
+        let store = &self.store;
         let gateway = store.gateway().await?;
         if settings.gateway_polled && gateway.is_none() {
             // Discord's recommendation is on its way; scaling before it would reshard twice.

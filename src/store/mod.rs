@@ -44,6 +44,7 @@ use self::redis::{ClusterEngine, ClusterLink, RedisEngine};
 use self::scripts::{Envelope, ScriptCall, ScriptReply};
 use crate::config::{Settings, StoreBackend};
 use crate::session_token::SessionSigner;
+pub use operations::{PROCESSES_FIELD, ProcessSizing, SCALE_IN_HOLD_FIELD};
 pub use scripts::secret_fingerprint::Verdict as SecretVerdict;
 pub use secrets::PreviousSecretUses;
 
@@ -149,7 +150,7 @@ impl Store {
             lease_ms: settings.lease_ms(),
             resume_window_ms: settings.resume_window_ms(),
             initial_shards: AtomicU32::new(settings.max_shards),
-            initial_shards_per_process: settings.shards_per_process,
+            initial_shards_per_process: settings.shards_per_process.group_size(),
             default_concurrency: settings.max_concurrency,
             identify_reserve: settings.identify_reserve.map_or(-1, i64::from),
             events: settings.webhook_url.is_some(),

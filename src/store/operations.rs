@@ -10,10 +10,26 @@ use super::scripts::{self, claim_events::Claimed, connect::Claim, disconnect::Re
 use super::scripts::{lock::Held, reap::Freed, settle_event::StillClaimed};
 use super::waiting::WAITER_RENEW_MS;
 use super::{SCHEMA_VERSION, Store, StoreError, integers, text, unexpected};
+use crate::domain::sizing::{ProcessAnswer, ScaleInHold};
 use crate::domain::{
     BeatOutcome, BeatReport, ConnectOutcome, GatewayInfo, Grant, GrantedShard, IdentifyOutcome,
     IdentifyPacing, ReshardPlan,
 };
+
+/// The meta field holding the fleet's size by load and the load it was sized from:
+/// `"<desired>:<events per second>:<cpu>"` ([`ProcessAnswer`]).
+pub const PROCESSES_FIELD: &str = "autoscale_processes";
+/// The meta field holding the scale-in being waited out: `"<since ms>:<count>"` ([`ScaleInHold`]).
+pub const SCALE_IN_HOLD_FIELD: &str = "autoscale_scale_in_since";
+
+/// The fleet's size by load as the autoscaler keeps it, shared by every replica.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ProcessSizing {
+    /// The last answer; `None` before the first evaluation (or after a data loss).
+    pub answer: Option<ProcessAnswer>,
+    /// The scale-in being waited out, if any.
+    pub hold: Option<ScaleInHold>,
+}
 use crate::session_token::{SessionClaims, new_nonce};
 
 impl Store {
@@ -305,6 +321,35 @@ impl Store {
                     .await?
             }
         };
+        Ok(())
+    }
+
+    /// The fleet's size by load, as the autoscaler last kept it. A field that does not decode
+    /// (written by another build) reads as unset.
+    pub async fn process_sizing(&self) -> Result<ProcessSizing, StoreError> {
+        let answer = self.get_meta(PROCESSES_FIELD).await?;
+        let hold = self.get_meta(SCALE_IN_HOLD_FIELD).await?;
+        Ok(ProcessSizing {
+            answer: answer.as_deref().and_then(ProcessAnswer::decode),
+            hold: hold.as_deref().and_then(ScaleInHold::decode),
+        })
+    }
+
+    /// Keeps `sizing` in place of `kept` (what [`Store::process_sizing`] read), writing only the
+    /// fields that changed.
+    pub async fn save_process_sizing(
+        &self,
+        sizing: ProcessSizing,
+        kept: ProcessSizing,
+    ) -> Result<(), StoreError> {
+        if sizing.answer != kept.answer {
+            let answer = sizing.answer.map(|answer| answer.encode());
+            self.set_meta(PROCESSES_FIELD, answer.as_deref()).await?;
+        }
+        if sizing.hold != kept.hold {
+            let hold = sizing.hold.map(|hold| hold.encode());
+            self.set_meta(SCALE_IN_HOLD_FIELD, hold.as_deref()).await?;
+        }
         Ok(())
     }
 

@@ -207,6 +207,12 @@ fn the_binary_refuses_to_start_on_an_invalid_setting_and_names_it() {
         ("KEY_PREFIX", "{x}"),
         ("REDIS_SENTINELS", "127.0.0.1"),
         ("REDIS_SENTINELS", "127.0.0.1:26379,sentinel:port"),
+        ("SHARDS_PER_PROCESS", "some"),
+        ("LOAD_TARGET", "lots"),
+        ("CPU_TARGET", "0"),
+        ("SCALE_IN_AFTER", "soon"),
+        // A target needs SHARDS_PER_PROCESS=auto.
+        ("LOAD_TARGET", "60"),
     ];
     for (variable, value) in cases {
         let output = shardman(&[("PORT", port.as_str()), (variable, value)])

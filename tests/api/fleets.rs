@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use shardman::config::{Secret, Settings};
+use shardman::config::{Secret, Settings, ShardsPerProcess};
 
 use crate::helpers::{
     Backend, both_stores, eventually, expect_json, expect_validation, loc, settings, settings_on,
@@ -125,7 +125,7 @@ fn grouped_on(
 ) -> Settings {
     let mut settings = settings(backend);
     settings.max_shards = max_shards;
-    settings.shards_per_process = shards_per_process;
+    settings.shards_per_process = ShardsPerProcess::Fixed(shards_per_process);
     settings.max_concurrency = max_concurrency;
     settings
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use shardman::config::Settings;
+use shardman::config::{Settings, ShardsPerProcess};
 
 use crate::helpers::{Backend, TestApp, both_stores, settings, spawn_app};
 
@@ -122,7 +122,7 @@ async fn an_expired_shard_keeps_its_guild_count_until_its_next_holder_reports(ba
 async fn each_shard_of_a_group_keeps_its_count_across_a_handover(backend: Backend) {
     let mut settings = settings(backend);
     settings.max_shards = 2;
-    settings.shards_per_process = 2;
+    settings.shards_per_process = ShardsPerProcess::Fixed(2);
     let app = spawn_app(settings).await;
     let old = app.claim().await;
     let shards = json!([

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use shardman::config::ShardsPerProcess;
 
 use crate::helpers::{
     Backend, TestApp, both_stores, expect_json, expect_validation, issue_type, loc, settings,
@@ -36,7 +37,7 @@ async fn app_with(backend: Backend, max_shards: u32, shards_per_process: u32) ->
     let mut settings = settings(backend);
     settings.max_seconds = LEASE_SECONDS;
     settings.max_shards = max_shards;
-    settings.shards_per_process = shards_per_process;
+    settings.shards_per_process = ShardsPerProcess::Fixed(shards_per_process);
     spawn_app(settings).await
 }
 

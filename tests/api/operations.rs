@@ -446,6 +446,58 @@ fn kubernetes_manifests_probe_shardman_and_scale_bots_on_autoscale() {
     assert_eq!(token["key"], "SECRET");
 }
 
+/// The HPA alternative to KEDA: an External metric of shardman_desired_processes, one pod per
+/// process, on the bot Deployment, and never applied beside the ScaledObject.
+#[test]
+fn the_hpa_example_scales_bots_on_the_desired_processes_metric() {
+    let documents = manifests();
+    let kustomization = documents
+        .iter()
+        .find(|doc| doc["kind"] == "Kustomization")
+        .expect("kustomization.yaml");
+    assert!(
+        !kustomization["resources"]
+            .to_string()
+            .contains("bot-hpa.yaml"),
+        "two autoscalers on one Deployment fight: the HPA replaces the ScaledObject"
+    );
+
+    let hpa = find(&documents, "HorizontalPodAutoscaler", "bot");
+    assert_eq!(hpa["apiVersion"], "autoscaling/v2");
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["kind"], "Deployment");
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "bot");
+    find(&documents, "Deployment", "bot");
+    assert!(hpa["spec"]["minReplicas"].as_u64().unwrap() >= 1);
+    let metric = &hpa["spec"]["metrics"][0];
+    assert_eq!(metric["type"], "External");
+    assert_eq!(
+        metric["external"]["metric"]["name"],
+        "shardman_desired_processes"
+    );
+    assert_eq!(
+        metric["external"]["metric"]["selector"]["matchLabels"]["bot"],
+        "default"
+    );
+    assert_eq!(metric["external"]["target"]["type"], "AverageValue");
+    assert_eq!(metric["external"]["target"]["averageValue"], "1");
+
+    // Prometheus scrapes shardman's /metrics with the secret, on the Service's port.
+    let monitor = find(&documents, "ServiceMonitor", "shardman");
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["path"], "/metrics");
+    let service = find(&documents, "Service", "shardman");
+    assert_eq!(endpoint["port"], service["spec"]["ports"][0]["name"]);
+    for (key, value) in monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(service["metadata"]["labels"][key], *value);
+    }
+    assert_eq!(endpoint["authorization"]["type"], "Bearer");
+    assert_eq!(endpoint["authorization"]["credentials"]["name"], "shardman");
+    assert_eq!(endpoint["authorization"]["credentials"]["key"], "SECRET");
+}
+
 #[test]
 fn the_bot_deployment_rolls_with_spares_waiting_and_time_to_hand_over() {
     let documents = manifests();

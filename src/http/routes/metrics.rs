@@ -127,7 +127,15 @@ async fn bot_families(state: &AppState) -> Result<Vec<MetricFamily>, Internal> {
             // The identify budget is known once a replica has asked Discord; a failed read only
             // leaves these figures out.
             let gateway = state.store.gateway().await.unwrap_or_default();
-            cluster_families(registry, &fleet, gateway.as_ref(), read_seconds)
+            match AutoscaleReport::read(state, &fleet).await {
+                Ok(plan) => {
+                    cluster_families(registry, &fleet, &plan, gateway.as_ref(), read_seconds)
+                }
+                Err(error) => {
+                    log::warn!("metrics: bot {}: store unavailable: {error}", state.bot);
+                    store_down_families(registry)
+                }
+            }
         }
         Err(error) => {
             log::warn!("metrics: bot {}: store unavailable: {error}", state.bot);
@@ -196,10 +204,10 @@ fn internal(error: prometheus::Error) -> Internal {
 fn cluster_families(
     registry: Registry,
     fleet: &FleetStatus,
+    plan: &AutoscaleReport,
     gateway: Option<&GatewayInfo>,
     read_seconds: f64,
 ) -> Result<Vec<MetricFamily>, prometheus::Error> {
-    let plan = AutoscaleReport::from_fleet(fleet);
     let gauge = |name: &str, help: &str, value: i64| -> Result<(), prometheus::Error> {
         let gauge = IntGauge::new(name, help)?;
         gauge.set(value);
