@@ -19,6 +19,7 @@ mod keys;
 mod lanes;
 mod operations;
 mod overview;
+mod placement;
 mod recovery;
 mod redis;
 mod scripts;
