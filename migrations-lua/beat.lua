@@ -82,7 +82,9 @@ Returns  one text: the beats' answers in order, one line each, joined by "\n"; a
            1  the lease was refreshed to lease_ms from now (or to its IDENTIFY slot + lease_ms,
               when that is later);
            0  no such session (unknown, expired or released): nothing changed;
-          -1  the session is retired: nothing changed, the client must stop.
+          -1  the session is retired: nothing changed, the client must stop;
+         and a status-1 line ends in " move" when the placement marked the shard to move (lease
+         field v, see includes/common.lua): the holder must hand it over.
 Errors   "SCHEMA_TOO_NEW <found>" when a newer build raised the schema: nothing changed.
          "NOPLAN" when the plan is gone (Redis lost its data): nothing changed; run init.lua (after
          a loss) and retry the batch.
@@ -411,10 +413,11 @@ local function beat(at)
   -- The ids' own decimal texts name the keys, so Redis formats no number for them.
   local lease_key = gen_key(ARGV[at + 6], 'lease', ARGV[at + 5])
   -- The lease's holder (n), fence (f), beaten while ready (b), IDENTIFY slot (w), stored resume
-  -- data (r), last beat (t), guild count (g), and the first shard's and the process's load
-  -- counters (e, c); false where unset.
+  -- data (r), last beat (t), guild count (g), the first shard's and the process's load counters
+  -- (e, c), and the process it is marked to move to (v); false where unset.
   local holder, fence, beaten, slot_ms, stored_resume, last_beat_ms, leased_guilds, events_counter,
-    cpu_counter = unpack(redis.call('HMGET', lease_key, 'n', 'f', 'b', 'w', 'r', 't', 'g', 'e', 'c'))
+    cpu_counter, moving_to = unpack(redis.call('HMGET', lease_key, 'n', 'f', 'b', 'w', 'r', 't', 'g',
+    'e', 'c', 'v'))
   if holder and holder ~= nonce then
     return UNKNOWN -- the id is held by another session
   end
@@ -499,7 +502,7 @@ local function beat(at)
   end
   -- All text: one concatenation, no table.
   return '1 ' .. ARGV[at + 5] .. ' ' .. max_shards_text .. ' ' .. ARGV[at + 6] .. ' ' .. fence .. ' '
-    .. state
+    .. state .. (moving_to and ' move' or '')
 end
 
 local answers = {}

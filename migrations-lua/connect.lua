@@ -27,6 +27,9 @@ waiting or not, overtakes an earlier waiter, and several waiters are served at o
 groups free together (a reshard). A granted ticket leaves the queue here; the replica takes out a
 ticket whose wait ended otherwise (stop_waiting.lua), and one whose replica died lapses.
 
+Moves (SHARDS_PER_PROCESS=auto, see includes/common.lua): a claim whose process label a shard is
+reserved for gets that shard (with its resume data), before and regardless of the queue.
+
 Identify slots: Discord allows one IDENTIFY per 5 s per bucket (bucket = shard_id % max_concurrency).
 `identify` holds, per bucket, the earliest time (ms) the next IDENTIFY may start; booking a slot moves
 it IDENTIFY_INTERVAL_MS (6000 ms, see includes/common.lua) on. The session sleeps until its slot. A claim that inherits resume data needs no slot.
@@ -126,28 +129,32 @@ local free_key = gen_key(generation, 'free')
 
 reclaim_expired(generation, now, function(id) event('expire', id) end)
 
-local ahead = claims_ahead(ticket, waiter_renew_ms, now)
-if ahead > 0 then
-  local high_water = tonumber(redis.call('GET', next_key)) or 0
-  local free_groups = redis.call('ZCARD', free_key)
-    + math.max(0, math.ceil((max_shards - high_water) / group_size))
-  if free_groups <= ahead then
-    return {'full', max_shards, generation}
+-- A shard handed over for a move goes to the process it moves to, ahead of any queue.
+local first_id = take_reservation(generation, process_label)
+local moved_in = first_id ~= nil
+if not moved_in then
+  local ahead = claims_ahead(ticket, process_label, waiter_renew_ms, now)
+  if ahead > 0 then
+    local high_water = tonumber(redis.call('GET', next_key)) or 0
+    local free_groups = redis.call('ZCARD', free_key)
+      + math.max(0, math.ceil((max_shards - high_water) / group_size))
+    if free_groups <= ahead then
+      return {'full', max_shards, generation}
+    end
   end
-end
 
--- A group is known by its first shard id; with group_size 1 a group is one shard.
-local first_id
-local popped = redis.call('ZPOPMIN', free_key)
-if popped[1] then
-  first_id = tonumber(popped[1])
-else
-  local next_id = tonumber(redis.call('GET', next_key)) or 0
-  if next_id >= max_shards then
-    return {'full', max_shards, generation}
+  -- A group is known by its first shard id; with group_size 1 a group is one shard.
+  local popped = redis.call('ZPOPMIN', free_key)
+  if popped[1] then
+    first_id = tonumber(popped[1])
+  else
+    local next_id = tonumber(redis.call('GET', next_key)) or 0
+    if next_id >= max_shards then
+      return {'full', max_shards, generation}
+    end
+    first_id = next_id
+    redis.call('SET', next_key, next_id + group_size)
   end
-  first_id = next_id
-  redis.call('SET', next_key, next_id + group_size)
 end
 local shard_ids = {}
 for id = first_id, math.min(first_id + group_size, max_shards) - 1 do
@@ -167,7 +174,11 @@ if identifies > 0 then
   local exhausted = spend_identify(gateway_key, identify_reserve, now, identifies)
   if exhausted then
     -- Put the group back: nothing was granted.
-    redis.call('ZADD', free_key, first_id, first_id)
+    if moved_in then
+      reserve_for_move(generation, first_id, process_label, now)
+    else
+      redis.call('ZADD', free_key, first_id, first_id)
+    end
     if exhausted[2] then
       event('identify_budget_low', -1)
     end
@@ -196,6 +207,8 @@ end
 local lease_key = gen_key(generation, 'lease', first_id)
 redis.call('HSET', lease_key, 'n', nonce, 'f', fence, 't', now, 'b', 0, 'w', now + longest_sleep_ms)
 if process_label ~= '' then redis.call('HSET', lease_key, 'p', process_label) end
+-- When it came by a move: the placement leaves it where it is for a while (mark_moves.lua).
+if moved_in then redis.call('HSET', lease_key, 'a', now) end
 redis.call('PEXPIRE', lease_key, longest_sleep_ms + lease_ms)
 redis.call('ZADD', gen_key(generation, 'deadlines'), now + longest_sleep_ms + lease_ms, first_id)
 event('connect', first_id)

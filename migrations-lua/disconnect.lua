@@ -16,6 +16,9 @@ ARGV[6]  resume_window_ms  resume window in milliseconds (RESUME_WINDOW * 1000)
 ARGV[7]  shard_id          the session's shard id (from its signed session id)
 ARGV[8]  generation        the session's generation (from its signed session id)
 
+A shard marked to move (lease field v, see includes/common.lua) is reserved for the process it
+moves to instead of freed.
+
 Returns  1 when the session existed and its shard id is free again; 0 when no such session.
 Errors   "SCHEMA_TOO_NEW <found>" when a newer build raised the schema: nothing changed.
 Cost     O(log N), plus O(K) for a group of K shards.
@@ -47,9 +50,17 @@ end
 for from = 1, #carried, 1000 do
   redis.call('HSET', gen_key(generation, 'reports'), unpack(carried, from, math.min(from + 999, #carried)))
 end
+local moving_to = redis.call('HGET', lease_key, 'v')
 redis.call('DEL', lease_key)
 redis.call('ZREM', gen_key(generation, 'deadlines'), shard_id)
-redis.call('ZADD', gen_key(generation, 'free'), shard_id, shard_id)
+redis.call('ZREM', gen_key(generation, 'moving'), shard_id)
+local now = now_ms()
+if moving_to then
+  -- Handed over for a move: reserved for the process it moves to (includes/common.lua).
+  reserve_for_move(generation, shard_id, string.match(moving_to, '^%d+ (.*)$'), now)
+else
+  redis.call('ZADD', gen_key(generation, 'free'), shard_id, shard_id)
+end
 redis.call('SREM', gen_key(generation, 'ready'), shard_id)
 local plan = redis.call('HMGET', plan_key, 'generation', 'max_shards', 'shards_per_process',
   'pending_generation', 'pending_max_shards', 'pending_shards_per_process')
@@ -63,5 +74,5 @@ local first = tonumber(shard_id)
 for id = first, math.min(first + group_size, max_shards) - 1 do
   redis.call('PEXPIRE', gen_key(generation, 'resume', id), resume_window_ms)
 end
-queue_event(events_key, 'disconnect', shard_id, generation, -1, now_ms())
+queue_event(events_key, 'disconnect', shard_id, generation, -1, now)
 return 1

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub mod sizing;
+pub mod placement;
 
 /// Where a session stands in the shard plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +38,9 @@ pub struct Lease {
     /// Grows with every grant of this shard id: a fencing token for whatever the bot writes.
     pub fence: u64,
     pub state: SessionState,
+    /// The placement moves this shard to another process: hand it over (README, "Scaling on
+    /// load").
+    pub hand_over: bool,
 }
 
 /// A successful `/connect`.
@@ -208,6 +212,12 @@ pub struct ShardStatus {
     pub events_per_second: Option<f64>,
     /// The label its process gave `/connect` (`<hostname>:<pid>` by default), if any.
     pub process: Option<String>,
+    /// `SHARDS_PER_PROCESS=auto`: the process this shard is being moved to, while it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moving_to: Option<String>,
+    /// When it last arrived by a move (placement leaves it there for `MOVE_SETTLE`).
+    #[serde(skip)]
+    pub moved_in_at: Option<DateTime<Utc>>,
     pub extra: Option<serde_json::Value>,
     /// Its process's CPU use in cores, between its last two `cpu_seconds` reports.
     #[serde(skip)]

@@ -29,6 +29,9 @@ passes the fixed ones); per-generation keys are built by gen_key below and nowhe
   g:<gen>:resume:<id> string, PX the last holder's resume JSON
   g:<gen>:reports    hash        each shard's last reported guild count and latency (g:<id>,
                                  l:<id>), kept beyond its lease for the next holder (beat.lua)
+  g:<gen>:moving     sorted set  ids marked to move (SHARDS_PER_PROCESS=auto), score = ms marked
+  g:<gen>:reserved   sorted set  ids handed over for a move, score = ms the reservation lapses
+  g:<gen>:reserved_for hash      those ids -> the label of the process they move to
   lock:<name>        string, PX  a job lock (lock.lua)
   events             list        alert events, newest first (queue_event below)
   events:seq         string      the last event id
@@ -39,6 +42,8 @@ passes the fixed ones); per-generation keys are built by gen_key below and nowhe
   waiters:renewed    sorted set  the same tickets, score = the ms by which each must be renewed
                                  (by its next attempt) or be dropped: its replica stopped asking
   waiters:seq        string      the last arrival number
+  waiters:process    hash        the same tickets -> the process label of their claim (placement
+                                 gives waiting processes shards, src/jobs/placement.rs)
   identify           hash        bucket -> ms from which the bucket's next IDENTIFY may start
                                  (slots and permits, see "IDENTIFY pacing" below)
   identify:permits   hash        bucket -> its outstanding (granted, unconfirmed) permit,
@@ -92,12 +97,54 @@ local function queue_event(events_key, kind, shard_id, generation, max_shards, a
   end
 end
 
+-- Moves (SHARDS_PER_PROCESS=auto; README "Scaling on load"): the placement job marks a shard to
+-- move (mark_moves.lua: lease field v = "<ms marked> <label of the process it moves to>", and
+-- `moving`); its holder's beats say so (beat.lua); when the holder hands it over (disconnect.lua),
+-- the shard is reserved for that process instead of freed, until it claims it (connect.lua) or
+-- MOVE_RESERVE_MS pass, when it is freed for anyone.
+local MOVE_RESERVE_MS = 15000
+
+-- Reserves `id` of `generation` for the process `label` (see above).
+local function reserve_for_move(generation, id, label, at_ms)
+  redis.call('ZADD', gen_key(generation, 'reserved'), at_ms + MOVE_RESERVE_MS, id)
+  redis.call('HSET', gen_key(generation, 'reserved_for'), id, label)
+end
+
+-- Frees the reservations that lapsed: the process they were for never came for them.
+local function release_lapsed_reservations(generation, at_ms)
+  local reserved_key = gen_key(generation, 'reserved')
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', reserved_key, '-inf', at_ms)) do
+    redis.call('ZREM', reserved_key, id)
+    redis.call('HDEL', gen_key(generation, 'reserved_for'), id)
+    redis.call('ZADD', gen_key(generation, 'free'), id, id)
+  end
+end
+
+-- Takes a shard reserved for `label`, if there is one: its id, else nil. Cost: O(R) for R
+-- reservations, which the placement job keeps to a handful.
+local function take_reservation(generation, label)
+  if label == '' then
+    return nil
+  end
+  local reserved_for_key = gen_key(generation, 'reserved_for')
+  local reserved = redis.call('HGETALL', reserved_for_key)
+  for index = 1, #reserved, 2 do
+    if reserved[index + 1] == label then
+      redis.call('HDEL', reserved_for_key, reserved[index])
+      redis.call('ZREM', gen_key(generation, 'reserved'), reserved[index])
+      return tonumber(reserved[index])
+    end
+  end
+  return nil
+end
+
 -- Moves a generation's expired leases to its free set: ids whose deadline passed and whose lease
 -- key is gone. The lease key is the truth: if it is still there (a beat refreshed its TTL after
 -- the deadline was written), the id stays held and its deadline is fixed. Calls on_expired(id)
 -- once per freed id (an id leaves `deadlines` exactly once) and returns how many were freed.
 -- Cost: O(log N) per expired lease.
 local function reclaim_expired(generation, at_ms, on_expired)
+  release_lapsed_reservations(generation, at_ms)
   local deadlines_key = gen_key(generation, 'deadlines')
   local freed = 0
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', deadlines_key, '-inf', at_ms)) do
@@ -277,12 +324,13 @@ end
 -- dropping the tickets whose renewal lapsed. A ticket joins at its first attempt, at the tail, and
 -- each attempt renews it for renew_ms; "" (a claim that does not wait) is behind every queued one.
 -- Cost: O(log W) for W waiters, plus O(log W) per dropped ticket.
-local function claims_ahead(ticket, renew_ms, at_ms)
+local function claims_ahead(ticket, process_label, renew_ms, at_ms)
   local queue_key = key('waiters')
   local renewals_key = key('waiters:renewed')
   for _, lapsed in ipairs(redis.call('ZRANGEBYSCORE', renewals_key, '-inf', at_ms)) do
     redis.call('ZREM', queue_key, lapsed)
     redis.call('ZREM', renewals_key, lapsed)
+    redis.call('HDEL', key('waiters:process'), lapsed)
   end
   if ticket == '' then
     return redis.call('ZCARD', queue_key)
@@ -293,6 +341,9 @@ local function claims_ahead(ticket, renew_ms, at_ms)
     return rank
   end
   redis.call('ZADD', queue_key, redis.call('INCR', key('waiters:seq')), ticket)
+  if process_label ~= '' then
+    redis.call('HSET', key('waiters:process'), ticket, process_label)
+  end
   return redis.call('ZCARD', queue_key) - 1
 end
 
@@ -300,4 +351,5 @@ end
 local function leave_waiters(ticket)
   redis.call('ZREM', key('waiters'), ticket)
   redis.call('ZREM', key('waiters:renewed'), ticket)
+  redis.call('HDEL', key('waiters:process'), ticket)
 end

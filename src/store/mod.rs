@@ -20,6 +20,7 @@ mod lanes;
 mod operations;
 mod overview;
 mod permits;
+mod placement;
 mod recovery;
 mod redis;
 mod scripts;

@@ -16,7 +16,7 @@ use crate::store::StoreError;
 
 /// `Prefer: return=representation` on `/beat`: where the session stands.
 #[derive(Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"shard_id": 0, "max_shards": 16, "generation": 2, "state": "standby", "fence": 3}))]
+#[schema(example = json!({"shard_id": 0, "max_shards": 16, "generation": 2, "state": "standby", "fence": 3, "hand_over": false}))]
 struct BeatRepresentation {
     shard_id: u32,
     max_shards: u32,
@@ -24,6 +24,10 @@ struct BeatRepresentation {
     #[schema(value_type = String)]
     state: SessionState,
     fence: u64,
+    /// `SHARDS_PER_PROCESS=auto`: shardman moves this shard to another process. Hand it over:
+    /// a last beat with its resume data, close it so the session stays resumable (not 1000 or
+    /// 1001), then `/disconnect` (README, "Scaling on load").
+    hand_over: bool,
 }
 
 impl From<Lease> for BeatRepresentation {
@@ -34,6 +38,7 @@ impl From<Lease> for BeatRepresentation {
             generation: lease.generation,
             state: lease.state,
             fence: lease.fence,
+            hand_over: lease.hand_over,
         }
     }
 }

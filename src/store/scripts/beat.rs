@@ -91,7 +91,8 @@ impl Beat {
 pub struct BeatAnswers(pub Vec<BeatOutcome>);
 
 /// beat.lua answers one text, a line per beat: `<status> <shard_id> <max_shards> <generation>
-/// <fence> <state>`, status 1 alive, 0 unknown, -1 retired.
+/// <fence> <state>[ move]`, status 1 alive, 0 unknown, -1 retired; `move` when the shard is to be
+/// handed over (placement by load).
 impl ScriptReply for BeatAnswers {
     fn decode(reply: &Value) -> Option<Self> {
         let text = match reply {
@@ -119,6 +120,11 @@ fn decode_answer(line: &str) -> Option<BeatOutcome> {
     let generation = natural(number()?);
     let fence = natural(number()?);
     let state = fields.next()?;
+    let hand_over = match fields.next() {
+        None => false,
+        Some("move") => true,
+        Some(_) => return None,
+    };
     if fields.next().is_some() {
         return None;
     }
@@ -128,6 +134,7 @@ fn decode_answer(line: &str) -> Option<BeatOutcome> {
         generation,
         fence,
         state: SessionState::parse(state).unwrap_or(SessionState::Retired),
+        hand_over,
     };
     Some(match status {
         0 => BeatOutcome::NotFound,
@@ -193,10 +200,19 @@ mod tests {
     }
 
     #[test]
+    fn a_shard_marked_to_move_is_told_to_hand_over() {
+        let reply = Value::BulkString(b"1 3 16 2 41 active move\n1 4 16 2 42 active".to_vec());
+        let BeatAnswers(outcomes) = BeatAnswers::decode(&reply).expect("a well-formed answer");
+        assert!(matches!(&outcomes[0], BeatOutcome::Alive(lease) if lease.hand_over));
+        assert!(matches!(&outcomes[1], BeatOutcome::Alive(lease) if !lease.hand_over));
+    }
+
+    #[test]
     fn a_malformed_batch_answer_is_refused() {
         for reply in [
             "1 3 16 2 41",
             "1 3 16 2 41 active extra",
+            "1 3 16 2 41 active move extra",
             "x 3 16 2 41 active",
         ] {
             let reply = Value::BulkString(reply.as_bytes().to_vec());

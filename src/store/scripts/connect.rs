@@ -107,6 +107,7 @@ impl ScriptReply for Claim {
                     generation: natural(generation)?,
                     fence: natural(fence)?,
                     state: SessionState::parse(&text(state)?)?,
+                    hand_over: false,
                 },
                 epoch: natural(epoch)?,
                 gateway_url: text(gateway_url),

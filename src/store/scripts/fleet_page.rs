@@ -79,6 +79,19 @@ const FIGURES: &[Figure] = &[
         status_only: false,
         show: |shard, text| shard.rss_bytes = text.parse().ok(),
     },
+    // Placement by load (mark_moves.lua): where the shard is moving, when it last arrived by a move.
+    Figure {
+        field: "v",
+        per_shard: false,
+        status_only: false,
+        show: |shard, text| shard.moving_to = text.split_once(' ').map(|(_, to)| to.to_owned()),
+    },
+    Figure {
+        field: "a",
+        per_shard: false,
+        status_only: false,
+        show: |shard, text| shard.moved_in_at = text.parse().ok().map(timestamp_from_millis),
+    },
 ];
 
 /// The rate a load counter's lease field holds (`"<counter> <since ms> <rate>"`, beat.lua's

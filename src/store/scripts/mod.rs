@@ -50,6 +50,8 @@ declare_scripts! {
     stop_waiting::StopWaiting,
     give_back::GiveBack,
     secret_fingerprint::SecretFingerprint,
+    mark_moves::MarkMoves,
+    waiting_processes::WaitingProcesses,
 }
 
 /// One Lua script as the engines load it: its file name (for errors), its source and its SHA1.
