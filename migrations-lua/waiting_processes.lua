@@ -12,12 +12,15 @@ Errors   none of its own (read-only: the schema guard lets it through).
 Cost     O(W) for W waiters.
 ]]
 local now = now_ms()
-local tickets = redis.call('ZRANGE', key('waiters'), 0, -1)
+-- Tickets renewed in time (a lapsed one's replica stopped asking).
+local live = {}
+for _, ticket in ipairs(redis.call('ZRANGEBYSCORE', key('waiters:renewed'), now + 1, '+inf')) do
+  live[ticket] = true
+end
 local labels, seen = {}, {}
-for _, ticket in ipairs(tickets) do
-  local renew_by = tonumber(redis.call('ZSCORE', key('waiters:renewed'), ticket))
-  local label = redis.call('HGET', key('waiters:process'), ticket)
-  if label and renew_by and renew_by > now and not seen[label] then
+for _, ticket in ipairs(redis.call('ZRANGE', key('waiters'), 0, -1)) do
+  local label = live[ticket] and redis.call('HGET', key('waiters:process'), ticket)
+  if label and not seen[label] then
     seen[label] = true
     labels[#labels + 1] = label
   end

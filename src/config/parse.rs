@@ -41,9 +41,10 @@ impl ShardsPerProcess {
     /// The group size the shard plan is written with (`shards_per_process` of the plan): the
     /// fixed number, or 1 for `auto`.
     ///
-    /// `auto` claims one shard per session until load placement lands (issue 20, "Shards placed
-    /// by load, moved by RESUME"), which replaces this mapping: it is the only place that turns
-    /// `auto` into a group size.
+    /// With `auto` a session is one shard, and a process holds as many sessions as placement
+    /// gives it (README, "Scaling on load"): a session's shard set never changes, so a session id
+    /// stays verifiable after a data loss as it is. This is the only place that turns `auto`
+    /// into a group size.
     pub fn group_size(self) -> u32 {
         match self {
             ShardsPerProcess::Fixed(size) => size,

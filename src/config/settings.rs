@@ -262,6 +262,12 @@ settings! {
         per_bot "CPU_TARGET" => cpu_target: Option<f64> = None, some(positive_number);
         /// seconds a lower load must hold before `/autoscale` asks for fewer processes.
         per_bot "SCALE_IN_AFTER" => scale_in_after_seconds: u64 = 300, parsed;
+        /// seconds between two placements by load (`SHARDS_PER_PROCESS=auto`).
+        per_bot "PLACEMENT_INTERVAL" => placement_interval_seconds: u64 = 10, parsed;
+        /// seconds a shard that arrived by a move stays where it is.
+        per_bot "MOVE_SETTLE" => move_settle_seconds: u64 = 120, parsed;
+        /// shard moves under way at once, at most.
+        per_bot "MAX_MOVES" => max_moves: u32 = 4, parsed;
         /// origins browsers may call the API from (`*` for any); empty: no CORS.
         per_replica "CORS_ORIGINS" => cors_origins: Vec<String> = Vec::new(), parse_origins;
         /// a TOML file with one `[[bot]]` per bot this fleet serves (see [`Settings::bots`]);

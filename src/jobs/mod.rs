@@ -1,7 +1,7 @@
 //! The replica's background tasks: the gateway poller (with `BOT_TOKEN`), the alert dispatcher and
-//! lease reaper (with `WEBHOOK_URL`), autoscale (without `MAX_SHARDS`), the load history and the
-//! secret-drift check (on Redis). They start when the replica is built and stop when its server
-//! stops.
+//! lease reaper (with `WEBHOOK_URL`), autoscale (without `MAX_SHARDS`), the load history, placement
+//! by load (`SHARDS_PER_PROCESS=auto`) and the secret-drift check (on Redis). They start when the
+//! replica is built and stop when its server stops.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +13,7 @@ pub mod alerts;
 pub mod autoscale;
 pub mod discord;
 pub mod load_history;
+pub mod placement;
 pub mod secret_drift;
 mod stop;
 
@@ -22,6 +23,7 @@ use alerts::{Dispatcher, Reaper, WebhookSettings};
 use autoscale::{AutoscaleSettings, Autoscaler};
 use discord::{GatewayPoller, GatewaySettings};
 use load_history::LoadHistory;
+use placement::{Placement, PlacementSettings};
 use secret_drift::SecretDriftCheck;
 
 /// How long stopping waits for a task to notice before it is aborted.
@@ -61,6 +63,10 @@ impl BackgroundTasks {
         if !store.is_embedded() {
             let check = SecretDriftCheck::new(store.clone());
             handles.push(tokio::spawn(check.run(stopped.clone())));
+        }
+        if let Some(placement) = PlacementSettings::from_settings(settings) {
+            let placement = Placement::new(store.clone(), placement, owner.clone());
+            handles.push(tokio::spawn(placement.run(stopped.clone())));
         }
         if let Some(autoscale) = AutoscaleSettings::from_settings(settings) {
             let autoscaler = Autoscaler::new(store, autoscale, owner, gateway_fetched);

@@ -28,6 +28,7 @@ mod load;
 mod openapi;
 mod operations;
 mod permits;
+mod placement;
 mod rate_limit;
 mod redis_faults;
 mod resume;

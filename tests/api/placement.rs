@@ -1,0 +1,155 @@
+//! Placement by load (`SHARDS_PER_PROCESS=auto`): the placement job marks shards of the busiest
+//! process to move to a process that waits, their holder's beats say `hand_over`, and once the
+//! holder hands them over they go, with their resume data, to that process ahead of any queue.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use shardman::config::{Settings, ShardsPerProcess};
+
+use crate::helpers::{Backend, TestApp, both_stores, expect_json, settings, spawn_app};
+
+both_stores!(
+    a_process_that_waits_takes_shards_from_the_busiest_by_resume,
+    fixed_groups_never_move,
+);
+
+fn auto_settings(backend: Backend) -> Settings {
+    let mut settings = settings(backend);
+    settings.max_shards = 4;
+    settings.shards_per_process = ShardsPerProcess::Auto;
+    // A short lease: rates are measured over a sixth of it (at least a second).
+    settings.max_seconds = 6;
+    settings.placement_interval_seconds = 1;
+    settings.move_settle_seconds = 0;
+    settings
+}
+
+async fn claim_as(app: &TestApp, process: &str) -> Value {
+    expect_json(
+        app.get(&format!("/connect?process={process}")).await,
+        StatusCode::OK,
+    )
+    .await
+}
+
+fn resume_data(sequence: u64) -> Value {
+    json!({"session_id": "discord-session", "sequence": sequence, "resume_gateway_url": "wss://resume.example"})
+}
+
+/// A beat reporting `events` and resume data; answers whether the holder must hand over.
+async fn beat(app: &TestApp, session_id: &str, events: u64) -> bool {
+    let response = app
+        .request(Method::POST, "/beat")
+        .header("Prefer", "return=representation")
+        .json(&json!({
+            "session_id": session_id,
+            "events": events,
+            "resume": resume_data(events),
+        }))
+        .send()
+        .await
+        .expect("beat");
+    let body = expect_json(response, StatusCode::OK).await;
+    body["hand_over"].as_bool().expect("hand_over")
+}
+
+async fn a_process_that_waits_takes_shards_from_the_busiest_by_resume(backend: Backend) {
+    let app = spawn_app(auto_settings(backend)).await;
+    let mut sessions = Vec::new();
+    for _ in 0..4 {
+        let grant = claim_as(&app, "host-a:1").await;
+        sessions.push(grant["session_id"].as_str().expect("session_id").to_owned());
+    }
+    // Two reports over more than a second: every shard carries 100 events/s.
+    for session in &sessions {
+        assert!(!beat(&app, session, 0).await);
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for session in &sessions {
+        assert!(!beat(&app, session, 110).await);
+    }
+
+    let waiter = app.with_timeout(Duration::from_secs(60));
+    let waiting =
+        tokio::spawn(async move { waiter.get("/connect?wait=30&process=host-b:2").await });
+
+    // Placement sees host-b waiting and moves half of host-a's load to it: 2 of the 4 shards.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let told = loop {
+        let mut told = Vec::new();
+        for (index, session) in sessions.iter().enumerate() {
+            if beat(&app, session, 200).await {
+                told.push(index);
+            }
+        }
+        if told.len() == 2 || tokio::time::Instant::now() > deadline {
+            break told;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(told.len(), 2, "two shards are to hand over: {told:?}");
+
+    // The holder hands one over: its last beat carries the sequence, then it lets go.
+    let handed = told[0];
+    beat(&app, &sessions[handed], 321).await;
+    assert_eq!(
+        app.disconnect(&sessions[handed]).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let moved = expect_json(waiting.await.expect("the waiting claim"), StatusCode::OK).await;
+    assert_eq!(moved["shard_id"].as_u64(), Some(handed as u64));
+    assert_eq!(moved["resume"], resume_data(321), "{moved}");
+    assert_eq!(moved["sleep_duration"].as_f64(), Some(0.0));
+
+    // A claim of anyone else cannot take the second one while it is reserved for host-b.
+    let second = told[1];
+    beat(&app, &sessions[second], 400).await;
+    app.disconnect(&sessions[second]).await;
+    assert_eq!(
+        app.get("/connect?process=host-c:3").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let again = claim_as(&app, "host-b:2").await;
+    assert_eq!(again["shard_id"].as_u64(), Some(second as u64));
+    assert_eq!(again["resume"], resume_data(400));
+
+    let status = app.status().await;
+    let host_b: Vec<u64> = status["processes"]
+        .as_array()
+        .expect("processes")
+        .iter()
+        .filter(|process| process["process"] == "host-b:2")
+        .flat_map(|process| process["shard_ids"].as_array().cloned().unwrap_or_default())
+        .filter_map(|id| id.as_u64())
+        .collect();
+    assert_eq!(host_b.len(), 2, "{status}");
+}
+
+async fn fixed_groups_never_move(backend: Backend) {
+    let mut settings = auto_settings(backend);
+    settings.shards_per_process = ShardsPerProcess::Fixed(1);
+    let app = spawn_app(settings).await;
+    let mut sessions = Vec::new();
+    for _ in 0..4 {
+        let grant = claim_as(&app, "host-a:1").await;
+        sessions.push(grant["session_id"].as_str().expect("session_id").to_owned());
+    }
+    for session in &sessions {
+        beat(&app, session, 0).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let waiter = app.with_timeout(Duration::from_secs(60));
+    let waiting = tokio::spawn(async move { waiter.get("/connect?wait=4&process=host-b:2").await });
+    for _ in 0..3 {
+        for session in &sessions {
+            assert!(!beat(&app, session, 500).await, "a fixed group never moves");
+        }
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    assert_eq!(
+        waiting.await.expect("the waiting claim").status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
