@@ -13,6 +13,7 @@ both_stores!(
     a_json_post_disconnect_frees_the_shard_at_once,
     disconnecting_an_unknown_or_released_session_is_404,
     a_get_disconnect_without_session_id_is_a_422_naming_the_query_field,
+    a_get_disconnect_with_session_id_twice_takes_the_last_one,
     a_post_disconnect_without_session_id_is_a_422_naming_the_body_field,
     disconnect_needs_the_secret,
 );
@@ -111,6 +112,21 @@ async fn a_get_disconnect_without_session_id_is_a_422_naming_the_query_field(bac
 
     assert_eq!(locs, vec![loc(&["query", "session_id"])]);
     assert_eq!(held_ids(&app.status().await), vec![0]);
+}
+
+async fn a_get_disconnect_with_session_id_twice_takes_the_last_one(backend: Backend) {
+    let app = spawn_app(settings(backend)).await;
+    let claim = app.claim().await;
+
+    let response = app
+        .get(&format!(
+            "/disconnect?session_id=not-a-session&session_id={}",
+            claim.session_id
+        ))
+        .await;
+
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert!(held_ids(&app.status().await).is_empty());
 }
 
 async fn a_post_disconnect_without_session_id_is_a_422_naming_the_body_field(backend: Backend) {

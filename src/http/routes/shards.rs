@@ -1,7 +1,7 @@
 //! The bot-facing lifecycle after the claim (`connect.rs`): beat, disconnect, identify.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::domain::{BeatOutcome, BeatReport, IdentifyOutcome, Lease, SessionState};
 use crate::http::auth::{AuthenticationFailure, Authorized};
@@ -179,11 +179,6 @@ fn read_beat(
     })
 }
 
-#[derive(Deserialize)]
-pub struct SessionQuery {
-    session_id: Option<String>,
-}
-
 error_set! {
     /// What `GET /disconnect` answers when it frees nothing.
     pub DisconnectByQueryError {
@@ -208,12 +203,21 @@ error_set! {
 )]
 pub async fn disconnect_by_query(
     _: Authorized<DisconnectByQueryError>,
+    request: HttpRequest,
     state: web::Data<AppState>,
-    query: web::Query<SessionQuery>,
 ) -> Result<HttpResponse, DisconnectByQueryError> {
-    let session_id = query.into_inner().session_id.ok_or_else(|| {
-        ValidationFailed::from(ValidationIssue::missing(&["query", "session_id"]))
-    })?;
+    // Read as pairs, not through a struct: a repeated `session_id` is then the last one (as on
+    // `/connect`), not the extractor's plain-text 400 outside the API's error shape.
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(request.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or_default();
+    let session_id = pairs
+        .into_iter()
+        .rev()
+        .find_map(|(name, value)| (name == "session_id").then_some(value))
+        .ok_or_else(|| {
+            ValidationFailed::from(ValidationIssue::missing(&["query", "session_id"]))
+        })?;
     release(&state, &session_id).await
 }
 
