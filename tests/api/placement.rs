@@ -13,6 +13,7 @@ use crate::helpers::{Backend, TestApp, both_stores, expect_json, settings, spawn
 both_stores!(
     a_process_that_waits_takes_shards_from_the_busiest_by_resume,
     fixed_groups_never_move,
+    a_grant_says_whether_shards_are_placed_by_load_or_in_groups,
 );
 
 fn auto_settings(backend: Backend) -> Settings {
@@ -152,4 +153,13 @@ async fn fixed_groups_never_move(backend: Backend) {
         waiting.await.expect("the waiting claim").status(),
         StatusCode::UNAUTHORIZED
     );
+}
+
+async fn a_grant_says_whether_shards_are_placed_by_load_or_in_groups(backend: Backend) {
+    let app = spawn_app(auto_settings(backend)).await;
+    assert_eq!(claim_as(&app, "host-a:1").await["placement"], "load");
+    let mut settings = auto_settings(backend);
+    settings.shards_per_process = ShardsPerProcess::Fixed(2);
+    let app = spawn_app(settings).await;
+    assert_eq!(claim_as(&app, "host-a:1").await["placement"], "groups");
 }

@@ -19,7 +19,7 @@ use crate::http::state::AppState;
 use crate::store::{StoreError, WAITER_POLL};
 
 #[derive(Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"shard_id": 0, "max_shards": 16, "session_id": EXAMPLE_SESSION_ID, "fence": 7, "generation": 1, "state": "active", "sleep_duration": 5.0, "resume": null, "shard_ids": [0], "sleep_durations": [5.0], "resumes": [null], "lease_seconds": 60, "beat_interval": 20.0, "gateway_url": "wss://gateway.discord.gg"}))]
+#[schema(example = json!({"shard_id": 0, "max_shards": 16, "session_id": EXAMPLE_SESSION_ID, "fence": 7, "generation": 1, "state": "active", "sleep_duration": 5.0, "resume": null, "shard_ids": [0], "sleep_durations": [5.0], "resumes": [null], "lease_seconds": 60, "beat_interval": 20.0, "gateway_url": "wss://gateway.discord.gg", "placement": "groups"}))]
 struct ConnectConfirmed {
     shard_id: u32,
     max_shards: u32,
@@ -57,6 +57,12 @@ struct ConnectConfirmed {
     /// began no earlier than this after the request was sent; count the lease from there.
     #[serde(skip_serializing_if = "Option::is_none")]
     waited: Option<f64>,
+    /// `groups` (`SHARDS_PER_PROCESS=K`: a process holds one claim, a spare waits for a whole
+    /// one) or `load` (`SHARDS_PER_PROCESS=auto`: a claim is one shard, a process holds as many as
+    /// placement gives it, keeps a waiting `/connect` open for more and hands a shard over when a
+    /// beat answers `hand_over`).
+    #[schema(example = "groups")]
+    placement: &'static str,
 }
 
 /// `?wait=` of `GET /connect`: at most this many seconds.
@@ -263,6 +269,11 @@ pub async fn connect(
         beat_interval: state.settings.max_seconds as f64 / 3.0,
         gateway_url: grant.gateway_url,
         waited,
+        placement: if state.settings.shards_per_process.is_auto() {
+            "load"
+        } else {
+            "groups"
+        },
     }))
 }
 
