@@ -5,6 +5,9 @@
 #   scripts/bench.sh           full size (release build; a few minutes)
 #   scripts/bench.sh --tiny    tiny size: checks that the script still works (CI runs this)
 #   scripts/bench.sh --beat    only part 1 (the /beat throughput), full size
+#   scripts/bench.sh --pacing  only the IDENTIFY pacing of the example bots at cold start
+#                              (tests/clients/pacing.rs; PACING_BOTS, PACING_CASES, PACING_REPEAT;
+#                              the bots installed as scripts/test.sh installs them)
 #
 # Measures:
 #   1. /beat throughput through one replica vs redis-benchmark running the single-beat script
@@ -21,6 +24,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 tiny=false; beat_only=false
+if [ "${1:-}" = "--pacing" ]; then
+  exec cargo test --test clients -- --ignored --nocapture --test-threads 1 cold_starts_are_paced_at_discords_rate
+fi
 [ "${1:-}" = "--tiny" ] && tiny=true
 [ "${1:-}" = "--beat" ] && beat_only=true
 if $tiny; then

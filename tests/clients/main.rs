@@ -8,6 +8,7 @@
 mod discord;
 mod gateway_rules;
 mod harness;
+mod pacing;
 mod proxy;
 mod scenarios;
 mod sockets;
