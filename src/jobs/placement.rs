@@ -4,6 +4,7 @@
 //! and marks those moves in the store (mark_moves.lua). Each holder then hands its marked shards
 //! over by RESUME (README, "Placing shards by load").
 //!
+//! A shard already marked to move counts at its target, so moves under way are not planned again.
 //! Nothing moves while the load is not known (a held shard without an events rate or without a
 //! process label), during a reshard, or while the fleet's shards are not all up.
 
@@ -117,9 +118,13 @@ fn placed_shards(fleet: &FleetStatus, settle: Duration) -> Option<Vec<PlacedShar
         .shards
         .iter()
         .map(|shard: &ShardStatus| {
+            // A shard marked to move counts at its target already: counted at the process it
+            // leaves, the next placement (before the hand-over) would see the same imbalance and
+            // mark more shards, overshooting, and the next ones would move them back.
+            let process = shard.moving_to.clone().or_else(|| shard.process.clone());
             Some(PlacedShard {
                 shard_id: shard.shard_id,
-                process: shard.process.clone()?,
+                process: process?,
                 events_per_second: shard.events_per_second?,
                 movable: shard.beaten
                     && shard.moving_to.is_none()
@@ -184,5 +189,17 @@ mod tests {
             .expect("known load");
         let movable: Vec<bool> = placed.iter().map(|shard| shard.movable).collect();
         assert_eq!(movable, [false, false, true, false]);
+    }
+
+    #[test]
+    fn a_shard_marked_to_move_counts_at_the_process_it_moves_to() {
+        let mut moving = held(0, Some("a"), Some(40.0));
+        moving.moving_to = Some("b".into());
+        let fleet = fleet(vec![moving, held(1, Some("a"), Some(40.0))], 2);
+        let placed = placed_shards(&fleet, Duration::ZERO).expect("known load");
+        let processes: Vec<&str> = placed.iter().map(|shard| shard.process.as_str()).collect();
+        assert_eq!(processes, ["b", "a"]);
+        // Balanced as it will be once the move is done: nothing more to move.
+        assert!(plan_moves(&placed, &[], None, 4).is_empty());
     }
 }
