@@ -1,7 +1,8 @@
 """Claim, run and release shards again and again, for any bot library (`discordpy.py` is one adapter).
 
 An adapter is one function, `start(context) -> RunningShards`: it starts the claim's shards with its
-library, paces their IDENTIFY through `context.pacer`, and calls `context.release(...)` when the library
+library, paces their IDENTIFY through `context.pacer` (a permit right before each IDENTIFY, a confirm
+right after it), and calls `context.release(...)` when the library
 ends by itself. Everything else is here: the claim, the beats, the lease view, and the release.
 """
 
@@ -24,6 +25,8 @@ from .pacer import IdentifyPacer
 
 log = logging.getLogger("shardman_client.runner")
 
+#: `/connect?identify=`: each IDENTIFY asks `/identify/permit` instead of sleeping to a booked slot.
+IDENTIFY_BY_PERMIT = "permit"
 #: How long stopping the shards may take before the runner goes on regardless (a gateway that never
 #: answers the close).
 STOP_TIMEOUT = 5.0
@@ -46,7 +49,7 @@ class RunningShards(Protocol):
 class ClaimContext:
     """One claim as an adapter sees it."""
 
-    def __init__(self, claim: Claim, shardman: ShardmanClient, *, identify_delay: float) -> None:
+    def __init__(self, claim: Claim, shardman: ShardmanClient) -> None:
         self.claim = claim
         self.shardman = shardman
         self.lease = LeaseView(claim)
@@ -54,9 +57,7 @@ class ClaimContext:
         #: What the library raised, when it ended the claim as `failed`.
         self.error: BaseException | None = None
         self._released: asyncio.Future[Release] = asyncio.get_running_loop().create_future()
-        self.pacer = IdentifyPacer(
-            claim, shardman, release=self.release, halted=self.halted, identify_delay=identify_delay
-        )
+        self.pacer = IdentifyPacer(claim, shardman, release=self.release, halted=self.halted)
 
     def release(self, reason: Release, error: BaseException | None = None) -> None:
         """End the claim (the first reason wins); the runner stops the shards."""
@@ -95,7 +96,6 @@ async def run_claims(
     stop: asyncio.Event | None = None,
     on_event: Callable[[ClaimEvent], None] | None = None,
     reclaim_pause: float = 1.0,
-    identify_delay: float = 1.0,
 ) -> Release:
     """Claim, run the claimed shards with `start`, and claim again, until a reason ends the run.
 
@@ -119,7 +119,7 @@ async def run_claims(
             claim.generation,
             claim.state,
         )
-        context = ClaimContext(claim, shardman, identify_delay=identify_delay)
+        context = ClaimContext(claim, shardman)
         reason = await _hold(context, start, stop)
         emit(ClaimEvent.released(claim, reason))
         log.info("released shards %s: %s", claim.shard_ids, reason.value)
@@ -134,7 +134,8 @@ async def run_claims(
 async def _claim_unless_stopped(shardman: ShardmanClient, stop: asyncio.Event) -> Claim | None:
     if stop.is_set():
         return None
-    claiming = asyncio.ensure_future(shardman.claim())
+    # Every IDENTIFY asks its permit right before it goes (IdentifyPacer), so no slot is booked here.
+    claiming = asyncio.ensure_future(shardman.claim(identify=IDENTIFY_BY_PERMIT))
     stopping = asyncio.ensure_future(stop.wait())
     await asyncio.wait({claiming, stopping}, return_when=asyncio.FIRST_COMPLETED)
     stopping.cancel()
