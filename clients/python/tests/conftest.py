@@ -67,6 +67,8 @@ class FakeShardman:
     permit_buckets: int = 1
     next_permit: dict[int, float] = field(default_factory=dict)
     pace_permits: bool = False
+    #: per path: answers computed from the request (None: the scripted replies answer)
+    answers: dict[str, Callable[[Seen], tuple[int, Any] | None]] = field(default_factory=dict)
 
     def script(self, path: str, *replies: tuple[int, Any] | tuple[int, Any, dict[str, str]]) -> None:
         self.replies[path] = [(r[0], r[1], r[2] if len(r) > 2 else {}) for r in replies]
@@ -93,6 +95,9 @@ class FakeShardman:
             granted_at = max(time.monotonic(), self.next_permit.get(bucket, 0.0))
             self.next_permit[bucket] = granted_at + 5.1
             await asyncio.sleep(granted_at - time.monotonic())
+        computed = self.answers[request.path](self.seen[-1]) if request.path in self.answers else None
+        if computed is not None:
+            return web.json_response(computed[1], status=computed[0])
         queue = self.replies.get(request.path)
         if not queue:
             return web.json_response({"detail": "Not Found"}, status=404)

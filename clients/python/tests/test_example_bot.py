@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PACKAGE, SECRET, TOKEN, FakeShardman, StartShardman, claim_json
+from conftest import PACKAGE, SECRET, TOKEN, FakeShardman, Seen, StartShardman, claim_json
 from standin_discord import StandinDiscord
 
 from shardman_client import ShardmanClient
@@ -413,3 +413,73 @@ async def test_sigterm_closes_the_shards_resumably_and_beats_their_last_resume_d
     confirms = {c.body["shard_id"]: c.at for c in fake_shardman.requests("/identify/confirm")}
     assert confirms.keys() == identified.keys() == {0, 1}
     assert all(identified[shard] <= confirms[shard] for shard in confirms)
+
+
+async def test_placed_by_load_the_bot_runs_a_client_per_claim_resumes_a_silent_shard_and_hands_one_over(
+    fake_shardman: FakeShardman, standin: StandinDiscord, start_bot: StartBot
+) -> None:
+    def load_claim(session_id: str, shard_id: int) -> dict[str, Any]:
+        return claim_json(
+            session_id=session_id,
+            shard_id=shard_id,
+            shard_ids=[shard_id],
+            gateway_url=standin.gateway_url,
+            placement="load",
+            lease_seconds=30,
+            beat_interval=0.5,
+        )
+
+    fake_shardman.script(
+        "/connect",
+        (200, load_claim("a", 0)),
+        (200, load_claim("b", 1)),
+        (401, {"detail": "No Shards Available"}),
+    )
+    moves = {"hand_over_a": False, "reconnect_b": False}
+
+    def beat(seen: Seen) -> tuple[int, Any]:
+        shard = {"a": 0, "b": 1}[seen.body["session_id"]]
+        answer = {"shard_id": shard, "max_shards": 2, "generation": 1, "state": "active", "fence": 7}
+        return 200, {
+            **answer,
+            "hand_over": shard == 0 and moves["hand_over_a"],
+            "reconnect": [1] if shard == 1 and moves["reconnect_b"] else [],
+        }
+
+    fake_shardman.answers["/beat"] = beat
+    fake_shardman.script("/disconnect", (204, None))
+    fake_shardman.grant_permits(buckets=2)
+    standin.max_concurrency = 2
+    bot = await start_bot(fake_shardman.url, standin.api_base)
+    assert [(await bot.next_event())["shard_ids"] for _ in range(2)] == [[0], [1]]
+    await until(lambda: len(standin.of("ready")) == 2, 15, "both claims' shards READY")
+
+    # shardman saw shard 1 fall silent: its socket closes resumably and discord.py RESUMEs it
+    moves["reconnect_b"] = True
+    await until(lambda: len(standin.of("resumed")) == 1, 10, "shard 1 RESUMEd")
+    moves["reconnect_b"] = False
+    assert standin.of("resumed")[0].shard == (1, 2)
+
+    # placement moves shard 0: only its claim ends, given back with the sequence it last received
+    moves["hand_over_a"] = True
+    released = await bot.next_event()
+    assert (released["shard_ids"], released["reason"]) == ([0], "handed_over")
+    await until(lambda: len(fake_shardman.requests("/disconnect")) == 1, 5, "the handover's /disconnect")
+    (a_closed,) = [e for e in standin.of("close") if e.shard == (0, 2)]
+    assert a_closed.code == 4000
+    a_beats = [b for b in fake_shardman.requests("/beat") if b.body["session_id"] == "a"]
+    assert a_beats[-1].body["shards"][0]["resume"]["session_id"] == f"s{a_closed.connection}"
+    assert a_beats[-1].at < fake_shardman.requests("/disconnect")[0].at
+    # the other claim goes on, on its resumed connection
+    resumed_b = standin.of("resumed")[0].connection
+    assert all(e.connection != resumed_b for e in standin.of("close"))
+    assert bot.process.returncode is None
+
+    bot.signal(signal.SIGTERM)
+    assert (await bot.next_event())["reason"] == "shutdown"
+    assert await bot.exit_code() == 0
+    assert [d.body for d in fake_shardman.requests("/disconnect")] == [
+        {"session_id": "a"},
+        {"session_id": "b"},
+    ]
+    assert standin.of("too_early") == []

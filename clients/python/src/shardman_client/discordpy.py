@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import aiohttp
 
 from .client import ShardmanClient
-from .events import ClaimEvent, Release
+from .events import RESUMABLE_CLOSE, ClaimEvent, Release
 from .models import ResumeData, ShardReport
 from .runner import ClaimContext, run_claims
 
@@ -61,6 +61,8 @@ async def run_bot(
     Returns `Release.SHUTDOWN` (after `stop` or the client's own `close()`) or `Release.RETIRED` (this
     generation was resharded away; the process should exit), both equal to their strings. Raises what
     the library raises when it cannot run at all (a bad token, say), after giving the claim back.
+    Claims placed by load (`SHARDS_PER_PROCESS=auto`) run side by side, one client each; a claim handed
+    over ends alone (see the package README, "Placement by load").
     """
 
     async def start(context: ClaimContext) -> DiscordPyShards:
@@ -85,6 +87,7 @@ class DiscordPyShards:
         self.client = client
         self.lib = lib
         self.running = running
+        self._closing: set[asyncio.Future[Any]] = set()
 
     @classmethod
     async def start(
@@ -134,6 +137,17 @@ class DiscordPyShards:
                 )
             )
         return out
+
+    def reconnect(self, shard_ids: list[int]) -> None:
+        # discord.py RESUMEs a shard whose socket closed with a code it can handle (gateway.py
+        # `poll_event`: 4000 raises ReconnectWebSocket with resume), as its own heartbeat thread does
+        # for a silent connection.
+        for shard_id in shard_ids:
+            ws = self.lib.shard_socket(self.client, shard_id)
+            if ws is not None:
+                task = asyncio.ensure_future(ws.close(code=RESUMABLE_CLOSE))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
 
     async def stop(self, reason: Release) -> None:
         self.lib.close_sockets_with(self.client, self.context.claim.shard_ids, reason.close_code)
