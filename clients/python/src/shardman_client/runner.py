@@ -201,7 +201,8 @@ async def _run_placed_by_load(
     waiting = asyncio.ensure_future(_claim_unless_stopped(shardman, ending))
     try:
         while running or not waiting.done():
-            done, _ = await asyncio.wait({*running, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            watched = running if waiting.done() else {*running, waiting}
+            done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
             for task in done & running:
                 running.discard(task)
                 if task.exception() is not None:
