@@ -483,3 +483,25 @@ async def test_placed_by_load_the_bot_runs_a_client_per_claim_resumes_a_silent_s
         {"session_id": "b"},
     ]
     assert standin.of("too_early") == []
+
+
+async def test_placed_by_load_one_bot_runs_every_shard_real_shardman_gives_it_and_gives_them_back(
+    start_shardman: StartShardman, standin: StandinDiscord, start_bot: StartBot
+) -> None:
+    shardman = await start_shardman(
+        MAX_SHARDS="2", SHARDS_PER_PROCESS="auto", BOT_TOKEN=TOKEN, DISCORD_API_BASE=standin.api_base
+    )
+    bot = await start_bot(shardman.url, standin.api_base)
+    claimed = [await bot.next_event() for _ in range(2)]
+    assert sorted(tuple(e["shard_ids"]) for e in claimed) == [(0,), (1,)]  # one claim per shard
+    await until(lambda: len(standin.of("ready")) == 2, 20, "both shards READY")
+    first, second = standin.of("identify")
+    assert second.at - first.at >= 5.0  # one bucket: the permits keep Discord's 5 s
+    assert len((await shardman.status())["shards"]) == 2
+
+    bot.signal(signal.SIGTERM)
+    released = [await bot.next_event() for _ in range(2)]
+    assert {e["reason"] for e in released} == {"shutdown"}
+    assert await bot.exit_code() == 0
+    assert sorted((e.shard, e.code) for e in standin.of("close")) == [((0, 2), 4000), ((1, 2), 4000)]
+    assert (await shardman.status())["shards"] == []  # both given back
