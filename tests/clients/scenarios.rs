@@ -1252,7 +1252,6 @@ fn rust_bots_in_a_rolling_deploy_leave_no_shard_down_longer_than_half_a_second()
 }
 
 #[test]
-#[ignore = "issue 19 §1: slots are booked at /connect, so an IDENTIFY late to its slot crowds the next"]
 fn python_bots_cold_start_never_identifies_within_five_seconds_of_the_buckets_last() {
     come_up_and_roll_over(
         BotKind::Python,

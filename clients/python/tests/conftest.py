@@ -63,9 +63,23 @@ class FakeShardman:
     url: str = ""
     #: per path: seconds each answer is held back (a shardman that waits before answering)
     holds: dict[str, float] = field(default_factory=dict)
+    #: `grant_permits`: when each bucket (`shard_id % permit_buckets`) may be granted its next permit
+    permit_buckets: int = 1
+    next_permit: dict[int, float] = field(default_factory=dict)
+    pace_permits: bool = False
+    #: per path: answers computed from the request (None: the scripted replies answer)
+    answers: dict[str, Callable[[Seen], tuple[int, Any] | None]] = field(default_factory=dict)
 
     def script(self, path: str, *replies: tuple[int, Any] | tuple[int, Any, dict[str, str]]) -> None:
         self.replies[path] = [(r[0], r[1], r[2] if len(r) > 2 else {}) for r in replies]
+
+    def grant_permits(self, *, buckets: int = 1) -> None:
+        """Permits as shardman grants them, for tests about something else: a bucket's next permit is
+        held back until 5.1 s after its previous one (shardman counts from the confirm, which comes a
+        little later); every confirm is taken."""
+        self.pace_permits, self.permit_buckets = True, buckets
+        self.script("/identify/permit", (200, {"permit": True, "shard_id": 0}))
+        self.script("/identify/confirm", (200, {"confirmed": True}))
 
     def requests(self, path: str) -> list[Seen]:
         return [s for s in self.seen if s.path == path]
@@ -76,6 +90,14 @@ class FakeShardman:
         headers, query = dict(request.headers), dict(request.query)
         self.seen.append(Seen(request.method, request.path, time.monotonic(), headers, body, query))
         await asyncio.sleep(self.holds.get(request.path, 0.0))
+        if self.pace_permits and request.path == "/identify/permit":
+            bucket = int(body.get("shard_id") or 0) % self.permit_buckets
+            granted_at = max(time.monotonic(), self.next_permit.get(bucket, 0.0))
+            self.next_permit[bucket] = granted_at + 5.1
+            await asyncio.sleep(granted_at - time.monotonic())
+        computed = self.answers[request.path](self.seen[-1]) if request.path in self.answers else None
+        if computed is not None:
+            return web.json_response(computed[1], status=computed[0])
         queue = self.replies.get(request.path)
         if not queue:
             return web.json_response({"detail": "Not Found"}, status=404)

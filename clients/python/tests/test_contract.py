@@ -17,6 +17,7 @@ from shardman_client import (
     ClaimEvent,
     LeaseView,
     NoShardsAvailable,
+    Permit,
     Release,
     Retired,
     Route,
@@ -24,7 +25,14 @@ from shardman_client import (
     ShardmanError,
     Unavailable,
 )
-from shardman_client.answers import decode_beat, decode_connect, decode_disconnect, decode_identify
+from shardman_client.answers import (
+    decode_beat,
+    decode_confirm,
+    decode_connect,
+    decode_disconnect,
+    decode_identify,
+    decode_permit,
+)
 from shardman_client.backoff import CONNECT_WAIT, Backoff, beat_retry_delay, no_shards_available_delay
 from shardman_client.lease import LAPSE_CHECK_EVERY
 
@@ -45,6 +53,8 @@ DECODERS = {
     Route.CONNECT: decode_connect,
     Route.BEAT: decode_beat,
     Route.IDENTIFY: decode_identify,
+    Route.IDENTIFY_PERMIT: decode_permit,
+    Route.IDENTIFY_CONFIRM: decode_confirm,
     Route.DISCONNECT: decode_disconnect,
 }
 ERROR_KINDS: dict[str, type[ShardmanError]] = {
@@ -70,6 +80,7 @@ def claim_fields(claim: Claim) -> dict[str, Any]:
         "lease_seconds": claim.lease_seconds,
         "beat_interval": claim.beat_interval,
         "gateway_url": claim.gateway_url,
+        "placement": claim.placement,
         # `Answer` was sent at 0.
         "lease_counts_from": claim.requested_at,
     }
@@ -96,16 +107,31 @@ def test_answers_decode_as_the_contract_says(case: dict[str, Any]) -> None:
         assert {key: fields[key] for key in expect["claim"]} == expect["claim"]
     elif "beat" in expect:
         assert isinstance(decoded, BeatAnswer)
-        got = {
+        got: dict[str, Any] = {
             "shard_id": decoded.shard_id,
             "shard_count": decoded.shard_count,
             "generation": decoded.generation,
             "state": decoded.state,
             "fence": decoded.fence,
+            "hand_over": decoded.hand_over,
+            "reconnect": decoded.reconnect,
         }
-        assert got == (expect["beat"] or dict.fromkeys(got))
+        if expect["beat"] is None:  # an acknowledgment only: nothing known, no move, nothing to reconnect
+            assert got == {**dict.fromkeys(got), "hand_over": False, "reconnect": []}
+        else:
+            assert {key: got[key] for key in expect["beat"]} == expect["beat"]
     elif "sleep_duration" in expect:
         assert decoded == expect["sleep_duration"]
+    elif "permit" in expect:
+        assert isinstance(decoded, Permit)
+        permit = {
+            "granted": decoded.granted,
+            "shard_id": decoded.shard_id,
+            "retry_after": decoded.retry_after,
+        }
+        assert permit == expect["permit"]
+    elif "confirmed" in expect:
+        assert decoded is expect["confirmed"]
     else:
         assert expect == {"ok": True}
         assert decoded is None

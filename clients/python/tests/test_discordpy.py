@@ -30,7 +30,7 @@ class HalfStartedBot(discord.AutoShardedClient):
 
 async def shards_of(bot: HalfStartedBot, monkeypatch: pytest.MonkeyPatch) -> DiscordPyShards:
     claim = Claim.from_json(claim_json(shard_ids=[0, 1], max_shards=2), requested_at=0.0, answered_at=0.0)
-    context = ClaimContext(claim, ShardmanClient("http://127.0.0.1:9", SECRET), identify_delay=0.0)
+    context = ClaimContext(claim, ShardmanClient("http://127.0.0.1:9", SECRET))
     lib = _Library(bot)
     socket = SimpleNamespace(latency=0.05, session_id="d1", sequence=3, resume_gateway_url="wss://r")
     monkeypatch.setattr(lib, "shard_socket", lambda client, shard_id: socket)

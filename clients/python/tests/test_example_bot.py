@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PACKAGE, SECRET, TOKEN, FakeShardman, StartShardman, claim_json
+from conftest import PACKAGE, SECRET, TOKEN, FakeShardman, Seen, StartShardman, claim_json
 from standin_discord import StandinDiscord
 
 from shardman_client import ShardmanClient
@@ -190,7 +190,7 @@ async def test_a_bot_of_a_retired_generation_releases_and_exits_zero(
     assert (standin.of("close")[0].shard, standin.of("close")[0].code) == ((0, 1), 1000)  # the session ends
 
 
-async def test_an_invalidated_session_identifies_again_only_after_asking_shardman_for_a_slot(
+async def test_an_invalidated_session_identifies_again_only_with_a_permit_from_shardman(
     start_shardman: StartShardman, standin: StandinDiscord, start_bot: StartBot
 ) -> None:
     shardman = await start_shardman(MAX_SHARDS="1", BOT_TOKEN=TOKEN, DISCORD_API_BASE=standin.api_base)
@@ -200,9 +200,9 @@ async def test_an_invalidated_session_identifies_again_only_after_asking_shardma
     await standin.invalidate((0, 1))
     await until(lambda: len(standin.of("ready")) == 2, 15, "READY after the invalid session")
     first, second = standin.of("identify")
-    assert second.at - first.at >= 5.0  # the slot shardman booked, not discord.py's own 5 s guess
+    assert second.at - first.at >= 5.0  # shardman's permit, not discord.py's own 5 s guess
     assert standin.of("too_early") == []
-    assert "IDENTIFY slot in" in bot.log.read_text()
+    assert bot.log.read_text().count("shard 0: IDENTIFY permit after") == 2
     bot.signal(signal.SIGTERM)
     assert (await bot.next_event())["reason"] == "shutdown"
     assert await bot.exit_code() == 0
@@ -227,6 +227,7 @@ async def test_a_beat_answered_404_releases_as_lost_and_claims_anew(
     beats = [(200, representation)] * 4 + [(404, {"detail": "Session Not Found"}), (204, None)]
     fake_shardman.script("/beat", *beats)
     fake_shardman.script("/disconnect", (204, None))
+    fake_shardman.grant_permits()
     bot = await start_bot(fake_shardman.url, standin.api_base)
     assert (await bot.next_event())["event"] == "claimed"
     lost = await bot.next_event()
@@ -257,6 +258,7 @@ async def test_a_woken_process_never_beats_its_lapsed_session_again(
     )
     fake_shardman.script("/beat", (204, None))
     fake_shardman.script("/disconnect", (204, None))
+    fake_shardman.grant_permits()
     bot = await start_bot(fake_shardman.url, standin.api_base)
     assert (await bot.next_event())["event"] == "claimed"
     await until(lambda: len(standin.of("ready")) == 1, 15, "READY")
@@ -288,6 +290,7 @@ async def test_a_standby_claim_runs_normally_and_logs_its_switch_to_active(
     answer = {"shard_id": 0, "max_shards": 2, "generation": 2, "fence": 7}
     fake_shardman.script("/beat", (200, {**answer, "state": "standby"}), (200, {**answer, "state": "active"}))
     fake_shardman.script("/disconnect", (204, None))
+    fake_shardman.grant_permits()
     bot = await start_bot(fake_shardman.url, standin.api_base)
     assert (await bot.next_event())["generation"] == 2
     await until(lambda: len(standin.of("ready")) == 1, 15, "READY")
@@ -297,17 +300,20 @@ async def test_a_standby_claim_runs_normally_and_logs_its_switch_to_active(
     assert await bot.exit_code() == 0
 
 
-async def test_sigterm_while_waiting_for_the_identify_slot_gives_the_claim_back_without_identifying(
+async def test_sigterm_while_waiting_for_the_identify_permit_gives_the_claim_back_without_identifying(
     fake_shardman: FakeShardman, standin: StandinDiscord, start_bot: StartBot
 ) -> None:
-    fake_shardman.script(
-        "/connect", (200, claim_json(gateway_url=standin.gateway_url, sleep_durations=[60], lease_seconds=6))
-    )
+    fake_shardman.script("/connect", (200, claim_json(gateway_url=standin.gateway_url, lease_seconds=6)))
     fake_shardman.script("/beat", (204, None))
     fake_shardman.script("/disconnect", (204, None))
+    # the bucket stays busy: each permit request is held 6 s (more than half its wait) and refused
+    fake_shardman.script("/identify/permit", (200, {"permit": False, "shard_id": 0, "retry_after": 1.0}))
+    fake_shardman.holds["/identify/permit"] = 6.0
     bot = await start_bot(fake_shardman.url, standin.api_base)
     assert (await bot.next_event())["event"] == "claimed"
-    await until(lambda: len(fake_shardman.requests("/beat")) >= 1, 10, "a beat while waiting")
+    await until(lambda: len(fake_shardman.requests("/beat")) >= 3, 10, "beats while waiting for a permit")
+    assert len(fake_shardman.requests("/identify/permit")) >= 1
+    assert fake_shardman.requests("/connect")[0].query["identify"] == "permit"
     bot.signal(signal.SIGTERM)
     assert (await bot.next_event())["reason"] == "shutdown"
     assert await bot.exit_code(timeout=5) == 0
@@ -315,7 +321,7 @@ async def test_sigterm_while_waiting_for_the_identify_slot_gives_the_claim_back_
     assert len(fake_shardman.requests("/disconnect")) == 1
 
 
-async def test_a_spare_takes_over_the_shard_of_a_killed_holder_identifying_in_a_booked_slot(
+async def test_a_spare_takes_over_the_shard_of_a_killed_holder_identifying_with_a_permit(
     start_shardman: StartShardman, standin: StandinDiscord, start_bot: StartBot
 ) -> None:
     shardman = await start_shardman(
@@ -333,9 +339,9 @@ async def test_a_spare_takes_over_the_shard_of_a_killed_holder_identifying_in_a_
     assert (await spare.next_event())["event"] == "claimed"
     await until(lambda: len(standin.of("ready")) == 2, 15, "READY of the spare")
     print(f"kill -9 to the spare's READY: {standin.of('ready')[1].at - killed:.2f}s")  # shown with -s
-    # shardman handed the spare the holder's resume data (sleep 0); discord.py cannot RESUME on start,
-    # so the spare booked a real slot instead of identifying inside the bucket's 5 s
-    assert "IDENTIFY slot in" in spare.log.read_text()
+    # shardman handed the spare the holder's resume data; discord.py cannot RESUME on start, so the
+    # spare took a permit instead of identifying inside the bucket's 5 s
+    assert "IDENTIFY permit after" in spare.log.read_text()
     assert standin.of("too_early") == []
     spare.signal(signal.SIGTERM)
     assert (await spare.next_event())["reason"] == "shutdown"
@@ -347,6 +353,7 @@ async def test_a_bot_with_a_bad_token_gives_its_claim_back_and_exits_non_zero(
     fake_shardman.script("/connect", (200, claim_json(gateway_url=standin.gateway_url)))
     fake_shardman.script("/beat", (204, None))
     fake_shardman.script("/disconnect", (204, None))
+    fake_shardman.grant_permits()
     bot = await start_bot(fake_shardman.url, standin.api_base, token="wrong")
     assert (await bot.next_event())["event"] == "claimed"
     assert (await bot.next_event())["reason"] == "failed"
@@ -377,6 +384,7 @@ async def test_sigterm_closes_the_shards_resumably_and_beats_their_last_resume_d
     )
     fake_shardman.script("/beat", (204, None))
     fake_shardman.script("/disconnect", (204, None))
+    fake_shardman.grant_permits(buckets=2)
     standin.max_concurrency = 2
     bot = await start_bot(fake_shardman.url, standin.api_base)
     assert (await bot.next_event())["event"] == "claimed"
@@ -400,3 +408,100 @@ async def test_sigterm_closes_the_shards_resumably_and_beats_their_last_resume_d
     (disconnect,) = fake_shardman.requests("/disconnect")
     assert last.at < disconnect.at
     assert max(e.at for e in standin.of("close")) < last.at  # closed first, so the sequence is the last
+    # each IDENTIFY was confirmed for its shard, and only once it had reached the gateway
+    identified = {e.shard[0]: e.at for e in standin.of("identify") if e.shard is not None}
+    confirms = {c.body["shard_id"]: c.at for c in fake_shardman.requests("/identify/confirm")}
+    assert confirms.keys() == identified.keys() == {0, 1}
+    assert all(identified[shard] <= confirms[shard] for shard in confirms)
+
+
+async def test_placed_by_load_the_bot_runs_a_client_per_claim_resumes_a_silent_shard_and_hands_one_over(
+    fake_shardman: FakeShardman, standin: StandinDiscord, start_bot: StartBot
+) -> None:
+    def load_claim(session_id: str, shard_id: int) -> dict[str, Any]:
+        return claim_json(
+            session_id=session_id,
+            shard_id=shard_id,
+            shard_ids=[shard_id],
+            gateway_url=standin.gateway_url,
+            placement="load",
+            lease_seconds=30,
+            beat_interval=0.5,
+        )
+
+    fake_shardman.script(
+        "/connect",
+        (200, load_claim("a", 0)),
+        (200, load_claim("b", 1)),
+        (401, {"detail": "No Shards Available"}),
+    )
+    moves = {"hand_over_a": False, "reconnect_b": False}
+
+    def beat(seen: Seen) -> tuple[int, Any]:
+        shard = {"a": 0, "b": 1}[seen.body["session_id"]]
+        answer = {"shard_id": shard, "max_shards": 2, "generation": 1, "state": "active", "fence": 7}
+        return 200, {
+            **answer,
+            "hand_over": shard == 0 and moves["hand_over_a"],
+            "reconnect": [1] if shard == 1 and moves["reconnect_b"] else [],
+        }
+
+    fake_shardman.answers["/beat"] = beat
+    fake_shardman.script("/disconnect", (204, None))
+    fake_shardman.grant_permits(buckets=2)
+    standin.max_concurrency = 2
+    bot = await start_bot(fake_shardman.url, standin.api_base)
+    assert [(await bot.next_event())["shard_ids"] for _ in range(2)] == [[0], [1]]
+    await until(lambda: len(standin.of("ready")) == 2, 15, "both claims' shards READY")
+
+    # shardman saw shard 1 fall silent: its socket closes resumably and discord.py RESUMEs it
+    moves["reconnect_b"] = True
+    await until(lambda: len(standin.of("resumed")) == 1, 10, "shard 1 RESUMEd")
+    moves["reconnect_b"] = False
+    assert standin.of("resumed")[0].shard == (1, 2)
+
+    # placement moves shard 0: only its claim ends, given back with the sequence it last received
+    moves["hand_over_a"] = True
+    released = await bot.next_event()
+    assert (released["shard_ids"], released["reason"]) == ([0], "handed_over")
+    await until(lambda: len(fake_shardman.requests("/disconnect")) == 1, 5, "the handover's /disconnect")
+    (a_closed,) = [e for e in standin.of("close") if e.shard == (0, 2)]
+    assert a_closed.code == 4000
+    a_beats = [b for b in fake_shardman.requests("/beat") if b.body["session_id"] == "a"]
+    assert a_beats[-1].body["shards"][0]["resume"]["session_id"] == f"s{a_closed.connection}"
+    assert a_beats[-1].at < fake_shardman.requests("/disconnect")[0].at
+    # the other claim goes on, on its resumed connection
+    resumed_b = standin.of("resumed")[0].connection
+    assert all(e.connection != resumed_b for e in standin.of("close"))
+    assert bot.process.returncode is None
+
+    bot.signal(signal.SIGTERM)
+    assert (await bot.next_event())["reason"] == "shutdown"
+    assert await bot.exit_code() == 0
+    assert [d.body for d in fake_shardman.requests("/disconnect")] == [
+        {"session_id": "a"},
+        {"session_id": "b"},
+    ]
+    assert standin.of("too_early") == []
+
+
+async def test_placed_by_load_one_bot_runs_every_shard_real_shardman_gives_it_and_gives_them_back(
+    start_shardman: StartShardman, standin: StandinDiscord, start_bot: StartBot
+) -> None:
+    shardman = await start_shardman(
+        MAX_SHARDS="2", SHARDS_PER_PROCESS="auto", BOT_TOKEN=TOKEN, DISCORD_API_BASE=standin.api_base
+    )
+    bot = await start_bot(shardman.url, standin.api_base)
+    claimed = [await bot.next_event() for _ in range(2)]
+    assert sorted(tuple(e["shard_ids"]) for e in claimed) == [(0,), (1,)]  # one claim per shard
+    await until(lambda: len(standin.of("ready")) == 2, 20, "both shards READY")
+    first, second = standin.of("identify")
+    assert second.at - first.at >= 5.0  # one bucket: the permits keep Discord's 5 s
+    assert len((await shardman.status())["shards"]) == 2
+
+    bot.signal(signal.SIGTERM)
+    released = [await bot.next_event() for _ in range(2)]
+    assert {e["reason"] for e in released} == {"shutdown"}
+    assert await bot.exit_code() == 0
+    assert sorted((e.shard, e.code) for e in standin.of("close")) == [((0, 2), 4000), ((1, 2), 4000)]
+    assert (await shardman.status())["shards"] == []  # both given back

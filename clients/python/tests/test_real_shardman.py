@@ -57,6 +57,42 @@ async def test_a_group_is_claimed_beaten_reidentified_and_given_back(start_shard
             await c.beat(claim.session_id)
 
 
+async def test_permits_pace_a_bucket_from_the_confirm_of_its_last_identify(
+    start_shardman: StartShardman,
+) -> None:
+    shardman = await start_shardman(MAX_SHARDS="2", SHARDS_PER_PROCESS="2")  # one bucket
+    async with ShardmanClient(shardman.url, SECRET) as c:
+        claim = await c.connect(identify="permit")
+        assert claim.sleep_durations == [0.0, 0.0]  # no slot booked
+        assert claim.placement == "groups"
+
+        first = await c.identify_permit(claim.session_id, 0, wait=0)
+        assert (first.granted, first.shard_id) == (True, 0)
+        refused = await c.identify_permit(claim.session_id, 1, wait=0)
+        assert (refused.granted, refused.shard_id) == (False, 1)
+        assert refused.retry_after is not None
+
+        assert await c.identify_confirm(claim.session_id, 0) is True
+        confirmed_at = time.monotonic()
+        assert await c.identify_confirm(claim.session_id, 0) is False  # confirmed already
+        second = await c.identify_permit(claim.session_id, 1, wait=10)
+        assert second.granted
+        assert time.monotonic() - confirmed_at >= 5.0  # Discord's 5 s, counted from the confirm
+
+        await c.disconnect(claim.session_id)
+        with pytest.raises(SessionLost):
+            await c.identify_permit(claim.session_id, 0, wait=0)
+
+
+async def test_a_claim_placed_by_load_is_one_shard_and_says_so(start_shardman: StartShardman) -> None:
+    shardman = await start_shardman(MAX_SHARDS="2", SHARDS_PER_PROCESS="auto")
+    async with ShardmanClient(shardman.url, SECRET) as c:
+        claim = await c.connect(identify="permit")
+        assert (claim.shard_ids, claim.placement) == ([0], "load")
+        answer = await c.beat(claim.session_id, [ShardReport(0)])
+        assert (answer.hand_over, answer.reconnect) == (False, [])
+
+
 async def test_a_wrong_secret_is_refused(start_shardman: StartShardman) -> None:
     shardman = await start_shardman()
     async with ShardmanClient(shardman.url, "not-the-secret") as c:

@@ -11,7 +11,7 @@ from .client import ShardmanClient
 from .errors import BadSecret, NoShardsAvailable, Retired, SessionLost, ShardmanError, Unavailable
 from .events import ClaimEvent, Release
 from .lease import LeaseView
-from .models import BeatAnswer, Claim, ResumeData, ShardReport
+from .models import BeatAnswer, Claim, Permit, ResumeData, ShardReport
 from .pacer import IdentifyPacer
 from .runner import ClaimContext, RunningShards, StartShards, run_claims
 
@@ -26,6 +26,7 @@ __all__ = [
     "IdentifyPacer",
     "LeaseView",
     "NoShardsAvailable",
+    "Permit",
     "Release",
     "ResumeData",
     "Retired",

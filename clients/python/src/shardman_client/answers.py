@@ -11,13 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import BadSecret, NoShardsAvailable, Retired, SessionLost, ShardmanError, Unavailable
-from .models import BeatAnswer, Claim
+from .models import BeatAnswer, Claim, Permit
 
 
 class Route(str, enum.Enum):
     CONNECT = "connect"
     BEAT = "beat"
     IDENTIFY = "identify"
+    IDENTIFY_PERMIT = "identify_permit"
+    IDENTIFY_CONFIRM = "identify_confirm"
     DISCONNECT = "disconnect"
 
 
@@ -57,6 +59,19 @@ def decode_identify(answer: Answer) -> float:
     if not answer.ok:
         raise answer_error(Route.IDENTIFY, answer)
     return float(answer.body["sleep_duration"])
+
+
+def decode_permit(answer: Answer) -> Permit:
+    if not answer.ok:
+        raise answer_error(Route.IDENTIFY_PERMIT, answer)
+    return Permit.from_json(answer.body)
+
+
+def decode_confirm(answer: Answer) -> bool:
+    """Whether the confirm moved the bucket's opening (false: confirmed already, or too late)."""
+    if not answer.ok:
+        raise answer_error(Route.IDENTIFY_CONFIRM, answer)
+    return bool(answer.body["confirmed"])
 
 
 def decode_disconnect(answer: Answer) -> None:

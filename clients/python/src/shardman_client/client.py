@@ -12,15 +12,29 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from .answers import Answer, decode_beat, decode_connect, decode_disconnect, decode_identify
+from .answers import (
+    Answer,
+    decode_beat,
+    decode_confirm,
+    decode_connect,
+    decode_disconnect,
+    decode_identify,
+    decode_permit,
+)
 from .backoff import CONNECT_WAIT, NO_SHARDS_AVAILABLE_RETRY, Backoff, jittered
 from .errors import NoShardsAvailable, Unavailable
-from .models import BeatAnswer, Claim, ShardReport
+from .models import BeatAnswer, Claim, Permit, ShardReport
 from .usage import cpu_seconds, default_process_label, rss_bytes
 
 log = logging.getLogger("shardman_client")
 
 T = TypeVar("T")
+
+#: Seconds `identify_permit` asks the replica to wait for the shard's bucket by default (0 to 30).
+PERMIT_WAIT = 10.0
+#: How long a confirm is retried (429/5xx, network): after that the grant's own hold (8.1 s) frees
+#: the bucket, so a later confirm would change nothing.
+CONFIRM_RETRY_FOR = 5.0
 
 #: No attempt of a request with a deadline is given less than this, however close the deadline.
 SHORTEST_ATTEMPT = 0.5
@@ -74,10 +88,13 @@ class ShardmanClient:
 
     # -- the API ---------------------------------------------------------------------------------
 
-    async def connect(self, *, wait: float | None = None) -> Claim:
+    async def connect(self, *, wait: float | None = None, identify: str | None = None) -> Claim:
         """One claim attempt (429/5xx retried). Raises NoShardsAvailable when every shard is held (with
-        `wait`: still held after waiting up to `wait` seconds for one)."""
+        `wait`: still held after waiting up to `wait` seconds for one). `identify="permit"` claims
+        without a booked IDENTIFY slot (every sleep 0): each IDENTIFY then asks `identify_permit`."""
         params = {"process": self.process}
+        if identify is not None:
+            params["identify"] = identify
         if not wait:
             return await self._call("GET", "/connect", decode_connect, params=params, retry_until=None)
         return await self._call(
@@ -89,14 +106,14 @@ class ShardmanClient:
             timeout=wait + self.request_timeout,
         )
 
-    async def claim(self) -> Claim:
+    async def claim(self, *, identify: str | None = None) -> Claim:
         """Claim a shard group, waiting for one while every shard is held: shardman answers as soon as
         one is free, first come first served. A 401 that came back before half the wait (a shardman
         without `wait`, a replica shutting down) is asked again about a second later."""
         while True:
             sent_at = time.monotonic()
             try:
-                return await self.connect(wait=self.connect_wait)
+                return await self.connect(wait=self.connect_wait, identify=identify)
             except NoShardsAvailable:
                 waited_out = self.connect_wait > 0 and time.monotonic() - sent_at >= self.connect_wait / 2
                 if not waited_out:
@@ -151,10 +168,37 @@ class ShardmanClient:
 
     async def identify(self, session_id: str, shard_id: int | None = None) -> float:
         """Book a new IDENTIFY slot for a shard of the session; answers the seconds to wait."""
-        body: dict[str, Any] = {"session_id": self._resigned.get(session_id, session_id)}
-        if shard_id is not None:
-            body["shard_id"] = shard_id
+        body = self._session_body(session_id, shard_id)
         return await self._call("POST", "/identify", decode_identify, json=body, retry_until=None)
+
+    async def identify_permit(
+        self, session_id: str, shard_id: int | None = None, *, wait: float = PERMIT_WAIT
+    ) -> Permit:
+        """Ask to IDENTIFY the shard now; the replica waits up to `wait` seconds for its bucket to open.
+        429/5xx are retried (cancel to give up); 404 raises SessionLost, 401 Retired."""
+        body = self._session_body(session_id, shard_id)
+        body["wait"] = wait
+        return await self._call(
+            "POST",
+            "/identify/permit",
+            decode_permit,
+            json=body,
+            retry_until=None,
+            timeout=wait + self.request_timeout,
+        )
+
+    async def identify_confirm(
+        self, session_id: str, shard_id: int | None = None, *, retry_for: float = CONFIRM_RETRY_FOR
+    ) -> bool:
+        """Tell shardman the permitted IDENTIFY went out, so the bucket opens 5.1 s from now rather than
+        8.1 s after the grant. False: confirmed already, or too late to move anything."""
+        return await self._call(
+            "POST",
+            "/identify/confirm",
+            decode_confirm,
+            json=self._session_body(session_id, shard_id),
+            retry_until=time.monotonic() + retry_for,
+        )
 
     async def disconnect(self, session_id: str, *, retry_for: float = 5.0) -> None:
         """Give the session's shards back. A session shardman no longer knows raises SessionLost."""
@@ -168,6 +212,12 @@ class ShardmanClient:
         )
 
     # -- plumbing --------------------------------------------------------------------------------
+
+    def _session_body(self, session_id: str, shard_id: int | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"session_id": self._resigned.get(session_id, session_id)}
+        if shard_id is not None:
+            body["shard_id"] = shard_id
+        return body
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:

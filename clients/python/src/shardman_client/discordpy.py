@@ -1,10 +1,10 @@
 """Run a discord.py `AutoShardedClient` for the shard groups shardman hands out.
 
 The adapter for `runner.run_claims`: it starts one client per claim, paces its IDENTIFYs through the
-claim's `IdentifyPacer`, reports each shard's guilds (once the cache is complete), latency, resume
-data and dispatches (the client adds the process's CPU time and memory), and closes the shards
-resumably.
-Handover: a new process IDENTIFYs every shard it takes over, through a booked slot, and never RESUMEs
+claim's `IdentifyPacer` (a permit before each, a confirm once it is written), reports each shard's
+guilds (once the cache is complete), latency, resume data and dispatches (the client adds the
+process's CPU time and memory), and closes the shards resumably.
+Handover: a new process IDENTIFYs every shard it takes over, with a permit, and never RESUMEs
 the previous holder's session. discord.py builds its cache and fires `ready` from READY and the
 GUILD_CREATEs after it, which a RESUME does not replay: a client resumed into someone else's session
 would run without guilds and never become ready, and filling its cache would take discord.py's
@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import aiohttp
 
 from .client import ShardmanClient
-from .events import ClaimEvent, Release
+from .events import RESUMABLE_CLOSE, ClaimEvent, Release
 from .models import ResumeData, ShardReport
 from .runner import ClaimContext, run_claims
 
@@ -55,13 +55,14 @@ async def run_bot(
     stop: asyncio.Event | None = None,
     on_event: Callable[[ClaimEvent], None] | None = None,
     reclaim_pause: float = 1.0,
-    identify_delay: float = 1.0,
 ) -> Release:
     """Claim, run the claimed shards as a discord.py client, and claim again (`runner.run_claims`).
 
     Returns `Release.SHUTDOWN` (after `stop` or the client's own `close()`) or `Release.RETIRED` (this
     generation was resharded away; the process should exit), both equal to their strings. Raises what
     the library raises when it cannot run at all (a bad token, say), after giving the claim back.
+    Claims placed by load (`SHARDS_PER_PROCESS=auto`) run side by side, one client each; a claim handed
+    over ends alone (see the package README, "Placement by load").
     """
 
     async def start(context: ClaimContext) -> DiscordPyShards:
@@ -73,7 +74,6 @@ async def run_bot(
         stop=stop,
         on_event=on_event,
         reclaim_pause=reclaim_pause,
-        identify_delay=identify_delay,
     )
 
 
@@ -87,6 +87,7 @@ class DiscordPyShards:
         self.client = client
         self.lib = lib
         self.running = running
+        self._closing: set[asyncio.Future[Any]] = set()
 
     @classmethod
     async def start(
@@ -99,7 +100,7 @@ class DiscordPyShards:
         if gateway_url is None and api_base:
             gateway_url = await _rest_gateway(api_base)  # shardman without BOT_TOKEN has none
         lib.point_at(api_base, gateway_url)
-        _install_hooks(client, context)
+        _install_hooks(client, lib, context)
         shards = cls(context, client, lib, asyncio.ensure_future(client.start(token)))
         shards.running.add_done_callback(shards._library_ended)
         return shards
@@ -137,6 +138,17 @@ class DiscordPyShards:
             )
         return out
 
+    def reconnect(self, shard_ids: list[int]) -> None:
+        # discord.py RESUMEs a shard whose socket closed with a code it can handle (gateway.py
+        # `poll_event`: 4000 raises ReconnectWebSocket with resume), as its own heartbeat thread does
+        # for a silent connection.
+        for shard_id in shard_ids:
+            ws = self.lib.shard_socket(self.client, shard_id)
+            if ws is not None:
+                task = asyncio.ensure_future(ws.close(code=RESUMABLE_CLOSE))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+
     async def stop(self, reason: Release) -> None:
         self.lib.close_sockets_with(self.client, self.context.claim.shard_ids, reason.close_code)
         try:
@@ -147,28 +159,32 @@ class DiscordPyShards:
                 await self.running
 
 
-def _install_hooks(client: Any, context: ClaimContext) -> None:
+def _install_hooks(client: Any, lib: _Library, context: ClaimContext) -> None:
     # Instance attributes on the client this claim created: discord.py calls
     # `self.before_identify_hook(...)` (client.py `_call_before_identify_hook`) and
     # `self.launch_shard(...)` (shard.py `launch_shards`), so these override the class's.
     pacer = context.pacer
     launch = client.launch_shard
 
+    def shard_of(shard_id: int | None) -> int:
+        return context.claim.shard_ids[0] if shard_id is None else shard_id
+
     async def before_identify_hook(shard_id: int | None, *, initial: bool = False) -> None:
-        # `initial` is not used: discord.py sets it for the group's first shard only (shard.py
-        # `launch_shards`), while every shard has its own first slot in `sleep_durations`.
-        await pacer.wait(context.claim.shard_ids[0] if shard_id is None else shard_id)
+        # Every IDENTIFY of every shard (`initial` is set for the group's first shard only) takes a
+        # permit: the one `launch_shard` got while it is fresh, else a new one.
+        await pacer.wait(shard_of(shard_id))
 
     async def launch_shard(gateway: Any, shard_id: int, *, initial: bool = False) -> None:
-        # Open the socket only when the slot comes: discord.py's heartbeat thread drops a socket it has
-        # read nothing from for heartbeat_timeout (60 s, gateway.py KeepAliveHandler.run), and nothing
-        # is read while the IDENTIFY hook sleeps.
-        await pacer.wait_first_slot(shard_id)
+        # Wait for the permit before the socket opens: discord.py reads nothing from a socket while its
+        # IDENTIFY hook waits, and its heartbeat thread drops a socket it has read nothing from for
+        # heartbeat_timeout (60 s, gateway.py KeepAliveHandler.run).
+        await pacer.acquire(shard_id)
         await launch(gateway, shard_id, initial=initial)
 
     client.before_identify_hook = before_identify_hook
     client.launch_shard = launch_shard
-    client.shard_connect_timeout = None  # the hook may rightly wait longer than 180 s
+    client.shard_connect_timeout = None  # a socket that waits out a stale permit's renewal is not stuck
+    lib.on_identify_sent(client, lambda shard_id: pacer.sent(shard_of(shard_id)))
 
 
 class _Library:
@@ -231,6 +247,34 @@ class _Library:
         """The dispatches the shard's session has received: its sequence number, one per dispatch."""
         sequence = getattr(ws, "sequence", None)
         return sequence if isinstance(sequence, int) and sequence >= 0 else None
+
+    def on_identify_sent(self, client: Any, sent: Callable[[int | None], None]) -> None:
+        """Call `sent(shard_id)` right after each IDENTIFY of the client was written to its socket.
+
+        discord.py has no hook after the IDENTIFY (only `before_identify_hook`, before it). Each new
+        shard socket is made by `DiscordWebSocket.from_client`, which hands it to the client's
+        `ConnectionState._update_references(ws)` before it calls `ws.identify()` (gateway.py), and
+        `identify` returns once `send_as_json` has written the payload. So the client's state wraps
+        each new socket's `identify`. Without that method (a fork that lacks it) nothing is confirmed,
+        which is still safe: shardman opens the bucket 8.1 s after each grant then.
+        """
+        state = getattr(client, "_connection", None)
+        update = getattr(state, "_update_references", None)
+        if update is None:
+            log.warning("%s: cannot tell when an IDENTIFY is sent; permits are not confirmed", self.name)
+            return
+
+        def update_references(ws: Any) -> None:
+            update(ws)
+            identify = ws.identify
+
+            async def identify_then_confirm(*args: Any, **kwargs: Any) -> None:
+                await identify(*args, **kwargs)
+                sent(getattr(ws, "shard_id", None))
+
+            ws.identify = identify_then_confirm
+
+        state._update_references = update_references  # type: ignore[union-attr]
 
     def close_sockets_with(self, client: Any, shard_ids: list[int], code: int) -> None:
         """Make the client's own `close()` close each shard's socket with `code`.

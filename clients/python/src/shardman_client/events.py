@@ -27,6 +27,9 @@ class Release(str, enum.Enum):
     SHUTDOWN = "shutdown"
     #: The bot library cannot run the shards (a bad token, say); the error is raised.
     FAILED = "failed"
+    #: A beat answered `hand_over` (placement by load moves the claim's shard to another process): only
+    #: this claim ends, given back as on shutdown; the process's other claims go on.
+    HANDED_OVER = "handed_over"
 
     @property
     def claims_again(self) -> bool:
@@ -35,7 +38,7 @@ class Release(str, enum.Enum):
     @property
     def gives_back(self) -> bool:
         """Whether the claim is handed back: a last beat with the shards' resume data, then /disconnect."""
-        return self in (Release.SHUTDOWN, Release.FAILED)
+        return self in (Release.SHUTDOWN, Release.FAILED, Release.HANDED_OVER)
 
     @property
     def close_code(self) -> int:
@@ -44,8 +47,8 @@ class Release(str, enum.Enum):
 
     @property
     def exit_code(self) -> int | None:
-        """The example bot's exit code when the run ends this way (None: it claims again)."""
-        if self.claims_again:
+        """The example bot's exit code when the run ends this way (None: the process goes on)."""
+        if self.claims_again or self is Release.HANDED_OVER:
             return None
         return 1 if self is Release.FAILED else 0
 

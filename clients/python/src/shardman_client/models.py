@@ -35,6 +35,11 @@ class ResumeData:
         }
 
 
+#: A claim's `placement`: a fixed group per process, or shards placed one by one by load.
+PLACEMENT_GROUPS = "groups"
+PLACEMENT_LOAD = "load"
+
+
 @dataclass(frozen=True)
 class Claim:
     """The answer of `GET /connect`: one shard group held by this process."""
@@ -50,6 +55,10 @@ class Claim:
     beat_interval: float
     gateway_url: str | None
     fence: int | None
+    #: How shardman places shards: `groups` (a claim is a fixed group; one claim per process) or `load`
+    #: (`SHARDS_PER_PROCESS=auto`: a claim is one shard, a process holds as many as placement gives it
+    #: and hands one over when a beat answers `hand_over`). `groups` from a shardman that does not say.
+    placement: str = "groups"
     #: `time.monotonic()` when the /connect request was sent, plus the `waited` it answered (a claim
     #: that waited): the lease view counts from it.
     requested_at: float = field(default=0.0, compare=False)
@@ -78,6 +87,7 @@ class Claim:
             beat_interval=float(data.get("beat_interval") or lease_seconds / 3),
             gateway_url=data.get("gateway_url"),
             fence=_opt_int(data.get("fence")),
+            placement=str(data.get("placement") or PLACEMENT_GROUPS),
             # The lease began no earlier than `waited` after the request was sent.
             requested_at=requested_at + float(data.get("waited") or 0.0),
             answered_at=answered_at,
@@ -127,6 +137,10 @@ class BeatAnswer:
     generation: int | None = None
     state: str | None = None
     fence: int | None = None
+    #: Placement moves this claim's shard to another process: hand it over (as on shutdown).
+    hand_over: bool = False
+    #: Shards of this claim to reconnect (RESUME first): shardman saw them fall silent.
+    reconnect: list[int] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, data: Any, *, sent_at: float) -> BeatAnswer:
@@ -140,6 +154,28 @@ class BeatAnswer:
             generation=_opt_int(data.get("generation")),
             state=data.get("state"),
             fence=_opt_int(data.get("fence")),
+            hand_over=bool(data.get("hand_over") or False),
+            reconnect=[int(s) for s in data.get("reconnect") or []],
+        )
+
+
+@dataclass(frozen=True)
+class Permit:
+    """The answer of `POST /identify/permit`: whether the shard may IDENTIFY now."""
+
+    granted: bool
+    shard_id: int
+    #: Not granted within the wait: the replica's estimate of the seconds until the bucket opens.
+    retry_after: float | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Permit:
+        granted = bool(data["permit"])
+        retry_after = data.get("retry_after")
+        return cls(
+            granted=granted,
+            shard_id=int(data["shard_id"]),
+            retry_after=None if granted or retry_after is None else float(retry_after),
         )
 
 

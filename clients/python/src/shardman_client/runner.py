@@ -1,7 +1,8 @@
 """Claim, run and release shards again and again, for any bot library (`discordpy.py` is one adapter).
 
 An adapter is one function, `start(context) -> RunningShards`: it starts the claim's shards with its
-library, paces their IDENTIFY through `context.pacer`, and calls `context.release(...)` when the library
+library, paces their IDENTIFY through `context.pacer` (a permit right before each IDENTIFY, a confirm
+right after it), and calls `context.release(...)` when the library
 ends by itself. Everything else is here: the claim, the beats, the lease view, and the release.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -19,11 +21,13 @@ from .client import ShardmanClient
 from .errors import Retired, SessionLost, ShardmanError, Unavailable
 from .events import ClaimEvent, Release
 from .lease import LeaseView
-from .models import Claim, ShardReport
+from .models import PLACEMENT_LOAD, Claim, ShardReport
 from .pacer import IdentifyPacer
 
 log = logging.getLogger("shardman_client.runner")
 
+#: `/connect?identify=`: each IDENTIFY asks `/identify/permit` instead of sleeping to a booked slot.
+IDENTIFY_BY_PERMIT = "permit"
 #: How long stopping the shards may take before the runner goes on regardless (a gateway that never
 #: answers the close).
 STOP_TIMEOUT = 5.0
@@ -42,11 +46,15 @@ class RunningShards(Protocol):
         """Close every shard at once, with `reason.close_code`, and keep them off the gateway."""
         ...
 
+    def reconnect(self, shard_ids: list[int]) -> None:
+        """Reconnect these shards (shardman saw them fall silent), with a RESUME first."""
+        ...
+
 
 class ClaimContext:
     """One claim as an adapter sees it."""
 
-    def __init__(self, claim: Claim, shardman: ShardmanClient, *, identify_delay: float) -> None:
+    def __init__(self, claim: Claim, shardman: ShardmanClient) -> None:
         self.claim = claim
         self.shardman = shardman
         self.lease = LeaseView(claim)
@@ -54,9 +62,9 @@ class ClaimContext:
         #: What the library raised, when it ended the claim as `failed`.
         self.error: BaseException | None = None
         self._released: asyncio.Future[Release] = asyncio.get_running_loop().create_future()
-        self.pacer = IdentifyPacer(
-            claim, shardman, release=self.release, halted=self.halted, identify_delay=identify_delay
-        )
+        #: When each shard was last reconnected on a beat's `reconnect`.
+        self.reconnected: dict[int, float] = {}
+        self.pacer = IdentifyPacer(claim, shardman, release=self.release, halted=self.halted)
 
     def release(self, reason: Release, error: BaseException | None = None) -> None:
         """End the claim (the first reason wins); the runner stops the shards."""
@@ -74,6 +82,25 @@ class ClaimContext:
 
     async def wait_released(self) -> Release:
         return await asyncio.shield(self._released)
+
+    def reconnect(self, shard_ids: list[int]) -> None:
+        """Reconnect the shards a beat named, each at most once per lease: the later beats of a lease may
+        still name a shard that is busy resuming."""
+        now = time.monotonic()
+        due = [
+            s
+            for s in shard_ids
+            if s in self.claim.shard_ids
+            and now - self.reconnected.get(s, -math.inf) >= self.lease.lease_seconds
+        ]
+        if not due or self.running is None:
+            return
+        log.info("reconnecting shards %s (shardman saw them fall silent)", due)
+        self.reconnected.update(dict.fromkeys(due, now))
+        try:
+            self.running.reconnect(due)
+        except Exception:  # the library's internals moved: the shards stay as they are
+            log.exception("reconnecting shards %s", due)
 
     def reports(self) -> list[ShardReport]:
         if self.running is None:
@@ -95,7 +122,6 @@ async def run_claims(
     stop: asyncio.Event | None = None,
     on_event: Callable[[ClaimEvent], None] | None = None,
     reclaim_pause: float = 1.0,
-    identify_delay: float = 1.0,
 ) -> Release:
     """Claim, run the claimed shards with `start`, and claim again, until a reason ends the run.
 
@@ -104,6 +130,9 @@ async def run_claims(
     shards without raising). When the library raised, the error is raised after giving the claim back.
     After `lapsed` and `lost` it claims again, `reclaim_pause` later, so a fleet that keeps losing
     claims cannot spin.
+
+    A claim placed by load (`placement: load`, `SHARDS_PER_PROCESS=auto`) switches to many claims at
+    once (`_run_placed_by_load`): a waiting claim always open, each claim run by itself.
     """
     stop = stop or asyncio.Event()
     emit = on_event or (lambda event: None)
@@ -111,30 +140,97 @@ async def run_claims(
         claim = await _claim_unless_stopped(shardman, stop)
         if claim is None:
             return Release.SHUTDOWN
-        emit(ClaimEvent.claimed(claim))
-        log.info(
-            "claimed shards %s of %s (generation %s, %s)",
-            claim.shard_ids,
-            claim.shard_count,
-            claim.generation,
-            claim.state,
-        )
-        context = ClaimContext(claim, shardman, identify_delay=identify_delay)
-        reason = await _hold(context, start, stop)
-        emit(ClaimEvent.released(claim, reason))
-        log.info("released shards %s: %s", claim.shard_ids, reason.value)
-        if context.error is not None:
-            raise context.error
-        if not reason.claims_again:
+        if claim.placement == PLACEMENT_LOAD:
+            return await _run_placed_by_load(claim, start, shardman, stop, emit)
+        reason = await _run_claim(claim, start, shardman, stop, emit)
+        # (handed_over is not sent for groups; should it come, the process claims again.)
+        if not (reason.claims_again or reason is Release.HANDED_OVER):
             return reason
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=reclaim_pause)
 
 
+async def _run_claim(
+    claim: Claim,
+    start: StartShards,
+    shardman: ShardmanClient,
+    stop: asyncio.Event,
+    emit: Callable[[ClaimEvent], None],
+) -> Release:
+    """One claim from its `claimed` line to its `released` one; raises the library's error, if any."""
+    emit(ClaimEvent.claimed(claim))
+    log.info(
+        "claimed shards %s of %s (generation %s, %s)",
+        claim.shard_ids,
+        claim.shard_count,
+        claim.generation,
+        claim.state,
+    )
+    context = ClaimContext(claim, shardman)
+    reason = await _hold(context, start, stop)
+    emit(ClaimEvent.released(claim, reason))
+    log.info("released shards %s: %s", claim.shard_ids, reason.value)
+    if context.error is not None:
+        raise context.error
+    return reason
+
+
+async def _run_placed_by_load(
+    first: Claim,
+    start: StartShards,
+    shardman: ShardmanClient,
+    stop: asyncio.Event,
+    emit: Callable[[ClaimEvent], None],
+) -> Release:
+    """Placement by load: shardman gives this process as many one-shard claims as it should run, so one
+    `/connect?wait=` stays open at all times and every claim it answers runs alongside the others.
+
+    A claim ends by itself (handed over, lapsed, lost, retired: the process goes on with the rest and
+    keeps waiting for more); `stop`, the library closing itself, or its error end them all.
+    """
+    ending = asyncio.Event()  # stop, or a claim that ends the process
+    forward_stop = asyncio.ensure_future(stop.wait())
+    forward_stop.add_done_callback(lambda _: ending.set())
+    running: set[asyncio.Task[Release]] = set()
+    error: BaseException | None = None
+
+    def run(claim: Claim) -> None:
+        running.add(asyncio.ensure_future(_run_claim(claim, start, shardman, ending, emit)))
+
+    run(first)
+    waiting = asyncio.ensure_future(_claim_unless_stopped(shardman, ending))
+    try:
+        while running or not waiting.done():
+            watched = running if waiting.done() else {*running, waiting}
+            done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            for task in done & running:
+                running.discard(task)
+                if task.exception() is not None:
+                    error = error or task.exception()
+                    ending.set()
+                elif task.result() is Release.SHUTDOWN:  # the bot closed its client: the process ends
+                    ending.set()
+            if waiting in done:
+                claim = waiting.result()  # BadSecret and the like end the process
+                if claim is not None:
+                    run(claim)
+                    waiting = asyncio.ensure_future(_claim_unless_stopped(shardman, ending))
+    finally:
+        forward_stop.cancel()
+        waiting.cancel()
+        ending.set()  # each claim gives itself back
+        if running:
+            await asyncio.wait(running)
+    if error is not None:
+        raise error
+    return Release.SHUTDOWN
+
+
 async def _claim_unless_stopped(shardman: ShardmanClient, stop: asyncio.Event) -> Claim | None:
     if stop.is_set():
         return None
-    claiming = asyncio.ensure_future(shardman.claim())
+    # Every IDENTIFY asks its permit right before it goes (IdentifyPacer), so no slot is booked here.
+    claiming = asyncio.ensure_future(shardman.claim(identify=IDENTIFY_BY_PERMIT))
     stopping = asyncio.ensure_future(stop.wait())
     await asyncio.wait({claiming, stopping}, return_when=asyncio.FIRST_COMPLETED)
     stopping.cancel()
@@ -213,6 +309,11 @@ async def _beat_loop(context: ClaimContext) -> None:
             continue
         lease.acknowledged(answer.sent_at)
         failures = 0
+        if answer.hand_over:  # placement moves the shard: give it back as on shutdown
+            context.release(Release.HANDED_OVER)
+            return
+        if answer.reconnect:
+            context.reconnect(answer.reconnect)
         if answer.state is not None and answer.state != state:
             log.info("generation %s is now %s (was %s)", answer.generation, answer.state, state)
             state = answer.state
