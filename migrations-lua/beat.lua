@@ -67,8 +67,10 @@ between the two baselines before it ("" until there were two). A report at least
 load_window_ms (a sixth of the lease: half a beat interval) after the baseline sets the rate to
 (counter - baseline) / elapsed and becomes the baseline; an earlier one changes nothing (a retried
 beat, two beats of one batch), so a counter never counts twice and a rate spans about a beat
-interval. A counter below the baseline is a new Discord session: the baseline restarts from it and
-the rate stays until the next report. The lease field p, the process label, is connect.lua's.
+interval. A counter that stands still keeps its baseline and its time (the rate becomes 0), so
+<since ms> is when the counter last moved: mark_silent.lua reads silence from it, and the first
+report after a still spell measures its rate from that time. A counter below the baseline is a new
+Discord session: the baseline restarts from it and the rate stays until the next report. The lease field p, the process label, is connect.lua's.
 
 The lease is the hash g:<gen>:lease:<id> (see includes/common.lua for its fields; `r` = 1 once
 this session stored resume data, so beats without any need not touch the resume keys). A guild
@@ -84,7 +86,9 @@ Returns  one text: the beats' answers in order, one line each, joined by "\n"; a
            0  no such session (unknown, expired or released): nothing changed;
           -1  the session is retired: nothing changed, the client must stop;
          and a status-1 line ends in " move" when the placement marked the shard to move (lease
-         field v, see includes/common.lua): the holder must hand it over.
+         field v, see includes/common.lua): the holder must hand it over; then in
+         " reconnect <id>,<id>..." when mark_silent.lua asked that the session's silent shards be
+         reconnected (lease field q): told once, the field is cleared.
 Errors   "SCHEMA_TOO_NEW <found>" when a newer build raised the schema: nothing changed.
          "NOPLAN" when the plan is gone (Redis lost its data): nothing changed; run init.lua (after
          a loss) and retry the batch.
@@ -180,6 +184,7 @@ end
 -- A load counter's lease field after a report of `reported` (see "Load counters" above), or nil
 -- when the field stays as it is. `previous` is the field's text (false when unset).
 local load_window_ms = math.max(1000, math.floor(lease_ms / 6))
+local STILL_RATE = '0.000'
 local function advanced_counter(previous, reported)
   local baseline, since, rate
   if previous then
@@ -191,6 +196,13 @@ local function advanced_counter(previous, reported)
     local elapsed_ms = now - since
     if elapsed_ms < load_window_ms then
       return nil
+    end
+    if counter == baseline then
+      -- Still: the baseline and its time stay (see "Load counters"); written once.
+      if rate == STILL_RATE then
+        return nil
+      end
+      return previous:match('^%S+ %d+ ') .. STILL_RATE
     end
     rate = string.format('%.3f', (counter - baseline) * 1000 / elapsed_ms)
   end
@@ -414,10 +426,11 @@ local function beat(at)
   local lease_key = gen_key(ARGV[at + 6], 'lease', ARGV[at + 5])
   -- The lease's holder (n), fence (f), beaten while ready (b), IDENTIFY slot (w), stored resume
   -- data (r), last beat (t), guild count (g), the first shard's and the process's load counters
-  -- (e, c), and the process it is marked to move to (v); false where unset.
+  -- (e, c), the process it is marked to move to (v), and its silent shards to reconnect (q); false
+  -- where unset.
   local holder, fence, beaten, slot_ms, stored_resume, last_beat_ms, leased_guilds, events_counter,
-    cpu_counter, moving_to = unpack(redis.call('HMGET', lease_key, 'n', 'f', 'b', 'w', 'r', 't', 'g',
-    'e', 'c', 'v'))
+    cpu_counter, moving_to, to_reconnect = unpack(redis.call('HMGET', lease_key, 'n', 'f', 'b', 'w',
+    'r', 't', 'g', 'e', 'c', 'v', 'q'))
   if holder and holder ~= nonce then
     return UNKNOWN -- the id is held by another session
   end
@@ -500,9 +513,15 @@ local function beat(at)
     complete_reshard(generation, max_shards, group_size)
     state = 'active'
   end
+  local reconnect = ''
+  if to_reconnect then
+    -- Told once: mark_silent.lua asks again if the shard stays silent.
+    redis.call('HDEL', lease_key, 'q')
+    reconnect = ' reconnect ' .. to_reconnect
+  end
   -- All text: one concatenation, no table.
   return '1 ' .. ARGV[at + 5] .. ' ' .. max_shards_text .. ' ' .. ARGV[at + 6] .. ' ' .. fence .. ' '
-    .. state .. (moving_to and ' move' or '')
+    .. state .. (moving_to and ' move' or '') .. reconnect
 end
 
 local answers = {}

@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub mod placement;
+pub mod shard_load;
+pub mod silence;
 pub mod sizing;
 
 /// Where a session stands in the shard plan.
@@ -41,6 +43,9 @@ pub struct Lease {
     /// The placement moves this shard to another process: hand it over (README, "Scaling on
     /// load").
     pub hand_over: bool,
+    /// Shards of the session that are silent (no events for `SHARD_SILENT_AFTER` while the fleet
+    /// has traffic): reconnect them, RESUME first. Told once per silent spell.
+    pub reconnect: Vec<u32>,
 }
 
 /// A successful `/connect`.
@@ -215,6 +220,17 @@ pub struct ShardStatus {
     /// `SHARDS_PER_PROCESS=auto`: the process this shard is being moved to, while it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub moving_to: Option<String>,
+    /// Since when its `events` counter has stood still, while it is silent (`SHARD_SILENT_AFTER`:
+    /// alerted once, its holder told to reconnect it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silent_since: Option<DateTime<Utc>>,
+    /// When its `events` counter last moved (or was first reported), ms of the store's clock.
+    #[serde(skip)]
+    pub events_moved_at_ms: Option<i64>,
+    /// The still spell of its last silent episode (mark_silent.lua), ms of the store's clock:
+    /// silent while it equals `events_moved_at_ms`.
+    #[serde(skip)]
+    pub silent_episode_ms: Option<i64>,
     /// When it last arrived by a move (placement leaves it there for `MOVE_SETTLE`).
     #[serde(skip)]
     pub moved_in_at: Option<DateTime<Utc>>,
@@ -428,9 +444,20 @@ pub enum EventKind {
     ReshardStarted,
     ReshardCompleted,
     IdentifyBudgetLow,
+    ShardSilent,
 }
 
 impl EventKind {
+    const ALL: [EventKind; 7] = [
+        EventKind::Connect,
+        EventKind::Disconnect,
+        EventKind::Expire,
+        EventKind::ReshardStarted,
+        EventKind::ReshardCompleted,
+        EventKind::IdentifyBudgetLow,
+        EventKind::ShardSilent,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Connect => "connect",
@@ -439,20 +466,12 @@ impl EventKind {
             EventKind::ReshardStarted => "reshard_started",
             EventKind::ReshardCompleted => "reshard_completed",
             EventKind::IdentifyBudgetLow => "identify_budget_low",
+            EventKind::ShardSilent => "shard_silent",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            EventKind::Connect,
-            EventKind::Disconnect,
-            EventKind::Expire,
-            EventKind::ReshardStarted,
-            EventKind::ReshardCompleted,
-            EventKind::IdentifyBudgetLow,
-        ]
-        .into_iter()
-        .find(|kind| kind.as_str() == text)
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
     }
 }
 

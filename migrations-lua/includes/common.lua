@@ -25,7 +25,9 @@ passes the fixed ones); per-generation keys are built by gen_key below and nowhe
   g:<gen>:lease:<id> hash, PX    the lease: n = session nonce, f = fencing token, w = its IDENTIFY
                                  slot (ms), t = last beat (ms), b = 1 once beaten while ready, r = 1
                                  once the holder stored resume data; and the figures the holder
-                                 reports, under the fields beat.lua's header names
+                                 reports, under the fields beat.lua's header names; s (s:<id>) =
+                                 "<ms its counter stood still since> <ms last told>" of a silent
+                                 shard, q = the silent shard ids to tell (mark_silent.lua)
   g:<gen>:resume:<id> string, PX the last holder's resume JSON
   g:<gen>:reports    hash        each shard's last reported guild count and latency (g:<id>,
                                  l:<id>), kept beyond its lease for the next holder (beat.lua)

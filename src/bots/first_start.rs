@@ -46,6 +46,8 @@ async fn open_store_once(settings: &Settings) -> Result<Store, StoreError> {
                         recommended_shards: Some(info.shards),
                         total_guilds: 0,
                         max_concurrency: info.max_concurrency,
+                        // No shard has run yet: no load.
+                        shards_for_load: 0,
                     },
                     &policy,
                 );

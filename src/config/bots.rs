@@ -288,8 +288,9 @@ mod tests {
                 let mut settings = base();
                 settings.set(variable, value).map(|()| settings)
             };
-            // Two values the row's parser takes: numbers and text take digits, flags booleans.
-            let (one, other) = [("2", "3"), ("true", "false")]
+            // Two values the row's parser takes: numbers and text take digits, flags booleans,
+            // shares fractions.
+            let (one, other) = [("2", "3"), ("true", "false"), ("0.2", "0.3")]
                 .into_iter()
                 .find_map(|(one, other)| with(one).ok().zip(with(other).ok()))
                 .unwrap_or_else(|| panic!("{variable} takes neither digits nor booleans"));

@@ -121,6 +121,14 @@ pub(super) fn positive_number(value: &str) -> Result<f64, String> {
     }
 }
 
+/// A share: a number above 0 and at most 1 (`SHARD_LOAD_MAX`).
+pub(super) fn share(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(number) if number > 0.0 && number <= 1.0 => Ok(number),
+        _ => Err("must be a number above 0 and at most 1".into()),
+    }
+}
+
 /// `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off`, in any case.
 pub(super) fn boolean(value: &str) -> Result<bool, String> {
     match value.to_ascii_lowercase().as_str() {

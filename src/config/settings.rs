@@ -11,7 +11,7 @@ use ipnet::IpNet;
 
 use super::parse::{
     LogFormat, Secret, ShardsPerProcess, boolean, parse_cluster_seeds, parse_origins,
-    parse_sentinels, parse_trusted_proxies, parsed, positive_number, secret, some, text,
+    parse_sentinels, parse_trusted_proxies, parsed, positive_number, secret, share, some, text,
     without_trailing_slash,
 };
 
@@ -262,6 +262,16 @@ settings! {
         per_bot "CPU_TARGET" => cpu_target: Option<f64> = None, some(positive_number);
         /// seconds a lower load must hold before `/autoscale` asks for fewer processes.
         per_bot "SCALE_IN_AFTER" => scale_in_after_seconds: u64 = 300, parsed;
+        /// the share of `LOAD_TARGET` one shard may carry, in (0, 1]: a busier shard makes
+        /// autoscale raise the shard count (`MAX_SHARDS` unset). `None`: no load-driven reshard.
+        per_bot "SHARD_LOAD_MAX" => shard_load_max: Option<f64> = None, some(share);
+        /// seconds the busiest shard must stay over `SHARD_LOAD_MAX` before the count goes up.
+        per_bot "SHARD_LOAD_AFTER" => shard_load_after_seconds: u64 = 300, parsed;
+        /// seconds a held shard's `events` counter may stay still, while the fleet has traffic,
+        /// before it is silent (`/status`, the `shard_silent` alert, a reconnect told in its
+        /// holder's beat answer); 0: never. Never less than `MAX_SECONDS`: counters move only
+        /// with beats.
+        per_bot "SHARD_SILENT_AFTER" => shard_silent_after_seconds: u64 = 600, parsed;
         /// seconds between two placements by load (`SHARDS_PER_PROCESS=auto`).
         per_bot "PLACEMENT_INTERVAL" => placement_interval_seconds: u64 = 10, parsed;
         /// seconds a shard that arrived by a move stays where it is.
@@ -676,6 +686,21 @@ mod tests {
         );
         assert_eq!(sized.scale_in_after_seconds, 0);
 
+        let bounded = load(&[
+            ("SHARDS_PER_PROCESS", "auto"),
+            ("LOAD_TARGET", "60"),
+            ("SHARD_LOAD_MAX", "1"),
+            ("SHARD_LOAD_AFTER", "0"),
+            ("SHARD_SILENT_AFTER", "0"),
+        ])
+        .expect("valid");
+        assert_eq!(bounded.shard_load_max, Some(1.0));
+        assert_eq!(bounded.shard_load_after_seconds, 0);
+        assert_eq!(bounded.shard_silent_after_seconds, 0);
+        assert_eq!(
+            (defaults.shard_load_max, defaults.shard_silent_after_seconds),
+            (None, 600)
+        );
         let auto_alone = load(&[("SHARDS_PER_PROCESS", "auto")]).expect("auto needs no target");
         assert_eq!(auto_alone.load_target, None);
         let fixed = load(&[("SHARDS_PER_PROCESS", "4")]).expect("valid");
@@ -700,6 +725,30 @@ mod tests {
             (
                 &[("SHARDS_PER_PROCESS", "auto"), ("CPU_TARGET", "inf")][..],
                 r#"invalid CPU_TARGET="inf": must be a number above 0"#,
+            ),
+            (
+                &[("SHARDS_PER_PROCESS", "auto"), ("SHARD_LOAD_MAX", "0.5")][..],
+                r#"invalid SHARD_LOAD_MAX="0.5": needs LOAD_TARGET (the bound is a share of it)"#,
+            ),
+            (
+                &[
+                    ("SHARDS_PER_PROCESS", "auto"),
+                    ("LOAD_TARGET", "60"),
+                    ("SHARD_LOAD_MAX", "1.5"),
+                ][..],
+                r#"invalid SHARD_LOAD_MAX="1.5": must be a number above 0 and at most 1"#,
+            ),
+            (
+                &[
+                    ("SHARDS_PER_PROCESS", "auto"),
+                    ("LOAD_TARGET", "60"),
+                    ("SHARD_LOAD_MAX", "0"),
+                ][..],
+                r#"invalid SHARD_LOAD_MAX="0": must be a number above 0 and at most 1"#,
+            ),
+            (
+                &[("SHARD_SILENT_AFTER", "later")][..],
+                r#"invalid SHARD_SILENT_AFTER="later": invalid digit found in string"#,
             ),
             (
                 &[("SCALE_IN_AFTER", "soon")][..],

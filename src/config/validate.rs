@@ -116,6 +116,15 @@ impl Settings {
                 reason: reason.into(),
             });
         }
+        if let Some(share) = self.shard_load_max
+            && self.load_target.is_none()
+        {
+            return Err(ConfigError {
+                variable: "SHARD_LOAD_MAX",
+                value: share.to_string(),
+                reason: "needs LOAD_TARGET (the bound is a share of it)".into(),
+            });
+        }
         Ok(())
     }
 

@@ -59,6 +59,7 @@ pub fn payload(event: &Event, content: Option<&str>) -> Value {
         EventKind::ReshardStarted => format!("Resharding to {shards} shards"),
         EventKind::ReshardCompleted => format!("Now running {shards} shards"),
         EventKind::IdentifyBudgetLow => "Discord identify budget is low".to_owned(),
+        EventKind::ShardSilent => format!("Shard {shard} is silent: no events, reconnecting"),
     };
     let mut message = json!({
         "embeds": [{
@@ -85,7 +86,7 @@ fn colour(kind: EventKind) -> u32 {
     match kind {
         EventKind::Connect | EventKind::ReshardCompleted => 0x2ecc71,
         EventKind::Disconnect | EventKind::ReshardStarted => 0xe67e22,
-        EventKind::Expire | EventKind::IdentifyBudgetLow => 0xe74c3c,
+        EventKind::Expire | EventKind::IdentifyBudgetLow | EventKind::ShardSilent => 0xe74c3c,
     }
 }
 

@@ -7,6 +7,10 @@
 //! first seen is kept in the store, so it survives replica restarts and any replica can finish
 //! the wait another one began.
 //!
+//! With `SHARD_LOAD_MAX`, the busiest shard's load is one more lower bound of the target
+//! ([`shard_load`]): a shard that carries more than that share of `LOAD_TARGET` for
+//! `SHARD_LOAD_AFTER` raises the count, and a shrink keeps to what the load needs.
+//!
 //! With `LOAD_TARGET` or `CPU_TARGET`, the same evaluation also sizes the bot fleet by load
 //! ([`sizing`]), whether or not `MAX_SHARDS` is set, and keeps the answer in the store for
 //! `/autoscale`.
@@ -22,6 +26,7 @@ use tokio::sync::{Notify, watch};
 use super::stop::sleep_or_stop;
 use crate::config::{MAX_SHARD_COUNT, Settings};
 use crate::domain::FleetStatus;
+use crate::domain::shard_load::{BusiestShard, ShardLoadNeed, ShardLoadRule};
 use crate::domain::sizing::{self, FleetLoad, ProcessAnswer, Sizing, group_count};
 use crate::store::{ProcessSizing, Store, StoreError};
 
@@ -29,6 +34,9 @@ use crate::store::{ProcessSizing, Store, StoreError};
 pub const LOCK: &str = "autoscale";
 /// The store's meta field holding the pending shrink: `"<since ms>:<target>"`.
 pub const SHRINK_HOLD_FIELD: &str = "autoscale_shrink_since";
+/// The store's meta field holding since when (ms) the busiest shard has been over
+/// `SHARD_LOAD_MAX`.
+pub const SHARD_LOAD_HOLD_FIELD: &str = "autoscale_shard_load_since";
 
 /// What the fleet looks like right now.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,6 +47,8 @@ pub struct Load {
     pub total_guilds: u64,
     /// Discord's `max_concurrency` (or `MAX_CONCURRENCY`).
     pub max_concurrency: u32,
+    /// The least count the busiest shard's load allows (`SHARD_LOAD_MAX`; 0 without it).
+    pub shards_for_load: u32,
 }
 
 /// The operator's rules (`GUILDS_PER_SHARD`, `MIN_SHARDS`, `ALLOW_SHRINK`, `SHRINK_AFTER`).
@@ -59,6 +69,7 @@ pub fn target_shards(load: &Load, policy: &Policy) -> u32 {
     let wanted = for_guilds
         .max(load.recommended_shards.unwrap_or(0).into())
         .max(policy.min_shards.into())
+        .max(load.shards_for_load.into())
         .max(1);
     // A multiple of max_concurrency and of the group size: lcm(K, max_concurrency).
     let concurrency = lcm(
@@ -167,6 +178,8 @@ pub struct AutoscaleSettings {
     pub gateway_polled: bool,
     /// `LOAD_TARGET` / `CPU_TARGET`: the bot processes are sized by load.
     pub sizing: Option<Sizing>,
+    /// `SHARD_LOAD_MAX`: the busiest shard's load raises the shard count.
+    pub shard_load: Option<ShardLoadRule>,
 }
 
 impl AutoscaleSettings {
@@ -191,8 +204,18 @@ impl AutoscaleSettings {
             },
             max_concurrency: settings.max_concurrency,
             gateway_polled: settings.bot_token.is_some(),
+            shard_load: shard_load_rule(settings),
         })
     }
+}
+
+/// `SHARD_LOAD_MAX` with its `LOAD_TARGET` and `SHARD_LOAD_AFTER`, when set.
+pub fn shard_load_rule(settings: &Settings) -> Option<ShardLoadRule> {
+    Some(ShardLoadRule {
+        max_share: settings.shard_load_max?,
+        load_target: settings.load_target?,
+        after: Duration::from_secs(settings.shard_load_after_seconds),
+    })
 }
 
 /// The periodic evaluation on one replica.
@@ -300,8 +323,11 @@ impl Autoscaler {
             log::debug!("autoscale: waiting for Discord's gateway info");
             return Ok(());
         }
-        // Guild counts only: the paged read without `extra`.
+        // Guild counts and rates: the paged read without `extra`.
         let status = store.overview().await?;
+        // The store's clock, shared by all replicas, measures the holds.
+        let now_ms = i64::try_from(store.now_ms().await?).unwrap_or(i64::MAX);
+        let shard_load = self.shard_load_need(&status, now_ms).await?;
         let load = Load {
             recommended_shards: gateway.as_ref().map(|info| info.shards),
             // The active generation carries the bot's guilds; during a reshard the pending one
@@ -310,6 +336,7 @@ impl Autoscaler {
             max_concurrency: gateway
                 .as_ref()
                 .map_or(settings.max_concurrency, |info| info.max_concurrency),
+            shards_for_load: shard_load.at_least(),
         };
         let policy = &settings.policy;
         let target = target_shards(&load, policy);
@@ -323,8 +350,6 @@ impl Autoscaler {
             .await?
             .as_deref()
             .and_then(ShrinkHold::decode);
-        // The store's clock, shared by all replicas, measures the hold.
-        let now_ms = i64::try_from(store.now_ms().await?).unwrap_or(i64::MAX);
         let (decision, new_hold) = decide(planned, target, policy, hold, now_ms);
         if new_hold != hold {
             let encoded = new_hold.map(|hold| hold.encode());
@@ -342,8 +367,17 @@ impl Autoscaler {
                 if !plan.started {
                     return Ok(());
                 }
+                let without_load = Load {
+                    shards_for_load: 0,
+                    ..load
+                };
+                let by_load = if target_shards(&without_load, policy) < target {
+                    " (the busiest shard is over SHARD_LOAD_MAX)"
+                } else {
+                    ""
+                };
                 log::info!(
-                    "autoscale: {} guilds, {} recommended by Discord: resharding {} -> {} \
+                    "autoscale: {} guilds, {} recommended by Discord: resharding {} -> {}{by_load} \
                      (generation {})",
                     load.total_guilds,
                     load.recommended_shards
@@ -355,6 +389,30 @@ impl Autoscaler {
             }
         }
         Ok(())
+    }
+
+    /// What the busiest shard of the active generation asks of the shard count
+    /// ([`ShardLoadRule::decide`]), keeping the over-the-bound hold in the store.
+    async fn shard_load_need(
+        &self,
+        status: &FleetStatus,
+        now_ms: i64,
+    ) -> Result<ShardLoadNeed, StoreError> {
+        let Some(rule) = &self.settings.shard_load else {
+            return Ok(ShardLoadNeed::None);
+        };
+        let store = &self.store;
+        let kept = store.get_meta(SHARD_LOAD_HOLD_FIELD).await?;
+        let since = kept.as_deref().and_then(|text| text.parse().ok());
+        let busiest = BusiestShard::of(&status.shards);
+        let (need, new_since) = rule.decide(status.total_shards, busiest, since, now_ms);
+        if new_since != since {
+            let encoded = new_since.map(|since| since.to_string());
+            store
+                .set_meta(SHARD_LOAD_HOLD_FIELD, encoded.as_deref())
+                .await?;
+        }
+        Ok(need)
     }
 }
 
@@ -388,6 +446,7 @@ mod tests {
             recommended_shards: recommended,
             total_guilds: guilds,
             max_concurrency: concurrency,
+            shards_for_load: 0,
         }
     }
 
@@ -414,6 +473,23 @@ mod tests {
         assert_eq!(target_shards(&load(Some(5), 0, 4), &policy()), 8);
         assert_eq!(target_shards(&load(None, 16_001, 16), &policy()), 32);
         assert_eq!(target_shards(&load(Some(8), 0, 4), &policy()), 8);
+    }
+
+    #[test]
+    fn the_busiest_shard_s_need_joins_the_target_the_larger_wins_rounded() {
+        // The README's example: 8 shards, shard 0 at 100/s over a bound of 30/s ask for 27;
+        // with max_concurrency 16 that is 32.
+        let busy = Load {
+            shards_for_load: 27,
+            ..load(Some(8), 0, 16)
+        };
+        assert_eq!(target_shards(&busy, &policy()), 32);
+        // The guilds ask for more: the guilds win.
+        let crowded = Load {
+            shards_for_load: 3,
+            ..load(None, 7_500, 1)
+        };
+        assert_eq!(target_shards(&crowded, &policy()), 8);
     }
 
     #[test]

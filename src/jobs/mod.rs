@@ -1,6 +1,7 @@
 //! The replica's background tasks: the gateway poller (with `BOT_TOKEN`), the alert dispatcher and
 //! lease reaper (with `WEBHOOK_URL`), autoscale (without `MAX_SHARDS`), the load history, placement
-//! by load (`SHARDS_PER_PROCESS=auto`) and the secret-drift check (on Redis). They start when the
+//! by load (`SHARDS_PER_PROCESS=auto`), the silent-shard check (`SHARD_SILENT_AFTER`) and the
+//! secret-drift check (on Redis). They start when the
 //! replica is built and stop when its server stops.
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ pub mod discord;
 pub mod load_history;
 pub mod placement;
 pub mod secret_drift;
+pub mod silence;
 mod stop;
 
 use crate::config::Settings;
@@ -25,6 +27,7 @@ use discord::{GatewayPoller, GatewaySettings};
 use load_history::LoadHistory;
 use placement::{Placement, PlacementSettings};
 use secret_drift::SecretDriftCheck;
+use silence::Silence;
 
 /// How long stopping waits for a task to notice before it is aborted.
 const STOP_WAIT: Duration = Duration::from_secs(5);
@@ -67,6 +70,9 @@ impl BackgroundTasks {
         if let Some(placement) = PlacementSettings::from_settings(settings) {
             let placement = Placement::new(store.clone(), placement, owner.clone());
             handles.push(tokio::spawn(placement.run(stopped.clone())));
+        }
+        if let Some(silence) = Silence::from_settings(store.clone(), settings, owner.clone()) {
+            handles.push(tokio::spawn(silence.run(stopped.clone())));
         }
         if let Some(autoscale) = AutoscaleSettings::from_settings(settings) {
             let autoscaler = Autoscaler::new(store, autoscale, owner, gateway_fetched);

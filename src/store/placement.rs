@@ -1,12 +1,15 @@
 //! What the placement job (`src/jobs/placement.rs`) asks of the store: the processes waiting for
-//! shards, and marking the moves it decided.
+//! shards, and marking the moves it decided; and what the silence job (`src/jobs/silence.rs`) asks:
+//! marking silent shards.
 
 use std::time::Duration;
 
 use super::scripts::mark_moves::{MarkMoves, Marked};
+use super::scripts::mark_silent::{EpisodesBegun, MarkSilent};
 use super::scripts::waiting_processes::{WaitingLabels, WaitingProcesses};
 use super::{Store, StoreError};
 use crate::domain::placement::Move;
+use crate::domain::silence::SilentShard;
 
 impl Store {
     /// The labels of the processes whose claims wait for a shard, first come first.
@@ -43,5 +46,34 @@ impl Store {
             })
             .await?;
         Ok(marked)
+    }
+
+    /// Marks the `silent` shards of `generation` (mark_silent.lua: those still as the job saw
+    /// them); returns how many silent spells began (each alerted once).
+    pub async fn mark_silent(
+        &self,
+        generation: u64,
+        max_shards: u32,
+        threshold: Duration,
+        silent: &[SilentShard],
+    ) -> Result<u32, StoreError> {
+        let lines: String = silent
+            .iter()
+            .map(|shard| {
+                format!(
+                    "{}\t{}\t{}\t{}\n",
+                    shard.shard_id, shard.lease_id, shard.fence, shard.still_since_ms
+                )
+            })
+            .collect();
+        let EpisodesBegun(began) = self
+            .run(&MarkSilent {
+                generation,
+                max_shards,
+                silent_after_ms: u64::try_from(threshold.as_millis()).unwrap_or(u64::MAX),
+                silent: &lines,
+            })
+            .await?;
+        Ok(began)
     }
 }

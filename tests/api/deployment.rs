@@ -211,6 +211,8 @@ fn the_binary_refuses_to_start_on_an_invalid_setting_and_names_it() {
         ("LOAD_TARGET", "lots"),
         ("CPU_TARGET", "0"),
         ("SCALE_IN_AFTER", "soon"),
+        ("SHARD_LOAD_MAX", "2"),
+        ("SHARD_SILENT_AFTER", "-1"),
         // A target needs SHARDS_PER_PROCESS=auto.
         ("LOAD_TARGET", "60"),
     ];

@@ -162,7 +162,7 @@ async fn a_beat_without_prefer_keeps_the_original_empty_204(backend: Backend) {
     assert!(fence >= 1);
     assert_eq!(
         body,
-        json!({"shard_id": 0, "max_shards": 1, "generation": 1, "state": "active", "fence": fence, "hand_over": false})
+        json!({"shard_id": 0, "max_shards": 1, "generation": 1, "state": "active", "fence": fence, "hand_over": false, "reconnect": []})
     );
 }
 

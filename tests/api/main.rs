@@ -33,6 +33,7 @@ mod rate_limit;
 mod redis_faults;
 mod resume;
 mod secrets;
+mod silence;
 mod standin;
 mod status;
 #[path = "../support/mod.rs"]

@@ -7,11 +7,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::domain::shard_load::{BusiestShard, ShardLoadRule};
 use crate::domain::sizing::{FleetLoad, ProcessAnswer, ScaleInHold, Sizing, group_count};
 use crate::domain::{FleetStatus, process_counts, timestamp_from_millis};
 use crate::http::auth::{MaybeAuthorized, RefusedCredentials};
 use crate::http::error::{ValidationFailed, error_set};
 use crate::http::state::AppState;
+use crate::jobs::autoscale::{SHARD_LOAD_HOLD_FIELD, shard_load_rule};
 use crate::store::StoreError;
 
 /// What an orchestrator needs to size the bot fleet. Every bot process holds one shard group;
@@ -44,6 +46,43 @@ pub struct AutoscaleReport {
     /// With `LOAD_TARGET` or `CPU_TARGET` only: the load `desired_processes` was sized from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load: Option<LoadReport>,
+    /// With `SHARD_LOAD_MAX` (and `MAX_SHARDS` unset) only: the busiest shard against its bound,
+    /// the reason a load-driven reshard starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard_load: Option<ShardLoadReport>,
+}
+
+/// The busiest shard of the active generation against `SHARD_LOAD_MAX × LOAD_TARGET`.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct ShardLoadReport {
+    /// The shard with the highest `events_per_second`; null while no shard has a rate.
+    pub busiest_shard_id: Option<u32>,
+    pub events_per_second: Option<f64>,
+    /// `SHARD_LOAD_MAX × LOAD_TARGET`: events per second above which a shard is too busy.
+    pub bound: f64,
+    /// Since when the busiest shard has been over the bound; the count goes up once that has
+    /// lasted `SHARD_LOAD_AFTER`. Null when it is not over.
+    pub over_since: Option<DateTime<Utc>>,
+    /// While it is over: the shard count a raise goes to (`ceil(shards × rate / bound)`, at
+    /// least one more), before rounding to `max_concurrency`. Null otherwise.
+    pub raise_to: Option<u32>,
+}
+
+impl ShardLoadReport {
+    pub fn new(rule: &ShardLoadRule, fleet: &FleetStatus, over_since_ms: Option<i64>) -> Self {
+        let busiest = BusiestShard::of(&fleet.shards);
+        let rate = busiest.map(|busiest| busiest.events_per_second);
+        let over = rate.filter(|&rate| rate > rule.bound());
+        Self {
+            busiest_shard_id: busiest.map(|busiest| busiest.shard_id),
+            events_per_second: rate,
+            bound: rule.bound(),
+            over_since: over_since_ms
+                .filter(|_| over.is_some())
+                .map(timestamp_from_millis),
+            raise_to: over.map(|rate| rule.raise_to(fleet.total_shards, rate)),
+        }
+    }
 }
 
 /// The load the fleet was sized from, and the targets it was divided by.
@@ -90,6 +129,7 @@ impl AutoscaleReport {
             pending_generation: pending.map(|pending| pending.generation),
             pending_shards: pending.map(|pending| pending.max_shards),
             load: None,
+            shard_load: None,
         }
     }
 
@@ -125,15 +165,23 @@ impl AutoscaleReport {
     /// What `/autoscale` answers for `fleet`, as read from the store: the same on every replica.
     pub async fn read(state: &AppState, fleet: &FleetStatus) -> Result<Self, StoreError> {
         let settings = &state.settings;
-        let Some(sizing) = Sizing::new(
+        let mut report = match Sizing::new(
             settings.load_target,
             settings.cpu_target,
             std::time::Duration::from_secs(settings.scale_in_after_seconds),
-        ) else {
-            return Ok(Self::from_fleet(fleet));
+        ) {
+            None => Self::from_fleet(fleet),
+            Some(sizing) => {
+                let kept = state.store.process_sizing().await?;
+                Self::sized_by_load(fleet, &sizing, kept.answer, kept.hold)
+            }
         };
-        let kept = state.store.process_sizing().await?;
-        Ok(Self::sized_by_load(fleet, &sizing, kept.answer, kept.hold))
+        if let Some(rule) = shard_load_rule(settings).filter(|_| settings.autoscale) {
+            let over_since = state.store.get_meta(SHARD_LOAD_HOLD_FIELD).await?;
+            let over_since = over_since.as_deref().and_then(|text| text.parse().ok());
+            report.shard_load = Some(ShardLoadReport::new(&rule, fleet, over_since));
+        }
+        Ok(report)
     }
 }
 

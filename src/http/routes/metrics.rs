@@ -243,6 +243,16 @@ fn cluster_families(
         "The active generation of the shard plan.",
         i64::try_from(fleet.generation).unwrap_or(i64::MAX),
     )?;
+    let silent = fleet
+        .shards
+        .iter()
+        .filter(|shard| shard.silent_since.is_some())
+        .count();
+    gauge(
+        "shardman_silent_shards",
+        "Held shards of the active generation that are silent (SHARD_SILENT_AFTER).",
+        i64::try_from(silent).unwrap_or(i64::MAX),
+    )?;
     let guilds: u64 = fleet
         .shards
         .iter()

@@ -16,7 +16,7 @@ use crate::store::StoreError;
 
 /// `Prefer: return=representation` on `/beat`: where the session stands.
 #[derive(Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"shard_id": 0, "max_shards": 16, "generation": 2, "state": "standby", "fence": 3, "hand_over": false}))]
+#[schema(example = json!({"shard_id": 0, "max_shards": 16, "generation": 2, "state": "standby", "fence": 3, "hand_over": false, "reconnect": []}))]
 struct BeatRepresentation {
     shard_id: u32,
     max_shards: u32,
@@ -28,6 +28,10 @@ struct BeatRepresentation {
     /// a last beat with its resume data, close it so the session stays resumable (not 1000 or
     /// 1001), then `/disconnect` (README, "Scaling on load").
     hand_over: bool,
+    /// Shards of this session that have been silent (no events) for `SHARD_SILENT_AFTER` while
+    /// the fleet has traffic: reconnect each, RESUME first. Told once per silent spell (again
+    /// after another `SHARD_SILENT_AFTER`); `[]` otherwise.
+    reconnect: Vec<u32>,
 }
 
 impl From<Lease> for BeatRepresentation {
@@ -39,6 +43,7 @@ impl From<Lease> for BeatRepresentation {
             state: lease.state,
             fence: lease.fence,
             hand_over: lease.hand_over,
+            reconnect: lease.reconnect,
         }
     }
 }

@@ -91,8 +91,9 @@ impl Beat {
 pub struct BeatAnswers(pub Vec<BeatOutcome>);
 
 /// beat.lua answers one text, a line per beat: `<status> <shard_id> <max_shards> <generation>
-/// <fence> <state>[ move]`, status 1 alive, 0 unknown, -1 retired; `move` when the shard is to be
-/// handed over (placement by load).
+/// <fence> <state>[ move][ reconnect <id>,...]`, status 1 alive, 0 unknown, -1 retired; `move`
+/// when the shard is to be handed over (placement by load), `reconnect` with the session's silent
+/// shards.
 impl ScriptReply for BeatAnswers {
     fn decode(reply: &Value) -> Option<Self> {
         let text = match reply {
@@ -120,9 +121,18 @@ fn decode_answer(line: &str) -> Option<BeatOutcome> {
     let generation = natural(number()?);
     let fence = natural(number()?);
     let state = fields.next()?;
-    let hand_over = match fields.next() {
-        None => false,
-        Some("move") => true,
+    let mut next = fields.next();
+    let hand_over = next == Some("move");
+    if hand_over {
+        next = fields.next();
+    }
+    let reconnect = match next {
+        None => Vec::new(),
+        Some("reconnect") => fields
+            .next()?
+            .split(',')
+            .map(|id| id.parse().ok())
+            .collect::<Option<Vec<u32>>>()?,
         Some(_) => return None,
     };
     if fields.next().is_some() {
@@ -135,6 +145,7 @@ fn decode_answer(line: &str) -> Option<BeatOutcome> {
         fence,
         state: SessionState::parse(state).unwrap_or(SessionState::Retired),
         hand_over,
+        reconnect,
     };
     Some(match status {
         0 => BeatOutcome::NotFound,
@@ -205,6 +216,22 @@ mod tests {
         let BeatAnswers(outcomes) = BeatAnswers::decode(&reply).expect("a well-formed answer");
         assert!(matches!(&outcomes[0], BeatOutcome::Alive(lease) if lease.hand_over));
         assert!(matches!(&outcomes[1], BeatOutcome::Alive(lease) if !lease.hand_over));
+    }
+
+    #[test]
+    fn silent_shards_are_told_to_reconnect() {
+        let reply = Value::BulkString(
+            b"1 3 16 2 41 active move reconnect 3,5\n1 4 16 2 42 active reconnect 4".to_vec(),
+        );
+        let BeatAnswers(outcomes) = BeatAnswers::decode(&reply).expect("decodes");
+        assert!(
+            matches!(&outcomes[0], BeatOutcome::Alive(lease) if lease.hand_over && lease.reconnect == [3, 5])
+        );
+        assert!(
+            matches!(&outcomes[1], BeatOutcome::Alive(lease) if !lease.hand_over && lease.reconnect == [4])
+        );
+        let bad = Value::BulkString(b"1 4 16 2 42 active reconnect x".to_vec());
+        assert!(BeatAnswers::decode(&bad).is_none());
     }
 
     #[test]

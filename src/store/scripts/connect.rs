@@ -108,6 +108,7 @@ impl ScriptReply for Claim {
                     fence: natural(fence)?,
                     state: SessionState::parse(&text(state)?)?,
                     hand_over: false,
+                    reconnect: Vec::new(),
                 },
                 epoch: natural(epoch)?,
                 gateway_url: text(gateway_url),

@@ -53,7 +53,19 @@ const FIGURES: &[Figure] = &[
         field: "e",
         per_shard: true,
         status_only: false,
-        show: |shard, text| shard.events_per_second = counter_rate(text),
+        show: |shard, text| {
+            shard.events_per_second = counter_rate(text);
+            shard.events_moved_at_ms = counter_moved_at(text);
+        },
+    },
+    // Silence (mark_silent.lua): the still spell of the shard's last silent episode.
+    Figure {
+        field: "s",
+        per_shard: true,
+        status_only: false,
+        show: |shard, text| {
+            shard.silent_episode_ms = text.split(' ').next().and_then(|ms| ms.parse().ok());
+        },
     },
     Figure {
         field: "x",
@@ -102,6 +114,12 @@ fn counter_rate(text: &str) -> Option<f64> {
         .parse()
         .ok()
         .filter(|rate: &f64| rate.is_finite())
+}
+
+/// When a load counter last moved (its lease field's `<since ms>`: beat.lua keeps it while the
+/// counter stands still).
+fn counter_moved_at(text: &str) -> Option<i64> {
+    text.split(' ').nth(1)?.parse().ok()
 }
 
 /// The figures one fleet read asks for: [`FleetPage`]'s `shard_figures` and `lease_figures`, and
@@ -164,6 +182,11 @@ impl Figures {
                         (figure.show)(&mut status, text);
                     }
                 }
+                // Silent while the episode's still spell is the counter's current one.
+                status.silent_since = status
+                    .silent_episode_ms
+                    .filter(|&since| Some(since) == status.events_moved_at_ms)
+                    .map(timestamp_from_millis);
                 Some((row.last_beat_ms >= 0, status))
             })
             .collect::<Option<Vec<_>>>()?;
@@ -269,6 +292,28 @@ mod tests {
         assert_eq!(shard.cpu, Some(0.25));
         assert_eq!(shard.rss_bytes, Some(104_857_600));
         assert_eq!(shard.process.as_deref(), Some("bot-1:4242"));
+        assert_eq!(shard.events_moved_at_ms, Some(1_700_000_000_000));
+        assert_eq!(shard.silent_since, None);
+    }
+
+    #[test]
+    fn a_shard_is_silent_while_its_episode_is_its_counter_s_still_spell() {
+        let figures = Figures::for_scrapes();
+        let shard = |counter: &'static str| {
+            let page = page_of_one_row(&figures, |field| match field {
+                "e" => Some(counter),
+                "s" => Some("1700000000000 1700000600000"),
+                _ => None,
+            });
+            figures.statuses(page).expect("the figures asked for").held[0].clone()
+        };
+        let silent = shard("18000 1700000000000 0.000");
+        assert_eq!(
+            silent.silent_since,
+            Some(timestamp_from_millis(1_700_000_000_000))
+        );
+        // The counter moved since: the episode is over.
+        assert_eq!(shard("18100 1700000700000 0.100").silent_since, None);
     }
 
     #[test]

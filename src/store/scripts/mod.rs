@@ -51,6 +51,7 @@ declare_scripts! {
     give_back::GiveBack,
     secret_fingerprint::SecretFingerprint,
     mark_moves::MarkMoves,
+    mark_silent::MarkSilent,
     waiting_processes::WaitingProcesses,
 }
 
