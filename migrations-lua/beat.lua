@@ -55,6 +55,9 @@ ARGV[6..] the beats, BEAT_FIELDS arguments each, one beat after the other; a bea
                                 a load counter (below), lease field c
   beat[16]  rss_bytes           the process's resident memory in bytes (integer), or ""; lease
                                 field m
+  beat[17]  process             the process label the session was claimed with, or ""; lease
+                                field p, set only where the lease has none (a lease re-established
+                                after a loss of Redis's data: connect.lua set it at the grant)
 
 With shard groups (see connect.lua) the session's shard id is its group's first; guild_count,
 latency, events and resume report for that first shard, shard_reports and shard_resumes for any
@@ -70,7 +73,9 @@ beat, two beats of one batch), so a counter never counts twice and a rate spans 
 interval. A counter that stands still keeps its baseline and its time (the rate becomes 0), so
 <since ms> is when the counter last moved: mark_silent.lua reads silence from it, and the first
 report after a still spell measures its rate from that time. A counter below the baseline is a new
-Discord session: the baseline restarts from it and the rate stays until the next report. The lease field p, the process label, is connect.lua's.
+Discord session: the baseline restarts from it and the rate stays until the next report. The lease
+field p, the process label, is connect.lua's (a beat sets it only where a lease re-established after
+a data loss has none).
 
 The lease is the hash g:<gen>:lease:<id> (see includes/common.lua for its fields; `r` = 1 once
 this session stored resume data, so beats without any need not touch the resume keys). A guild
@@ -108,7 +113,7 @@ local quarantine_key = KEYS[4]
 local fence_key = KEYS[5]
 local resume_window_ms = tonumber(ARGV[5])
 
-local FIRST_BEAT, BEAT_FIELDS = 6, 17
+local FIRST_BEAT, BEAT_FIELDS = 6, 18
 local UNKNOWN = '0 -1 0 0 0 unknown'
 
 -- A beat's answer line (see Returns), for the rare answers; an alive beat's line is built from
@@ -421,16 +426,17 @@ local function beat(at)
   local events = ARGV[at + 14]
   local cpu_seconds = ARGV[at + 15]
   local rss_bytes = ARGV[at + 16]
+  local process = ARGV[at + 17]
 
   -- The ids' own decimal texts name the keys, so Redis formats no number for them.
   local lease_key = gen_key(ARGV[at + 6], 'lease', ARGV[at + 5])
   -- The lease's holder (n), fence (f), beaten while ready (b), IDENTIFY slot (w), stored resume
   -- data (r), last beat (t), guild count (g), the first shard's and the process's load counters
-  -- (e, c), the process it is marked to move to (v), and its silent shards to reconnect (q); false
-  -- where unset.
+  -- (e, c), the process it is marked to move to (v), its silent shards to reconnect (q) and its
+  -- process label (p); false where unset.
   local holder, fence, beaten, slot_ms, stored_resume, last_beat_ms, leased_guilds, events_counter,
-    cpu_counter, moving_to, to_reconnect = unpack(redis.call('HMGET', lease_key, 'n', 'f', 'b', 'w',
-    'r', 't', 'g', 'e', 'c', 'v', 'q'))
+    cpu_counter, moving_to, to_reconnect, leased_process = unpack(redis.call('HMGET', lease_key, 'n',
+    'f', 'b', 'w', 'r', 't', 'g', 'e', 'c', 'v', 'q', 'p'))
   if holder and holder ~= nonce then
     return UNKNOWN -- the id is held by another session
   end
@@ -486,6 +492,7 @@ local function beat(at)
   if extra ~= '' then set_field(lease_key, 'x', extra) end
 
   if rss_bytes ~= '' then set_field(lease_key, 'm', rss_bytes) end
+  if process ~= '' and not leased_process then set_field(lease_key, 'p', process) end
 
   -- Load counters to move on: lease field -> the counter reported.
   local counters = {}

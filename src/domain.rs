@@ -182,6 +182,9 @@ pub struct BeatReport {
     pub cpu_seconds: Option<f64>,
     /// The process's resident memory, in bytes.
     pub rss_bytes: Option<u64>,
+    /// The process label the session was claimed with (`/connect?process=`), so that a lease
+    /// re-established after a loss of Redis's data gets it back (placement needs it).
+    pub process: Option<String>,
 }
 
 /// What one shard of a group reports with a beat.

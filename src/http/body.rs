@@ -146,6 +146,37 @@ fn parse(body: &[u8], encoding: Encoding) -> Result<Map<String, Value>, Validati
     }
 }
 
+/// The longest `process` label shardman keeps, in characters.
+pub const PROCESS_LABEL_MAX_CHARS: usize = 128;
+
+/// What is wrong with a `process` label at `loc`, if anything: it must be 1 to
+/// [`PROCESS_LABEL_MAX_CHARS`] printable characters (no control characters: the label goes into
+/// logs and the status page as it is). `/connect` takes it in its query, `/beat` in its body.
+pub fn label_issue(loc: &[&str], label: &str) -> Option<ValidationIssue> {
+    let length = label.chars().count();
+    if length == 0 {
+        return Some(ValidationIssue::new(
+            loc,
+            "ensure this value has at least 1 characters",
+            "value_error.any_str.min_length",
+        ));
+    }
+    if length > PROCESS_LABEL_MAX_CHARS {
+        return Some(ValidationIssue::new(
+            loc,
+            &format!("ensure this value has at most {PROCESS_LABEL_MAX_CHARS} characters"),
+            "value_error.any_str.max_length",
+        ));
+    }
+    label.chars().any(char::is_control).then(|| {
+        ValidationIssue::new(
+            loc,
+            "string has characters that are not printable",
+            "value_error.str.printable",
+        )
+    })
+}
+
 /// Reads typed fields out of a body, collecting every problem, as FastAPI reports them all at once.
 pub struct FieldReader<'a> {
     fields: &'a Map<String, Value>,
@@ -184,6 +215,28 @@ impl<'a> FieldReader<'a> {
                 self.issues.push(ValidationIssue::missing(&["body", name]));
                 String::new()
             }
+        }
+    }
+
+    /// An optional `process` label (see [`label_issue`]).
+    pub fn optional_label(&mut self, name: &str) -> Option<String> {
+        let label = match self.present(name)? {
+            Value::String(text) => text.clone(),
+            _ => {
+                self.issues.push(ValidationIssue::new(
+                    &["body", name],
+                    "str type expected",
+                    "type_error.str",
+                ));
+                return None;
+            }
+        };
+        match label_issue(&["body", name], &label) {
+            Some(issue) => {
+                self.issues.push(issue);
+                None
+            }
+            None => Some(label),
         }
     }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use shardman::config::Settings;
+use shardman::config::{Settings, ShardsPerProcess};
 
 use crate::helpers::{TestApp, expect_json, retry_after_seconds, settings_on, spawn_replicas};
 use crate::support::redis::RedisServer;
@@ -93,6 +93,80 @@ async fn after_redis_loses_its_data_running_bots_keep_their_shards_and_newcomers
     let newcomer = connect(second).await;
     assert_eq!(newcomer["shard_id"], 2);
     assert!(newcomer["fence"].as_u64().expect("fence") > old_fence_of_two);
+}
+
+#[tokio::test]
+async fn after_a_loss_a_fleet_placed_by_load_keeps_every_process_s_shards_under_its_label() {
+    let mut redis = RedisServer::start();
+    let replicas = spawn_replicas(
+        2,
+        Settings {
+            max_shards: 4,
+            max_seconds: 5,
+            shards_per_process: ShardsPerProcess::Auto,
+            ..settings_on(&redis)
+        },
+    )
+    .await;
+    // Placement by load: a process holds as many one-shard sessions as it was given.
+    let mut sessions = Vec::new();
+    for label in ["host-a:1", "host-a:1", "host-b:2", "host-a:1"] {
+        let grant = expect_json(
+            replicas[sessions.len() % 2]
+                .get(&format!("/connect?process={label}"))
+                .await,
+            StatusCode::OK,
+        )
+        .await;
+        sessions.push((label, grant));
+    }
+
+    redis.restart();
+
+    // Each session's beat re-establishes its shard and, with the label it sends, its process.
+    for (index, (label, grant)) in sessions.iter().enumerate() {
+        let response = replicas[(index + 1) % 2]
+            .request(Method::POST, "/beat")
+            .header("Prefer", "return=representation")
+            .json(&json!({"session_id": session(grant), "process": label, "events": 10}))
+            .send()
+            .await
+            .expect("beat");
+        let body = expect_json(response, StatusCode::OK).await;
+        assert_eq!(body["shard_id"], grant["shard_id"]);
+        assert_eq!(body["fence"], grant["fence"]);
+    }
+    let status = replicas[0].status().await;
+    let mut processes: Vec<(String, Vec<u64>)> = status["processes"]
+        .as_array()
+        .expect("processes")
+        .iter()
+        .map(|process| {
+            let ids = process["shard_ids"]
+                .as_array()
+                .expect("shard_ids")
+                .iter()
+                .map(|id| id.as_u64().expect("id"))
+                .collect();
+            (process["process"].as_str().unwrap_or("").to_owned(), ids)
+        })
+        .collect();
+    processes.sort();
+    let expected = |label: &str| -> Vec<u64> {
+        sessions
+            .iter()
+            .filter(|(owner, _)| *owner == label)
+            .map(|(_, grant)| grant["shard_id"].as_u64().expect("id"))
+            .collect()
+    };
+    assert_eq!(
+        processes,
+        vec![
+            ("host-a:1".to_owned(), expected("host-a:1")),
+            ("host-b:2".to_owned(), expected("host-b:2")),
+        ],
+        "{status}"
+    );
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ both_stores!(
     an_ill_typed_guild_count_is_a_422_naming_guild_count,
     an_ill_typed_latency_is_a_422_naming_latency,
     a_negative_guild_count_is_a_422,
+    an_empty_long_or_unprintable_process_label_in_a_beat_is_a_422,
     every_bad_field_is_reported_at_once,
     malformed_json_is_a_422_in_the_body,
     a_json_body_that_is_not_an_object_is_a_422,
@@ -155,6 +156,41 @@ async fn a_negative_guild_count_is_a_422(backend: Backend) {
             "{body}"
         );
     }
+    assert_unchanged(&app).await;
+}
+
+async fn an_empty_long_or_unprintable_process_label_in_a_beat_is_a_422(backend: Backend) {
+    let (app, session) = app_with_a_beaten_shard(backend).await;
+    let long = "p".repeat(129);
+    for (label, kind) in [
+        ("", "value_error.any_str.min_length"),
+        (long.as_str(), "value_error.any_str.max_length"),
+        ("bot\n1", "value_error.str.printable"),
+    ] {
+        let form = app
+            .beat_form(&[("session_id", &session), ("process", label)])
+            .await;
+        let json = app
+            .beat_json(&json!({"session_id": session, "process": label}))
+            .await;
+        for response in [form, json] {
+            let body = expect_json(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+            assert_eq!(
+                issue_type(&body, &["body", "process"]),
+                Some(kind),
+                "{body}"
+            );
+        }
+    }
+    let json = app
+        .beat_json(&json!({"session_id": session, "process": 7}))
+        .await;
+    let body = expect_json(json, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(
+        issue_type(&body, &["body", "process"]),
+        Some("type_error.str"),
+        "{body}"
+    );
     assert_unchanged(&app).await;
 }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::shards::{budget_exhausted, recovering, seconds};
 use crate::domain::{ConnectOutcome, IdentifyPacing, SessionState};
 use crate::http::auth::{AuthenticationFailure, Authorized};
+use crate::http::body::label_issue;
 use crate::http::error::{
     IdentifyBudgetExhausted, NoShardsAvailable, RecoveringFromDataLoss, ValidationFailed,
     ValidationIssue, error_set,
@@ -137,39 +138,15 @@ pub struct ConnectQuery {
     process: Option<String>,
 }
 
-/// The longest `process` label `/connect` takes, in characters.
-pub const PROCESS_LABEL_MAX_CHARS: usize = 128;
-
-/// A `process` label as `/connect` keeps it: 1 to [`PROCESS_LABEL_MAX_CHARS`] printable
-/// characters (no control characters: the label goes into logs and the status page as it is).
+/// A `process` label as `/connect` keeps it (see [`label_issue`]).
 fn process_label(label: Option<String>) -> Result<Option<String>, ValidationFailed> {
-    let Some(label) = label else {
-        return Ok(None);
-    };
-    let issue = |msg: &str, kind: &str| ValidationIssue::new(&["query", "process"], msg, kind);
-    let length = label.chars().count();
-    if length == 0 {
-        return Err(issue(
-            "ensure this value has at least 1 characters",
-            "value_error.any_str.min_length",
-        )
-        .into());
+    match label {
+        Some(label) => match label_issue(&["query", "process"], &label) {
+            Some(issue) => Err(issue.into()),
+            None => Ok(Some(label)),
+        },
+        None => Ok(None),
     }
-    if length > PROCESS_LABEL_MAX_CHARS {
-        return Err(issue(
-            &format!("ensure this value has at most {PROCESS_LABEL_MAX_CHARS} characters"),
-            "value_error.any_str.max_length",
-        )
-        .into());
-    }
-    if label.chars().any(char::is_control) {
-        return Err(issue(
-            "string has characters that are not printable",
-            "value_error.str.printable",
-        )
-        .into());
-    }
-    Ok(Some(label))
 }
 
 error_set! {
@@ -280,6 +257,7 @@ pub async fn connect(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::body::PROCESS_LABEL_MAX_CHARS;
 
     fn refusal(label: &str) -> String {
         let error = process_label(Some(label.to_owned())).expect_err(label);

@@ -158,6 +158,7 @@ fn read_beat(
     let events = fields.optional_count("events");
     let cpu_seconds = fields.optional_non_negative_float("cpu_seconds");
     let rss_bytes = fields.optional_count("rss_bytes");
+    let process = fields.optional_label("process");
     fields.finish()?;
     let extra = extra.map(|value| value.to_string());
     if extra
@@ -181,6 +182,7 @@ fn read_beat(
         events,
         cpu_seconds,
         rss_bytes,
+        process,
     })
 }
 

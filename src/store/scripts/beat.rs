@@ -39,6 +39,7 @@ script_call! {
             events: Option<u64>,
             cpu_seconds: Option<f64>,
             rss_bytes: Option<u64>,
+            process: Option<String>,
         }
     reply BeatAnswers;
 }
@@ -83,6 +84,7 @@ impl Beat {
             events: report.events,
             cpu_seconds: report.cpu_seconds,
             rss_bytes: report.rss_bytes,
+            process: report.process.clone(),
         }
     }
 }
