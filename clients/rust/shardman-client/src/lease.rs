@@ -119,9 +119,9 @@ impl ClaimEnd {
 }
 
 /// Keeps a claim's lease: beats every `beat_interval` from the claim on (after a failed beat the
-/// next follows sooner; the lease view decides when to give up), ends the claim on 404 (`Lost`)
-/// and 401 (`Retired`), and runs the lapse timer that ends it as `Lapsed`. Stops beating once the
-/// claim has ended.
+/// next follows sooner; the lease view decides when to give up), ends the claim on 404 (`Lost`),
+/// 401 (`Retired`) and an answer's `hand_over` (`HandedOver`), and runs the lapse timer that ends
+/// it as `Lapsed`. Stops beating once the claim has ended.
 pub struct LeaseKeeper {
     client: Client,
     session_id: String,
@@ -280,6 +280,13 @@ async fn beat_loop(beats: BeatLoop) {
                 }
                 lock(&beats.lease.0).acknowledge(ack.sent_at, ack.received_at);
                 if let Some(answer) = ack.answer {
+                    if answer.hand_over {
+                        tracing::info!(
+                            "placement moves the claim to another process: handing over"
+                        );
+                        beats.end.release(Release::HandedOver);
+                        return;
+                    }
                     let before = std::mem::replace(&mut *lock(&beats.state), answer.state);
                     if before == State::Standby && answer.state == State::Active {
                         tracing::info!(

@@ -110,7 +110,7 @@ impl Fleet {
             None => self.gateway_from_rest().await,
         };
         let queue = ShardmanQueue::for_claim(self.client.clone(), &claim, &keeper);
-        let (events_tx, events) = mpsc::unbounded_channel();
+        let (deliveries_tx, deliveries) = mpsc::unbounded_channel();
         let wanted = self.event_types
             | EventTypeFlags::READY
             | EventTypeFlags::GUILD_CREATE
@@ -146,10 +146,11 @@ impl Fleet {
             let shard = Shard::with_config(id, config.build());
             shards.push(tokio::spawn(run_shard(ShardTask {
                 shard,
+                index,
                 report: reports[index].clone(),
                 wanted,
                 forward: self.event_types,
-                events: events_tx.clone(),
+                deliveries: deliveries_tx.clone(),
                 end: keeper.end(),
                 lease: keeper.lease(),
             })));
@@ -161,10 +162,14 @@ impl Fleet {
             state = ?claim.state,
             "claimed"
         );
+        // What the bot has got of each shard's session so far: nothing but what it inherited.
+        for (report, resume) in reports.iter().zip(&claim.resumes) {
+            lock(report).resume = resume.clone();
+        }
         Claimed {
             claim,
             keeper,
-            events,
+            deliveries,
             shards,
             reports,
             released: None,
@@ -229,11 +234,23 @@ pub enum Step {
     Released(Release),
 }
 
+/// What a shard task passes on to [`Claimed::next`], in the order the shard received it.
+struct Delivery {
+    shard: ShardId,
+    /// The shard's place in the claim.
+    index: usize,
+    /// The event, unless the bot did not ask for its type.
+    event: Option<Event>,
+    /// The shard's session as of this message: once the bot has got the message, the resume data
+    /// to hand over.
+    resume: Option<Resume>,
+}
+
 /// A claimed shard group whose shards run, beat and pace their IDENTIFY.
 pub struct Claimed {
     claim: Claim,
     keeper: LeaseKeeper,
-    events: mpsc::UnboundedReceiver<(ShardId, Event)>,
+    deliveries: mpsc::UnboundedReceiver<Delivery>,
     shards: Vec<JoinHandle<()>>,
     reports: Vec<Arc<Mutex<ShardReport>>>,
     released: Option<Release>,
@@ -261,18 +278,28 @@ impl Claimed {
     }
 
     /// The next event of any shard, or the end of the claim (after its shards were closed).
+    ///
+    /// The resume data beaten and handed over is that of the last message the bot got here (or
+    /// skipped, not having asked for its type): what a shard received after it, once the claim
+    /// ended, Discord replays to the next holder rather than this bot dropping it.
     pub async fn next(&mut self) -> Step {
         if let Some(release) = self.released {
             return Step::Released(release);
         }
-        tokio::select! {
-            biased;
-            _ = self.keeper.ended() => {}
-            event = self.events.recv() => {
-                if let Some((id, event)) = event {
-                    return Step::Event(id, event);
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.keeper.ended() => break,
+                delivery = self.deliveries.recv() => {
+                    // None: every shard task has ended, which they do only once the claim has.
+                    let Some(delivery) = delivery else { break };
+                    if delivery.resume.is_some() {
+                        lock(&self.reports[delivery.index]).resume = delivery.resume;
+                    }
+                    if let Some(event) = delivery.event {
+                        return Step::Event(delivery.shard, event);
+                    }
                 }
-                // Every shard task has ended, which they do only once the claim has.
             }
         }
         self.keeper.ended().await;
@@ -319,10 +346,11 @@ impl Drop for Claimed {
 
 struct ShardTask {
     shard: Shard<ShardmanQueue>,
+    index: usize,
     report: Arc<Mutex<ShardReport>>,
     wanted: EventTypeFlags,
     forward: EventTypeFlags,
-    events: mpsc::UnboundedSender<(ShardId, Event)>,
+    deliveries: mpsc::UnboundedSender<Delivery>,
     end: ClaimEnd,
     lease: SharedLease,
 }
@@ -330,6 +358,7 @@ struct ShardTask {
 async fn run_shard(mut task: ShardTask) {
     let id = task.shard.id();
     let mut guilds = HashSet::new();
+    let mut last_resume = None;
     loop {
         let message = tokio::select! {
             biased;
@@ -371,11 +400,17 @@ async fn run_shard(mut task: ShardTask) {
             }
         }
         update_report(&task.shard, &task.report, &guilds);
-        if let Some(event) = event
-            && task.forward.contains(EventTypeFlags::from(event.kind()))
-        {
+        let event = event.filter(|event| task.forward.contains(EventTypeFlags::from(event.kind())));
+        let resume = session_resume(&task.shard);
+        if event.is_some() || resume != last_resume {
+            last_resume.clone_from(&resume);
             // The receiver is gone only when the claim is being dropped.
-            let _ = task.events.send((id, event));
+            let _ = task.deliveries.send(Delivery {
+                shard: id,
+                index: task.index,
+                event,
+                resume,
+            });
         }
     }
     let release = task.end.released();
@@ -393,16 +428,33 @@ enum Within {
 }
 
 /// The shard's next message, but only while the lease view holds: checked at every poll, so a
-/// process woken past its deadline never lets the shard act before the lapse timer runs.
+/// process woken past its deadline never lets the shard act before the lapse timer runs. After
+/// every poll, an IDENTIFY that poll wrote confirms its permit.
 async fn next_message_within(shard: &mut Shard<ShardmanQueue>, lease: &SharedLease) -> Within {
     poll_fn(|cx| {
         if lease.is_lapsed(Instant::now()) {
             return Poll::Ready(Within::Lapsed);
         }
-        futures_core::Stream::poll_next(Pin::new(&mut *shard), cx)
-            .map(|message| message.map_or(Within::Ended, Within::Message))
+        let polled = futures_core::Stream::poll_next(Pin::new(&mut *shard), cx);
+        if identify_written(shard) {
+            shard.config().queue().identify_written(shard.id().number());
+        }
+        polled.map(|message| message.map_or(Within::Ended, Within::Message))
     })
     .await
+}
+
+/// Whether the shard has written IDENTIFY on its current connection. twilight takes a permit of
+/// its command rate limiter, which it makes afresh at each HELLO, right before it writes a text
+/// frame other than a heartbeat; before IDENTIFY a shard without a session (the only kind that
+/// asks the queue) writes no other one, and twilight writes the IDENTIFY in the same poll in which
+/// it takes its permit. Without a rate limiter (`ratelimit_messages(false)`), READY is the
+/// earliest sure sign.
+fn identify_written(shard: &Shard<ShardmanQueue>) -> bool {
+    match shard.ratelimiter() {
+        Some(limiter) => limiter.available() < limiter.max(),
+        None => shard.state() == ShardState::Active,
+    }
 }
 
 async fn next_message(
@@ -412,7 +464,9 @@ async fn next_message(
 }
 
 /// Closes the connection at once. Keeps the Discord session resumable (close code 4000) so the
-/// next holder can RESUME it with the data beaten last, unless the generation was retired.
+/// next holder can RESUME it with the data beaten last, unless the generation was retired. What
+/// arrives before Discord's close answer is read but not handed to the bot, and so not counted in
+/// the resume data: Discord replays it to the next holder.
 async fn stop_shard(shard: &mut Shard<ShardmanQueue>, release: Option<Release>) {
     if matches!(
         shard.state(),
@@ -455,26 +509,27 @@ fn count_guilds(guilds: &mut HashSet<u64>, event: &Event) {
     }
 }
 
-fn update_report(shard: &Shard<ShardmanQueue>, report: &Mutex<ShardReport>, guilds: &HashSet<u64>) {
-    let resume = match (shard.session(), shard.resume_url()) {
+/// The shard's Discord session as resume data, once it has one.
+fn session_resume(shard: &Shard<ShardmanQueue>) -> Option<Resume> {
+    match (shard.session(), shard.resume_url()) {
         (Some(session), Some(url)) => Some(Resume {
             session_id: session.id().to_owned(),
             sequence: session.sequence(),
             resume_gateway_url: url.to_owned(),
         }),
         _ => None,
-    };
+    }
+}
+
+/// The guild count, latency and dispatch count of the next beat (its resume data is what the bot
+/// has got, which [`Claimed::next`] sets).
+fn update_report(shard: &Shard<ShardmanQueue>, report: &Mutex<ShardReport>, guilds: &HashSet<u64>) {
     let mut report = lock(report);
     if shard.state() == ShardState::Active || !guilds.is_empty() {
         report.guild_count = Some(guilds.len() as u64);
     }
     if let Some(latency) = shard.latency().recent().first() {
         report.latency = Some(latency.as_secs_f64());
-    }
-    // Keep the last known resume data while the shard reconnects: it is what the next holder
-    // needs if this process dies now.
-    if resume.is_some() {
-        report.resume = resume;
     }
     // The dispatches the shard's session has received: its sequence, one per dispatch.
     report.events = shard.session().map(|session| session.sequence());
