@@ -6,7 +6,7 @@ use crate::client::{Client, Error, ShardReport};
 use crate::events::Release;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 /// Besides sleeping toward the deadline, the lapse timer looks at the clock at least this often,
@@ -128,6 +128,7 @@ pub struct LeaseKeeper {
     lease: SharedLease,
     state: Arc<Mutex<State>>,
     end: ClaimEnd,
+    reconnects: broadcast::Sender<u32>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -140,6 +141,8 @@ impl LeaseKeeper {
         let end = ClaimEnd::new();
         let lease = SharedLease(Arc::new(Mutex::new(LeaseView::from_claim(claim))));
         let state = Arc::new(Mutex::new(claim.state));
+        // A beat names a shard to reconnect rarely; a shard that lags behind just misses one.
+        let (reconnects, _) = broadcast::channel(16);
         let beats = BeatLoop {
             client: client.clone(),
             session_id: claim.session_id.clone(),
@@ -147,6 +150,7 @@ impl LeaseKeeper {
             lease: lease.clone(),
             state: state.clone(),
             end: end.clone(),
+            reconnects: reconnects.clone(),
             reports,
         };
         let beating = tokio::spawn({
@@ -163,8 +167,15 @@ impl LeaseKeeper {
             lease,
             state,
             end,
+            reconnects,
             tasks: vec![beating, lapsing],
         }
+    }
+
+    /// The shard ids beats ask to reconnect (`reconnect`), from now on: the adapter closes each
+    /// such shard resumably, so its library RESUMEs it.
+    pub fn reconnects(&self) -> broadcast::Receiver<u32> {
+        self.reconnects.subscribe()
     }
 
     /// The current lease view.
@@ -262,6 +273,7 @@ struct BeatLoop {
     lease: SharedLease,
     state: Arc<Mutex<State>>,
     end: ClaimEnd,
+    reconnects: broadcast::Sender<u32>,
     reports: Reports,
 }
 
@@ -286,6 +298,11 @@ async fn beat_loop(beats: BeatLoop) {
                         );
                         beats.end.release(Release::HandedOver);
                         return;
+                    }
+                    for shard in answer.reconnect {
+                        tracing::info!(shard, "shardman asks to reconnect the shard");
+                        // No receiver: no shard is running to reconnect.
+                        let _ = beats.reconnects.send(shard);
                     }
                     let before = std::mem::replace(&mut *lock(&beats.state), answer.state);
                     if before == State::Standby && answer.state == State::Active {

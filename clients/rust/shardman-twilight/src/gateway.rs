@@ -2,6 +2,7 @@
 //! resume data handed over in both directions, shards stopped the moment the claim ends.
 
 use crate::queue::ShardmanQueue;
+use crate::running::Running;
 use shardman_client::{
     Claim, ClaimEnd, Client, Error, LeaseKeeper, LeaseView, Release, Reports, Resume, ShardReport,
     SharedLease, State, lock,
@@ -12,7 +13,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use twilight_gateway::{
     CloseFrame, ConfigBuilder, Event, EventTypeFlags, Intents, Message, Session, Shard, ShardId,
@@ -93,12 +94,37 @@ impl Fleet {
 
     /// Starts the shards of a claim already made.
     pub async fn start(&self, claim: Claim) -> Claimed {
+        let (deliveries_tx, deliveries) = mpsc::unbounded_channel();
+        let group = self.launch(claim, 0, deliveries_tx).await;
+        Claimed {
+            intake: group.intake(),
+            group,
+            deliveries,
+            released: None,
+        }
+    }
+
+    /// Runs every claim shardman gives this process (see [`Running`]).
+    pub fn run(&self) -> Running {
+        Running::new(self.clone())
+    }
+
+    /// Starts the shards of `claim`, which deliver to `deliveries` as claim `key`.
+    pub(crate) async fn launch(
+        &self,
+        claim: Claim,
+        key: u64,
+        deliveries: mpsc::UnboundedSender<Delivery>,
+    ) -> Group {
+        // What the bot has got of each shard's session so far: nothing but what it inherited.
         let reports: Vec<Arc<Mutex<ShardReport>>> = claim
             .shard_ids
             .iter()
-            .map(|&shard_id| {
+            .zip(&claim.resumes)
+            .map(|(&shard_id, resume)| {
                 Arc::new(Mutex::new(ShardReport {
                     shard_id,
+                    resume: resume.clone(),
                     ..ShardReport::default()
                 }))
             })
@@ -110,7 +136,6 @@ impl Fleet {
             None => self.gateway_from_rest().await,
         };
         let queue = ShardmanQueue::for_claim(self.client.clone(), &claim, &keeper);
-        let (deliveries_tx, deliveries) = mpsc::unbounded_channel();
         let wanted = self.event_types
             | EventTypeFlags::READY
             | EventTypeFlags::GUILD_CREATE
@@ -146,11 +171,13 @@ impl Fleet {
             let shard = Shard::with_config(id, config.build());
             shards.push(tokio::spawn(run_shard(ShardTask {
                 shard,
+                key,
                 index,
                 report: reports[index].clone(),
                 wanted,
                 forward: self.event_types,
-                deliveries: deliveries_tx.clone(),
+                deliveries: deliveries.clone(),
+                reconnects: keeper.reconnects(),
                 end: keeper.end(),
                 lease: keeper.lease(),
             })));
@@ -162,17 +189,11 @@ impl Fleet {
             state = ?claim.state,
             "claimed"
         );
-        // What the bot has got of each shard's session so far: nothing but what it inherited.
-        for (report, resume) in reports.iter().zip(&claim.resumes) {
-            lock(report).resume = resume.clone();
-        }
-        Claimed {
+        Group {
             claim,
             keeper,
-            deliveries,
             shards,
             reports,
-            released: None,
         }
     }
 
@@ -234,8 +255,11 @@ pub enum Step {
     Released(Release),
 }
 
-/// What a shard task passes on to [`Claimed::next`], in the order the shard received it.
-struct Delivery {
+/// What a shard task passes on to [`Claimed::next`] or [`Running::next`], in the order the shard
+/// received it.
+pub(crate) struct Delivery {
+    /// The claim's key in a [`Running`].
+    pub(crate) key: u64,
     shard: ShardId,
     /// The shard's place in the claim.
     index: usize,
@@ -246,35 +270,105 @@ struct Delivery {
     resume: Option<Resume>,
 }
 
-/// A claimed shard group whose shards run, beat and pace their IDENTIFY.
-pub struct Claimed {
-    claim: Claim,
+/// A claim's shards, lease keeper and reports: what [`Claimed`] and [`Running`] drive.
+pub(crate) struct Group {
+    pub(crate) claim: Claim,
     keeper: LeaseKeeper,
-    deliveries: mpsc::UnboundedReceiver<Delivery>,
     shards: Vec<JoinHandle<()>>,
     reports: Vec<Arc<Mutex<ShardReport>>>,
+}
+
+/// What a claim's deliveries are taken in with: its reports and its end.
+pub(crate) struct Intake {
+    reports: Vec<Arc<Mutex<ShardReport>>>,
+    end: ClaimEnd,
+}
+
+impl Intake {
+    /// A delivery's event for the bot, counting it in the resume data the claim hands over; none
+    /// once the claim has ended (its last beat may have gone out: the next holder gets it
+    /// replayed). Checked under the report's lock, which the last beat's reports are read under.
+    pub(crate) fn accept(&self, delivery: Delivery) -> Option<(ShardId, Event)> {
+        let mut report = lock(&self.reports[delivery.index]);
+        if self.end.released().is_some() {
+            return None;
+        }
+        if delivery.resume.is_some() {
+            report.resume = delivery.resume;
+        }
+        delivery.event.map(|event| (delivery.shard, event))
+    }
+
+    /// Ends the claim for `release` unless it has ended already.
+    pub(crate) fn release(&self, release: Release) {
+        self.end.release(release);
+    }
+}
+
+impl Group {
+    /// Takes in the claim's deliveries.
+    pub(crate) fn intake(&self) -> Intake {
+        Intake {
+            reports: self.reports.clone(),
+            end: self.keeper.end(),
+        }
+    }
+
+    fn reports(&self) -> Vec<ShardReport> {
+        self.reports.iter().map(|r| lock(r).clone()).collect()
+    }
+
+    /// Once the claim has ended: waits for its shards to close, then gives it back where the
+    /// reason says so (`Shutdown`, `Failed`, `HandedOver`: a last beat, `/disconnect`).
+    pub(crate) async fn finish(&mut self) -> Release {
+        self.keeper.ended().await;
+        for shard in &mut self.shards {
+            if let Err(e) = shard.await
+                && e.is_panic()
+            {
+                tracing::error!(error = %e, "a shard task panicked");
+            }
+        }
+        self.shards.clear();
+        self.keeper.close(self.reports()).await
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        for shard in &self.shards {
+            shard.abort();
+        }
+    }
+}
+
+/// A claimed shard group whose shards run, beat and pace their IDENTIFY.
+pub struct Claimed {
+    group: Group,
+    intake: Intake,
+    deliveries: mpsc::UnboundedReceiver<Delivery>,
     released: Option<Release>,
 }
 
 impl Claimed {
     /// The `/connect` answer.
     pub fn claim(&self) -> &Claim {
-        &self.claim
+        &self.group.claim
     }
 
     /// The lease view now.
     pub fn lease(&self) -> LeaseView {
-        self.keeper.view()
+        self.group.keeper.view()
     }
 
     /// `active` or `standby`, as the last beat answered it.
     pub fn state(&self) -> State {
-        self.keeper.state()
+        self.group.keeper.state()
     }
 
     /// What the next beat reports per shard.
     pub fn reports(&self) -> Vec<ShardReport> {
-        self.reports.iter().map(|r| lock(r).clone()).collect()
+        self.group.reports()
     }
 
     /// The next event of any shard, or the end of the claim (after its shards were closed).
@@ -289,23 +383,17 @@ impl Claimed {
         loop {
             tokio::select! {
                 biased;
-                _ = self.keeper.ended() => break,
+                _ = self.group.keeper.ended() => break,
                 delivery = self.deliveries.recv() => {
                     // None: every shard task has ended, which they do only once the claim has.
                     let Some(delivery) = delivery else { break };
-                    if delivery.resume.is_some() {
-                        lock(&self.reports[delivery.index]).resume = delivery.resume;
-                    }
-                    if let Some(event) = delivery.event {
-                        return Step::Event(delivery.shard, event);
+                    if let Some((shard, event)) = self.intake.accept(delivery) {
+                        return Step::Event(shard, event);
                     }
                 }
             }
         }
-        self.keeper.ended().await;
-        self.join_shards().await;
-        // Gives the group back where the reason says so (`Failed`: another process may run it).
-        let release = self.keeper.close(self.reports()).await;
+        let release = self.group.finish().await;
         self.released = Some(release);
         Step::Released(release)
     }
@@ -317,40 +405,23 @@ impl Claimed {
         if let Some(release) = self.released {
             return release;
         }
-        self.keeper.release(Release::Shutdown);
-        self.join_shards().await;
-        let release = self.keeper.shutdown(self.reports()).await;
+        self.group.keeper.release(Release::Shutdown);
+        let release = self.group.finish().await;
         self.released = Some(release);
         release
-    }
-
-    async fn join_shards(&mut self) {
-        for shard in &mut self.shards {
-            if let Err(e) = shard.await
-                && e.is_panic()
-            {
-                tracing::error!(error = %e, "a shard task panicked");
-            }
-        }
-        self.shards.clear();
-    }
-}
-
-impl Drop for Claimed {
-    fn drop(&mut self) {
-        for shard in &self.shards {
-            shard.abort();
-        }
     }
 }
 
 struct ShardTask {
     shard: Shard<ShardmanQueue>,
+    key: u64,
     index: usize,
     report: Arc<Mutex<ShardReport>>,
     wanted: EventTypeFlags,
     forward: EventTypeFlags,
     deliveries: mpsc::UnboundedSender<Delivery>,
+    /// Shard ids the beats ask to reconnect.
+    reconnects: broadcast::Receiver<u32>,
     end: ClaimEnd,
     lease: SharedLease,
 }
@@ -363,6 +434,13 @@ async fn run_shard(mut task: ShardTask) {
         let message = tokio::select! {
             biased;
             _ = task.end.wait() => break,
+            shard = next_reconnect(&mut task.reconnects) => {
+                if shard == id.number() {
+                    tracing::info!(shard, "reconnecting: closing resumably, twilight RESUMEs");
+                    task.shard.close(CloseFrame::RESUME);
+                }
+                continue;
+            }
             message = next_message_within(&mut task.shard, &task.lease) => message,
         };
         let message = match message {
@@ -406,6 +484,7 @@ async fn run_shard(mut task: ShardTask) {
             last_resume.clone_from(&resume);
             // The receiver is gone only when the claim is being dropped.
             let _ = task.deliveries.send(Delivery {
+                key: task.key,
                 shard: id,
                 index: task.index,
                 event,
@@ -416,6 +495,20 @@ async fn run_shard(mut task: ShardTask) {
     let release = task.end.released();
     stop_shard(&mut task.shard, release).await;
     update_report(&task.shard, &task.report, &guilds);
+}
+
+/// The next shard id a beat asks to reconnect (never, once none can come: the shard's loop must
+/// not spin on a closed channel).
+async fn next_reconnect(reconnects: &mut broadcast::Receiver<u32>) -> u32 {
+    loop {
+        match reconnects.recv().await {
+            Ok(shard) => return shard,
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "missed reconnect requests");
+            }
+            Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
+        }
+    }
 }
 
 enum Within {
