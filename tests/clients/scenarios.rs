@@ -1240,7 +1240,6 @@ fn js_bots_cold_start_never_identifies_within_five_seconds_of_the_buckets_last()
 }
 
 #[test]
-#[ignore = "issue 19 §1: slots are booked at /connect, so an IDENTIFY late to its slot crowds the next"]
 fn rust_bots_cold_start_never_identifies_within_five_seconds_of_the_buckets_last() {
     come_up_and_roll_over(
         BotKind::Rust,
