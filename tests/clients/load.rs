@@ -430,7 +430,6 @@ fn js_bots_rebalance_as_processes_join_and_leave_moving_shards_by_resume_only() 
 }
 
 #[test]
-#[ignore = "issue 20 §5: the Rust adapter does not act on placement: load yet (h/rs)"]
 fn rust_bots_rebalance_as_processes_join_and_leave_moving_shards_by_resume_only() {
     shards_follow_the_load_as_processes_come_and_go(BotKind::Rust);
 }
