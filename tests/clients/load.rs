@@ -341,9 +341,9 @@ fn resumed_where_it_left_off(fleet: &Fleet, records: &[Record], resume: &Record)
 }
 
 /// The placement scenario: 2 processes rebalance once the load is known (the second
-/// joining a process that holds all 8 shards); a 3rd joins and takes shards; one of the 3 stops (SIGTERM) and the other two take its shards.
-/// After each step the busiest process is within the bound, no shard had two live sessions, and
-/// every shard is live at the end. Bots that RESUME what they are handed move shards without an
+/// joining a process that holds all 8 shards); a 3rd joins and takes shards; one of the 3 stops
+/// (SIGTERM) and the other two take its shards. After each step the busiest process is within
+/// the bound; no shard ever had two live sessions, and every shard is live at the end. Bots that RESUME what they are handed move shards without an
 /// IDENTIFY, each RESUME where the old connection left off; the others' IDENTIFYs are paced.
 fn shards_follow_the_load_as_processes_come_and_go(kind: BotKind) {
     let _slot = scenario_slot();
