@@ -5,12 +5,13 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use serde_json::Value;
 
-use crate::discord::{self, Config, Discord, Event};
+use crate::discord::{self, Config, Discord, Dispatches, Event};
 use crate::proxy::Proxy;
 use crate::sockets::Processes;
 use crate::support::process::{Scratch, die_with_parent, signal};
@@ -88,6 +89,41 @@ impl BotKind {
         let mut command = Command::new(program);
         command.args(args);
         command
+    }
+}
+
+/// Scenarios running at once, at most. libtest runs one test per thread and as many threads as
+/// cores (2 on CI), so this bounds bigger machines: each scenario runs up to 16 bot processes and
+/// three replicas. Most of a scenario is waiting (identify pacing, leases), so two or three
+/// overlap without slowing each other down; a per-kind lock would leave a libtest thread blocked
+/// whenever the next test in name order is of the same kind, running the suite nearly serially.
+const AT_ONCE: usize = 3;
+
+/// A place among the `AT_ONCE` running scenarios, given back when dropped.
+pub struct Slot;
+
+static SLOTS_TAKEN: Mutex<usize> = Mutex::new(0);
+static SLOT_FREED: Condvar = Condvar::new();
+
+pub fn scenario_slot() -> Slot {
+    let mut taken = SLOTS_TAKEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    while *taken >= AT_ONCE {
+        taken = SLOT_FREED
+            .wait(taken)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    }
+    *taken += 1;
+    Slot
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *SLOTS_TAKEN
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) -= 1;
+        SLOT_FREED.notify_one();
     }
 }
 
@@ -221,12 +257,50 @@ impl Drop for Bot {
     }
 }
 
+/// `SHARDS_PER_PROCESS`: fixed groups of this many shards, or `auto` (one shard a session,
+/// placed by load).
+#[derive(Clone, Copy, Debug)]
+pub enum ShardsPerProcess {
+    Fixed(u32),
+    Auto,
+}
+
+impl std::fmt::Display for ShardsPerProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fixed(size) => write!(f, "{size}"),
+            Self::Auto => f.write_str("auto"),
+        }
+    }
+}
+
+/// Placement's settings in a fleet placed by load ([`Setup::by_load`]), short so a test sees a
+/// fleet sized and balanced within seconds: (variable, value).
+pub const BY_LOAD: &[(&str, &str)] = &[
+    ("AUTOSCALE_INTERVAL", "1"),
+    // Each evaluation answers the load it sees: the tests check the rule, not its patience.
+    ("SCALE_IN_AFTER", "0"),
+    ("PLACEMENT_INTERVAL", "1"),
+    // Long enough that a moved shard has a rate again (two beats) before it may move on.
+    ("MOVE_SETTLE", "10"),
+    // One move at a time: placement counts a marked shard at the process it is leaving until
+    // its move completes, so with more under way each placement plans them again and the fleet
+    // overshoots (seen with 4: shards 0, 1, 3 and 7 moving to the new process and back every
+    // 25 s, never balanced).
+    ("MAX_MOVES", "1"),
+];
+
+/// The lease of a fleet placed by load. A rate spans a beat interval (`MAX_SECONDS / 3`): over
+/// 1.7 s a bot starved by a busy machine reads 20 % behind and then as far ahead; over 5 s that
+/// evens out.
+pub const BY_LOAD_MAX_SECONDS: u64 = 3 * MAX_SECONDS;
+
 /// What a fleet runs on.
 #[derive(Clone)]
 pub struct Setup {
     /// `MAX_SHARDS` (and Discord's recommended count).
     pub max_shards: u32,
-    pub shards_per_process: u32,
+    pub shards_per_process: ShardsPerProcess,
     /// Discord's identify buckets.
     pub max_concurrency: u32,
     /// A Redis of the fleet's own (one a test may restart) instead of the shared one.
@@ -235,19 +309,77 @@ pub struct Setup {
     pub max_seconds: u64,
     /// Further variables of the replicas (e.g. `SECRET_PREVIOUS`).
     pub variables: Vec<(String, String)>,
+    /// The stand-in Discord's dispatch rate per shard.
+    pub dispatches: Dispatches,
 }
 
 impl Setup {
     pub fn new(max_shards: u32, shards_per_process: u32) -> Self {
         Self {
             max_shards,
-            shards_per_process,
+            shards_per_process: ShardsPerProcess::Fixed(shards_per_process),
             max_concurrency: MAX_CONCURRENCY,
             own_redis: false,
             max_seconds: MAX_SECONDS,
             variables: Vec::new(),
+            dispatches: Dispatches::every(discord::DISPATCH_EVERY),
         }
     }
+
+    /// `SHARDS_PER_PROCESS=auto` with `LOAD_TARGET` and the [`BY_LOAD`] settings, the stand-in
+    /// sending `dispatches`.
+    pub fn by_load(max_shards: u32, load_target: f64, dispatches: Dispatches) -> Self {
+        let mut variables: Vec<(String, String)> = BY_LOAD
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        variables.push(("LOAD_TARGET".into(), load_target.to_string()));
+        Self {
+            shards_per_process: ShardsPerProcess::Auto,
+            max_seconds: BY_LOAD_MAX_SECONDS,
+            variables,
+            dispatches,
+            ..Self::new(max_shards, 1)
+        }
+    }
+}
+
+/// `GET /status`, the parts the load tests read.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Status {
+    pub shards: Vec<ShardStatus>,
+    pub processes: Vec<ProcessStatus>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct ShardStatus {
+    pub shard_id: u32,
+    pub events_per_second: Option<f64>,
+    /// Its holder's process label.
+    pub process: Option<String>,
+    /// The process it is being moved to.
+    #[serde(default)]
+    pub moving_to: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct ProcessStatus {
+    /// Its label (`None`: a session without one).
+    pub process: Option<String>,
+    pub shard_ids: Vec<u32>,
+}
+
+/// `GET /autoscale`, the parts the load tests read.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Autoscale {
+    pub desired_processes: u32,
+    /// Present with a target.
+    pub load: Option<AutoscaleLoad>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct AutoscaleLoad {
+    pub events_per_second: f64,
 }
 
 /// A deployment of one bot kind: Discord, replicas behind proxies, bots.
@@ -278,7 +410,8 @@ impl Fleet {
     pub fn start_with(kind: BotKind, setup: Setup) -> Self {
         let processes = Processes::default();
         let discord = Discord::start(
-            Config::new(setup.max_concurrency, HEARTBEAT_INTERVAL, setup.max_shards),
+            Config::new(setup.max_concurrency, HEARTBEAT_INTERVAL, setup.max_shards)
+                .dispatches(setup.dispatches.clone()),
             processes.clone(),
         );
         let redis = setup.own_redis.then(RedisServer::start);
@@ -334,6 +467,34 @@ impl Fleet {
             },
         );
         fleet
+    }
+
+    /// `GET <path>` of the first replica that answers 200, parsed; `None` when none does.
+    fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Option<T> {
+        self.replicas.iter().find_map(|replica| {
+            let (status, body) = http(replica.port, "GET", path, None)?;
+            if status != 200 {
+                return None;
+            }
+            Some(
+                serde_json::from_str(&body)
+                    .unwrap_or_else(|error| panic!("{path} answered {body}: {error}")),
+            )
+        })
+    }
+
+    pub fn status(&self) -> Option<Status> {
+        self.get("/status")
+    }
+
+    pub fn autoscale(&self) -> Option<Autoscale> {
+        self.get("/autoscale")
+    }
+
+    /// The bot whose process label (`<host>:<pid>`) this is.
+    pub fn bot_labelled(&self, label: &str) -> Option<usize> {
+        let pid: u32 = label.rsplit_once(':')?.1.parse().ok()?;
+        self.bots.iter().position(|bot| bot.pid == pid)
     }
 
     /// The deployment's key prefix.

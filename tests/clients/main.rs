@@ -8,6 +8,7 @@
 mod discord;
 mod gateway_rules;
 mod harness;
+mod load;
 mod pacing;
 mod proxy;
 mod scenarios;

@@ -1,15 +1,14 @@
 //! The issue's scenarios, for each example bot, judged from the gateway's records (and the
-//! proxies' for what the bots asked shardman). At most `AT_ONCE` scenarios run at a time, of any
-//! kinds: they measure time, and their processes share the machine's cores.
+//! proxies' for what the bots asked shardman). At most `AT_ONCE` (harness) scenarios run at a
+//! time, of any kinds: they measure time, and their processes share the machine's cores.
 
 use std::collections::BTreeSet;
-use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::discord::{Event, Record, Shard};
-use crate::harness::{BotKind, Fleet, MAX_SECONDS, Setup, http};
+use crate::harness::{BotKind, Fleet, MAX_SECONDS, Setup, http, scenario_slot};
 use crate::support::replicas::SECRET;
 use shardman::session_token::SessionSigner;
 
@@ -21,41 +20,6 @@ const TAKE_OVER: Duration = Duration::from_secs(25);
 /// How long after SIGCONT a woken process may still be on the gateway: its lapse timer fires
 /// within a second, plus margin for two busy cores.
 const WOKEN_LEAVES_WITHIN: Duration = Duration::from_millis(3000);
-
-/// Scenarios running at once, at most. libtest runs one test per thread and as many threads as
-/// cores (2 on CI), so this bounds bigger machines: each scenario runs up to 16 bot processes and
-/// three replicas. Most of a scenario is waiting (identify pacing, leases), so two or three
-/// overlap without slowing each other down; a per-kind lock would leave a libtest thread blocked
-/// whenever the next test in name order is of the same kind, running the suite nearly serially.
-const AT_ONCE: usize = 3;
-
-/// A place among the `AT_ONCE` running scenarios, given back when dropped.
-struct Slot;
-
-static SLOTS_TAKEN: Mutex<usize> = Mutex::new(0);
-static SLOT_FREED: Condvar = Condvar::new();
-
-fn scenario_slot() -> Slot {
-    let mut taken = SLOTS_TAKEN
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    while *taken >= AT_ONCE {
-        taken = SLOT_FREED
-            .wait(taken)
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-    }
-    *taken += 1;
-    Slot
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        *SLOTS_TAKEN
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) -= 1;
-        SLOT_FREED.notify_one();
-    }
-}
 
 fn shards(ids: impl IntoIterator<Item = u32>, count: u32) -> BTreeSet<Shard> {
     ids.into_iter().map(|id| Shard { id, count }).collect()
@@ -1275,7 +1239,6 @@ fn js_bots_cold_start_never_identifies_within_five_seconds_of_the_buckets_last()
 }
 
 #[test]
-#[ignore = "issue 19 §1: slots are booked at /connect, so an IDENTIFY late to its slot crowds the next"]
 fn rust_bots_cold_start_never_identifies_within_five_seconds_of_the_buckets_last() {
     come_up_and_roll_over(
         BotKind::Rust,

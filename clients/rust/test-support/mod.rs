@@ -98,6 +98,12 @@ impl FakeShardman {
         Self { url, script }
     }
 
+    /// Answers `path` for the session `session_id` (the JSON body's) with `replies` in order, the
+    /// last one from then on; other sessions get the replies of [`FakeShardman::on`].
+    pub fn on_session(&self, path: &str, session_id: &str, replies: Vec<Reply>) {
+        self.on(&session_key(path, session_id), replies);
+    }
+
     /// Answers `path` with `replies` in order, the last one from then on.
     pub fn on(&self, path: &str, replies: Vec<Reply>) {
         self.script
@@ -152,6 +158,9 @@ async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>) {
             Ok(n) => body.extend_from_slice(&chunk[..n]),
         }
     }
+    let session = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|json| json["session_id"].as_str().map(|id| session_key(&path, id)));
     let reply = {
         let mut script = script.lock().unwrap();
         script.requests.push(Request {
@@ -163,7 +172,10 @@ async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>) {
             body: String::from_utf8_lossy(&body).into_owned(),
             at: Instant::now(),
         });
-        match script.replies.get_mut(&path) {
+        let key = session
+            .filter(|key| script.replies.contains_key(key))
+            .unwrap_or_else(|| path.clone());
+        match script.replies.get_mut(&key) {
             Some(replies) if replies.len() > 1 => replies.pop_front(),
             Some(replies) => replies.front().cloned(),
             None => None,
@@ -186,6 +198,10 @@ async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>) {
     response.push_str(&reply.body);
     let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.shutdown().await;
+}
+
+fn session_key(path: &str, session_id: &str) -> String {
+    format!("{path}#{session_id}")
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

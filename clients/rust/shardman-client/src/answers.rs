@@ -13,6 +13,8 @@ pub enum Route {
     Connect,
     Beat,
     Identify,
+    IdentifyPermit,
+    IdentifyConfirm,
     Disconnect,
 }
 
@@ -101,6 +103,24 @@ pub fn decode_identify(answer: &Answer) -> Result<Duration, Error> {
     Ok(seconds(answer.json::<IdentifyAnswer>()?.sleep_duration))
 }
 
+/// `POST /identify/permit`'s answer: granted, or when to ask again.
+pub fn decode_identify_permit(answer: &Answer) -> Result<Permit, Error> {
+    answer.check(Route::IdentifyPermit)?;
+    let permit = answer.json::<PermitAnswer>()?;
+    Ok(Permit {
+        granted: permit.permit,
+        shard_id: permit.shard_id,
+        retry_after: permit.retry_after.map(seconds),
+    })
+}
+
+/// `POST /identify/confirm`'s answer: whether this confirm moved the bucket's opening (`false`:
+/// confirmed already, or so late that another permit of the bucket was granted since).
+pub fn decode_identify_confirm(answer: &Answer) -> Result<bool, Error> {
+    answer.check(Route::IdentifyConfirm)?;
+    Ok(answer.json::<ConfirmAnswer>()?.confirmed)
+}
+
 /// `POST /disconnect`'s answer.
 pub fn decode_disconnect(answer: &Answer) -> Result<(), Error> {
     answer.check(Route::Disconnect)
@@ -142,6 +162,18 @@ pub enum State {
     Unknown,
 }
 
+/// How shardman places shards on processes (`SHARDS_PER_PROCESS`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    /// A process holds one claim of a fixed group (also what an older shardman means).
+    #[default]
+    Groups,
+    /// `SHARDS_PER_PROCESS=auto`: a claim is one shard, a process holds as many claims as it is
+    /// given (keeping one waiting `/connect` open), and a beat may hand a claim over.
+    Load,
+}
+
 /// The answer of `GET /connect`: the shard group this process now holds.
 #[derive(Clone, Debug)]
 pub struct Claim {
@@ -167,15 +199,17 @@ pub struct Claim {
     pub gateway_url: Option<String>,
     /// The fencing token of this grant.
     pub fence: u64,
+    /// How shardman places shards: in fixed groups, or one shard a claim moved by load.
+    pub placement: Placement,
     /// When the `/connect` request was sent, plus the `waited` it answered (a claim that waited):
     /// the lease view counts from here.
     pub requested_at: Instant,
-    /// When its answer arrived (the IDENTIFY slots count from here).
+    /// When its answer arrived (IDENTIFY slots, with `identify=slot`, count from here).
     pub received_at: Instant,
 }
 
 impl Claim {
-    /// The longest wait for an IDENTIFY slot in this group.
+    /// The longest wait for an IDENTIFY slot in this group (0 with permits).
     pub fn longest_sleep(&self) -> Duration {
         self.sleep_durations
             .iter()
@@ -211,6 +245,8 @@ struct ConnectAnswer {
     /// With `?wait=`: seconds the request waited before the claim that granted it.
     #[serde(default)]
     waited: Option<f64>,
+    #[serde(default)]
+    placement: Placement,
 }
 
 impl ConnectAnswer {
@@ -237,6 +273,7 @@ impl ConnectAnswer {
             beat_interval: seconds(self.beat_interval.unwrap_or(lease / 3.0)),
             gateway_url: self.gateway_url,
             fence: self.fence,
+            placement: self.placement,
             // A claim that waited: its lease began no earlier than `waited` after the request.
             requested_at: requested_at + seconds(self.waited.unwrap_or(0.0)),
             received_at,
@@ -261,6 +298,12 @@ pub struct BeatAnswer {
     /// The fencing token.
     #[serde(default)]
     pub fence: u64,
+    /// Placement moves this claim's shard to another process: hand it over (`Release::HandedOver`).
+    #[serde(default)]
+    pub hand_over: bool,
+    /// Shards of the claim to reconnect (close resumably; the library RESUMEs them).
+    #[serde(default)]
+    pub reconnect: Vec<u32>,
 }
 
 /// An acknowledged beat.
@@ -274,9 +317,31 @@ pub struct BeatAck {
     pub answer: Option<BeatAnswer>,
 }
 
-/// What a beat reports for one shard.
-
 #[derive(Deserialize)]
 struct IdentifyAnswer {
     sleep_duration: f64,
+}
+
+/// The answer of `POST /identify/permit`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Permit {
+    /// Whether the shard may IDENTIFY now (then confirm right after it is sent).
+    pub granted: bool,
+    /// The shard the permit is for.
+    pub shard_id: u32,
+    /// Not granted: ask again after this long (the server's estimate, may be zero).
+    pub retry_after: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+struct PermitAnswer {
+    permit: bool,
+    shard_id: u32,
+    #[serde(default)]
+    retry_after: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct ConfirmAnswer {
+    confirmed: bool,
 }

@@ -1,7 +1,8 @@
 //! The HTTP client for shardman's API: connect, beat, identify, disconnect, with retries.
 
 use crate::answers::{
-    Answer, BeatAck, Claim, Resume, decode_beat, decode_connect, decode_disconnect, decode_identify,
+    Answer, BeatAck, Claim, Permit, Resume, decode_beat, decode_connect, decode_disconnect,
+    decode_identify, decode_identify_confirm, decode_identify_permit,
 };
 use crate::backoff::{Backoff, CONNECT_WAIT, no_shards_available_delay};
 use crate::usage::{ProcessUsage, default_process_label};
@@ -13,7 +14,8 @@ use std::time::{Duration, Instant};
 
 pub use crate::error::Error;
 
-/// How long one request may take before it counts as a network error.
+/// How long one request may take before it counts as a network error (a request that asks the
+/// server to wait gets its wait on top).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a beat reports for one shard.
@@ -65,6 +67,14 @@ struct SessionBody<'a> {
     session_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     shard_id: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct PermitBody<'a> {
+    session_id: &'a str,
+    shard_id: u32,
+    /// Seconds the replica may hold the request until the shard's bucket opens.
+    wait: f64,
 }
 
 /// A client for one shardman service.
@@ -141,11 +151,15 @@ impl Client {
         decode_connect(&answer, requested_at, Instant::now())
     }
 
-    /// `/connect` with this process's label, and `wait` when the claim may wait.
+    /// `/connect` with this process's label, and `wait` when the claim may wait. Every claim
+    /// IDENTIFYs by permits (`identify=permit`): no slot is booked at `/connect`, each IDENTIFY
+    /// asks its permit right before it goes out ([`crate::IdentifyPacer`]).
     fn connect_url(&self, wait: Option<Duration>) -> Result<reqwest::Url, Error> {
         let mut url = reqwest::Url::parse(&self.url("/connect"))
             .map_err(|e| Error::Config(format!("url: {e}")))?;
-        url.query_pairs_mut().append_pair("process", &self.process);
+        url.query_pairs_mut()
+            .append_pair("process", &self.process)
+            .append_pair("identify", "permit");
         if let Some(wait) = wait {
             url.query_pairs_mut()
                 .append_pair("wait", &wait.as_secs_f64().to_string());
@@ -242,26 +256,38 @@ impl Client {
         decode_identify(&answer)
     }
 
-    /// `POST /identify` until it answers, retrying 429/5xx/network errors (and 403/other answers,
-    /// which a misconfigured proxy can give for a while) with backoff; the lease view decides when
-    /// to give up. 404 and 401 are returned.
-    pub async fn identify_retrying(
+    /// One `POST /identify/permit` for `shard_id` of the session's group: the replica holds it
+    /// up to `wait` (at most 30 s) until the shard's bucket is open.
+    pub async fn identify_permit(
         &self,
         session_id: &str,
         shard_id: u32,
-    ) -> Result<Duration, Error> {
-        let mut backoff = Backoff::default();
-        loop {
-            match self.identify(session_id, shard_id).await {
-                Ok(sleep) => return Ok(sleep),
-                Err(e @ (Error::SessionLost | Error::Retired)) => return Err(e),
-                Err(e) => {
-                    let wait = backoff.next(e.retry_after());
-                    tracing::warn!(error = %e, shard_id, ?wait, "identify failed; retrying");
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
+        wait: Duration,
+    ) -> Result<Permit, Error> {
+        let sent = self.current_id(session_id);
+        let body = PermitBody {
+            session_id: &sent,
+            shard_id,
+            wait: wait.as_secs_f64(),
+        };
+        let request = self
+            .http
+            .post(self.url("/identify/permit"))
+            .timeout(wait + REQUEST_TIMEOUT)
+            .json(&body);
+        decode_identify_permit(&read(request).await?)
+    }
+
+    /// One `POST /identify/confirm`: `shard_id`'s IDENTIFY has just gone out, so its bucket opens
+    /// 5.1 s from now rather than 8.1 s after the grant. Answers whether it moved the opening.
+    pub async fn identify_confirm(&self, session_id: &str, shard_id: u32) -> Result<bool, Error> {
+        let sent = self.current_id(session_id);
+        let body = SessionBody {
+            session_id: &sent,
+            shard_id: Some(shard_id),
+        };
+        let answer = read(self.http.post(self.url("/identify/confirm")).json(&body)).await?;
+        decode_identify_confirm(&answer)
     }
 
     /// One `POST /disconnect`: gives the session's shards back at once.

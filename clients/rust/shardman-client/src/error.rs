@@ -8,7 +8,7 @@ pub enum Error {
     /// `/connect` answered 401: every shard id is held. Retry later.
     #[error("no shards available (401)")]
     NoShardsAvailable,
-    /// A beat or `/identify` answered 401: the session's generation was retired; stop and exit.
+    /// A beat or an identify route answered 401: the session's generation was retired; stop and exit.
     #[error("session retired (401): its generation was replaced")]
     Retired,
     /// 404: the session is unknown, expired or released; stop its shards.

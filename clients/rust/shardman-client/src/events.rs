@@ -12,30 +12,34 @@ pub const FINAL_CLOSE: u16 = 1000;
 
 /// Why a claim ended: the `reason` of a `released` line. The same list in every client package.
 #[derive(Clone, Copy, Debug, Eq, PartialEq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Release {
     /// The process's own lease view ran out (no acknowledged beat for `lease_seconds`); that
     /// session id is never used again.
     Lapsed,
-    /// A beat or `/identify` answered 404: shardman no longer knows the session.
+    /// A beat or an identify route answered 404: shardman no longer knows the session.
     Lost,
-    /// A beat or `/identify` answered 401: a reshard replaced the generation; the process exits.
+    /// A beat or an identify route answered 401: a reshard replaced the generation; the process exits.
     Retired,
     /// The process is shutting down (SIGTERM/SIGINT, see [`crate::shutdown_signal`]).
     Shutdown,
     /// The bot library cannot run the shards (Discord closed one with a code that forbids
     /// reconnecting: a bad token, an invalid shard...); the process exits non-zero.
     Failed,
+    /// A beat answered `hand_over` (`SHARDS_PER_PROCESS=auto`): placement moves the claim's shard
+    /// to another process, which RESUMEs it. Given back as on shutdown; only this claim ends.
+    HandedOver,
 }
 
 impl Release {
     /// Every reason, in the contract's order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Lapsed,
         Self::Lost,
         Self::Retired,
         Self::Shutdown,
         Self::Failed,
+        Self::HandedOver,
     ];
 
     /// The `reason` of the `released` line.
@@ -46,6 +50,7 @@ impl Release {
             Self::Retired => "retired",
             Self::Shutdown => "shutdown",
             Self::Failed => "failed",
+            Self::HandedOver => "handed_over",
         }
     }
 
@@ -57,7 +62,7 @@ impl Release {
     /// Whether the claim is handed back: a last beat with the shards' resume data, then
     /// `/disconnect`.
     pub fn gives_back(self) -> bool {
-        matches!(self, Self::Shutdown | Self::Failed)
+        matches!(self, Self::Shutdown | Self::Failed | Self::HandedOver)
     }
 
     /// How the shards close: a retired generation's sessions are over, every other one may be
@@ -70,10 +75,11 @@ impl Release {
         }
     }
 
-    /// The example bot's exit code when the run ends this way (`None`: it claims again).
+    /// The example bot's exit code when the run ends this way (`None`: the process goes on,
+    /// claiming again after `Lapsed` and `Lost`).
     pub fn exit_code(self) -> Option<u8> {
         match self {
-            Self::Lapsed | Self::Lost => None,
+            Self::Lapsed | Self::Lost | Self::HandedOver => None,
             Self::Retired | Self::Shutdown => Some(0),
             Self::Failed => Some(1),
         }

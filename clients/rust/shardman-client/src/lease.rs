@@ -6,7 +6,7 @@ use crate::client::{Client, Error, ShardReport};
 use crate::events::Release;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 /// Besides sleeping toward the deadline, the lapse timer looks at the clock at least this often,
@@ -119,15 +119,16 @@ impl ClaimEnd {
 }
 
 /// Keeps a claim's lease: beats every `beat_interval` from the claim on (after a failed beat the
-/// next follows sooner; the lease view decides when to give up), ends the claim on 404 (`Lost`)
-/// and 401 (`Retired`), and runs the lapse timer that ends it as `Lapsed`. Stops beating once the
-/// claim has ended.
+/// next follows sooner; the lease view decides when to give up), ends the claim on 404 (`Lost`),
+/// 401 (`Retired`) and an answer's `hand_over` (`HandedOver`), and runs the lapse timer that ends
+/// it as `Lapsed`. Stops beating once the claim has ended.
 pub struct LeaseKeeper {
     client: Client,
     session_id: String,
     lease: SharedLease,
     state: Arc<Mutex<State>>,
     end: ClaimEnd,
+    reconnects: broadcast::Sender<u32>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -140,6 +141,8 @@ impl LeaseKeeper {
         let end = ClaimEnd::new();
         let lease = SharedLease(Arc::new(Mutex::new(LeaseView::from_claim(claim))));
         let state = Arc::new(Mutex::new(claim.state));
+        // A beat names a shard to reconnect rarely; a shard that lags behind just misses one.
+        let (reconnects, _) = broadcast::channel(16);
         let beats = BeatLoop {
             client: client.clone(),
             session_id: claim.session_id.clone(),
@@ -147,6 +150,7 @@ impl LeaseKeeper {
             lease: lease.clone(),
             state: state.clone(),
             end: end.clone(),
+            reconnects: reconnects.clone(),
             reports,
         };
         let beating = tokio::spawn({
@@ -163,8 +167,15 @@ impl LeaseKeeper {
             lease,
             state,
             end,
+            reconnects,
             tasks: vec![beating, lapsing],
         }
+    }
+
+    /// The shard ids beats ask to reconnect (`reconnect`), from now on: the adapter closes each
+    /// such shard resumably, so its library RESUMEs it.
+    pub fn reconnects(&self) -> broadcast::Receiver<u32> {
+        self.reconnects.subscribe()
     }
 
     /// The current lease view.
@@ -262,6 +273,7 @@ struct BeatLoop {
     lease: SharedLease,
     state: Arc<Mutex<State>>,
     end: ClaimEnd,
+    reconnects: broadcast::Sender<u32>,
     reports: Reports,
 }
 
@@ -280,6 +292,18 @@ async fn beat_loop(beats: BeatLoop) {
                 }
                 lock(&beats.lease.0).acknowledge(ack.sent_at, ack.received_at);
                 if let Some(answer) = ack.answer {
+                    if answer.hand_over {
+                        tracing::info!(
+                            "placement moves the claim to another process: handing over"
+                        );
+                        beats.end.release(Release::HandedOver);
+                        return;
+                    }
+                    for shard in answer.reconnect {
+                        tracing::info!(shard, "shardman asks to reconnect the shard");
+                        // No receiver: no shard is running to reconnect.
+                        let _ = beats.reconnects.send(shard);
+                    }
                     let before = std::mem::replace(&mut *lock(&beats.state), answer.state);
                     if before == State::Standby && answer.state == State::Active {
                         tracing::info!(

@@ -1,6 +1,6 @@
 //! The core of shardman's Rust client, without any bot library: the HTTP client ([`Client`]),
 //! answer decoding ([`answers`]), the waits between retries ([`backoff`]), the lease view and the
-//! beat/lapse loop ([`LeaseKeeper`]), IDENTIFY pacing ([`IdentifyPacer`]), why a claim ends
+//! beat/lapse loop ([`LeaseKeeper`]), IDENTIFY pacing by permits ([`IdentifyPacer`]), why a claim ends
 //! ([`Release`]) and what the process reports of itself ([`ProcessUsage`]). An adapter for a gateway library (`shardman-twilight`) builds on these. What
 //! the three client packages must do alike is pinned in `clients/contract`, which this crate's
 //! tests load.
@@ -14,13 +14,13 @@ mod lease;
 mod pacer;
 mod usage;
 
-pub use answers::{Answer, BeatAck, BeatAnswer, Claim, Resume, Route, State};
+pub use answers::{Answer, BeatAck, BeatAnswer, Claim, Permit, Placement, Resume, Route, State};
 pub use backoff::Backoff;
 pub use client::{Client, ShardReport};
 pub use error::Error;
 pub use events::{ClaimEvent, FINAL_CLOSE, RESUMABLE_CLOSE, Release};
 pub use lease::{ClaimEnd, LAPSE_CHECK_EVERY, LeaseKeeper, LeaseView, Reports, SharedLease, lock};
-pub use pacer::{IdentifyPacer, Slot};
+pub use pacer::{IdentifyPacer, PERMIT_WAIT};
 pub use usage::{PROCESS_LABEL_MAX_CHARS, ProcessUsage, default_process_label};
 
 /// Installs rustls's ring crypto provider for the process (reqwest's TLS uses it), unless one is

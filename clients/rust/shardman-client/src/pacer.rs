@@ -1,91 +1,125 @@
-//! When each shard of a claim may IDENTIFY: its first slot from `/connect`, later ones booked with
-//! `/identify`.
+//! When each shard of a claim may IDENTIFY: by permits, asked right before each IDENTIFY and
+//! confirmed right after it went out (README "When to IDENTIFY: slots or permits").
 
 use crate::answers::Claim;
+use crate::backoff::Backoff;
 use crate::client::{Client, Error};
 use crate::events::Release;
 use crate::lease::{ClaimEnd, LeaseKeeper, lock};
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::Duration;
 
-/// IDENTIFY pacing for one claim, for any gateway library that asks before each IDENTIFY: a
-/// shard's first IDENTIFY may go out `sleep_durations[i]` after the `/connect` answer arrived; any
-/// later one (invalid session, failed RESUME, reconnect without a session), and the first one of a
-/// shard whose claim inherited resume data (it RESUMEs, so no slot was booked), first asks
-/// `POST /identify` and waits its `sleep_duration`. A 404 or 401 there ends the claim (`Lost`,
-/// `Retired`).
+/// How long a permit request lets the replica wait for the shard's bucket to open.
+pub const PERMIT_WAIT: Duration = Duration::from_secs(10);
+/// A permit that was not granted is asked again after the server's `retry_after`, but not sooner
+/// than this: a replica answering at once (one shutting down says 0) is not asked in a tight loop.
+const PERMIT_RETRY_FLOOR: Duration = Duration::from_millis(100);
+
+/// IDENTIFY pacing for one claim, for any gateway library that asks before each IDENTIFY (its
+/// first, and any later one: invalid session, failed RESUME): [`IdentifyPacer::permit`] asks
+/// `POST /identify/permit` until the shard's bucket is open; once the IDENTIFY is written the
+/// adapter sends [`IdentifyPacer::confirm`], so the bucket opens 5.1 s later instead of 8.1 s after
+/// the grant. A 404 or 401 ends the claim (`Lost`, `Retired`).
 #[derive(Debug)]
 pub struct IdentifyPacer {
     client: Client,
     session_id: String,
-    /// Unused first slots (shards that RESUME have none).
-    first_slots: Mutex<HashMap<u32, Instant>>,
+    /// Shards granted a permit whose IDENTIFY has not been confirmed yet.
+    unconfirmed: Mutex<HashSet<u32>>,
     end: ClaimEnd,
-}
-
-/// When a shard may IDENTIFY.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
-pub struct Slot {
-    pub at: Instant,
-    /// Whether it is the shard's first slot from `/connect` (give it back with
-    /// [`IdentifyPacer::unused`] if the shard did not get to use it).
-    pub first: bool,
 }
 
 impl IdentifyPacer {
     /// The pacer of `keeper`'s claim.
     pub fn new(client: Client, claim: &Claim, keeper: &LeaseKeeper) -> Self {
-        let first_slots = claim
-            .shard_ids
-            .iter()
-            .zip(&claim.sleep_durations)
-            .zip(&claim.resumes)
-            .filter(|(_, resume)| resume.is_none())
-            .map(|((&id, &sleep), _)| (id, claim.received_at + sleep))
-            .collect();
         Self {
             client,
             session_id: claim.session_id.clone(),
-            first_slots: Mutex::new(first_slots),
+            unconfirmed: Mutex::default(),
             end: keeper.end(),
         }
     }
 
-    /// The slot of `shard`'s next IDENTIFY, booked with `/identify` when its first one is used;
-    /// `None` when `/identify` answered 404 or 401, which ended the claim.
-    pub async fn slot(&self, shard: u32) -> Option<Slot> {
-        if let Some(at) = lock(&self.first_slots).remove(&shard) {
-            return Some(Slot { at, first: true });
-        }
-        match self.client.identify_retrying(&self.session_id, shard).await {
-            Ok(sleep) => Some(Slot {
-                at: Instant::now() + sleep,
-                first: false,
-            }),
-            Err(e) => {
-                let release = if matches!(e, Error::Retired) {
-                    Release::Retired
-                } else {
-                    Release::Lost
-                };
-                tracing::warn!(shard, error = %e, "identify refused; the claim ends");
-                self.end.release(release);
-                None
-            }
+    /// Asks for `shard`'s permit until it is granted (`true`: IDENTIFY now, then
+    /// [`IdentifyPacer::confirm`]). Not granted within the wait: asks again after the server's
+    /// `retry_after`; 429 (the identify budget), 503 and network errors: again with backoff, never
+    /// before `Retry-After` (the lease view decides when to give up). `false` once a 404 or 401
+    /// ended the claim.
+    pub async fn permit(&self, shard: u32) -> bool {
+        let mut backoff = Backoff::default();
+        loop {
+            let wait = match self
+                .client
+                .identify_permit(&self.session_id, shard, PERMIT_WAIT)
+                .await
+            {
+                Ok(permit) if permit.granted => {
+                    lock(&self.unconfirmed).insert(shard);
+                    return true;
+                }
+                Ok(permit) => {
+                    backoff.reset();
+                    permit
+                        .retry_after
+                        .unwrap_or_default()
+                        .max(PERMIT_RETRY_FLOOR)
+                }
+                Err(e @ (Error::SessionLost | Error::Retired)) => {
+                    end_for(&self.end, shard, &e);
+                    return false;
+                }
+                Err(e) => {
+                    let wait = backoff.next(e.retry_after());
+                    tracing::warn!(shard, error = %e, ?wait, "identify permit failed; retrying");
+                    wait
+                }
+            };
+            tokio::time::sleep(wait).await;
         }
     }
 
-    /// `shard` did not get to use its first slot (it lost its connection before): keep it for its
-    /// next try.
-    pub fn unused(&self, shard: u32, slot: Slot) {
-        if slot.first {
-            lock(&self.first_slots).insert(shard, slot.at);
+    /// `shard` did not get to use its permit (it lost its connection first): nothing to confirm;
+    /// its bucket opens 8.1 s after the grant.
+    pub fn unused(&self, shard: u32) {
+        lock(&self.unconfirmed).remove(&shard);
+    }
+
+    /// `shard`'s IDENTIFY has been written: takes its unconfirmed permit and answers the
+    /// request that confirms it (`None` when none awaits, so it is sent once per permit). Only call
+    /// it after the IDENTIFY went out, never before. One try: a lost confirm only leaves the bucket
+    /// closed until 8.1 s after the grant, and a late one would close it longer.
+    pub fn confirm(&self, shard: u32) -> Option<impl Future<Output = ()> + Send + 'static> {
+        if !lock(&self.unconfirmed).remove(&shard) {
+            return None;
         }
+        let (client, session_id, end) = (
+            self.client.clone(),
+            self.session_id.clone(),
+            self.end.clone(),
+        );
+        Some(async move {
+            match client.identify_confirm(&session_id, shard).await {
+                Ok(confirmed) => tracing::debug!(shard, confirmed, "IDENTIFY confirmed"),
+                Err(e @ (Error::SessionLost | Error::Retired)) => end_for(&end, shard, &e),
+                Err(e) => tracing::warn!(shard, error = %e, "identify confirm failed"),
+            }
+        })
     }
 
     /// The claim's end (the library should hold back an IDENTIFY once it has come).
     pub fn end(&self) -> &ClaimEnd {
         &self.end
     }
+}
+
+/// A 404 or 401 from a permit route ends the claim (`Lost`, `Retired`).
+fn end_for(end: &ClaimEnd, shard: u32, error: &Error) {
+    let release = if matches!(error, Error::Retired) {
+        Release::Retired
+    } else {
+        Release::Lost
+    };
+    tracing::warn!(shard, %error, "identify permit refused; the claim ends");
+    end.release(release);
 }

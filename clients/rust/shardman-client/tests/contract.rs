@@ -2,7 +2,10 @@
 //! packages load the same files), so the three cannot drift apart.
 
 use serde_json::{Value, json};
-use shardman_client::answers::{decode_beat, decode_connect, decode_disconnect, decode_identify};
+use shardman_client::answers::{
+    decode_beat, decode_connect, decode_disconnect, decode_identify, decode_identify_confirm,
+    decode_identify_permit,
+};
 use shardman_client::backoff::{
     BACKOFF_BASE, BACKOFF_CAP, Backoff, CONNECT_WAIT, JITTER, NO_SHARDS_AVAILABLE_RETRY,
     beat_retry_delay, jittered_with,
@@ -45,6 +48,8 @@ fn route(name: &str) -> Route {
         "connect" => Route::Connect,
         "beat" => Route::Beat,
         "identify" => Route::Identify,
+        "identify_permit" => Route::IdentifyPermit,
+        "identify_confirm" => Route::IdentifyConfirm,
         "disconnect" => Route::Disconnect,
         other => panic!("unknown route {other}"),
     }
@@ -77,6 +82,7 @@ fn claim_fields(claim: &Claim, sent_at: Instant) -> Value {
         "lease_seconds": claim.lease.as_secs_f64(),
         "beat_interval": claim.beat_interval.as_secs_f64(),
         "gateway_url": claim.gateway_url,
+        "placement": claim.placement,
         "lease_counts_from": claim.requested_at.duration_since(sent_at).as_secs_f64(),
     })
 }
@@ -110,10 +116,18 @@ fn answers_decode_as_the_contract_says() {
             }
             Route::Beat => decode_beat(&answer, now, now).map(|ack| match ack.answer {
                 Some(beat) => json!({"shard_id": beat.shard_id, "shard_count": beat.shard_count,
-                    "generation": beat.generation, "state": beat.state, "fence": beat.fence}),
+                    "generation": beat.generation, "state": beat.state, "fence": beat.fence,
+                    "hand_over": beat.hand_over, "reconnect": beat.reconnect}),
                 None => Value::Null,
             }),
             Route::Identify => decode_identify(&answer).map(|sleep| json!(sleep.as_secs_f64())),
+            Route::IdentifyPermit => decode_identify_permit(&answer).map(|permit| {
+                json!({"granted": permit.granted, "shard_id": permit.shard_id,
+                    "retry_after": permit.retry_after.map(|wait| wait.as_secs_f64())})
+            }),
+            Route::IdentifyConfirm => {
+                decode_identify_confirm(&answer).map(|confirmed| json!(confirmed))
+            }
             Route::Disconnect => decode_disconnect(&answer).map(|()| json!(true)),
         };
         if let Some(error) = expect.get("error") {
@@ -139,12 +153,21 @@ fn answers_decode_as_the_contract_says() {
                 );
             }
         } else if let Some(beat) = expect.get("beat") {
-            assert!(
-                same(&got, beat) || beat.is_null() && got.is_null(),
-                "{name}: {got}"
-            );
+            // Only the fields listed (older cases leave out `hand_over` and `reconnect`).
+            match beat.as_object() {
+                Some(fields) => {
+                    for (field, want) in fields {
+                        assert!(same(&got[field], want), "{name}: {got}");
+                    }
+                }
+                None => assert!(beat.is_null() && got.is_null(), "{name}: {got}"),
+            }
         } else if let Some(sleep) = expect.get("sleep_duration") {
             assert!(same(&got, sleep), "{name}: {got}");
+        } else if let Some(permit) = expect.get("permit") {
+            assert!(same(&got, permit), "{name}: {got}");
+        } else if let Some(confirmed) = expect.get("confirmed") {
+            assert_eq!(&got, confirmed, "{name}");
         } else {
             assert_eq!(expect, &json!({"ok": true}), "{name}");
         }

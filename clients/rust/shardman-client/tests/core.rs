@@ -134,8 +134,10 @@ async fn a_claim_that_waited_counts_its_lease_from_the_send_time_plus_its_wait()
         "/connect",
         vec![Reply::json(200, answer).after(Duration::from_millis(500))],
     );
+    // Made first: building a client loads TLS roots, which takes a while on a busy machine.
+    let client = client(&server);
     let sent_at = std::time::Instant::now();
-    let claim = client(&server)
+    let claim = client
         .connect_waiting(Duration::from_secs(1))
         .await
         .expect("claim");
@@ -284,8 +286,8 @@ async fn connect_files_the_process_under_host_and_pid_unless_the_bot_names_it() 
     assert_eq!(
         targets,
         [
-            format!("/connect?process={encoded}"),
-            "/connect?process=worker+3".to_owned()
+            format!("/connect?process={encoded}&identify=permit"),
+            "/connect?process=worker+3&identify=permit".to_owned()
         ]
     );
 }
@@ -301,14 +303,22 @@ async fn a_session_id_shardman_resigned_is_sent_from_the_next_request_on() {
         ],
     );
     server.on(
-        "/identify",
-        vec![Reply::json(200, json!({"sleep_duration": 0.0}))],
+        "/identify/permit",
+        vec![Reply::json(200, json!({"permit": true, "shard_id": 0}))],
+    );
+    server.on(
+        "/identify/confirm",
+        vec![Reply::json(200, json!({"confirmed": true}))],
     );
     server.on("/disconnect", vec![Reply::empty(204)]);
     let client = client(&server);
     client.beat("s", &[]).await.expect("ack");
     client.beat("s", &[]).await.expect("ack");
-    client.identify("s", 0).await.expect("slot");
+    client
+        .identify_permit("s", 0, Duration::ZERO)
+        .await
+        .expect("permit");
+    client.identify_confirm("s", 0).await.expect("confirmed");
     client.disconnect("s").await.expect("released");
     let sent = |path: &str| -> Vec<serde_json::Value> {
         server
@@ -318,7 +328,8 @@ async fn a_session_id_shardman_resigned_is_sent_from_the_next_request_on() {
             .collect()
     };
     assert_eq!(sent("/beat"), [json!("s"), json!("s-resigned")]);
-    assert_eq!(sent("/identify"), [json!("s-resigned")]);
+    assert_eq!(sent("/identify/permit"), [json!("s-resigned")]);
+    assert_eq!(sent("/identify/confirm"), [json!("s-resigned")]);
     assert_eq!(sent("/disconnect"), [json!("s-resigned")]);
 }
 
@@ -458,4 +469,47 @@ async fn shutdown_beats_the_last_reports_then_disconnects() {
     let disconnect = &server.requests("/disconnect")[0];
     assert_eq!(disconnect.json(), json!({"session_id": "session-1"}));
     assert!(disconnect.at >= beats.last().expect("beats").at);
+}
+
+#[tokio::test]
+async fn a_beat_answering_hand_over_ends_the_claim_as_handed_over_which_gives_it_back() {
+    let server = FakeShardman::start().await;
+    server.on(
+        "/connect",
+        vec![Reply::json(200, claim_answer(&[3], &[0.0], 6.0, 0.2))],
+    );
+    let mut moving = beat_answer("active");
+    moving["hand_over"] = json!(true);
+    server.on(
+        "/beat",
+        vec![
+            Reply::json(200, beat_answer("active")),
+            Reply::json(200, moving),
+            Reply::empty(204),
+        ],
+    );
+    server.on("/disconnect", vec![Reply::empty(204)]);
+    let client = client(&server);
+    let claim = client.connect().await.expect("claim");
+    let mut keeper = LeaseKeeper::start(client, &claim, no_reports());
+    assert_eq!(keeper.ended().await, Release::HandedOver);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(server.requests("/beat").len(), 2, "no beat after hand_over");
+    let report = shardman_client::ShardReport {
+        shard_id: 3,
+        resume: Some(shardman_client::Resume {
+            session_id: "discord-3".into(),
+            sequence: 12,
+            resume_gateway_url: "wss://resume".into(),
+        }),
+        ..Default::default()
+    };
+    // Given back as on shutdown: a last beat with the resume data, then /disconnect.
+    assert_eq!(keeper.close(vec![report]).await, Release::HandedOver);
+    let beats = server.requests("/beat");
+    assert_eq!(beats.len(), 3);
+    assert_eq!(beats[2].json()["shards"][0]["resume"]["sequence"], 12);
+    let disconnects = server.requests("/disconnect");
+    assert_eq!(disconnects.len(), 1);
+    assert!(disconnects[0].at >= beats[2].at);
 }

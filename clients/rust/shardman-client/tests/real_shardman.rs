@@ -10,7 +10,7 @@ use std::time::Duration;
 use support::shardman::{SECRET, start as start_shardman};
 
 #[tokio::test]
-async fn against_the_real_shardman_a_claim_beats_books_identifies_and_hands_resume_data_on() {
+async fn against_the_real_shardman_a_claim_beats_takes_identify_permits_and_hands_resume_data_on() {
     let shardman = start_shardman(2, 3).await;
     let client = Client::new(&shardman.url, SECRET).expect("client");
 
@@ -42,12 +42,30 @@ async fn against_the_real_shardman_a_claim_beats_books_identifies_and_hands_resu
         (0, 2, State::Active)
     );
 
-    // Shard 0's bucket identified at the claim: the next slot is about 5 s later.
-    let sleep = client
-        .identify(&first.session_id, 0)
+    // Claims IDENTIFY by permits: the first is granted at once, confirmed, and the bucket is
+    // closed for about 5 s after the confirm.
+    assert_eq!(first.sleep_durations, [Duration::ZERO]);
+    let permit = client
+        .identify_permit(&first.session_id, 0, Duration::ZERO)
         .await
-        .expect("identify");
-    assert!(sleep > Duration::from_secs(4), "{sleep:?}");
+        .expect("permit");
+    assert!(permit.granted && permit.shard_id == 0, "{permit:?}");
+    assert!(
+        client
+            .identify_confirm(&first.session_id, 0)
+            .await
+            .expect("confirm")
+    );
+    let refused = client
+        .identify_permit(&first.session_id, 0, Duration::ZERO)
+        .await
+        .expect("permit");
+    assert!(!refused.granted, "{refused:?}");
+    let retry_after = refused.retry_after.expect("retry_after");
+    assert!(
+        retry_after > Duration::from_secs(4) && retry_after <= Duration::from_millis(5100),
+        "{retry_after:?}"
+    );
 
     let second = client.claim().await.expect("second claim");
     assert_eq!(second.shard_ids, [1]);
@@ -65,7 +83,9 @@ async fn against_the_real_shardman_a_claim_beats_books_identifies_and_hands_resu
         Err(Error::SessionLost)
     ));
     assert!(matches!(
-        client.identify(&first.session_id, 0).await,
+        client
+            .identify_permit(&first.session_id, 0, Duration::ZERO)
+            .await,
         Err(Error::SessionLost)
     ));
 

@@ -2,7 +2,7 @@
 //! SHARDMAN_URL, SHARDMAN_SECRET, DISCORD_TOKEN, optional DISCORD_API_BASE. Logs go to stderr;
 //! stdout carries one JSON line per claim change.
 use shardman_twilight::twilight_gateway::{Event, Intents};
-use shardman_twilight::{ClaimEvent, Client, Fleet, Step, shutdown_signal};
+use shardman_twilight::{ClaimEvent, Client, Fleet, Notice, shutdown_signal};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -30,28 +30,30 @@ async fn main() -> ExitCode {
     let fleet =
         Fleet::new(client, env("DISCORD_TOKEN"), Intents::GUILDS).discord_api_base(api_base);
     let mut shutdown = std::pin::pin!(shutdown_signal());
-    loop {
-        let mut claimed = tokio::select! {
-            claimed = fleet.claim() => claimed.expect("shardman refused the claim"),
-            () = &mut shutdown => return ExitCode::SUCCESS,
-        };
-        print_event(&ClaimEvent::claimed(claimed.claim()));
-        let release = loop {
-            tokio::select! {
-                step = claimed.next() => match step {
-                    Step::Event(shard, Event::Ready(ready)) => {
-                        tracing::info!(shard = shard.number(), user = %ready.user.name, "ready");
+    // One claim at a time with shard groups; with SHARDS_PER_PROCESS=auto, every claim placement
+    // gives this process, side by side.
+    let mut running = fleet.run();
+    let code = loop {
+        tokio::select! {
+            notice = running.next() => match notice.expect("shardman refused the claim") {
+                Notice::Claimed(claim) => print_event(&ClaimEvent::claimed(&claim)),
+                Notice::Event(shard, Event::Ready(ready)) => {
+                    tracing::info!(shard = shard.number(), user = %ready.user.name, "ready");
+                }
+                Notice::Event(..) => {}
+                Notice::Released(claim, release) => {
+                    print_event(&ClaimEvent::released(&claim, release));
+                    // Lapsed, lost and handed-over claims go on; see `Running::exit_code`.
+                    if let Some(code) = running.exit_code(release) {
+                        break code;
                     }
-                    Step::Event(..) => {}
-                    Step::Released(release) => break release,
-                },
-                () = &mut shutdown => break claimed.shutdown().await,
-            }
-        };
-        print_event(&ClaimEvent::released(claimed.claim(), release));
-        // Lapsed and lost claim anew; retired, shutdown and failed end the process.
-        if let Some(code) = release.exit_code() {
-            return ExitCode::from(code);
+                }
+            },
+            () = &mut shutdown => break 0,
         }
+    };
+    for (claim, release) in running.shutdown().await {
+        print_event(&ClaimEvent::released(&claim, release));
     }
+    ExitCode::from(code)
 }

@@ -2,6 +2,7 @@
 //! resume data handed over in both directions, shards stopped the moment the claim ends.
 
 use crate::queue::ShardmanQueue;
+use crate::running::Running;
 use shardman_client::{
     Claim, ClaimEnd, Client, Error, LeaseKeeper, LeaseView, Release, Reports, Resume, ShardReport,
     SharedLease, State, lock,
@@ -12,7 +13,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use twilight_gateway::{
     CloseFrame, ConfigBuilder, Event, EventTypeFlags, Intents, Message, Session, Shard, ShardId,
@@ -93,12 +94,37 @@ impl Fleet {
 
     /// Starts the shards of a claim already made.
     pub async fn start(&self, claim: Claim) -> Claimed {
+        let (deliveries_tx, deliveries) = mpsc::unbounded_channel();
+        let group = self.launch(claim, 0, deliveries_tx).await;
+        Claimed {
+            intake: group.intake(),
+            group,
+            deliveries,
+            released: None,
+        }
+    }
+
+    /// Runs every claim shardman gives this process (see [`Running`]).
+    pub fn run(&self) -> Running {
+        Running::new(self.clone())
+    }
+
+    /// Starts the shards of `claim`, which deliver to `deliveries` as claim `key`.
+    pub(crate) async fn launch(
+        &self,
+        claim: Claim,
+        key: u64,
+        deliveries: mpsc::UnboundedSender<Delivery>,
+    ) -> Group {
+        // What the bot has got of each shard's session so far: nothing but what it inherited.
         let reports: Vec<Arc<Mutex<ShardReport>>> = claim
             .shard_ids
             .iter()
-            .map(|&shard_id| {
+            .zip(&claim.resumes)
+            .map(|(&shard_id, resume)| {
                 Arc::new(Mutex::new(ShardReport {
                     shard_id,
+                    resume: resume.clone(),
                     ..ShardReport::default()
                 }))
             })
@@ -110,7 +136,6 @@ impl Fleet {
             None => self.gateway_from_rest().await,
         };
         let queue = ShardmanQueue::for_claim(self.client.clone(), &claim, &keeper);
-        let (events_tx, events) = mpsc::unbounded_channel();
         let wanted = self.event_types
             | EventTypeFlags::READY
             | EventTypeFlags::GUILD_CREATE
@@ -146,10 +171,13 @@ impl Fleet {
             let shard = Shard::with_config(id, config.build());
             shards.push(tokio::spawn(run_shard(ShardTask {
                 shard,
+                key,
+                index,
                 report: reports[index].clone(),
                 wanted,
                 forward: self.event_types,
-                events: events_tx.clone(),
+                deliveries: deliveries.clone(),
+                reconnects: keeper.reconnects(),
                 end: keeper.end(),
                 lease: keeper.lease(),
             })));
@@ -161,13 +189,11 @@ impl Fleet {
             state = ?claim.state,
             "claimed"
         );
-        Claimed {
+        Group {
             claim,
             keeper,
-            events,
             shards,
             reports,
-            released: None,
         }
     }
 
@@ -229,56 +255,145 @@ pub enum Step {
     Released(Release),
 }
 
-/// A claimed shard group whose shards run, beat and pace their IDENTIFY.
-pub struct Claimed {
-    claim: Claim,
+/// What a shard task passes on to [`Claimed::next`] or [`Running::next`], in the order the shard
+/// received it.
+pub(crate) struct Delivery {
+    /// The claim's key in a [`Running`].
+    pub(crate) key: u64,
+    shard: ShardId,
+    /// The shard's place in the claim.
+    index: usize,
+    /// The event, unless the bot did not ask for its type.
+    event: Option<Event>,
+    /// The shard's session as of this message: once the bot has got the message, the resume data
+    /// to hand over.
+    resume: Option<Resume>,
+}
+
+/// A claim's shards, lease keeper and reports: what [`Claimed`] and [`Running`] drive.
+pub(crate) struct Group {
+    pub(crate) claim: Claim,
     keeper: LeaseKeeper,
-    events: mpsc::UnboundedReceiver<(ShardId, Event)>,
     shards: Vec<JoinHandle<()>>,
     reports: Vec<Arc<Mutex<ShardReport>>>,
+}
+
+/// What a claim's deliveries are taken in with: its reports and its end.
+pub(crate) struct Intake {
+    reports: Vec<Arc<Mutex<ShardReport>>>,
+    end: ClaimEnd,
+}
+
+impl Intake {
+    /// A delivery's event for the bot, counting it in the resume data the claim hands over; none
+    /// once the claim has ended (its last beat may have gone out: the next holder gets it
+    /// replayed). Checked under the report's lock, which the last beat's reports are read under.
+    pub(crate) fn accept(&self, delivery: Delivery) -> Option<(ShardId, Event)> {
+        let mut report = lock(&self.reports[delivery.index]);
+        if self.end.released().is_some() {
+            return None;
+        }
+        if delivery.resume.is_some() {
+            report.resume = delivery.resume;
+        }
+        delivery.event.map(|event| (delivery.shard, event))
+    }
+
+    /// Ends the claim for `release` unless it has ended already.
+    pub(crate) fn release(&self, release: Release) {
+        self.end.release(release);
+    }
+}
+
+impl Group {
+    /// Takes in the claim's deliveries.
+    pub(crate) fn intake(&self) -> Intake {
+        Intake {
+            reports: self.reports.clone(),
+            end: self.keeper.end(),
+        }
+    }
+
+    fn reports(&self) -> Vec<ShardReport> {
+        self.reports.iter().map(|r| lock(r).clone()).collect()
+    }
+
+    /// Once the claim has ended: waits for its shards to close, then gives it back where the
+    /// reason says so (`Shutdown`, `Failed`, `HandedOver`: a last beat, `/disconnect`).
+    pub(crate) async fn finish(&mut self) -> Release {
+        self.keeper.ended().await;
+        for shard in &mut self.shards {
+            if let Err(e) = shard.await
+                && e.is_panic()
+            {
+                tracing::error!(error = %e, "a shard task panicked");
+            }
+        }
+        self.shards.clear();
+        self.keeper.close(self.reports()).await
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        for shard in &self.shards {
+            shard.abort();
+        }
+    }
+}
+
+/// A claimed shard group whose shards run, beat and pace their IDENTIFY.
+pub struct Claimed {
+    group: Group,
+    intake: Intake,
+    deliveries: mpsc::UnboundedReceiver<Delivery>,
     released: Option<Release>,
 }
 
 impl Claimed {
     /// The `/connect` answer.
     pub fn claim(&self) -> &Claim {
-        &self.claim
+        &self.group.claim
     }
 
     /// The lease view now.
     pub fn lease(&self) -> LeaseView {
-        self.keeper.view()
+        self.group.keeper.view()
     }
 
     /// `active` or `standby`, as the last beat answered it.
     pub fn state(&self) -> State {
-        self.keeper.state()
+        self.group.keeper.state()
     }
 
     /// What the next beat reports per shard.
     pub fn reports(&self) -> Vec<ShardReport> {
-        self.reports.iter().map(|r| lock(r).clone()).collect()
+        self.group.reports()
     }
 
     /// The next event of any shard, or the end of the claim (after its shards were closed).
+    ///
+    /// The resume data beaten and handed over is that of the last message the bot got here (or
+    /// skipped, not having asked for its type): what a shard received after it, once the claim
+    /// ended, Discord replays to the next holder rather than this bot dropping it.
     pub async fn next(&mut self) -> Step {
         if let Some(release) = self.released {
             return Step::Released(release);
         }
-        tokio::select! {
-            biased;
-            _ = self.keeper.ended() => {}
-            event = self.events.recv() => {
-                if let Some((id, event)) = event {
-                    return Step::Event(id, event);
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.group.keeper.ended() => break,
+                delivery = self.deliveries.recv() => {
+                    // None: every shard task has ended, which they do only once the claim has.
+                    let Some(delivery) = delivery else { break };
+                    if let Some((shard, event)) = self.intake.accept(delivery) {
+                        return Step::Event(shard, event);
+                    }
                 }
-                // Every shard task has ended, which they do only once the claim has.
             }
         }
-        self.keeper.ended().await;
-        self.join_shards().await;
-        // Gives the group back where the reason says so (`Failed`: another process may run it).
-        let release = self.keeper.close(self.reports()).await;
+        let release = self.group.finish().await;
         self.released = Some(release);
         Step::Released(release)
     }
@@ -290,39 +405,23 @@ impl Claimed {
         if let Some(release) = self.released {
             return release;
         }
-        self.keeper.release(Release::Shutdown);
-        self.join_shards().await;
-        let release = self.keeper.shutdown(self.reports()).await;
+        self.group.keeper.release(Release::Shutdown);
+        let release = self.group.finish().await;
         self.released = Some(release);
         release
-    }
-
-    async fn join_shards(&mut self) {
-        for shard in &mut self.shards {
-            if let Err(e) = shard.await
-                && e.is_panic()
-            {
-                tracing::error!(error = %e, "a shard task panicked");
-            }
-        }
-        self.shards.clear();
-    }
-}
-
-impl Drop for Claimed {
-    fn drop(&mut self) {
-        for shard in &self.shards {
-            shard.abort();
-        }
     }
 }
 
 struct ShardTask {
     shard: Shard<ShardmanQueue>,
+    key: u64,
+    index: usize,
     report: Arc<Mutex<ShardReport>>,
     wanted: EventTypeFlags,
     forward: EventTypeFlags,
-    events: mpsc::UnboundedSender<(ShardId, Event)>,
+    deliveries: mpsc::UnboundedSender<Delivery>,
+    /// Shard ids the beats ask to reconnect.
+    reconnects: broadcast::Receiver<u32>,
     end: ClaimEnd,
     lease: SharedLease,
 }
@@ -330,10 +429,18 @@ struct ShardTask {
 async fn run_shard(mut task: ShardTask) {
     let id = task.shard.id();
     let mut guilds = HashSet::new();
+    let mut last_resume = None;
     loop {
         let message = tokio::select! {
             biased;
             _ = task.end.wait() => break,
+            shard = next_reconnect(&mut task.reconnects) => {
+                if shard == id.number() {
+                    tracing::info!(shard, "reconnecting: closing resumably, twilight RESUMEs");
+                    task.shard.close(CloseFrame::RESUME);
+                }
+                continue;
+            }
             message = next_message_within(&mut task.shard, &task.lease) => message,
         };
         let message = match message {
@@ -371,16 +478,37 @@ async fn run_shard(mut task: ShardTask) {
             }
         }
         update_report(&task.shard, &task.report, &guilds);
-        if let Some(event) = event
-            && task.forward.contains(EventTypeFlags::from(event.kind()))
-        {
+        let event = event.filter(|event| task.forward.contains(EventTypeFlags::from(event.kind())));
+        let resume = session_resume(&task.shard);
+        if event.is_some() || resume != last_resume {
+            last_resume.clone_from(&resume);
             // The receiver is gone only when the claim is being dropped.
-            let _ = task.events.send((id, event));
+            let _ = task.deliveries.send(Delivery {
+                key: task.key,
+                shard: id,
+                index: task.index,
+                event,
+                resume,
+            });
         }
     }
     let release = task.end.released();
     stop_shard(&mut task.shard, release).await;
     update_report(&task.shard, &task.report, &guilds);
+}
+
+/// The next shard id a beat asks to reconnect (never, once none can come: the shard's loop must
+/// not spin on a closed channel).
+async fn next_reconnect(reconnects: &mut broadcast::Receiver<u32>) -> u32 {
+    loop {
+        match reconnects.recv().await {
+            Ok(shard) => return shard,
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "missed reconnect requests");
+            }
+            Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
+        }
+    }
 }
 
 enum Within {
@@ -393,16 +521,33 @@ enum Within {
 }
 
 /// The shard's next message, but only while the lease view holds: checked at every poll, so a
-/// process woken past its deadline never lets the shard act before the lapse timer runs.
+/// process woken past its deadline never lets the shard act before the lapse timer runs. After
+/// every poll, an IDENTIFY that poll wrote confirms its permit.
 async fn next_message_within(shard: &mut Shard<ShardmanQueue>, lease: &SharedLease) -> Within {
     poll_fn(|cx| {
         if lease.is_lapsed(Instant::now()) {
             return Poll::Ready(Within::Lapsed);
         }
-        futures_core::Stream::poll_next(Pin::new(&mut *shard), cx)
-            .map(|message| message.map_or(Within::Ended, Within::Message))
+        let polled = futures_core::Stream::poll_next(Pin::new(&mut *shard), cx);
+        if identify_written(shard) {
+            shard.config().queue().identify_written(shard.id().number());
+        }
+        polled.map(|message| message.map_or(Within::Ended, Within::Message))
     })
     .await
+}
+
+/// Whether the shard has written IDENTIFY on its current connection. twilight takes a permit of
+/// its command rate limiter, which it makes afresh at each HELLO, right before it writes a text
+/// frame other than a heartbeat; before IDENTIFY a shard without a session (the only kind that
+/// asks the queue) writes no other one, and twilight writes the IDENTIFY in the same poll in which
+/// it takes its permit. Without a rate limiter (`ratelimit_messages(false)`), READY is the
+/// earliest sure sign.
+fn identify_written(shard: &Shard<ShardmanQueue>) -> bool {
+    match shard.ratelimiter() {
+        Some(limiter) => limiter.available() < limiter.max(),
+        None => shard.state() == ShardState::Active,
+    }
 }
 
 async fn next_message(
@@ -412,7 +557,9 @@ async fn next_message(
 }
 
 /// Closes the connection at once. Keeps the Discord session resumable (close code 4000) so the
-/// next holder can RESUME it with the data beaten last, unless the generation was retired.
+/// next holder can RESUME it with the data beaten last, unless the generation was retired. What
+/// arrives before Discord's close answer is read but not handed to the bot, and so not counted in
+/// the resume data: Discord replays it to the next holder.
 async fn stop_shard(shard: &mut Shard<ShardmanQueue>, release: Option<Release>) {
     if matches!(
         shard.state(),
@@ -455,26 +602,27 @@ fn count_guilds(guilds: &mut HashSet<u64>, event: &Event) {
     }
 }
 
-fn update_report(shard: &Shard<ShardmanQueue>, report: &Mutex<ShardReport>, guilds: &HashSet<u64>) {
-    let resume = match (shard.session(), shard.resume_url()) {
+/// The shard's Discord session as resume data, once it has one.
+fn session_resume(shard: &Shard<ShardmanQueue>) -> Option<Resume> {
+    match (shard.session(), shard.resume_url()) {
         (Some(session), Some(url)) => Some(Resume {
             session_id: session.id().to_owned(),
             sequence: session.sequence(),
             resume_gateway_url: url.to_owned(),
         }),
         _ => None,
-    };
+    }
+}
+
+/// The guild count, latency and dispatch count of the next beat (its resume data is what the bot
+/// has got, which [`Claimed::next`] sets).
+fn update_report(shard: &Shard<ShardmanQueue>, report: &Mutex<ShardReport>, guilds: &HashSet<u64>) {
     let mut report = lock(report);
     if shard.state() == ShardState::Active || !guilds.is_empty() {
         report.guild_count = Some(guilds.len() as u64);
     }
     if let Some(latency) = shard.latency().recent().first() {
         report.latency = Some(latency.as_secs_f64());
-    }
-    // Keep the last known resume data while the shard reconnects: it is what the next holder
-    // needs if this process dies now.
-    if resume.is_some() {
-        report.resume = resume;
     }
     // The dispatches the shard's session has received: its sequence, one per dispatch.
     report.events = shard.session().map(|session| session.sequence());

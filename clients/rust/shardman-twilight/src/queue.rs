@@ -1,13 +1,16 @@
-//! twilight's IDENTIFY [`Queue`], paced by shardman through the core's [`IdentifyPacer`].
+//! twilight's IDENTIFY [`Queue`], paced by shardman's permits through the core's
+//! [`IdentifyPacer`].
 
 use shardman_client::{Claim, ClaimEnd, Client, IdentifyPacer, LeaseKeeper, lock};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 use twilight_gateway::queue::Queue;
 
-/// A twilight [`Queue`] backed by shardman: twilight asks it for a permit before every IDENTIFY,
-/// and it grants one at the shard's slot ([`IdentifyPacer`]: the first from the `/connect`
-/// answer, later ones booked with `POST /identify`, whose 404 or 401 ends the claim).
+/// A twilight [`Queue`] backed by shardman: twilight asks it before every IDENTIFY, once the
+/// shard's connection is open (after HELLO), and it asks `POST /identify/permit` until the shard's
+/// bucket is open, then lets the shard IDENTIFY (a 404 or 401 ends the claim instead). The adapter
+/// tells it when the IDENTIFY was written ([`ShardmanQueue::identify_written`]), which confirms
+/// the permit.
 #[derive(Clone, Debug)]
 pub struct ShardmanQueue {
     inner: Arc<QueueInner>,
@@ -34,6 +37,14 @@ impl ShardmanQueue {
             }),
         }
     }
+
+    /// `shard`'s IDENTIFY has been written: confirms its permit, if one awaits confirming (in the
+    /// background; calls without one do nothing).
+    pub fn identify_written(&self, shard: u32) {
+        if let Some(confirm) = self.inner.pacer.confirm(shard) {
+            tokio::spawn(confirm);
+        }
+    }
 }
 
 impl Queue for ShardmanQueue {
@@ -49,24 +60,30 @@ impl QueueInner {
     async fn grant(self: Arc<Self>, shard: u32, tx: oneshot::Sender<()>) {
         let mut permit = Some(tx);
         self.end
-            .run_until_end(self.wait_and_grant(shard, &mut permit))
+            .run_until_end(self.ask_and_grant(shard, &mut permit))
             .await;
-        if let Some(tx) = permit {
+        if let Some(tx) = permit
+            && !tx.is_closed()
+        {
             lock(&self.parked).push(tx);
         }
     }
 
-    async fn wait_and_grant(&self, shard: u32, permit: &mut Option<oneshot::Sender<()>>) {
-        let Some(slot) = self.pacer.slot(shard).await else {
-            return; // the claim ended
+    async fn ask_and_grant(&self, shard: u32, permit: &mut Option<oneshot::Sender<()>>) {
+        let Some(tx) = permit.as_mut() else { return };
+        let granted = tokio::select! {
+            // The shard lost its connection while waiting: it asks again on its next one, so
+            // this request stops rather than take a permit nobody uses.
+            () = tx.closed() => return,
+            granted = self.pacer.permit(shard) => granted,
         };
-        tracing::debug!(shard, wait = ?slot.at.saturating_duration_since(std::time::Instant::now()), "waiting for the IDENTIFY slot");
-        tokio::time::sleep_until(slot.at.into()).await;
+        if !granted {
+            return; // the claim ended
+        }
         if let Some(tx) = permit.take()
             && tx.send(()).is_err()
         {
-            // The shard lost its connection before the slot: the slot is still unused.
-            self.pacer.unused(shard, slot);
+            self.pacer.unused(shard);
         }
     }
 }

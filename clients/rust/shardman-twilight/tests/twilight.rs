@@ -29,6 +29,14 @@ async fn setup_with_token(mut answer: Value, token: &str) -> Setup {
     shardman.on("/connect", vec![Reply::json(200, answer)]);
     shardman.on("/beat", vec![Reply::json(200, beat_answer("active"))]);
     shardman.on("/disconnect", vec![Reply::empty(204)]);
+    shardman.on(
+        "/identify/permit",
+        vec![Reply::json(200, json!({"permit": true, "shard_id": 0}))],
+    );
+    shardman.on(
+        "/identify/confirm",
+        vec![Reply::json(200, json!({"confirmed": true}))],
+    );
     let client = Client::new(&shardman.url, "secret").expect("client");
     let fleet = Fleet::new(client, token.into(), Intents::GUILDS);
     Setup {
@@ -61,11 +69,30 @@ fn identifies(seen: &[Seen]) -> Vec<[u32; 2]> {
         .collect()
 }
 
+/// When `path`'s requests for `shard` arrived.
+fn asked_for(shardman: &FakeShardman, path: &str, shard: u32) -> Vec<Instant> {
+    shardman
+        .requests(path)
+        .into_iter()
+        .filter(|request| request.json()["shard_id"] == shard)
+        .map(|request| request.at)
+        .collect()
+}
+
 #[tokio::test]
-async fn a_group_runs_one_shard_per_id_each_identifying_at_its_slot_and_beating_its_resume_data() {
-    let setup = setup(claim_answer(&[2, 3], &[0.0, 0.8], 6.0, 0.3)).await;
+async fn a_group_runs_one_shard_per_id_each_identifying_on_its_permit_and_confirming_it_before_ready()
+ {
+    let setup = setup(claim_answer(&[2, 3], &[0.0, 0.0], 6.0, 0.3)).await;
+    // The replica holds each permit a while (the bucket is closed); READY comes late.
+    setup.shardman.on(
+        "/identify/permit",
+        vec![
+            Reply::json(200, json!({"permit": true, "shard_id": 2}))
+                .after(Duration::from_millis(300)),
+        ],
+    );
+    setup.gateway.hold_ready(Duration::from_millis(600));
     let mut claimed = setup.fleet.claim().await.expect("claim");
-    let received_at = claimed.claim().received_at;
     let mut ready = Vec::new();
     while ready.len() < 2 {
         match tokio::time::timeout(Duration::from_secs(5), claimed.next()).await {
@@ -78,20 +105,29 @@ async fn a_group_runs_one_shard_per_id_each_identifying_at_its_slot_and_beating_
     ready.sort_unstable();
     assert_eq!(ready, [2, 3]);
     let records = setup.gateway.records();
-    let at = |shard: u32| {
-        records
+    for shard in [2, 3] {
+        let identified = records
             .iter()
             .find(|r| r.seen == Seen::Identify { shard: [shard, 4] })
             .expect("identified")
-            .at
-            - received_at
-    };
-    assert!(at(2) < Duration::from_secs(1), "shard 2 after {:?}", at(2));
-    assert!(
-        at(3) >= Duration::from_millis(800),
-        "shard 3 after {:?}",
-        at(3)
-    );
+            .at;
+        let permits = asked_for(&setup.shardman, "/identify/permit", shard);
+        assert_eq!(permits.len(), 1, "shard {shard}");
+        assert!(
+            identified - permits[0] >= Duration::from_millis(300),
+            "shard {shard} identified {:?} after asking",
+            identified - permits[0]
+        );
+        // Confirmed once, after its IDENTIFY went out and long before its READY.
+        let confirms = asked_for(&setup.shardman, "/identify/confirm", shard);
+        assert_eq!(confirms.len(), 1, "shard {shard}");
+        assert!(confirms[0] >= identified, "shard {shard}");
+        assert!(
+            confirms[0] - identified < Duration::from_millis(400),
+            "shard {shard} confirmed {:?} after its IDENTIFY",
+            confirms[0] - identified
+        );
+    }
     assert!(setup.shardman.requests("/identify").is_empty());
 
     // The next beats carry each shard's READY session as resume data and its guild count.
@@ -167,7 +203,7 @@ async fn a_shard_that_inherits_resume_data_resumes_at_the_resume_url_instead_of_
 }
 
 #[tokio::test]
-async fn a_refused_resume_asks_identify_and_waits_its_sleep_before_identifying() {
+async fn a_refused_resume_asks_a_permit_and_identifies_only_once_it_is_granted() {
     let mut answer = claim_answer(&[0], &[0.0], 6.0, 2.0);
     answer["resumes"] = json!([{"session_id": "forgotten", "sequence": 5,
                                 "resume_gateway_url": "ws://127.0.0.1:1"}]);
@@ -178,15 +214,18 @@ async fn a_refused_resume_asks_identify_and_waits_its_sleep_before_identifying()
         .shardman
         .on("/connect", vec![Reply::json(200, answer)]);
     setup.shardman.on(
-        "/identify",
-        vec![Reply::json(200, json!({"sleep_duration": 0.5}))],
+        "/identify/permit",
+        vec![
+            Reply::json(200, json!({"permit": true, "shard_id": 0}))
+                .after(Duration::from_millis(500)),
+        ],
     );
     let mut claimed = setup.fleet.claim().await.expect("claim");
     run_until(&mut claimed, &setup.gateway, |seen| {
         !identifies(seen).is_empty()
     })
     .await;
-    let asked = setup.shardman.requests("/identify");
+    let asked = setup.shardman.requests("/identify/permit");
     assert_eq!(asked.len(), 1);
     assert_eq!(asked[0].json()["shard_id"], 0);
     let identified = setup
@@ -309,4 +348,56 @@ async fn a_shard_closed_for_good_gives_the_group_back_and_releases_it_as_failed(
     assert_eq!(release, Release::Failed);
     assert!(setup.gateway.seen().contains(&Seen::Rejected));
     assert_eq!(setup.shardman.requests("/disconnect").len(), 1);
+}
+
+#[tokio::test]
+async fn the_resume_data_handed_over_names_the_last_dispatch_the_bot_got_not_the_last_received() {
+    let setup = setup(claim_answer(&[0], &[0.0], 6.0, 2.0)).await;
+    setup.gateway.dispatch_after_ready(3);
+    let mut claimed = setup.fleet.claim().await.expect("claim");
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), claimed.next()).await {
+            Ok(Step::Event(_, Event::Ready(_))) => break,
+            Ok(Step::Event(..)) => {}
+            other => panic!("{other:?}; gateway saw {:?}", setup.gateway.seen()),
+        }
+    }
+    // The shard receives three more dispatches; the bot takes none of them before it stops.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(claimed.shutdown().await, Release::Shutdown);
+    let last_beat = setup
+        .shardman
+        .requests("/beat")
+        .pop()
+        .expect("beats")
+        .json();
+    assert_eq!(
+        last_beat["events"], 4,
+        "the shard received them: {last_beat}"
+    );
+    assert_eq!(
+        last_beat["resume"]["sequence"], 1,
+        "Discord replays what the bot did not get: {last_beat}"
+    );
+
+    // A bot that takes every dispatch hands over the last one.
+    let setup = setup_with_token(claim_answer(&[0], &[0.0], 6.0, 2.0), "token").await;
+    setup.gateway.dispatch_after_ready(3);
+    let mut claimed = setup.fleet.claim().await.expect("claim");
+    let mut dispatches = 0;
+    while dispatches < 4 {
+        match tokio::time::timeout(Duration::from_secs(5), claimed.next()).await {
+            Ok(Step::Event(_, Event::Ready(_) | Event::GuildDelete(_))) => dispatches += 1,
+            Ok(Step::Event(..)) => {}
+            other => panic!("{other:?}; gateway saw {:?}", setup.gateway.seen()),
+        }
+    }
+    claimed.shutdown().await;
+    let last_beat = setup
+        .shardman
+        .requests("/beat")
+        .pop()
+        .expect("beats")
+        .json();
+    assert_eq!(last_beat["resume"]["sequence"], 4, "{last_beat}");
 }

@@ -1,6 +1,6 @@
 //! A minimal Discord gateway for the adapter's own tests: HELLO, heartbeat ACK, IDENTIFY ->
-//! READY (close 4004 unless the token is `Bot token`), RESUME of a known session -> RESUMED (else op 9), and a record of what each connection
-//! did. (The repository's stand-in Discord in tests/clients is the full one.)
+//! READY (close 4004 unless the token is `Bot token`), RESUME of a known session -> RESUMED (else
+//! op 9), and a record of what each connection did. (The repository's stand-in Discord in tests/clients is the full one.)
 #![allow(dead_code)] // each test file uses a part of it
 
 use futures_core::Stream;
@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_websockets::{CloseCode, Message, ServerBuilder, WebSocketStream};
 
@@ -48,6 +48,10 @@ struct State {
     records: Vec<Record>,
     sessions: HashSet<String>,
     connections: u32,
+    /// How long READY follows an IDENTIFY (Discord takes a while for a bot in many guilds).
+    ready_after: Duration,
+    /// Dispatches sent right after each READY.
+    dispatches_after_ready: u64,
 }
 
 #[derive(Clone)]
@@ -78,6 +82,17 @@ impl FakeGateway {
             .unwrap()
             .sessions
             .insert(session_id.to_owned());
+    }
+
+    /// READY follows each IDENTIFY `delay` later.
+    pub fn hold_ready(&self, delay: Duration) {
+        self.state.lock().unwrap().ready_after = delay;
+    }
+
+    /// Each READY is followed by `count` more dispatches (GUILD_DELETE of an unavailable guild:
+    /// an outage, which changes nothing).
+    pub fn dispatch_after_ready(&self, count: u64) {
+        self.state.lock().unwrap().dispatches_after_ready = count;
     }
 
     pub fn records(&self) -> Vec<Record> {
@@ -163,7 +178,18 @@ impl FakeGateway {
                         "shard": shard,
                         "application": {"id": "100", "flags": 0},
                     }});
+                    let (ready_after, dispatches) = {
+                        let state = self.state.lock().unwrap();
+                        (state.ready_after, state.dispatches_after_ready)
+                    };
+                    tokio::time::sleep(ready_after).await;
                     send(&mut ws, ready).await;
+                    for _ in 0..dispatches {
+                        sequence += 1;
+                        let dispatch = json!({"op": 0, "t": "GUILD_DELETE", "s": sequence,
+                                              "d": {"id": "1", "unavailable": true}});
+                        send(&mut ws, dispatch).await;
+                    }
                 }
                 Some(6) => {
                     let session_id = payload["d"]["session_id"].as_str().unwrap_or_default();
