@@ -283,11 +283,8 @@ pub const BY_LOAD: &[(&str, &str)] = &[
     ("PLACEMENT_INTERVAL", "1"),
     // Long enough that a moved shard has a rate again (two beats) before it may move on.
     ("MOVE_SETTLE", "10"),
-    // One move at a time: placement counts a marked shard at the process it is leaving until
-    // its move completes, so with more under way each placement plans them again and the fleet
-    // overshoots (seen with 4: shards 0, 1, 3 and 7 moving to the new process and back every
-    // 25 s, never balanced).
-    ("MAX_MOVES", "1"),
+    // MAX_MOVES stays at its default (4): placement counts a shard marked to move at its target,
+    // so moves under way are not planned again (before, more than one overshot and ping-ponged).
 ];
 
 /// The lease of a fleet placed by load. A rate spans a beat interval (`MAX_SECONDS / 3`): over

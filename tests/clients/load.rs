@@ -425,7 +425,6 @@ fn rust_bots_report_each_shards_rate_within_a_quarter_and_autoscale_asks_for_tot
 }
 
 #[test]
-#[ignore = "issue 20 §5: needs the Python adapter's placement by load (h/py 9218e0e; passes with it)"]
 fn python_bots_rebalance_as_processes_join_and_leave_without_a_double_session_and_identify_paced() {
     shards_follow_the_load_as_processes_come_and_go(BotKind::Python);
 }
