@@ -297,7 +297,8 @@ async def test_lapse_timer_notices_a_deadline_that_passed_while_the_loop_slept()
 
 
 def assert_process_usage(body: dict[str, Any]) -> None:
-    """Every beat carries the process's CPU time and resident memory: checked, then taken out."""
+    """Every beat carries the process's label, CPU time and resident memory: checked, then taken out."""
+    assert body.pop("process") == default_process_label()
     cpu, rss = body.pop("cpu_seconds"), body.pop("rss_bytes")
     assert isinstance(cpu, float)
     assert 0 < cpu <= time.process_time()

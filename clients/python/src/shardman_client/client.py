@@ -128,8 +128,8 @@ class ShardmanClient:
         timeout: float | None = None,
         retry_until: float | None = None,
     ) -> BeatAnswer:
-        """Beat for the session, with per-shard reports (the first one also in the flat fields) and this
-        process's CPU time and resident memory.
+        """Beat for the session, with per-shard reports (the first one also in the flat fields), this
+        process's CPU time and resident memory, and its label.
 
         Sent once (within `timeout`, default `request_timeout`) unless `retry_until` (monotonic) is
         given: then 429/5xx/network errors are retried until it, and no attempt is sent after it.
@@ -142,6 +142,8 @@ class ShardmanClient:
             # Connected to Discord once every shard has a session: only then may this holder complete a
             # reshard (shardman retires the old generation on it).
             body["ready"] = all(r.resume is not None for r in reports)
+        # Kept by shardman only where a lease has none (one re-established after a Redis data loss).
+        body["process"] = self.process
         body["cpu_seconds"] = cpu_seconds()
         resident = rss_bytes()
         if resident is not None:
