@@ -1264,7 +1264,6 @@ fn python_bots_cold_start_never_identifies_within_five_seconds_of_the_buckets_la
 }
 
 #[test]
-#[ignore = "issue 19 §1: slots are booked at /connect, so an IDENTIFY late to its slot crowds the next"]
 fn js_bots_cold_start_never_identifies_within_five_seconds_of_the_buckets_last() {
     come_up_and_roll_over(
         BotKind::Js,

@@ -38,7 +38,7 @@ function atMost(promise, ms) {
  * Claim, run and release shards, again and again, until a release reason ends the run.
  *
  * For each claim: report "claimed", start the shards through `start(context)`, beat every `beat_interval`
- * from the claim on, and release when the lease view lapses ("lapsed"), a beat or `/identify` answers 404
+ * from the claim on, and release when the lease view lapses ("lapsed"), a beat or an IDENTIFY permit answers 404
  * ("lost") or 401 ("retired"), on shutdown ("shutdown"), or when the library cannot run the shards
  * ("failed"). Then: stop the shards (close code per reason), give the claim back where the reason says so
  * (a last beat with the shards' resume data, then `/disconnect`), report "released", and claim anew after
@@ -48,15 +48,15 @@ function atMost(promise, ms) {
  * @param {import('./index.js').RunShardsOptions} options
  * @returns {Promise<'retired' | 'shutdown' | 'failed'>}
  */
-export async function runShards({ client, start, signal = new AbortController().signal, onClaimChange = () => {}, log = defaultLog, noShardsDelay = NO_SHARDS_AVAILABLE_RETRY, connectWait = CONNECT_WAIT, identifyMargin = 1 }) {
+export async function runShards({ client, start, signal = new AbortController().signal, onClaimChange = () => {}, log = defaultLog, noShardsDelay = NO_SHARDS_AVAILABLE_RETRY, connectWait = CONNECT_WAIT }) {
   // The first request of a process pays for loading and compiling fetch. Paid here, it does not delay
-  // the /connect answer, whose arrival times the first IDENTIFY slot.
+  // the claim and its first IDENTIFY permit.
   await client.request('GET', '/healthz', { signal, timeout: 2 }).catch(() => {});
   for (;;) {
     const claim = await claimShards(client, { signal, log, noShardsDelay, connectWait });
     if (!claim) return 'shutdown';
     onClaimChange(claimedEvent(claim));
-    const { reason, error } = await holdClaim(client, claim, { start, signal, log, identifyMargin });
+    const { reason, error } = await holdClaim(client, claim, { start, signal, log });
     onClaimChange(releasedEvent(claim, reason));
     if (error !== undefined) throw error;
     if (!RELEASE_REASONS[reason].claimsAgain) return /** @type {'retired' | 'shutdown' | 'failed'} */ (reason);
@@ -85,6 +85,8 @@ async function claimShards(client, { signal, log, noShardsDelay, connectWait }) 
     try {
       return await client.connect({
         wait: connectWait,
+        // Each IDENTIFY asks its permit right before it goes out (the pacer): no slot booked in advance.
+        identify: 'permit',
         signal,
         attempts: Infinity,
         onRetry: ({ delay, error }) => log(`connect: ${error.message}; again in ${delay.toFixed(2)} s`),
@@ -105,10 +107,10 @@ async function claimShards(client, { signal, log, noShardsDelay, connectWait }) 
  * One claim's life: beats from the claim on, the shards run, and the first release wins.
  * @param {import('./client.js').ShardmanClient} client
  * @param {import('./index.js').Claim} claim
- * @param {{ start: import('./index.js').StartShards, signal: AbortSignal, log: (message: string) => void, identifyMargin: number }} options
+ * @param {{ start: import('./index.js').StartShards, signal: AbortSignal, log: (message: string) => void }} options
  * @returns {Promise<{ reason: import('./index.js').ReleaseReason, error?: unknown }>} `error`: what `start` threw
  */
-async function holdClaim(client, claim, { start, signal, log, identifyMargin }) {
+async function holdClaim(client, claim, { start, signal, log }) {
   const controller = new AbortController();
   /** @type {(reason: import('./index.js').ReleaseReason) => void} */
   let settle = () => {};
@@ -139,7 +141,7 @@ async function holdClaim(client, claim, { start, signal, log, identifyMargin }) 
     signal: controller.signal,
     release,
     log,
-    throttler: new IdentifyPacer(client, claim, { signal: controller.signal, release, log, margin: identifyMargin }),
+    throttler: new IdentifyPacer(client, claim, { signal: controller.signal, release, log }),
   };
   /** @type {import('./index.js').RunningShards | null} */
   let running = null;

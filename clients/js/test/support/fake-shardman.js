@@ -50,3 +50,14 @@ export function connectAnswer({ sessionId = 's1', shardIds = [0], shardCount = 1
     gateway_url: gatewayUrl,
   };
 }
+
+/**
+ * What shardman answers when nothing is scripted: an IDENTIFY permit granted at once, a confirm
+ * confirmed, a beat or a disconnect acknowledged.
+ * @param {{ path: string, body: any }} request
+ */
+export function usualAnswer({ path, body }) {
+  if (path === '/identify/permit') return { status: 200, body: { permit: true, shard_id: body?.shard_id ?? 0 } };
+  if (path === '/identify/confirm') return { status: 200, body: { confirmed: true } };
+  return { status: 204 };
+}
