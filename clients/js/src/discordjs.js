@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { Client, Status } from 'discord.js';
 import { RELEASE_REASONS } from './events.js';
-import { confirmOnceIdentifying, gatewayInformationFor, restOptionsFor, SessionBook } from './sessions.js';
+import { gatewayInformationFor, restOptionsFor, SessionBook } from './sessions.js';
 
 // discord.js 14 runs on its own copy of @discordjs/ws 1; the sharding strategy must come from that copy,
 // not from the @discordjs/ws 2 this package may sit next to.
@@ -11,8 +11,8 @@ const { SimpleShardingStrategy } = requireFromDiscordjs('@discordjs/ws');
 /**
  * discord.js 14 `ClientOptions` for a claim, merged over `options`:
  * - `shards` / `shardCount` from the claim;
- * - `ws.buildIdentifyThrottler`: shardman's IDENTIFY pacing (a permit before each IDENTIFY, confirmed once
- *   it is written);
+ * - `ws.buildIdentifyThrottler`: shardman's IDENTIFY pacing (a permit before each IDENTIFY, confirmed on
+ *   its READY);
  * - `ws.buildStrategy`: the default SimpleShardingStrategy, on a manager that takes the claim's
  *   `gateway_url` instead of calling `/gateway/bot`, and whose session info goes through `sessions`
  *   (resume out) and stops answering once the claim is released (no reconnect of a released shard);
@@ -51,8 +51,7 @@ export function discordjsClientOptions(context, { options = /** @type {any} */ (
           manager.fetchGatewayInformation = async (/** @type {boolean} */ force) =>
             claim.gatewayUrl ? gatewayInformationFor(claim) : fetchFromDiscord(force);
         }
-        // @discordjs/ws 1 emits its shards' events with the shard id in the payload.
-        manager.on('debug', (/** @type {{ message: string, shardId: number }} */ { message, shardId }) => confirmOnceIdentifying(context.throttler, message, shardId));
+        // The IDENTIFY permit is confirmed on READY (see ws.js); @discordjs/ws 1 puts the shard id in the payload.
         manager.on('ready', (/** @type {{ shardId: number }} */ { shardId }) => context.throttler.identifySent(shardId));
         onManager?.(manager);
         return new SimpleShardingStrategy(manager);

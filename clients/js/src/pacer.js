@@ -27,8 +27,12 @@ function untilAborted(signal) {
  *   `POST /identify/permit` until granted; shardman holds each ask up to `permitWait` s until the shard's
  *   bucket is open. A refusal that came back well before the wait (a replica shutting down) is asked
  *   again after its `retry_after`.
- * - `identifySent(shardId)`, which the adapter calls once the IDENTIFY is written, confirms the permit,
- *   so the bucket opens 5.1 s after the IDENTIFY rather than 8.1 s after the grant.
+ * - `identifySent(shardId)`, which the adapters call on the shard's READY, confirms the permit, so the
+ *   bucket opens 5.1 s after the confirm rather than 8.1 s after the grant. READY, not the moment the
+ *   IDENTIFY is written: a confirm sent then can reach shardman before the IDENTIFY reaches the gateway
+ *   (seen: 160 to 310 ms, on a loaded machine), and the bucket's next IDENTIFY came within 5 s of it at
+ *   the gateway. READY proves the gateway had it. An IDENTIFY answered without READY (op 9) is never
+ *   confirmed: its bucket opens 8.1 s after the grant.
  * - 404/401 from either route release the claim ("lost"/"retired").
  */
 export class IdentifyPacer {
@@ -71,8 +75,8 @@ export class IdentifyPacer {
   }
 
   /**
-   * The IDENTIFY of `shardId` has been written to its socket: confirm its permit. Only the first call
-   * after a grant confirms; any other does nothing (so an adapter may call it on READY too).
+   * Discord has the IDENTIFY of `shardId` (its READY came): confirm its permit. Only the first call after
+   * a grant confirms; any other (a READY after a RESUME, say) does nothing.
    * @param {number} shardId
    */
   async identifySent(shardId) {

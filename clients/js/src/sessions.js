@@ -104,16 +104,3 @@ export function gatewayInformationFor(claim) {
     session_start_limit: { total: 1000, remaining: 1000, reset_after: 0, max_concurrency: 1 },
   };
 }
-
-/**
- * For an adapter's @discordjs/ws (1 or 2) `debug` listener: confirm `shardId`'s IDENTIFY permit once the
- * IDENTIFY is written. WebSocketShard#identify logs "Identifying" and then, in the same synchronous run,
- * writes the IDENTIFY to the socket (an IDENTIFY skips the send queue); so once this run is over
- * (`setImmediate`), it has been written, and not before. The earliest point the library shows.
- * @param {{ identifySent(shardId: number): unknown }} throttler
- * @param {string} message
- * @param {number} shardId
- */
-export function confirmOnceIdentifying(throttler, message, shardId) {
-  if (message.startsWith('Identifying')) setImmediate(() => throttler.identifySent(shardId));
-}

@@ -1,7 +1,7 @@
 import { WebSocketManager, WebSocketShardEvents } from '@discordjs/ws';
 import { RELEASE_REASONS } from './events.js';
 import { GuildTracker } from './guilds.js';
-import { confirmOnceIdentifying, gatewayInformationFor, SessionBook } from './sessions.js';
+import { gatewayInformationFor, SessionBook } from './sessions.js';
 
 /**
  * Discord's close codes after which @discordjs/ws gives a shard up instead of reconnecting (a bad token,
@@ -64,10 +64,10 @@ export async function startWebSocketShards(context, { token, intents, rest, mana
   );
   manager.on(WebSocketShardEvents.HeartbeatComplete, ({ latency }, shardId) => latencies.set(shardId, latency / 1000));
   manager.on(WebSocketShardEvents.Dispatch, (payload, shardId) => guilds.dispatch(shardId, payload));
-  manager.on(WebSocketShardEvents.Debug, (message, shardId) => confirmOnceIdentifying(context.throttler, message, shardId));
   manager.on(WebSocketShardEvents.Ready, (data, shardId) => {
     log(`shard ${shardId}: READY (session ${data.session_id})`);
-    // Should a library version not log "Identifying", READY still follows the IDENTIFY.
+    // READY proves Discord has the IDENTIFY: confirming sooner (once it is written) can reach shardman
+    // before the IDENTIFY reaches the gateway, and the bucket's next IDENTIFY would follow within 5 s.
     context.throttler.identifySent(shardId);
   });
   manager.on(WebSocketShardEvents.Resumed, (shardId) => log(`shard ${shardId}: RESUMED`));

@@ -52,12 +52,12 @@ test('without a gateway_url the shards find the gateway through REST at DISCORD_
   assert.equal(beat.events, beat.resume.sequence);
   assert.equal(beat.shards[0].events, beat.resume.sequence);
   assert.ok(beat.cpu_seconds > 0 && beat.rss_bytes > 1024 * 1024);
-  // The IDENTIFY went out between its permit and the permit's confirm.
+  // The IDENTIFY went out between its permit and the permit's confirm, which waited for READY.
   const identified = discord.events.find((event) => event.type === 'identify');
   const permit = shardman.requests.find((request) => request.path === '/identify/permit');
   const confirms = shardman.requests.filter((request) => request.path === '/identify/confirm');
   assert.deepEqual([permit.body, confirms.map((confirm) => confirm.body)], [{ session_id: 's1', shard_id: 0, wait: 10 }, [{ session_id: 's1', shard_id: 0 }]]);
-  assert.ok(permit.time < identified.time && identified.time < confirms[0].time, 'permit, IDENTIFY, confirm in this order');
+  assert.ok(permit.time < identified.time && ready.time < confirms[0].time, 'permit, IDENTIFY, READY, confirm in this order');
   const connect = shardman.requests.find((request) => request.path === '/connect');
   assert.equal(connect.query.process, `${hostname()}:${process.pid}`);
   assert.ok(logs.some((line) => line.includes('is now active (was standby)')), logs.join('\n'));
