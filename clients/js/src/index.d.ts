@@ -235,6 +235,8 @@ export interface ClaimContext {
 export interface RunningShards {
   report(): ShardReport[];
   stop(reason: ReleaseReason): Promise<void> | void;
+  /** Close one shard and connect it again, RESUMEing its session (a beat's `reconnect`). */
+  reconnect?(shardId: number): Promise<void> | void;
 }
 
 export type StartShards = (context: ClaimContext) => RunningShards | Promise<RunningShards>;
@@ -256,6 +258,10 @@ export interface RunShardsOptions {
   connectWait?: number;
 }
 
+/**
+ * Claim, run and release shards until a release reason ends the run. Claims placed by load
+ * (`placement: 'load'`) run side by side, `start` once per claim, with one waiting `/connect` open.
+ */
 export function runShards(options: RunShardsOptions): Promise<'retired' | 'shutdown' | 'failed'>;
 export function claimedEvent(claim: Claim): ClaimChange;
 export function releasedEvent(claim: Claim, reason: ReleaseReason): ClaimChange;

@@ -252,3 +252,104 @@ test('an adapter releasing as failed ends the run with "failed" after giving the
   assert.deepEqual(last.map((request) => request.path), ['/beat', '/disconnect']);
   assert.deepEqual(last[0].body.shards[0].resume, { session_id: 'd-s1', sequence: 3, resume_gateway_url: 'wss://r' });
 });
+
+/** A shardman placing by load: `/connect` grants the scripted shards one by one, then holds every later ask. */
+function placingShardman(shardIds, beat = () => ({ status: 204 })) {
+  return fake((request) => {
+    const { path, count } = request;
+    if (path === '/connect') {
+      const shardId = shardIds[count - 1];
+      if (shardId === undefined) return { status: 401, body: { detail: 'No Shards Available' }, delay: 5000 };
+      return { status: 200, body: connectAnswer({ sessionId: `s${shardId}`, shardIds: [shardId], shardCount: 4, leaseSeconds: 1.5, placement: 'load' }), delay: count === 1 ? 0 : 200 };
+    }
+    if (path === '/beat') return beat(request);
+    return { status: 204 };
+  });
+}
+
+const until = async (what, check, timeout = 5000) => {
+  const end = performance.now() + timeout;
+  while (!check()) {
+    if (performance.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+};
+
+test('placed by load, the process runs every claim it is given side by side, with a waiting /connect always open', async () => {
+  const { client, server } = await placingShardman([0, 1]);
+  const controller = new AbortController();
+  const stops = [];
+  const changes = [];
+  const run = runShards({ client, start: recordingShards(stops), signal: controller.signal, log: silent, onClaimChange: (change) => changes.push(change) });
+  await until('a third /connect, waiting', () => server.requests.filter((request) => request.path === '/connect').length === 3);
+  assert.deepEqual(changes.map((change) => [change.event, change.shard_ids]), [['claimed', [0]], ['claimed', [1]]]);
+  assert.deepEqual(stops, [], 'both claims still held');
+  await until('beats of both sessions', () => ['s0', 's1'].every((id) => server.requests.some((request) => request.path === '/beat' && request.body.session_id === id)));
+  controller.abort();
+  assert.equal(await run, 'shutdown');
+  assert.deepEqual(stops.map((stop) => [stop.sessionId, stop.reason]).sort(), [['s0', 'shutdown'], ['s1', 'shutdown']]);
+  const disconnected = server.requests.filter((request) => request.path === '/disconnect').map((request) => request.body.session_id);
+  assert.deepEqual(disconnected.sort(), ['s0', 's1']);
+});
+
+test('a beat answering hand_over ends that claim alone, as a shutdown hands it over; the others go on', async () => {
+  const { client, server } = await placingShardman([0, 1], ({ body, count }) =>
+    body.session_id === 's0' && count >= 3 ? { status: 200, body: { shard_id: 0, max_shards: 4, generation: 1, state: 'active', fence: 7, hand_over: true, reconnect: [] } } : { status: 204 },
+  );
+  const controller = new AbortController();
+  const stops = [];
+  const changes = [];
+  const run = runShards({ client, start: recordingShards(stops), signal: controller.signal, log: silent, onClaimChange: (change) => changes.push(change) });
+  await until('shard 0 handed over', () => server.requests.some((request) => request.path === '/disconnect'));
+  assert.deepEqual(stops.map((stop) => [stop.sessionId, stop.reason]), [['s0', 'handed_over']]);
+  // Given back as on SIGTERM: a last beat with the resume data the shard ended with, then /disconnect.
+  const last = server.requests.filter((request) => request.body?.session_id === 's0').slice(-2);
+  assert.deepEqual(last.map((request) => request.path), ['/beat', '/disconnect']);
+  assert.deepEqual(last[0].body.shards[0].resume, { session_id: 'd-s0', sequence: 3, resume_gateway_url: 'wss://r' });
+  const beatsOfS1 = () => server.requests.filter((request) => request.path === '/beat' && request.body.session_id === 's1').length;
+  const before = beatsOfS1();
+  await until('shard 1 beating on', () => beatsOfS1() > before);
+  assert.ok(changes.some((change) => change.event === 'released' && change.reason === 'handed_over' && change.shard_ids[0] === 0));
+  assert.equal(stops.length, 1, 'shard 1 still runs');
+  controller.abort();
+  assert.equal(await run, 'shutdown');
+});
+
+test('a claim of a group ignores hand_over', async () => {
+  const { client, server } = await fake(({ path }) =>
+    path === '/connect'
+      ? { status: 200, body: connectAnswer({ leaseSeconds: 1.5 }) }
+      : { status: 200, body: { shard_id: 0, max_shards: 1, generation: 1, state: 'active', fence: 7, hand_over: true } },
+  );
+  const controller = new AbortController();
+  const stops = [];
+  const run = runShards({ client, start: recordingShards(stops), signal: controller.signal, log: silent });
+  await until('three beats', () => server.requests.filter((request) => request.path === '/beat').length >= 3);
+  assert.deepEqual(stops, []);
+  controller.abort();
+  assert.equal(await run, 'shutdown');
+});
+
+test('placed by load, a retired claim ends the run: its generation\'s other claims retire too', async () => {
+  const { client } = await placingShardman([0, 1], ({ body, count }) => (body.session_id === 's1' && count >= 4 ? { status: 401, body: { detail: 'No Shards Available' } } : { status: 204 }));
+  const stops = [];
+  assert.equal(await runShards({ client, start: recordingShards(stops), log: silent }), 'retired');
+  assert.deepEqual(stops.map((stop) => [stop.sessionId, stop.reason]).sort(), [['s0', 'retired'], ['s1', 'retired']]);
+});
+
+test('a beat naming a shard in reconnect reconnects that shard of the claim', async () => {
+  const { client } = await fake(({ path, count }) =>
+    path === '/connect'
+      ? { status: 200, body: connectAnswer({ shardIds: [2, 3], shardCount: 4, leaseSeconds: 1.5 }) }
+      : { status: 200, body: { shard_id: 2, max_shards: 4, generation: 1, state: 'active', fence: 7, reconnect: count === 2 ? [3, 9] : [] } },
+  );
+  const controller = new AbortController();
+  const reconnected = [];
+  const start = async (context) => ({ ...(await recordingShards([])(context)), reconnect: (shardId) => reconnected.push(shardId) });
+  const run = runShards({ client, start, signal: controller.signal, log: silent });
+  await until('a reconnect', () => reconnected.length > 0);
+  await new Promise((resolve) => setTimeout(resolve, 700));
+  controller.abort();
+  await run;
+  assert.deepEqual(reconnected, [3], 'shard 9 is not the claim\'s');
+});

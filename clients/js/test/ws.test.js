@@ -104,3 +104,36 @@ test('a shard Discord refuses for good (4004, a bad token) releases the claim as
   assert.deepEqual(changes.map((change) => change.reason ?? change.event), ['claimed', 'failed']);
   assert.deepEqual(shardman.requests.slice(-2).map((request) => request.path), ['/beat', '/disconnect']);
 });
+
+test('a beat naming the shard in reconnect closes it resumable and RESUMEs the same session', async () => {
+  const discord = await startDiscord();
+  cleanup.push(() => discord.stop());
+  const shardman = await startFakeShardman((request) => {
+    const { path } = request;
+    if (path === '/connect') return { status: 200, body: connectAnswer({ shardIds: [0], shardCount: 1, leaseSeconds: 3, gatewayUrl: discord.gatewayUrl }) };
+    // Once the shard has a session, one beat asks to reconnect it.
+    if (path === '/beat' && request.body.resume && !shardman.asked) {
+      shardman.asked = true;
+      return { status: 200, body: { shard_id: 0, max_shards: 1, generation: 1, state: 'active', fence: 7, reconnect: [0] } };
+    }
+    return usualAnswer(request);
+  });
+  cleanup.push(() => shardman.stop());
+  const controller = new AbortController();
+  const run = runShards({
+    client: new ShardmanClient({ url: shardman.url, secret: 's' }),
+    signal: controller.signal,
+    log: () => {},
+    start: (context) => startWebSocketShards(context, { token: discord.token, intents: 1, rest: new REST() }),
+  });
+  const end = performance.now() + 10_000;
+  while (!discord.events.some((event) => event.type === 'resumed') && performance.now() < end) await new Promise((resolve) => setTimeout(resolve, 50));
+  controller.abort();
+  assert.equal(await run, 'shutdown');
+  const [ready] = discord.events.filter((event) => event.type === 'ready');
+  assert.deepEqual(
+    discord.events.filter((event) => event.type !== 'open').map((event) => [event.type, event.code ?? event.sessionId ?? null]),
+    [['identify', null], ['ready', ready.sessionId], ['close', 4200], ['resume', ready.sessionId], ['resumed', ready.sessionId], ['close', 4000]],
+  );
+  assert.equal(discord.events.filter((event) => event.type === 'identify').length, 1, 'no second IDENTIFY');
+});

@@ -32,7 +32,7 @@ export async function startFakeShardman(answer) {
 }
 
 /** A `/connect` answer as shardman gives it. */
-export function connectAnswer({ sessionId = 's1', shardIds = [0], shardCount = 1, sleepDurations, resumes, leaseSeconds = 6, beatInterval, generation = 1, state = 'active', gatewayUrl = null } = {}) {
+export function connectAnswer({ sessionId = 's1', shardIds = [0], shardCount = 1, sleepDurations, resumes, leaseSeconds = 6, beatInterval, generation = 1, state = 'active', gatewayUrl = null, placement = 'groups' } = {}) {
   return {
     shard_id: shardIds[0],
     max_shards: shardCount,
@@ -48,6 +48,7 @@ export function connectAnswer({ sessionId = 's1', shardIds = [0], shardCount = 1
     lease_seconds: leaseSeconds,
     beat_interval: beatInterval ?? leaseSeconds / 3,
     gateway_url: gatewayUrl,
+    placement,
   };
 }
 
