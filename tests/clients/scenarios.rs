@@ -1192,7 +1192,7 @@ fn rust_bots_in_a_rolling_deploy_resume_every_shard_at_its_last_sequence() {
 }
 
 #[test]
-#[ignore = "issue 19 §3: passes since claims wait (gaps 65-253 ms in two runs); to run in CI once stable across runs"]
+#[ignore = "issue 19 §3: 2 of 3 runs with permits passed (max gaps 362, 337 ms); one had 1037 ms, its old process exiting 1054 ms after SIGTERM on a loaded machine"]
 fn js_bots_in_a_rolling_deploy_leave_no_shard_down_longer_than_half_a_second() {
     come_up_and_roll_over(
         BotKind::Js,
@@ -1227,7 +1227,6 @@ fn python_bots_cold_start_never_identifies_within_five_seconds_of_the_buckets_la
 }
 
 #[test]
-#[ignore = "issue 19 §1: slots are booked at /connect, so an IDENTIFY late to its slot crowds the next"]
 fn js_bots_cold_start_never_identifies_within_five_seconds_of_the_buckets_last() {
     come_up_and_roll_over(
         BotKind::Js,

@@ -15,8 +15,13 @@ const ROUTES = Object.freeze({
   connect: ['GET', '/connect'],
   beat: ['POST', '/beat'],
   identify: ['POST', '/identify'],
+  identify_permit: ['POST', '/identify/permit'],
+  identify_confirm: ['POST', '/identify/confirm'],
   disconnect: ['POST', '/disconnect'],
 });
+
+/** Seconds `/identify/permit` is asked to wait for the shard's bucket to open (shardman takes 0 to 30). */
+export const PERMIT_WAIT = 10;
 
 /**
  * Seconds from a `Retry-After` header (delta-seconds, fractional allowed, or an HTTP date), else null.
@@ -86,6 +91,8 @@ export function claimFromWire(body, sentAt, receivedAt) {
     leaseSeconds,
     beatInterval: body.beat_interval ?? leaseSeconds / 3,
     gatewayUrl: body.gateway_url ?? null,
+    // An older shardman answers no placement: its claims are groups.
+    placement: body.placement === 'load' ? 'load' : 'groups',
     // A claim that waited: its lease began no earlier than `waited` after the request was sent.
     sentAt: sentAt + (Number(body.waited) || 0) * 1000,
     receivedAt,
@@ -143,6 +150,9 @@ function beatAnswerFromWire(status, body, sentAt, receivedAt) {
     generation: view.generation ?? null,
     state: view.state ?? null,
     fence: view.fence ?? null,
+    // A shardman without placement by load answers neither.
+    handOver: view.hand_over === true,
+    reconnect: Array.isArray(view.reconnect) ? view.reconnect : [],
     sentAt,
     receivedAt,
   };
@@ -163,6 +173,12 @@ export function decodeAnswer(route, { status, body, retryAfter = null, sentAt = 
       return beatAnswerFromWire(status, body, sentAt, receivedAt);
     case 'identify':
       return { sleepDuration: body?.sleep_duration ?? 0, sentAt, receivedAt };
+    case 'identify_permit': {
+      const granted = body?.permit === true;
+      return { granted, shardId: body?.shard_id ?? null, retryAfter: granted ? null : (body?.retry_after ?? null), sentAt, receivedAt };
+    }
+    case 'identify_confirm':
+      return body?.confirmed === true;
     case 'disconnect':
       return true;
     default:
@@ -264,11 +280,14 @@ export class ShardmanClient {
   /**
    * `GET /connect`: claim a shard (group). Throws NoShardsAvailableError when every shard is held; with `wait`
    * (seconds, up to 60), when every shard is still held after shardman waited that long for one to become free.
-   * @param {{ wait?: number, signal?: AbortSignal, attempts?: number, onRetry?: (info: any) => void }} [options]
+   * `identify`: `'permit'` (each IDENTIFY asks `/identify/permit` right before it; no slot is booked) or
+   * `'slot'` (shardman's default: the answer's `sleep_durations`).
+   * @param {{ wait?: number, identify?: 'permit' | 'slot', signal?: AbortSignal, attempts?: number, onRetry?: (info: any) => void }} [options]
    * @returns {Promise<import('./index.js').Claim>}
    */
-  async connect({ wait, ...options } = {}) {
-    const query = { process: this.process };
+  async connect({ wait, identify, ...options } = {}) {
+    const query = /** @type {Record<string, string>} */ ({ process: this.process });
+    if (identify) query.identify = identify;
     if (!wait) return this.call('connect', { ...options, query });
     return this.call('connect', { ...options, query: { ...query, wait: String(wait) }, timeout: wait + this.timeout });
   }
@@ -305,6 +324,37 @@ export class ShardmanClient {
   async identify(sessionId, shardId, options = {}) {
     const sent = this.resigned.get(sessionId) ?? sessionId;
     return this.call('identify', {
+      ...options,
+      body: shardId == null ? { session_id: sent } : { session_id: sent, shard_id: shardId },
+    });
+  }
+
+  /**
+   * `POST /identify/permit`: may `shardId` IDENTIFY now? shardman holds the request up to `wait` seconds
+   * until the shard's bucket is open. A grant holds the bucket for 8.1 s, or until 5.1 s after the
+   * confirm (`identifyConfirm`) that follows the IDENTIFY.
+   * @param {string} sessionId
+   * @param {number} [shardId] default: the group's first
+   * @param {{ wait?: number, signal?: AbortSignal, attempts?: number, onRetry?: (info: any) => void }} [options]
+   * @returns {Promise<import('./index.js').Permit>}
+   */
+  async identifyPermit(sessionId, shardId, { wait = PERMIT_WAIT, ...options } = {}) {
+    const sent = this.resigned.get(sessionId) ?? sessionId;
+    const body = shardId == null ? { session_id: sent, wait } : { session_id: sent, shard_id: shardId, wait };
+    return this.call('identify_permit', { ...options, body, timeout: wait + this.timeout });
+  }
+
+  /**
+   * `POST /identify/confirm`: the permitted IDENTIFY of `shardId` was sent (never call it before). Resolves
+   * false for a permit confirmed already, or so late that the bucket was granted again since.
+   * @param {string} sessionId
+   * @param {number} [shardId]
+   * @param {{ signal?: AbortSignal, attempts?: number, timeout?: number }} [options]
+   * @returns {Promise<boolean>}
+   */
+  async identifyConfirm(sessionId, shardId, options = {}) {
+    const sent = this.resigned.get(sessionId) ?? sessionId;
+    return this.call('identify_confirm', {
       ...options,
       body: shardId == null ? { session_id: sent } : { session_id: sent, shard_id: shardId },
     });

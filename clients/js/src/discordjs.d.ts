@@ -3,7 +3,7 @@ import type { ClaimContext, RunningShards, SessionBook } from './index.js';
 
 export function discordjsClientOptions(
   context: ClaimContext,
-  settings?: { options?: ClientOptions; discordApiBase?: string; sessions?: SessionBook; onManager?: (manager: unknown) => void },
+  settings?: { options?: ClientOptions; discordApiBase?: string; sessions?: SessionBook; onManager?: (manager: unknown) => void; onStrategy?: (strategy: unknown) => void },
 ): ClientOptions;
 
 export function startDiscordjsShards(

@@ -6,12 +6,13 @@ import { gatewayInformationFor, restOptionsFor, SessionBook } from './sessions.j
 // discord.js 14 runs on its own copy of @discordjs/ws 1; the sharding strategy must come from that copy,
 // not from the @discordjs/ws 2 this package may sit next to.
 const requireFromDiscordjs = createRequire(createRequire(import.meta.url).resolve('discord.js'));
-const { SimpleShardingStrategy } = requireFromDiscordjs('@discordjs/ws');
+const { SimpleShardingStrategy, WebSocketShardDestroyRecovery } = requireFromDiscordjs('@discordjs/ws');
 
 /**
  * discord.js 14 `ClientOptions` for a claim, merged over `options`:
  * - `shards` / `shardCount` from the claim;
- * - `ws.buildIdentifyThrottler`: shardman's IDENTIFY pacing (the claim's sleep, then `POST /identify`);
+ * - `ws.buildIdentifyThrottler`: shardman's IDENTIFY pacing (a permit before each IDENTIFY, confirmed on
+ *   its READY);
  * - `ws.buildStrategy`: the default SimpleShardingStrategy, on a manager that takes the claim's
  *   `gateway_url` instead of calling `/gateway/bot`, and whose session info goes through `sessions`
  *   (resume out) and stops answering once the claim is released (no reconnect of a released shard);
@@ -23,10 +24,10 @@ const { SimpleShardingStrategy } = requireFromDiscordjs('@discordjs/ws');
  *
  * @param {import('./index.js').ClaimContext} context
  * @param {{ options?: import('discord.js').ClientOptions, discordApiBase?: string, sessions?: SessionBook,
- *   onManager?: (manager: any) => void }} [settings]
+ *   onManager?: (manager: any) => void, onStrategy?: (strategy: any) => void }} [settings]
  * @returns {import('discord.js').ClientOptions}
  */
-export function discordjsClientOptions(context, { options = /** @type {any} */ ({}), discordApiBase, sessions = new SessionBook(context.claim, { resumeIn: false }), onManager } = {}) {
+export function discordjsClientOptions(context, { options = /** @type {any} */ ({}), discordApiBase, sessions = new SessionBook(context.claim, { resumeIn: false }), onManager, onStrategy } = {}) {
   const { claim } = context;
   return {
     ...options,
@@ -50,8 +51,12 @@ export function discordjsClientOptions(context, { options = /** @type {any} */ (
           manager.fetchGatewayInformation = async (/** @type {boolean} */ force) =>
             claim.gatewayUrl ? gatewayInformationFor(claim) : fetchFromDiscord(force);
         }
+        // The IDENTIFY permit is confirmed on READY (see ws.js); @discordjs/ws 1 puts the shard id in the payload.
+        manager.on('ready', (/** @type {{ shardId: number }} */ { shardId }) => context.throttler.identifySent(shardId));
         onManager?.(manager);
-        return new SimpleShardingStrategy(manager);
+        const strategy = new SimpleShardingStrategy(manager);
+        onStrategy?.(strategy);
+        return strategy;
       },
     },
   };
@@ -68,10 +73,20 @@ export function discordjsClientOptions(context, { options = /** @type {any} */ (
  */
 export async function startDiscordjsShards(context, { token, options, discordApiBase, onClient }) {
   const { claim, log } = context;
+  if (claim.placement === 'load') {
+    // Placement by load moves a shard by handing its session over for a RESUME, which a discord.js
+    // Client cannot take (no resume in, below): the moved shard would IDENTIFY again and lose its
+    // events. Refused (the claim is given back, the run ends as "failed").
+    throw new Error('discord.js 14 cannot RESUME a handed-over shard, so it cannot run shards placed by load (SHARDS_PER_PROCESS=auto); use shardman-client/ws, or a fixed SHARDS_PER_PROCESS');
+  }
   const sessions = new SessionBook(claim, { resumeIn: false });
   /** @type {any} */
   let manager = null;
-  const client = new Client(discordjsClientOptions(context, { options, discordApiBase, sessions, onManager: (m) => (manager = m) }));
+  /** @type {any} */
+  let strategy = null;
+  const client = new Client(
+    discordjsClientOptions(context, { options, discordApiBase, sessions, onManager: (built) => (manager = built), onStrategy: (built) => (strategy = built) }),
+  );
   client.on('shardReady', (shardId) => log(`shard ${shardId}: READY`));
   client.on('shardResume', (shardId) => log(`shard ${shardId}: RESUMED`));
   client.on('shardError', (error, shardId) => log(`shard ${shardId}: ${error}`));
@@ -100,6 +115,10 @@ export async function startDiscordjsShards(context, { token, options, discordApi
           events: sessions.dispatches(shardId),
         };
       }),
+    async reconnect(shardId) {
+      // Closed with 4200 and the session kept: the shard connects again 500 ms later and RESUMEs.
+      await strategy?.shards.get(shardId)?.destroy({ reason: 'shardman: reconnect', recover: WebSocketShardDestroyRecovery.Resume });
+    },
     async stop(reason) {
       sessions.stop();
       // Close with 4000 unless retired, so Discord keeps the session resumable for the next holder.

@@ -24,6 +24,11 @@ export const RELEASE_REASONS = Object.freeze({
   shutdown: { claimsAgain: false, givesBack: true, closeCode: RESUMABLE_CLOSE, exitCode: 0 },
   /** The bot library cannot run the shards (a bad token, a close code that forbids reconnecting, a failed start). */
   failed: { claimsAgain: false, givesBack: true, closeCode: RESUMABLE_CLOSE, exitCode: 1 },
+  /**
+   * A beat answered `hand_over` (placement by load): the shard moves to another process, which RESUMEs
+   * it. Only this claim ends; the process's other claims and its waiting claim go on.
+   */
+  handed_over: { claimsAgain: false, givesBack: true, closeCode: RESUMABLE_CLOSE, exitCode: null },
 });
 
 /**

@@ -35,6 +35,8 @@ export interface Claim {
   beatInterval: number;
   /** Discord's gateway URL as shardman shares it, or null when it has none. */
   gatewayUrl: string | null;
+  /** `load` (`SHARDS_PER_PROCESS=auto`: one shard per claim, as many claims as placement gives) or `groups`. */
+  placement: 'groups' | 'load';
   /** When the /connect request was sent (plus the `waited` shardman answered): the lease view counts from here. */
   sentAt: number;
   receivedAt: number;
@@ -66,6 +68,20 @@ export interface BeatAnswer {
   generation: number | null;
   state: 'active' | 'standby' | null;
   fence: number | null;
+  /** Placement moves this claim's shard away: hand it over (release `handed_over`). */
+  handOver: boolean;
+  /** Shard ids of the claim to reconnect, RESUME first. */
+  reconnect: number[];
+  sentAt: number;
+  receivedAt: number;
+}
+
+/** What `POST /identify/permit` answered. */
+export interface Permit {
+  granted: boolean;
+  shardId: number | null;
+  /** Seconds, shardman's estimate until the bucket opens; null when granted. */
+  retryAfter: number | null;
   sentAt: number;
   receivedAt: number;
 }
@@ -92,7 +108,7 @@ export interface RetryInfo {
 }
 
 /** The routes of shardman's API. */
-export type Route = 'connect' | 'beat' | 'identify' | 'disconnect';
+export type Route = 'connect' | 'beat' | 'identify' | 'identify_permit' | 'identify_confirm' | 'disconnect';
 
 /** An answer as it arrived; `retryAfter` is the header's text. */
 export interface RawAnswer {
@@ -121,16 +137,25 @@ export class ShardmanClient {
   request(method: string, path: string, options?: { body?: unknown; headers?: Record<string, string>; signal?: AbortSignal; timeout?: number }): Promise<Required<RawAnswer>>;
   /** A call of the API, decoded by `decodeAnswer`; 429, 5xx and network errors retried. */
   call(route: Route, options?: CallOptions & { body?: unknown; query?: Record<string, string>; headers?: Record<string, string>; onAnswer?: (answer: Required<RawAnswer>) => void }): Promise<unknown>;
-  /** `wait`: seconds (up to 60) shardman may wait for a shard to become free before answering 401. */
-  connect(options?: CallOptions & { wait?: number }): Promise<Claim>;
+  /**
+   * `wait`: seconds (up to 60) shardman may wait for a shard to become free before answering 401.
+   * `identify`: `permit` (ask `/identify/permit` before each IDENTIFY) or `slot` (shardman's default).
+   */
+  connect(options?: CallOptions & { wait?: number; identify?: 'permit' | 'slot' }): Promise<Claim>;
   beat(sessionId: string, reports?: ShardReport[], options?: { signal?: AbortSignal; timeout?: number }): Promise<BeatAnswer>;
   identify(sessionId: string, shardId?: number, options?: CallOptions): Promise<{ sleepDuration: number; sentAt: number; receivedAt: number }>;
+  /** `wait`: seconds (0 to 30, default PERMIT_WAIT) shardman may hold the ask until the bucket is open. */
+  identifyPermit(sessionId: string, shardId?: number, options?: CallOptions & { wait?: number }): Promise<Permit>;
+  /** Call only once the permitted IDENTIFY was sent. False: confirmed already, or too late. */
+  identifyConfirm(sessionId: string, shardId?: number, options?: CallOptions): Promise<boolean>;
   /** Resolves false when shardman no longer knew the session. */
   disconnect(sessionId: string, options?: CallOptions): Promise<boolean>;
 }
 
+/** Seconds each `/identify/permit` asks shardman to wait for the bucket (10). */
+export const PERMIT_WAIT: number;
 export function parseRetryAfter(value: string | null, now?: number): number | null;
-/** The decoded answer of `route` (a Claim, a BeatAnswer, an identify slot, true), or the thrown error it means. */
+/** The decoded answer of `route` (a Claim, a BeatAnswer, an identify slot, a Permit, a confirm's boolean, true), or the thrown error it means. */
 export function decodeAnswer(route: Route, answer: RawAnswer): unknown;
 
 /** Backoff, as clients/contract/backoff.json pins it (seconds). */
@@ -175,14 +200,17 @@ export class LeaseView {
   stop(): void;
 }
 
-/** @discordjs/ws's IIdentifyThrottler, paced by shardman. */
+/** @discordjs/ws's IIdentifyThrottler, paced by shardman's permits. */
 export class IdentifyPacer {
-  constructor(client: ShardmanClient, claim: Claim, options: { signal: AbortSignal; release: (reason: ReleaseReason) => void; log?: (message: string) => void; margin?: number });
+  constructor(client: ShardmanClient, claim: Claim, options: { signal: AbortSignal; release: (reason: ReleaseReason) => void; log?: (message: string) => void; permitWait?: number });
+  /** Resolves once `/identify/permit` granted the shard its IDENTIFY. */
   waitForIdentify(shardId: number, signal?: AbortSignal): Promise<void>;
+  /** The shard's IDENTIFY was written: confirm its permit (only the first call after a grant does). */
+  identifySent(shardId: number): Promise<void>;
 }
 
 /** Why a claim ended; the same list in every client package (clients/contract/claim_events.json). */
-export type ReleaseReason = 'lapsed' | 'lost' | 'retired' | 'shutdown' | 'failed';
+export type ReleaseReason = 'lapsed' | 'lost' | 'retired' | 'shutdown' | 'failed' | 'handed_over';
 
 /** What each release reason does. */
 export const RELEASE_REASONS: Readonly<Record<ReleaseReason, { claimsAgain: boolean; givesBack: boolean; closeCode: number; exitCode: number | null }>>;
@@ -207,6 +235,8 @@ export interface ClaimContext {
 export interface RunningShards {
   report(): ShardReport[];
   stop(reason: ReleaseReason): Promise<void> | void;
+  /** Close one shard and connect it again, RESUMEing its session (a beat's `reconnect`). */
+  reconnect?(shardId: number): Promise<void> | void;
 }
 
 export type StartShards = (context: ClaimContext) => RunningShards | Promise<RunningShards>;
@@ -226,10 +256,12 @@ export interface RunShardsOptions {
   noShardsDelay?: number;
   /** Seconds each /connect asks shardman to wait for a shard to become free (30; 0: do not wait). */
   connectWait?: number;
-  /** Seconds added after every IDENTIFY slot (1). */
-  identifyMargin?: number;
 }
 
+/**
+ * Claim, run and release shards until a release reason ends the run. Claims placed by load
+ * (`placement: 'load'`) run side by side, `start` once per claim, with one waiting `/connect` open.
+ */
 export function runShards(options: RunShardsOptions): Promise<'retired' | 'shutdown' | 'failed'>;
 export function claimedEvent(claim: Claim): ClaimChange;
 export function releasedEvent(claim: Claim, reason: ReleaseReason): ClaimChange;

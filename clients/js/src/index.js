@@ -1,5 +1,5 @@
 export { BACKOFF, CONNECT_WAIT, JITTER, NO_SHARDS_AVAILABLE_RETRY, beatRetryDelay, jittered, noShardsAvailableDelay, retryDelay } from './backoff.js';
-export { ShardmanClient, beatBody, claimFromWire, decodeAnswer, parseRetryAfter } from './client.js';
+export { PERMIT_WAIT, ShardmanClient, beatBody, claimFromWire, decodeAnswer, parseRetryAfter } from './client.js';
 export {
   InvalidSecretError,
   NoShardsAvailableError,

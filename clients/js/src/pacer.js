@@ -1,4 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { jittered } from './backoff.js';
+import { PERMIT_WAIT } from './client.js';
 import { SessionNotFoundError, SessionRetiredError } from './errors.js';
 
 /**
@@ -16,82 +18,113 @@ function untilAborted(signal) {
 }
 
 /**
- * IDENTIFY pacing for one claim, shaped as @discordjs/ws's IIdentifyThrottler (`waitForIdentify(shardId,
- * signal)`), so it serves discord.js 14 (`ws.buildIdentifyThrottler`) and @discordjs/ws 1 and 2 alike.
+ * IDENTIFY pacing for one claim by permits (README "When to IDENTIFY: slots or permits"), shaped as
+ * @discordjs/ws's IIdentifyThrottler (`waitForIdentify(shardId, signal)`), so it serves discord.js 14
+ * (`ws.buildIdentifyThrottler`) and @discordjs/ws 1 and 2 alike. The library awaits it right before it
+ * writes the IDENTIFY, so the permit is asked as late as the library allows.
  *
- * - The first IDENTIFY of a shard waits the `sleep_durations[i]` `/connect` answered (from its arrival).
- * - Any later IDENTIFY of that shard (invalid session, reconnect without resume) first books a slot with
- *   `POST /identify` and waits its `sleep_duration`. So does the first one of a shard whose claim came with
- *   resume data: its `sleep_duration` was 0 because no slot was booked, so a failed RESUME needs one.
- * - 404/401 from `/identify` release the claim ("lost"/"retired").
- * - Every wait ends `margin` seconds after the slot (see below). A shard that only gets to its first
- *   IDENTIFY more than `lateTolerance` after that (a loaded machine, a slow connect) has missed its slot:
- *   identifying then would come within 5 s of the bucket's next slot, so it books a new one instead.
+ * - Every IDENTIFY of a shard (the first, and any after an invalid session or a failed RESUME) asks
+ *   `POST /identify/permit` until granted; shardman holds each ask up to `permitWait` s until the shard's
+ *   bucket is open. A refusal that came back well before the wait (a replica shutting down) is asked
+ *   again after its `retry_after`.
+ * - `identifySent(shardId)`, which the adapters call on the shard's READY, confirms the permit, so the
+ *   bucket opens 5.1 s after the confirm rather than 8.1 s after the grant. READY, not the moment the
+ *   IDENTIFY is written: a confirm sent then can reach shardman before the IDENTIFY reaches the gateway
+ *   (seen: 160 to 310 ms, on a loaded machine), and the bucket's next IDENTIFY came within 5 s of it at
+ *   the gateway. READY proves the gateway had it. An IDENTIFY answered without READY (op 9) is never
+ *   confirmed: its bucket opens 8.1 s after the grant.
+ * - 404/401 from either route release the claim ("lost"/"retired").
  */
 export class IdentifyPacer {
   /**
    * @param {import('./client.js').ShardmanClient} client
    * @param {import('./index.js').Claim} claim
    * @param {{ signal: AbortSignal, release: (reason: import('./index.js').ReleaseReason) => void,
-   *   log?: (message: string) => void, margin?: number, lateTolerance?: number }} options `margin`: seconds
-   *   added to every wait; `lateTolerance`: seconds past slot + margin after which a first slot counts as missed
+   *   log?: (message: string) => void, permitWait?: number }} options `permitWait`: seconds each
+   *   `/identify/permit` may wait for the bucket
    */
-  constructor(client, claim, { signal, release, log = () => {}, margin = 1, lateTolerance = 0.15 }) {
-    this.margin = margin;
-    this.lateTolerance = lateTolerance;
+  constructor(client, claim, { signal, release, log = () => {}, permitWait = PERMIT_WAIT }) {
     this.client = client;
     this.claim = claim;
     this.signal = signal;
     this.release = release;
     this.log = log;
-    /** Shard ids that have used their first slot. */
-    this.identified = new Set();
+    this.permitWait = permitWait;
+    /** Shard ids granted a permit whose IDENTIFY is not confirmed yet. */
+    this.unconfirmed = new Set();
   }
 
   /**
-   * Resolves when `shardId` may send IDENTIFY.
+   * Resolves when `shardId` may send IDENTIFY: its permit was granted.
    * @param {number} shardId
    * @param {AbortSignal} [signal] the shard's: aborted when its connection closes
    */
   async waitForIdentify(shardId, signal) {
     const { claim } = this;
-    const index = claim.shardIds.indexOf(shardId);
-    if (index === -1) throw new RangeError(`shard ${shardId} is not part of this claim (${claim.shardIds.join(', ')})`);
+    if (!claim.shardIds.includes(shardId)) throw new RangeError(`shard ${shardId} is not part of this claim (${claim.shardIds.join(', ')})`);
     const shardSignal = signal ?? new AbortController().signal;
     const both = AbortSignal.any([shardSignal, this.signal]);
-    let until = null;
-    if (!this.identified.has(shardId) && claim.resumes[index] == null) {
-      this.identified.add(shardId);
-      until = claim.receivedAt + claim.sleepDurations[index] * 1000;
-      const late = performance.now() - (until + this.margin * 1000);
-      if (late > this.lateTolerance * 1000) {
-        // Identifying now would bring the bucket's next slot (6 s after this one) within Discord's 5 s.
-        this.log(`shard ${shardId}: ready ${(late / 1000).toFixed(2)} s after its IDENTIFY slot; booking a new one`);
-        until = null;
-      }
-    }
-    this.identified.add(shardId);
-    if (until === null) {
-      try {
-        const slot = await this.client.identify(claim.sessionId, shardId, { signal: both, attempts: Infinity });
-        until = slot.receivedAt + slot.sleepDuration * 1000;
-      } catch (error) {
-        if (error instanceof SessionNotFoundError) this.release('lost');
-        else if (error instanceof SessionRetiredError) this.release('retired');
-        else if (!both.aborted) throw error;
-        return untilAborted(shardSignal);
-      }
-    }
-    // A slot is the earliest moment, and shardman spaces a bucket's slots only 6 s apart: a shard that
-    // identifies late on its slot (a sleep of 0 still has to connect first) shortens the gap to the next
-    // shard's slot. The margin keeps every shard equally late, so the gaps stay 6 s.
-    const wait = Math.max(0, until + this.margin * 1000 - performance.now());
-    this.log(`shard ${shardId}: IDENTIFY in ${(wait / 1000).toFixed(2)} s`);
     try {
-      await sleep(wait, undefined, { signal: both });
-    } catch {
+      await this.#permit(shardId, both);
+    } catch (error) {
+      if (!this.#released(error) && !both.aborted) throw error;
       return untilAborted(shardSignal);
     }
     if (this.signal.aborted) return untilAborted(shardSignal);
+    this.unconfirmed.add(shardId);
+  }
+
+  /**
+   * Discord has the IDENTIFY of `shardId` (its READY came): confirm its permit. Only the first call after
+   * a grant confirms; any other (a READY after a RESUME, say) does nothing.
+   * @param {number} shardId
+   */
+  async identifySent(shardId) {
+    if (!this.unconfirmed.delete(shardId) || this.signal.aborted) return;
+    try {
+      const confirmed = await this.client.identifyConfirm(this.claim.sessionId, shardId, { signal: this.signal, attempts: 3 });
+      // Not confirmed: the permit was confirmed already, or so late the bucket was granted since.
+      if (!confirmed) this.log(`shard ${shardId}: IDENTIFY permit not confirmed (late)`);
+    } catch (error) {
+      // Unconfirmed, the bucket still opens 8.1 s after the grant: later, never too early.
+      if (!this.#released(error) && !this.signal.aborted) this.log(`shard ${shardId}: confirm: ${error instanceof Error ? error.message : error}`);
+    }
+  }
+
+  /**
+   * @param {number} shardId
+   * @param {AbortSignal} signal
+   */
+  async #permit(shardId, signal) {
+    const wait = this.permitWait;
+    for (;;) {
+      const askedAt = performance.now();
+      const permit = await this.client.identifyPermit(this.claim.sessionId, shardId, {
+        wait,
+        signal,
+        attempts: Infinity,
+        onRetry: ({ delay, error }) => this.log(`shard ${shardId}: permit: ${error.message}; again in ${delay.toFixed(2)} s`),
+      });
+      if (permit.granted) {
+        this.log(`shard ${shardId}: IDENTIFY permitted after ${((performance.now() - askedAt) / 1000).toFixed(2)} s`);
+        return;
+      }
+      // A full wait without a grant: shardman waits again at once. A refusal that came back sooner must
+      // not turn into a busy loop.
+      if (performance.now() - askedAt < (wait * 1000) / 2) {
+        await sleep(jittered(Math.min(Math.max(permit.retryAfter ?? 1, 0.1), wait)) * 1000, undefined, { signal });
+      }
+    }
+  }
+
+  /**
+   * Releases the claim for a 404 ("lost") or 401 ("retired"); whether it did.
+   * @param {unknown} error
+   */
+  #released(error) {
+    if (error instanceof SessionNotFoundError) this.release('lost');
+    else if (error instanceof SessionRetiredError) this.release('retired');
+    else return false;
+    return true;
   }
 }

@@ -38,29 +38,98 @@ function atMost(promise, ms) {
  * Claim, run and release shards, again and again, until a release reason ends the run.
  *
  * For each claim: report "claimed", start the shards through `start(context)`, beat every `beat_interval`
- * from the claim on, and release when the lease view lapses ("lapsed"), a beat or `/identify` answers 404
+ * from the claim on, and release when the lease view lapses ("lapsed"), a beat or an IDENTIFY permit answers 404
  * ("lost") or 401 ("retired"), on shutdown ("shutdown"), or when the library cannot run the shards
  * ("failed"). Then: stop the shards (close code per reason), give the claim back where the reason says so
  * (a last beat with the shards' resume data, then `/disconnect`), report "released", and claim anew after
  * "lapsed" and "lost". A released claim's session id is never beaten again. When `start` throws, the claim
  * is released as "failed" and the error is thrown after.
  *
+ * A claim placed by load (`placement: 'load'`, `SHARDS_PER_PROCESS=auto`) switches to `runPlacedClaims`:
+ * as many claims at once as shardman gives, one waiting `/connect` always open.
+ *
  * @param {import('./index.js').RunShardsOptions} options
  * @returns {Promise<'retired' | 'shutdown' | 'failed'>}
  */
-export async function runShards({ client, start, signal = new AbortController().signal, onClaimChange = () => {}, log = defaultLog, noShardsDelay = NO_SHARDS_AVAILABLE_RETRY, connectWait = CONNECT_WAIT, identifyMargin = 1 }) {
+export async function runShards({ client, start, signal = new AbortController().signal, onClaimChange = () => {}, log = defaultLog, noShardsDelay = NO_SHARDS_AVAILABLE_RETRY, connectWait = CONNECT_WAIT }) {
   // The first request of a process pays for loading and compiling fetch. Paid here, it does not delay
-  // the /connect answer, whose arrival times the first IDENTIFY slot.
+  // the claim and its first IDENTIFY permit.
   await client.request('GET', '/healthz', { signal, timeout: 2 }).catch(() => {});
   for (;;) {
     const claim = await claimShards(client, { signal, log, noShardsDelay, connectWait });
     if (!claim) return 'shutdown';
+    if (claim.placement === 'load') return runPlacedClaims(client, claim, { start, signal, onClaimChange, log, noShardsDelay, connectWait });
     onClaimChange(claimedEvent(claim));
-    const { reason, error } = await holdClaim(client, claim, { start, signal, log, identifyMargin });
+    const { reason, error } = await holdClaim(client, claim, { start, signal, log });
     onClaimChange(releasedEvent(claim, reason));
     if (error !== undefined) throw error;
     if (!RELEASE_REASONS[reason].claimsAgain) return /** @type {'retired' | 'shutdown' | 'failed'} */ (reason);
   }
+}
+
+/**
+ * Placement by load (README "Placing shards by load"): a claim is one shard, and the process runs every
+ * claim it is given, each on its own (`start` once per claim), while one `/connect?wait=` stays open for
+ * the next (placement moves shards to processes that wait). A claim that ends by itself ("handed_over"
+ * after a beat's `hand_over`, "lapsed", "lost") ends alone; the others and the waiting claim go on. The
+ * first claim that ends the run ("retired", "failed") or a shutdown ends them all: the other claims are
+ * released as "shutdown" (given back for their next holders to RESUME), or as "retired" if they belong
+ * to the same retired generation.
+ * @param {import('./client.js').ShardmanClient} client
+ * @param {import('./index.js').Claim} first
+ * @param {{ start: import('./index.js').StartShards, signal: AbortSignal, onClaimChange: (change: import('./index.js').ClaimChange) => void,
+ *   log: (message: string) => void, noShardsDelay: number, connectWait: number }} options
+ * @returns {Promise<'retired' | 'shutdown' | 'failed'>}
+ */
+async function runPlacedClaims(client, first, { start, signal, onClaimChange, log, noShardsDelay, connectWait }) {
+  const ending = new AbortController();
+  const waiting = AbortSignal.any([signal, ending.signal]);
+  /** The release of every claim held now. @type {Map<import('./index.js').Claim, (reason: import('./index.js').ReleaseReason) => void>} */
+  const held = new Map();
+  /** @type {Set<Promise<void>>} */
+  const holding = new Set();
+  /** @type {{ reason: import('./index.js').ReleaseReason, error?: unknown } | null} */
+  let outcome = null;
+  /**
+   * Ends the run: no more claims, and every claim still held released.
+   * @param {{ reason: import('./index.js').ReleaseReason, error?: unknown }} why
+   * @param {import('./index.js').Claim | null} by
+   */
+  const endRun = (why, by) => {
+    if (outcome) return;
+    outcome = why;
+    ending.abort(why.reason);
+    for (const [claim, release] of held) release(why.reason === 'retired' && claim.generation === by?.generation ? 'retired' : 'shutdown');
+  };
+  /** @param {import('./index.js').Claim} claim */
+  const hold = (claim) => {
+    onClaimChange(claimedEvent(claim));
+    const done = holdClaim(client, claim, { start, signal, log, onHold: (release) => held.set(claim, release) }).then(({ reason, error }) => {
+      held.delete(claim);
+      onClaimChange(releasedEvent(claim, reason));
+      if (error !== undefined || (reason !== 'handed_over' && !RELEASE_REASONS[reason].claimsAgain)) endRun(error === undefined ? { reason } : { reason, error }, claim);
+    });
+    holding.add(done);
+    // A rejection (a throwing onClaimChange) reaches the caller through the Promise.all below.
+    done.finally(() => holding.delete(done)).catch(() => {});
+  };
+  hold(first);
+  while (!waiting.aborted) {
+    let claim;
+    try {
+      claim = await claimShards(client, { signal: waiting, log, noShardsDelay, connectWait });
+    } catch (error) {
+      endRun({ reason: 'failed', error }, null);
+      break;
+    }
+    if (!claim) break;
+    hold(claim);
+  }
+  // A shutdown releases each claim through `signal`; an ended run has released them already.
+  while (holding.size > 0) await Promise.all(holding);
+  if (outcome?.error !== undefined) throw outcome.error;
+  const reason = outcome?.reason ?? 'shutdown';
+  return /** @type {'retired' | 'shutdown' | 'failed'} */ (reason);
 }
 
 /** @param {string} message */
@@ -85,6 +154,8 @@ async function claimShards(client, { signal, log, noShardsDelay, connectWait }) 
     try {
       return await client.connect({
         wait: connectWait,
+        // Each IDENTIFY asks its permit right before it goes out (the pacer): no slot booked in advance.
+        identify: 'permit',
         signal,
         attempts: Infinity,
         onRetry: ({ delay, error }) => log(`connect: ${error.message}; again in ${delay.toFixed(2)} s`),
@@ -105,10 +176,12 @@ async function claimShards(client, { signal, log, noShardsDelay, connectWait }) 
  * One claim's life: beats from the claim on, the shards run, and the first release wins.
  * @param {import('./client.js').ShardmanClient} client
  * @param {import('./index.js').Claim} claim
- * @param {{ start: import('./index.js').StartShards, signal: AbortSignal, log: (message: string) => void, identifyMargin: number }} options
+ * @param {{ start: import('./index.js').StartShards, signal: AbortSignal, log: (message: string) => void,
+ *   onHold?: (release: (reason: import('./index.js').ReleaseReason) => void) => void }} options `onHold` gets the
+ *   claim's release, for a caller that may end it from outside
  * @returns {Promise<{ reason: import('./index.js').ReleaseReason, error?: unknown }>} `error`: what `start` threw
  */
-async function holdClaim(client, claim, { start, signal, log, identifyMargin }) {
+async function holdClaim(client, claim, { start, signal, log, onHold }) {
   const controller = new AbortController();
   /** @type {(reason: import('./index.js').ReleaseReason) => void} */
   let settle = () => {};
@@ -123,6 +196,7 @@ async function holdClaim(client, claim, { start, signal, log, identifyMargin }) 
   const onShutdown = () => release('shutdown');
   signal.addEventListener('abort', onShutdown, { once: true });
   if (signal.aborted) onShutdown();
+  onHold?.(release);
 
   const lease = new LeaseView(claim);
   lease.watch(() => release('lapsed'));
@@ -139,12 +213,17 @@ async function holdClaim(client, claim, { start, signal, log, identifyMargin }) 
     signal: controller.signal,
     release,
     log,
-    throttler: new IdentifyPacer(client, claim, { signal: controller.signal, release, log, margin: identifyMargin }),
+    throttler: new IdentifyPacer(client, claim, { signal: controller.signal, release, log }),
   };
   /** @type {import('./index.js').RunningShards | null} */
   let running = null;
   const reports = () => running?.report() ?? claim.shardIds.map((shardId) => ({ shardId }));
-  const beating = beatLoop(client, claim, { lease, release, signal: controller.signal, reports, log });
+  /** @param {number} shardId */
+  const reconnect = (shardId) => {
+    log(`shard ${shardId}: shardman asks to reconnect it; RESUME`);
+    Promise.resolve(running?.reconnect?.(shardId)).catch((error) => log(`shard ${shardId}: reconnect: ${error}`));
+  };
+  const beating = beatLoop(client, claim, { lease, release, signal: controller.signal, reports, reconnect, log });
 
   let error;
   try {
@@ -171,12 +250,14 @@ async function holdClaim(client, claim, { start, signal, log, identifyMargin }) 
 /**
  * Beat every `beat_interval` from the claim on; after a failed beat the next follows sooner (backoff capped
  * at the interval); never beat once the lease view has lapsed, which decides when the claim is gone.
+ * Acts on what a beat answers: `hand_over` (placement by load only) releases the claim as "handed_over";
+ * each of the claim's shards in `reconnect` is reconnected, RESUME first.
  * @param {import('./client.js').ShardmanClient} client
  * @param {import('./index.js').Claim} claim
  * @param {{ lease: LeaseView, release: (reason: import('./index.js').ReleaseReason) => void, signal: AbortSignal,
- *   reports: () => import('./index.js').ShardReport[], log: (message: string) => void }} options
+ *   reports: () => import('./index.js').ShardReport[], reconnect: (shardId: number) => void, log: (message: string) => void }} options
  */
-async function beatLoop(client, claim, { lease, release, signal, reports, log }) {
+async function beatLoop(client, claim, { lease, release, signal, reports, reconnect, log }) {
   let state = claim.state;
   let failures = 0;
   while (!signal.aborted) {
@@ -197,6 +278,11 @@ async function beatLoop(client, claim, { lease, release, signal, reports, log })
         log(`generation ${answer.generation ?? claim.generation} is now ${answer.state} (was ${state})`);
         state = answer.state;
       }
+      if (answer.handOver && claim.placement === 'load') {
+        log(`placement moves shards [${claim.shardIds.join(', ')}] to another process; handing over`);
+        return release('handed_over');
+      }
+      for (const shardId of answer.reconnect) if (claim.shardIds.includes(shardId)) reconnect(shardId);
       wait = answer.sentAt + claim.beatInterval * 1000 - performance.now();
     } catch (error) {
       if (signal.aborted) return;

@@ -1,4 +1,4 @@
-import { WebSocketManager, WebSocketShardEvents } from '@discordjs/ws';
+import { SimpleShardingStrategy, WebSocketManager, WebSocketShardDestroyRecovery, WebSocketShardEvents } from '@discordjs/ws';
 import { RELEASE_REASONS } from './events.js';
 import { GuildTracker } from './guilds.js';
 import { gatewayInformationFor, SessionBook } from './sessions.js';
@@ -34,7 +34,8 @@ export class ShardmanWebSocketManager extends WebSocketManager {
 /**
  * Start the claim's shards on @discordjs/ws 2: `shardIds`/`shardCount` from the claim, IDENTIFY paced by
  * shardman, RESUME where the claim inherited resume data (resume in), session info kept for the beats
- * (resume out), no transport compression.
+ * (resume out), no transport compression. One manager per claim, so with placement by load (a claim
+ * per shard) each shard comes and goes alone (`updateShardCount` would restart every shard).
  *
  * @param {import('./index.js').ClaimContext} context
  * @param {import('./ws.js').WebSocketShardsOptions} options
@@ -46,6 +47,8 @@ export async function startWebSocketShards(context, { token, intents, rest, mana
   const guilds = new GuildTracker();
   /** @type {Map<number, number>} */
   const latencies = new Map();
+  /** Kept to reach one shard (`reconnect`); the manager only acts on all of them. @type {any} */
+  let strategy = null;
   const manager = new ShardmanWebSocketManager(
     {
       ...managerOptions,
@@ -57,6 +60,7 @@ export async function startWebSocketShards(context, { token, intents, rest, mana
       compression: null,
       useIdentifyCompression: false,
       buildIdentifyThrottler: async () => context.throttler,
+      buildStrategy: (/** @type {WebSocketManager} */ built) => (strategy = new SimpleShardingStrategy(built)),
       retrieveSessionInfo: (shardId) => /** @type {any} */ (sessions.retrieve(shardId)),
       updateSessionInfo: (shardId, info) => sessions.update(shardId, info),
     },
@@ -64,7 +68,12 @@ export async function startWebSocketShards(context, { token, intents, rest, mana
   );
   manager.on(WebSocketShardEvents.HeartbeatComplete, ({ latency }, shardId) => latencies.set(shardId, latency / 1000));
   manager.on(WebSocketShardEvents.Dispatch, (payload, shardId) => guilds.dispatch(shardId, payload));
-  manager.on(WebSocketShardEvents.Ready, (data, shardId) => log(`shard ${shardId}: READY (session ${data.session_id})`));
+  manager.on(WebSocketShardEvents.Ready, (data, shardId) => {
+    log(`shard ${shardId}: READY (session ${data.session_id})`);
+    // READY proves Discord has the IDENTIFY: confirming sooner (once it is written) can reach shardman
+    // before the IDENTIFY reaches the gateway, and the bucket's next IDENTIFY would follow within 5 s.
+    context.throttler.identifySent(shardId);
+  });
   manager.on(WebSocketShardEvents.Resumed, (shardId) => log(`shard ${shardId}: RESUMED`));
   manager.on(WebSocketShardEvents.Closed, (code, shardId) => {
     log(`shard ${shardId}: gateway closed ${code}`);
@@ -90,6 +99,10 @@ export async function startWebSocketShards(context, { token, intents, rest, mana
         resume: sessions.resume(shardId),
         events: sessions.dispatches(shardId),
       })),
+    async reconnect(shardId) {
+      // Closed with 4200 and the session kept: the shard connects again 500 ms later and RESUMEs.
+      await strategy?.shards.get(shardId)?.destroy({ reason: 'shardman: reconnect', recover: WebSocketShardDestroyRecovery.Resume });
+    },
     async stop(reason) {
       sessions.stop();
       // A retired generation's sessions are done with (1000 ends them at Discord); otherwise keep them

@@ -1,14 +1,11 @@
 // The example bot (examples/bot.js, what the harness runs) in real processes, against the real shardman
 // binary and the stand-in Discord of test/support/discord.js.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { after, afterEach, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { startBot as startExampleBot, until } from './support/bots.js';
 import { startDiscord } from './support/discord.js';
 import { startShardman } from './support/shardman.js';
 
-const bot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'examples', 'bot.js');
 let discord;
 let shardman;
 const bots = [];
@@ -30,33 +27,9 @@ function killLeftovers() {
 }
 
 function startBot() {
-  const child = spawn(process.execPath, [bot], {
-    env: { PATH: process.env.PATH, SHARDMAN_URL: shardman.url, SHARDMAN_SECRET: shardman.secret, DISCORD_TOKEN: discord.token, DISCORD_API_BASE: discord.apiBase },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.lines = [];
-  child.stderrText = '';
-  let buffered = '';
-  child.stdout.on('data', (chunk) => {
-    buffered += chunk;
-    const lines = buffered.split('\n');
-    buffered = lines.pop();
-    child.lines.push(...lines.map((line) => JSON.parse(line)));
-  });
-  child.stderr.on('data', (chunk) => (child.stderrText += chunk));
-  child.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  const child = startExampleBot(shardman, discord);
   bots.push(child);
   return child;
-}
-
-async function until(what, check, timeout = 20_000) {
-  const end = performance.now() + timeout;
-  while (performance.now() < end) {
-    const value = check();
-    if (value) return value;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 /** What the gateway and the bots saw, for failure messages. */

@@ -37,7 +37,7 @@ test('connect answers a typed claim with the whole group', async () => {
     {
       shardId: 2, shardIds: [2, 3], shardCount: 4, sessionId: 's1', fence: 7, generation: 1, state: 'active',
       sleepDurations: [0.5, 5.75], resumes: [{ sessionId: 'd1', sequence: 9, resumeGatewayUrl: 'wss://r' }, null],
-      leaseSeconds: 6, beatInterval: 2, gatewayUrl: 'wss://g', sentAt: undefined, receivedAt: undefined,
+      leaseSeconds: 6, beatInterval: 2, gatewayUrl: 'wss://g', placement: 'groups', sentAt: undefined, receivedAt: undefined,
     },
   );
   assert.ok(claim.sentAt <= claim.receivedAt);
@@ -120,17 +120,32 @@ test('beat 401 means retired, 404 means lost, and a 503 is not retried by the be
 test('a session id shardman re-signed is sent from the next request on', async () => {
   const { client, server } = await fake(({ path, count }) => {
     if (path === '/identify') return { status: 200, body: { sleep_duration: 0 } };
+    if (path === '/identify/permit') return { status: 200, body: { permit: true, shard_id: 0 } };
+    if (path === '/identify/confirm') return { status: 200, body: { confirmed: true } };
     if (path === '/beat' && count === 1) return { status: 204, headers: { 'Session-Id': 's1-resigned' } };
     return { status: 204 };
   });
   await client.beat('s1');
   await client.beat('s1');
   await client.identify('s1');
+  await client.identifyPermit('s1');
+  await client.identifyConfirm('s1');
   await client.disconnect('s1');
   assert.deepEqual(
     server.requests.map((request) => [request.path, request.body.session_id]),
-    [['/beat', 's1'], ['/beat', 's1-resigned'], ['/identify', 's1-resigned'], ['/disconnect', 's1-resigned']],
+    [['/beat', 's1'], ['/beat', 's1-resigned'], ['/identify', 's1-resigned'], ['/identify/permit', 's1-resigned'], ['/identify/confirm', 's1-resigned'], ['/disconnect', 's1-resigned']],
   );
+});
+
+test('a permit is asked for one shard with how long shardman may wait, and the request outlives that wait', async () => {
+  const { client, server } = await fake(({ path }) =>
+    path === '/identify/permit' ? { status: 200, body: { permit: false, shard_id: 3, retry_after: 0.5 }, delay: 300 } : { status: 200, body: { confirmed: false } },
+  );
+  const slow = new ShardmanClient({ url: client.url, secret: 'sekrit', timeout: 0.1 });
+  const permit = await slow.identifyPermit('s1', 3, { wait: 0.25 });
+  assert.deepEqual([permit.granted, permit.shardId, permit.retryAfter], [false, 3, 0.5]);
+  assert.equal(await client.identifyConfirm('s1', 3), false);
+  assert.deepEqual(server.requests.map((request) => request.body), [{ session_id: 's1', shard_id: 3, wait: 0.25 }, { session_id: 's1', shard_id: 3 }]);
 });
 
 test('identify books a slot for one shard of the group', async () => {

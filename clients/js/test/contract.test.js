@@ -53,6 +53,7 @@ function claimFields(claim) {
     lease_seconds: claim.leaseSeconds,
     beat_interval: claim.beatInterval,
     gateway_url: claim.gatewayUrl,
+    placement: claim.placement,
     // The answer was sent at 0.
     lease_counts_from: claim.sentAt / 1000,
   };
@@ -79,10 +80,16 @@ for (const spec of answers.cases) {
       const fields = claimFields(decoded);
       assert.deepEqual(Object.fromEntries(Object.keys(expect.claim).map((key) => [key, fields[key]])), expect.claim);
     } else if ('beat' in expect) {
-      const got = { shard_id: decoded.shardId, shard_count: decoded.shardCount, generation: decoded.generation, state: decoded.state, fence: decoded.fence };
-      assert.deepEqual(got, expect.beat ?? { shard_id: null, shard_count: null, generation: null, state: null, fence: null });
+      const got = { shard_id: decoded.shardId, shard_count: decoded.shardCount, generation: decoded.generation, state: decoded.state, fence: decoded.fence, hand_over: decoded.handOver, reconnect: decoded.reconnect };
+      // The contract lists hand_over and reconnect only where the answer had them; without, they are false and [].
+      const wanted = { shard_id: null, shard_count: null, generation: null, state: null, fence: null, hand_over: false, reconnect: [], ...expect.beat };
+      assert.deepEqual(got, wanted);
     } else if ('sleep_duration' in expect) {
       assert.equal(decoded.sleepDuration, expect.sleep_duration);
+    } else if (expect.permit) {
+      assert.deepEqual({ granted: decoded.granted, shard_id: decoded.shardId, retry_after: decoded.retryAfter }, expect.permit);
+    } else if ('confirmed' in expect) {
+      assert.equal(decoded, expect.confirmed);
     } else {
       assert.deepEqual(expect, { ok: true });
       assert.equal(decoded, true);

@@ -5,6 +5,7 @@ import { GatewayIntentBits } from 'discord.js';
 import { ShardmanClient, runShards } from 'shardman-client';
 import { startDiscordjsShards } from 'shardman-client/discordjs';
 import { startDiscord } from './support/discord.js';
+import { connectAnswer, startFakeShardman, usualAnswer } from './support/fake-shardman.js';
 import { startShardman } from './support/shardman.js';
 
 let discord;
@@ -42,9 +43,12 @@ test('a discord.js client runs a claimed group at the claim\'s gateway, and its 
   while (!(djs?.isReady() && discord.openShards().length === 2) && performance.now() < end) await new Promise((resolve) => setTimeout(resolve, 50));
   assert.ok(djs.isReady(), 'discord.js emitted ready');
   assert.deepEqual(discord.openShards(), [0, 1]);
-  assert.deepEqual(discord.events.filter((event) => event.type === 'identify').map((event) => [event.shardId, event.shardCount, event.early]), [[0, 2, false], [1, 2, false]]);
+  // Two buckets (max_concurrency 2): both permits come at once, in either order.
+  const identifies = discord.events.filter((event) => event.type === 'identify').map((event) => [event.shardId, event.shardCount, event.early]);
+  assert.deepEqual(identifies.sort(), [[0, 2, false], [1, 2, false]]);
   assert.equal(djs.guilds.cache.size, 2);
-  const sessions = discord.events.filter((event) => event.type === 'ready').map((event) => event.sessionId);
+  // By shard id, as the next claim's resumes are (the two READYs come in either order).
+  const sessions = discord.events.filter((event) => event.type === 'ready').sort((a, b) => a.shardId - b.shardId).map((event) => event.sessionId);
   // A beat or two with the sessions' resume data, then a graceful stop.
   await new Promise((resolve) => setTimeout(resolve, 1500));
   controller.abort();
@@ -56,4 +60,27 @@ test('a discord.js client runs a claimed group at the claim\'s gateway, and its 
   const next = await client.connect();
   assert.deepEqual(next.resumes.map((resume) => resume?.sessionId), sessions);
   await client.disconnect(next.sessionId);
+});
+
+test('shards placed by load are refused: discord.js cannot RESUME a handed-over shard; the claim is given back', async () => {
+  // One shard to give; a later /connect waits for one.
+  const fake = await startFakeShardman((request) => {
+    if (request.path !== '/connect') return usualAnswer(request);
+    if (request.count > 1) return { status: 401, body: { detail: 'No Shards Available' }, delay: 5000 };
+    return { status: 200, body: connectAnswer({ shardIds: [3], shardCount: 8, leaseSeconds: 3, placement: 'load' }) };
+  });
+  try {
+    const changes = [];
+    const run = runShards({
+      client: new ShardmanClient({ url: fake.url, secret: 's' }),
+      log: () => {},
+      onClaimChange: (change) => changes.push(change),
+      start: (context) => startDiscordjsShards(context, { token: discord.token, options: { intents: [GatewayIntentBits.Guilds] } }),
+    });
+    await assert.rejects(run, /cannot RESUME a handed-over shard/);
+    assert.deepEqual(changes.map((change) => change.reason ?? change.event), ['claimed', 'failed']);
+    assert.deepEqual(fake.requests.filter((request) => request.path !== '/connect').slice(-2).map((request) => request.path), ['/beat', '/disconnect']);
+  } finally {
+    await fake.stop();
+  }
 });

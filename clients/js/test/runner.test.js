@@ -117,12 +117,13 @@ test('a beat answered 401 retires: the shards stop and the run ends', async () =
   assert.ok(!server.requests.some((request) => request.path === '/disconnect'));
 });
 
-test('connect asks shardman to wait for a free shard', async () => {
+test('connect asks shardman to wait for a free shard, and for permits instead of slots', async () => {
   const { client, server } = await fake(() => ({ status: 200, body: connectAnswer({ leaseSeconds: 3 }) }));
   const controller = new AbortController();
   await runShards({ client, start: recordingShards([]), signal: controller.signal, log: silent, onClaimChange: () => controller.abort() });
   const connect = server.requests.find((request) => request.path === '/connect');
   assert.equal(connect.query.wait, '30');
+  assert.equal(connect.query.identify, 'permit');
 });
 
 test('connect is asked again at once after a wait that ran out', async () => {
@@ -150,46 +151,73 @@ test('connect is asked again about a second after "No Shards Available" that cam
   assert.ok(gap > 750 && gap < 2000, `asked again after ${gap} ms`);
 });
 
-test('the first IDENTIFY waits the claim\'s sleep, a later one asks /identify first', async () => {
-  const { client, server } = await fake(() => ({ status: 200, body: { sleep_duration: 0.3 } }));
-  const claim = { ...(await fakeClaim({ sleepDurations: [0.4] })) };
-  const pacer = new IdentifyPacer(client, claim, { signal: new AbortController().signal, release: () => assert.fail('released'), margin: 0.1 });
-  await pacer.waitForIdentify(0);
-  const first = performance.now() - claim.receivedAt;
-  assert.ok(first >= 490 && first < 1500, `first IDENTIFY after ${first} ms`);
-  assert.equal(server.requests.length, 0);
-  const asked = performance.now();
-  await pacer.waitForIdentify(0);
-  const second = performance.now() - asked;
-  assert.ok(second >= 390 && second < 1500, `second IDENTIFY after ${second} ms`);
-  assert.deepEqual(server.requests.map((request) => [request.path, request.body]), [['/identify', { session_id: 's1', shard_id: 0 }]]);
+test('each IDENTIFY asks /identify/permit until granted, and its confirm goes once, after the IDENTIFY was sent', async () => {
+  const { client, server } = await fake(({ path, count }) => {
+    if (path === '/identify/permit') return count === 1 ? { status: 200, body: { permit: false, shard_id: 1, retry_after: 0.1 }, delay: 150 } : { status: 200, body: { permit: true, shard_id: 1 } };
+    return { status: 200, body: { confirmed: true } };
+  });
+  const claim = await fakeClaim({ shardIds: [0, 1] });
+  const pacer = new IdentifyPacer(client, claim, { signal: new AbortController().signal, release: () => assert.fail('released'), permitWait: 0.2 });
+  await pacer.identifySent(1);
+  assert.equal(server.requests.length, 0, 'nothing to confirm before a grant');
+  await pacer.waitForIdentify(1);
+  assert.deepEqual(server.requests.map((request) => [request.path, request.body]), [
+    ['/identify/permit', { session_id: 's1', shard_id: 1, wait: 0.2 }],
+    ['/identify/permit', { session_id: 's1', shard_id: 1, wait: 0.2 }],
+  ]);
+  await pacer.identifySent(1);
+  await pacer.identifySent(1); // READY after the IDENTIFY: confirmed already
+  assert.deepEqual(server.requests.slice(2).map((request) => [request.path, request.body]), [['/identify/confirm', { session_id: 's1', shard_id: 1 }]]);
 });
 
-test('a shard whose claim brought resume data books a slot before it ever identifies', async () => {
-  const { client, server } = await fake(() => ({ status: 200, body: { sleep_duration: 0 } }));
-  const claim = await fakeClaim({ shardIds: [4, 5], resumes: [null, { sessionId: 'd', sequence: 1, resumeGatewayUrl: 'wss://r' }] });
-  const pacer = new IdentifyPacer(client, claim, { signal: new AbortController().signal, release: () => {}, margin: 0 });
-  await pacer.waitForIdentify(4);
-  assert.equal(server.requests.length, 0);
-  await pacer.waitForIdentify(5);
-  assert.deepEqual(server.requests.map((request) => request.body), [{ session_id: 's1', shard_id: 5 }]);
-});
-
-test('/identify answering 404 releases the claim as lost and holds the shard until its connection closes', async () => {
-  const { client } = await fake(() => ({ status: 404, body: { detail: 'Session Not Found' } }));
+test('a permit refused at once is asked again after its retry_after, not in a busy loop', async () => {
+  const { client, server } = await fake(({ count }) =>
+    count < 3 ? { status: 200, body: { permit: false, shard_id: 0, retry_after: 0.3 } } : { status: 200, body: { permit: true, shard_id: 0 } },
+  );
   const claim = await fakeClaim({});
-  const released = [];
-  const pacer = new IdentifyPacer(client, claim, { signal: new AbortController().signal, release: (reason) => released.push(reason), margin: 0 });
+  const pacer = new IdentifyPacer(client, claim, { signal: new AbortController().signal, release: () => assert.fail('released'), permitWait: 10 });
   await pacer.waitForIdentify(0);
+  const times = server.requests.map((request) => request.time);
+  assert.equal(times.length, 3);
+  for (const gap of [times[1] - times[0], times[2] - times[1]]) assert.ok(gap >= 0.3 * 0.8 * 1000 - 5, `asked again after ${gap} ms`);
+});
+
+for (const [status, detail, reason] of [[404, 'Session Not Found', 'lost'], [401, 'No Shards Available', 'retired']]) {
+  test(`/identify/permit answering ${status} releases the claim as ${reason} and holds the shard until its connection closes`, async () => {
+    const { client } = await fake(() => ({ status, body: { detail } }));
+    const claim = await fakeClaim({});
+    const released = [];
+    const pacer = new IdentifyPacer(client, claim, { signal: new AbortController().signal, release: (why) => released.push(why) });
+    const shard = new AbortController();
+    const waiting = pacer.waitForIdentify(0, shard.signal);
+    let settled = false;
+    waiting.catch(() => (settled = true));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.deepEqual(released, [reason]);
+    assert.equal(settled, false, 'the library must not go on to IDENTIFY');
+    shard.abort();
+    await assert.rejects(waiting);
+  });
+}
+
+test('a permit granted after the claim was released is not used', async () => {
+  const claimSignal = new AbortController();
+  const { client, server } = await fake(() => {
+    claimSignal.abort('lapsed');
+    return { status: 200, body: { permit: true, shard_id: 0 } };
+  });
+  const claim = await fakeClaim({});
+  const pacer = new IdentifyPacer(client, claim, { signal: claimSignal.signal, release: () => {} });
   const shard = new AbortController();
   const waiting = pacer.waitForIdentify(0, shard.signal);
   let settled = false;
   waiting.catch(() => (settled = true));
   await new Promise((resolve) => setTimeout(resolve, 200));
-  assert.deepEqual(released, ['lost']);
   assert.equal(settled, false);
   shard.abort();
   await assert.rejects(waiting);
+  await pacer.identifySent(0);
+  assert.deepEqual(server.requests.map((request) => request.path), ['/identify/permit'], 'no confirm for a released claim');
 });
 
 async function fakeClaim(options) {
@@ -199,26 +227,6 @@ async function fakeClaim(options) {
   if (options.resumes) wire.resumes = options.resumes.map((resume) => resume && { session_id: resume.sessionId, sequence: resume.sequence, resume_gateway_url: resume.resumeGatewayUrl });
   return claimFromWire(wire, now, now);
 }
-
-test('a shard that gets to its first IDENTIFY well after its slot books a new one instead of identifying late', async () => {
-  const { client, server } = await fake(() => ({ status: 200, body: { sleep_duration: 0.2 } }));
-  const claim = await fakeClaim({ sleepDurations: [0] });
-  claim.receivedAt -= 1500;
-  const pacer = new IdentifyPacer(client, claim, { signal: new AbortController().signal, release: () => assert.fail('released'), margin: 1 });
-  const asked = performance.now();
-  await pacer.waitForIdentify(0);
-  assert.deepEqual(server.requests.map((request) => request.path), ['/identify']);
-  assert.ok(performance.now() - asked >= 1190, 'waited the new slot and the margin');
-});
-
-test('a shard on time for its first slot does not book another', async () => {
-  const { client, server } = await fake(() => ({ status: 200, body: { sleep_duration: 0.2 } }));
-  const claim = await fakeClaim({ sleepDurations: [0] });
-  claim.receivedAt -= 1100;
-  const pacer = new IdentifyPacer(client, claim, { signal: new AbortController().signal, release: () => assert.fail('released'), margin: 1 });
-  await pacer.waitForIdentify(0);
-  assert.equal(server.requests.length, 0);
-});
 
 test('shards that fail to start release the claim as failed, give it back and the error reaches the caller', async () => {
   const { client, server } = await fake(({ path }) => (path === '/connect' ? { status: 200, body: connectAnswer({ leaseSeconds: 3 }) } : { status: 204 }));
@@ -243,4 +251,105 @@ test('an adapter releasing as failed ends the run with "failed" after giving the
   const last = server.requests.slice(-2);
   assert.deepEqual(last.map((request) => request.path), ['/beat', '/disconnect']);
   assert.deepEqual(last[0].body.shards[0].resume, { session_id: 'd-s1', sequence: 3, resume_gateway_url: 'wss://r' });
+});
+
+/** A shardman placing by load: `/connect` grants the scripted shards one by one, then holds every later ask. */
+function placingShardman(shardIds, beat = () => ({ status: 204 })) {
+  return fake((request) => {
+    const { path, count } = request;
+    if (path === '/connect') {
+      const shardId = shardIds[count - 1];
+      if (shardId === undefined) return { status: 401, body: { detail: 'No Shards Available' }, delay: 5000 };
+      return { status: 200, body: connectAnswer({ sessionId: `s${shardId}`, shardIds: [shardId], shardCount: 4, leaseSeconds: 1.5, placement: 'load' }), delay: count === 1 ? 0 : 200 };
+    }
+    if (path === '/beat') return beat(request);
+    return { status: 204 };
+  });
+}
+
+const until = async (what, check, timeout = 5000) => {
+  const end = performance.now() + timeout;
+  while (!check()) {
+    if (performance.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+};
+
+test('placed by load, the process runs every claim it is given side by side, with a waiting /connect always open', async () => {
+  const { client, server } = await placingShardman([0, 1]);
+  const controller = new AbortController();
+  const stops = [];
+  const changes = [];
+  const run = runShards({ client, start: recordingShards(stops), signal: controller.signal, log: silent, onClaimChange: (change) => changes.push(change) });
+  await until('a third /connect, waiting', () => server.requests.filter((request) => request.path === '/connect').length === 3);
+  assert.deepEqual(changes.map((change) => [change.event, change.shard_ids]), [['claimed', [0]], ['claimed', [1]]]);
+  assert.deepEqual(stops, [], 'both claims still held');
+  await until('beats of both sessions', () => ['s0', 's1'].every((id) => server.requests.some((request) => request.path === '/beat' && request.body.session_id === id)));
+  controller.abort();
+  assert.equal(await run, 'shutdown');
+  assert.deepEqual(stops.map((stop) => [stop.sessionId, stop.reason]).sort(), [['s0', 'shutdown'], ['s1', 'shutdown']]);
+  const disconnected = server.requests.filter((request) => request.path === '/disconnect').map((request) => request.body.session_id);
+  assert.deepEqual(disconnected.sort(), ['s0', 's1']);
+});
+
+test('a beat answering hand_over ends that claim alone, as a shutdown hands it over; the others go on', async () => {
+  const { client, server } = await placingShardman([0, 1], ({ body, count }) =>
+    body.session_id === 's0' && count >= 3 ? { status: 200, body: { shard_id: 0, max_shards: 4, generation: 1, state: 'active', fence: 7, hand_over: true, reconnect: [] } } : { status: 204 },
+  );
+  const controller = new AbortController();
+  const stops = [];
+  const changes = [];
+  const run = runShards({ client, start: recordingShards(stops), signal: controller.signal, log: silent, onClaimChange: (change) => changes.push(change) });
+  await until('shard 0 handed over', () => server.requests.some((request) => request.path === '/disconnect'));
+  assert.deepEqual(stops.map((stop) => [stop.sessionId, stop.reason]), [['s0', 'handed_over']]);
+  // Given back as on SIGTERM: a last beat with the resume data the shard ended with, then /disconnect.
+  const last = server.requests.filter((request) => request.body?.session_id === 's0').slice(-2);
+  assert.deepEqual(last.map((request) => request.path), ['/beat', '/disconnect']);
+  assert.deepEqual(last[0].body.shards[0].resume, { session_id: 'd-s0', sequence: 3, resume_gateway_url: 'wss://r' });
+  const beatsOfS1 = () => server.requests.filter((request) => request.path === '/beat' && request.body.session_id === 's1').length;
+  const before = beatsOfS1();
+  await until('shard 1 beating on', () => beatsOfS1() > before);
+  assert.ok(changes.some((change) => change.event === 'released' && change.reason === 'handed_over' && change.shard_ids[0] === 0));
+  assert.equal(stops.length, 1, 'shard 1 still runs');
+  controller.abort();
+  assert.equal(await run, 'shutdown');
+});
+
+test('a claim of a group ignores hand_over', async () => {
+  const { client, server } = await fake(({ path }) =>
+    path === '/connect'
+      ? { status: 200, body: connectAnswer({ leaseSeconds: 1.5 }) }
+      : { status: 200, body: { shard_id: 0, max_shards: 1, generation: 1, state: 'active', fence: 7, hand_over: true } },
+  );
+  const controller = new AbortController();
+  const stops = [];
+  const run = runShards({ client, start: recordingShards(stops), signal: controller.signal, log: silent });
+  await until('three beats', () => server.requests.filter((request) => request.path === '/beat').length >= 3);
+  assert.deepEqual(stops, []);
+  controller.abort();
+  assert.equal(await run, 'shutdown');
+});
+
+test('placed by load, a retired claim ends the run: its generation\'s other claims retire too', async () => {
+  const { client } = await placingShardman([0, 1], ({ body, count }) => (body.session_id === 's1' && count >= 4 ? { status: 401, body: { detail: 'No Shards Available' } } : { status: 204 }));
+  const stops = [];
+  assert.equal(await runShards({ client, start: recordingShards(stops), log: silent }), 'retired');
+  assert.deepEqual(stops.map((stop) => [stop.sessionId, stop.reason]).sort(), [['s0', 'retired'], ['s1', 'retired']]);
+});
+
+test('a beat naming a shard in reconnect reconnects that shard of the claim', async () => {
+  const { client } = await fake(({ path, count }) =>
+    path === '/connect'
+      ? { status: 200, body: connectAnswer({ shardIds: [2, 3], shardCount: 4, leaseSeconds: 1.5 }) }
+      : { status: 200, body: { shard_id: 2, max_shards: 4, generation: 1, state: 'active', fence: 7, reconnect: count === 2 ? [3, 9] : [] } },
+  );
+  const controller = new AbortController();
+  const reconnected = [];
+  const start = async (context) => ({ ...(await recordingShards([])(context)), reconnect: (shardId) => reconnected.push(shardId) });
+  const run = runShards({ client, start, signal: controller.signal, log: silent });
+  await until('a reconnect', () => reconnected.length > 0);
+  await new Promise((resolve) => setTimeout(resolve, 700));
+  controller.abort();
+  await run;
+  assert.deepEqual(reconnected, [3], 'shard 9 is not the claim\'s');
 });

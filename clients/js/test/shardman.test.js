@@ -12,6 +12,21 @@ before(async () => {
 });
 after(() => shardman?.stop());
 
+// First, while no slot has been booked in the bucket yet.
+test('permits against shardman itself: granted, confirmed once, and the bucket closed to the next shard for Discord\'s 5 s', async () => {
+  const claim = await client.connect({ identify: 'permit' });
+  assert.deepEqual(claim.sleepDurations, [0, 0], 'no slot booked');
+  const permit = await client.identifyPermit(claim.sessionId, 0, { wait: 10 });
+  assert.deepEqual([permit.granted, permit.shardId], [true, 0]);
+  assert.equal(await client.identifyConfirm(claim.sessionId, 0), true);
+  assert.equal(await client.identifyConfirm(claim.sessionId, 0), false, 'confirmed already');
+  // One bucket (max_concurrency 1): shard 1 waits for it.
+  const refused = await client.identifyPermit(claim.sessionId, 1, { wait: 0 });
+  assert.equal(refused.granted, false);
+  assert.ok(refused.retryAfter > 4 && refused.retryAfter <= 5.1, `retry_after ${refused.retryAfter}`);
+  await client.disconnect(claim.sessionId);
+});
+
 test('claim, beat, identify and disconnect against shardman itself; resume data reaches the next claim', async () => {
   const claim = await client.connect();
   assert.deepEqual([claim.shardIds, claim.shardCount, claim.leaseSeconds, claim.beatInterval, claim.state], [[0, 1], 2, 6, 2, 'active']);

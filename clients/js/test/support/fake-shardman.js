@@ -32,7 +32,7 @@ export async function startFakeShardman(answer) {
 }
 
 /** A `/connect` answer as shardman gives it. */
-export function connectAnswer({ sessionId = 's1', shardIds = [0], shardCount = 1, sleepDurations, resumes, leaseSeconds = 6, beatInterval, generation = 1, state = 'active', gatewayUrl = null } = {}) {
+export function connectAnswer({ sessionId = 's1', shardIds = [0], shardCount = 1, sleepDurations, resumes, leaseSeconds = 6, beatInterval, generation = 1, state = 'active', gatewayUrl = null, placement = 'groups' } = {}) {
   return {
     shard_id: shardIds[0],
     max_shards: shardCount,
@@ -48,5 +48,17 @@ export function connectAnswer({ sessionId = 's1', shardIds = [0], shardCount = 1
     lease_seconds: leaseSeconds,
     beat_interval: beatInterval ?? leaseSeconds / 3,
     gateway_url: gatewayUrl,
+    placement,
   };
+}
+
+/**
+ * What shardman answers when nothing is scripted: an IDENTIFY permit granted at once, a confirm
+ * confirmed, a beat or a disconnect acknowledged.
+ * @param {{ path: string, body: any }} request
+ */
+export function usualAnswer({ path, body }) {
+  if (path === '/identify/permit') return { status: 200, body: { permit: true, shard_id: body?.shard_id ?? 0 } };
+  if (path === '/identify/confirm') return { status: 200, body: { confirmed: true } };
+  return { status: 204 };
 }
