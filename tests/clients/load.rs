@@ -430,7 +430,6 @@ fn python_bots_rebalance_as_processes_join_and_leave_without_a_double_session_an
 }
 
 #[test]
-#[ignore = "issue 20 §5: needs the JS adapter's placement by load (h/js f89fb26; passes with it)"]
 fn js_bots_rebalance_as_processes_join_and_leave_moving_shards_by_resume_only() {
     shards_follow_the_load_as_processes_come_and_go(BotKind::Js);
 }

@@ -294,7 +294,7 @@ export class ShardmanClient {
 
   /**
    * `POST /beat` with `Prefer: return=representation`, sent once (the lease view decides about retrying),
-   * with the process's CPU time and resident memory.
+   * with the process's CPU time, resident memory and label.
    * @param {string} sessionId
    * @param {import('./index.js').ShardReport[]} [reports]
    * @param {{ signal?: AbortSignal, timeout?: number }} [options]
@@ -302,7 +302,8 @@ export class ShardmanClient {
    */
   async beat(sessionId, reports = [], { signal, timeout } = {}) {
     return this.call('beat', {
-      body: beatBody(this.resigned.get(sessionId) ?? sessionId, reports, processUsage()),
+      // The label is kept by shardman only where a lease has none (one re-established after a Redis data loss).
+      body: { ...beatBody(this.resigned.get(sessionId) ?? sessionId, reports, processUsage()), process: this.process },
       headers: { Prefer: 'return=representation' },
       attempts: 1,
       signal,

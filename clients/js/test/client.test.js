@@ -184,13 +184,15 @@ test('the secret does not show when the client is inspected', async () => {
 });
 
 /**
- * Every beat carries the process's CPU time and resident memory: checked, then taken out of `body`.
+ * Every beat carries the process's label, CPU time and resident memory: checked, then taken out of `body`.
  * @param {Record<string, unknown>} body
  */
 function assertProcessUsage(body) {
-  const { cpu_seconds: cpu, rss_bytes: rss } = body;
+  const { cpu_seconds: cpu, rss_bytes: rss, process: label } = body;
   delete body.cpu_seconds;
   delete body.rss_bytes;
+  delete body.process;
+  assert.equal(label, defaultProcessLabel());
   assert.ok(typeof cpu === 'number' && cpu > 0 && cpu <= processUsage().cpuSeconds, `cpu_seconds ${cpu}`);
   assert.ok(Number.isInteger(rss) && rss > 1024 * 1024, `rss_bytes ${rss}`);
 }

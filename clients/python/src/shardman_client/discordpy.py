@@ -1,7 +1,7 @@
 """Run a discord.py `AutoShardedClient` for the shard groups shardman hands out.
 
 The adapter for `runner.run_claims`: it starts one client per claim, paces its IDENTIFYs through the
-claim's `IdentifyPacer` (a permit before each, a confirm once it is written), reports each shard's
+claim's `IdentifyPacer` (a permit before each, a confirm once READY answers it), reports each shard's
 guilds (once the cache is complete), latency, resume data and dispatches (the client adds the
 process's CPU time and memory), and closes the shards resumably.
 Handover: a new process IDENTIFYs every shard it takes over, with a permit, and never RESUMEs
@@ -39,6 +39,12 @@ from .models import ResumeData, ShardReport
 from .runner import ClaimContext, run_claims
 
 log = logging.getLogger("shardman_client.discordpy")
+
+#: How long after an IDENTIFY its READY is watched for, to confirm the permit: past shardman's 8.1 s
+#: hold of an unconfirmed permit a confirm changes nothing.
+READY_WATCH = 9.0
+#: How often a socket's session is looked at while its READY is awaited.
+READY_POLL = 0.02
 
 __all__ = ["ClaimEvent", "ClientFactory", "Release", "run_bot"]
 
@@ -207,6 +213,8 @@ class _Library:
     _default_gateways: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, client: Any) -> None:
+        #: The READY watches under way (kept so that they are not garbage-collected).
+        self._watching: set[asyncio.Task[None]] = set()
         root = next(
             (k.__module__.split(".")[0] for k in type(client).__mro__ if k.__name__ == "AutoShardedClient"),
             None,
@@ -249,14 +257,18 @@ class _Library:
         return sequence if isinstance(sequence, int) and sequence >= 0 else None
 
     def on_identify_sent(self, client: Any, sent: Callable[[int | None], None]) -> None:
-        """Call `sent(shard_id)` right after each IDENTIFY of the client was written to its socket.
+        """Call `sent(shard_id)` once the gateway has answered an IDENTIFY of the client with READY.
 
-        discord.py has no hook after the IDENTIFY (only `before_identify_hook`, before it). Each new
-        shard socket is made by `DiscordWebSocket.from_client`, which hands it to the client's
-        `ConnectionState._update_references(ws)` before it calls `ws.identify()` (gateway.py), and
-        `identify` returns once `send_as_json` has written the payload. So the client's state wraps
-        each new socket's `identify`. Without that method (a fork that lacks it) nothing is confirmed,
-        which is still safe: shardman opens the bucket 8.1 s after each grant then.
+        READY, not the moment the IDENTIFY was written: a confirm sent then can reach shardman before
+        the IDENTIFY reaches Discord (seen with the JS adapter on a loaded machine: the bucket's next
+        IDENTIFY came 4.79 s after it), while READY proves Discord has it. discord.py has no hook
+        after the IDENTIFY (only `before_identify_hook`, before it). Each new shard socket is made by
+        `DiscordWebSocket.from_client`, which hands it to the client's
+        `ConnectionState._update_references(ws)` before it calls `ws.identify()` (gateway.py), and the
+        socket's `session_id` is None until its READY sets it. So the client's state wraps each new
+        socket's `identify` and then watches for the session. Without that method (a fork that lacks
+        it), or without a READY (op 9), nothing is confirmed, which is still safe: shardman opens the
+        bucket 8.1 s after each grant then.
         """
         state = getattr(client, "_connection", None)
         update = getattr(state, "_update_references", None)
@@ -270,6 +282,16 @@ class _Library:
 
             async def identify_then_confirm(*args: Any, **kwargs: Any) -> None:
                 await identify(*args, **kwargs)
+                task = asyncio.ensure_future(confirm_on_ready(ws))
+                self._watching.add(task)
+                task.add_done_callback(self._watching.discard)
+
+            async def confirm_on_ready(ws: Any) -> None:
+                deadline = asyncio.get_running_loop().time() + READY_WATCH
+                while getattr(ws, "session_id", None) is None:
+                    if asyncio.get_running_loop().time() > deadline or getattr(ws, "open", True) is False:
+                        return
+                    await asyncio.sleep(READY_POLL)
                 sent(getattr(ws, "shard_id", None))
 
             ws.identify = identify_then_confirm

@@ -33,8 +33,9 @@ class IdentifyPacer:
       not sit idle until the IDENTIFY, call it before the socket opens.
     - `wait(shard_id)`, right before the IDENTIFY is written: goes at once with a permit granted less
       than `PERMIT_FRESH_FOR` ago (kept from `acquire`), else asks again in short waits.
-    - `sent(shard_id)`, right after the IDENTIFY was written (never before): confirms it, so the bucket
-      opens 5.1 s after this IDENTIFY instead of 8.1 s after the grant.
+    - `sent(shard_id)`, once the gateway answered the IDENTIFY with READY (not as soon as it is
+      written: a confirm can overtake an IDENTIFY on its way to Discord): confirms it, so the bucket
+      opens 5.1 s after it instead of 8.1 s after the grant.
     - Every IDENTIFY of a shard goes this way: the first, one after an invalid session, one after a
       reconnect that cannot resume, and one of a claim that inherited resume data the library cannot use.
     - 404 releases the claim as lost, 401 as retired. Once the claim is released (`halted()`), no wait
@@ -91,7 +92,7 @@ class IdentifyPacer:
         log.info("shard %s: IDENTIFY", shard_id)
 
     def sent(self, shard_id: int) -> None:
-        """The shard's IDENTIFY was written to its socket: confirm it (in the background)."""
+        """The shard's IDENTIFY reached the gateway (READY answered it): confirm it (in the background)."""
         task = asyncio.ensure_future(self._confirm(shard_id))
         self._confirming.add(task)
         task.add_done_callback(self._confirming.discard)
