@@ -1204,7 +1204,6 @@ fn js_bots_in_a_rolling_deploy_leave_no_shard_down_longer_than_half_a_second() {
 }
 
 #[test]
-#[ignore = "issue 19 §3: passes since claims wait (gaps 65-253 ms in two runs); to run in CI once stable across runs"]
 fn rust_bots_in_a_rolling_deploy_leave_no_shard_down_longer_than_half_a_second() {
     come_up_and_roll_over(
         BotKind::Rust,

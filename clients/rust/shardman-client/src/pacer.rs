@@ -18,8 +18,8 @@ const PERMIT_RETRY_FLOOR: Duration = Duration::from_millis(100);
 
 /// IDENTIFY pacing for one claim, for any gateway library that asks before each IDENTIFY (its
 /// first, and any later one: invalid session, failed RESUME): [`IdentifyPacer::permit`] asks
-/// `POST /identify/permit` until the shard's bucket is open; once the IDENTIFY is written the
-/// adapter sends [`IdentifyPacer::confirm`], so the bucket opens 5.1 s later instead of 8.1 s after
+/// `POST /identify/permit` until the shard's bucket is open; once the IDENTIFY is out (at the
+/// latest when Discord answered it) the adapter sends [`IdentifyPacer::confirm`], so the bucket opens 5.1 s later instead of 8.1 s after
 /// the grant. A 404 or 401 ends the claim (`Lost`, `Retired`).
 #[derive(Debug)]
 pub struct IdentifyPacer {
@@ -85,9 +85,10 @@ impl IdentifyPacer {
         lock(&self.unconfirmed).remove(&shard);
     }
 
-    /// `shard`'s IDENTIFY has been written: takes its unconfirmed permit and answers the
-    /// request that confirms it (`None` when none awaits, so it is sent once per permit). Only call
-    /// it after the IDENTIFY went out, never before. One try: a lost confirm only leaves the bucket
+    /// `shard`'s IDENTIFY has gone out: takes its unconfirmed permit and answers the request that
+    /// confirms it (`None` when none awaits, so it is sent once per permit). Only call it after
+    /// the IDENTIFY was written, never before (shardman opens the bucket 5.1 s after the confirm
+    /// arrives: a confirm that overtakes its IDENTIFY on the way shortens the gap). One try: a lost confirm only leaves the bucket
     /// closed until 8.1 s after the grant, and a late one would close it longer.
     pub fn confirm(&self, shard: u32) -> Option<impl Future<Output = ()> + Send + 'static> {
         if !lock(&self.unconfirmed).remove(&shard) {

@@ -9,8 +9,8 @@ use twilight_gateway::queue::Queue;
 /// A twilight [`Queue`] backed by shardman: twilight asks it before every IDENTIFY, once the
 /// shard's connection is open (after HELLO), and it asks `POST /identify/permit` until the shard's
 /// bucket is open, then lets the shard IDENTIFY (a 404 or 401 ends the claim instead). The adapter
-/// tells it when the IDENTIFY was written ([`ShardmanQueue::identify_written`]), which confirms
-/// the permit.
+/// tells it when Discord answered the IDENTIFY ([`ShardmanQueue::identify_answered`]), which
+/// confirms the permit.
 #[derive(Clone, Debug)]
 pub struct ShardmanQueue {
     inner: Arc<QueueInner>,
@@ -38,9 +38,9 @@ impl ShardmanQueue {
         }
     }
 
-    /// `shard`'s IDENTIFY has been written: confirms its permit, if one awaits confirming (in the
-    /// background; calls without one do nothing).
-    pub fn identify_written(&self, shard: u32) {
+    /// Discord has answered `shard`'s IDENTIFY (READY): confirms its permit, if one awaits
+    /// confirming (in the background; calls without one do nothing).
+    pub fn identify_answered(&self, shard: u32) {
         if let Some(confirm) = self.inner.pacer.confirm(shard) {
             tokio::spawn(confirm);
         }

@@ -31,7 +31,8 @@ async fn queue_of(server: &FakeShardman, shard_ids: &[u32]) -> (Claim, LeaseKeep
 }
 
 #[tokio::test]
-async fn the_queue_lets_a_shard_identify_once_its_permit_is_granted_and_confirms_it_once_written() {
+async fn the_queue_lets_a_shard_identify_once_its_permit_is_granted_and_confirms_it_once_answered()
+{
     let server = FakeShardman::start().await;
     server.on(
         "/identify/permit",
@@ -71,9 +72,9 @@ async fn the_queue_lets_a_shard_identify_once_its_permit_is_granted_and_confirms
     assert!(granted - asked >= Duration::from_millis(500));
     assert!(server.requests("/identify/confirm").is_empty());
 
-    queue.identify_written(1);
-    queue.identify_written(1);
-    queue.identify_written(0); // no permit of shard 0 awaits confirming
+    queue.identify_answered(1);
+    queue.identify_answered(1);
+    queue.identify_answered(0); // no permit of shard 0 awaits confirming
     tokio::time::sleep(Duration::from_millis(200)).await;
     let confirms = server.requests("/identify/confirm");
     assert_eq!(confirms.len(), 1);
