@@ -60,6 +60,9 @@ struct BeatBody<'a> {
     cpu_seconds: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rss_bytes: Option<u64>,
+    /// The label the session was claimed with: shardman keeps it only where a lease has none (one
+    /// re-established after a Redis data loss).
+    process: &'a str,
 }
 
 #[derive(Serialize)]
@@ -212,8 +215,8 @@ impl Client {
     }
 
     /// One `POST /beat` with `Prefer: return=representation`; `reports` has one entry per shard of
-    /// the group, the first one also sent as flat fields; the process's CPU time and resident
-    /// memory go with it.
+    /// the group, the first one also sent as flat fields; the process's CPU time, resident memory
+    /// and label go with it.
     pub async fn beat(&self, session_id: &str, reports: &[ShardReport]) -> Result<BeatAck, Error> {
         let first = reports.first();
         let usage = ProcessUsage::now();
@@ -228,6 +231,7 @@ impl Client {
             ready: (!reports.is_empty()).then(|| reports.iter().all(|r| r.resume.is_some())),
             cpu_seconds: usage.cpu_seconds,
             rss_bytes: usage.rss_bytes,
+            process: &self.process,
         };
         let sent_at = Instant::now();
         let request = self

@@ -227,8 +227,12 @@ async fn a_beat_sends_per_shard_reports_and_the_first_shards_as_flat_fields() {
     assert_eq!(beat.headers["prefer"], "return=representation");
     let resume = json!({"session_id": "discord-session", "sequence": 9, "resume_gateway_url": "wss://resume"});
     let mut body = beat.json();
-    // The process's CPU time and resident memory ride along.
+    // The process's label, CPU time and resident memory ride along.
     let usage = body.as_object_mut().expect("an object");
+    assert_eq!(
+        usage.remove("process"),
+        Some(json!(shardman_client::default_process_label()))
+    );
     let cpu = usage.remove("cpu_seconds").and_then(|cpu| cpu.as_f64());
     let rss = usage.remove("rss_bytes").and_then(|rss| rss.as_u64());
     assert!(cpu.is_some_and(|cpu| cpu >= 0.0), "cpu_seconds {cpu:?}");
