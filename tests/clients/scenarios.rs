@@ -451,12 +451,11 @@ const DEPLOY_COME_UP: Duration = Duration::from_secs(60);
 const EXITS_WITHIN: Duration = Duration::from_secs(10);
 /// The issue's bound on a RESUME handover's gap (old connection closed -> RESUMED).
 const HANDOVER_GAP: Duration = Duration::from_millis(500);
-/// What a RESUME handover stays within today: a waiting process learns of the freed shard on its
-/// next `/connect` retry (1 s, jittered by 20 %), then RESUMEs; plus the old process's close, last
-/// beat and disconnect on a busy machine (2.4 s seen under a load average of 6.6). Until claims
-/// can wait (issue 19 §3) the last handovers, with one or two processes left waiting, often miss
-/// `HANDOVER_GAP`. Still far below a handover that waited for the lease (10 s here).
-const HANDOVER_GAP_TODAY: Duration = Duration::from_secs(3);
+/// What a JS RESUME handover stays within on a loaded machine: its successor's waiting claim gets
+/// the shard at once, but an old process can take a second to close, beat and disconnect (1054 ms
+/// seen), so `HANDOVER_GAP` holds for JS only in most runs (its test is ignored). Still far below a
+/// handover that waited for the lease (10 s here).
+const HANDOVER_GAP_LOADED: Duration = Duration::from_secs(3);
 
 fn ms(duration: Duration) -> u128 {
     duration.as_millis()
@@ -489,24 +488,6 @@ fn bucket_spacings(fleet: &Fleet, since: Instant) -> Vec<(u32, Duration)> {
     }
     spacings
 }
-
-/// What a rolling deploy must show beyond what holds today.
-#[derive(Clone, Copy)]
-struct Expect {
-    /// No IDENTIFY at the cold start within 5 s of its bucket's previous one. Today shardman books
-    /// a bucket's slots at `/connect`, so a process that IDENTIFYs late to its slot (a library
-    /// starting up on a busy machine) leaves less than 5 s to the next one, which comes on time
-    /// (issue 19 §1). With 8 shards at `max_concurrency` 2 a cold start has six chances of it.
-    paced_cold_start: bool,
-    /// The longest a shard may be down in a RESUME handover.
-    gap_bound: Duration,
-}
-
-/// What holds today.
-const TODAY: Expect = Expect {
-    paced_cold_start: false,
-    gap_bound: HANDOVER_GAP_TODAY,
-};
 
 /// How long before its SIGTERM a dispatch written to an old process may still have been unread
 /// when it stopped taking them: a busy machine may schedule the signal before the socket read.
@@ -581,8 +562,8 @@ fn judge_handover(
 /// sessions of a shard, no IDENTIFY within 5 s of its bucket's previous one during the deploy,
 /// and for the bots that RESUME what they are handed: no IDENTIFY, every RESUME at the last
 /// sequence its old connection was sent (or before dispatches that were in flight while it
-/// closed, see `Handover`), each shard down at most `expect.gap_bound`.
-fn come_up_and_roll_over(kind: BotKind, expect: Expect) {
+/// closed, see `Handover`), each shard down at most `gap_bound`.
+fn come_up_and_roll_over(kind: BotKind, gap_bound: Duration) {
     let _slot = scenario_slot();
     let name = kind.name();
     // A longer lease than the other scenarios': nothing here waits for one to run out, and on a
@@ -600,16 +581,8 @@ fn come_up_and_roll_over(kind: BotKind, expect: Expect) {
     fleet.spawn_bots(DEPLOY_SHARDS as usize);
     wait_live_exactly(&fleet, &all, "all 8 shards live", DEPLOY_COME_UP);
     // The cold start: each shard READY once; no IDENTIFY within 5 s of its bucket's previous one
-    // (the stand-in answers such an IDENTIFY with op 9 and records it as too early) where asked.
-    let early = fleet.discord.too_early_identifies().len();
-    if expect.paced_cold_start {
-        assert_clean(&fleet);
-    } else if early > 0 {
-        eprintln!(
-            "clients measurement: cold start {name}: {early} IDENTIFY too early (issue 19 §1):\n{}",
-            fleet.explain_too_early()
-        );
-    }
+    // (the stand-in answers such an IDENTIFY with op 9 and records it as too early).
+    assert_clean(&fleet);
     let readies = fleet.discord.ready_counts();
     for shard in &all {
         assert_eq!(
@@ -856,12 +829,11 @@ fn come_up_and_roll_over(kind: BotKind, expect: Expect) {
     }
     for gap in &gaps {
         assert!(
-            gap.length() <= expect.gap_bound
-                && matches!(gap.came_back, Some(Event::Resumed { .. })),
+            gap.length() <= gap_bound && matches!(gap.came_back, Some(Event::Resumed { .. })),
             "{name}: shard {} was down {} ms (at most {} ms), back by {:?}\n{}",
             gap.shard,
             ms(gap.length()),
-            ms(expect.gap_bound),
+            ms(gap_bound),
             gap.came_back,
             fleet.report()
         );
@@ -1177,74 +1149,24 @@ fn rust_bot_groups_of_two_shards_come_up_once_and_resume_on_kill() {
 }
 
 #[test]
-fn python_bots_in_a_rolling_deploy_exit_0_never_double_a_session_and_identify_paced() {
-    come_up_and_roll_over(BotKind::Python, TODAY);
+fn python_bots_start_paced_and_roll_over_exiting_0_without_a_double_session() {
+    come_up_and_roll_over(BotKind::Python, HANDOVER_GAP_LOADED);
 }
 
 #[test]
-fn js_bots_in_a_rolling_deploy_resume_every_shard_at_its_last_sequence() {
-    come_up_and_roll_over(BotKind::Js, TODAY);
-}
-
-#[test]
-fn rust_bots_in_a_rolling_deploy_resume_every_shard_at_its_last_sequence() {
-    come_up_and_roll_over(BotKind::Rust, TODAY);
+fn js_bots_start_paced_and_roll_over_resuming_every_shard_at_its_last_sequence() {
+    come_up_and_roll_over(BotKind::Js, HANDOVER_GAP_LOADED);
 }
 
 #[test]
 #[ignore = "issue 19 §3: 2 of 3 runs with permits passed (max gaps 362, 337 ms); one had 1037 ms, its old process exiting 1054 ms after SIGTERM on a loaded machine"]
 fn js_bots_in_a_rolling_deploy_leave_no_shard_down_longer_than_half_a_second() {
-    come_up_and_roll_over(
-        BotKind::Js,
-        Expect {
-            gap_bound: HANDOVER_GAP,
-            ..TODAY
-        },
-    );
+    come_up_and_roll_over(BotKind::Js, HANDOVER_GAP);
 }
 
 #[test]
-fn rust_bots_in_a_rolling_deploy_leave_no_shard_down_longer_than_half_a_second() {
-    come_up_and_roll_over(
-        BotKind::Rust,
-        Expect {
-            gap_bound: HANDOVER_GAP,
-            ..TODAY
-        },
-    );
-}
-
-#[test]
-fn python_bots_cold_start_never_identifies_within_five_seconds_of_the_buckets_last() {
-    come_up_and_roll_over(
-        BotKind::Python,
-        Expect {
-            paced_cold_start: true,
-            ..TODAY
-        },
-    );
-}
-
-#[test]
-fn js_bots_cold_start_never_identifies_within_five_seconds_of_the_buckets_last() {
-    come_up_and_roll_over(
-        BotKind::Js,
-        Expect {
-            paced_cold_start: true,
-            ..TODAY
-        },
-    );
-}
-
-#[test]
-fn rust_bots_cold_start_never_identifies_within_five_seconds_of_the_buckets_last() {
-    come_up_and_roll_over(
-        BotKind::Rust,
-        Expect {
-            paced_cold_start: true,
-            ..TODAY
-        },
-    );
+fn rust_bots_start_paced_and_roll_over_leaving_no_shard_down_longer_than_half_a_second() {
+    come_up_and_roll_over(BotKind::Rust, HANDOVER_GAP);
 }
 
 #[test]
