@@ -71,10 +71,10 @@ export async function runShards({ client, start, signal = new AbortController().
  * Placement by load (README "Placing shards by load"): a claim is one shard, and the process runs every
  * claim it is given, each on its own (`start` once per claim), while one `/connect?wait=` stays open for
  * the next (placement moves shards to processes that wait). A claim that ends by itself ("handed_over"
- * after a beat's `hand_over`, "lapsed", "lost") ends alone; the others and the waiting claim go on. The
- * first claim that ends the run ("retired", "failed") or a shutdown ends them all: the other claims are
- * released as "shutdown" (given back for their next holders to RESUME), or as "retired" if they belong
- * to the same retired generation.
+ * after a beat's `hand_over`, "lapsed", "lost", "retired": a reshard's new generation comes through the
+ * waiting claim) ends alone; the others and the waiting claim go on, as in the Python and Rust packages.
+ * A claim that fails, or a shutdown, ends them all: the other claims are released as "shutdown" (given
+ * back for their next holders to RESUME).
  * @param {import('./client.js').ShardmanClient} client
  * @param {import('./index.js').Claim} first
  * @param {{ start: import('./index.js').StartShards, signal: AbortSignal, onClaimChange: (change: import('./index.js').ClaimChange) => void,
@@ -93,13 +93,12 @@ async function runPlacedClaims(client, first, { start, signal, onClaimChange, lo
   /**
    * Ends the run: no more claims, and every claim still held released.
    * @param {{ reason: import('./index.js').ReleaseReason, error?: unknown }} why
-   * @param {import('./index.js').Claim | null} by
    */
-  const endRun = (why, by) => {
+  const endRun = (why) => {
     if (outcome) return;
     outcome = why;
     ending.abort(why.reason);
-    for (const [claim, release] of held) release(why.reason === 'retired' && claim.generation === by?.generation ? 'retired' : 'shutdown');
+    for (const release of held.values()) release('shutdown');
   };
   /** @param {import('./index.js').Claim} claim */
   const hold = (claim) => {
@@ -107,7 +106,8 @@ async function runPlacedClaims(client, first, { start, signal, onClaimChange, lo
     const done = holdClaim(client, claim, { start, signal, log, onHold: (release) => held.set(claim, release) }).then(({ reason, error }) => {
       held.delete(claim);
       onClaimChange(releasedEvent(claim, reason));
-      if (error !== undefined || (reason !== 'handed_over' && !RELEASE_REASONS[reason].claimsAgain)) endRun(error === undefined ? { reason } : { reason, error }, claim);
+      const endsAlone = reason === 'handed_over' || reason === 'retired' || RELEASE_REASONS[reason].claimsAgain;
+      if (error !== undefined || !endsAlone) endRun(error === undefined ? { reason } : { reason, error });
     });
     holding.add(done);
     // A rejection (a throwing onClaimChange) reaches the caller through the Promise.all below.
@@ -119,7 +119,7 @@ async function runPlacedClaims(client, first, { start, signal, onClaimChange, lo
     try {
       claim = await claimShards(client, { signal: waiting, log, noShardsDelay, connectWait });
     } catch (error) {
-      endRun({ reason: 'failed', error }, null);
+      endRun({ reason: 'failed', error });
       break;
     }
     if (!claim) break;

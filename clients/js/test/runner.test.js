@@ -330,11 +330,19 @@ test('a claim of a group ignores hand_over', async () => {
   assert.equal(await run, 'shutdown');
 });
 
-test('placed by load, a retired claim ends the run: its generation\'s other claims retire too', async () => {
-  const { client } = await placingShardman([0, 1], ({ body, count }) => (body.session_id === 's1' && count >= 4 ? { status: 401, body: { detail: 'No Shards Available' } } : { status: 204 }));
+test('placed by load, a retired claim ends alone: the others and the waiting claim go on', async () => {
+  const { client, server } = await placingShardman([0, 1], ({ body, count }) => (body.session_id === 's1' && count >= 4 ? { status: 401, body: { detail: 'No Shards Available' } } : { status: 204 }));
+  const controller = new AbortController();
   const stops = [];
-  assert.equal(await runShards({ client, start: recordingShards(stops), log: silent }), 'retired');
-  assert.deepEqual(stops.map((stop) => [stop.sessionId, stop.reason]).sort(), [['s0', 'retired'], ['s1', 'retired']]);
+  const run = runShards({ client, start: recordingShards(stops), signal: controller.signal, log: silent });
+  await until('shard 1 retired', () => stops.length === 1);
+  assert.deepEqual(stops.map((stop) => [stop.sessionId, stop.reason]), [['s1', 'retired']]);
+  const beatsOfS0 = () => server.requests.filter((request) => request.path === '/beat' && request.body.session_id === 's0').length;
+  const before = beatsOfS0();
+  await until('shard 0 beating on', () => beatsOfS0() > before);
+  controller.abort();
+  assert.equal(await run, 'shutdown');
+  assert.deepEqual(stops.map((stop) => [stop.sessionId, stop.reason]), [['s1', 'retired'], ['s0', 'shutdown']]);
 });
 
 test('a beat naming a shard in reconnect reconnects that shard of the claim', async () => {
