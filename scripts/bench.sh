@@ -155,7 +155,7 @@ function init(args)
     requests[#requests + 1] = wrk.format("POST", "/beat", {
       ["Authorization"] = args_secret,
       ["Content-Type"] = "application/x-www-form-urlencoded",
-    }, "session_id=" .. line .. "&guild_count=1200&latency=0.041")
+    }, "session_id=" .. line .. "&guild_count=1200&latency=0.041" .. (args[2] or ""))
   end
   next_request = math.random(#requests)
 end
@@ -165,10 +165,14 @@ function request()
 end
 LUA
 sed -i "1i args_secret = '$SECRET'" "$work/beat.lua"
-run_beats() { # port sessions-file
+# What a bot's beat also reports for scaling on load (README "Scaling on load"): the counters stay
+# put here, so after its first report a beat's rates change nothing (as for a retried beat). Only
+# wrk sends them; without it both runs are the same bare beats.
+LOAD_REPORTS="&events=48213&cpu_seconds=412.7&rss_bytes=187695104&process=bench-host:4242"
+run_beats() { # port sessions-file [extra body fields]
   if command -v wrk >/dev/null 2>&1; then
     wrk -t1 -c32 -d"${BEAT_SECONDS}s" --latency -s "$work/beat.lua" "http://127.0.0.1:$1" -- "$2" \
-      >"$work/wrk.txt" 2>&1
+      "${3:-}" >"$work/wrk.txt" 2>&1
     BEATS=$(grep -o '[0-9]* requests in' "$work/wrk.txt" | cut -d' ' -f1)
     BEATS_PER_SECOND=$(grep '^Requests/sec:' "$work/wrk.txt" | awk '{print $2}')
     BEAT_P99_MS=$(awk '$1 == "99%" {v = $2; if (v ~ /us$/) {sub(/us$/, "", v); v /= 1000}
@@ -188,7 +192,7 @@ run_beats() { # port sessions-file
 claim_sessions "$beat_port" "$work/sessions.txt"
 # Rounds of /beat load and redis-benchmark alternate, so both see the same machine (other work on
 # the shared cores moves both); the ratio is the median of the rounds'.
-ratios=(); p99s=(); rps_all=(); redis_all=()
+ratios=(); p99s=(); rps_all=(); redis_all=(); reported_all=(); report_ratios=()
 beats=0; beat_errors=0; replica_ticks=0; redis_ticks=0
 redis-cli -p "$REDIS_PORT" CONFIG RESETSTAT >/dev/null
 for _ in $(seq 1 "$ROUNDS"); do
@@ -207,7 +211,13 @@ for _ in $(seq 1 "$ROUNDS"); do
   redis-cli -p "$REDIS_PORT" CONFIG RESETSTAT >/dev/null
   ratios+=("$(awk -v a="$BEATS_PER_SECOND" -v b="$redis_rps" 'BEGIN{printf "%.3f", a/b}')")
   p99s+=("$BEAT_P99_MS"); rps_all+=("$BEATS_PER_SECOND"); redis_all+=("$redis_rps")
-  echo "  round: /beat $BEATS_PER_SECOND/s (p99 $BEAT_P99_MS ms), redis-benchmark $redis_rps/s" >&2
+  bare_rps=$BEATS_PER_SECOND
+  # The same beats with the load reports, in the same round: their cost on the beat path.
+  run_beats "$beat_port" "$work/sessions.txt" "$LOAD_REPORTS"
+  redis-cli -p "$REDIS_PORT" CONFIG RESETSTAT >/dev/null  # the next round counts its own calls
+  reported_all+=("$BEATS_PER_SECOND")
+  report_ratios+=("$(awk -v a="$BEATS_PER_SECOND" -v b="$bare_rps" 'BEGIN{printf "%.3f", a/b}')")
+  echo "  round: /beat $bare_rps/s (p99 $BEAT_P99_MS ms), with load reports $BEATS_PER_SECOND/s, redis-benchmark $redis_rps/s" >&2
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 shardman_rps=$(median "${rps_all[@]}"); redis_rps=$(median "${redis_all[@]}")
@@ -234,6 +244,8 @@ row "/beat via one replica (Redis), beats/s (median of $ROUNDS rounds)" "$(print
 row "redis-benchmark EVALSHA of the single-beat call, calls/s (median)" "$(printf '%.0f' "$redis_rps")"
 row "ratio replica / redis-benchmark, median of the rounds' (goal >= 1.0)" "$(printf '%.2f' "$ratio") (rounds: ${ratios[*]})"
 row "/beat p99 at that load, ms (goal <= 5)" "$beat_p99"
+row "/beat with the load reports (events, cpu_seconds, rss_bytes, process), beats/s (median)" "$(printf '%.0f' "$(median "${reported_all[@]}")")"
+row "ratio with / without the load reports, median of the rounds'" "$(median "${report_ratios[@]}") (rounds: ${report_ratios[*]})"
 row "/beat answers other than 204 (Redis)" "$beat_errors"
 row "/beat via the embedded store, beats/s" "$(printf '%.0f' "$embedded_rps")"
 row "ratio embedded / Redis (goal >= 1.0)" "$(awk -v a="$embedded_rps" -v b="$shardman_rps" 'BEGIN{printf "%.2f", a/b}')"
