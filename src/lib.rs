@@ -1,6 +1,7 @@
 //! shardman: hands out Discord shard ids to bot processes, one live session per shard id.
 
 pub mod bots;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;

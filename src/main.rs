@@ -1,3 +1,7 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use shardman::cli::{Cli, Command};
 use shardman::config::Settings;
 use shardman::startup::Application;
 
@@ -6,10 +10,17 @@ use shardman::startup::Application;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[actix_web::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     // A missing .env is normal; the environment may carry everything.
     let _ = dotenvy::dotenv();
+    match Cli::parse().command {
+        None | Some(Command::Serve) => actix_web::rt::System::new().block_on(serve()),
+        Some(Command::Remote(command)) => shardman::cli::run(command),
+    }
+}
+
+/// Runs the service until SIGTERM or SIGINT has drained it.
+async fn serve() -> ExitCode {
     // BOTS_FILE is read here too, so a file that does not load stops startup like a bad variable.
     let settings = Settings::from_env().and_then(|settings| settings.bots().map(|_| settings));
     shardman::telemetry::init_logging(
@@ -22,7 +33,7 @@ async fn main() -> std::process::ExitCode {
         Ok(settings) => settings,
         Err(error) => {
             log::error!("{error}");
-            return std::process::ExitCode::from(2);
+            return ExitCode::from(2);
         }
     };
     let address = format!("{}:{}", settings.host, settings.port);
@@ -30,15 +41,15 @@ async fn main() -> std::process::ExitCode {
         Ok(application) => application,
         Err(error) => {
             log::error!("cannot start: {error}");
-            return std::process::ExitCode::FAILURE;
+            return ExitCode::FAILURE;
         }
     };
     log::info!("shardman listening on {address}");
     match application.run_until_terminated().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             log::error!("server failed: {error}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }

@@ -6,6 +6,7 @@
 mod alerts;
 mod autoscale;
 mod beat;
+mod cli;
 mod compat;
 mod concurrency;
 mod connect;
