@@ -2,7 +2,6 @@
 //! resume data handed over in both directions, shards stopped the moment the claim ends.
 
 use crate::queue::ShardmanQueue;
-use crate::running::Running;
 use shardman_client::{
     Claim, ClaimEnd, Client, Error, LeaseKeeper, LeaseView, Release, Reports, Resume, ShardReport,
     SharedLease, State, lock,
@@ -102,11 +101,6 @@ impl Fleet {
             deliveries,
             released: None,
         }
-    }
-
-    /// Runs every claim shardman gives this process (see [`Running`]).
-    pub fn run(&self) -> Running {
-        Running::new(self.clone())
     }
 
     /// Starts the shards of `claim`, which deliver to `deliveries` as claim `key`.
@@ -255,10 +249,10 @@ pub enum Step {
     Released(Release),
 }
 
-/// What a shard task passes on to [`Claimed::next`] or [`Running::next`], in the order the shard
+/// What a shard task passes on to [`Claimed::next`] or [`crate::Running::next`], in the order the shard
 /// received it.
 pub(crate) struct Delivery {
-    /// The claim's key in a [`Running`].
+    /// The claim's key in a [`crate::Running`].
     pub(crate) key: u64,
     shard: ShardId,
     /// The shard's place in the claim.
@@ -270,7 +264,7 @@ pub(crate) struct Delivery {
     resume: Option<Resume>,
 }
 
-/// A claim's shards, lease keeper and reports: what [`Claimed`] and [`Running`] drive.
+/// A claim's shards, lease keeper and reports: what [`Claimed`] and [`crate::Running`] drive.
 pub(crate) struct Group {
     pub(crate) claim: Claim,
     keeper: LeaseKeeper,

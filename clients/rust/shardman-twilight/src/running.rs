@@ -49,8 +49,16 @@ enum Woke {
     Granted(Result<Claim, Error>),
 }
 
+impl Fleet {
+    /// Runs every claim shardman gives this process (see [`Running`]). (Declared here, beside
+    /// what it returns, so that `gateway` does not import `running`, which imports it.)
+    pub fn run(&self) -> Running {
+        Running::new(self.clone())
+    }
+}
+
 impl Running {
-    pub(crate) fn new(fleet: Fleet) -> Self {
+    fn new(fleet: Fleet) -> Self {
         let (deliveries_tx, deliveries) = mpsc::unbounded_channel();
         Self {
             fleet,
