@@ -28,7 +28,8 @@ groups free together (a reshard). A granted ticket leaves the queue here; the re
 ticket whose wait ended otherwise (stop_waiting.lua), and one whose replica died lapses.
 
 Moves (SHARDS_PER_PROCESS=auto, see includes/common.lua): a claim whose process label a shard is
-reserved for gets that shard (with its resume data), before and regardless of the queue.
+reserved for gets that shard (with its resume data), before and regardless of the queue. A
+process being drained (drain.lua) gets nothing: "full", without joining the queue.
 
 Identify slots: Discord allows one IDENTIFY per 5 s per bucket (bucket = shard_id % max_concurrency).
 `identify` holds, per bucket, the earliest time (ms) the next IDENTIFY may start; booking a slot moves
@@ -76,7 +77,8 @@ Returns  {"granted", first shard id, max_shards, generation, fence, state, plan 
           gateway URL or nil, {shard ids of the group}, {sleep_ms per shard id}, {resume JSON or
           nil per shard id}, the generation's group size (signed into the session id)}
          {"full", max_shards, generation}        every shard id of the generation is held, or
-                                                 the free ones are spoken for by earlier waiters
+                                                 the free ones are spoken for by earlier waiters,
+                                                 or the claimant's process is being drained
          {"recovering", retry_after_ms}          Redis lost its data a moment ago: no new grants
                                                  until the bots that held shards have re-beaten
          {"budget", retry_after_ms}              the identify budget is down to its reserve
@@ -128,6 +130,12 @@ local next_key = gen_key(generation, 'next')
 local free_key = gen_key(generation, 'free')
 
 reclaim_expired(generation, now, function(id) event('expire', id) end)
+
+-- A draining process gets no shard (drain.lua): it waits as if every shard were held, outside
+-- the queue, so it is nobody's spare.
+if is_draining(process_label, now) then
+  return {'full', max_shards, generation}
+end
 
 -- A shard handed over for a move goes to the process it moves to, ahead of any queue.
 local first_id = take_reservation(generation, process_label)

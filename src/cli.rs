@@ -3,6 +3,7 @@
 //! service itself (main.rs).
 
 mod autoscale;
+mod drain;
 mod remote;
 mod reshard;
 mod status;
@@ -57,6 +58,26 @@ pub enum RemoteCommand {
     },
     /// How many bot processes the shard plan needs now (`GET /autoscale`).
     Autoscale {
+        #[command(flatten)]
+        deployment: Deployment,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Moves every shard of a bot process to the others by RESUME and gives it none, so it can be
+    /// stopped without a re-IDENTIFY (`POST /processes/{process}/drain`; needs
+    /// `SHARDS_PER_PROCESS=auto`).
+    Drain {
+        /// The process label its bot sends (`shardman status` lists them).
+        process: String,
+        /// Stop draining it instead: it may take shards again.
+        #[arg(long, conflicts_with = "wait")]
+        undo: bool,
+        /// Wait until it holds no shard (exit status 6 if it still does after --timeout).
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 600, requires = "wait")]
+        timeout: u64,
         #[command(flatten)]
         deployment: Deployment,
         #[command(flatten)]
@@ -131,6 +152,28 @@ impl RemoteCommand {
             RemoteCommand::Autoscale { deployment, output } => {
                 let answer = deployment.client()?.get("autoscale").await?;
                 output.show(answer, autoscale::summary)
+            }
+            RemoteCommand::Drain {
+                process,
+                undo,
+                wait,
+                timeout,
+                deployment,
+                output,
+            } => {
+                let shardman = deployment.client()?;
+                let answer = shardman
+                    .send_to(&["processes", &process, "drain"], undo)
+                    .await?;
+                let mut shown = output.show(answer, drain::summary)?;
+                if wait {
+                    let timeout = std::time::Duration::from_secs(timeout);
+                    let done = drain::wait_until_empty(&shardman, &process, timeout).await?;
+                    if !output.json {
+                        shown.push_str(&done);
+                    }
+                }
+                Ok(shown)
             }
         }
     }

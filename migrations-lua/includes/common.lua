@@ -46,6 +46,8 @@ passes the fixed ones); per-generation keys are built by gen_key below and nowhe
   waiters:seq        string      the last arrival number
   waiters:process    hash        the same tickets -> the process label of their claim (placement
                                  gives waiting processes shards, src/jobs/placement.rs)
+  draining           sorted set  process labels being drained (drain.lua), score = the ms the mark
+                                 lapses: no shard is given to them, placement moves theirs away
   identify           hash        bucket -> ms from which the bucket's next IDENTIFY may start
                                  (slots and permits, see "IDENTIFY pacing" below)
   identify:permits   hash        bucket -> its outstanding (granted, unconfirmed) permit,
@@ -120,6 +122,15 @@ local function release_lapsed_reservations(generation, at_ms)
     redis.call('HDEL', gen_key(generation, 'reserved_for'), id)
     redis.call('ZADD', gen_key(generation, 'free'), id, id)
   end
+end
+
+-- Whether process `label` is being drained (drain.lua) at `at_ms`. Cost: O(1).
+local function is_draining(label, at_ms)
+  if label == '' then
+    return false
+  end
+  local deadline = tonumber(redis.call('ZSCORE', key('draining'), label))
+  return deadline ~= nil and deadline > at_ms
 end
 
 -- Takes a shard reserved for `label`, if there is one: its id, else nil. Cost: O(R) for R

@@ -26,6 +26,8 @@ pub enum Failure {
     Refused(String),
     /// 5: shardman answered with another error, or with something that is not its API.
     Answered(String),
+    /// 6: what the command waited for did not happen in time (`drain --wait`).
+    TimedOut(String),
 }
 
 impl Failure {
@@ -35,6 +37,7 @@ impl Failure {
             Failure::Unreachable(_) => 3,
             Failure::Refused(_) => 4,
             Failure::Answered(_) => 5,
+            Failure::TimedOut(_) => 6,
         }
     }
 }
@@ -44,7 +47,8 @@ impl fmt::Display for Failure {
         let (Failure::Usage(message)
         | Failure::Unreachable(message)
         | Failure::Refused(message)
-        | Failure::Answered(message)) = self;
+        | Failure::Answered(message)
+        | Failure::TimedOut(message)) = self;
         formatter.write_str(message)
     }
 }
@@ -160,6 +164,21 @@ impl Shardman {
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Result<Answer, Failure> {
         self.send(self.http.post(self.url(path)).json(body)).await
+    }
+
+    /// `POST` (or, with `undo`, `DELETE`) to the path of `segments`, each percent-encoded (a
+    /// process label may hold any printable character).
+    pub async fn send_to(&self, segments: &[&str], undo: bool) -> Result<Answer, Failure> {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        let method = if undo {
+            reqwest::Method::DELETE
+        } else {
+            reqwest::Method::POST
+        };
+        self.send(self.http.request(method, url)).await
     }
 
     fn url(&self, path: &str) -> Url {

@@ -278,6 +278,10 @@ settings! {
         per_bot "MOVE_SETTLE" => move_settle_seconds: u64 = 120, parsed;
         /// shard moves under way at once, at most.
         per_bot "MAX_MOVES" => max_moves: u32 = 4, parsed;
+        /// seconds `shardman drain` keeps a process drained (its shards moved away, none given
+        /// to it) unless undone: long enough to stop it, short enough that a label used again
+        /// later (a StatefulSet pod) is not drained for good.
+        per_bot "PROCESS_DRAIN_SECONDS" => process_drain_seconds: u64 = 3600, parsed;
         /// origins browsers may call the API from (`*` for any); empty: no CORS.
         per_replica "CORS_ORIGINS" => cors_origins: Vec<String> = Vec::new(), parse_origins;
         /// a TOML file with one `[[bot]]` per bot this fleet serves (see [`Settings::bots`]);

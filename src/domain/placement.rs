@@ -45,9 +45,14 @@ const IDLE_SHARD_WEIGHT: f64 = 1.0;
 /// The processes that share the load are the holders, plus processes waiting for shards (in the
 /// order they came) while fewer than `desired_processes` run (any number when `None`). A process
 /// that waits while enough run is a spare: it gets shards only when a holder leaves.
+///
+/// A `draining` process (`shardman drain`) shares nothing: each of its movable shards moves, the
+/// heaviest first, to the least loaded other process before anything is balanced, and it is not
+/// counted among the processes that run, so a spare joins in its place.
 pub fn plan_moves(
     shards: &[PlacedShard],
     waiting: &[String],
+    draining: &[String],
     desired_processes: Option<u32>,
     max_moves: usize,
 ) -> Vec<Move> {
@@ -74,17 +79,23 @@ pub fn plan_moves(
             names.push(shard.process.clone());
         }
     }
+    let is_draining = |name: &str| draining.iter().any(|label| label == name);
     let wanted = desired_processes.map_or(usize::MAX, |count| count.max(1) as usize);
     for label in waiting {
-        if names.len() >= wanted {
+        let serving = names.iter().filter(|name| !is_draining(name)).count();
+        if serving >= wanted {
             break;
         }
-        if !index_of.contains_key(label.as_str()) {
+        if !index_of.contains_key(label.as_str()) && !is_draining(label) {
             index_of.insert(label, names.len());
             names.push(label.clone());
         }
     }
-    if names.len() < 2 {
+    // The processes that may take shards.
+    let serving: Vec<usize> = (0..names.len())
+        .filter(|&process| !is_draining(&names[process]))
+        .collect();
+    if serving.is_empty() || names.len() < 2 {
         return Vec::new();
     }
 
@@ -98,14 +109,41 @@ pub fn plan_moves(
             movable[process].push((weight(shard), at));
         }
     }
-    let mean = loads.iter().sum::<f64>() / names.len() as f64;
+    let mut moves = Vec::new();
+    let move_shard =
+        |moves: &mut Vec<Move>, loads: &mut [f64], at: usize, from: usize, to: usize| {
+            let shard_weight = weight(&shards[at]);
+            loads[from] -= shard_weight;
+            loads[to] += shard_weight;
+            moves.push(Move {
+                shard_id: shards[at].shard_id,
+                from: names[from].clone(),
+                to: names[to].clone(),
+            });
+        };
+
+    // Draining processes first: every movable shard goes, the heaviest first.
+    let mut leaving: Vec<(f64, usize, usize)> = (0..names.len())
+        .filter(|&process| is_draining(&names[process]))
+        .flat_map(|process| {
+            std::mem::take(&mut movable[process])
+                .into_iter()
+                .map(move |(shard_weight, at)| (shard_weight, at, process))
+        })
+        .collect();
+    leaving.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (_, at, from) in leaving.into_iter().take(max_moves) {
+        let lightest = lightest_of(&serving, &loads);
+        move_shard(&mut moves, &mut loads, at, from, lightest);
+    }
+
+    // Then the balance among the processes that serve.
+    let mean = serving.iter().map(|&process| loads[process]).sum::<f64>() / serving.len() as f64;
     let largest = shards.iter().map(weight).fold(0.0, f64::max);
     let bound = (mean * BUSIEST_OVER_MEAN).max(largest);
-
-    let mut moves = Vec::new();
     while moves.len() < max_moves {
-        let busiest = index_of_max(&loads);
-        let lightest = index_of_min(&loads);
+        let busiest = busiest_of(&serving, &loads);
+        let lightest = lightest_of(&serving, &loads);
         if loads[busiest] <= bound * (1.0 + 1e-9) || busiest == lightest {
             break;
         }
@@ -123,26 +161,26 @@ pub fn plan_moves(
         let Some((position, _)) = best else {
             break;
         };
-        let (shard_weight, at) = movable[busiest].swap_remove(position);
-        loads[busiest] -= shard_weight;
-        loads[lightest] += shard_weight;
-        moves.push(Move {
-            shard_id: shards[at].shard_id,
-            from: names[busiest].clone(),
-            to: names[lightest].clone(),
-        });
+        let (_, at) = movable[busiest].swap_remove(position);
+        move_shard(&mut moves, &mut loads, at, busiest, lightest);
     }
     moves
 }
 
-fn index_of_max(loads: &[f64]) -> usize {
-    (0..loads.len())
+/// The busiest of `processes` (the first of equals).
+fn busiest_of(processes: &[usize], loads: &[f64]) -> usize {
+    processes
+        .iter()
+        .copied()
         .max_by(|&a, &b| loads[a].total_cmp(&loads[b]).then(b.cmp(&a)))
         .unwrap_or(0)
 }
 
-fn index_of_min(loads: &[f64]) -> usize {
-    (0..loads.len())
+/// The least loaded of `processes` (the first of equals).
+fn lightest_of(processes: &[usize], loads: &[f64]) -> usize {
+    processes
+        .iter()
+        .copied()
         .min_by(|&a, &b| loads[a].total_cmp(&loads[b]).then(a.cmp(&b)))
         .unwrap_or(0)
 }
@@ -201,13 +239,13 @@ mod tests {
     #[test]
     fn a_balanced_fleet_moves_nothing() {
         let shards = skewed(&["a", "b", "a", "a", "b", "b", "a", "b"]);
-        assert_eq!(plan_moves(&shards, &[], None, 8), vec![]);
+        assert_eq!(plan_moves(&shards, &[], &[], None, 8), vec![]);
     }
 
     #[test]
     fn the_two_busy_shards_of_one_process_are_split() {
         let mut shards = skewed(&["a", "a", "b", "b", "b", "b", "b", "b"]);
-        let moves = plan_moves(&shards, &[], None, 8);
+        let moves = plan_moves(&shards, &[], &[], None, 8);
         // One busy shard to b (40 + 30 = 70 is still over 1.25 x 55), then a quiet one back.
         assert_eq!(moves.len(), 2, "{moves:?}");
         assert!(moves[0].shard_id < 2 && moves[0].to == "b");
@@ -219,27 +257,36 @@ mod tests {
     #[test]
     fn a_process_that_waits_takes_shards_from_the_busiest_until_within_the_bound() {
         let mut shards = skewed(&["a", "b", "a", "b", "a", "b", "a", "b"]);
-        let moves = plan_moves(&shards, &["c".to_string()], None, 8);
+        let moves = plan_moves(&shards, &["c".to_string()], &[], None, 8);
         // c takes a busy shard; two quiet ones then even out a and b: no fewer moves would do.
         assert_eq!(moves.len(), 3, "{moves:?}");
         assert!(moves[0].shard_id < 2 && moves[0].to == "c");
         apply(&mut shards, &moves);
         assert!(busiest_over_bound(&shards, 3) <= 1.0, "{shards:?}");
         // And balanced it stays: asked again, nothing more moves.
-        assert_eq!(plan_moves(&shards, &[], None, 8), vec![]);
+        assert_eq!(plan_moves(&shards, &[], &[], None, 8), vec![]);
     }
 
     #[test]
     fn a_spare_waits_while_enough_processes_run() {
         let shards = skewed(&["a", "b", "a", "b", "a", "b", "a", "b"]);
-        assert_eq!(plan_moves(&shards, &["c".to_string()], Some(2), 8), vec![]);
+        assert_eq!(
+            plan_moves(&shards, &["c".to_string()], &[], Some(2), 8),
+            vec![]
+        );
     }
 
     #[test]
     fn moves_stop_at_the_bound_given() {
         let shards = skewed(&["a", "b", "a", "b", "a", "b", "a", "b"]);
-        assert_eq!(plan_moves(&shards, &["c".to_string()], None, 1).len(), 1);
-        assert_eq!(plan_moves(&shards, &["c".to_string()], None, 0).len(), 0);
+        assert_eq!(
+            plan_moves(&shards, &["c".to_string()], &[], None, 1).len(),
+            1
+        );
+        assert_eq!(
+            plan_moves(&shards, &["c".to_string()], &[], None, 0).len(),
+            0
+        );
     }
 
     #[test]
@@ -248,20 +295,20 @@ mod tests {
         for shard in &mut shards {
             shard.movable = shard.process == "b";
         }
-        let moves = plan_moves(&shards, &[], None, 8);
+        let moves = plan_moves(&shards, &[], &[], None, 8);
         assert!(moves.iter().all(|shard_move| shard_move.from != "a"));
     }
 
     #[test]
     fn one_shard_heavier_than_the_rest_together_stays_alone_without_churn() {
         let shards = vec![shard(0, "a", 100.0), shard(1, "b", 1.0), shard(2, "b", 1.0)];
-        assert_eq!(plan_moves(&shards, &[], None, 8), vec![]);
+        assert_eq!(plan_moves(&shards, &[], &[], None, 8), vec![]);
     }
 
     #[test]
     fn an_idle_fleet_is_balanced_by_shard_count() {
         let mut shards: Vec<_> = (0..8).map(|id| shard(id, "a", 0.0)).collect();
-        let moves = plan_moves(&shards, &["b".to_string()], None, 8);
+        let moves = plan_moves(&shards, &["b".to_string()], &[], None, 8);
         // 5 and 3 shards: the busiest within 1.25 x the mean of 4.
         assert_eq!(moves.len(), 3, "{moves:?}");
         apply(&mut shards, &moves);
@@ -274,7 +321,74 @@ mod tests {
     #[test]
     fn a_lone_process_has_nowhere_to_move_to() {
         let shards = skewed(&["a"; 8]);
-        assert_eq!(plan_moves(&shards, &[], None, 8), vec![]);
-        assert_eq!(plan_moves(&[], &["b".to_string()], None, 8), vec![]);
+        assert_eq!(plan_moves(&shards, &[], &[], None, 8), vec![]);
+        assert_eq!(plan_moves(&[], &["b".to_string()], &[], None, 8), vec![]);
+    }
+
+    fn labels(names: &[&str]) -> Vec<String> {
+        names.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_draining_process_hands_every_shard_to_the_others_heaviest_first() {
+        let mut shards = skewed(&["a", "b", "a", "b", "c", "c", "c", "c"]);
+        let moves = plan_moves(&shards, &[], &labels(&["c"]), None, 8);
+        let from_c: Vec<u32> = moves
+            .iter()
+            .filter(|shard_move| shard_move.from == "c")
+            .map(|shard_move| shard_move.shard_id)
+            .collect();
+        assert_eq!(from_c.len(), 4, "{moves:?}");
+        assert!(moves.iter().all(|shard_move| shard_move.to != "c"));
+        apply(&mut shards, &moves);
+        assert!(shards.iter().all(|shard| shard.process != "c"));
+    }
+
+    #[test]
+    fn a_draining_process_is_replaced_by_a_spare_and_never_gets_shards() {
+        let shards = skewed(&["a", "b", "a", "b", "a", "b", "a", "b"]);
+        // Two processes wanted, b drains: the spare c takes b's place, a gives it nothing more.
+        let moves = plan_moves(&shards, &labels(&["c"]), &labels(&["b"]), Some(2), 8);
+        assert!(!moves.is_empty());
+        assert!(
+            moves.iter().all(|shard_move| shard_move.to != "b"),
+            "{moves:?}"
+        );
+        let from_b = moves
+            .iter()
+            .filter(|shard_move| shard_move.from == "b")
+            .count();
+        assert_eq!(from_b, 4, "{moves:?}");
+        // A draining process that waits for shards is not given any.
+        let shards = skewed(&["a"; 8]);
+        assert_eq!(
+            plan_moves(&shards, &labels(&["b"]), &labels(&["b"]), None, 8),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn draining_respects_the_moves_allowed_and_the_shards_that_must_stay() {
+        let mut shards = skewed(&["a", "a", "b", "b", "b", "b", "b", "b"]);
+        shards[2].movable = false;
+        let moves = plan_moves(&shards, &[], &labels(&["b"]), None, 2);
+        assert_eq!(moves.len(), 2, "{moves:?}");
+        assert!(
+            moves
+                .iter()
+                .all(|shard_move| shard_move.from == "b" && shard_move.shard_id != 2)
+        );
+        let all = plan_moves(&shards, &[], &labels(&["b"]), None, 8);
+        assert_eq!(
+            all.iter()
+                .filter(|shard_move| shard_move.from == "b")
+                .count(),
+            5
+        );
+        // With nobody else, a draining process keeps its shards.
+        assert_eq!(
+            plan_moves(&skewed(&["b"; 8]), &[], &labels(&["b"]), None, 8),
+            vec![]
+        );
     }
 }

@@ -139,6 +139,11 @@ error_table! {
     ValidationFailed {
         issues: Vec<ValidationIssue> = vec![ValidationIssue::missing(&["header", "authorization"])],
     } => UNPROCESSABLE_ENTITY, issues;
+    /// No live session and no waiting claim has this process label.
+    ProcessNotFound => NOT_FOUND, "Process Not Found";
+    /// The request needs placement by load (`SHARDS_PER_PROCESS=auto`); with fixed groups a
+    /// process hands its shards over when it gets SIGTERM.
+    NeedsPlacementByLoad => CONFLICT, "Needs SHARDS_PER_PROCESS=auto";
     /// The request body is over 64 KiB.
     BodyTooLarge { limit_bytes: usize = 64 * 1024 }
         => PAYLOAD_TOO_LARGE, "Request body exceeds {limit_bytes} bytes";

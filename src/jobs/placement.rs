@@ -1,6 +1,6 @@
 //! Placement by load (`SHARDS_PER_PROCESS=auto`): every `PLACEMENT_INTERVAL`, the one replica
 //! holding the store's `placement` lock reads the active generation's shards with their load and
-//! process, and the processes waiting for shards, asks [`plan_moves`] which shards to move where,
+//! process, the processes waiting for shards and those being drained, asks [`plan_moves`] which shards to move where,
 //! and marks those moves in the store (mark_moves.lua). Each holder then hands its marked shards
 //! over by RESUME (README, "Placing shards by load").
 //!
@@ -79,14 +79,20 @@ impl Placement {
         let Some(placed) = placed_shards(&fleet, self.settings.settle) else {
             return Ok(0);
         };
-        let waiting = self.store.waiting_processes().await?;
+        let processes = self.store.waiting_processes().await?;
         let desired = self
             .store
             .process_sizing()
             .await?
             .answer
             .map(|answer| answer.desired);
-        let moves = plan_moves(&placed, &waiting, desired, self.settings.max_moves as usize);
+        let moves = plan_moves(
+            &placed,
+            &processes.waiting,
+            &processes.draining,
+            desired,
+            self.settings.max_moves as usize,
+        );
         if moves.is_empty() {
             return Ok(0);
         }
@@ -200,6 +206,6 @@ mod tests {
         let processes: Vec<&str> = placed.iter().map(|shard| shard.process.as_str()).collect();
         assert_eq!(processes, ["b", "a"]);
         // Balanced as it will be once the move is done: nothing more to move.
-        assert!(plan_moves(&placed, &[], None, 4).is_empty());
+        assert!(plan_moves(&placed, &[], &[], None, 4).is_empty());
     }
 }

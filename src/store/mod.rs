@@ -47,6 +47,7 @@ use crate::config::{Settings, StoreBackend};
 use crate::session_token::SessionSigner;
 pub use operations::{PROCESSES_FIELD, ProcessSizing, SCALE_IN_HOLD_FIELD};
 pub use scripts::secret_fingerprint::Verdict as SecretVerdict;
+pub use scripts::waiting_processes::WaitingLabels;
 pub use secrets::PreviousSecretUses;
 
 pub use self::permits::PROVISIONAL_POLL;

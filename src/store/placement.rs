@@ -1,9 +1,10 @@
 //! What the placement job (`src/jobs/placement.rs`) asks of the store: the processes waiting for
-//! shards, and marking the moves it decided; and what the silence job (`src/jobs/silence.rs`) asks:
+//! shards and those being drained, marking the moves it decided, and draining a process; and what the silence job (`src/jobs/silence.rs`) asks:
 //! marking silent shards.
 
 use std::time::Duration;
 
+use super::scripts::drain::{Drain, DrainMark};
 use super::scripts::mark_moves::{MarkMoves, Marked};
 use super::scripts::mark_silent::{EpisodesBegun, MarkSilent};
 use super::scripts::waiting_processes::{WaitingLabels, WaitingProcesses};
@@ -12,10 +13,29 @@ use crate::domain::placement::Move;
 use crate::domain::silence::SilentShard;
 
 impl Store {
-    /// The labels of the processes whose claims wait for a shard, first come first.
-    pub async fn waiting_processes(&self) -> Result<Vec<String>, StoreError> {
-        let WaitingLabels(labels) = self.run(&WaitingProcesses {}).await?;
-        Ok(labels)
+    /// The labels of the processes whose claims wait for a shard, first come first (draining ones
+    /// left out), and of the processes being drained.
+    pub async fn waiting_processes(&self) -> Result<WaitingLabels, StoreError> {
+        self.run(&WaitingProcesses {}).await
+    }
+
+    /// Drains `process` for `hold` (its shards move away, it gets none), or with `None` stops
+    /// draining it. Returns until when it is drained (ms of the store's clock), `None` when not.
+    pub async fn drain_process(
+        &self,
+        process: &str,
+        hold: Option<Duration>,
+    ) -> Result<Option<u64>, StoreError> {
+        let drain_ms = hold.map_or(0, |hold| {
+            u64::try_from(hold.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
+        let DrainMark(until) = self
+            .run(&Drain {
+                process_label: process,
+                drain_ms,
+            })
+            .await?;
+        Ok(until)
     }
 
     /// Marks `moves` of `generation` (mark_moves.lua: only those still as the job saw them, while

@@ -1,4 +1,4 @@
-//! `shardman status | reshard | autoscale`: the built binary, run as an operator runs it, against a
+//! `shardman status | reshard | autoscale | drain`: the built binary, run as an operator runs it, against a
 //! replica on a real port.
 
 use std::process::{Output, Stdio};
@@ -226,4 +226,42 @@ async fn help_shows_where_the_secret_comes_from_but_not_the_secret() {
     let help = expect_exit(&output, 0);
     assert!(help.contains("SHARDMAN_SECRET"), "{help}");
     assert!(!help.contains("do-not-show-me"), "{help}");
+}
+
+#[tokio::test]
+async fn drain_names_the_shards_that_move_and_wait_exits_6_while_the_process_still_holds_one() {
+    let mut settings = settings(Backend::Memory);
+    settings.max_shards = 2;
+    settings.shards_per_process = shardman::config::ShardsPerProcess::Auto;
+    let app = spawn_app(settings).await;
+    assert!(
+        app.get("/connect?process=bot%20a")
+            .await
+            .status()
+            .is_success()
+    );
+
+    let text = expect_exit(&shardman_at(&app, &["drain", "bot a"]).await, 0);
+    assert!(
+        text.starts_with("bot a is draining: 1 shard (0) move to other processes by RESUME"),
+        "{text}"
+    );
+    // Nobody else runs: the shard stays, and --wait gives up with exit status 6.
+    let waited = shardman_at(&app, &["drain", "bot a", "--wait", "--timeout", "1"]).await;
+    expect_exit(&waited, 6);
+    assert!(
+        stderr(&waited).contains("bot a still holds 1 shard (0)"),
+        "{}",
+        stderr(&waited)
+    );
+
+    let undone = expect_exit(&shardman_at(&app, &["drain", "bot a", "--undo"]).await, 0);
+    assert_eq!(undone, "bot a is not draining; it holds 1 shard (0)\n");
+    let unknown = shardman_at(&app, &["drain", "nobody"]).await;
+    expect_exit(&unknown, 5);
+    assert!(
+        stderr(&unknown).contains("404 Process Not Found"),
+        "{}",
+        stderr(&unknown)
+    );
 }

@@ -8,10 +8,15 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use shardman::config::{Settings, ShardsPerProcess};
 
-use crate::helpers::{Backend, TestApp, both_stores, expect_json, settings, spawn_app};
+use crate::helpers::{
+    Backend, TestApp, both_stores, expect_detail, expect_json, expect_validation, loc, settings,
+    spawn_app,
+};
 
 both_stores!(
     a_process_that_waits_takes_shards_from_the_busiest_by_resume,
+    a_drained_process_hands_every_shard_over_by_resume_and_gets_none_until_undone,
+    a_drain_refuses_bad_labels_unknown_processes_and_fixed_groups,
     fixed_groups_never_move,
     a_grant_says_whether_shards_are_placed_by_load_or_in_groups,
 );
@@ -162,4 +167,124 @@ async fn a_grant_says_whether_shards_are_placed_by_load_or_in_groups(backend: Ba
     settings.shards_per_process = ShardsPerProcess::Fixed(2);
     let app = spawn_app(settings).await;
     assert_eq!(claim_as(&app, "host-a:1").await["placement"], "groups");
+}
+
+async fn drain(app: &TestApp, process: &str, method: Method) -> reqwest::Response {
+    app.request(method, &format!("/processes/{process}/drain"))
+        .send()
+        .await
+        .expect("drain")
+}
+
+async fn a_drained_process_hands_every_shard_over_by_resume_and_gets_none_until_undone(
+    backend: Backend,
+) {
+    let app = spawn_app(auto_settings(backend)).await;
+    let mut sessions = Vec::new();
+    for process in ["host-a:1", "host-a:1", "host-b:2", "host-b:2"] {
+        let grant = claim_as(&app, process).await;
+        sessions.push(grant["session_id"].as_str().expect("session_id").to_owned());
+    }
+    for session in &sessions {
+        beat(&app, session, 0).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for session in &sessions {
+        assert!(!beat(&app, session, 110).await, "balanced: nothing moves");
+    }
+
+    let drained = expect_json(
+        drain(&app, "host-a:1", Method::POST).await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    assert_eq!(drained["process"], "host-a:1");
+    assert_eq!(drained["draining"], true);
+    assert_eq!(drained["shard_ids"], json!([0, 1]), "{drained}");
+    assert!(drained["until"].is_string(), "{drained}");
+    assert_eq!(app.status().await["draining"], json!(["host-a:1"]));
+    // It gets no shard while it drains, though shard 4 would be free.
+    assert_eq!(
+        app.get("/connect?process=host-a:1").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Both of its shards are told to hand over (within MAX_MOVES), host-b's none.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let told = loop {
+        let mut told = Vec::new();
+        for (index, session) in sessions.iter().enumerate() {
+            if beat(&app, session, 200).await {
+                told.push(index);
+            }
+        }
+        if told.len() == 2 || tokio::time::Instant::now() > deadline {
+            break told;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(told, [0, 1], "host-a's shards hand over");
+
+    // Each goes to host-b with its resume data.
+    let mut moved_sessions = Vec::new();
+    for (index, sequence) in [(0, 501), (1, 502)] {
+        beat(&app, &sessions[index], sequence).await;
+        app.disconnect(&sessions[index]).await;
+        let moved = claim_as(&app, "host-b:2").await;
+        assert_eq!(moved["shard_id"].as_u64(), Some(index as u64), "{moved}");
+        assert_eq!(moved["resume"], resume_data(sequence), "{moved}");
+        moved_sessions.push(moved["session_id"].as_str().expect("session_id").to_owned());
+    }
+    let status = app.status().await;
+    let labels: Vec<&str> = status["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .filter_map(|shard| shard["process"].as_str())
+        .collect();
+    assert_eq!(labels, ["host-b:2"; 4], "{status}");
+
+    // Undone, it may take shards again: the one host-b gives back.
+    let undone = expect_json(
+        drain(&app, "host-a:1", Method::DELETE).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(undone["draining"], false);
+    assert_eq!(undone["shard_ids"], json!([]));
+    assert_eq!(app.status().await["draining"], json!([]));
+    app.disconnect(&moved_sessions[0]).await;
+    let back = claim_as(&app, "host-a:1").await;
+    assert_eq!(back["shard_id"].as_u64(), Some(0), "{back}");
+}
+
+async fn a_drain_refuses_bad_labels_unknown_processes_and_fixed_groups(backend: Backend) {
+    let app = spawn_app(auto_settings(backend)).await;
+    claim_as(&app, "host-a:1").await;
+    let issues = expect_validation(drain(&app, "host%07a", Method::POST).await).await;
+    assert_eq!(issues, [loc(&["path", "process"])]);
+    expect_detail(
+        drain(&app, "host-z:9", Method::POST).await,
+        StatusCode::NOT_FOUND,
+        "Process Not Found",
+    )
+    .await;
+    let refused = app
+        .request_as(Method::POST, "/processes/host-a:1/drain", "wrong")
+        .send()
+        .await
+        .expect("drain");
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.status().await["draining"], json!([]));
+
+    let mut fixed = auto_settings(backend);
+    fixed.shards_per_process = ShardsPerProcess::Fixed(1);
+    let app = spawn_app(fixed).await;
+    claim_as(&app, "host-a:1").await;
+    expect_detail(
+        drain(&app, "host-a:1", Method::POST).await,
+        StatusCode::CONFLICT,
+        "Needs SHARDS_PER_PROCESS=auto",
+    )
+    .await;
 }

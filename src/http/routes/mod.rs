@@ -7,6 +7,7 @@ pub(crate) mod health;
 pub(crate) mod metrics;
 pub mod openapi;
 pub(crate) mod permits;
+pub(crate) mod processes;
 pub(crate) mod reshard;
 pub(crate) mod shards;
 pub(crate) mod status;
@@ -39,6 +40,8 @@ route_table! {
     post "/identify/permit" => permits::identify_permit,
     post "/identify/confirm" => permits::identify_confirm,
     post "/reshard" => reshard::reshard,
+    post "/processes/{process}/drain" => processes::drain,
+    delete "/processes/{process}/drain" => processes::undrain,
     get "/status" => status::status,
     get "/healthz" => health::healthz,
     get "/readyz" => health::readyz,

@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::http::routes::{
-    autoscale, connect, dashboard, health, metrics, permits, reshard, shards, status,
+    autoscale, connect, dashboard, health, metrics, permits, processes, reshard, shards, status,
 };
 use crate::http::schemas::{
     BeatBody, ConfirmBody, Detail, IdentifyBody, PermitBody, ReshardBody, ResumeData, SessionBody,
@@ -39,6 +39,8 @@ use crate::http::schemas::{
         permits::identify_permit,
         permits::identify_confirm,
         reshard::reshard,
+        processes::drain,
+        processes::undrain,
         status::status,
         health::healthz,
         health::readyz,

@@ -19,6 +19,9 @@ pub struct StatusBody {
     /// The bot processes holding shards, the active generation's first, then the pending one's,
     /// each by its first shard id.
     processes: Vec<ProcessLoad>,
+    /// The processes being drained (`shardman drain`): their shards move to the others, and
+    /// they get none.
+    draining: Vec<String>,
     /// The fleet's load over the last hour, oldest first: a point every 30 s with the active
     /// generation's events per second and held shards (kept in the store, so every replica shows
     /// the same).
@@ -79,7 +82,7 @@ error_set! {
     description = "The planned shard count and every held shard, sorted by id, with what it reports and the load it carries; the bot processes with their load, CPU and memory; the fleet's load over the last hour. Needs the secret unless `PUBLIC_STATUS=true`; anonymous callers then get it without `extra`.",
     security((), ("secret" = [])),
     responses(
-        (status = 200, description = "The fleet", body = StatusBody, example = json!({"total_shards": 2, "generation": 1, "shards": [{"shard_id": 0, "last_beat": "2026-11-28T13:05:00.123Z", "guild_count": 2431, "latency": 0.084, "events_per_second": 41.25, "process": "bot-7f9c4-x2:1", "extra": {"version": "1.4.2"}}], "pending": null, "generations": {"active": {"generation": 1, "max_shards": 2, "held": 1, "ready": 1, "progress": 0.5}, "pending": null}, "processes": [{"process": "bot-7f9c4-x2:1", "generation": 1, "shard_ids": [0], "events_per_second": 41.25, "cpu": 0.31, "rss_bytes": 187695104}], "history": [{"at": "2026-11-28T13:04:30.004Z", "events_per_second": 40.9, "held": 1}]})),
+        (status = 200, description = "The fleet", body = StatusBody, example = json!({"total_shards": 2, "generation": 1, "shards": [{"shard_id": 0, "last_beat": "2026-11-28T13:05:00.123Z", "guild_count": 2431, "latency": 0.084, "events_per_second": 41.25, "process": "bot-7f9c4-x2:1", "extra": {"version": "1.4.2"}}], "pending": null, "generations": {"active": {"generation": 1, "max_shards": 2, "held": 1, "ready": 1, "progress": 0.5}, "pending": null}, "processes": [{"process": "bot-7f9c4-x2:1", "generation": 1, "shard_ids": [0], "events_per_second": 41.25, "cpu": 0.31, "rss_bytes": 187695104}], "draining": [], "history": [{"at": "2026-11-28T13:04:30.004Z", "events_per_second": 40.9, "held": 1}]})),
         StatusError,
     )
 )]
@@ -109,6 +112,7 @@ pub async fn status(
         ));
     }
     let history = state.store.load_history().await?;
+    let draining = state.store.waiting_processes().await?.draining;
     let generations = Generations {
         active: GenerationSummary::new(fleet.generation, fleet.total_shards, &fleet.shards),
         pending: fleet.pending.as_ref().map(|pending| {
@@ -119,6 +123,7 @@ pub async fn status(
         fleet,
         generations,
         processes,
+        draining,
         history,
     }))
 }

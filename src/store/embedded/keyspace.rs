@@ -140,6 +140,7 @@ impl Keyspace {
             "ZRANGE" => (3, Keyspace::zrange),
             "ZRANGEBYSCORE" => (3, Keyspace::zrangebyscore),
             "ZRANK" => (2, Keyspace::zrank),
+            "ZSCORE" => (2, Keyspace::zscore),
             "ZPOPMIN" => (1, Keyspace::zpopmin),
             "SADD" => (2, Keyspace::sadd),
             "SREM" => (2, Keyspace::srem),

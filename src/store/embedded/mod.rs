@@ -257,6 +257,21 @@ mod tests {
     }
 
     #[test]
+    fn zscore_answers_the_score_as_text_and_nil_for_a_stranger() {
+        let reply = run("redis.call('ZADD', KEYS[1], 1700000000123, 'a') \
+                         return {redis.call('ZSCORE', KEYS[1], 'a'), \
+                         redis.call('ZSCORE', KEYS[1], 'z') == false, redis.call('ZSCORE', 'none', 'a') == false}");
+        assert_eq!(
+            reply.expect("runs"),
+            Value::Array(vec![
+                Value::BulkString(b"1700000000123".to_vec()),
+                Value::Int(1),
+                Value::Int(1)
+            ])
+        );
+    }
+
+    #[test]
     fn a_script_may_not_create_or_read_an_unknown_global_as_in_redis() {
         let created = run("oops = 1 return 1").expect_err("creating a global fails");
         assert!(

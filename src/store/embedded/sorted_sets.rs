@@ -1,5 +1,5 @@
 //! Sorted-set commands of the embedded engine (ZADD, ZREM, ZCARD, ZRANGE, ZRANGEBYSCORE, ZRANK,
-//! ZPOPMIN), on the [`SortedSet`] value of `sorted_set.rs`.
+//! ZSCORE, ZPOPMIN), on the [`SortedSet`] value of `sorted_set.rs`.
 
 use redis::Value;
 
@@ -107,6 +107,14 @@ impl Keyspace {
             Some(set.order.range(..(Score(score), member.to_owned())).count())
         });
         Ok(rank.map_or(Value::Nil, |rank| Value::Int(rank as i64)))
+    }
+
+    /// ZSCORE key member: the member's score as text, or nil when it is not there.
+    pub(super) fn zscore(&mut self, args: &[String], now_ms: i64) -> Reply {
+        let score = self
+            .sorted_set(&args[0], now_ms)?
+            .and_then(|set| set.scores.get(args[1].as_str()).copied());
+        Ok(score.map_or(Value::Nil, |score| bulk(&number_text(score))))
     }
 
     pub(super) fn zpopmin(&mut self, args: &[String], now_ms: i64) -> Reply {

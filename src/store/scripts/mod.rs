@@ -53,6 +53,7 @@ declare_scripts! {
     mark_moves::MarkMoves,
     mark_silent::MarkSilent,
     waiting_processes::WaitingProcesses,
+    drain::Drain,
 }
 
 /// One Lua script as the engines load it: its file name (for errors), its source and its SHA1.

@@ -1,4 +1,5 @@
-//! `migrations-lua/waiting_processes.lua`: the processes whose claims wait, in queue order.
+//! `migrations-lua/waiting_processes.lua`: the processes whose claims wait, in queue order, and
+//! the processes being drained.
 
 use redis::Value;
 
@@ -6,7 +7,7 @@ use super::reply::{array, text};
 use super::{ScriptReply, script_call};
 
 script_call! {
-    /// The labels of the processes waiting for shards, first come first.
+    /// The labels of the processes waiting for shards, first come first, and of those draining.
     WaitingProcesses = "waiting_processes.lua";
     keys {}
     argv {}
@@ -14,15 +15,25 @@ script_call! {
     schema_guard false;
 }
 
-/// Process labels, in the order their claims came.
-pub struct WaitingLabels(pub Vec<String>);
+/// Process labels: those whose claims wait, in the order they came (draining ones left out), and
+/// those being drained.
+pub struct WaitingLabels {
+    pub waiting: Vec<String>,
+    pub draining: Vec<String>,
+}
+
+fn labels(reply: &Value) -> Option<Vec<String>> {
+    array(reply)?.iter().map(text).collect()
+}
 
 impl ScriptReply for WaitingLabels {
     fn decode(reply: &Value) -> Option<Self> {
-        array(reply)?
-            .iter()
-            .map(text)
-            .collect::<Option<Vec<_>>>()
-            .map(WaitingLabels)
+        let [waiting, draining] = array(reply)? else {
+            return None;
+        };
+        Some(WaitingLabels {
+            waiting: labels(waiting)?,
+            draining: labels(draining)?,
+        })
     }
 }
