@@ -632,3 +632,31 @@ fn promtool_checks_the_alert_rules_and_their_unit_tests() {
     let tested = promtool(&["test", "rules", "deploy/prometheus/alerts.test.yml"]);
     assert!(tested.contains("SUCCESS"), "{tested}");
 }
+
+/// Every dashboard query parses as PromQL: promtool checks them as recording rules, with
+/// Grafana's variables replaced by values.
+#[test]
+fn promtool_parses_every_dashboard_query() {
+    let rules: Vec<Value> = dashboard_expressions()
+        .iter()
+        // Grafana's own template function, not PromQL.
+        .filter(|expression| !expression.starts_with("label_values("))
+        .enumerate()
+        .map(|(index, expression)| {
+            let expression = expression
+                .replace("$__rate_interval", "5m")
+                .replace("$bot", ".*");
+            serde_json::json!({"record": format!("dashboard:query_{index}"), "expr": expression})
+        })
+        .collect();
+    let file = std::env::temp_dir().join(format!(
+        "shardman-dashboard-rules-{}.yml",
+        std::process::id()
+    ));
+    // JSON is YAML.
+    let groups = serde_json::json!({"groups": [{"name": "dashboard", "rules": rules}]});
+    std::fs::write(&file, groups.to_string()).unwrap();
+    let checked = promtool(&["check", "rules", file.to_str().unwrap()]);
+    std::fs::remove_file(&file).ok();
+    assert!(checked.contains("SUCCESS"), "{checked}");
+}
