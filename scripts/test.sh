@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Installs, from Debian's packages, what the tests need when it is
 # missing: redis-server (every integration test starts its own) and docker-compose (to validate
-# docker-compose.yml) and chromium (to test the status page). Then installs the client packages
+# docker-compose.yml) and chromium (to test the status page), kubectl and promtool (to check
+# deploy/). Then installs the client packages
 # of clients/ (each only if it is there): a Python venv with the package and discord.py, the JS
 # package's node_modules, the Rust example bot; runs each package's linters (ruff and mypy, eslint,
 # rustfmt and clippy) and its own tests; and runs
@@ -22,6 +23,10 @@ command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # scripts/bench.sh --tiny (run by the fault suite) drives /beat with wrk.
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+# deploy/: tests/api/manifests.rs renders every Kubernetes overlay with `kubectl kustomize` and
+# checks the alert rules with promtool.
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # The client packages: a Python with venv and pip, Node.js with npm.
 if [ -d clients/python ]; then
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)

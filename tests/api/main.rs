@@ -26,6 +26,7 @@ mod health;
 mod helpers;
 mod identify;
 mod load;
+mod manifests;
 mod openapi;
 mod operations;
 mod permits;
