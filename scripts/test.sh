@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Installs, from Debian's packages, what the tests need when it is
-# missing: redis-server (every integration test starts its own) and docker-compose (to validate
-# docker-compose.yml) and chromium (to test the status page), kubectl and promtool (to check
-# deploy/). Then installs the client packages
-# of clients/ (each only if it is there): a Python venv with the package and discord.py, the JS
-# package's node_modules, the Rust example bot; runs each package's linters (ruff and mypy, eslint,
-# rustfmt and clippy) and its own tests; and runs
-# `cargo test --all-targets`, whose tests/clients runs the three example bots. Reruns skip what
-# is already installed. Caches stay inside the clone (target/). Extra arguments go to `cargo test`.
+# missing: redis-server (every integration test starts its own), docker-compose (to validate
+# docker-compose.yml), chromium (to test the status page), kubectl and promtool (to check
+# deploy/). Then installs the client packages of clients/ (each only if it is there): a Python
+# venv with the package and discord.py, the JS package's node_modules, the Rust example bot; runs
+# each package's linters (ruff and mypy, eslint, rustfmt and clippy) and its own tests; and runs
+# `cargo test` on every target, the clients suite (the example bots) beside the others. Reruns
+# skip what is already installed. Caches stay inside the clone (target/). Extra arguments go to
+# `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -88,4 +88,21 @@ if [ -d clients/rust ]; then
   cargo test --manifest-path clients/rust/Cargo.toml
 fi
 
-cargo test --all-targets "$@"
+# Every test target is built once; then the clients suite, which mostly waits (identify pacing,
+# leases, hand-overs), runs beside the others instead of after them. Its output is printed when it
+# ends; either failing fails the run.
+cargo test --all-targets --no-run "$@"
+others=(--lib --bins)
+for suite in tests/*/main.rs; do
+  name=$(basename "$(dirname "$suite")")
+  [ "$name" = clients ] || others+=(--test "$name")
+done
+clients_log=target/clients-suite.log
+cargo test --test clients "$@" >"$clients_log" 2>&1 &
+clients=$!
+status=0
+cargo test "${others[@]}" "$@" || status=$?
+wait "$clients" || status=$?
+echo "---- tests/clients (run beside the other suites) ----"
+cat "$clients_log"
+exit "$status"
