@@ -23,6 +23,11 @@ pub use lease::{ClaimEnd, LAPSE_CHECK_EVERY, LeaseKeeper, LeaseView, Reports, Sh
 pub use pacer::{IdentifyPacer, PERMIT_WAIT};
 pub use usage::{PROCESS_LABEL_MAX_CHARS, ProcessUsage, default_process_label};
 
+/// The README's code blocks, compiled (and the `no_run` ones only compiled) by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 /// Installs rustls's ring crypto provider for the process (reqwest's TLS uses it), unless one is
 /// installed already.
 pub fn install_crypto_provider() {
