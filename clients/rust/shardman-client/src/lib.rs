@@ -33,6 +33,10 @@ struct ReadmeDoctests;
 pub fn install_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         // Losing a race with another installer leaves that one in place, which is as good.
+        // rustls 0.23.48 deprecates ring's provider for lacking post-quantum key exchange. ring
+        // stays this crate's one provider (the lighter build); a process that wants post-quantum
+        // key exchange installs another (aws-lc-rs's) before calling this.
+        #[allow(deprecated)]
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
