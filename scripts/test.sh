@@ -86,6 +86,8 @@ if [ -d clients/rust ]; then
   cargo clippy --manifest-path clients/rust/Cargo.toml --all-targets -- -D warnings
   cargo build --manifest-path clients/rust/Cargo.toml --example bot
   cargo test --manifest-path clients/rust/Cargo.toml
+  # Each crate as a package a team installs: cargo package, warning-free docs, oldest dependencies.
+  ./scripts/check-rust-packages.sh
 fi
 
 # Every test target is built once; then the clients suite, which mostly waits (identify pacing,

@@ -23,11 +23,20 @@ pub use lease::{ClaimEnd, LAPSE_CHECK_EVERY, LeaseKeeper, LeaseView, Reports, Sh
 pub use pacer::{IdentifyPacer, PERMIT_WAIT};
 pub use usage::{PROCESS_LABEL_MAX_CHARS, ProcessUsage, default_process_label};
 
+/// The README's code blocks, compiled (and the `no_run` ones only compiled) by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 /// Installs rustls's ring crypto provider for the process (reqwest's TLS uses it), unless one is
 /// installed already.
 pub fn install_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         // Losing a race with another installer leaves that one in place, which is as good.
+        // rustls 0.23.48 deprecates ring's provider for lacking post-quantum key exchange. ring
+        // stays this crate's one provider (the lighter build); a process that wants post-quantum
+        // key exchange installs another (aws-lc-rs's) before calling this.
+        #[allow(deprecated)]
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
