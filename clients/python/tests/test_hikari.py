@@ -48,16 +48,38 @@ async def until(predicate: Callable[[], bool], timeout: float, what: str) -> Non
         await asyncio.sleep(0.05)
 
 
+def closing_itself_when_ready(standin: StandinDiscord) -> Callable[[], Any]:
+    """A bot that calls its own `close()` once its shard is READY."""
+
+    def factory() -> Any:
+        bot = make_bot(standin)()
+        closing: list[asyncio.Task[None]] = []
+
+        async def close_when_ready(_: Any) -> None:
+            closing.append(asyncio.ensure_future(bot.close()))
+
+        bot.subscribe(hikari.ShardReadyEvent, close_when_ready)
+        return bot
+
+    return factory
+
+
 class Running:
     """`run_bot` in the background, with its claim lines."""
 
-    def __init__(self, fake: FakeShardman, standin: StandinDiscord, token: str = TOKEN) -> None:
+    def __init__(
+        self,
+        fake: FakeShardman,
+        standin: StandinDiscord,
+        token: str = TOKEN,
+        factory: Callable[[], Any] | None = None,
+    ) -> None:
         self.stop = asyncio.Event()
         self.events: list[ClaimEvent] = []
         self.shardman = shardman_for(fake)
         self.task = asyncio.ensure_future(
             run_bot(
-                make_bot(standin, token),
+                factory or make_bot(standin, token),
                 shardman=self.shardman,
                 stop=self.stop,
                 on_event=self.events.append,
@@ -170,3 +192,20 @@ async def test_a_token_the_gateway_refuses_fails_the_claim_and_raises(
     assert [(e.event, e.reason) for e in run.events] == [("claimed", None), ("released", Release.FAILED)]
     assert fake_shardman.requests("/disconnect")  # given back
     await run.shardman.close()
+
+
+async def test_the_bots_own_close_ends_the_run_and_hands_the_session_over_resumably(
+    fake_shardman: FakeShardman, standin: StandinDiscord
+) -> None:
+    fake_shardman.grant_permits()
+    fake_shardman.script("/connect", (200, claim_json()))
+    fake_shardman.script("/beat", beat_answer())
+    fake_shardman.script("/disconnect", (204, None))
+    run = Running(fake_shardman, standin, factory=closing_itself_when_ready(standin))
+    assert await asyncio.wait_for(asyncio.shield(run.task), 15) is Release.SHUTDOWN
+    await run.shardman.close()
+    assert [(e.event, e.reason) for e in run.events] == [("claimed", None), ("released", Release.SHUTDOWN)]
+    assert [c.code for c in standin.of("close")] == [4000]  # not hikari's 1001
+    last = beats_of(fake_shardman, "sess-1")[-1].body
+    assert last["shards"][0]["resume"]["session_id"] in standin.sessions
+    assert fake_shardman.requests("/disconnect")

@@ -229,8 +229,7 @@ class HikariShards:
         await asyncio.gather(*(shard.halt() for shard in self.shards.values()))
         if _Internals.running(self.bot):
             await self.bot.close()  # stops the shards (their sockets are closed already) and REST
-        else:  # the bot's own close() is under way
-            await self.bot.join()
+        # else the bot's own close() is under way, awaited by whoever called it
 
     async def _close_sockets(self, code: int) -> None:
         self.halted = True  # first: a socket closed here must not come back
