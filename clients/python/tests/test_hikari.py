@@ -133,6 +133,7 @@ async def test_each_identify_waits_for_its_permit_is_confirmed_on_ready_and_a_si
     resumes = {r["shard_id"]: r["resume"] for r in last["shards"]}
     assert sorted(resumes) == [0, 1]
     assert all(r["session_id"] in standin.sessions and r["sequence"] == 1 for r in resumes.values())
+    assert [s["guild_count"] for s in last["shards"]] == [0, 0]  # READY's guilds (the stand-in has none)
     assert fake_shardman.requests("/disconnect")[-1].at > beats_of(fake_shardman, "sess-1")[-1].at
 
 
@@ -161,6 +162,8 @@ async def test_a_claim_with_resume_data_resumes_without_a_permit_and_a_beat_reco
     assert len(standin.of("identify")) == 1, "a shard handed over with its session was IDENTIFYed anew"
     assert fake_shardman.requests("/identify/permit") == []
     assert [e.shard for e in standin.of("resume")] == [(0, 2), (0, 2)]
+    # Its READY went to the first holder: no guild count (shardman keeps that holder's).
+    assert all("guild_count" not in s for b in beats_of(fake_shardman, "sess-2") for s in b.body["shards"])
 
 
 async def test_a_lost_session_stops_the_shards_at_once_and_claims_again(
@@ -209,3 +212,20 @@ async def test_the_bots_own_close_ends_the_run_and_hands_the_session_over_resuma
     last = beats_of(fake_shardman, "sess-1")[-1].body
     assert last["shards"][0]["resume"]["session_id"] in standin.sessions
     assert fake_shardman.requests("/disconnect")
+
+
+async def test_a_session_discord_refuses_to_resume_is_identified_anew_with_a_permit(
+    fake_shardman: FakeShardman, standin: StandinDiscord
+) -> None:
+    fake_shardman.grant_permits()
+    gone = ResumeData("ended-long-ago", 7, f"{standin.gateway_url}/resume").to_json()
+    fake_shardman.script("/connect", (200, claim_json(resume=gone, resumes=[gone])))
+    fake_shardman.script("/beat", beat_answer())
+    fake_shardman.script("/disconnect", (204, None))
+    run = Running(fake_shardman, standin)
+    await until(lambda: len(standin.of("ready")) == 1, 15, "shard 0 READY after the refused RESUME")
+    (resume,) = standin.of("resume")
+    (permit,) = fake_shardman.requests("/identify/permit")
+    (identify,) = standin.of("identify")
+    assert resume.at < permit.at < identify.at
+    assert await run.end() is Release.SHUTDOWN

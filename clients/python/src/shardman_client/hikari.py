@@ -184,7 +184,9 @@ class HikariShards:
         self.context.pacer.sent(event.shard.id)  # READY proves Discord has the IDENTIFY
 
     async def _on_guild_join(self, event: hikari.GuildJoinEvent) -> None:
-        self.guilds.setdefault(event.shard.id, set()).add(int(event.guild_id))
+        # Only a shard whose READY came here has a count: a resumed one's would start from nothing.
+        if event.shard.id in self.guilds:
+            self.guilds[event.shard.id].add(int(event.guild_id))
 
     async def _on_guild_leave(self, event: hikari.GuildLeaveEvent) -> None:
         self.guilds.get(event.shard.id, set()).discard(int(event.guild_id))
