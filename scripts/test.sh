@@ -2,9 +2,10 @@
 # Runs the whole test suite. Installs, from Debian's packages, what the tests need when it is
 # missing: redis-server (every integration test starts its own), docker-compose (to validate
 # docker-compose.yml), chromium (to test the status page), kubectl and promtool (to check
-# deploy/). Then installs the client packages of clients/ (each only if it is there): a Python
-# venv with the package and discord.py, the JS package's node_modules, the Rust example bot; runs
-# each package's linters (ruff and mypy, eslint, rustfmt and clippy) and its own tests; and runs
+# deploy/). Then installs the client packages of clients/ (each only if it is there): Python
+# venvs with the package and discord.py (and one with hikari), the JS package's node_modules, the
+# Rust example bot; runs each package's linters (ruff and mypy, eslint, rustfmt and clippy) and its
+# own tests; and runs
 # `cargo test` on every target, the clients suite (the example bots) beside the others. Reruns
 # skip what is already installed. Caches stay inside the clone (target/). Extra arguments go to
 # `cargo test`.
@@ -69,6 +70,19 @@ if [ -d clients/python ]; then
   # ruff and mypy as pyproject.toml configures them (mypy reads its file list from the package dir).
   (cd clients/python && .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy)
   "$venv/bin/pytest" -q clients/python
+  # hikari in a venv of its own (hikari 2.7 pins multidict 6, requirements-lock.txt has 7): the hikari
+  # adapter's types against hikari's, its tests, and the example bot that tests/clients runs.
+  hikari_venv=clients/python/.venv-hikari
+  [ -x "$hikari_venv/bin/python" ] || python3 -m venv "$hikari_venv"
+  stamp="$hikari_venv/.installed"
+  if changed clients/python/pyproject.toml "$stamp" || changed clients/python/requirements-hikari.txt "$stamp"; then
+    "$hikari_venv/bin/pip" install -q --cache-dir "$PWD/target/pip-cache" \
+      -c clients/python/requirements-hikari.txt -e 'clients/python[hikari,dev]'
+    touch "$stamp"
+  fi
+  (cd clients/python &&
+    .venv-hikari/bin/mypy src/shardman_client/hikari.py tests/test_hikari.py examples/hikari_bot.py)
+  "$hikari_venv/bin/pytest" -q clients/python/tests/test_hikari.py
 fi
 
 if [ -d clients/js ]; then

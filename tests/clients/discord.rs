@@ -48,8 +48,9 @@ use tokio::sync::mpsc;
 
 use crate::sockets::Processes;
 
-/// The bot token the stand-in accepts (and shardman's `BOT_TOKEN`).
-pub const TOKEN: &str = "stand-in.bot.token";
+/// The bot token the stand-in accepts (and shardman's `BOT_TOKEN`). Shaped like Discord's (its
+/// first part is the bot id in base64): hikari reads the id from it and refuses any other shape.
+pub const TOKEN: &str = "MTEwMDAwMDAwMDAwMDAwMDAwMQ.stand-in.bot-token";
 const BOT_ID: &str = "1100000000000000001";
 /// Discord's identify rate limit: one per bucket per this long.
 const IDENTIFY_WINDOW: Duration = Duration::from_secs(5);
@@ -1158,10 +1159,12 @@ async fn serve(
         let actions = tokio::select! {
             message = stream.recv() => match message {
                 Some(Ok(Message::Text(text))) => {
-                    if serde_json::from_str::<Value>(&text).is_ok_and(|payload| payload["op"] == 1) {
-                        deadline = tokio::time::Instant::now() + zombie_after;
-                    }
-                    shared.state.lock().expect("state").frame(connection, &text)
+                    received(&shared, connection, &text, &mut deadline, zombie_after)
+                }
+                // JSON in a binary frame: hikari sends its payloads so, and Discord takes them.
+                Some(Ok(Message::Binary(bytes))) if std::str::from_utf8(&bytes).is_ok() => {
+                    let text = std::str::from_utf8(&bytes).unwrap_or_default();
+                    received(&shared, connection, text, &mut deadline, zombie_after)
                 }
                 Some(Ok(Message::Ping(bytes))) => {
                     let _ = session.pong(&bytes).await;
@@ -1226,4 +1229,18 @@ async fn serve(
             }
         }
     }
+}
+
+/// A client's JSON frame: a heartbeat moves the zombie deadline on; the gateway's answer.
+fn received(
+    shared: &Shared,
+    connection: u64,
+    text: &str,
+    deadline: &mut tokio::time::Instant,
+    zombie_after: Duration,
+) -> Vec<Action> {
+    if serde_json::from_str::<Value>(text).is_ok_and(|payload| payload["op"] == 1) {
+        *deadline = tokio::time::Instant::now() + zombie_after;
+    }
+    shared.state.lock().expect("state").frame(connection, text)
 }

@@ -33,6 +33,8 @@ pub enum BotKind {
     Python,
     Js,
     Rust,
+    /// The hikari adapter of the Python package, in its own venv (`.venv-hikari`).
+    Hikari,
 }
 
 fn root() -> &'static Path {
@@ -45,12 +47,13 @@ impl BotKind {
             Self::Python => "python",
             Self::Js => "js",
             Self::Rust => "rust",
+            Self::Hikari => "hikari",
         }
     }
 
     /// Whether a claim that inherits resume data must RESUME (the contract leaves it to Python).
     pub fn must_resume(self) -> bool {
-        matches!(self, Self::Js | Self::Rust)
+        matches!(self, Self::Js | Self::Rust | Self::Hikari)
     }
 
     /// The command line of the contract; panics with what to do when the package is not installed.
@@ -71,6 +74,11 @@ impl BotKind {
                 vec![],
                 vec![],
             ),
+            Self::Hikari => (
+                root().join("clients/python/.venv-hikari/bin/python"),
+                vec![root().join("clients/python/examples/hikari_bot.py")],
+                vec![],
+            ),
         };
         let missing: Vec<String> = std::iter::once(&program)
             .filter(|path| path.is_absolute())
@@ -84,7 +92,10 @@ impl BotKind {
             "the {} example bot is not installed (missing {}): scripts/test.sh installs clients/{}",
             self.name(),
             missing.join(", "),
-            self.name()
+            match self {
+                Self::Hikari => "python/.venv-hikari",
+                other => other.name(),
+            }
         );
         let mut command = Command::new(program);
         command.args(args);

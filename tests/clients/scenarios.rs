@@ -1183,3 +1183,13 @@ fn js_bots_ride_a_redis_restart_without_persistence_keeping_every_shard() {
 fn rust_bots_ride_a_redis_restart_without_persistence_keeping_every_shard() {
     ride_a_redis_restart(BotKind::Rust);
 }
+
+#[test]
+fn hikari_bot_groups_of_two_shards_come_up_once_and_resume_on_kill() {
+    groups_come_up_once_and_hand_over_on_kill(BotKind::Hikari);
+}
+
+#[test]
+fn hikari_bots_start_paced_and_roll_over_resuming_every_shard_at_its_last_sequence() {
+    come_up_and_roll_over(BotKind::Hikari, HANDOVER_GAP_LOADED);
+}

@@ -25,6 +25,8 @@ USER = {
     "avatar": None,
     "bot": True,
     "flags": 0,
+    "mfa_enabled": False,  # the bot's own user, as READY and /users/@me carry it (hikari requires it)
+    "verified": True,
 }
 APPLICATION = {
     "id": APP_ID,
@@ -155,7 +157,7 @@ class StandinDiscord:
         await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}}))
         try:
             async for msg in ws:
-                if msg.type is not WSMsgType.TEXT:
+                if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):  # hikari sends JSON as binary
                     continue
                 frame = json.loads(msg.data)
                 op, d = frame.get("op"), frame.get("d")

@@ -2,7 +2,8 @@
 
 The core needs only aiohttp: `ShardmanClient` (the HTTP API), `LeaseView`, `Backoff`, `IdentifyPacer`,
 the models and errors, and `run_claims` (the claim -> run -> release loop any adapter plugs into). The
-discord.py adapter lives in `shardman_client.discordpy` (install the `discord` extra).
+discord.py adapter lives in `shardman_client.discordpy` (install the `discord` extra), the hikari one in
+`shardman_client.hikari` (the `hikari` extra).
 """
 
 from .answers import Answer, Route
