@@ -238,9 +238,9 @@ end
 -- 5 s apart at Discord all the same.
 local IDENTIFY_INTERVAL_MS = 6000
 -- A confirmed permit's spacing: the next IDENTIFY may start this long after the confirm of the
--- previous one arrived. Discord's 5 s, plus 100 ms for the confirm's own travel (the IDENTIFY went
--- out before the confirm was sent, so the gap at Discord is at least 5 s).
-local CONFIRMED_GAP_MS = 5100
+-- previous one arrived. Discord's 5 s and no margin: a confirm is sent on READY, after Discord had
+-- the IDENTIFY, so the next one reaches Discord more than 5 s after it (README "When to IDENTIFY").
+local CONFIRMED_GAP_MS = 5000
 -- How long a granted permit holds its bucket until it is confirmed: a holder that never confirms
 -- (it crashed, or Discord answered op 9 and it must ask again) frees the bucket after at most
 -- this. A permit is used at once, so its IDENTIFY leaves well within the first 3.1 s of it.

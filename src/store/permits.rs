@@ -3,7 +3,7 @@
 //! replica waits for the shard's bucket to open rather than booking a slot ahead of time.
 //!
 //! **The rule** lives in one place, `includes/common.lua` ("IDENTIFY pacing"): a bucket opens
-//! `CONFIRMED_GAP_MS` (5.1 s) after the previous permit's confirm, or `UNCONFIRMED_HOLD_MS`
+//! `CONFIRMED_GAP_MS` (5 s) after the previous permit's confirm, or `UNCONFIRMED_HOLD_MS`
 //! (8.1 s) after its grant when it is never confirmed, and legacy slots keep their 6 s spacing on
 //! the same value.
 //!
@@ -184,7 +184,7 @@ mod tests {
     }
 
     /// A permit held at its grant's 8.1 s and confirmed 0.3 s later: a waiter that polls too
-    /// rarely to matter is granted 5.1 s after the confirm only if the confirm woke it (its own
+    /// rarely to matter is granted 5 s after the confirm only if the confirm woke it (its own
     /// next ask would be at the 8.1 s).
     #[tokio::test]
     async fn a_confirm_on_this_replica_wakes_the_permit_waiting_for_its_bucket() {

@@ -16,7 +16,7 @@ use crate::helpers::{
 };
 
 /// Discord's 5 s and the 0.1 s a confirm takes to arrive.
-const CONFIRMED_GAP: Duration = Duration::from_millis(5100);
+const CONFIRMED_GAP: Duration = Duration::from_millis(5000);
 /// How long an unconfirmed permit holds its bucket.
 const UNCONFIRMED_HOLD: Duration = Duration::from_millis(8100);
 /// What a replica may add to an opening: a store round trip and a wake-up or two.

@@ -56,7 +56,7 @@ error_set! {
     post,
     path = "/identify/permit",
     tag = "bots",
-    description = "The permit to send one shard's IDENTIFY now, for a session that connected with `?identify=permit`: ask right before the IDENTIFY (after HELLO), and confirm with `POST /identify/confirm` once it is sent. The replica waits (up to `wait` seconds) until the shard's bucket (`shard_id % max_concurrency`) is open: 5.1 s after the previous permit of the bucket was confirmed, or 8.1 s after it was granted when it never is, and after every slot booked by `/connect` without `identify=permit` or by `POST /identify`. Each permit granted spends one identify of the daily budget. The lease is not extended: keep beating while you wait. Accepts JSON or a form.",
+    description = "The permit to send one shard's IDENTIFY now, for a session that connected with `?identify=permit`: ask right before the IDENTIFY (after HELLO), and confirm with `POST /identify/confirm` once Discord answered it with READY. The replica waits (up to `wait` seconds) until the shard's bucket (`shard_id % max_concurrency`) is open: 5 s after the previous permit of the bucket was confirmed, or 8.1 s after it was granted when it never is, and after every slot booked by `/connect` without `identify=permit` or by `POST /identify`. Each permit granted spends one identify of the daily budget. The lease is not extended: keep beating while you wait. Accepts JSON or a form.",
     security(("secret" = [])),
     request_body(content(
         (crate::http::schemas::PermitBody = "application/json"),
@@ -113,7 +113,7 @@ pub async fn identify_permit(
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(example = json!({"confirmed": true}))]
 struct ConfirmAnswer {
-    /// true: it was the bucket's outstanding permit, whose bucket now opens 5.1 s from now.
+    /// true: it was the bucket's outstanding permit, whose bucket now opens 5 s from now.
     /// false: it was not (confirmed already, or so late that another permit was granted since):
     /// nothing changed, which is harmless.
     confirmed: bool,
@@ -136,7 +136,7 @@ error_set! {
     post,
     path = "/identify/confirm",
     tag = "bots",
-    description = "Tells that the IDENTIFY a permit allowed was sent (send this right after it): the shard's bucket then opens 5.1 s from now (Discord's 5 s, and 0.1 s for this request's travel) instead of 8.1 s after the grant. Repeating it is harmless. Accepts JSON or a form.",
+    description = "Tells that Discord has the IDENTIFY a permit allowed (send this once READY answers it, never before): the shard's bucket then opens 5 s from now (Discord's 5 s: READY came after Discord had the IDENTIFY) instead of 8.1 s after the grant. Repeating it is harmless. Accepts JSON or a form.",
     security(("secret" = [])),
     request_body(content(
         (crate::http::schemas::ConfirmBody = "application/json"),
