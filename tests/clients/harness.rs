@@ -31,6 +31,9 @@ const REPLICAS: usize = 3;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BotKind {
     Python,
+    /// The Python example bot with the oldest discord.py and aiohttp its package allows
+    /// (clients/python/.venv-oldest, constraints-oldest.txt).
+    PythonOldest,
     Js,
     Rust,
 }
@@ -43,6 +46,7 @@ impl BotKind {
     pub fn name(self) -> &'static str {
         match self {
             Self::Python => "python",
+            Self::PythonOldest => "python-oldest",
             Self::Js => "js",
             Self::Rust => "rust",
         }
@@ -56,8 +60,12 @@ impl BotKind {
     /// The command line of the contract; panics with what to do when the package is not installed.
     fn command(self) -> Command {
         let (program, args, needs): (PathBuf, Vec<PathBuf>, Vec<PathBuf>) = match self {
-            Self::Python => (
-                root().join("clients/python/.venv/bin/python"),
+            Self::Python | Self::PythonOldest => (
+                root().join(if self == Self::Python {
+                    "clients/python/.venv/bin/python"
+                } else {
+                    "clients/python/.venv-oldest/bin/python"
+                }),
                 vec![root().join("clients/python/examples/bot.py")],
                 vec![],
             ),
@@ -84,7 +92,7 @@ impl BotKind {
             "the {} example bot is not installed (missing {}): scripts/test.sh installs clients/{}",
             self.name(),
             missing.join(", "),
-            self.name()
+            self.name().trim_end_matches("-oldest")
         );
         let mut command = Command::new(program);
         command.args(args);

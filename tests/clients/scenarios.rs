@@ -1183,3 +1183,10 @@ fn js_bots_ride_a_redis_restart_without_persistence_keeping_every_shard() {
 fn rust_bots_ride_a_redis_restart_without_persistence_keeping_every_shard() {
     ride_a_redis_restart(BotKind::Rust);
 }
+
+/// The lower end of the Python package's discord.py range (2.0.0, with aiohttp 3.9.1): the basic
+/// scenario, paced IDENTIFYs and a kill -9 taken over.
+#[test]
+fn python_bots_on_the_oldest_discord_py_come_up_once_and_hand_over_on_kill() {
+    come_up_once_and_hand_over_on_kill(BotKind::PythonOldest);
+}
