@@ -2,7 +2,8 @@
 # Checks the Python package a team installs, not the checkout: builds clients/python's wheel and sdist
 # with `python -m build` (into target/python-dist, not the source tree), installs the wheel (with the
 # `discord` extra) into a fresh venv and then the sdist in its place, and after each install imports
-# every module of the installed copy, finds its py.typed and imports the adapter as a bot does.
+# every module of the installed copy, finds its py.typed and imports the adapter as a bot does; a bot's
+# code is type-checked against the installed wheel.
 # Needs clients/python/.venv (scripts/test.sh makes it; `build` is in its dev extra).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +63,25 @@ python3 -m venv --clear --without-pip "$venv"
 pip=("$package/.venv/bin/pip" --python "$venv/bin/python")
 "${pip[@]}" install -q -c "$package/requirements-lock.txt" "shardman-client[discord] @ file://$PWD/${wheels[0]}"
 smoke "$(basename "${wheels[0]}")"
+# A bot's own code, type-checked (mypy --strict, the dev venv's) against the installed copy: its py.typed
+# makes the package's types visible, where without it mypy reports the import as untyped.
+cat >"$venv/consumer.py" <<'EOF'
+import discord
+
+from shardman_client import Release, ShardmanClient, discordpy
+
+
+class Bot(discord.AutoShardedClient):
+    def __init__(self, *, shard_ids: list[int], shard_count: int) -> None:
+        super().__init__(intents=discord.Intents.default(), shard_ids=shard_ids, shard_count=shard_count)
+
+
+async def main(url: str, secret: str, token: str) -> Release:
+    async with ShardmanClient(url, secret) as shardman:
+        return await discordpy.run_bot(Bot, shardman=shardman, token=token)
+EOF
+mypy=$PWD/$package/.venv/bin/mypy
+(cd "$venv" && "$mypy" --strict --no-incremental --python-executable bin/python consumer.py)
 # The sdist in the wheel's place: pip builds it (with the backend from PyPI) and installs that.
 "${pip[@]}" uninstall -q -y shardman-client
 "${pip[@]}" install -q --no-deps "$PWD/${sdists[0]}"
