@@ -88,6 +88,7 @@ class FakeShardman:
         text = await request.text()
         body: Any = json.loads(text) if text else None
         headers, query = dict(request.headers), dict(request.query)
+        # This request's own record: others arrive while it is held, so seen[-1] may be theirs.
         seen = Seen(request.method, request.path, time.monotonic(), headers, body, query)
         self.seen.append(seen)
         await asyncio.sleep(self.holds.get(request.path, 0.0))
