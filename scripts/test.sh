@@ -83,6 +83,19 @@ if [ -d clients/python ]; then
   (cd clients/python &&
     .venv-hikari/bin/mypy src/shardman_client/hikari.py tests/test_hikari.py examples/hikari_bot.py)
   "$hikari_venv/bin/pytest" -q clients/python/tests/test_hikari.py
+  # The lower ends of the package's ranges (constraints-oldest.txt: the oldest discord.py and aiohttp
+  # it allows) run the same tests in a venv of their own; the main venv has the newest.
+  oldest=clients/python/.venv-oldest
+  [ -x "$oldest/bin/python" ] || python3 -m venv "$oldest"
+  if changed clients/python/pyproject.toml "$oldest/.installed" ||
+     changed clients/python/constraints-oldest.txt "$oldest/.installed"; then
+    "$oldest/bin/pip" install -q --cache-dir "$PWD/target/pip-cache" \
+      -c clients/python/constraints-oldest.txt -e 'clients/python[discord,dev]'
+    touch "$oldest/.installed"
+  fi
+  "$oldest/bin/pytest" -q clients/python
+  # The wheel and the sdist a team installs, built and installed into a fresh venv.
+  scripts/check-python-package.sh
 fi
 
 if [ -d clients/js ]; then

@@ -31,6 +31,9 @@ const REPLICAS: usize = 3;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BotKind {
     Python,
+    /// The Python example bot with the oldest discord.py and aiohttp its package allows
+    /// (clients/python/.venv-oldest, constraints-oldest.txt).
+    PythonOldest,
     Js,
     Rust,
     /// The hikari adapter of the Python package, in its own venv (`.venv-hikari`).
@@ -45,6 +48,7 @@ impl BotKind {
     pub fn name(self) -> &'static str {
         match self {
             Self::Python => "python",
+            Self::PythonOldest => "python-oldest",
             Self::Js => "js",
             Self::Rust => "rust",
             Self::Hikari => "hikari",
@@ -59,8 +63,12 @@ impl BotKind {
     /// The command line of the contract; panics with what to do when the package is not installed.
     fn command(self) -> Command {
         let (program, args, needs): (PathBuf, Vec<PathBuf>, Vec<PathBuf>) = match self {
-            Self::Python => (
-                root().join("clients/python/.venv/bin/python"),
+            Self::Python | Self::PythonOldest => (
+                root().join(if self == Self::Python {
+                    "clients/python/.venv/bin/python"
+                } else {
+                    "clients/python/.venv-oldest/bin/python"
+                }),
                 vec![root().join("clients/python/examples/bot.py")],
                 vec![],
             ),
@@ -94,7 +102,7 @@ impl BotKind {
             missing.join(", "),
             match self {
                 Self::Hikari => "python/.venv-hikari",
-                other => other.name(),
+                other => other.name().trim_end_matches("-oldest"),
             }
         );
         let mut command = Command::new(program);

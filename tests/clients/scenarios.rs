@@ -1193,3 +1193,10 @@ fn hikari_bot_groups_of_two_shards_come_up_once_and_resume_on_kill() {
 fn hikari_bots_start_paced_and_roll_over_resuming_every_shard_at_its_last_sequence() {
     come_up_and_roll_over(BotKind::Hikari, HANDOVER_GAP_LOADED);
 }
+
+/// The lower end of the Python package's discord.py range (2.0.0, with aiohttp 3.9.1): the basic
+/// scenario, paced IDENTIFYs and a kill -9 taken over.
+#[test]
+fn python_bots_on_the_oldest_discord_py_come_up_once_and_hand_over_on_kill() {
+    come_up_once_and_hand_over_on_kill(BotKind::PythonOldest);
+}

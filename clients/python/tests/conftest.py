@@ -88,14 +88,16 @@ class FakeShardman:
         text = await request.text()
         body: Any = json.loads(text) if text else None
         headers, query = dict(request.headers), dict(request.query)
-        self.seen.append(Seen(request.method, request.path, time.monotonic(), headers, body, query))
+        # This request's own record: others arrive while it is held, so seen[-1] may be theirs.
+        seen = Seen(request.method, request.path, time.monotonic(), headers, body, query)
+        self.seen.append(seen)
         await asyncio.sleep(self.holds.get(request.path, 0.0))
         if self.pace_permits and request.path == "/identify/permit":
             bucket = int(body.get("shard_id") or 0) % self.permit_buckets
             granted_at = max(time.monotonic(), self.next_permit.get(bucket, 0.0))
             self.next_permit[bucket] = granted_at + 5.1
             await asyncio.sleep(granted_at - time.monotonic())
-        computed = self.answers[request.path](self.seen[-1]) if request.path in self.answers else None
+        computed = self.answers[request.path](seen) if request.path in self.answers else None
         if computed is not None:
             return web.json_response(computed[1], status=computed[0])
         queue = self.replies.get(request.path)

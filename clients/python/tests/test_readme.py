@@ -12,4 +12,4 @@ def python_blocks(markdown: str) -> list[str]:
 def test_the_readme_example_is_examples_bot_py_verbatim() -> None:
     readme = (PACKAGE / "README.md").read_text()
     bot = (PACKAGE / "examples" / "bot.py").read_text()
-    assert python_blocks(readme)[0] == bot
+    assert bot in python_blocks(readme)  # one of its blocks (the first shows the lines a bot adds)
