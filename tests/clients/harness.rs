@@ -33,6 +33,8 @@ pub enum BotKind {
     Python,
     Js,
     Rust,
+    /// The same JS package's Discordeno adapter (`clients/js/examples/discordeno-bot.js`).
+    Discordeno,
 }
 
 fn root() -> &'static Path {
@@ -45,12 +47,13 @@ impl BotKind {
             Self::Python => "python",
             Self::Js => "js",
             Self::Rust => "rust",
+            Self::Discordeno => "discordeno",
         }
     }
 
     /// Whether a claim that inherits resume data must RESUME (the contract leaves it to Python).
     pub fn must_resume(self) -> bool {
-        matches!(self, Self::Js | Self::Rust)
+        matches!(self, Self::Js | Self::Rust | Self::Discordeno)
     }
 
     /// The command line of the contract; panics with what to do when the package is not installed.
@@ -71,6 +74,11 @@ impl BotKind {
                 vec![],
                 vec![],
             ),
+            Self::Discordeno => (
+                PathBuf::from("node"),
+                vec![root().join("clients/js/examples/discordeno-bot.js")],
+                vec![root().join("clients/js/node_modules/@discordeno/gateway")],
+            ),
         };
         let missing: Vec<String> = std::iter::once(&program)
             .filter(|path| path.is_absolute())
@@ -84,7 +92,7 @@ impl BotKind {
             "the {} example bot is not installed (missing {}): scripts/test.sh installs clients/{}",
             self.name(),
             missing.join(", "),
-            self.name()
+            if self == Self::Discordeno { "js" } else { self.name() }
         );
         let mut command = Command::new(program);
         command.args(args);

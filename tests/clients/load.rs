@@ -438,3 +438,8 @@ fn js_bots_rebalance_as_processes_join_and_leave_moving_shards_by_resume_only() 
 fn rust_bots_rebalance_as_processes_join_and_leave_moving_shards_by_resume_only() {
     shards_follow_the_load_as_processes_come_and_go(BotKind::Rust);
 }
+
+#[test]
+fn discordeno_bots_rebalance_as_processes_join_and_leave_moving_shards_by_resume_only() {
+    shards_follow_the_load_as_processes_come_and_go(BotKind::Discordeno);
+}

@@ -1183,3 +1183,13 @@ fn js_bots_ride_a_redis_restart_without_persistence_keeping_every_shard() {
 fn rust_bots_ride_a_redis_restart_without_persistence_keeping_every_shard() {
     ride_a_redis_restart(BotKind::Rust);
 }
+
+#[test]
+fn discordeno_bots_for_four_shards_come_up_once_and_resume_on_kill() {
+    come_up_once_and_hand_over_on_kill(BotKind::Discordeno);
+}
+
+#[test]
+fn discordeno_bots_start_paced_and_roll_over_resuming_every_shard_at_its_last_sequence() {
+    come_up_and_roll_over(BotKind::Discordeno, HANDOVER_GAP_LOADED);
+}
