@@ -10,8 +10,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The oldest version of each peer dependency range in clients/js/package.json, and what must match it.
-oldest=(@discordjs/ws@2.0.0 discord.js@14.22.0 @discordeno/gateway@21.0.0 @discordeno/types@21.0.0)
+# The oldest version of each peer dependency range in clients/js/package.json (each a `^x.y.z`), and
+# the Discordeno types the example bot imports at the same version as the gateway.
+read -r -a oldest <<< "$(node -e '
+  const { peerDependencies } = require("./clients/js/package.json");
+  const low = Object.entries(peerDependencies).map(([name, range]) => [name, range.replace(/^\^/, "")]);
+  low.push(["@discordeno/types", peerDependencies["@discordeno/gateway"].replace(/^\^/, "")]);
+  console.log(low.map(([name, version]) => `${name}@${version}`).join(" "));')"
 
 root="$PWD"
 js="$root/clients/js"

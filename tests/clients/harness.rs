@@ -92,7 +92,11 @@ impl BotKind {
             "the {} example bot is not installed (missing {}): scripts/test.sh installs clients/{}",
             self.name(),
             missing.join(", "),
-            if self == Self::Discordeno { "js" } else { self.name() }
+            if self == Self::Discordeno {
+                "js"
+            } else {
+                self.name()
+            }
         );
         let mut command = Command::new(program);
         command.args(args);

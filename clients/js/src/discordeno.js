@@ -44,7 +44,7 @@ function loggerFor(log) {
 }
 
 /**
- * Start the claim's shards on Discordeno (@discordeno/gateway 19 or 21): a gateway manager for the claim's
+ * Start the claim's shards on Discordeno (@discordeno/gateway 21): a gateway manager for the claim's
  * shard ids and count whose `identify` hook builds each shard with shardman's hooks.
  *
  * - Every IDENTIFY of a shard asks its permit first: the shard's own `identify` (which the manager's
