@@ -35,7 +35,10 @@ stale() {
 # 1. The tarball. npm pack writes fixed timestamps, so its hash changes only with its contents.
 rm -f "$work"/shardman-client-*.tgz
 tarball="$work/$(cd "$work" && npm pack --silent "$js" | tail -n 1)"
-tar -tzf "$tarball" | grep -q 'package/src/index.d.ts'
+contents="$(tar -tzf "$tarball")"
+for shipped in src/index.d.ts src/discordeno.d.ts examples/discordeno-bot.js README.md CHANGELOG.md; do
+  [[ "$contents" == *"package/$shipped"* ]] || { echo "check-js-package: the tarball lacks $shipped" >&2; exit 1; }
+done
 
 # 2. The scratch project: the tarball and the newest libraries, as clients/js pins them.
 consumer="$work/consumer"
@@ -52,6 +55,7 @@ console.log(JSON.stringify({ name: 'shardman-client-consumer', private: true, ty
 NODE
 mv "$consumer/package.json.new" "$consumer/package.json"
 if stale "$consumer" "$(sha256sum "$tarball" "$consumer/package.json" | cut -d' ' -f1)"; then
+  echo "check-js-package: installing the tarball into $consumer"
   (cd "$consumer" && "${npm_install[@]}")
   sha256sum "$tarball" "$consumer/package.json" | cut -d' ' -f1 > "$consumer/.installed"
 fi
@@ -64,6 +68,7 @@ mkdir -p "$old"
 rm -rf "$old/src" "$old/test" "$old/examples"
 cp -r "$js"/{src,test,examples,package.json} "$old/"
 if stale "$old" "$(cat "$js/package.json")${oldest[*]}"; then
+  echo "check-js-package: installing ${oldest[*]} into $old"
   (cd "$old" && "${npm_install[@]}" --no-save "${oldest[@]}")
   echo "$(cat "$js/package.json")${oldest[*]}" > "$old/.installed"
 fi
