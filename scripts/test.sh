@@ -105,6 +105,8 @@ if [ -d clients/js ]; then
   fi
   npm run lint --prefix clients/js
   npm test --prefix clients/js
+  # The package as a team installs it: npm pack, a scratch project, tsc, the oldest peer versions.
+  ./scripts/check-js-package.sh
 fi
 
 if [ -d clients/rust ]; then

@@ -38,6 +38,8 @@ pub enum BotKind {
     Rust,
     /// The hikari adapter of the Python package, in its own venv (`.venv-hikari`).
     Hikari,
+    /// The same JS package's Discordeno adapter (`clients/js/examples/discordeno-bot.js`).
+    Discordeno,
 }
 
 fn root() -> &'static Path {
@@ -52,12 +54,13 @@ impl BotKind {
             Self::Js => "js",
             Self::Rust => "rust",
             Self::Hikari => "hikari",
+            Self::Discordeno => "discordeno",
         }
     }
 
     /// Whether a claim that inherits resume data must RESUME (the contract leaves it to Python).
     pub fn must_resume(self) -> bool {
-        matches!(self, Self::Js | Self::Rust | Self::Hikari)
+        matches!(self, Self::Js | Self::Rust | Self::Hikari | Self::Discordeno)
     }
 
     /// The command line of the contract; panics with what to do when the package is not installed.
@@ -87,6 +90,11 @@ impl BotKind {
                 vec![root().join("clients/python/examples/hikari_bot.py")],
                 vec![],
             ),
+            Self::Discordeno => (
+                PathBuf::from("node"),
+                vec![root().join("clients/js/examples/discordeno-bot.js")],
+                vec![root().join("clients/js/node_modules/@discordeno/gateway")],
+            ),
         };
         let missing: Vec<String> = std::iter::once(&program)
             .filter(|path| path.is_absolute())
@@ -102,6 +110,7 @@ impl BotKind {
             missing.join(", "),
             match self {
                 Self::Hikari => "python/.venv-hikari",
+                Self::Discordeno => "js",
                 other => other.name().trim_end_matches("-oldest"),
             }
         );

@@ -443,3 +443,8 @@ fn rust_bots_rebalance_as_processes_join_and_leave_moving_shards_by_resume_only(
 fn hikari_bots_rebalance_as_processes_join_and_leave_moving_shards_by_resume_only() {
     shards_follow_the_load_as_processes_come_and_go(BotKind::Hikari);
 }
+
+#[test]
+fn discordeno_bots_rebalance_as_processes_join_and_leave_moving_shards_by_resume_only() {
+    shards_follow_the_load_as_processes_come_and_go(BotKind::Discordeno);
+}

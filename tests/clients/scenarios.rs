@@ -1200,3 +1200,13 @@ fn hikari_bots_start_paced_and_roll_over_resuming_every_shard_at_its_last_sequen
 fn python_bots_on_the_oldest_discord_py_come_up_once_and_hand_over_on_kill() {
     come_up_once_and_hand_over_on_kill(BotKind::PythonOldest);
 }
+
+#[test]
+fn discordeno_bots_for_four_shards_come_up_once_and_resume_on_kill() {
+    come_up_once_and_hand_over_on_kill(BotKind::Discordeno);
+}
+
+#[test]
+fn discordeno_bots_start_paced_and_roll_over_resuming_every_shard_at_its_last_sequence() {
+    come_up_and_roll_over(BotKind::Discordeno, HANDOVER_GAP_LOADED);
+}

@@ -4,8 +4,7 @@ import { test } from 'node:test';
 
 const read = (name) => readFileSync(new URL(`../${name}`, import.meta.url), 'utf8');
 
-test('the README example is examples/bot.js word for word, so the bot the tests run is the one documented', () => {
+test('the README examples are examples/bot.js and examples/discordeno-bot.js word for word, so the bots the tests run are the ones documented', () => {
   const blocks = [...read('README.md').matchAll(/```js\n([\s\S]*?)```/g)].map((match) => match[1]);
-  assert.ok(blocks.length > 0);
-  assert.equal(blocks[0], read('examples/bot.js'));
+  for (const example of ['examples/bot.js', 'examples/discordeno-bot.js']) assert.ok(blocks.includes(read(example)), `${example} is not in the README`);
 });

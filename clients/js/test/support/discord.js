@@ -32,7 +32,10 @@ export async function startDiscord({ token = 'test-token', maxConcurrency = 1, h
     const connection = ++connections;
     let current = null;
     const record = (type, extra = {}) => events.push({ type, time: performance.now(), connection, path: request.url, ...extra });
-    const send = (payload) => socket.send(JSON.stringify(payload));
+    // Non-dispatch payloads carry `s` and `t` as null, as Discord's do (Discordeno takes a missing `s` as the new sequence).
+    const send = (payload) => socket.send(JSON.stringify({ s: null, t: null, ...payload }));
+    // Bare, as Discord documents it, or `Bot `-prefixed, as Discordeno sends it (Discord takes both).
+    const tokenOk = (given) => given === token || given === `Bot ${token}`;
     const dispatch = (t, d) => {
       current.sequence += 1;
       send({ op: 0, t, s: current.sequence, d });
@@ -47,7 +50,7 @@ export async function startDiscord({ token = 'test-token', maxConcurrency = 1, h
           break;
         case 2: {
           const [shardId, shardCount] = payload.d.shard ?? [0, 1];
-          if (payload.d.token !== token) return socket.close(4004, 'Authentication failed');
+          if (!tokenOk(payload.d.token)) return socket.close(4004, 'Authentication failed');
           const bucket = shardId % maxConcurrency;
           const now = performance.now();
           const early = lastIdentify.has(bucket) && now - lastIdentify.get(bucket) < 5000;
@@ -79,7 +82,7 @@ export async function startDiscord({ token = 'test-token', maxConcurrency = 1, h
         case 6: {
           const known = sessions.get(payload.d.session_id);
           record('resume', { sessionId: payload.d.session_id, seq: payload.d.seq, known: Boolean(known), shardId: known?.shardId });
-          if (!known || payload.d.token !== token) return send({ op: 9, d: false });
+          if (!known || !tokenOk(payload.d.token)) return send({ op: 9, d: false });
           current = known;
           record('resumed', { shardId: known.shardId, shardCount: known.shardCount, sessionId: payload.d.session_id });
           dispatch('RESUMED', {});
