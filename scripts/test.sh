@@ -56,6 +56,10 @@ cargo clippy --all-targets -- -D warnings
 # $1 is newer than the stamp $2 (or there is no stamp).
 changed() { [ ! -e "$2" ] || [ -n "$(find "$1" -newer "$2" -print -quit)" ]; }
 
+# Setup first, one step at a time (it is mostly compiling): the client packages' venvs,
+# node_modules and builds, their linters, and every test binary. Then the tests, which mostly wait
+# (sockets, leases, identify pacing), in three lanes side by side; each lane runs its steps in
+# order into target/lanes/<lane>.log, printed when all have ended, and any failure fails the run.
 if [ -d clients/python ]; then
   venv=clients/python/.venv
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
@@ -69,7 +73,6 @@ if [ -d clients/python ]; then
   fi
   # ruff and mypy as pyproject.toml configures them (mypy reads its file list from the package dir).
   (cd clients/python && .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy)
-  "$venv/bin/pytest" -q clients/python
   # hikari in a venv of its own (hikari 2.7 pins multidict 6, requirements-lock.txt has 7): the hikari
   # adapter's types against hikari's, its tests, and the example bot that tests/clients runs.
   hikari_venv=clients/python/.venv-hikari
@@ -82,7 +85,6 @@ if [ -d clients/python ]; then
   fi
   (cd clients/python &&
     .venv-hikari/bin/mypy src/shardman_client/hikari.py tests/test_hikari.py examples/hikari_bot.py)
-  "$hikari_venv/bin/pytest" -q clients/python/tests/test_hikari.py
   # The lower ends of the package's ranges (constraints-oldest.txt: the oldest discord.py and aiohttp
   # it allows) run the same tests in a venv of their own; the main venv has the newest.
   oldest=clients/python/.venv-oldest
@@ -93,9 +95,6 @@ if [ -d clients/python ]; then
       -c clients/python/constraints-oldest.txt -e 'clients/python[discord,dev]'
     touch "$oldest/.installed"
   fi
-  "$oldest/bin/pytest" -q clients/python
-  # The wheel and the sdist a team installs, built and installed into a fresh venv.
-  scripts/check-python-package.sh
 fi
 
 if [ -d clients/js ]; then
@@ -104,9 +103,6 @@ if [ -d clients/js ]; then
     npm ci --prefix clients/js --cache "$PWD/target/npm-cache" --no-audit --no-fund
   fi
   npm run lint --prefix clients/js
-  npm test --prefix clients/js
-  # The package as a team installs it: npm pack, a scratch project, tsc, the oldest peer versions.
-  ./scripts/check-js-package.sh
 fi
 
 if [ -d clients/rust ]; then
@@ -114,26 +110,65 @@ if [ -d clients/rust ]; then
   cargo fmt --manifest-path clients/rust/Cargo.toml --all -- --check
   cargo clippy --manifest-path clients/rust/Cargo.toml --all-targets -- -D warnings
   cargo build --manifest-path clients/rust/Cargo.toml --example bot
-  cargo test --manifest-path clients/rust/Cargo.toml
+  cargo test --manifest-path clients/rust/Cargo.toml --no-run
   # Each crate as a package a team installs: cargo package, warning-free docs, oldest dependencies.
   ./scripts/check-rust-packages.sh
 fi
 
-# Every test target is built once; then the clients suite, which mostly waits (identify pacing,
-# leases, hand-overs), runs beside the others instead of after them. Its output is printed when it
-# ends; either failing fails the run.
 cargo test --all-targets --no-run "$@"
-others=(--lib --bins)
-for suite in tests/*/main.rs; do
-  name=$(basename "$(dirname "$suite")")
-  [ "$name" = clients ] || others+=(--test "$name")
+
+# The lanes. packages: each client package's own tests and install checks. suites: the service's
+# unit tests and every integration suite but tests/clients, which is the third lane.
+lane_packages() {
+  if [ -d clients/python ]; then
+    clients/python/.venv/bin/pytest -q clients/python
+    clients/python/.venv-hikari/bin/pytest -q clients/python/tests/test_hikari.py
+    clients/python/.venv-oldest/bin/pytest -q clients/python
+    # The wheel and the sdist a team installs, built and installed into a fresh venv.
+    scripts/check-python-package.sh
+  fi
+  if [ -d clients/js ]; then
+    npm test --prefix clients/js
+    # The package as a team installs it: npm pack, a scratch project, tsc, the oldest peer versions.
+    ./scripts/check-js-package.sh
+  fi
+  if [ -d clients/rust ]; then
+    cargo test --manifest-path clients/rust/Cargo.toml
+  fi
+}
+lane_suites() {
+  local targets=(--lib --bins)
+  for suite in tests/*/main.rs; do
+    name=$(basename "$(dirname "$suite")")
+    [ "$name" = clients ] || targets+=(--test "$name")
+  done
+  cargo test "${targets[@]}" "$@"
+}
+lane_clients() {
+  cargo test --test clients "$@"
+}
+
+# The client packages' tests run the service binary built above rather than building it again
+# (their own fallback is a cargo build, which the lanes would do side by side).
+export SHARDMAN_BIN="$PWD/target/debug/shardman"
+mkdir -p target/lanes
+pids=()
+for lane in packages suites clients; do
+  ( set -e; "lane_$lane" "$@" ) >"target/lanes/$lane.log" 2>&1 &
+  pids+=("$!")
 done
-clients_log=target/clients-suite.log
-cargo test --test clients "$@" >"$clients_log" 2>&1 &
-clients=$!
 status=0
-cargo test "${others[@]}" "$@" || status=$?
-wait "$clients" || status=$?
-echo "---- tests/clients (run beside the other suites) ----"
-cat "$clients_log"
+failed=()
+for index in 0 1 2; do
+  lane=(packages suites clients)
+  if ! wait "${pids[$index]}"; then
+    status=1
+    failed+=("${lane[$index]}")
+  fi
+done
+for lane in packages suites clients; do
+  echo "---- lane $lane (target/lanes/$lane.log) ----"
+  cat "target/lanes/$lane.log"
+done
+[ "$status" -eq 0 ] || echo "failed lanes: ${failed[*]}"
 exit "$status"
