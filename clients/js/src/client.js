@@ -332,7 +332,7 @@ export class ShardmanClient {
 
   /**
    * `POST /identify/permit`: may `shardId` IDENTIFY now? shardman holds the request up to `wait` seconds
-   * until the shard's bucket is open. A grant holds the bucket for 8.1 s, or until 5.1 s after the
+   * until the shard's bucket is open. A grant holds the bucket for 8.1 s, or until 5 s after the
    * confirm (`identifyConfirm`) that follows the IDENTIFY.
    * @param {string} sessionId
    * @param {number} [shardId] default: the group's first

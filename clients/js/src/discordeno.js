@@ -108,7 +108,7 @@ export async function startDiscordenoShards(context, { token, intents, discordAp
       events: gateway.events,
       logger: gateway.logger,
       requestIdentify: () => gateway.identify(shardId),
-      // READY after an IDENTIFY: Discord has it, so its bucket may open 5.1 s from now.
+      // READY after an IDENTIFY: Discord has it, so its bucket may open 5 s from now.
       shardIsReady: () => context.throttler.identifySent(shardId),
       makePresence: gateway.makePresence,
     });

@@ -28,7 +28,7 @@ function untilAborted(signal) {
  *   bucket is open. A refusal that came back well before the wait (a replica shutting down) is asked
  *   again after its `retry_after`.
  * - `identifySent(shardId)`, which the adapters call on the shard's READY, confirms the permit, so the
- *   bucket opens 5.1 s after the confirm rather than 8.1 s after the grant. READY, not the moment the
+ *   bucket opens 5 s after the confirm rather than 8.1 s after the grant. READY, not the moment the
  *   IDENTIFY is written: a confirm sent then can reach shardman before the IDENTIFY reaches the gateway
  *   (seen: 160 to 310 ms, on a loaded machine), and the bucket's next IDENTIFY came within 5 s of it at
  *   the gateway. READY proves the gateway had it. An IDENTIFY answered without READY (op 9) is never

@@ -282,8 +282,8 @@ impl Client {
         decode_identify_permit(&read(request).await?)
     }
 
-    /// One `POST /identify/confirm`: `shard_id`'s IDENTIFY has just gone out, so its bucket opens
-    /// 5.1 s from now rather than 8.1 s after the grant. Answers whether it moved the opening.
+    /// One `POST /identify/confirm`: `shard_id`'s IDENTIFY was answered with READY, so its bucket opens
+    /// 5 s from now rather than 8.1 s after the grant. Answers whether it moved the opening.
     pub async fn identify_confirm(&self, session_id: &str, shard_id: u32) -> Result<bool, Error> {
         let sent = self.current_id(session_id);
         let body = SessionBody {

@@ -18,9 +18,9 @@ const PERMIT_RETRY_FLOOR: Duration = Duration::from_millis(100);
 
 /// IDENTIFY pacing for one claim, for any gateway library that asks before each IDENTIFY (its
 /// first, and any later one: invalid session, failed RESUME): [`IdentifyPacer::permit`] asks
-/// `POST /identify/permit` until the shard's bucket is open; once the IDENTIFY is out (at the
-/// latest when Discord answered it) the adapter sends [`IdentifyPacer::confirm`], so the bucket opens 5.1 s later instead of 8.1 s after
-/// the grant. A 404 or 401 ends the claim (`Lost`, `Retired`).
+/// `POST /identify/permit` until the shard's bucket is open; once Discord answered the IDENTIFY
+/// with READY the adapter sends [`IdentifyPacer::confirm`], so the bucket opens 5 s later instead of
+/// 8.1 s after the grant. A 404 or 401 ends the claim (`Lost`, `Retired`).
 #[derive(Debug)]
 pub struct IdentifyPacer {
     client: Client,
@@ -85,11 +85,12 @@ impl IdentifyPacer {
         lock(&self.unconfirmed).remove(&shard);
     }
 
-    /// `shard`'s IDENTIFY has gone out: takes its unconfirmed permit and answers the request that
-    /// confirms it (`None` when none awaits, so it is sent once per permit). Only call it after
-    /// the IDENTIFY was written, never before (shardman opens the bucket 5.1 s after the confirm
-    /// arrives: a confirm that overtakes its IDENTIFY on the way shortens the gap). One try: a lost confirm only leaves the bucket
-    /// closed until 8.1 s after the grant, and a late one would close it longer.
+    /// `shard`'s IDENTIFY was answered with READY: takes its unconfirmed permit and answers the
+    /// request that confirms it (`None` when none awaits, so it is sent once per permit). Only
+    /// call it on READY, never before (shardman opens the bucket 5 s after the confirm arrives: a
+    /// confirm that overtakes its IDENTIFY on the way shortens the gap). One try: a lost confirm
+    /// only leaves the bucket closed until 8.1 s after the grant, and a late one would close it
+    /// longer.
     pub fn confirm(&self, shard: u32) -> Option<impl Future<Output = ()> + Send + 'static> {
         if !lock(&self.unconfirmed).remove(&shard) {
             return None;

@@ -63,7 +63,7 @@ async fn against_the_real_shardman_a_claim_beats_takes_identify_permits_and_hand
     assert!(!refused.granted, "{refused:?}");
     let retry_after = refused.retry_after.expect("retry_after");
     assert!(
-        retry_after > Duration::from_secs(4) && retry_after <= Duration::from_millis(5100),
+        retry_after > Duration::from_secs(4) && retry_after <= Duration::from_millis(5000),
         "{retry_after:?}"
     );
 
