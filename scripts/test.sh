@@ -2,7 +2,8 @@
 # Runs the whole test suite. Installs, from Debian's packages, what the tests need when it is
 # missing: redis-server (every integration test starts its own) and docker-compose (to validate
 # docker-compose.yml) and chromium (to test the status page). Then installs the client packages
-# of clients/ (each only if it is there): a Python venv with the package and discord.py, the JS
+# of clients/ (each only if it is there): a Python venv with the package and discord.py (and one
+# for each of its forks disnake, nextcord, py-cord), the JS
 # package's node_modules, the Rust example bot; runs each package's linters (ruff and mypy, eslint,
 # rustfmt and clippy) and its own tests; and runs
 # `cargo test --all-targets`, whose tests/clients runs the three example bots. Reruns skip what
@@ -64,6 +65,25 @@ if [ -d clients/python ]; then
   # ruff and mypy as pyproject.toml configures them (mypy reads its file list from the package dir).
   (cd clients/python && .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy)
   "$venv/bin/pytest" -q clients/python
+  # The forks of discord.py, each in a venv of its own (py-cord installs as `discord`), pinned by
+  # requirements-<fork>.txt: the adapter's unit tests against each here, the example bot in
+  # tests/clients. Each entry: venv and extra name, then the module SHARDMAN_PY_LIBRARY names.
+  for fork in disnake:disnake nextcord:nextcord pycord:discord; do
+    name=${fork%%:*}
+    fork_venv=clients/python/.venv-$name
+    [ -x "$fork_venv/bin/python" ] || python3 -m venv "$fork_venv"
+    if changed clients/python/pyproject.toml "$fork_venv/.installed" ||
+       changed clients/python/requirements-lock.txt "$fork_venv/.installed" ||
+       changed "clients/python/requirements-$name.txt" "$fork_venv/.installed"; then
+      # The test runner alone: ruff and mypy run in the main venv only.
+      "$fork_venv/bin/pip" install -q --cache-dir "$PWD/target/pip-cache" \
+        -c "clients/python/requirements-$name.txt" -e "clients/python[$name]" \
+        pytest pytest-asyncio pytest-timeout
+      touch "$fork_venv/.installed"
+    fi
+    SHARDMAN_PY_LIBRARY=${fork#*:} "$fork_venv/bin/pytest" -q -p no:cacheprovider \
+      clients/python/tests/test_discordpy.py
+  done
 fi
 
 if [ -d clients/js ]; then

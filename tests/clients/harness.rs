@@ -33,6 +33,10 @@ pub enum BotKind {
     Python,
     Js,
     Rust,
+    /// The Python package's example bot on a fork of discord.py, each in its own venv.
+    Disnake,
+    Nextcord,
+    Pycord,
 }
 
 fn root() -> &'static Path {
@@ -45,6 +49,30 @@ impl BotKind {
             Self::Python => "python",
             Self::Js => "js",
             Self::Rust => "rust",
+            Self::Disnake => "disnake",
+            Self::Nextcord => "nextcord",
+            Self::Pycord => "pycord",
+        }
+    }
+
+    /// The Python example bot's venv (under clients/python) and the library it imports
+    /// (`SHARDMAN_PY_LIBRARY`; py-cord installs as `discord`); `None` for the other packages.
+    fn python_library(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Self::Python => Some((".venv", "discord")),
+            Self::Disnake => Some((".venv-disnake", "disnake")),
+            Self::Nextcord => Some((".venv-nextcord", "nextcord")),
+            Self::Pycord => Some((".venv-pycord", "discord")),
+            Self::Js | Self::Rust => None,
+        }
+    }
+
+    /// The package under clients/ that runs this bot.
+    fn package(self) -> &'static str {
+        if self.python_library().is_some() {
+            "python"
+        } else {
+            self.name()
         }
     }
 
@@ -56,11 +84,14 @@ impl BotKind {
     /// The command line of the contract; panics with what to do when the package is not installed.
     fn command(self) -> Command {
         let (program, args, needs): (PathBuf, Vec<PathBuf>, Vec<PathBuf>) = match self {
-            Self::Python => (
-                root().join("clients/python/.venv/bin/python"),
-                vec![root().join("clients/python/examples/bot.py")],
-                vec![],
-            ),
+            Self::Python | Self::Disnake | Self::Nextcord | Self::Pycord => {
+                let (venv, _) = self.python_library().expect("a Python bot");
+                (
+                    root().join("clients/python").join(venv).join("bin/python"),
+                    vec![root().join("clients/python/examples/bot.py")],
+                    vec![],
+                )
+            }
             Self::Js => (
                 PathBuf::from("node"),
                 vec![root().join("clients/js/examples/bot.js")],
@@ -84,7 +115,7 @@ impl BotKind {
             "the {} example bot is not installed (missing {}): scripts/test.sh installs clients/{}",
             self.name(),
             missing.join(", "),
-            self.name()
+            self.package()
         );
         let mut command = Command::new(program);
         command.args(args);
@@ -159,6 +190,10 @@ impl Bot {
             .env("DISCORD_TOKEN", discord::TOKEN)
             .env("DISCORD_API_BASE", api_base)
             .env("PYTHONUNBUFFERED", "1")
+            .envs(
+                kind.python_library()
+                    .map(|(_, library)| ("SHARDMAN_PY_LIBRARY", library)),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);
