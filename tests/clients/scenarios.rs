@@ -1220,6 +1220,14 @@ fn sigterm_holder_and_watch_a_spare_take_over(fleet: &mut Fleet, spares: &[usize
         "{name}: the SIGTERMed holder exited with {status}\n{}",
         fleet.report()
     );
+    assert!(
+        fleet.bots[victim]
+            .events_named("released")
+            .iter()
+            .any(|(at, event)| *at >= stopped_at && event["reason"] == "shutdown"),
+        "{name}: the SIGTERMed holder did not report giving its shards back\n{}",
+        fleet.report()
+    );
     let mut taker = None;
     for shard in &taken {
         let record = fleet
