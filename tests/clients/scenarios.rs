@@ -1244,6 +1244,20 @@ fn sigterm_holder_and_watch_a_spare_take_over(fleet: &mut Fleet, spares: &[usize
         );
     }
     let taker = taker.expect("the spare that took the shards");
+    // Not judged: the Python adapter IDENTIFYs what it is handed, so the old session's close code
+    // (4000 to leave it resumable) matters to it less than to the bots that RESUME.
+    let victim_pid = fleet.bots[victim].pid;
+    let closes: Vec<(Option<u16>, String)> = fleet
+        .discord
+        .records()
+        .into_iter()
+        .filter(|record| record.pid == Some(victim_pid))
+        .filter_map(|record| match record.event {
+            Event::Closed { code, reason, .. } => Some((code, reason)),
+            _ => None,
+        })
+        .collect();
+    eprintln!("clients measurement: sigterm {name}: the old connections closed with {closes:?}");
     wait_live_exactly(
         fleet,
         &shards(0..4, 4),
