@@ -3,7 +3,8 @@
 # missing: redis-server (every integration test starts its own), docker-compose (to validate
 # docker-compose.yml), chromium (to test the status page), kubectl and promtool (to check
 # deploy/). Then installs the client packages of clients/ (each only if it is there): Python
-# venvs with the package and discord.py (and one with hikari), the JS package's node_modules, the
+# venvs with the package and discord.py (one for each of its forks disnake, nextcord, py-cord,
+# one with the oldest discord.py, one with hikari), the JS package's node_modules, the
 # Rust example bot; runs each package's linters (ruff and mypy, eslint, rustfmt and clippy) and its
 # own tests; and runs
 # `cargo test` on every target, the clients suite (the example bots) beside the others. Reruns
@@ -95,6 +96,23 @@ if [ -d clients/python ]; then
       -c clients/python/constraints-oldest.txt -e 'clients/python[discord,dev]'
     touch "$oldest/.installed"
   fi
+  # The forks of discord.py, each in a venv of its own (py-cord installs as `discord`), pinned by
+  # requirements-<fork>.txt: the adapter's unit tests against each (lane packages), the example
+  # bot in tests/clients. Each entry: venv and extra name, then the module SHARDMAN_PY_LIBRARY names.
+  for fork in disnake:disnake nextcord:nextcord pycord:discord; do
+    name=${fork%%:*}
+    fork_venv=clients/python/.venv-$name
+    [ -x "$fork_venv/bin/python" ] || python3 -m venv "$fork_venv"
+    if changed clients/python/pyproject.toml "$fork_venv/.installed" ||
+       changed clients/python/requirements-lock.txt "$fork_venv/.installed" ||
+       changed "clients/python/requirements-$name.txt" "$fork_venv/.installed"; then
+      # The test runner alone: ruff and mypy run in the main venv only.
+      "$fork_venv/bin/pip" install -q --cache-dir "$PWD/target/pip-cache" \
+        -c "clients/python/requirements-$name.txt" -e "clients/python[$name]" \
+        pytest pytest-asyncio pytest-timeout
+      touch "$fork_venv/.installed"
+    fi
+  done
 fi
 
 if [ -d clients/js ]; then
@@ -124,6 +142,10 @@ lane_packages() {
     clients/python/.venv/bin/pytest -q clients/python
     clients/python/.venv-hikari/bin/pytest -q clients/python/tests/test_hikari.py
     clients/python/.venv-oldest/bin/pytest -q clients/python
+    for fork in disnake:disnake nextcord:nextcord pycord:discord; do
+      SHARDMAN_PY_LIBRARY=${fork#*:} "clients/python/.venv-${fork%%:*}/bin/pytest" -q \
+        -p no:cacheprovider clients/python/tests/test_discordpy.py
+    done
     # The wheel and the sdist a team installs, built and installed into a fresh venv.
     scripts/check-python-package.sh
   fi

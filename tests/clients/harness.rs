@@ -31,88 +31,156 @@ const REPLICAS: usize = 3;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BotKind {
     Python,
-    /// The Python example bot with the oldest discord.py and aiohttp its package allows
-    /// (clients/python/.venv-oldest, constraints-oldest.txt).
+    /// The same bot on the oldest discord.py and aiohttp the package allows (`.venv-oldest`).
     PythonOldest,
-    Js,
-    Rust,
+    /// The Python package's example bot on a fork of discord.py, each in its own venv.
+    Disnake,
+    Nextcord,
+    Pycord,
     /// The hikari adapter of the Python package, in its own venv (`.venv-hikari`).
     Hikari,
+    Js,
     /// The same JS package's Discordeno adapter (`clients/js/examples/discordeno-bot.js`).
     Discordeno,
+    Rust,
 }
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// How the contract runs one example bot: one row per [`BotKind`].
+struct BotSpec {
+    name: &'static str,
+    /// Under the repository root; a bare name is looked up on `PATH`.
+    program: &'static str,
+    /// Under the repository root.
+    script: Option<&'static str>,
+    /// What must be installed besides (under the repository root).
+    needs: &'static [&'static str],
+    /// `SHARDMAN_PY_LIBRARY`: the library the Python example imports (py-cord installs as
+    /// `discord`).
+    python_library: Option<&'static str>,
+    /// Whether a claim that inherits resume data must RESUME (the contract leaves it to the
+    /// discord.py family, which IDENTIFYs a handed-over shard).
+    must_resume: bool,
+    /// What scripts/test.sh installs for it, under clients/.
+    installed_by: &'static str,
+}
+
 impl BotKind {
-    pub fn name(self) -> &'static str {
+    fn spec(self) -> BotSpec {
+        let python = |name, venv: &'static str, library| BotSpec {
+            name,
+            program: venv,
+            script: Some("clients/python/examples/bot.py"),
+            needs: &[],
+            python_library: Some(library),
+            must_resume: false,
+            installed_by: "python",
+        };
         match self {
-            Self::Python => "python",
-            Self::PythonOldest => "python-oldest",
-            Self::Js => "js",
-            Self::Rust => "rust",
-            Self::Hikari => "hikari",
-            Self::Discordeno => "discordeno",
+            Self::Python => python("python", "clients/python/.venv/bin/python", "discord"),
+            Self::PythonOldest => python(
+                "python-oldest",
+                "clients/python/.venv-oldest/bin/python",
+                "discord",
+            ),
+            Self::Disnake => python(
+                "disnake",
+                "clients/python/.venv-disnake/bin/python",
+                "disnake",
+            ),
+            Self::Nextcord => python(
+                "nextcord",
+                "clients/python/.venv-nextcord/bin/python",
+                "nextcord",
+            ),
+            Self::Pycord => python(
+                "pycord",
+                "clients/python/.venv-pycord/bin/python",
+                "discord",
+            ),
+            Self::Hikari => BotSpec {
+                name: "hikari",
+                program: "clients/python/.venv-hikari/bin/python",
+                script: Some("clients/python/examples/hikari_bot.py"),
+                needs: &[],
+                python_library: None,
+                must_resume: true,
+                installed_by: "python (.venv-hikari)",
+            },
+            Self::Js => BotSpec {
+                name: "js",
+                program: "node",
+                script: Some("clients/js/examples/bot.js"),
+                needs: &["clients/js/node_modules"],
+                python_library: None,
+                must_resume: true,
+                installed_by: "js",
+            },
+            Self::Discordeno => BotSpec {
+                name: "discordeno",
+                program: "node",
+                script: Some("clients/js/examples/discordeno-bot.js"),
+                needs: &["clients/js/node_modules/@discordeno/gateway"],
+                python_library: None,
+                must_resume: true,
+                installed_by: "js",
+            },
+            Self::Rust => BotSpec {
+                name: "rust",
+                program: "clients/rust/target/debug/examples/bot",
+                script: None,
+                needs: &[],
+                python_library: None,
+                must_resume: true,
+                installed_by: "rust",
+            },
         }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.spec().name
     }
 
     /// Whether a claim that inherits resume data must RESUME (the contract leaves it to Python).
     pub fn must_resume(self) -> bool {
-        matches!(self, Self::Js | Self::Rust | Self::Hikari | Self::Discordeno)
+        self.spec().must_resume
+    }
+
+    /// The library the Python example imports (`SHARDMAN_PY_LIBRARY`), for the discord.py family.
+    fn python_library(self) -> Option<&'static str> {
+        self.spec().python_library
     }
 
     /// The command line of the contract; panics with what to do when the package is not installed.
     fn command(self) -> Command {
-        let (program, args, needs): (PathBuf, Vec<PathBuf>, Vec<PathBuf>) = match self {
-            Self::Python | Self::PythonOldest => (
-                root().join(if self == Self::Python {
-                    "clients/python/.venv/bin/python"
-                } else {
-                    "clients/python/.venv-oldest/bin/python"
-                }),
-                vec![root().join("clients/python/examples/bot.py")],
-                vec![],
-            ),
-            Self::Js => (
-                PathBuf::from("node"),
-                vec![root().join("clients/js/examples/bot.js")],
-                vec![root().join("clients/js/node_modules")],
-            ),
-            Self::Rust => (
-                root().join("clients/rust/target/debug/examples/bot"),
-                vec![],
-                vec![],
-            ),
-            Self::Hikari => (
-                root().join("clients/python/.venv-hikari/bin/python"),
-                vec![root().join("clients/python/examples/hikari_bot.py")],
-                vec![],
-            ),
-            Self::Discordeno => (
-                PathBuf::from("node"),
-                vec![root().join("clients/js/examples/discordeno-bot.js")],
-                vec![root().join("clients/js/node_modules/@discordeno/gateway")],
-            ),
+        let spec = self.spec();
+        let program = if spec.program.contains('/') {
+            root().join(spec.program)
+        } else {
+            PathBuf::from(spec.program)
         };
-        let missing: Vec<String> = std::iter::once(&program)
+        let args: Vec<PathBuf> = spec
+            .script
+            .map(|script| root().join(script))
+            .into_iter()
+            .collect();
+        let needs = spec.needs.iter().map(|need| root().join(need));
+        let missing: Vec<String> = std::iter::once(program.clone())
             .filter(|path| path.is_absolute())
-            .chain(&args)
-            .chain(&needs)
+            .chain(args.iter().cloned())
+            .chain(needs)
             .filter(|path| !path.exists())
             .map(|path| path.display().to_string())
             .collect();
         assert!(
             missing.is_empty(),
             "the {} example bot is not installed (missing {}): scripts/test.sh installs clients/{}",
-            self.name(),
+            spec.name,
             missing.join(", "),
-            match self {
-                Self::Hikari => "python/.venv-hikari",
-                Self::Discordeno => "js",
-                other => other.name().trim_end_matches("-oldest"),
-            }
+            spec.installed_by
         );
         let mut command = Command::new(program);
         command.args(args);
@@ -187,6 +255,10 @@ impl Bot {
             .env("DISCORD_TOKEN", discord::TOKEN)
             .env("DISCORD_API_BASE", api_base)
             .env("PYTHONUNBUFFERED", "1")
+            .envs(
+                kind.python_library()
+                    .map(|library| ("SHARDMAN_PY_LIBRARY", library)),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);

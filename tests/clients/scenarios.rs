@@ -1210,3 +1210,131 @@ fn discordeno_bots_for_four_shards_come_up_once_and_resume_on_kill() {
 fn discordeno_bots_start_paced_and_roll_over_resuming_every_shard_at_its_last_sequence() {
     come_up_and_roll_over(BotKind::Discordeno, HANDOVER_GAP_LOADED);
 }
+
+/// SIGTERMs the holder of shard 1 while the `spares` wait for shards: the holder gives its shard
+/// back and exits 0, and a spare takes it over without two live sessions of it or an early
+/// IDENTIFY. Returns the index of the spare that took it.
+fn sigterm_holder_and_watch_a_spare_take_over(fleet: &mut Fleet, spares: &[usize]) -> usize {
+    let name = fleet.kind.name();
+    let victim = fleet.holder_of(1, 4).expect("a holder of shard 1");
+    let (ids, _) = fleet.bots[victim].holds().expect("victim's claim");
+    let taken = shards(ids.iter().copied(), 4);
+    let spare_pids: Vec<u32> = spares.iter().map(|&index| fleet.bots[index].pid).collect();
+    let stopped_at = Instant::now();
+    fleet.bots[victim].sigterm();
+    fleet.wait_for("a spare to take the shards over", TAKE_OVER, |fleet| {
+        taken.iter().all(|shard| {
+            fleet
+                .discord
+                .first_live_after(*shard, stopped_at)
+                .is_some_and(|record| record.pid.is_some_and(|pid| spare_pids.contains(&pid)))
+        })
+    });
+    let status = loop {
+        if let Some(status) = fleet.bots[victim].exited() {
+            break status;
+        }
+        assert!(
+            stopped_at.elapsed() <= EXITS_WITHIN,
+            "{name}: the SIGTERMed holder did not exit within {EXITS_WITHIN:?}\n{}",
+            fleet.report()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{name}: the SIGTERMed holder exited with {status}\n{}",
+        fleet.report()
+    );
+    assert!(
+        fleet.bots[victim]
+            .events_named("released")
+            .iter()
+            .any(|(at, event)| *at >= stopped_at && event["reason"] == "shutdown"),
+        "{name}: the SIGTERMed holder did not report giving its shards back\n{}",
+        fleet.report()
+    );
+    let mut taker = None;
+    for shard in &taken {
+        let record = fleet
+            .discord
+            .first_live_after(*shard, stopped_at)
+            .expect("live");
+        taker = spares
+            .iter()
+            .copied()
+            .find(|&index| Some(fleet.bots[index].pid) == record.pid);
+        eprintln!(
+            "clients measurement: sigterm {name}: SIGTERM -> spare live as shard {shard}: {} ms",
+            record.at.duration_since(stopped_at).as_millis()
+        );
+    }
+    let taker = taker.expect("the spare that took the shards");
+    // Not judged: the Python adapter IDENTIFYs what it is handed, so the old session's close code
+    // (4000 to leave it resumable) matters to it less than to the bots that RESUME.
+    let victim_pid = fleet.bots[victim].pid;
+    let closes: Vec<(Option<u16>, String)> = fleet
+        .discord
+        .records()
+        .into_iter()
+        .filter(|record| record.pid == Some(victim_pid))
+        .filter_map(|record| match record.event {
+            Event::Closed { code, reason, .. } => Some((code, reason)),
+            _ => None,
+        })
+        .collect();
+    eprintln!("clients measurement: sigterm {name}: the old connections closed with {closes:?}");
+    wait_live_exactly(
+        fleet,
+        &shards(0..4, 4),
+        "all 4 shards live again",
+        Duration::from_secs(5),
+    );
+    let overlaps = fleet.discord.overlaps();
+    assert!(
+        overlaps.is_empty(),
+        "{name}: two live sessions of one shard at once: {overlaps:?}\n{}",
+        fleet.report()
+    );
+    assert_eq!(
+        fleet.bots[taker].holds(),
+        Some((ids, 4)),
+        "{name}: the spare's own account of its claim"
+    );
+    assert_clean(fleet);
+    taker
+}
+
+/// The basic scenarios in one fleet, for each fork of discord.py the Python adapter runs: 4
+/// shards come up once (no early IDENTIFY) in 6 processes, a spare takes over from a holder
+/// stopped with SIGTERM, and the other spare takes over a holder killed with SIGKILL.
+fn fork_comes_up_once_hands_over_on_sigterm_and_takes_over_on_kill(kind: BotKind) {
+    let _slot = scenario_slot();
+    let mut fleet = Fleet::start(kind, 4, 1);
+    come_up_once(&mut fleet, 6, 1);
+    let spares: Vec<usize> = (0..fleet.bots.len())
+        .filter(|&index| fleet.bots[index].holds().is_none())
+        .collect();
+    let taker = sigterm_holder_and_watch_a_spare_take_over(&mut fleet, &spares);
+    let spare = spares
+        .into_iter()
+        .find(|&index| index != taker)
+        .expect("the other spare");
+    kill_holder_and_watch_the_spare_take_over(&mut fleet, spare, "shards");
+}
+
+#[test]
+fn disnake_bots_come_up_once_hand_over_on_sigterm_and_take_over_on_kill() {
+    fork_comes_up_once_hands_over_on_sigterm_and_takes_over_on_kill(BotKind::Disnake);
+}
+
+#[test]
+fn nextcord_bots_come_up_once_hand_over_on_sigterm_and_take_over_on_kill() {
+    fork_comes_up_once_hands_over_on_sigterm_and_takes_over_on_kill(BotKind::Nextcord);
+}
+
+#[test]
+fn pycord_bots_come_up_once_hand_over_on_sigterm_and_take_over_on_kill() {
+    fork_comes_up_once_hands_over_on_sigterm_and_takes_over_on_kill(BotKind::Pycord);
+}

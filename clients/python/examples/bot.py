@@ -1,16 +1,21 @@
-"""A discord.py bot whose shards come from shardman. Configured only by the environment."""
+"""A discord.py (or fork) bot whose shards come from shardman. Configured only by the environment."""
 
 import asyncio
+import importlib
 import json
 import logging
 import os
 import signal
 import sys
-
-import discord
+from typing import TYPE_CHECKING
 
 from shardman_client import ShardmanClient
 from shardman_client.discordpy import ClaimEvent, run_bot
+
+if TYPE_CHECKING:
+    import discord
+else:  # discord.py, or a fork of it: SHARDMAN_PY_LIBRARY=disnake or nextcord (py-cord is `discord`)
+    discord = importlib.import_module(os.environ.get("SHARDMAN_PY_LIBRARY", "discord"))
 
 
 class Bot(discord.AutoShardedClient):

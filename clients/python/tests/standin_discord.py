@@ -16,6 +16,12 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+
+def control(op: int, d: Any = None) -> str:
+    """A payload other than a dispatch: Discord sends `s` and `t` as null there too (nextcord reads both)."""
+    return json.dumps({"op": op, "d": d, "s": None, "t": None})
+
+
 APP_ID = "1100000000000000001"
 USER = {
     "id": APP_ID,
@@ -83,7 +89,7 @@ class StandinDiscord:
 
     async def invalidate(self, shard: tuple[int, int]) -> None:
         """Invalidate the live session of a shard (op 9, not resumable), as Discord may at any time."""
-        await self.live[shard].send_str(json.dumps({"op": 9, "d": False}))
+        await self.live[shard].send_str(control(9, False))
 
     async def dispatch(self, shard: tuple[int, int], event: str, data: dict[str, Any]) -> None:
         """Send a dispatch to the live connection of a shard, moving its sequence on by one."""
@@ -154,7 +160,7 @@ class StandinDiscord:
         conn = next(self._ids)
         shard: tuple[int, int] | None = None
         self._sequences[id(ws)] = 0
-        await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}}))
+        await ws.send_str(control(10, {"heartbeat_interval": self.heartbeat_interval_ms}))
         try:
             async for msg in ws:
                 if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):  # hikari sends JSON as binary
@@ -162,7 +168,7 @@ class StandinDiscord:
                 frame = json.loads(msg.data)
                 op, d = frame.get("op"), frame.get("d")
                 if op == 1:
-                    await ws.send_str(json.dumps({"op": 11}))
+                    await ws.send_str(control(11))
                 elif op == 2:
                     if d.get("token") != self.token:
                         await ws.close(code=4004)
@@ -174,7 +180,7 @@ class StandinDiscord:
                     last = self._last_identify.get(bucket)
                     if last is not None and now - last < 5.0:
                         self.events.append(GatewayEvent("too_early", now, shard, conn))
-                        await ws.send_str(json.dumps({"op": 9, "d": False}))
+                        await ws.send_str(control(9, False))
                         continue
                     self._last_identify[bucket] = now
                     self.events.append(GatewayEvent("identify", now, shard, conn))
@@ -188,7 +194,7 @@ class StandinDiscord:
                     known = self.sessions.get(d.get("session_id"))
                     self.events.append(GatewayEvent("resume", time.monotonic(), known, conn))
                     if known is None or d.get("token") != self.token:
-                        await ws.send_str(json.dumps({"op": 9, "d": False}))
+                        await ws.send_str(control(9, False))
                         continue
                     shard = known
                     self._sequences[id(ws)] += 1

@@ -25,9 +25,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import inspect
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -107,7 +108,7 @@ class DiscordPyShards:
             gateway_url = await _rest_gateway(api_base)  # shardman without BOT_TOKEN has none
         lib.point_at(api_base, gateway_url)
         _install_hooks(client, lib, context)
-        shards = cls(context, client, lib, asyncio.ensure_future(client.start(token)))
+        shards = cls(context, client, lib, asyncio.ensure_future(lib.start(client, token)))
         shards.running.add_done_callback(shards._library_ended)
         return shards
 
@@ -196,6 +197,8 @@ def _install_hooks(client: Any, lib: _Library, context: ClaimContext) -> None:
 class _Library:
     """Everything the adapter needs from the library's internals, in one place.
 
+    - Start: `client.start(token)`, and disnake's without its session start limit check (`start`).
+
     - REST base: `http.Route.BASE` (discord.py, disnake, nextcord) or `Route.API_BASE_URL` (py-cord),
       the class attribute every Route's URL starts with; discord.py's own `_set_api_version` sets it
       the same way.
@@ -224,6 +227,18 @@ class _Library:
         self.name = root
         self.http: ModuleType = importlib.import_module(f"{root}.http")
         self.gateway: ModuleType = importlib.import_module(f"{root}.gateway")
+
+    @staticmethod
+    def start(client: Any, token: str) -> Awaitable[None]:
+        """`client.start(token)`; disnake's also without its session start limit check.
+
+        disnake refuses to start when Discord's remaining session starts are fewer than the whole
+        shard count (shard.py `launch_shards`), even for a process that runs one shard of it;
+        shardman keeps that budget for the fleet (a permit answers 429 when it is spent).
+        """
+        if "ignore_session_start_limit" in inspect.signature(client.start).parameters:
+            return client.start(token, ignore_session_start_limit=True)  # type: ignore[no-any-return]
+        return client.start(token)  # type: ignore[no-any-return]
 
     def point_at(self, api_base: str | None, gateway_url: str | None) -> None:
         route = self.http.Route
