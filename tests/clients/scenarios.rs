@@ -241,11 +241,30 @@ fn groups_come_up_once_and_hand_over_on_kill(kind: BotKind) {
 fn stopped_holder_hands_over_and_leaves_when_woken(kind: BotKind) {
     let _slot = scenario_slot();
     let name = kind.name();
+    let started = Instant::now();
     let mut fleet = Fleet::start(kind, 4, 1);
     let spare = come_up_once(&mut fleet, 5, 1);
     let victim = fleet.holder_of(0, 4).expect("a holder of shard 0");
     let victim_pid = fleet.bots[victim].pid;
     let shard = Shard { id: 0, count: 4 };
+    // Its session must be known to shardman before it stops: a beat after READY carries it (shard
+    // 0 may be the last one up, and stopped at once it would have nothing to hand over). Two
+    // beats: the first may have left while READY was on its way to the bot.
+    let live_at = fleet
+        .discord
+        .first_live_after(shard, started)
+        .expect("shard 0 live")
+        .at;
+    fleet.wait_for("the holder to beat twice after READY", TAKE_OVER, |fleet| {
+        let exchanges = fleet.exchanges();
+        let beats_since = exchanges.iter().filter(|exchange| {
+            exchange.pid == Some(victim_pid)
+                && exchange.path == "/beat"
+                && exchange.status < 300
+                && exchange.at > live_at
+        });
+        beats_since.count() >= 2
+    });
     let own_sessions: Vec<String> = fleet
         .exchanges()
         .into_iter()
