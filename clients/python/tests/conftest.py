@@ -75,7 +75,7 @@ class FakeShardman:
 
     def grant_permits(self, *, buckets: int = 1) -> None:
         """Permits as shardman grants them, for tests about something else: a bucket's next permit is
-        held back until 5.1 s after its previous one (shardman counts from the confirm, which comes a
+        held back until 5 s after its previous one (shardman counts from the confirm, which comes a
         little later); every confirm is taken."""
         self.pace_permits, self.permit_buckets = True, buckets
         self.script("/identify/permit", (200, {"permit": True, "shard_id": 0}))
@@ -95,7 +95,7 @@ class FakeShardman:
         if self.pace_permits and request.path == "/identify/permit":
             bucket = int(body.get("shard_id") or 0) % self.permit_buckets
             granted_at = max(time.monotonic(), self.next_permit.get(bucket, 0.0))
-            self.next_permit[bucket] = granted_at + 5.1
+            self.next_permit[bucket] = granted_at + 5.0
             await asyncio.sleep(granted_at - time.monotonic())
         computed = self.answers[request.path](seen) if request.path in self.answers else None
         if computed is not None:

@@ -192,8 +192,8 @@ class ShardmanClient:
     async def identify_confirm(
         self, session_id: str, shard_id: int | None = None, *, retry_for: float = CONFIRM_RETRY_FOR
     ) -> bool:
-        """Tell shardman the permitted IDENTIFY went out, so the bucket opens 5.1 s from now rather than
-        8.1 s after the grant. False: confirmed already, or too late to move anything."""
+        """Tell shardman Discord answered the permitted IDENTIFY with READY, so the bucket opens 5 s
+        from now rather than 8.1 s after the grant. False: confirmed already, or too late to move anything."""
         return await self._call(
             "POST",
             "/identify/confirm",

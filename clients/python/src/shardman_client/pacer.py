@@ -35,7 +35,7 @@ class IdentifyPacer:
       than `PERMIT_FRESH_FOR` ago (kept from `acquire`), else asks again in short waits.
     - `sent(shard_id)`, once the gateway answered the IDENTIFY with READY (not as soon as it is
       written: a confirm can overtake an IDENTIFY on its way to Discord): confirms it, so the bucket
-      opens 5.1 s after it instead of 8.1 s after the grant.
+      opens 5 s after it instead of 8.1 s after the grant.
     - Every IDENTIFY of a shard goes this way: the first, one after an invalid session, one after a
       reconnect that cannot resume, and one of a claim that inherited resume data the library cannot use.
     - 404 releases the claim as lost, 401 as retired. Once the claim is released (`halted()`), no wait
