@@ -235,6 +235,8 @@ export interface ClaimContext {
 export interface RunningShards {
   report(): ShardReport[];
   stop(reason: ReleaseReason): Promise<void> | void;
+  /** No dispatch reaches the bot once `stop` was called, so `report()` is final then: the last beat goes out while the shards close (before `/disconnect`, which waits for them). */
+  finalOnStop?: boolean;
   /** Close one shard and connect it again, RESUMEing its session (a beat's `reconnect`). */
   reconnect?(shardId: number): Promise<void> | void;
 }

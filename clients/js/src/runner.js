@@ -237,11 +237,20 @@ async function holdClaim(client, claim, { start, signal, log, onHold }) {
   lease.stop();
   log(`releasing shards [${claim.shardIds.join(', ')}]: ${reason}`);
   // Stop the shards at once: whatever ended the claim, nobody may rely on them now.
-  if (running) await atMost(Promise.resolve(running.stop(reason)).catch((stopError) => log(`stopping shards: ${stopError}`)), STOP_TIMEOUT_MS);
+  const stopped = running ? atMost(Promise.resolve(running.stop(reason)).catch((stopError) => log(`stopping shards: ${stopError}`)), STOP_TIMEOUT_MS) : null;
+  // An aborted beat ends at once; it may not follow the last one.
   await beating;
-  if (RELEASE_REASONS[reason].givesBack && !lease.expired()) {
-    // Hand the freshest resume data over (shardman keeps it for the next holder), then give the shards back.
-    await client.beat(claim.sessionId, reports(), { timeout: GIVE_BACK_TIMEOUT }).catch((beatError) => log(`last beat: ${beatError.message}`));
+  // Checked again after the close: a lapsed lease is never beaten nor disconnected.
+  const givesBack = () => RELEASE_REASONS[reason].givesBack && !lease.expired();
+  // Hand the freshest resume data over (shardman keeps it for the next holder). Where no dispatch
+  // reaches the bot once `stop` was called (`finalOnStop`), the reports are final already and the
+  // last beat goes out while the shards close; otherwise once they are closed.
+  const lastBeat = () => client.beat(claim.sessionId, reports(), { timeout: GIVE_BACK_TIMEOUT }).catch((beatError) => log(`last beat: ${beatError.message}`));
+  const beatenEarly = running?.finalOnStop && givesBack() ? lastBeat() : null;
+  await stopped;
+  if (givesBack()) {
+    await (beatenEarly ?? lastBeat());
+    // Only once the shards are closed: the next holder's RESUME never meets a live connection.
     await client.disconnect(claim.sessionId, { timeout: GIVE_BACK_TIMEOUT }).catch((disconnectError) => log(`disconnect: ${disconnectError.message}`));
   }
   return error === undefined ? { reason } : { reason, error };

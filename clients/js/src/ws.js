@@ -91,6 +91,9 @@ export async function startWebSocketShards(context, { token, intents, rest, mana
 
   return {
     manager,
+    // `stop` stops the session book first: from then on no dispatch is emitted (the library awaits
+    // `retrieveSessionInfo` before each), so the sequences reported are final.
+    finalOnStop: true,
     report: () =>
       claim.shardIds.map((shardId) => ({
         shardId,

@@ -105,6 +105,44 @@ test('a beat answered 404 stops the shards as lost and claims anew; shutdown the
   assert.ok(!server.requests.some((request) => request.path === '/disconnect' && request.body.session_id === 's1'));
 });
 
+test('a shutdown beats the resume data while the shards close where the reports are final on stop, and disconnects once they are closed', async () => {
+  // Each shard takes 300 ms to close; its sequence is 3 when stop() is called and 4 once closed (a
+  // dispatch read during the close, which only an adapter that is not `finalOnStop` hands the bot).
+  const closing = (finalOnStop) => async (context) => {
+    let closed = null;
+    let sequence = 3;
+    return {
+      finalOnStop,
+      report: () => [{ shardId: 0, resume: { sessionId: `d-${context.claim.sessionId}`, sequence, resumeGatewayUrl: null } }],
+      stop: async () => {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        if (!finalOnStop) sequence = 4;
+        closed = performance.now();
+      },
+      get closed() {
+        return closed;
+      },
+    };
+  };
+  for (const finalOnStop of [true, false]) {
+    const { client, server } = await fake(({ path }) => (path === '/connect' ? { status: 200, body: connectAnswer({ leaseSeconds: 6 }) } : { status: 204 }));
+    const controller = new AbortController();
+    let shards = null;
+    const start = closing(finalOnStop);
+    const run = runShards({ client, start: async (context) => (shards = await start(context)), signal: controller.signal, log: silent });
+    while (!server.requests.some((request) => request.path === '/beat')) await new Promise((resolve) => setTimeout(resolve, 10));
+    const stoppedAt = performance.now();
+    controller.abort();
+    assert.equal(await run, 'shutdown');
+    const [lastBeat, disconnect] = server.requests.slice(-2);
+    assert.deepEqual([lastBeat.path, disconnect.path], ['/beat', '/disconnect']);
+    assert.equal(lastBeat.body.shards[0].resume.sequence, finalOnStop ? 3 : 4, 'the last sequence the bot was handed');
+    if (finalOnStop) assert.ok(lastBeat.time < stoppedAt + 200, 'beaten while the shards close');
+    else assert.ok(lastBeat.time >= shards.closed, 'beaten once the shards are closed');
+    assert.ok(disconnect.time >= shards.closed, 'disconnected once the shards are closed');
+  }
+});
+
 test('a beat answered 401 retires: the shards stop and the run ends', async () => {
   const { client, server } = await fake(({ path }) =>
     path === '/connect' ? { status: 200, body: connectAnswer({ leaseSeconds: 3 }) } : { status: 401, body: { detail: 'No Shards Available' } },
