@@ -470,10 +470,10 @@ const DEPLOY_COME_UP: Duration = Duration::from_secs(60);
 const EXITS_WITHIN: Duration = Duration::from_secs(10);
 /// The bound on a RESUME handover's gap (old connection closed -> RESUMED).
 const HANDOVER_GAP: Duration = Duration::from_millis(500);
-/// What a JS RESUME handover stays within on a loaded machine: its successor's waiting claim gets
-/// the shard at once, but an old process can take a second to close, beat and disconnect (1054 ms
-/// seen under a load average of 10, before the last beat overlapped the close). Still far below a
-/// handover that waited for the lease (10 s here).
+/// The bound for the adapters not held to `HANDOVER_GAP` yet (hikari, Discordeno: their
+/// successors build a client per claim, 0.3 to 0.7 s under load; Python IDENTIFYs): a handover
+/// that never waits for the lease (10 s here). The JS bot once needed it too (1054 ms seen under a
+/// load average of 10, before its last beat overlapped the close).
 const HANDOVER_GAP_LOADED: Duration = Duration::from_secs(3);
 
 fn ms(duration: Duration) -> u128 {
@@ -1173,12 +1173,7 @@ fn python_bots_start_paced_and_roll_over_exiting_0_without_a_double_session() {
 }
 
 #[test]
-fn js_bots_start_paced_and_roll_over_resuming_every_shard_at_its_last_sequence() {
-    come_up_and_roll_over(BotKind::Js, HANDOVER_GAP_LOADED);
-}
-
-#[test]
-fn js_bots_in_a_rolling_deploy_leave_no_shard_down_longer_than_half_a_second() {
+fn js_bots_start_paced_and_roll_over_leaving_no_shard_down_longer_than_half_a_second() {
     come_up_and_roll_over(BotKind::Js, HANDOVER_GAP);
 }
 
