@@ -19,6 +19,12 @@ mod signals;
 
 /// How long in-flight requests may take to finish once the listener has closed.
 const SHUTDOWN_TIMEOUT_SECONDS: u64 = 30;
+/// How long an idle client connection stays open: longer than a beat interval (a third of the
+/// lease, 20 s by default) and than load balancers keep idle connections (60 s is usual), so
+/// shardman does not close a pooled connection just as a client sends its next beat on it. With
+/// actix's default of 5 s, beats 5 s apart met closing connections and failed ("error sending
+/// request"), a hand-over's last beat among them.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(75);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -79,6 +85,7 @@ impl Application {
         // the client hung up is given back (src/store/waiting.rs). By default actix would keep
         // serving a request whose client only half-closed, which no client of this API does.
         .h1_allow_half_closed(false)
+        .keep_alive(KEEP_ALIVE)
         // Signals are handled by `run_until_terminated`, which drains before stopping.
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECONDS)

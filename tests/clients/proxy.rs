@@ -75,6 +75,8 @@ impl Proxy {
                 // As a real proxy does: a bot that hangs up drops its request to shardman too,
                 // so a `/connect?wait=` of a killed bot stops waiting (src/startup.rs).
                 .h1_allow_half_closed(false)
+                // As load balancers keep idle connections (60 s): shorter than shardman's own.
+                .keep_alive(std::time::Duration::from_secs(60))
                 .disable_signals()
                 .listen(listener)
                 .expect("listen")

@@ -228,9 +228,26 @@ impl LeaseKeeper {
         if !release.gives_back() || self.view().is_lapsed(Instant::now()) {
             return release;
         }
-        let last_beat = self.client.beat(&self.session_id, &reports);
-        if let Ok(Err(e)) = tokio::time::timeout(GIVE_BACK_TIMEOUT, last_beat).await {
-            tracing::debug!(error = %e, "last beat before disconnect failed");
+        // The last beat carries the sequence the next holder RESUMEs from: one lost to a
+        // connection error would leave it the previous beat's, and events handled twice.
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(1));
+        for _ in 0..3 {
+            let last_beat = self.client.beat(&self.session_id, &reports);
+            match tokio::time::timeout(GIVE_BACK_TIMEOUT, last_beat).await {
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) if e.is_retryable() => {
+                    tracing::warn!(error = %e, "last beat before disconnect failed; retrying");
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "last beat before disconnect failed");
+                    break;
+                }
+                Err(_) => {
+                    tracing::warn!("last beat before disconnect timed out");
+                    break;
+                }
+            }
+            tokio::time::sleep(backoff.next(None)).await;
         }
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(1));
         for _ in 0..3 {
