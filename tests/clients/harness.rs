@@ -69,6 +69,19 @@ struct BotSpec {
 }
 
 impl BotKind {
+    /// Every example bot, for the benchmarks that name them (`PACING_BOTS`).
+    pub const ALL: [BotKind; 9] = [
+        Self::Python,
+        Self::PythonOldest,
+        Self::Disnake,
+        Self::Nextcord,
+        Self::Pycord,
+        Self::Hikari,
+        Self::Js,
+        Self::Discordeno,
+        Self::Rust,
+    ];
+
     fn spec(self) -> BotSpec {
         let python = |name, venv: &'static str, library| BotSpec {
             name,

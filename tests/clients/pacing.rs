@@ -5,7 +5,8 @@
 //!
 //! Not part of the suite (minutes per case): `scripts/bench.sh --pacing` runs it, or
 //! `cargo test --test clients -- --ignored --nocapture cold_starts_are_paced`, with
-//! `PACING_BOTS` (default `python,js,rust`), `PACING_CASES` (`SxM` pairs, default
+//! `PACING_BOTS` (default `python,js,rust`; any of `BotKind::ALL`'s names: `hikari`,
+//! `discordeno`, `disnake`...), `PACING_CASES` (`SxM` pairs, default
 //! `8x1,8x2,8x16,32x1,32x2,32x16`) and `PACING_REPEAT` (cold starts per case, default 1).
 
 use std::collections::HashMap;
@@ -35,9 +36,7 @@ fn setting<T>(name: &str, default: &str, parse: impl Fn(&str) -> Option<T>) -> V
 }
 
 fn bot_kind(name: &str) -> Option<BotKind> {
-    [BotKind::Python, BotKind::Js, BotKind::Rust]
-        .into_iter()
-        .find(|kind| kind.name() == name)
+    BotKind::ALL.into_iter().find(|kind| kind.name() == name)
 }
 
 fn case(text: &str) -> Option<(u32, u32)> {
