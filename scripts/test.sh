@@ -137,26 +137,36 @@ cargo test --all-targets --no-run "$@"
 
 # The lanes. packages: each client package's own tests and install checks. suites: the service's
 # unit tests and every integration suite but tests/clients, which is the third lane.
+# Runs one step of a lane and goes on after a failure, so one run shows every failing step;
+# the lane fails at its end (`lane_failed`).
+lane_failed=0
+step() {
+  "$@" || {
+    echo "**** failed: $*"
+    lane_failed=1
+  }
+}
 lane_packages() {
   if [ -d clients/python ]; then
-    clients/python/.venv/bin/pytest -q clients/python
-    clients/python/.venv-hikari/bin/pytest -q clients/python/tests/test_hikari.py
-    clients/python/.venv-oldest/bin/pytest -q clients/python
+    step clients/python/.venv/bin/pytest -q clients/python
+    step clients/python/.venv-hikari/bin/pytest -q clients/python/tests/test_hikari.py
+    step clients/python/.venv-oldest/bin/pytest -q clients/python
     for fork in disnake:disnake nextcord:nextcord pycord:discord; do
-      SHARDMAN_PY_LIBRARY=${fork#*:} "clients/python/.venv-${fork%%:*}/bin/pytest" -q \
+      step env SHARDMAN_PY_LIBRARY="${fork#*:}" "clients/python/.venv-${fork%%:*}/bin/pytest" -q \
         -p no:cacheprovider clients/python/tests/test_discordpy.py
     done
     # The wheel and the sdist a team installs, built and installed into a fresh venv.
-    scripts/check-python-package.sh
+    step scripts/check-python-package.sh
   fi
   if [ -d clients/js ]; then
-    npm test --prefix clients/js
+    step npm test --prefix clients/js
     # The package as a team installs it: npm pack, a scratch project, tsc, the oldest peer versions.
-    ./scripts/check-js-package.sh
+    step ./scripts/check-js-package.sh
   fi
   if [ -d clients/rust ]; then
-    cargo test --manifest-path clients/rust/Cargo.toml
+    step cargo test --manifest-path clients/rust/Cargo.toml
   fi
+  return "$lane_failed"
 }
 lane_suites() {
   local targets=(--lib --bins)
@@ -176,7 +186,7 @@ export SHARDMAN_BIN="$PWD/target/debug/shardman"
 mkdir -p target/lanes
 pids=()
 for lane in packages suites clients; do
-  ( set -e; "lane_$lane" "$@" ) >"target/lanes/$lane.log" 2>&1 &
+  ( "lane_$lane" "$@" ) >"target/lanes/$lane.log" 2>&1 &
   pids+=("$!")
 done
 status=0

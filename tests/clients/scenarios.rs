@@ -140,6 +140,36 @@ fn come_up_once(fleet: &mut Fleet, processes: usize, group: usize) -> usize {
     spare
 }
 
+/// Waits until process `pid` has beaten twice since the last of `held` came live (READY or
+/// RESUMED): only then does shardman have each session to hand over (a shard that came up last
+/// may not have been beaten yet; the first beat may have left while READY was on its way).
+fn wait_until_beaten_since_live(fleet: &Fleet, pid: u32, held: &BTreeSet<Shard>) {
+    let live_at = fleet
+        .discord
+        .records()
+        .into_iter()
+        .filter(|record| record.pid == Some(pid))
+        .filter(|record| record.shard.is_some_and(|shard| held.contains(&shard)))
+        .filter(|record| matches!(record.event, Event::Ready { .. } | Event::Resumed { .. }))
+        .map(|record| record.at)
+        .max()
+        .expect("the shards came live");
+    fleet.wait_for(
+        "the holder to beat twice since its shards came live",
+        TAKE_OVER,
+        |fleet| {
+            let exchanges = fleet.exchanges();
+            let beats_since = exchanges.iter().filter(|exchange| {
+                exchange.pid == Some(pid)
+                    && exchange.path == "/beat"
+                    && exchange.status < 300
+                    && exchange.at > live_at
+            });
+            beats_since.count() >= 2
+        },
+    );
+}
+
 /// Kills the holder of shard 0 with SIGKILL and checks that the spare takes its shards over
 /// (RESUMing them where the library must), measuring kill -> spare READY/RESUMED.
 fn kill_holder_and_watch_the_spare_take_over(fleet: &mut Fleet, spare: usize, scenario: &str) {
@@ -147,6 +177,7 @@ fn kill_holder_and_watch_the_spare_take_over(fleet: &mut Fleet, spare: usize, sc
     let victim = fleet.holder_of(0, 4).expect("a holder of shard 0");
     let (ids, _) = fleet.bots[victim].holds().expect("victim's claim");
     let taken = shards(ids.iter().copied(), 4);
+    wait_until_beaten_since_live(fleet, fleet.bots[victim].pid, &taken);
     let killed_at = Instant::now();
     fleet.bots[victim].kill9();
     fleet.wait_for("the spare to take the shards over", TAKE_OVER, |fleet| {
@@ -241,30 +272,12 @@ fn groups_come_up_once_and_hand_over_on_kill(kind: BotKind) {
 fn stopped_holder_hands_over_and_leaves_when_woken(kind: BotKind) {
     let _slot = scenario_slot();
     let name = kind.name();
-    let started = Instant::now();
     let mut fleet = Fleet::start(kind, 4, 1);
     let spare = come_up_once(&mut fleet, 5, 1);
     let victim = fleet.holder_of(0, 4).expect("a holder of shard 0");
     let victim_pid = fleet.bots[victim].pid;
     let shard = Shard { id: 0, count: 4 };
-    // Its session must be known to shardman before it stops: a beat after READY carries it (shard
-    // 0 may be the last one up, and stopped at once it would have nothing to hand over). Two
-    // beats: the first may have left while READY was on its way to the bot.
-    let live_at = fleet
-        .discord
-        .first_live_after(shard, started)
-        .expect("shard 0 live")
-        .at;
-    fleet.wait_for("the holder to beat twice after READY", TAKE_OVER, |fleet| {
-        let exchanges = fleet.exchanges();
-        let beats_since = exchanges.iter().filter(|exchange| {
-            exchange.pid == Some(victim_pid)
-                && exchange.path == "/beat"
-                && exchange.status < 300
-                && exchange.at > live_at
-        });
-        beats_since.count() >= 2
-    });
+    wait_until_beaten_since_live(&fleet, victim_pid, &BTreeSet::from([shard]));
     let own_sessions: Vec<String> = fleet
         .exchanges()
         .into_iter()

@@ -74,9 +74,11 @@ class FakeShardman:
         self.replies[path] = [(r[0], r[1], r[2] if len(r) > 2 else {}) for r in replies]
 
     def grant_permits(self, *, buckets: int = 1) -> None:
-        """Permits as shardman grants them, for tests about something else: a bucket's next permit is
-        held back until 5 s after its previous one (shardman counts from the confirm, which comes a
-        little later); every confirm is taken."""
+        """Permits paced as shardman paces them, for tests about something else: a bucket's next
+        permit is held back until 5.1 s after the previous grant. (shardman counts 5 s from the
+        confirm, sent on READY, after the IDENTIFY reached Discord; this fake counts from the grant,
+        before the IDENTIFY left, so it keeps 0.1 s for the IDENTIFY's own way.) Every confirm is
+        taken."""
         self.pace_permits, self.permit_buckets = True, buckets
         self.script("/identify/permit", (200, {"permit": True, "shard_id": 0}))
         self.script("/identify/confirm", (200, {"confirmed": True}))
@@ -95,7 +97,7 @@ class FakeShardman:
         if self.pace_permits and request.path == "/identify/permit":
             bucket = int(body.get("shard_id") or 0) % self.permit_buckets
             granted_at = max(time.monotonic(), self.next_permit.get(bucket, 0.0))
-            self.next_permit[bucket] = granted_at + 5.0
+            self.next_permit[bucket] = granted_at + 5.1
             await asyncio.sleep(granted_at - time.monotonic())
         computed = self.answers[request.path](seen) if request.path in self.answers else None
         if computed is not None:
