@@ -61,6 +61,24 @@ async fn beat(app: &TestApp, session_id: &str, events: u64) -> bool {
     body["hand_over"].as_bool().expect("hand_over")
 }
 
+/// Beats every session until `count` of them are told to hand over (or 10 s pass); answers the
+/// indexes of those told.
+async fn told_to_hand_over(app: &TestApp, sessions: &[String], count: usize) -> Vec<usize> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut told = Vec::new();
+        for (index, session) in sessions.iter().enumerate() {
+            if beat(app, session, 200).await {
+                told.push(index);
+            }
+        }
+        if told.len() == count || tokio::time::Instant::now() > deadline {
+            return told;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 async fn a_process_that_waits_takes_shards_from_the_busiest_by_resume(backend: Backend) {
     let app = spawn_app(auto_settings(backend)).await;
     let mut sessions = Vec::new();
@@ -82,19 +100,7 @@ async fn a_process_that_waits_takes_shards_from_the_busiest_by_resume(backend: B
         tokio::spawn(async move { waiter.get("/connect?wait=30&process=host-b:2").await });
 
     // Placement sees host-b waiting and moves half of host-a's load to it: 2 of the 4 shards.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let told = loop {
-        let mut told = Vec::new();
-        for (index, session) in sessions.iter().enumerate() {
-            if beat(&app, session, 200).await {
-                told.push(index);
-            }
-        }
-        if told.len() == 2 || tokio::time::Instant::now() > deadline {
-            break told;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let told = told_to_hand_over(&app, &sessions, 2).await;
     assert_eq!(told.len(), 2, "two shards are to hand over: {told:?}");
 
     // The holder hands one over: its last beat carries the sequence, then it lets go.
@@ -203,26 +209,9 @@ async fn a_drained_process_hands_every_shard_over_by_resume_and_gets_none_until_
     assert_eq!(drained["shard_ids"], json!([0, 1]), "{drained}");
     assert!(drained["until"].is_string(), "{drained}");
     assert_eq!(app.status().await["draining"], json!(["host-a:1"]));
-    // It gets no shard while it drains, though shard 4 would be free.
-    assert_eq!(
-        app.get("/connect?process=host-a:1").await.status(),
-        StatusCode::UNAUTHORIZED
-    );
 
     // Both of its shards are told to hand over (within MAX_MOVES), host-b's none.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let told = loop {
-        let mut told = Vec::new();
-        for (index, session) in sessions.iter().enumerate() {
-            if beat(&app, session, 200).await {
-                told.push(index);
-            }
-        }
-        if told.len() == 2 || tokio::time::Instant::now() > deadline {
-            break told;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let told = told_to_hand_over(&app, &sessions, 2).await;
     assert_eq!(told, [0, 1], "host-a's shards hand over");
 
     // Each goes to host-b with its resume data.
@@ -244,7 +233,13 @@ async fn a_drained_process_hands_every_shard_over_by_resume_and_gets_none_until_
         .collect();
     assert_eq!(labels, ["host-b:2"; 4], "{status}");
 
-    // Undone, it may take shards again: the one host-b gives back.
+    // A shard free again goes to anyone but the draining process.
+    app.disconnect(&moved_sessions[0]).await;
+    assert_eq!(
+        app.get("/connect?process=host-a:1").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Undone, it may take shards again: the one host-b gave back.
     let undone = expect_json(
         drain(&app, "host-a:1", Method::DELETE).await,
         StatusCode::OK,
@@ -253,7 +248,6 @@ async fn a_drained_process_hands_every_shard_over_by_resume_and_gets_none_until_
     assert_eq!(undone["draining"], false);
     assert_eq!(undone["shard_ids"], json!([]));
     assert_eq!(app.status().await["draining"], json!([]));
-    app.disconnect(&moved_sessions[0]).await;
     let back = claim_as(&app, "host-a:1").await;
     assert_eq!(back["shard_id"].as_u64(), Some(0), "{back}");
 }
