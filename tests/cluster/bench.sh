@@ -22,7 +22,7 @@ declare -A PID_OF
 for i in 1 2 3 4 5 6; do
   port=$(free_port); PORTS+=("$port"); mkdir -p "$WORK/$port"
   (cd "$WORK/$port" && exec redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
-     --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 1000 \
+     --cluster-enabled yes --cluster-port "$(free_port)" --cluster-config-file nodes.conf --cluster-node-timeout 1000 \
      --cluster-replica-validity-factor 0 --cluster-require-full-coverage no >/dev/null) &
   PIDS+=($!); PID_OF[$port]=$!
 done

@@ -343,6 +343,9 @@ impl RedisCluster {
                 .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
                 .args(["--save", "", "--appendonly", "no"])
                 .args(["--cluster-enabled", "yes"])
+                // The bus port defaults to port + 10000, which does not exist above 55535 (a free
+                // port can be up to 60999) and may be taken: give it a free port of its own.
+                .args(["--cluster-port", &free_port().to_string()])
                 .args(["--cluster-config-file", "nodes.conf"])
                 .args(["--cluster-node-timeout", &Self::NODE_TIMEOUT_MS.to_string()])
                 .args(["--cluster-require-full-coverage", "no"])
@@ -358,15 +361,15 @@ impl RedisCluster {
                 "redis-server must be installed (scripts/test.sh installs it)",
             )));
         }
-        let cluster = Self {
+        let mut cluster = Self {
             nodes,
             ports,
             _dir: dir,
         };
-        for port in &cluster.ports {
+        for port in cluster.ports.clone() {
             cluster.wait(
-                || cluster.node_query(*port, &["PING"]).is_ok(),
-                "node start",
+                |cluster| cluster.node_query(port, &["PING"]).is_ok(),
+                &format!("node start on port {port}"),
             );
         }
         let addresses: Vec<String> = cluster
@@ -387,7 +390,7 @@ impl RedisCluster {
             "redis-cli --cluster create: {}",
             String::from_utf8_lossy(&created.stderr)
         );
-        cluster.wait(|| cluster.healthy(), "cluster state ok on every node");
+        cluster.wait(Self::healthy, "cluster state ok on every node");
         cluster
     }
 
@@ -424,15 +427,30 @@ impl RedisCluster {
             .collect()
     }
 
-    fn wait(&self, ready: impl Fn() -> bool, what: &str) {
+    fn wait(&mut self, ready: impl Fn(&Self) -> bool, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if ready() {
+            if ready(self) {
                 return;
             }
+            self.fail_if_a_node_exited(what);
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("Redis Cluster: {what} did not happen within 30 s");
+    }
+
+    /// A node that exited on its own (a port taken meanwhile, a bad option) will never answer:
+    /// say so at once instead of waiting out the deadline.
+    fn fail_if_a_node_exited(&mut self, what: &str) {
+        for (port, node) in self.ports.iter().zip(&mut self.nodes) {
+            if let Some(child) = node
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "Redis Cluster: node on port {port} exited ({status}) while waiting for {what}"
+                );
+            }
+        }
     }
 
     /// The slot a key hashes to (`CLUSTER KEYSLOT`).
@@ -515,9 +533,11 @@ impl RedisCluster {
     }
 
     /// Waits until `slot` is served by a master other than `old` and every live node says ok.
-    pub fn wait_for_failover(&self, slot: u16, old: u16) -> u16 {
+    pub fn wait_for_failover(&mut self, slot: u16, old: u16) -> u16 {
         self.wait(
-            || self.master_of_slot(slot).is_some_and(|port| port != old) && self.healthy(),
+            |cluster| {
+                cluster.master_of_slot(slot).is_some_and(|port| port != old) && cluster.healthy()
+            },
             "failover",
         );
         self.master_of_slot(slot).expect("new master")
