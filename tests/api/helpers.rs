@@ -4,7 +4,6 @@
 //! (both from tests/support) or the in-process store, and requests to them.
 
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::header::AUTHORIZATION;
@@ -17,18 +16,9 @@ use crate::support::redis::{RedisServer, shared_redis};
 
 pub const SECRET: &str = "test-secret";
 
-fn unique() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.subsec_nanos() as u64)
-        .unwrap_or_default();
-    (std::process::id() as u64) << 40 ^ nanos << 8 ^ COUNTER.fetch_add(1, Ordering::Relaxed)
-}
-
 /// A fresh key prefix, so tests sharing one Redis never see each other's keys.
 pub fn fresh_prefix() -> String {
-    format!("test-{:x}", unique())
+    crate::support::redis::fresh_prefix("test")
 }
 
 /// Which store a test app runs on.

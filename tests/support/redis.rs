@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::process::{Scratch, die_with_parent, free_port, kill, signal};
@@ -187,6 +188,18 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A key prefix no other user of the shared Redis has in this test process, so tests sharing it
+/// never see each other's keys. (A free port is no name: the kernel hands a released port out
+/// again, and two fleets once shared their keys that way.)
+pub fn fresh_prefix(stem: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{stem}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// One server for the whole test binary, for every test that does not disturb Redis (each keeps to

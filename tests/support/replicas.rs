@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::process::{Scratch, die_with_parent, free_port, kill, signal};
+use super::redis::fresh_prefix;
 use super::sockets;
 
 pub const SECRET: &str = "replica-secret";
@@ -34,7 +35,7 @@ pub struct Deployment {
 impl Deployment {
     /// A deployment on `redis_url` with `MAX_SECONDS` and `MAX_SHARDS`.
     pub fn new(redis_url: &str, max_seconds: u64, max_shards: u32) -> Self {
-        let prefix = format!("tests-{}-{}", std::process::id(), free_port());
+        let prefix = fresh_prefix("tests");
         Self {
             env: vec![
                 ("SECRET".into(), SECRET.into()),
