@@ -209,6 +209,10 @@ settings! {
         /// bound on connecting to Redis, waiting for a pooled connection, and on each reply. A
         /// request that hits it answers 503.
         per_replica "REDIS_TIMEOUT_MS" => redis_timeout_ms: u64 = 1000, parsed;
+        /// how often, in ms, a `/connect?wait=` claim tries again when no wake-up came: the
+        /// longest it takes to see a lease that expired (a release on any replica wakes it at
+        /// once). Each waiting request costs one script call per poll.
+        per_replica "WAITER_POLL_MS" => waiter_poll_ms: u64 = 200, parsed;
         /// wrong secrets one client address may send per minute before it gets 429 (0: no limit).
         per_replica "FAILED_AUTH_PER_MINUTE" => failed_auth_per_minute: u32 = 20, parsed;
         /// load balancers (addresses or CIDR networks) whose `X-Forwarded-For` names the client
@@ -555,6 +559,11 @@ mod tests {
                 "MAX_SHARDS",
                 "70000",
                 r#"invalid MAX_SHARDS="70000": must be between 1 and 65536"#,
+            ),
+            (
+                "WAITER_POLL_MS",
+                "5",
+                r#"invalid WAITER_POLL_MS="5": must be from 10 to 10000"#,
             ),
             (
                 "PORT",

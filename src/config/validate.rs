@@ -55,6 +55,13 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        if !(10..=10_000).contains(&self.waiter_poll_ms) {
+            return Err(invalid(
+                "WAITER_POLL_MS",
+                self.waiter_poll_ms.to_string(),
+                "must be from 10 to 10000",
+            ));
+        }
         for (variable, value) in [
             ("GATEWAY_POLL_SECONDS", self.gateway_poll_seconds),
             ("GUILDS_PER_SHARD", self.guilds_per_shard.into()),

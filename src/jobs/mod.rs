@@ -1,7 +1,7 @@
 //! The replica's background tasks: the gateway poller (with `BOT_TOKEN`), the alert dispatcher and
 //! lease reaper (with `WEBHOOK_URL`), autoscale (without `MAX_SHARDS`), the load history, placement
-//! by load (`SHARDS_PER_PROCESS=auto`), the silent-shard check (`SHARD_SILENT_AFTER`) and the
-//! secret-drift check (on Redis). They start when the
+//! by load (`SHARDS_PER_PROCESS=auto`), the silent-shard check (`SHARD_SILENT_AFTER`), and on Redis
+//! the secret-drift check and the relay of the other replicas' wake-ups. They start when the
 //! replica is built and stop when its server stops.
 
 use std::sync::Arc;
@@ -18,6 +18,7 @@ pub mod placement;
 pub mod secret_drift;
 pub mod silence;
 mod stop;
+pub mod wakeups;
 
 use crate::config::Settings;
 use crate::store::Store;
@@ -28,6 +29,7 @@ use load_history::LoadHistory;
 use placement::{Placement, PlacementSettings};
 use secret_drift::SecretDriftCheck;
 use silence::Silence;
+use wakeups::WakeupRelay;
 
 /// How long stopping waits for a task to notice before it is aborted.
 const STOP_WAIT: Duration = Duration::from_secs(5);
@@ -66,6 +68,8 @@ impl BackgroundTasks {
         if !store.is_embedded() {
             let check = SecretDriftCheck::new(store.clone());
             handles.push(tokio::spawn(check.run(stopped.clone())));
+            let relay = WakeupRelay::new(store.clone());
+            handles.push(tokio::spawn(relay.run(stopped.clone())));
         }
         if let Some(placement) = PlacementSettings::from_settings(settings) {
             let placement = Placement::new(store.clone(), placement, owner.clone());

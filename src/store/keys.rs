@@ -20,6 +20,8 @@ pub(super) struct Keys {
     pub quarantine: String,
     /// The fleet's load history (record_load.lua).
     pub load_history: String,
+    /// The pub/sub channel of wake-ups between replicas (`wakeups.rs`); no key.
+    pub wakeups: String,
 }
 
 impl Keys {
@@ -38,6 +40,7 @@ impl Keys {
             meta: key("meta"),
             quarantine: key("quarantine"),
             load_history: key("load:history"),
+            wakeups: key("wakeups"),
             base,
         }
     }

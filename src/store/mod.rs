@@ -28,6 +28,7 @@ mod secrets;
 #[cfg(test)]
 mod test_support;
 mod waiting;
+mod wakeups;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -51,7 +52,8 @@ pub use scripts::waiting_processes::WaitingLabels;
 pub use secrets::PreviousSecretUses;
 
 pub use self::permits::PROVISIONAL_POLL;
-pub use self::waiting::{WAITER_POLL, WaitedClaim};
+pub use self::waiting::WaitedClaim;
+pub use self::wakeups::{Wakeup, WakeupListener};
 
 /// Version of the key schema this build reads and writes. Bump it when keys change meaning; a
 /// replica refuses to start against a newer one (see README, "Upgrades").
@@ -96,12 +98,16 @@ pub struct Store {
     master_moves_seen: AtomicU64,
     /// Beats waiting for their batch (see `group_commit.rs`).
     beats: BeatQueue,
-    /// Woken whenever this replica frees shards, so that its claims that wait try again at once
-    /// rather than at their next poll (see `waiting.rs`).
+    /// Woken whenever shards are freed (here, or on a replica that said so, see `wakeups.rs`), so
+    /// that claims that wait try again at once rather than at their next poll (see `waiting.rs`).
     freed: Notify,
-    /// Woken whenever this replica confirms an IDENTIFY permit, so that its permits waiting for
-    /// that bucket learn its new opening at once (see `permits.rs`).
+    /// Woken whenever an IDENTIFY permit is confirmed (likewise), so that permits waiting for that
+    /// bucket learn its new opening at once (see `permits.rs`).
     confirmed: Notify,
+    /// This replica's name in its wake-ups, so that it skips its own.
+    replica: String,
+    /// `WAITER_POLL_MS`: how often a claim that waits tries again when nothing woke it.
+    waiter_poll: Duration,
 }
 
 impl Store {
@@ -175,6 +181,8 @@ impl Store {
             beats,
             freed: Notify::new(),
             confirmed: Notify::new(),
+            replica: crate::session_token::new_nonce(),
+            waiter_poll: Duration::from_millis(settings.waiter_poll_ms),
         };
         for script in store.scripts.all() {
             store.engine.load_script(script).await?;

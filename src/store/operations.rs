@@ -8,8 +8,7 @@ use ::redis::Value;
 
 use super::scripts::{self, claim_events::Claimed, connect::Claim, disconnect::Released};
 use super::scripts::{lock::Held, reap::Freed, settle_event::StillClaimed};
-use super::waiting::WAITER_RENEW_MS;
-use super::{SCHEMA_VERSION, Store, StoreError, integers, text, unexpected};
+use super::{SCHEMA_VERSION, Store, StoreError, Wakeup, integers, text, unexpected};
 use crate::domain::sizing::{ProcessAnswer, ScaleInHold};
 use crate::domain::{
     BeatOutcome, BeatReport, ConnectOutcome, GatewayInfo, Grant, GrantedShard, IdentifyOutcome,
@@ -56,7 +55,7 @@ impl Store {
                 identify_reserve: self.identify_reserve,
                 process_label: process,
                 ticket,
-                waiter_renew_ms: WAITER_RENEW_MS,
+                waiter_renew_ms: self.waiter_renew_ms(),
                 identify_permits: pacing == IdentifyPacing::Permit,
             })
             .await?;
@@ -132,7 +131,7 @@ impl Store {
             })
             .await?;
         if released {
-            self.wake_waiters();
+            self.wake(Wakeup::Freed).await;
         }
         Ok(released)
     }
@@ -173,7 +172,7 @@ impl Store {
             .await?;
         // A new generation's shards are all free.
         if plan.started {
-            self.wake_waiters();
+            self.wake(Wakeup::Freed).await;
         }
         Ok(plan)
     }
@@ -182,7 +181,7 @@ impl Store {
     pub async fn reap_expired(&self) -> Result<usize, StoreError> {
         let Freed(freed) = self.run(&scripts::reap::Reap {}).await?;
         if freed > 0 {
-            self.wake_waiters();
+            self.wake(Wakeup::Freed).await;
         }
         Ok(freed)
     }

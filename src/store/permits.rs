@@ -10,8 +10,8 @@
 //! **Waiting.** `identify_permit.lua` either grants, or answers how long until the bucket opens
 //! and whether that time is firm (no outstanding permit could move it) or provisional (an
 //! outstanding permit may be confirmed, opening it sooner). The request sleeps until a firm
-//! opening, and asks again every [`PROVISIONAL_POLL`] while it is provisional; a confirm handled by
-//! this replica wakes its waiters at once. Every ask is bounded by the request's `wait`; a wait
+//! opening, and asks again every [`PROVISIONAL_POLL`] while it is provisional; a confirm wakes the
+//! waiters at once, on this replica and (by pub/sub, see `wakeups.rs`) on the others. Every ask is bounded by the request's `wait`; a wait
 //! that runs out answers [`PermitOutcome::NotYet`] with the store's best estimate.
 
 use std::future::Future;
@@ -21,11 +21,11 @@ use tokio::time::Instant;
 
 use super::scripts::identify_confirm::IdentifyConfirm;
 use super::scripts::identify_permit::{IdentifyPermit, PermitReply};
-use super::{Store, StoreError};
+use super::{Store, StoreError, Wakeup};
 use crate::domain::{ConfirmOutcome, PermitOutcome};
 
 /// How often a waiting permit asks again while its bucket's opening is provisional: how late a
-/// waiter learns of a confirm handled by another replica.
+/// waiter learns of a confirm whose wake-up got lost.
 pub const PROVISIONAL_POLL: Duration = Duration::from_millis(100);
 
 /// How long a permit that is not granted yet sleeps before it asks again: until a firm opening,
@@ -133,7 +133,7 @@ impl Store {
             })
             .await?;
         if outcome == ConfirmOutcome::Confirmed(true) {
-            self.confirmed.notify_waiters();
+            self.wake(Wakeup::Confirmed).await;
         }
         Ok(outcome)
     }

@@ -2,19 +2,19 @@
 //! shard is held, the replica keeps claiming for the request until a shard group is free or the
 //! wait is up, first come first served across all replicas.
 //!
-//! **Waking up.** A waiting claim runs `connect.lua` again every [`WAITER_POLL`], and at once when
-//! this replica frees shards itself (a disconnect, a reshard, a reaped expiry, a grant given back).
+//! **Waking up.** A waiting claim runs `connect.lua` again at once when any replica frees shards
+//! (a disconnect, a reshard, a reaped expiry, a grant given back: this replica's own at once,
+//! another's by pub/sub, see `wakeups.rs`), and every `WAITER_POLL_MS` when nothing woke it.
 //! Leases expire by Redis's key TTL with nothing running, and the claim script is what notices an
-//! expiry, so the poll finds one within [`WAITER_POLL`]; a release on another replica too. A poll
-//! rather than keyspace notifications or pub/sub: it needs no `notify-keyspace-events` setting
-//! (managed Redis often forbids it), no subscriber connection per replica, and works alike on
-//! Redis, Sentinel, Cluster and the embedded store; each poll is one O(log N) script call.
+//! expiry, so the poll is what finds one; it also covers a wake-up that got lost. Not keyspace
+//! notifications: they need a `notify-keyspace-events` setting (managed Redis often forbids it)
+//! and arrive late for expiries. Each poll is one O(log N) script call.
 //!
 //! **Order.** Each waiting request has a ticket, queued in the store by first arrival (see
 //! `claims_ahead` in `migrations-lua/includes/common.lua`); a claim may take a group only while
 //! more groups are free than tickets are queued ahead of it, so neither a later waiter nor a claim
 //! that does not wait can overtake an earlier waiter. Every attempt renews the ticket for
-//! [`WAITER_RENEW_MS`]; the ticket of a replica that died lapses after that.
+//! [`Store::waiter_renew_ms`]; the ticket of a replica that died lapses after that.
 //!
 //! **Delivery.** A claim runs on a task of its own ([`Store::claim_delivered`]) and hands its
 //! answer to the request; when the request is gone (actix drops a handler whose client hung up),
@@ -30,16 +30,13 @@ use tokio::time::Instant;
 
 use super::scripts::give_back::{GiveBack, GivenBack, RESUME_SEPARATOR};
 use super::scripts::stop_waiting::StopWaiting;
-use super::{Store, StoreError};
+use super::{Store, StoreError, Wakeup};
 use crate::domain::{ConnectOutcome, Grant, IdentifyPacing};
 use crate::session_token::new_nonce;
 
-/// How often a waiting claim tries again when nothing woke it: the longest a waiter takes to see a
-/// lease that expired, or a shard freed on another replica.
-pub const WAITER_POLL: Duration = Duration::from_millis(200);
-
-/// How long a ticket keeps its place in the queue without another attempt: ten polls, so that a
-/// busy replica's waiters keep their places, while a dead replica's leave within two seconds.
+/// How long a ticket keeps its place in the queue without another attempt, at least: ten polls
+/// at the default `WAITER_POLL_MS`, so that a busy replica's waiters keep their places, while a
+/// dead replica's leave within two seconds (see [`Store::waiter_renew_ms`]).
 pub(super) const WAITER_RENEW_MS: u64 = 2000;
 
 /// A claim's outcome, and how long the request waited before the attempt that decided it.
@@ -52,6 +49,13 @@ pub struct WaitedClaim {
 }
 
 impl Store {
+    /// How long a ticket keeps its place without another attempt: [`WAITER_RENEW_MS`], or ten
+    /// polls when `WAITER_POLL_MS` is longer than the default.
+    pub(super) fn waiter_renew_ms(&self) -> u64 {
+        let poll_ms = u64::try_from(self.waiter_poll.as_millis()).unwrap_or(u64::MAX);
+        WAITER_RENEW_MS.max(poll_ms.saturating_mul(10))
+    }
+
     /// Claims for one request on a task of its own, waiting up to `wait` (`None`: one attempt, as
     /// a claim that does not wait) or until `give_up` resolves. Should the returned future be
     /// dropped (the request is gone), the wait ends at once and a grant it missed is given back.
@@ -82,7 +86,10 @@ impl Store {
                         }
                     };
                     let process = process.as_deref();
-                    Box::pin(store.wait_for_claim(process, pacing, wait, WAITER_POLL, stop)).await
+                    {
+                        let poll = store.waiter_poll;
+                        Box::pin(store.wait_for_claim(process, pacing, wait, poll, stop)).await
+                    }
                 }
             };
             if let Err(Ok(WaitedClaim {
@@ -102,7 +109,7 @@ impl Store {
         }
     }
 
-    /// Claims, trying again every [`WAITER_POLL`] (at once when this replica frees shards) while
+    /// Claims, trying again every `WAITER_POLL_MS` (at once when any replica frees shards) while
     /// every group is held or spoken for, until `wait` is up or `stop` resolves; then answers
     /// [`ConnectOutcome::Full`]. Any other answer ends the wait at once.
     pub async fn connect_waiting(
@@ -111,7 +118,7 @@ impl Store {
         wait: Duration,
         stop: impl Future<Output = ()>,
     ) -> Result<WaitedClaim, StoreError> {
-        self.wait_for_claim(process, IdentifyPacing::Slot, wait, WAITER_POLL, stop)
+        self.wait_for_claim(process, IdentifyPacing::Slot, wait, self.waiter_poll, stop)
             .await
     }
 
@@ -156,11 +163,6 @@ impl Store {
         }
     }
 
-    /// Wakes this replica's claims that wait: shards were freed here.
-    pub(super) fn wake_waiters(&self) {
-        self.freed.notify_waiters();
-    }
-
     /// Takes a ticket out of the queue. Should the store not answer, the ticket lapses by itself
     /// after [`WAITER_RENEW_MS`].
     async fn stop_waiting(&self, ticket: &str) {
@@ -193,7 +195,7 @@ impl Store {
             })
             .await?;
         if given_back {
-            self.wake_waiters();
+            self.wake(Wakeup::Freed).await;
         }
         Ok(given_back)
     }

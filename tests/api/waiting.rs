@@ -7,8 +7,10 @@ use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, TestApp, both_stores, expect_detail, expect_json, settings, spawn_app, spawn_replicas,
+    Backend, TestApp, both_stores, expect_detail, expect_json, redis_key, settings, spawn_app,
+    spawn_replicas,
 };
+use crate::support::redis::shared_redis;
 
 both_stores!(
     a_waiting_connect_gets_a_shard_released_meanwhile_at_once,
@@ -265,4 +267,48 @@ async fn waiting_connects_are_served_in_the_order_they_arrived_across_replicas()
         );
         holder = body["session_id"].as_str().expect("session_id").to_owned();
     }
+}
+
+/// Subscribers of the bot's wake-up channel (`PUBSUB NUMSUB`).
+fn wakeup_subscribers(prefix: &str) -> i64 {
+    let channel = redis_key(prefix, "wakeups");
+    let reply = shared_redis().query(&["PUBSUB", "NUMSUB", &channel]);
+    let (_, count): (String, i64) = redis::from_redis_value(reply).expect("PUBSUB NUMSUB reply");
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_on_one_replica_wakes_a_connect_waiting_on_another_long_before_its_poll() {
+    let mut settings = settings(Backend::Redis);
+    settings.max_shards = 1;
+    // A poll this slow cannot be what answers the waiter.
+    settings.waiter_poll_ms = 10_000;
+    let prefix = settings.key_prefix.clone();
+    let replicas = spawn_replicas(2, settings).await;
+    let subscribed = Instant::now() + Duration::from_secs(10);
+    while wakeup_subscribers(&prefix) < 2 {
+        assert!(
+            Instant::now() < subscribed,
+            "both replicas subscribe to the wake-ups"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let holder = replicas[0].claim().await.session_id;
+    let waiting = connect_waiting(&replicas[1], "30");
+    queued().await;
+
+    let released_at = Instant::now();
+    assert_eq!(
+        replicas[0].disconnect(&holder).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let (response, answered_at) = waiting.await.expect("the waiting request");
+
+    let (shard_id, _) = granted_shard(response).await;
+    assert_eq!(shard_id, 0);
+    assert!(
+        answered_at - released_at < Duration::from_secs(5),
+        "answered {:?} after the release on the other replica: by its poll, not a wake-up",
+        answered_at - released_at
+    );
 }

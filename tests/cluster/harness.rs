@@ -48,6 +48,7 @@ pub fn settings(seeds: &str, prefix: &str, max_shards: u32, max_seconds: u64) ->
 }
 
 /// A replica serving in this process, and a client for it.
+#[derive(Clone)]
 pub struct App {
     pub url: String,
     client: reqwest::Client,
@@ -96,6 +97,18 @@ impl App {
             .expect("request");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn disconnect(&self, session_id: &str) -> u16 {
+        self.client
+            .post(format!("{}/disconnect", self.url))
+            .header(AUTHORIZATION, SECRET)
+            .form(&[("session_id", session_id)])
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16()
     }
 
     pub async fn beat(&self, session_id: &str) -> u16 {

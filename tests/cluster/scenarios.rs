@@ -162,6 +162,47 @@ async fn waiting_connects_on_two_replicas_get_expired_shards_in_the_order_they_a
     assert!(second_grant["fence"].as_u64() > first_grant["fence"].as_u64());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_on_one_replica_wakes_a_connect_waiting_on_another_long_before_its_poll() {
+    let _serial = serial().await;
+    let cluster = RedisCluster::start(3);
+    let prefix = cluster.prefix_on(cluster.masters()[2], "wakeups");
+    let mut settings = settings(&cluster.seeds(), &prefix, 1, 30);
+    // A poll this slow cannot be what answers the waiter.
+    settings.waiter_poll_ms = 10_000;
+    let apps = App::many(2, settings).await;
+    // Each replica subscribes on some node: a PUBLISH on any node reaches them all.
+    let channel = format!("{{{prefix}}}:wakeups");
+    let subscribed = Instant::now() + Duration::from_secs(10);
+    while cluster.subscribers(&channel) < 2 {
+        assert!(
+            Instant::now() < subscribed,
+            "both replicas subscribe to the wake-ups"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, holder) = apps[0].get("/connect").await;
+    assert_eq!(status, 200, "{holder}");
+    let waiting = {
+        // Its wait runs out before the poll: only a wake-up can answer it with a shard.
+        let waiter = apps[1].clone();
+        tokio::spawn(async move { (waiter.get("/connect?wait=8").await, Instant::now()) })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let released_at = Instant::now();
+    let session_id = holder["session_id"].as_str().expect("session_id");
+    assert_eq!(apps[0].disconnect(session_id).await, 204);
+    let ((status, grant), answered_at) = waiting.await.expect("the waiting request");
+
+    assert_eq!(status, 200, "{grant}");
+    assert!(
+        answered_at - released_at < Duration::from_secs(5),
+        "answered {:?} after the release on the other replica: by its poll, not a wake-up",
+        answered_at - released_at
+    );
+}
+
 /// Load arguments: `processes` bots of the standard fleet, a 3 s lease, for `seconds`.
 fn fleet(processes: u32, seconds: u64) -> Vec<String> {
     load::fleet(processes, 3, seconds as f64)

@@ -302,6 +302,26 @@ fn the_service_follows_a_sentinel_failover_without_restart() {
         &replicas.iter().collect::<Vec<_>>(),
         &fleet(Duration::from_secs(16)),
     );
+    let prefix = deployment
+        .env
+        .iter()
+        .find_map(|(name, value)| (name == "KEY_PREFIX").then_some(value.clone()))
+        .expect("KEY_PREFIX");
+    // Each replica listens for the others' wake-ups on the master the sentinels name.
+    let channel = format!("{{{prefix}}}:wakeups");
+    let subscribers = || {
+        let reply = master.query(&["PUBSUB", "NUMSUB", &channel]);
+        redis::from_redis_value::<(String, i64)>(reply).map_or(0, |(_, count)| count)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while subscribers() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        subscribers(),
+        3,
+        "every replica subscribes through the sentinels"
+    );
 
     at(start, WARM_UP);
     sentinels.failover();
@@ -322,11 +342,6 @@ fn the_service_follows_a_sentinel_failover_without_restart() {
     let new_master_scripts = replica.script_calls();
     // The old master's last writes may not have replicated: the service starts a new epoch on the
     // new master and holds newcomers back for one lease, as after a data loss.
-    let prefix = deployment
-        .env
-        .iter()
-        .find_map(|(name, value)| (name == "KEY_PREFIX").then_some(value.clone()))
-        .expect("KEY_PREFIX");
     let quarantine = replica.query(&["PTTL", &format!("{{{prefix}}}:quarantine")]);
     assert!(
         matches!(quarantine, redis::Value::Int(ms) if ms > 0),

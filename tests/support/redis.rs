@@ -466,6 +466,16 @@ impl RedisCluster {
         }
     }
 
+    /// Subscribers of `channel` over every live node (`PUBSUB NUMSUB` counts a node's own).
+    pub fn subscribers(&self, channel: &str) -> i64 {
+        self.live_ports()
+            .iter()
+            .filter_map(|port| self.node_query(*port, &["PUBSUB", "NUMSUB", channel]).ok())
+            .filter_map(|reply| redis::from_redis_value::<(String, i64)>(reply).ok())
+            .map(|(_, count)| count)
+            .sum()
+    }
+
     /// The slot a key hashes to (`CLUSTER KEYSLOT`).
     pub fn slot_of(&self, key: &str) -> u16 {
         let port = self.live_ports()[0];

@@ -17,7 +17,7 @@ use crate::http::error::{
 };
 use crate::http::schemas::EXAMPLE_SESSION_ID;
 use crate::http::state::AppState;
-use crate::store::{StoreError, WAITER_POLL};
+use crate::store::StoreError;
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(example = json!({"shard_id": 0, "max_shards": 16, "session_id": EXAMPLE_SESSION_ID, "fence": 7, "generation": 1, "state": "active", "sleep_duration": 5.0, "resume": null, "shard_ids": [0], "sleep_durations": [5.0], "resumes": [null], "lease_seconds": 60, "beat_interval": 20.0, "gateway_url": "wss://gateway.discord.gg", "placement": "groups"}))]
@@ -127,9 +127,12 @@ fn read_wait(query: &str) -> Result<Option<Duration>, ValidationFailed> {
 /// client asks again where it is served, rather than holding up the shutdown.
 pub(super) async fn drained(draining: Arc<AtomicBool>) {
     while !draining.load(Ordering::Relaxed) {
-        tokio::time::sleep(WAITER_POLL).await;
+        tokio::time::sleep(DRAIN_CHECK).await;
     }
 }
+
+/// How often a waiting claim checks whether its replica is shutting down.
+const DRAIN_CHECK: Duration = Duration::from_millis(200);
 
 /// `GET /connect`'s query.
 #[derive(Deserialize)]

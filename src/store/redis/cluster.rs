@@ -33,6 +33,8 @@ use crate::store::scripts::LuaScript;
 /// (cloning a cluster connection shares its node connections).
 pub(in crate::store) struct ClusterLink {
     client: ClusterClient,
+    /// Each seed's client, for subscriptions (a classic `PUBLISH` reaches every node).
+    seeds: Vec<redis::Client>,
     connection: OnceCell<ClusterConnection>,
     timeout: Duration,
 }
@@ -77,13 +79,19 @@ impl ClusterLink {
             return Err(StoreError::Internal("REDIS_CLUSTER names no node".into()));
         }
         // Fails here on a malformed URL or mismatched credentials; connects on first use.
-        let client = ClusterClientBuilder::new(urls)
+        let client = ClusterClientBuilder::new(urls.clone())
             .connection_timeout(timeout)
             .response_timeout(timeout)
             .build()
             .map_err(|error| StoreError::Internal(format!("invalid REDIS_CLUSTER: {error}")))?;
+        let seeds = urls
+            .iter()
+            .map(|url| redis::Client::open(url.as_str()))
+            .collect::<Result<_, _>>()
+            .map_err(|error| StoreError::Internal(format!("invalid REDIS_CLUSTER: {error}")))?;
         Ok(Self {
             client,
+            seeds,
             connection: OnceCell::new(),
             timeout,
         })
@@ -135,6 +143,22 @@ pub(in crate::store) struct ClusterEngine {
 }
 
 impl ClusterEngine {
+    /// A subscription to `channel` on the first seed that answers (a classic `PUBLISH` reaches
+    /// every node, so any will do).
+    pub(in crate::store) async fn subscribe(
+        &self,
+        channel: &str,
+    ) -> Result<super::Subscription, StoreError> {
+        let mut last = StoreError::Unavailable("REDIS_CLUSTER names no node".into());
+        for seed in &self.link.seeds {
+            match super::Subscription::open(seed, channel, self.link.timeout).await {
+                Ok(subscription) => return Ok(subscription),
+                Err(error) => last = error,
+            }
+        }
+        Err(last)
+    }
+
     /// The engine of the bot whose keys start with `key_base` (`{prefix}:`).
     pub(in crate::store) fn new(link: Arc<ClusterLink>, key_base: &str) -> Self {
         Self {

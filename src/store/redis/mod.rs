@@ -24,8 +24,10 @@
 mod cluster;
 mod errors;
 mod sentinel;
+mod subscription;
 
 pub(super) use self::cluster::{ClusterEngine, ClusterLink};
+pub(super) use self::subscription::Subscription;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -83,10 +85,21 @@ impl Pooled {
 
 pub(super) struct RedisEngine {
     pools: Arc<Pools>,
+    /// Where a subscription connects (see [`RedisEngine::subscribe`]).
+    subscribe_to: Box<SubscribeTo>,
     failovers: Arc<Failovers>,
     /// Bound on every round trip, on top of the connection's own timeouts.
     timeout: Duration,
     shared: Box<Shared>,
+}
+
+enum SubscribeTo {
+    Node(redis::Client),
+    /// The master the sentinels (URLs) name.
+    Master {
+        sentinels: Vec<String>,
+        name: String,
+    },
 }
 
 /// The connections requests share: a slot each, filled from the pool on first use and emptied
@@ -152,8 +165,11 @@ impl RedisEngine {
         let manager = Manager::new_with_config(url, connection)
             .map_err(|error| StoreError::Internal(format!("invalid REDIS_URL: {error}")))?;
         let pool = bounded_pool(Pool::builder(manager), timeout)?;
+        let node = redis::Client::open(url)
+            .map_err(|error| StoreError::Internal(format!("invalid REDIS_URL: {error}")))?;
         Ok(Self {
             pools: Arc::new(Pools::Plain(pool)),
+            subscribe_to: Box::new(SubscribeTo::Node(node)),
             failovers: Arc::default(),
             timeout,
             shared: Box::default(),
@@ -182,6 +198,10 @@ impl RedisEngine {
         let pool = bounded_pool(Pool::builder(manager), timeout)?;
         let engine = Self {
             pools: Arc::new(Pools::Sentinel(pool)),
+            subscribe_to: Box::new(SubscribeTo::Master {
+                sentinels: urls.clone(),
+                name: master.to_owned(),
+            }),
             failovers: Arc::default(),
             timeout,
             shared: Box::default(),
@@ -205,6 +225,27 @@ impl RedisEngine {
     /// treats each move like a possible data loss.
     pub(super) fn master_moves(&self) -> u64 {
         self.failovers.moves.load(Ordering::SeqCst)
+    }
+
+    /// A subscription to `channel` on a connection of its own, to the master the sentinels name
+    /// now behind Sentinel (a `PUBLISH` reaches its replicas too, so a demoted master still
+    /// hears it).
+    pub(super) async fn subscribe(&self, channel: &str) -> Result<Subscription, StoreError> {
+        match &*self.subscribe_to {
+            SubscribeTo::Node(client) => Subscription::open(client, channel, self.timeout).await,
+            SubscribeTo::Master { sentinels, name } => {
+                let mut sentinel = redis::sentinel::Sentinel::build(sentinels.clone())
+                    .map_err(|error| StoreError::Internal(error.to_string()))?;
+                let master =
+                    tokio::time::timeout(self.timeout, sentinel.async_master_for(name, None))
+                        .await
+                        .map_err(|_| {
+                            StoreError::Unavailable("the sentinels did not answer".into())
+                        })?
+                        .map_err(classify)?;
+                Subscription::open(&master, channel, self.timeout).await
+            }
+        }
     }
 
     /// SCRIPT LOAD: Redis compiles the script, so a broken one fails startup.
