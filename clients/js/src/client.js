@@ -293,19 +293,19 @@ export class ShardmanClient {
   }
 
   /**
-   * `POST /beat` with `Prefer: return=representation`, sent once (the lease view decides about retrying),
-   * with the process's CPU time, resident memory and label.
+   * `POST /beat` with `Prefer: return=representation`, sent once unless `attempts` says more (the lease view
+   * decides about retrying a regular beat), with the process's CPU time, resident memory and label.
    * @param {string} sessionId
    * @param {import('./index.js').ShardReport[]} [reports]
-   * @param {{ signal?: AbortSignal, timeout?: number }} [options]
+   * @param {{ signal?: AbortSignal, timeout?: number, attempts?: number }} [options]
    * @returns {Promise<import('./index.js').BeatAnswer>}
    */
-  async beat(sessionId, reports = [], { signal, timeout } = {}) {
+  async beat(sessionId, reports = [], { signal, timeout, attempts = 1 } = {}) {
     return this.call('beat', {
       // The label is kept by shardman only where a lease has none (one re-established after a Redis data loss).
       body: { ...beatBody(this.resigned.get(sessionId) ?? sessionId, reports, processUsage()), process: this.process },
       headers: { Prefer: 'return=representation' },
-      attempts: 1,
+      attempts,
       signal,
       timeout,
       // A session re-signed during a secret rotation: its new id is sent from now on.

@@ -142,7 +142,7 @@ export class ShardmanClient {
    * `identify`: `permit` (ask `/identify/permit` before each IDENTIFY) or `slot` (shardman's default).
    */
   connect(options?: CallOptions & { wait?: number; identify?: 'permit' | 'slot' }): Promise<Claim>;
-  beat(sessionId: string, reports?: ShardReport[], options?: { signal?: AbortSignal; timeout?: number }): Promise<BeatAnswer>;
+  beat(sessionId: string, reports?: ShardReport[], options?: { signal?: AbortSignal; timeout?: number; attempts?: number }): Promise<BeatAnswer>;
   identify(sessionId: string, shardId?: number, options?: CallOptions): Promise<{ sleepDuration: number; sentAt: number; receivedAt: number }>;
   /** `wait`: seconds (0 to 30, default PERMIT_WAIT) shardman may hold the ask until the bucket is open. */
   identifyPermit(sessionId: string, shardId?: number, options?: CallOptions & { wait?: number }): Promise<Permit>;

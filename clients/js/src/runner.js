@@ -245,7 +245,9 @@ async function holdClaim(client, claim, { start, signal, log, onHold }) {
   // Hand the freshest resume data over (shardman keeps it for the next holder). Where no dispatch
   // reaches the bot once `stop` was called (`finalOnStop`), the reports are final already and the
   // last beat goes out while the shards close; otherwise once they are closed.
-  const lastBeat = () => client.beat(claim.sessionId, reports(), { timeout: GIVE_BACK_TIMEOUT }).catch((beatError) => log(`last beat: ${beatError.message}`));
+  // Retried: a last beat lost to a connection error would leave the next holder the previous beat's
+  // sequence, and events handled twice.
+  const lastBeat = () => client.beat(claim.sessionId, reports(), { timeout: GIVE_BACK_TIMEOUT, attempts: 3 }).catch((beatError) => log(`last beat: ${beatError.message}`));
   const beatenEarly = running?.finalOnStop && givesBack() ? lastBeat() : null;
   await stopped;
   if (givesBack()) {

@@ -143,6 +143,24 @@ test('a shutdown beats the resume data while the shards close where the reports 
   }
 });
 
+test('a last beat that fails is sent again, with the same resume data, before the disconnect', async () => {
+  const controller = new AbortController();
+  const lastBeats = [];
+  const { client, server } = await fake(({ path, body }) => {
+    if (path === '/connect') return { status: 200, body: connectAnswer({ leaseSeconds: 6 }) };
+    if (path !== '/beat' || !controller.signal.aborted) return { status: 204 };
+    lastBeats.push(body);
+    return lastBeats.length === 1 ? { status: 503, body: { detail: 'Redis unavailable' } } : { status: 204 };
+  });
+  const run = runShards({ client, start: recordingShards([]), signal: controller.signal, log: silent });
+  while (!server.requests.some((request) => request.path === '/beat')) await new Promise((resolve) => setTimeout(resolve, 10));
+  controller.abort();
+  assert.equal(await run, 'shutdown');
+  assert.equal(lastBeats.length, 2, 'the last beat is sent again after a 503');
+  assert.ok(lastBeats.every((body) => body.shards[0].resume.sequence === 3));
+  assert.equal(server.requests.at(-1).path, '/disconnect');
+});
+
 test('a beat answered 401 retires: the shards stop and the run ends', async () => {
   const { client, server } = await fake(({ path }) =>
     path === '/connect' ? { status: 200, body: connectAnswer({ leaseSeconds: 3 }) } : { status: 401, body: { detail: 'No Shards Available' } },

@@ -142,6 +142,33 @@ async def test_placed_by_load_a_process_runs_every_claim_it_gets_and_hands_one_o
     ]
 
 
+async def test_a_last_beat_that_fails_is_sent_again_before_the_disconnect(
+    fake_shardman: FakeShardman,
+) -> None:
+    fake_shardman.script("/connect", (200, load_claim("a", 0)), NO_SHARDS)
+    run = Run()
+    last_beats: list[Seen] = []
+
+    def beat(seen: Seen) -> tuple[int, Any]:
+        if not run.stop.is_set():
+            return 200, representation(0)
+        last_beats.append(seen)
+        return (503, {"detail": "Redis unavailable"}) if len(last_beats) == 1 else (200, representation(0))
+
+    fake_shardman.answers["/beat"] = beat
+    fake_shardman.script("/disconnect", (204, None))
+    async with shardman_for(fake_shardman) as shardman:
+        running = asyncio.ensure_future(run_claims(run.start, shardman=shardman, stop=run.stop))
+        await until(lambda: len(beats_of(fake_shardman, "a")) >= 2, "the claim beating")
+        run.stop.set()
+        assert await asyncio.wait_for(running, 5) is Release.SHUTDOWN
+
+    [disconnect] = fake_shardman.requests("/disconnect")
+    assert len(last_beats) == 2, "the last beat is sent again after a 503"
+    assert all(b.body["shards"][0]["resume"]["sequence"] == 41 for b in last_beats)
+    assert last_beats[-1].at < disconnect.at
+
+
 async def test_placed_by_load_a_claim_lost_or_retired_ends_alone(fake_shardman: FakeShardman) -> None:
     fake_shardman.script(
         "/connect", (200, load_claim("a", 0)), (200, load_claim("b", 1)), (200, load_claim("c", 2)), NO_SHARDS

@@ -331,7 +331,10 @@ async def _give_back(context: ClaimContext) -> None:
     """A last beat with the shards' resume data (shardman hands it to the next holder), then /disconnect."""
     shardman, session_id = context.shardman, context.claim.session_id
     try:
-        await shardman.beat(session_id, context.reports(), timeout=GIVE_BACK_TIMEOUT)
+        # Retried: a last beat lost to a connection error would leave the next holder the previous
+        # beat's sequence, and events handled twice.
+        retry_until = time.monotonic() + GIVE_BACK_TIMEOUT
+        await shardman.beat(session_id, context.reports(), retry_until=retry_until)
     except Exception as exc:
         log.warning("last beat: %s", exc)
     try:
