@@ -53,7 +53,7 @@ pub use secrets::PreviousSecretUses;
 
 pub use self::permits::PROVISIONAL_POLL;
 pub use self::waiting::WaitedClaim;
-pub use self::wakeups::{Wakeup, WakeupListener};
+pub use self::wakeups::{Heard, Wakeup, WakeupListener};
 
 /// Version of the key schema this build reads and writes. Bump it when keys change meaning; a
 /// replica refuses to start against a newer one (see README, "Upgrades").
@@ -106,6 +106,8 @@ pub struct Store {
     confirmed: Notify,
     /// This replica's name in its wake-ups, so that it skips its own.
     replica: String,
+    /// Wake-ups for the other replicas, waiting for the relay job to publish them.
+    marked_wakeups: wakeups::MarkedWakeups,
     /// `WAITER_POLL_MS`: how often a claim that waits tries again when nothing woke it.
     waiter_poll: Duration,
 }
@@ -182,6 +184,7 @@ impl Store {
             freed: Notify::new(),
             confirmed: Notify::new(),
             replica: crate::session_token::new_nonce(),
+            marked_wakeups: wakeups::MarkedWakeups::default(),
             waiter_poll: Duration::from_millis(settings.waiter_poll_ms),
         };
         for script in store.scripts.all() {

@@ -131,7 +131,7 @@ impl Store {
             })
             .await?;
         if released {
-            self.wake(Wakeup::Freed).await;
+            self.wake(Wakeup::Freed);
         }
         Ok(released)
     }
@@ -172,7 +172,7 @@ impl Store {
             .await?;
         // A new generation's shards are all free.
         if plan.started {
-            self.wake(Wakeup::Freed).await;
+            self.wake(Wakeup::Freed);
         }
         Ok(plan)
     }
@@ -181,7 +181,7 @@ impl Store {
     pub async fn reap_expired(&self) -> Result<usize, StoreError> {
         let Freed(freed) = self.run(&scripts::reap::Reap {}).await?;
         if freed > 0 {
-            self.wake(Wakeup::Freed).await;
+            self.wake(Wakeup::Freed);
         }
         Ok(freed)
     }

@@ -133,7 +133,7 @@ impl Store {
             })
             .await?;
         if outcome == ConfirmOutcome::Confirmed(true) {
-            self.wake(Wakeup::Confirmed).await;
+            self.wake(Wakeup::Confirmed);
         }
         Ok(outcome)
     }

@@ -34,9 +34,9 @@ use super::{Store, StoreError, Wakeup};
 use crate::domain::{ConnectOutcome, Grant, IdentifyPacing};
 use crate::session_token::new_nonce;
 
-/// How long a ticket keeps its place in the queue without another attempt, at least: ten polls
-/// at the default `WAITER_POLL_MS`, so that a busy replica's waiters keep their places, while a
-/// dead replica's leave within two seconds (see [`Store::waiter_renew_ms`]).
+/// How long a ticket keeps its place in the queue without another attempt beyond its poll: ten
+/// polls at the default `WAITER_POLL_MS`, so that a busy replica's waiters keep their places,
+/// while a dead replica's leave within about two seconds (see [`Store::waiter_renew_ms`]).
 pub(super) const WAITER_RENEW_MS: u64 = 2000;
 
 /// A claim's outcome, and how long the request waited before the attempt that decided it.
@@ -49,11 +49,11 @@ pub struct WaitedClaim {
 }
 
 impl Store {
-    /// How long a ticket keeps its place without another attempt: [`WAITER_RENEW_MS`], or ten
-    /// polls when `WAITER_POLL_MS` is longer than the default.
+    /// How long a ticket keeps its place without another attempt: a poll plus
+    /// [`WAITER_RENEW_MS`] (a waiter tries again at least once a poll).
     pub(super) fn waiter_renew_ms(&self) -> u64 {
         let poll_ms = u64::try_from(self.waiter_poll.as_millis()).unwrap_or(u64::MAX);
-        WAITER_RENEW_MS.max(poll_ms.saturating_mul(10))
+        WAITER_RENEW_MS.saturating_add(poll_ms)
     }
 
     /// Claims for one request on a task of its own, waiting up to `wait` (`None`: one attempt, as
@@ -86,10 +86,8 @@ impl Store {
                         }
                     };
                     let process = process.as_deref();
-                    {
-                        let poll = store.waiter_poll;
-                        Box::pin(store.wait_for_claim(process, pacing, wait, poll, stop)).await
-                    }
+                    let poll = store.waiter_poll;
+                    Box::pin(store.wait_for_claim(process, pacing, wait, poll, stop)).await
                 }
             };
             if let Err(Ok(WaitedClaim {
@@ -164,7 +162,7 @@ impl Store {
     }
 
     /// Takes a ticket out of the queue. Should the store not answer, the ticket lapses by itself
-    /// after [`WAITER_RENEW_MS`].
+    /// after [`Store::waiter_renew_ms`].
     async fn stop_waiting(&self, ticket: &str) {
         if let Err(error) = self.run(&StopWaiting { ticket }).await {
             log::warn!("a waiting claim could not leave the queue (it lapses by itself): {error}");
@@ -195,7 +193,7 @@ impl Store {
             })
             .await?;
         if given_back {
-            self.wake(Wakeup::Freed).await;
+            self.wake(Wakeup::Freed);
         }
         Ok(given_back)
     }
@@ -452,7 +450,7 @@ mod tests {
             "held for the waiter"
         );
 
-        tokio::time::sleep(Duration::from_millis(WAITER_RENEW_MS + 100)).await;
+        tokio::time::sleep(Duration::from_millis(store.waiter_renew_ms() + 100)).await;
 
         assert_eq!(hold(&store).await.lease.shard_id, 0);
     }

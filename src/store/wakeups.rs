@@ -4,11 +4,22 @@
 //! permit waiting on another replica tries again at once rather than at its next poll.
 //!
 //! A message is only a hint: a replica that misses one (its subscription is down, Redis restarted)
-//! still finds the change at its next poll (`WAITER_POLL_MS`, [`super::PROVISIONAL_POLL`]),
-//! and a lease that ends by its TTL is only ever found by a poll. Pub/sub needs no server setting
+//! still finds the change at its next poll (`WAITER_POLL_MS`, [`super::PROVISIONAL_POLL`]), and a
+//! lease that ends by its TTL is only ever found by a poll. Pub/sub needs no server setting
 //! (unlike keyspace notifications), and a classic `PUBLISH` reaches every node of a Redis Cluster
-//! and every replica of a Sentinel master, so the subscriber may listen on any node. The embedded
-//! store has one replica: its local wake-up is all there is.
+//! and, through replication, the replicas of a master. The embedded store has one replica: its
+//! local wake-up is all there is.
+//!
+//! The requests that free shards only mark what happened ([`Store::wake`]); the relay job
+//! (`jobs/wakeups.rs`) publishes the marks, one message per kind however many came meanwhile, so a
+//! request never waits for the `PUBLISH`, and listens. Its subscription is checked end to end: the
+//! relay publishes an echo through the store's own connection and must hear it back, so a
+//! subscription on a node the messages no longer reach (a master that lost a failover, a node cut
+//! off from the cluster) is replaced.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::Notify;
 
 use super::engine::Engine;
 use super::redis::Subscription;
@@ -24,7 +35,7 @@ pub enum Wakeup {
 }
 
 impl Wakeup {
-    const ALL: [Wakeup; 2] = [Wakeup::Freed, Wakeup::Confirmed];
+    pub const ALL: [Wakeup; 2] = [Wakeup::Freed, Wakeup::Confirmed];
 
     fn name(self) -> &'static str {
         match self {
@@ -34,54 +45,85 @@ impl Wakeup {
     }
 }
 
-/// A message is `<wakeup> <replica>`: the sender skips its own (it woke its requests already).
-fn message(wakeup: Wakeup, replica: &str) -> String {
-    format!("{} {replica}", wakeup.name())
+/// What a subscription heard.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Heard {
+    /// Another replica's wake-up.
+    Wakeup(Wakeup),
+    /// This replica's echo number `n` (see [`Store::publish_echo`]).
+    Echo(u64),
 }
 
-/// The wake-up in a message from another replica; `None` for this replica's own or an unknown one.
-fn from_message(text: &str, this_replica: &str) -> Option<Wakeup> {
-    let (name, replica) = text.split_once(' ')?;
+/// Messages are `<kind> <replica>[ <n>]`: the sender skips its own wake-ups (it woke its requests
+/// already) and only hears its own echoes.
+fn message(kind: &str, replica: &str) -> String {
+    format!("{kind} {replica}")
+}
+
+const ECHO: &str = "echo";
+
+fn heard(text: &str, this_replica: &str) -> Option<Heard> {
+    let mut words = text.split(' ');
+    let (kind, replica) = (words.next()?, words.next()?);
+    if kind == ECHO {
+        return (replica == this_replica)
+            .then(|| words.next()?.parse().ok().map(Heard::Echo))
+            .flatten();
+    }
     if replica == this_replica {
         return None;
     }
-    Wakeup::ALL.into_iter().find(|wakeup| wakeup.name() == name)
+    let wakeup = Wakeup::ALL
+        .into_iter()
+        .find(|wakeup| wakeup.name() == kind)?;
+    Some(Heard::Wakeup(wakeup))
 }
 
-/// This replica's subscription to the other replicas' wake-ups (see [`Store::listen_for_wakeups`]).
+/// Wake-ups marked by requests and not yet published (see [`Store::take_marked_wakeups`]).
+#[derive(Default)]
+pub(super) struct MarkedWakeups {
+    freed: AtomicBool,
+    confirmed: AtomicBool,
+    marked: Notify,
+}
+
+impl MarkedWakeups {
+    fn flag(&self, wakeup: Wakeup) -> &AtomicBool {
+        match wakeup {
+            Wakeup::Freed => &self.freed,
+            Wakeup::Confirmed => &self.confirmed,
+        }
+    }
+}
+
+/// This replica's subscription to the wake-up channel (see [`Store::listen_for_wakeups`]).
 pub struct WakeupListener {
     subscription: Subscription,
     replica: String,
 }
 
 impl WakeupListener {
-    /// The next wake-up from another replica; an error when the subscription broke (Redis went
-    /// away, or stopped answering its health check), after which a new one is needed.
-    pub async fn next(&mut self) -> Result<Wakeup, StoreError> {
+    /// The next message for this replica; an error once the connection is gone.
+    pub async fn next(&mut self) -> Result<Heard, StoreError> {
         loop {
             let text = self.subscription.next().await?;
-            if let Some(wakeup) = from_message(&text, &self.replica) {
-                return Ok(wakeup);
+            if let Some(heard) = heard(&text, &self.replica) {
+                return Ok(heard);
             }
         }
     }
 }
 
 impl Store {
-    /// Wakes this replica's requests waiting for `wakeup`, then the other replicas' (best effort:
-    /// they poll anyway).
-    pub(super) async fn wake(&self, wakeup: Wakeup) {
+    /// Wakes this replica's requests waiting for `wakeup` and marks it for the other replicas,
+    /// which the relay job tells without holding up the caller.
+    pub(super) fn wake(&self, wakeup: Wakeup) {
         self.wake_here(wakeup);
-        if self.is_embedded() {
-            return;
-        }
-        let channel = &self.keys.wakeups;
-        let text = message(wakeup, &self.replica);
-        if let Err(error) = self.engine.command(&["PUBLISH", channel, &text]).await {
-            log::debug!(
-                "could not tell the other replicas ({}): {error}",
-                wakeup.name()
-            );
+        if !self.is_embedded() {
+            self.marked_wakeups
+                .flag(wakeup)
+                .store(true, Ordering::SeqCst);
+            self.marked_wakeups.marked.notify_one();
         }
     }
 
@@ -93,7 +135,38 @@ impl Store {
         }
     }
 
-    /// Subscribes to the other replicas' wake-ups; `None` for the embedded store (one replica).
+    /// Waits until a request marked a wake-up, then takes every mark made so far.
+    pub async fn take_marked_wakeups(&self) -> Vec<Wakeup> {
+        self.marked_wakeups.marked.notified().await;
+        Wakeup::ALL
+            .into_iter()
+            .filter(|wakeup| {
+                self.marked_wakeups
+                    .flag(*wakeup)
+                    .swap(false, Ordering::SeqCst)
+            })
+            .collect()
+    }
+
+    /// Tells the other replicas about `wakeup`.
+    pub async fn publish_wakeup(&self, wakeup: Wakeup) -> Result<(), StoreError> {
+        self.publish(&message(wakeup.name(), &self.replica)).await
+    }
+
+    /// Publishes echo number `n`, which this replica's own subscription must hear back.
+    pub async fn publish_echo(&self, n: u64) -> Result<(), StoreError> {
+        self.publish(&format!("{} {n}", message(ECHO, &self.replica)))
+            .await
+    }
+
+    async fn publish(&self, text: &str) -> Result<(), StoreError> {
+        self.engine
+            .command(&["PUBLISH", &self.keys.wakeups, text])
+            .await
+            .map(drop)
+    }
+
+    /// Subscribes to the wake-up channel; `None` for the embedded store (one replica).
     pub async fn listen_for_wakeups(&self) -> Option<Result<WakeupListener, StoreError>> {
         let subscription = match &self.engine {
             Engine::Embedded(_) => return None,
@@ -112,13 +185,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_replica_reads_the_others_wake_ups_and_skips_its_own() {
+    fn a_replica_hears_the_others_wake_ups_and_its_own_echoes_only() {
         for wakeup in Wakeup::ALL {
-            let text = message(wakeup, "replica-a");
-            assert_eq!(from_message(&text, "replica-b"), Some(wakeup));
-            assert_eq!(from_message(&text, "replica-a"), None);
+            let text = message(wakeup.name(), "replica-a");
+            assert_eq!(heard(&text, "replica-b"), Some(Heard::Wakeup(wakeup)));
+            assert_eq!(heard(&text, "replica-a"), None);
         }
-        assert_eq!(from_message("moved replica-a", "replica-b"), None);
-        assert_eq!(from_message("freed", "replica-b"), None);
+        assert_eq!(heard("echo replica-a 7", "replica-a"), Some(Heard::Echo(7)));
+        assert_eq!(heard("echo replica-a 7", "replica-b"), None);
+        assert_eq!(heard("moved replica-a", "replica-b"), None);
+        assert_eq!(heard("freed", "replica-b"), None);
     }
 }

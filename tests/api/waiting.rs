@@ -272,9 +272,48 @@ async fn waiting_connects_are_served_in_the_order_they_arrived_across_replicas()
 /// Subscribers of the bot's wake-up channel (`PUBSUB NUMSUB`).
 fn wakeup_subscribers(prefix: &str) -> i64 {
     let channel = redis_key(prefix, "wakeups");
-    let reply = shared_redis().query(&["PUBSUB", "NUMSUB", &channel]);
+    let reply =
+        tokio::task::block_in_place(|| shared_redis().query(&["PUBSUB", "NUMSUB", &channel]));
     let (_, count): (String, i64) = redis::from_redis_value(reply).expect("PUBSUB NUMSUB reply");
     count
+}
+
+async fn wait_for_wakeup_subscribers(prefix: &str, count: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while wakeup_subscribers(prefix) != count {
+        assert!(
+            Instant::now() < deadline,
+            "{count} subscribers of the wake-ups (have {})",
+            wakeup_subscribers(prefix)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Releases the shard `holder` holds on `releasing` while a request waits for it on `waiting`, and
+/// returns the waiter's new session once it got the shard, failing if that took long enough to
+/// be the waiter's poll rather than a wake-up.
+async fn release_and_watch_a_waiter_on_another_replica(
+    releasing: &TestApp,
+    waiting: &TestApp,
+    holder: &str,
+) -> String {
+    let waiter = connect_waiting(waiting, "30");
+    queued().await;
+    let released_at = Instant::now();
+    assert_eq!(
+        releasing.disconnect(holder).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let (response, answered_at) = waiter.await.expect("the waiting request");
+    let (shard_id, body) = granted_shard(response).await;
+    assert_eq!(shard_id, 0);
+    assert!(
+        answered_at - released_at < Duration::from_secs(5),
+        "answered {:?} after the release on the other replica: by its poll, not a wake-up",
+        answered_at - released_at
+    );
+    body["session_id"].as_str().expect("session_id").to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,30 +324,15 @@ async fn a_release_on_one_replica_wakes_a_connect_waiting_on_another_long_before
     settings.waiter_poll_ms = 10_000;
     let prefix = settings.key_prefix.clone();
     let replicas = spawn_replicas(2, settings).await;
-    let subscribed = Instant::now() + Duration::from_secs(10);
-    while wakeup_subscribers(&prefix) < 2 {
-        assert!(
-            Instant::now() < subscribed,
-            "both replicas subscribe to the wake-ups"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_wakeup_subscribers(&prefix, 2).await;
     let holder = replicas[0].claim().await.session_id;
-    let waiting = connect_waiting(&replicas[1], "30");
-    queued().await;
+    let holder =
+        release_and_watch_a_waiter_on_another_replica(&replicas[0], &replicas[1], &holder).await;
 
-    let released_at = Instant::now();
-    assert_eq!(
-        replicas[0].disconnect(&holder).await.status(),
-        StatusCode::NO_CONTENT
-    );
-    let (response, answered_at) = waiting.await.expect("the waiting request");
-
-    let (shard_id, _) = granted_shard(response).await;
-    assert_eq!(shard_id, 0);
-    assert!(
-        answered_at - released_at < Duration::from_secs(5),
-        "answered {:?} after the release on the other replica: by its poll, not a wake-up",
-        answered_at - released_at
-    );
+    // Subscriptions cut by Redis (a restart, a failover, a proxy) are made again.
+    tokio::task::block_in_place(|| {
+        shared_redis().query(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    });
+    wait_for_wakeup_subscribers(&prefix, 2).await;
+    release_and_watch_a_waiter_on_another_replica(&replicas[1], &replicas[0], &holder).await;
 }

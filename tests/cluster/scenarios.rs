@@ -166,7 +166,13 @@ async fn waiting_connects_on_two_replicas_get_expired_shards_in_the_order_they_a
 async fn a_release_on_one_replica_wakes_a_connect_waiting_on_another_long_before_its_poll() {
     let _serial = serial().await;
     let cluster = RedisCluster::start(3);
-    let prefix = cluster.prefix_on(cluster.masters()[2], "wakeups");
+    // The replicas subscribe on the first seed; the bot's slot lives on another node.
+    let master = cluster
+        .masters()
+        .into_iter()
+        .find(|master| *master != cluster.ports[0])
+        .expect("a master besides the first seed");
+    let prefix = cluster.prefix_on(master, "wakeups");
     let mut settings = settings(&cluster.seeds(), &prefix, 1, 30);
     // A poll this slow cannot be what answers the waiter.
     settings.waiter_poll_ms = 10_000;
@@ -181,6 +187,11 @@ async fn a_release_on_one_replica_wakes_a_connect_waiting_on_another_long_before
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert_eq!(
+        cluster.node_subscribers(master, &channel),
+        0,
+        "published on one node, heard on another"
+    );
     let (status, holder) = apps[0].get("/connect").await;
     assert_eq!(status, 200, "{holder}");
     let waiting = {

@@ -309,16 +309,16 @@ fn the_service_follows_a_sentinel_failover_without_restart() {
         .expect("KEY_PREFIX");
     // Each replica listens for the others' wake-ups on the master the sentinels name.
     let channel = format!("{{{prefix}}}:wakeups");
-    let subscribers = || {
-        let reply = master.query(&["PUBSUB", "NUMSUB", &channel]);
+    let subscribers = |server: &RedisServer| {
+        let reply = server.query(&["PUBSUB", "NUMSUB", &channel]);
         redis::from_redis_value::<(String, i64)>(reply).map_or(0, |(_, count)| count)
     };
     let deadline = Instant::now() + Duration::from_secs(5);
-    while subscribers() < 3 && Instant::now() < deadline {
+    while subscribers(&master) < 3 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(
-        subscribers(),
+        subscribers(&master),
         3,
         "every replica subscribes through the sentinels"
     );
@@ -370,6 +370,12 @@ fn the_service_follows_a_sentinel_failover_without_restart() {
     assert!(
         outcome.recovery_ms.is_some_and(|ms| ms < 8000),
         "{outcome:?}"
+    );
+    // Still listening: on the new master, or on the old one now that it replicates from it.
+    assert_eq!(
+        subscribers(&master) + subscribers(&replica),
+        3,
+        "every replica still listens for wake-ups"
     );
     for replica in &replicas {
         assert!(replica.ready(), "served throughout, never restarted");

@@ -42,11 +42,20 @@ impl RedisServer {
             options,
             dir: Scratch::new("redis"),
         };
-        server.launch();
-        server
+        // `free_port` can hand one port to two tests before either binds it: the server that
+        // loses exits on its bind, and try another port.
+        for _ in 0..5 {
+            if server.launch() {
+                return server;
+            }
+            server.port = free_port();
+        }
+        panic!("redis-server found its port taken 5 times");
     }
 
-    fn launch(&mut self) {
+    /// Starts the server on its port and waits until it answers; false when it exited (its port
+    /// was taken).
+    fn launch(&mut self) -> bool {
         let mut command = Command::new("redis-server");
         command
             .args(["--bind", "127.0.0.1", "--save", ""])
@@ -93,12 +102,23 @@ impl RedisServer {
         );
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
+            // Whatever answers on the port is another test's server while ours has exited.
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return false;
+            }
             if self.options.tls.is_some() {
                 if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                    return;
+                    return true;
                 }
-            } else if self.try_query(&["PING"]).is_ok() {
-                return;
+            } else if let Ok(info) = self.try_query(&["INFO", "server"]) {
+                let ours = format!(
+                    "process_id:{}\r\n",
+                    self.child.as_ref().map_or(0, Child::id)
+                );
+                if redis::from_redis_value::<String>(info).is_ok_and(|info| info.contains(&ours)) {
+                    return true;
+                }
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -151,7 +171,7 @@ impl RedisServer {
     /// Starts again, empty, on the same port.
     pub fn restart(&mut self) {
         self.stop();
-        self.launch();
+        assert!(self.launch(), "port {} was taken meanwhile", self.port);
     }
 
     /// Scripts run so far (EVAL and EVALSHA calls, from `INFO commandstats`): a replica never runs
@@ -466,14 +486,20 @@ impl RedisCluster {
         }
     }
 
-    /// Subscribers of `channel` over every live node (`PUBSUB NUMSUB` counts a node's own).
+    /// Subscribers of `channel` over every live node.
     pub fn subscribers(&self, channel: &str) -> i64 {
         self.live_ports()
             .iter()
-            .filter_map(|port| self.node_query(*port, &["PUBSUB", "NUMSUB", channel]).ok())
-            .filter_map(|reply| redis::from_redis_value::<(String, i64)>(reply).ok())
-            .map(|(_, count)| count)
+            .map(|port| self.node_subscribers(*port, channel))
             .sum()
+    }
+
+    /// Subscribers of `channel` on the node `port` (`PUBSUB NUMSUB` counts a node's own).
+    pub fn node_subscribers(&self, port: u16, channel: &str) -> i64 {
+        self.node_query(port, &["PUBSUB", "NUMSUB", channel])
+            .ok()
+            .and_then(|reply| redis::from_redis_value::<(String, i64)>(reply).ok())
+            .map_or(0, |(_, count)| count)
     }
 
     /// The slot a key hashes to (`CLUSTER KEYSLOT`).

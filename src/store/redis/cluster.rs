@@ -4,8 +4,9 @@
 //! node that answered, and a new epoch with a quarantine when the master of the bot's slot changes.
 //!
 //! Every key of one bot carries the hash tag `{KEY_PREFIX}`, so all of them live in one slot and
-//! each script runs on one node. Everything this engine sends, keyless commands (`TIME`, `INFO`)
-//! included, goes to the master of that slot.
+//! each script runs on one node. Everything this engine sends, keyless commands (`TIME`, `INFO`,
+//! `PUBLISH`) included, goes to the master of that slot; only the wake-up subscription
+//! (`store/wakeups.rs`) connects to a seed of its own, since a classic `PUBLISH` reaches every node.
 //!
 //! **Master moves.** Replication is asynchronous: a replica promoted after its master died may
 //! lack writes the master acknowledged (a grant, say). Each script call is pipelined behind
@@ -15,7 +16,7 @@
 //! after a Sentinel failover. No write on an unchecked master is ever acknowledged to a client:
 //! a grant made there is never handed out, and expires with its lease.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -140,17 +141,23 @@ pub(in crate::store) struct ClusterEngine {
     master: Mutex<Option<String>>,
     /// How many times that node has changed since this engine started.
     moves: AtomicU64,
+    /// Subscriptions made so far: each starts at the next seed.
+    subscriptions: AtomicUsize,
 }
 
 impl ClusterEngine {
     /// A subscription to `channel` on the first seed that answers (a classic `PUBLISH` reaches
-    /// every node, so any will do).
+    /// every node, so any will do), starting one seed further on each time: a seed that answers
+    /// but no longer hears the cluster is left for the next.
     pub(in crate::store) async fn subscribe(
         &self,
         channel: &str,
     ) -> Result<super::Subscription, StoreError> {
+        let seeds = &self.link.seeds;
+        let first = self.subscriptions.fetch_add(1, Ordering::Relaxed);
         let mut last = StoreError::Unavailable("REDIS_CLUSTER names no node".into());
-        for seed in &self.link.seeds {
+        for offset in 0..seeds.len() {
+            let seed = &seeds[(first + offset) % seeds.len()];
             match super::Subscription::open(seed, channel, self.link.timeout).await {
                 Ok(subscription) => return Ok(subscription),
                 Err(error) => last = error,
@@ -166,6 +173,7 @@ impl ClusterEngine {
             route: Route::with_key(key_base, SlotAddr::Master),
             master: Mutex::new(None),
             moves: AtomicU64::new(0),
+            subscriptions: AtomicUsize::new(0),
         }
     }
 

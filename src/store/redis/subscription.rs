@@ -1,24 +1,21 @@
 //! A pub/sub subscription on a connection of its own (a subscribed connection can send nothing
-//! else, so it cannot be one of the pool's), with every step bounded by `REDIS_TIMEOUT_MS` and a
-//! health check, so that a silent connection (Redis paused, a network that dropped it without a
-//! word) is noticed and replaced rather than trusted for ever.
+//! else, so it cannot be one of the pool's), connecting and subscribing bounded by
+//! `REDIS_TIMEOUT_MS`. Whether messages still arrive is checked end to end by its user (see
+//! `store/wakeups.rs`): a node can answer and still not be where messages are published.
 
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use redis::Client;
 use redis::aio::{PubSubSink, PubSubStream};
-use redis::{Client, Value};
 
 use super::errors::classify;
 use crate::store::StoreError;
 
-/// How long a subscription may stay quiet before it is asked for a `PING`.
-const HEALTH_CHECK: Duration = Duration::from_secs(5);
-
 pub(in crate::store) struct Subscription {
-    sink: PubSubSink,
+    // Kept: dropping the sink would not end the subscription, but it is the connection's half.
+    _sink: PubSubSink,
     stream: PubSubStream,
-    timeout: Duration,
 }
 
 impl Subscription {
@@ -37,28 +34,19 @@ impl Subscription {
         let (mut sink, stream) = pubsub.split();
         bounded(timeout, "subscribing", sink.subscribe(channel)).await?;
         Ok(Self {
-            sink,
+            _sink: sink,
             stream,
-            timeout,
         })
     }
 
-    /// The next message's text; an error once the connection is gone or fails its health check.
+    /// The next message's text; an error once the connection is gone.
     pub(in crate::store) async fn next(&mut self) -> Result<String, StoreError> {
         loop {
-            tokio::select! {
-                message = self.stream.next() => {
-                    let message = message.ok_or_else(|| {
-                        StoreError::Unavailable("the subscription's connection closed".into())
-                    })?;
-                    if let Ok(text) = message.get_payload::<String>() {
-                        return Ok(text);
-                    }
-                }
-                () = tokio::time::sleep(HEALTH_CHECK) => {
-                    bounded(self.timeout, "a subscription's health check", self.sink.ping::<Value>())
-                        .await?;
-                }
+            let message = self.stream.next().await.ok_or_else(|| {
+                StoreError::Unavailable("the subscription's connection closed".into())
+            })?;
+            if let Ok(text) = message.get_payload::<String>() {
+                return Ok(text);
             }
         }
     }
