@@ -11,6 +11,11 @@
 # skip what is already installed. Caches stay inside the clone (target/). Extra arguments go to
 # `cargo test`.
 set -euo pipefail
+
+# The discord.py forks the Python adapter is tested with, one venv each: venv:extra:module (the
+# module SHARDMAN_PY_LIBRARY names; py-cord installs as `discord`).
+PY_FORKS="disnake:disnake:disnake disnake-oldest:disnake:disnake nextcord:nextcord:nextcord
+  pycord:pycord:discord pycord-oldest:pycord:discord"
 cd "$(dirname "$0")/.."
 
 missing=()
@@ -97,10 +102,12 @@ if [ -d clients/python ]; then
     touch "$oldest/.installed"
   fi
   # The forks of discord.py, each in a venv of its own (py-cord installs as `discord`), pinned by
-  # requirements-<fork>.txt: the adapter's unit tests against each (lane packages), the example
-  # bot in tests/clients. Each entry: venv and extra name, then the module SHARDMAN_PY_LIBRARY names.
-  for fork in disnake:disnake nextcord:nextcord pycord:discord; do
+  # requirements-<venv>.txt: the adapter's unit tests against each (lane packages), the example
+  # bot in tests/clients (the newest of each). The oldest version a range allows where it is not
+  # the newest too (nextcord's range holds one release).
+  for fork in $PY_FORKS; do
     name=${fork%%:*}
+    extra=$(echo "$fork" | cut -d: -f2)
     fork_venv=clients/python/.venv-$name
     [ -x "$fork_venv/bin/python" ] || python3 -m venv "$fork_venv"
     if changed clients/python/pyproject.toml "$fork_venv/.installed" ||
@@ -108,7 +115,7 @@ if [ -d clients/python ]; then
        changed "clients/python/requirements-$name.txt" "$fork_venv/.installed"; then
       # The test runner alone: ruff and mypy run in the main venv only.
       "$fork_venv/bin/pip" install -q --cache-dir "$PWD/target/pip-cache" \
-        -c "clients/python/requirements-$name.txt" -e "clients/python[$name]" \
+        -c "clients/python/requirements-$name.txt" -e "clients/python[$extra]" \
         pytest pytest-asyncio pytest-timeout
       touch "$fork_venv/.installed"
     fi
@@ -151,8 +158,8 @@ lane_packages() {
     step clients/python/.venv/bin/pytest -q clients/python
     step clients/python/.venv-hikari/bin/pytest -q clients/python/tests/test_hikari.py
     step clients/python/.venv-oldest/bin/pytest -q clients/python
-    for fork in disnake:disnake nextcord:nextcord pycord:discord; do
-      step env SHARDMAN_PY_LIBRARY="${fork#*:}" "clients/python/.venv-${fork%%:*}/bin/pytest" -q \
+    for fork in $PY_FORKS; do
+      step env SHARDMAN_PY_LIBRARY="${fork##*:}" "clients/python/.venv-${fork%%:*}/bin/pytest" -q \
         -p no:cacheprovider clients/python/tests/test_discordpy.py
     done
     # The wheel and the sdist a team installs, built and installed into a fresh venv.
