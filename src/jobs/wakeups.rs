@@ -68,6 +68,7 @@ impl WakeupRelay {
             };
             let error = match listener {
                 Ok(listener) => {
+                    self.store.set_wakeups_heard(true);
                     if failing {
                         log::info!("listening to the other replicas' wake-ups again");
                         failing = false;
@@ -83,6 +84,7 @@ impl WakeupRelay {
                 }
                 Err(error) => error,
             };
+            self.store.set_wakeups_heard(false);
             if !failing {
                 log::warn!(
                     "not listening to the other replicas' wake-ups (waiting requests poll meanwhile): {error}"

@@ -108,6 +108,8 @@ pub struct Store {
     replica: String,
     /// Wake-ups for the other replicas, waiting for the relay job to publish them.
     marked_wakeups: wakeups::MarkedWakeups,
+    /// Whether the relay job hears the other replicas' wake-ups now.
+    wakeups_heard: std::sync::atomic::AtomicBool,
     /// `WAITER_POLL_MS`: how often a claim that waits tries again when nothing woke it.
     waiter_poll: Duration,
 }
@@ -185,6 +187,7 @@ impl Store {
             confirmed: Notify::new(),
             replica: crate::session_token::new_nonce(),
             marked_wakeups: wakeups::MarkedWakeups::default(),
+            wakeups_heard: std::sync::atomic::AtomicBool::new(false),
             waiter_poll: Duration::from_millis(settings.waiter_poll_ms),
         };
         for script in store.scripts.all() {

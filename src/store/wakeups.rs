@@ -166,6 +166,17 @@ impl Store {
             .map(drop)
     }
 
+    /// Whether this replica hears the other replicas' wake-ups now (`shardman_wakeups_heard`);
+    /// `None` for the embedded store, which has no others.
+    pub fn wakeups_heard(&self) -> Option<bool> {
+        (!self.is_embedded()).then(|| self.wakeups_heard.load(Ordering::SeqCst))
+    }
+
+    /// Set by the relay job as its subscription comes and goes.
+    pub fn set_wakeups_heard(&self, heard: bool) {
+        self.wakeups_heard.store(heard, Ordering::SeqCst);
+    }
+
     /// Subscribes to the wake-up channel; `None` for the embedded store (one replica).
     pub async fn listen_for_wakeups(&self) -> Option<Result<WakeupListener, StoreError>> {
         let subscription = match &self.engine {

@@ -7,8 +7,8 @@ use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, TestApp, both_stores, expect_detail, expect_json, redis_key, settings, spawn_app,
-    spawn_replicas,
+    Backend, TestApp, both_stores, eventually, expect_detail, expect_json, redis_key, settings,
+    spawn_app, spawn_replicas,
 };
 use crate::support::redis::shared_redis;
 
@@ -325,6 +325,23 @@ async fn a_release_on_one_replica_wakes_a_connect_waiting_on_another_long_before
     let prefix = settings.key_prefix.clone();
     let replicas = spawn_replicas(2, settings).await;
     wait_for_wakeup_subscribers(&prefix, 2).await;
+    for replica in &replicas {
+        let hears_the_others = || async {
+            let metrics = replica
+                .get("/metrics")
+                .await
+                .text()
+                .await
+                .unwrap_or_default();
+            metrics
+                .lines()
+                .any(|line| line.starts_with("shardman_wakeups_heard{") && line.ends_with(" 1"))
+        };
+        assert!(
+            eventually(Duration::from_secs(5), hears_the_others).await,
+            "each replica's /metrics says it hears the others"
+        );
+    }
     let holder = replicas[0].claim().await.session_id;
     let holder =
         release_and_watch_a_waiter_on_another_replica(&replicas[0], &replicas[1], &holder).await;

@@ -64,7 +64,7 @@ error_set! {
         `shardman_generation`, ...) are read from the store at scrape time, so every replica \
         reports the same; request counts and latencies (`shardman_http_requests_total`, \
         `shardman_http_request_duration_seconds`) are this replica's, labelled by route pattern and \
-        status. When the store does not answer, `shardman_store_up` is 0 and the cluster figures are \
+        status, as are `shardman_previous_secret_uses_total` and `shardman_wakeups_heard`. When the store does not answer, `shardman_store_up` is 0 and the cluster figures are \
         left out. Needs the secret unless `PUBLIC_METRICS=true`.",
     security((), ("secret" = [])),
     responses(
@@ -96,7 +96,7 @@ pub async fn metrics(
     let mut families = Vec::new();
     for state in &states {
         families.extend(bot_families(state).await?);
-        families.extend(previous_secret_families(state, &telemetry.replica_id).map_err(internal)?);
+        families.extend(per_replica_families(state, &telemetry.replica_id).map_err(internal)?);
     }
     let mut families = merge(families);
     families.extend(telemetry.registry.gather());
@@ -145,9 +145,10 @@ async fn bot_families(state: &AppState) -> Result<Vec<MetricFamily>, Internal> {
     .map_err(internal)
 }
 
-/// This replica's uses of the bot's `SECRET_PREVIOUS` (per replica, unlike the fleet figures):
-/// a rotation's second phase is complete once they stay flat on every replica.
-fn previous_secret_families(
+/// This replica's own figures for the bot (unlike the fleet figures): its uses of the bot's
+/// `SECRET_PREVIOUS` (a rotation's second phase is complete once they stay flat on every replica),
+/// and whether it hears the other replicas' wake-ups.
+fn per_replica_families(
     state: &AppState,
     replica_id: &str,
 ) -> Result<Vec<MetricFamily>, prometheus::Error> {
@@ -175,6 +176,15 @@ fn previous_secret_families(
             .inc_by(count.load(std::sync::atomic::Ordering::Relaxed));
     }
     registry.register(Box::new(uses))?;
+    if let Some(heard) = state.store.wakeups_heard() {
+        let listening = IntGauge::new(
+            "shardman_wakeups_heard",
+            "1 while this replica hears the other replicas' wake-ups (Redis pub/sub); 0: its \
+             waiting requests learn of freed shards by their poll (WAITER_POLL_MS) only.",
+        )?;
+        listening.set(heard.into());
+        registry.register(Box::new(listening))?;
+    }
     Ok(registry.gather())
 }
 
