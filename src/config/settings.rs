@@ -193,6 +193,12 @@ settings! {
         /// the name the sentinels monitor the master under.
         per_replica "REDIS_SENTINEL_MASTER" => redis_sentinel_master: Option<String> = None,
             some(text);
+        /// with `REDIS_SENTINELS`: the password of the master (and replicas) the sentinels name.
+        per_replica "REDIS_SENTINEL_MASTER_PASSWORD" => redis_sentinel_master_password:
+            Option<Secret> = None, some(secret);
+        /// with `REDIS_SENTINELS`: the password of the sentinels themselves (their `requirepass`).
+        per_replica "REDIS_SENTINEL_PASSWORD" => redis_sentinel_password: Option<Secret> = None,
+            some(secret);
         /// seed nodes of a Redis Cluster (`host:port`, or URLs carrying the password and TLS
         /// scheme); when set, the cluster client is used instead of `REDIS_URL`.
         per_replica "REDIS_CLUSTER" => redis_cluster: Vec<String> = Vec::new(), parse_cluster_seeds;

@@ -15,10 +15,12 @@ pub enum StoreBackend {
     /// One Redis server (`REDIS_URL`).
     Redis { url: String },
     /// The master that the sentinels (`host:port` each) monitor under `master`, followed after a
-    /// failover.
+    /// failover; each with its password, if it asks for one.
     Sentinel {
         sentinels: Vec<String>,
         master: String,
+        sentinel_password: Option<String>,
+        master_password: Option<String>,
     },
     /// A Redis Cluster, found through its seed nodes (`host:port` or `redis://` URLs).
     Cluster { seeds: Vec<String> },
@@ -55,6 +57,23 @@ impl Settings {
                 master.clone(),
                 "needs REDIS_SENTINELS (host:port of each sentinel)",
             ));
+        } else {
+            for (variable, password) in [
+                (
+                    "REDIS_SENTINEL_MASTER_PASSWORD",
+                    &self.redis_sentinel_master_password,
+                ),
+                ("REDIS_SENTINEL_PASSWORD", &self.redis_sentinel_password),
+            ] {
+                if password.is_some() {
+                    return Err(invalid(
+                        variable,
+                        "***".into(),
+                        "only with REDIS_SENTINELS (REDIS_URL and REDIS_CLUSTER carry the password \
+                         in their URLs)",
+                    ));
+                }
+            }
         }
         if let Some(reason) = self
             .redis_cluster
@@ -79,9 +98,14 @@ impl Settings {
                 seeds: self.redis_cluster.clone(),
             }
         } else if let Some(master) = &self.redis_sentinel_master {
+            let expose = |secret: &Option<super::Secret>| {
+                secret.as_ref().map(|secret| secret.expose().to_owned())
+            };
             StoreBackend::Sentinel {
                 sentinels: self.redis_sentinels.clone(),
                 master: master.clone(),
+                sentinel_password: expose(&self.redis_sentinel_password),
+                master_password: expose(&self.redis_sentinel_master_password),
             }
         } else if let Some(url) = &self.redis_url {
             StoreBackend::Redis { url: url.clone() }
@@ -118,6 +142,21 @@ mod tests {
             ]) == StoreBackend::Sentinel {
                 sentinels: vec!["10.0.0.5:26379".into(), "10.0.0.6:26379".into()],
                 master: "mymaster".into(),
+                sentinel_password: None,
+                master_password: None,
+            }
+        );
+        assert!(
+            backend(&[
+                ("REDIS_SENTINELS", "10.0.0.5:26379"),
+                ("REDIS_SENTINEL_MASTER", "mymaster"),
+                ("REDIS_SENTINEL_PASSWORD", "sentinel-pw"),
+                ("REDIS_SENTINEL_MASTER_PASSWORD", "master-pw"),
+            ]) == StoreBackend::Sentinel {
+                sentinels: vec!["10.0.0.5:26379".into()],
+                master: "mymaster".into(),
+                sentinel_password: Some("sentinel-pw".into()),
+                master_password: Some("master-pw".into()),
             }
         );
         assert!(
@@ -152,6 +191,14 @@ mod tests {
             ]),
             r#"invalid REDIS_URL="***": set either REDIS_URL or REDIS_SENTINELS, not both"#
         );
+        for variable in ["REDIS_SENTINEL_PASSWORD", "REDIS_SENTINEL_MASTER_PASSWORD"] {
+            assert_eq!(
+                error(&[("REDIS_URL", "redis://10.0.0.9"), (variable, "pw")]),
+                format!(
+                    r#"invalid {variable}="***": only with REDIS_SENTINELS (REDIS_URL and REDIS_CLUSTER carry the password in their URLs)"#
+                )
+            );
+        }
     }
 
     #[test]

@@ -42,7 +42,7 @@ use self::engine::{Engine, Scripts};
 use self::group_commit::BeatQueue;
 use self::keys::Keys;
 use self::recovery::InitReason;
-use self::redis::{ClusterEngine, ClusterLink, RedisEngine};
+use self::redis::{ClusterEngine, ClusterLink, RedisEngine, SentinelPasswords};
 use self::scripts::{Envelope, ScriptCall, ScriptReply};
 use crate::config::{Settings, StoreBackend};
 use crate::session_token::SessionSigner;
@@ -136,9 +136,20 @@ impl Store {
         let engine = match backend {
             StoreBackend::InProcess => Engine::Embedded(EmbeddedEngine::new()),
             StoreBackend::Redis { url } => Engine::Redis(RedisEngine::open(&url, timeout_ms)?),
-            StoreBackend::Sentinel { sentinels, master } => {
-                Engine::Redis(RedisEngine::open_sentinel(&sentinels, &master, timeout_ms)?)
-            }
+            StoreBackend::Sentinel {
+                sentinels,
+                master,
+                sentinel_password,
+                master_password,
+            } => Engine::Redis(RedisEngine::open_sentinel(
+                &sentinels,
+                &master,
+                SentinelPasswords {
+                    sentinels: sentinel_password,
+                    master: master_password,
+                },
+                timeout_ms,
+            )?),
             StoreBackend::Cluster { seeds } => {
                 let link = ClusterLink::shared(&seeds, timeout_ms)?;
                 Engine::Cluster(ClusterEngine::new(link, &keys.base))

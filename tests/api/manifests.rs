@@ -274,6 +274,14 @@ fn check_overlay(name: &str, store: Store, extras: &[Extra], objects: &[Value]) 
                 assert!(!host.is_empty() && port.parse::<u16>().is_ok(), "{address}");
             }
             assert!(setting("REDIS_SENTINEL_MASTER").is_some_and(|m| !m.is_empty()));
+            for password in ["REDIS_SENTINEL_PASSWORD", "REDIS_SENTINEL_MASTER_PASSWORD"] {
+                assert_from_secret(shardman, password, password);
+                let entry = env_entry(shardman, password).expect("the password's entry");
+                assert_eq!(
+                    entry["valueFrom"]["secretKeyRef"]["optional"], true,
+                    "{password}: a setup without passwords still starts"
+                );
+            }
         }
         Store::Cluster => {
             assert_eq!(chosen, ["REDIS_CLUSTER"], "{name}");

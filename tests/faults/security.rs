@@ -1,4 +1,5 @@
-//! Redis with a password and over TLS: the replicas work unchanged behind either.
+//! Redis with a password (alone or behind Sentinel) and over TLS: the replicas work unchanged
+//! behind each.
 
 use std::path::Path;
 use std::process::Command;
@@ -6,7 +7,7 @@ use std::time::Duration;
 
 use crate::support::load::Load;
 use crate::support::process::{Scratch, free_port};
-use crate::support::redis::{RedisOptions, RedisServer};
+use crate::support::redis::{RedisOptions, RedisServer, SentinelPasswords, Sentinels};
 use crate::support::replicas::{Deployment, Replica};
 
 /// A short run through one replica; returns (acked beats, failed requests, safe).
@@ -83,6 +84,43 @@ impl WaitTimeout for std::process::Child {
         let _ = self.wait();
         None
     }
+}
+
+#[test]
+fn replicas_work_behind_sentinels_that_ask_for_a_password_in_front_of_a_master_that_does_too() {
+    let master = RedisServer::start_with(RedisOptions {
+        password: Some("master-pass".into()),
+        ..Default::default()
+    });
+    let sentinels = Sentinels::start_with(
+        master.port,
+        2,
+        SentinelPasswords {
+            sentinels: Some("sentinel-pass".into()),
+            master: Some("master-pass".into()),
+        },
+    );
+    let replica = Deployment::new("", 3, 4)
+        .set("REDIS_URL", "")
+        .set("REDIS_SENTINELS", &sentinels.addresses())
+        .set("REDIS_SENTINEL_MASTER", Sentinels::MASTER)
+        .set("REDIS_SENTINEL_PASSWORD", "sentinel-pass")
+        .set("REDIS_SENTINEL_MASTER_PASSWORD", "master-pass")
+        .start();
+    let (acked, failed, safe) = short_run(&replica);
+    assert!(
+        acked > 0 && failed == 0 && safe,
+        "acked {acked}, failed {failed}"
+    );
+    assert!(
+        master.script_calls() > 0,
+        "the service writes to the master"
+    );
+    assert!(
+        !replica.log().contains("master-pass") && !replica.log().contains("sentinel-pass"),
+        "no password in the log: {}",
+        replica.log()
+    );
 }
 
 /// A throwaway CA and a server certificate for 127.0.0.1, made with openssl.

@@ -252,11 +252,22 @@ fn query_url(url: &str, args: &[&str]) -> redis::RedisResult<redis::Value> {
     command.query(&mut conn)
 }
 
+/// Passwords for [`Sentinels::start_with`].
+#[derive(Default)]
+pub struct SentinelPasswords {
+    /// The sentinels' own (`requirepass`).
+    pub sentinels: Option<String>,
+    /// The master's, which the sentinels use (`sentinel auth-pass`).
+    pub master: Option<String>,
+}
+
 /// `redis-sentinel`s watching one master under the name `shardman`.
 pub struct Sentinels {
     children: Vec<Child>,
     pub ports: Vec<u16>,
     _dir: Scratch,
+    /// Their `requirepass`, if any.
+    password: Option<String>,
 }
 
 impl Sentinels {
@@ -265,6 +276,18 @@ impl Sentinels {
     /// `count` sentinels (a quorum of two) watching `127.0.0.1:<master_port>`; returns once the
     /// first one names that master.
     pub fn start(master_port: u16, count: usize) -> Self {
+        Self::start_with(master_port, count, SentinelPasswords::default())
+    }
+
+    /// [`Sentinels::start`] with passwords: the sentinels' own, and the master's they use.
+    pub fn start_with(master_port: u16, count: usize, passwords: SentinelPasswords) -> Self {
+        let mut auth = String::new();
+        if let Some(password) = &passwords.sentinels {
+            auth.push_str(&format!("requirepass {password}\n"));
+        }
+        if let Some(password) = &passwords.master {
+            auth.push_str(&format!("sentinel auth-pass {} {password}\n", Self::MASTER));
+        }
         let dir = Scratch::new("sentinel");
         let mut children = Vec::new();
         let mut ports = Vec::new();
@@ -278,7 +301,7 @@ impl Sentinels {
                      sentinel monitor {name} 127.0.0.1 {master_port} 2\n\
                      sentinel down-after-milliseconds {name} 1000\n\
                      sentinel failover-timeout {name} 5000\n\
-                     sentinel parallel-syncs {name} 1\n",
+                     sentinel parallel-syncs {name} 1\n{auth}",
                     dir = dir.0.display(),
                     name = Self::MASTER,
                 ),
@@ -300,6 +323,7 @@ impl Sentinels {
         let sentinels = Self {
             children,
             ports,
+            password: passwords.sentinels,
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -313,7 +337,14 @@ impl Sentinels {
     }
 
     fn query(&self, index: usize, args: &[&str]) -> redis::RedisResult<redis::Value> {
-        query_url(&format!("redis://127.0.0.1:{}", self.ports[index]), args)
+        let auth = self
+            .password
+            .as_ref()
+            .map_or(String::new(), |password| format!(":{password}@"));
+        query_url(
+            &format!("redis://{auth}127.0.0.1:{}", self.ports[index]),
+            args,
+        )
     }
 
     /// The master's port as the first sentinel sees it.

@@ -37,7 +37,7 @@ use deadpool::managed::{Object, Pool};
 use deadpool_redis::sentinel::{Manager as SentinelManager, SentinelServerType};
 use deadpool_redis::{Manager, Runtime};
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Script, Value};
+use redis::{AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo, Script, Value};
 
 use self::errors::classify;
 use self::sentinel::{Failovers, follow_master};
@@ -95,11 +95,46 @@ pub(super) struct RedisEngine {
 
 enum SubscribeTo {
     Node(redis::Client),
-    /// The master the sentinels (URLs) name.
+    /// The master the sentinels name, reached as `node` says.
     Master {
-        sentinels: Vec<String>,
+        sentinels: Vec<ConnectionInfo>,
         name: String,
+        node: redis::sentinel::SentinelNodeConnectionInfo,
     },
+}
+
+/// The passwords behind `REDIS_SENTINELS`: the sentinels' own, and the master's (and replicas').
+pub(in crate::store) struct SentinelPasswords {
+    pub sentinels: Option<String>,
+    pub master: Option<String>,
+}
+
+impl SentinelPasswords {
+    /// How to reach the sentinel at `address` (`host:port`).
+    fn sentinel(&self, address: &str) -> Result<ConnectionInfo, StoreError> {
+        let info = format!("redis://{address}")
+            .into_connection_info()
+            .map_err(|error| StoreError::Internal(format!("invalid REDIS_SENTINELS: {error}")))?;
+        Ok(match &self.sentinels {
+            Some(password) => {
+                let redis = info.redis_settings().clone().set_password(password);
+                info.set_redis_settings(redis)
+            }
+            None => info,
+        })
+    }
+
+    /// How connections to the master authenticate (the pool's and the subscription's).
+    fn master_connection(&self) -> Option<deadpool_redis::sentinel::SentinelNodeConnectionInfo> {
+        let password = self.master.clone()?;
+        Some(deadpool_redis::sentinel::SentinelNodeConnectionInfo {
+            tls_mode: None,
+            redis_connection_info: Some(deadpool_redis::RedisConnectionInfo {
+                password: Some(password),
+                ..Default::default()
+            }),
+        })
+    }
 }
 
 /// The connections requests share: a slot each, filled from the pool on first use and emptied
@@ -181,17 +216,19 @@ impl RedisEngine {
     pub(super) fn open_sentinel(
         sentinels: &[String],
         master: &str,
+        passwords: SentinelPasswords,
         timeout_ms: u64,
     ) -> Result<Self, StoreError> {
         let timeout = Duration::from_millis(timeout_ms);
-        let urls: Vec<String> = sentinels
+        let sentinels: Vec<ConnectionInfo> = sentinels
             .iter()
-            .map(|address| format!("redis://{address}"))
-            .collect();
+            .map(|address| passwords.sentinel(address))
+            .collect::<Result<_, _>>()?;
+        let master_connection = passwords.master_connection();
         let manager = SentinelManager::new(
-            urls.clone(),
+            sentinels.clone(),
             master.into(),
-            None,
+            master_connection.clone(),
             SentinelServerType::Master,
         )
         .map_err(|error| StoreError::Internal(format!("invalid REDIS_SENTINELS: {error}")))?;
@@ -199,15 +236,16 @@ impl RedisEngine {
         let engine = Self {
             pools: Arc::new(Pools::Sentinel(pool)),
             subscribe_to: Box::new(SubscribeTo::Master {
-                sentinels: urls.clone(),
+                sentinels: sentinels.clone(),
                 name: master.to_owned(),
+                node: master_connection.map(Into::into).unwrap_or_default(),
             }),
             failovers: Arc::default(),
             timeout,
             shared: Box::default(),
         };
         let watcher = follow_master(
-            urls,
+            sentinels,
             master.to_owned(),
             Arc::downgrade(&engine.pools),
             engine.failovers.clone(),
@@ -233,16 +271,18 @@ impl RedisEngine {
     pub(super) async fn subscribe(&self, channel: &str) -> Result<Subscription, StoreError> {
         match &*self.subscribe_to {
             SubscribeTo::Node(client) => Subscription::open(client, channel, self.timeout).await,
-            SubscribeTo::Master { sentinels, name } => {
+            SubscribeTo::Master {
+                sentinels,
+                name,
+                node,
+            } => {
                 let mut sentinel = redis::sentinel::Sentinel::build(sentinels.clone())
                     .map_err(|error| StoreError::Internal(error.to_string()))?;
-                let master =
-                    tokio::time::timeout(self.timeout, sentinel.async_master_for(name, None))
-                        .await
-                        .map_err(|_| {
-                            StoreError::Unavailable("the sentinels did not answer".into())
-                        })?
-                        .map_err(classify)?;
+                let master = sentinel.async_master_for(name, Some(node));
+                let master = tokio::time::timeout(self.timeout, master)
+                    .await
+                    .map_err(|_| StoreError::Unavailable("the sentinels did not answer".into()))?
+                    .map_err(classify)?;
                 Subscription::open(&master, channel, self.timeout).await
             }
         }

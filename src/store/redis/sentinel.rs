@@ -49,7 +49,7 @@ impl Failovers {
 /// has moved, every existing connection is stale and the idle ones are closed. Ends when the engine
 /// is dropped.
 pub(super) async fn follow_master(
-    sentinels: Vec<String>,
+    sentinels: Vec<redis::ConnectionInfo>,
     master: String,
     pools: Weak<Pools>,
     failovers: Arc<Failovers>,
@@ -60,7 +60,7 @@ pub(super) async fn follow_master(
         .set_response_timeout(Some(timeout));
     let clients: Vec<Option<redis::Client>> = sentinels
         .iter()
-        .map(|url| redis::Client::open(url.as_str()).ok())
+        .map(|sentinel| redis::Client::open(sentinel.clone()).ok())
         .collect();
     let mut connections: Vec<Option<MultiplexedConnection>> = vec![None; clients.len()];
     let mut known: Option<(String, String)> = None;
