@@ -214,6 +214,37 @@ async def test_the_bots_own_close_ends_the_run_and_hands_the_session_over_resuma
     assert fake_shardman.requests("/disconnect")
 
 
+async def test_a_claim_is_given_back_while_its_bot_is_still_closing_and_the_run_waits_for_the_close(
+    fake_shardman: FakeShardman, standin: StandinDiscord
+) -> None:
+    fake_shardman.grant_permits()
+    fake_shardman.script("/connect", (200, claim_json()))
+    fake_shardman.script("/beat", beat_answer())
+    fake_shardman.script("/disconnect", (204, None))
+    stopped: list[float] = []
+
+    def slow_to_close() -> Any:
+        bot = make_bot(standin)()
+
+        async def linger(_: Any) -> None:  # hikari awaits StoppingEvent listeners in close()
+            await asyncio.sleep(1.0)
+
+        async def record(_: Any) -> None:
+            stopped.append(time.monotonic())
+
+        bot.subscribe(hikari.StoppingEvent, linger)
+        bot.subscribe(hikari.StoppedEvent, record)
+        return bot
+
+    run = Running(fake_shardman, standin, factory=slow_to_close)
+    await until(lambda: len(standin.of("ready")) == 1, 15, "shard 0 READY")
+    assert await run.end() is Release.SHUTDOWN
+    # The next holder's RESUME waits for /disconnect, not for the rest of hikari's close.
+    (disconnect,) = fake_shardman.requests("/disconnect")
+    assert len(stopped) == 1, "run_bot returns once the bot has closed"
+    assert disconnect.at < stopped[0] - 0.5
+
+
 async def test_a_session_discord_refuses_to_resume_is_identified_anew_with_a_permit(
     fake_shardman: FakeShardman, standin: StandinDiscord
 ) -> None:

@@ -70,12 +70,18 @@ async def run_bot(
     the gateway transport's (None: plain JSON, as a gateway asked without `compress` sends it).
     """
 
-    async def start(context: ClaimContext) -> HikariShards:
-        return await HikariShards.start(factory(), context, compression=compression)
+    closing: set[asyncio.Task[None]] = set()
 
-    return await run_claims(
-        start, shardman=shardman, stop=stop, on_event=on_event, reclaim_pause=reclaim_pause
-    )
+    async def start(context: ClaimContext) -> HikariShards:
+        return await HikariShards.start(factory(), context, compression=compression, closing=closing)
+
+    try:
+        return await run_claims(
+            start, shardman=shardman, stop=stop, on_event=on_event, reclaim_pause=reclaim_pause
+        )
+    finally:
+        # The bots of claims given back finish closing (REST, voice) after the give-back.
+        await asyncio.gather(*closing, return_exceptions=True)
 
 
 class PacedShard(GatewayShardImpl):
@@ -118,9 +124,13 @@ class PacedShard(GatewayShardImpl):
 class HikariShards:
     """One claim's bot and shards: started by `start`, stopped by the runner."""
 
-    def __init__(self, context: ClaimContext, bot: hikari.GatewayBot) -> None:
+    def __init__(
+        self, context: ClaimContext, bot: hikari.GatewayBot, closing: set[asyncio.Task[None]]
+    ) -> None:
         self.context = context
         self.bot = bot
+        #: The bots still closing after their claims ended (`run_bot` awaits them before it returns).
+        self.closing = closing
         self.shards: dict[int, PacedShard] = {}
         #: Guilds of each shard that this process IDENTIFYed (READY's, then joins and leaves).
         self.guilds: dict[int, set[int]] = {}
@@ -129,9 +139,14 @@ class HikariShards:
 
     @classmethod
     async def start(
-        cls, bot: hikari.GatewayBot, context: ClaimContext, *, compression: GatewayCompression | None
+        cls,
+        bot: hikari.GatewayBot,
+        context: ClaimContext,
+        *,
+        compression: GatewayCompression | None,
+        closing: set[asyncio.Task[None]],
     ) -> HikariShards:
-        self = cls(context, bot)
+        self = cls(context, bot, closing)
         claim = context.claim
         bot.subscribe(hikari.ShardReadyEvent, self._on_ready)
         bot.subscribe(hikari.GuildJoinEvent, self._on_guild_join)
@@ -229,9 +244,19 @@ class HikariShards:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*(shard.halt() for shard in self.shards.values()))
+        # The sockets are closed and the sequences final: the last beat and /disconnect may go now,
+        # while the bot closes the rest (shards, REST, voice: up to a second or more), so the next
+        # holder does not wait for that.
         if _Internals.running(self.bot):
-            await self.bot.close()  # stops the shards (their sockets are closed already) and REST
+            closed = asyncio.ensure_future(self.bot.close())
+            self.closing.add(closed)
+            closed.add_done_callback(self._closed)
         # else the bot's own close() is under way, awaited by whoever called it
+
+    def _closed(self, closed: asyncio.Task[None]) -> None:
+        self.closing.discard(closed)
+        if not closed.cancelled() and closed.exception() is not None:
+            log.warning("closing the bot: %r", closed.exception())
 
     async def _close_sockets(self, code: int) -> None:
         self.halted = True  # first: a socket closed here must not come back
