@@ -100,20 +100,17 @@ impl App {
     }
 
     pub async fn disconnect(&self, session_id: &str) -> u16 {
-        self.client
-            .post(format!("{}/disconnect", self.url))
-            .header(AUTHORIZATION, SECRET)
-            .form(&[("session_id", session_id)])
-            .send()
-            .await
-            .expect("request")
-            .status()
-            .as_u16()
+        self.post_session("/disconnect", session_id).await
     }
 
     pub async fn beat(&self, session_id: &str) -> u16 {
+        self.post_session("/beat", session_id).await
+    }
+
+    /// `POST path` with the secret and a form naming the session: the status.
+    async fn post_session(&self, path: &str, session_id: &str) -> u16 {
         self.client
-            .post(format!("{}/beat", self.url))
+            .post(format!("{}{path}", self.url))
             .header(AUTHORIZATION, SECRET)
             .form(&[("session_id", session_id)])
             .send()
