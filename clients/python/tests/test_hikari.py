@@ -40,6 +40,15 @@ def beat_answer(**fields: Any) -> tuple[int, dict[str, Any]]:
     return (200, {"shard_id": 0, "max_shards": 2, "generation": 1, "state": "active", **fields})
 
 
+def serve_one_claim(fake: FakeShardman) -> None:
+    """shardman as a one-shard bot meets it: permits granted, one claim of shard 0, beats answered,
+    the claim taken back."""
+    fake.grant_permits()
+    fake.script("/connect", (200, claim_json()))
+    fake.script("/beat", beat_answer())
+    fake.script("/disconnect", (204, None))
+
+
 async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -141,10 +150,7 @@ async def test_a_claim_with_resume_data_resumes_without_a_permit_and_a_beat_reco
     fake_shardman: FakeShardman, standin: StandinDiscord
 ) -> None:
     # A session of shard 0 the previous holder left behind (resumable: closed with 4000).
-    fake_shardman.grant_permits()
-    fake_shardman.script("/connect", (200, claim_json()))
-    fake_shardman.script("/beat", beat_answer())
-    fake_shardman.script("/disconnect", (204, None))
+    serve_one_claim(fake_shardman)
     first = Running(fake_shardman, standin)
     await until(lambda: len(standin.of("ready")) == 1, 20, "shard 0 READY")
     await first.end()
@@ -185,10 +191,7 @@ async def test_a_lost_session_stops_the_shards_at_once_and_claims_again(
 async def test_a_token_the_gateway_refuses_fails_the_claim_and_raises(
     fake_shardman: FakeShardman, standin: StandinDiscord
 ) -> None:
-    fake_shardman.grant_permits()
-    fake_shardman.script("/connect", (200, claim_json()))
-    fake_shardman.script("/beat", beat_answer())
-    fake_shardman.script("/disconnect", (204, None))
+    serve_one_claim(fake_shardman)
     run = Running(fake_shardman, standin, token="MTEwMDAwMDAwMDAwMDAwMDAwMQ.wrong.token")
     with pytest.raises(hikari.GatewayServerClosedConnectionError):
         await asyncio.wait_for(asyncio.shield(run.task), 20)
@@ -200,10 +203,7 @@ async def test_a_token_the_gateway_refuses_fails_the_claim_and_raises(
 async def test_the_bots_own_close_ends_the_run_and_hands_the_session_over_resumably(
     fake_shardman: FakeShardman, standin: StandinDiscord
 ) -> None:
-    fake_shardman.grant_permits()
-    fake_shardman.script("/connect", (200, claim_json()))
-    fake_shardman.script("/beat", beat_answer())
-    fake_shardman.script("/disconnect", (204, None))
+    serve_one_claim(fake_shardman)
     run = Running(fake_shardman, standin, factory=closing_itself_when_ready(standin))
     assert await asyncio.wait_for(asyncio.shield(run.task), 15) is Release.SHUTDOWN
     await run.shardman.close()
@@ -217,10 +217,7 @@ async def test_the_bots_own_close_ends_the_run_and_hands_the_session_over_resuma
 async def test_a_claim_is_given_back_while_its_bot_is_still_closing_and_the_run_waits_for_the_close(
     fake_shardman: FakeShardman, standin: StandinDiscord
 ) -> None:
-    fake_shardman.grant_permits()
-    fake_shardman.script("/connect", (200, claim_json()))
-    fake_shardman.script("/beat", beat_answer())
-    fake_shardman.script("/disconnect", (204, None))
+    serve_one_claim(fake_shardman)
     stopped: list[float] = []
 
     def slow_to_close() -> Any:
@@ -260,10 +257,7 @@ async def test_a_claim_is_given_back_once_the_close_handshake_is_done_not_when_s
         returned.append(time.monotonic())
 
     monkeypatch.setattr(hikari_shard._GatewayTransport, "send_close", slow_send_close)
-    fake_shardman.grant_permits()
-    fake_shardman.script("/connect", (200, claim_json()))
-    fake_shardman.script("/beat", beat_answer())
-    fake_shardman.script("/disconnect", (204, None))
+    serve_one_claim(fake_shardman)
     run = Running(fake_shardman, standin)
     await until(lambda: len(standin.of("ready")) == 1, 15, "shard 0 READY")
     assert await run.end() is Release.SHUTDOWN
