@@ -242,32 +242,6 @@ async def test_a_claim_is_given_back_while_its_bot_is_still_closing_and_the_run_
     assert disconnect.at < stopped[0] - 0.5
 
 
-async def test_a_claim_is_given_back_once_the_close_handshake_is_done_not_when_send_close_returns(
-    fake_shardman: FakeShardman, standin: StandinDiscord, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from hikari.impl import shard as hikari_shard
-
-    returned: list[float] = []
-    send_close = hikari_shard._GatewayTransport.send_close
-
-    async def slow_send_close(self: Any, *, code: int, message: bytes) -> None:
-        # hikari sleeps 0.25 s after the handshake (an aiohttp SSL workaround); make it long
-        await send_close(self, code=code, message=message)
-        await asyncio.sleep(1.0)
-        returned.append(time.monotonic())
-
-    monkeypatch.setattr(hikari_shard._GatewayTransport, "send_close", slow_send_close)
-    serve_one_claim(fake_shardman)
-    run = Running(fake_shardman, standin)
-    await until(lambda: len(standin.of("ready")) == 1, 15, "shard 0 READY")
-    assert await run.end() is Release.SHUTDOWN
-    (close,) = [c for c in standin.of("close") if c.shard is not None]
-    assert close.code == 4000
-    (disconnect,) = fake_shardman.requests("/disconnect")
-    assert returned, "run_bot returns once send_close has"
-    assert disconnect.at < returned[0] - 0.5, "given back without waiting for send_close to return"
-
-
 async def test_a_session_discord_refuses_to_resume_is_identified_anew_with_a_permit(
     fake_shardman: FakeShardman, standin: StandinDiscord
 ) -> None:

@@ -50,9 +50,6 @@ BotFactory = Callable[[], hikari.GatewayBot]
 #: Gateway opcode of IDENTIFY.
 IDENTIFY_OP = 2
 
-#: How often a closing socket is looked at for the end of its close handshake (seconds).
-CLOSE_POLL = 0.01
-
 
 async def run_bot(
     factory: BotFactory,
@@ -263,15 +260,7 @@ class HikariShards:
 
     async def _close_sockets(self, code: int) -> None:
         self.halted = True  # first: a socket closed here must not come back
-        await asyncio.gather(*(self._close_socket(s, code) for s in self.shards.values()))
-
-    async def _close_socket(self, shard: PacedShard, code: int) -> None:
-        """Returns once the close handshake is done; hikari's own tidying up after it goes on in the
-        background (`run_bot` awaits it)."""
-        closing = asyncio.ensure_future(_Internals.close_socket(shard, code))
-        self.closing.add(closing)
-        closing.add_done_callback(self._closed)
-        await _Internals.socket_closed(shard, closing)
+        await asyncio.gather(*(_Internals.close_socket(s, code) for s in self.shards.values()))
 
 
 class _Internals:
@@ -283,9 +272,6 @@ class _Internals:
     - `GatewayShardImpl`: `_connect` (opens a socket, then IDENTIFYs or RESUMEs), `_send_json` (writes
       the IDENTIFY), `_session_id` / `_seq` / `_resume_gateway_url` (a RESUME when `_seq` is set), and
       `_ws.send_close(code=, message=)`, which closes the socket once (later calls do nothing).
-    - The gateway transport's `_ws` (aiohttp's websocket): its `close_code`, set once the close
-      handshake is done, while `send_close` still sleeps 0.25 s (read with `getattr`: without it the
-      adapter waits for `send_close`).
     """
 
     @staticmethod
@@ -364,12 +350,3 @@ class _Internals:
         if ws is not None:
             with contextlib.suppress(Exception):  # a socket that is gone already
                 await ws.send_close(code=code, message=b"shardman: handed over")
-
-    @staticmethod
-    async def socket_closed(shard: PacedShard, closing: asyncio.Future[None]) -> None:
-        """Waits for `closing` (`close_socket`) or, sooner, for the end of the close handshake: hikari's
-        `send_close` then still sleeps 0.25 s (an aiohttp SSL workaround) before it returns."""
-        ws = shard._ws
-        socket = getattr(ws, "_ws", None) if ws is not None else None
-        while not closing.done() and getattr(socket, "close_code", None) is None:
-            await asyncio.wait({closing}, timeout=CLOSE_POLL)
